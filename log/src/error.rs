@@ -1,0 +1,78 @@
+//! The one error type of spool-log.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout spool-log.
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Every failure spool-log reports. Each variant carries enough context for an
+/// operator to act on it without reading the code.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A batch read back from disk failed validation (bad CRC, bad framing).
+    /// Reads never return such bytes; recovery truncates them away.
+    #[error("corrupt record batch in {file} at byte {position}: {reason}")]
+    CorruptBatch {
+        file: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// A batch handed to the log (by a producer or a follower) is malformed.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
+    /// A batch is larger than the topic's `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes = {max}")]
+    BatchTooLarge { size: usize, max: usize },
+    /// A configuration value is out of range or unparsable.
+    #[error("invalid value `{value}` for config `{key}`: {reason}")]
+    InvalidConfig {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// A configuration key spool does not know.
+    #[error("unknown config `{key}`; known keys are: {known}")]
+    UnknownConfig { key: String, known: String },
+    /// A topic name that breaks the naming rules.
+    #[error("invalid topic name `{name}`: {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    /// A read, truncation or deletion named an offset outside the log.
+    #[error("offset {offset} is out of range: the log holds [{log_start}, {log_end})")]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start: u64,
+        log_end: u64,
+    },
+    /// A batch uses a compression codec spool cannot decode.
+    #[error("unsupported compression codec id {0} (supported: none, lz4, zstd)")]
+    UnsupportedCompression(u8),
+    /// A file system operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LogError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        LogError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attaches a path to I/O results: `file.sync_data().at(&path)?`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| LogError::io(path, e))
+    }
+}

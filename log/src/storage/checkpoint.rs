@@ -1,0 +1,92 @@
+//! The per-partition checkpoint file: where recovery may start, where the log
+//! starts, and how far the cleaner has compacted.
+//!
+//! Written to a temporary file, synced, renamed over the old one and the
+//! directory synced, so a crash leaves either the old or the new checkpoint.
+//! A missing checkpoint means "trust nothing": recovery scans every segment.
+
+use std::fs::{self, File};
+use std::path::Path;
+
+use crate::error::IoContext;
+use crate::{LogError, Result};
+
+pub const FILE_NAME: &str = "checkpoint";
+const HEADER: &str = "spool-log-checkpoint v1";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Every segment that ends at or before this offset is synced and has
+    /// synced index files; recovery validates only the segments after it.
+    pub recovery_point: u64,
+    /// The first offset readers may see (raised by retention and deletes).
+    pub log_start_offset: u64,
+    /// The cleaner has compacted everything before this offset.
+    pub cleaner_offset: u64,
+}
+
+impl Checkpoint {
+    pub fn read(dir: &Path) -> Result<Checkpoint> {
+        let path = dir.join(FILE_NAME);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::default()),
+            Err(e) => return Err(LogError::io(&path, e)),
+        };
+        let bad = |reason: &str| LogError::CorruptBatch {
+            file: path.clone(),
+            position: 0,
+            reason: format!("unreadable checkpoint: {reason}"),
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some(HEADER) {
+            return Err(bad("unknown header"));
+        }
+        let mut checkpoint = Checkpoint::default();
+        for line in lines {
+            let (key, value) = line.split_once('=').ok_or_else(|| bad(line))?;
+            let value: u64 = value.parse().map_err(|_| bad(line))?;
+            match key {
+                "recovery_point" => checkpoint.recovery_point = value,
+                "log_start_offset" => checkpoint.log_start_offset = value,
+                "cleaner_offset" => checkpoint.cleaner_offset = value,
+                _ => return Err(bad(line)),
+            }
+        }
+        Ok(checkpoint)
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(FILE_NAME);
+        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+        let text = format!(
+            "{HEADER}\nrecovery_point={}\nlog_start_offset={}\ncleaner_offset={}\n",
+            self.recovery_point, self.log_start_offset, self.cleaner_offset
+        );
+        fs::write(&tmp, text).at(&tmp)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)?;
+        sync_dir(dir)
+    }
+}
+
+/// Makes renames and new files in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_defaults_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Checkpoint::read(dir.path()).unwrap(), Checkpoint::default());
+        let c = Checkpoint { recovery_point: 42, log_start_offset: 7, cleaner_offset: 30 };
+        c.write(dir.path()).unwrap();
+        assert_eq!(Checkpoint::read(dir.path()).unwrap(), c);
+        fs::write(dir.path().join(FILE_NAME), "garbage").unwrap();
+        assert!(Checkpoint::read(dir.path()).is_err());
+    }
+}

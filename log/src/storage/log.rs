@@ -1,0 +1,331 @@
+//! [`PartitionLog`]: the segment log of one partition, and its write path.
+//!
+//! Concurrency: one `RwLock` guards the segment map and offsets. Appends take
+//! it for writing only while bytes are copied into the page cache; reads take
+//! it for reading only to find a file and a byte range, and do their I/O
+//! after releasing it. Fsync happens outside the lock, so a flush never
+//! stalls readers or appenders. Segment files are shared as `Arc<File>`: a
+//! segment deleted or replaced while a read is in flight stays readable
+//! through the handle the read already holds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::checkpoint::{sync_dir, Checkpoint};
+use super::clock::Clock;
+use super::recovery::{self, RecoveryReport};
+use super::segment::{BatchInfo, Segment};
+use crate::config::LogConfig;
+use crate::record::{stamp, BatchIter};
+use crate::{LogError, Result};
+
+/// Where an append landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub max_timestamp: i64,
+}
+
+/// The segment log of one partition. See the [module docs](super).
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: RwLock<LogConfig>,
+    pub(crate) state: RwLock<LogState>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Serializes flushes, so the flushed offset only moves forward.
+    flush_lock: Mutex<()>,
+    /// Serializes cleaner passes over this log.
+    pub(crate) cleaner_lock: Mutex<()>,
+    recovery: RecoveryReport,
+}
+
+pub(crate) struct LogState {
+    /// Segments by base offset; the last one is the active segment.
+    pub segments: BTreeMap<u64, Segment>,
+    pub log_start_offset: u64,
+    /// The checkpoint as last written to disk.
+    pub checkpoint: Checkpoint,
+    /// Every batch before this offset is synced to disk.
+    pub flushed_offset: u64,
+    pub appended_bytes: u64,
+    pub flushed_bytes: u64,
+    /// Clock reading at the first append not yet synced.
+    pub oldest_unflushed_ms: Option<u64>,
+    /// Clock reading when the active segment got its first batch.
+    pub active_since_ms: Option<u64>,
+}
+
+impl LogState {
+    pub fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+    pub fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+    pub fn next_offset(&self) -> u64 {
+        self.active().next_offset
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it first: segments
+    /// after the recovery checkpoint are validated batch by batch, a torn or
+    /// corrupt tail is cut off at the last valid batch (and everything after
+    /// it dropped), and missing or damaged indexes are rebuilt. What recovery
+    /// dropped is logged and kept in [`PartitionLog::recovery_report`].
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
+        let dir = dir.as_ref().to_path_buf();
+        let (state, recovery) = recovery::recover(&dir, &config)?;
+        Ok(PartitionLog {
+            dir,
+            config: RwLock::new(config),
+            state: RwLock::new(state),
+            clock,
+            flush_lock: Mutex::new(()),
+            cleaner_lock: Mutex::new(()),
+            recovery,
+        })
+    }
+
+    /// Appends one or more producer-encoded batches, in order, at the end of
+    /// the log. Each batch is validated first (framing, CRC, record layout,
+    /// `max.message.bytes`); if any is invalid nothing is appended. The log
+    /// stamps base offsets and `term` into the headers in place and stores
+    /// the bytes as they are. Syncs when the fsync policy says so.
+    pub fn append(&self, batches: &mut [u8], term: u32) -> Result<AppendInfo> {
+        let config = self.config.read().clone();
+        let mut infos = validate_for_append(batches, &config)?;
+        let total: u64 = infos.iter().map(|b| b.size).sum();
+        let records: u64 = infos.iter().map(|b| b.last_offset + 1).sum();
+        let now = self.clock.now_ms();
+        let mut state = self.state.write();
+        if needs_roll(&state, &config, total, records, now) {
+            self.roll_locked(&mut state)?;
+        }
+        let mut offset = state.next_offset();
+        let mut position = 0usize;
+        for info in &mut infos {
+            let count = info.last_offset + 1;
+            stamp(&mut batches[position..], offset, term);
+            *info = BatchInfo { base_offset: offset, last_offset: offset + count - 1, ..*info };
+            offset += count;
+            position += info.size as usize;
+        }
+        state.active_mut().append(batches, &infos, config.index_interval_bytes)?;
+        state.active_since_ms.get_or_insert(now);
+        state.appended_bytes += total;
+        state.oldest_unflushed_ms.get_or_insert(now);
+        let due = flush_due(&state, &config, now);
+        drop(state);
+        if due {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset: infos[0].base_offset,
+            last_offset: offset - 1,
+            max_timestamp: infos.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
+        })
+    }
+
+    /// Syncs every appended byte to disk and returns the flushed offset
+    /// (everything before it is durable). Advances the recovery checkpoint
+    /// over segments that are now complete on disk.
+    pub fn flush(&self) -> Result<u64> {
+        let _serial = self.flush_lock.lock();
+        let (targets, target_offset, target_bytes, active_base) = {
+            let state = self.state.read();
+            let targets: Vec<(Arc<std::fs::File>, PathBuf, bool)> = state
+                .segments
+                .values()
+                .filter(|s| s.next_offset > state.flushed_offset || s.base_offset >= state.checkpoint.recovery_point)
+                .map(|s| (Arc::clone(&s.file), s.log_path.clone(), s.base_offset == state.active().base_offset))
+                .collect();
+            (targets, state.next_offset(), state.appended_bytes, state.active().base_offset)
+        };
+        for (file, path, active) in &targets {
+            file.sync_data().map_err(|e| LogError::io(path, e))?;
+            if !active {
+                for index in [path.with_extension("index"), path.with_extension("timeindex")] {
+                    if let Ok(f) = std::fs::File::open(&index) {
+                        f.sync_data().map_err(|e| LogError::io(&index, e))?;
+                    }
+                }
+            }
+        }
+        let mut state = self.state.write();
+        state.flushed_offset = state.flushed_offset.max(target_offset);
+        state.flushed_bytes = state.flushed_bytes.max(target_bytes);
+        if state.flushed_bytes == state.appended_bytes {
+            state.oldest_unflushed_ms = None;
+        }
+        if active_base > state.checkpoint.recovery_point && state.segments.contains_key(&active_base) {
+            let mut checkpoint = state.checkpoint;
+            checkpoint.recovery_point = active_base;
+            self.write_checkpoint(&mut state, checkpoint)?;
+        }
+        Ok(state.flushed_offset)
+    }
+
+    /// Starts a new active segment (if the current one holds any batch).
+    pub fn roll(&self) -> Result<()> {
+        let mut state = self.state.write();
+        self.roll_locked(&mut state)
+    }
+
+    pub(crate) fn roll_locked(&self, state: &mut LogState) -> Result<()> {
+        let active = state.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        active.save_index()?;
+        let next = Segment::create(&self.dir, active.next_offset)?;
+        state.segments.insert(next.base_offset, next);
+        state.active_since_ms = None;
+        Ok(())
+    }
+
+    /// Flushes everything, writes the active segment's indexes and a
+    /// checkpoint covering the whole log, so the next open scans nothing.
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        let mut state = self.state.write();
+        let active = state.active();
+        active.save_index()?;
+        active.sync()?;
+        let mut checkpoint = state.checkpoint;
+        checkpoint.recovery_point = state.next_offset();
+        self.write_checkpoint(&mut state, checkpoint)
+    }
+
+    pub(crate) fn write_checkpoint(&self, state: &mut LogState, checkpoint: Checkpoint) -> Result<()> {
+        checkpoint.write(&self.dir)?;
+        state.checkpoint = checkpoint;
+        Ok(())
+    }
+
+    pub(crate) fn sync_dir(&self) -> Result<()> {
+        sync_dir(&self.dir)
+    }
+
+    /// The first offset a reader may ask for.
+    pub fn log_start_offset(&self) -> u64 {
+        self.state.read().log_start_offset
+    }
+
+    /// The offset the next append will get (Kafka's log end offset).
+    pub fn log_end_offset(&self) -> u64 {
+        self.state.read().next_offset()
+    }
+
+    /// Everything before this offset has been synced to disk.
+    pub fn flushed_offset(&self) -> u64 {
+        self.state.read().flushed_offset
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.read().size_bytes()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        self.state.read().segments.keys().copied().collect()
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    /// Replaces the configuration; it applies from the next operation on.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write() = config;
+    }
+
+    /// What recovery found and dropped when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Checks every batch of an append before any byte is written.
+fn validate_for_append(bytes: &[u8], config: &LogConfig) -> Result<Vec<BatchInfo>> {
+    let mut infos = Vec::new();
+    for batch in BatchIter::new(bytes) {
+        let batch = batch?;
+        if batch.size() as u64 > config.max_message_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: batch.size(),
+                max: config.max_message_bytes as usize,
+            });
+        }
+        batch.validate()?;
+        if batch.record_count() < 1 || batch.record_count() != batch.last_offset_delta() + 1 {
+            return Err(LogError::InvalidBatch(format!(
+                "a new batch must hold last offset delta + 1 records, with at least one; it holds {} for delta {}",
+                batch.record_count(),
+                batch.last_offset_delta()
+            )));
+        }
+        batch.validate_records()?;
+        infos.push(BatchInfo {
+            size: batch.size() as u64,
+            base_offset: 0,
+            // Relative to the batch until the log assigns offsets.
+            last_offset: batch.last_offset_delta() as u64,
+            max_timestamp: batch.max_timestamp(),
+        });
+    }
+    if infos.is_empty() {
+        return Err(LogError::InvalidBatch("the append holds no batch".into()));
+    }
+    Ok(infos)
+}
+
+fn needs_roll(state: &LogState, config: &LogConfig, bytes: u64, records: u64, now: u64) -> bool {
+    let active = state.active();
+    if active.is_empty() {
+        return false;
+    }
+    let too_big = active.size + bytes > config.segment_bytes;
+    let too_old = state
+        .active_since_ms
+        .is_some_and(|since| now.saturating_sub(since) >= config.segment_ms);
+    // Index entries hold 32-bit relative offsets and positions.
+    let overflow = active.next_offset + records - active.base_offset > u64::from(u32::MAX)
+        || active.size + bytes > u64::from(u32::MAX);
+    too_big || too_old || overflow
+}
+
+fn flush_due(state: &LogState, config: &LogConfig, now: u64) -> bool {
+    let unflushed = state.appended_bytes - state.flushed_bytes;
+    let by_bytes = config.fsync.every_bytes.is_some_and(|limit| unflushed >= limit.max(1));
+    let by_time = match (config.fsync.every_ms, state.oldest_unflushed_ms) {
+        (Some(limit), Some(since)) => now.saturating_sub(since) >= limit,
+        _ => false,
+    };
+    by_bytes || by_time
+}
+
+impl PartitionLog {
+    /// Flushes when the `flush.ms` policy says the oldest unsynced append is
+    /// due; called periodically by the [`super::LogManager`].
+    pub fn flush_if_due(&self) -> Result<bool> {
+        let config = self.config.read().clone();
+        let due = flush_due(&self.state.read(), &config, self.clock.now_ms());
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+}

@@ -1,0 +1,31 @@
+//! Segment storage: the on-disk log of one partition.
+//!
+//! A partition directory holds segments named by base offset
+//! (`00000000000000000000.log` with `.index` and `.timeindex` beside it) and
+//! a `checkpoint` file. [`PartitionLog`] owns one directory: it appends
+//! validated batches, serves reads as whole stored batches, finds offsets by
+//! time, truncates (for Raft), deletes before an offset, recovers after a
+//! crash, and applies retention and compaction. [`LogManager`] owns many logs
+//! and the background work on them (time-based flushes, retention, cleaning).
+//!
+//! This module reads and writes files only; it knows nothing of topics,
+//! replication or the network.
+
+mod checkpoint;
+mod cleaner;
+mod clock;
+mod index;
+mod log;
+mod manager;
+mod read;
+mod recovery;
+mod retention;
+mod segment;
+
+pub use cleaner::CleanOutcome;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use log::{AppendInfo, PartitionLog};
+pub use manager::{LogManager, ManagerConfig};
+pub use read::LogRead;
+pub use recovery::RecoveryReport;
+pub use retention::RetentionOutcome;
