@@ -44,7 +44,12 @@ impl Model {
     fn records(&self) -> Vec<(u64, Vec<u8>)> {
         self.batches
             .iter()
-            .flat_map(|(base, values)| values.iter().enumerate().map(move |(i, v)| (base + i as u64, v.clone())))
+            .flat_map(|(base, values)| {
+                values
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, v)| (base + i as u64, v.clone()))
+            })
             .filter(|(offset, _)| *offset >= self.start)
             .collect()
     }
@@ -140,7 +145,8 @@ fn out_of_range_reads_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), small_segments(), &clock);
-    log.append(&mut values_batch(&[b"a".to_vec(), b"b".to_vec()], 5), 1).unwrap();
+    log.append(&mut values_batch(&[b"a".to_vec(), b"b".to_vec()], 5), 1)
+        .unwrap();
     assert!(log.read(0, 100).is_ok());
     assert!(log.read(2, 100).unwrap().bytes.is_empty());
     let err = log.read(3, 100).unwrap_err().to_string();

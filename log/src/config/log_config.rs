@@ -13,11 +13,20 @@ pub struct CleanupPolicy {
 }
 
 impl CleanupPolicy {
-    pub const DELETE: CleanupPolicy = CleanupPolicy { delete: true, compact: false };
-    pub const COMPACT: CleanupPolicy = CleanupPolicy { delete: false, compact: true };
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
 
     fn parse(value: &str) -> Option<Self> {
-        let mut policy = CleanupPolicy { delete: false, compact: false };
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
         for part in value.split(',').map(str::trim) {
             match part {
                 "delete" => policy.delete = true,
@@ -50,8 +59,14 @@ pub struct FsyncPolicy {
 }
 
 impl FsyncPolicy {
-    pub const EVERY_APPEND: FsyncPolicy = FsyncPolicy { every_bytes: Some(0), every_ms: None };
-    pub const EXPLICIT: FsyncPolicy = FsyncPolicy { every_bytes: None, every_ms: None };
+    pub const EVERY_APPEND: FsyncPolicy = FsyncPolicy {
+        every_bytes: Some(0),
+        every_ms: None,
+    };
+    pub const EXPLICIT: FsyncPolicy = FsyncPolicy {
+        every_bytes: None,
+        every_ms: None,
+    };
 }
 
 /// The configuration of one partition log. Build it with
@@ -143,16 +158,21 @@ impl LogConfig {
         let value = value.trim();
         match key {
             "cleanup.policy" => {
-                self.cleanup_policy = CleanupPolicy::parse(value)
-                    .ok_or_else(|| invalid(key, value, "expected delete, compact, or compact,delete"))?
+                self.cleanup_policy = CleanupPolicy::parse(value).ok_or_else(|| {
+                    invalid(key, value, "expected delete, compact, or compact,delete")
+                })?
             }
             "retention.ms" => self.retention_ms = optional(key, value, 0, u64::MAX)?,
             "retention.bytes" => self.retention_bytes = optional(key, value, 0, u64::MAX)?,
-            "segment.bytes" => self.segment_bytes = number(key, value, HEADER_LEN as u64, MAX_SIZE)?,
+            "segment.bytes" => {
+                self.segment_bytes = number(key, value, HEADER_LEN as u64, MAX_SIZE)?
+            }
             "segment.ms" => self.segment_ms = number(key, value, 1, u64::MAX)?,
             "index.interval.bytes" => self.index_interval_bytes = number(key, value, 0, MAX_SIZE)?,
             "delete.retention.ms" => self.delete_retention_ms = number(key, value, 0, u64::MAX)?,
-            "max.message.bytes" => self.max_message_bytes = number(key, value, HEADER_LEN as u64, MAX_SIZE)?,
+            "max.message.bytes" => {
+                self.max_message_bytes = number(key, value, HEADER_LEN as u64, MAX_SIZE)?
+            }
             "flush.bytes" => self.fsync.every_bytes = optional(key, value, 0, u64::MAX)?,
             "flush.ms" => self.fsync.every_ms = optional(key, value, 0, u64::MAX)?,
             "min.cleanable.dirty.ratio" => {
@@ -180,9 +200,15 @@ impl LogConfig {
             ("delete.retention.ms", self.delete_retention_ms.to_string()),
             ("flush.bytes", opt(self.fsync.every_bytes)),
             ("flush.ms", opt(self.fsync.every_ms)),
-            ("index.interval.bytes", self.index_interval_bytes.to_string()),
+            (
+                "index.interval.bytes",
+                self.index_interval_bytes.to_string(),
+            ),
             ("max.message.bytes", self.max_message_bytes.to_string()),
-            ("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio.to_string()),
+            (
+                "min.cleanable.dirty.ratio",
+                self.min_cleanable_dirty_ratio.to_string(),
+            ),
             ("retention.bytes", opt(self.retention_bytes)),
             ("retention.ms", opt(self.retention_ms)),
             ("segment.bytes", self.segment_bytes.to_string()),
@@ -204,7 +230,13 @@ fn number(key: &str, value: &str, min: u64, max: u64) -> Result<u64> {
         .parse::<u64>()
         .ok()
         .filter(|v| (min..=max).contains(v))
-        .ok_or_else(|| invalid(key, value, &format!("expected a whole number from {min} to {max}")))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                value,
+                &format!("expected a whole number from {min} to {max}"),
+            )
+        })
 }
 
 /// A number where -1 means "no limit".
@@ -212,9 +244,13 @@ fn optional(key: &str, value: &str, min: u64, max: u64) -> Result<Option<u64>> {
     if value == "-1" {
         return Ok(None);
     }
-    number(key, value, min, max)
-        .map(Some)
-        .map_err(|_| invalid(key, value, &format!("expected -1 (no limit) or a whole number from {min} to {max}")))
+    number(key, value, min, max).map(Some).map_err(|_| {
+        invalid(
+            key,
+            value,
+            &format!("expected -1 (no limit) or a whole number from {min} to {max}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -232,7 +268,13 @@ mod tests {
             ("min.cleanable.dirty.ratio", "0.25"),
         ])
         .unwrap();
-        assert_eq!(config.cleanup_policy, CleanupPolicy { delete: true, compact: true });
+        assert_eq!(
+            config.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
         assert_eq!(config.retention_ms, None);
         assert_eq!(config.fsync, FsyncPolicy::EVERY_APPEND);
         let pairs = config.to_pairs();
@@ -243,7 +285,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_list_the_known_ones() {
-        let err = LogConfig::from_pairs([("retention.msec", "5")]).unwrap_err().to_string();
+        let err = LogConfig::from_pairs([("retention.msec", "5")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown config `retention.msec`"), "{err}");
         assert!(err.contains("retention.ms"), "{err}");
     }
@@ -259,7 +303,9 @@ mod tests {
             ("min.cleanable.dirty.ratio", "1.5", "between 0 and 1"),
             ("max.message.bytes", "", "whole number"),
         ] {
-            let err = LogConfig::from_pairs([(key, value)]).unwrap_err().to_string();
+            let err = LogConfig::from_pairs([(key, value)])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expect), "{key}={value}: {err}");
             assert!(err.contains(key), "{err}");
         }

@@ -10,4 +10,6 @@ mod log_config;
 mod names;
 
 pub use log_config::{CleanupPolicy, FsyncPolicy, LogConfig};
-pub use names::{validate_partition_count, validate_topic_name, MAX_PARTITIONS, MAX_TOPIC_NAME_LEN};
+pub use names::{
+    validate_partition_count, validate_topic_name, MAX_PARTITIONS, MAX_TOPIC_NAME_LEN,
+};

@@ -34,7 +34,9 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return fail(&format!("character {bad:?} is not allowed; use ASCII letters, digits, '.', '_' and '-'"));
+        return fail(&format!(
+            "character {bad:?} is not allowed; use ASCII letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -57,7 +59,14 @@ mod tests {
 
     #[test]
     fn accepts_kafka_style_names() {
-        for name in ["orders", "a", "orders.v2", "__consumer_offsets", "A-b_c.9", &"x".repeat(249)] {
+        for name in [
+            "orders",
+            "a",
+            "orders.v2",
+            "__consumer_offsets",
+            "A-b_c.9",
+            &"x".repeat(249),
+        ] {
             validate_topic_name(name).unwrap();
         }
     }

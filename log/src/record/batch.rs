@@ -92,9 +92,16 @@ impl std::fmt::Debug for RecordBatch<'_> {
 /// Reads the total size of the batch that starts with `prefix` (at least
 /// [`LOG_OVERHEAD`] bytes), or an error when the length field is impossible.
 pub fn batch_size(prefix: &[u8]) -> Result<usize> {
-    let len = i32::from_be_bytes(prefix[field::BATCH_LENGTH..LOG_OVERHEAD].try_into().expect("4 bytes"));
+    let len = i32::from_be_bytes(
+        prefix[field::BATCH_LENGTH..LOG_OVERHEAD]
+            .try_into()
+            .expect("4 bytes"),
+    );
     if len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
-        return Err(LogError::InvalidBatch(format!("batch length {len} is below the {} byte minimum", HEADER_LEN - LOG_OVERHEAD)));
+        return Err(LogError::InvalidBatch(format!(
+            "batch length {len} is below the {} byte minimum",
+            HEADER_LEN - LOG_OVERHEAD
+        )));
     }
     Ok(LOG_OVERHEAD + len as usize)
 }
@@ -144,7 +151,9 @@ impl<'a> RecordBatch<'a> {
             )));
         }
         if self.last_offset_delta() < 0 || self.record_count() < 0 {
-            return Err(LogError::InvalidBatch("negative record count or offset delta".into()));
+            return Err(LogError::InvalidBatch(
+                "negative record count or offset delta".into(),
+            ));
         }
         if i64::from(self.record_count()) > i64::from(self.last_offset_delta()) + 1 {
             return Err(LogError::InvalidBatch(format!(
@@ -210,7 +219,10 @@ impl<'a> RecordBatch<'a> {
         self.i32_at(field::CRC) as u32
     }
     pub fn attributes(&self) -> Attributes {
-        Attributes(u16::from_be_bytes([self.bytes[field::ATTRIBUTES], self.bytes[field::ATTRIBUTES + 1]]))
+        Attributes(u16::from_be_bytes([
+            self.bytes[field::ATTRIBUTES],
+            self.bytes[field::ATTRIBUTES + 1],
+        ]))
     }
     pub fn last_offset_delta(&self) -> i32 {
         self.i32_at(field::LAST_OFFSET_DELTA)
@@ -225,7 +237,10 @@ impl<'a> RecordBatch<'a> {
         self.i64_at(field::PRODUCER_ID)
     }
     pub fn producer_epoch(&self) -> i16 {
-        i16::from_be_bytes([self.bytes[field::PRODUCER_EPOCH], self.bytes[field::PRODUCER_EPOCH + 1]])
+        i16::from_be_bytes([
+            self.bytes[field::PRODUCER_EPOCH],
+            self.bytes[field::PRODUCER_EPOCH + 1],
+        ])
     }
     pub fn base_sequence(&self) -> i32 {
         self.i32_at(field::BASE_SEQUENCE)
@@ -239,7 +254,12 @@ impl<'a> RecordBatch<'a> {
         let compression = self.attributes().compression()?;
         let body = &self.bytes[HEADER_LEN..];
         let data = compression.decompress(body)?;
-        Ok(Records::new(data, self.base_offset(), self.first_timestamp(), self.record_count()))
+        Ok(Records::new(
+            data,
+            self.base_offset(),
+            self.first_timestamp(),
+            self.record_count(),
+        ))
     }
 
     fn i64_at(&self, at: usize) -> i64 {

@@ -66,7 +66,13 @@ impl BatchBuilder {
     }
 
     /// Appends a record at the next offset.
-    pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) {
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
         let delta = self.last_offset_delta + 1;
         self.push_at(delta, timestamp, key, value, headers);
     }
@@ -81,7 +87,10 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
-        assert!(offset_delta > self.last_offset_delta, "offset deltas must increase");
+        assert!(
+            offset_delta > self.last_offset_delta,
+            "offset deltas must increase"
+        );
         let first_timestamp = *self.first_timestamp.get_or_insert(timestamp);
         let timestamp_delta = timestamp.wrapping_sub(first_timestamp);
         let body_len = 1
@@ -142,14 +151,20 @@ impl BatchBuilder {
         let first_timestamp = self.first_timestamp.unwrap_or(-1);
         out[field::BATCH_LENGTH..field::TERM].copy_from_slice(&batch_length.to_be_bytes());
         out[field::MAGIC] = MAGIC;
-        out[field::ATTRIBUTES..field::LAST_OFFSET_DELTA].copy_from_slice(&self.attributes.0.to_be_bytes());
+        out[field::ATTRIBUTES..field::LAST_OFFSET_DELTA]
+            .copy_from_slice(&self.attributes.0.to_be_bytes());
         out[field::LAST_OFFSET_DELTA..field::FIRST_TIMESTAMP]
             .copy_from_slice(&self.last_offset_delta.max(0).to_be_bytes());
-        out[field::FIRST_TIMESTAMP..field::MAX_TIMESTAMP].copy_from_slice(&first_timestamp.to_be_bytes());
-        out[field::MAX_TIMESTAMP..field::PRODUCER_ID].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        out[field::PRODUCER_ID..field::PRODUCER_EPOCH].copy_from_slice(&self.producer_id.to_be_bytes());
-        out[field::PRODUCER_EPOCH..field::BASE_SEQUENCE].copy_from_slice(&self.producer_epoch.to_be_bytes());
-        out[field::BASE_SEQUENCE..field::RECORD_COUNT].copy_from_slice(&self.base_sequence.to_be_bytes());
+        out[field::FIRST_TIMESTAMP..field::MAX_TIMESTAMP]
+            .copy_from_slice(&first_timestamp.to_be_bytes());
+        out[field::MAX_TIMESTAMP..field::PRODUCER_ID]
+            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        out[field::PRODUCER_ID..field::PRODUCER_EPOCH]
+            .copy_from_slice(&self.producer_id.to_be_bytes());
+        out[field::PRODUCER_EPOCH..field::BASE_SEQUENCE]
+            .copy_from_slice(&self.producer_epoch.to_be_bytes());
+        out[field::BASE_SEQUENCE..field::RECORD_COUNT]
+            .copy_from_slice(&self.base_sequence.to_be_bytes());
         out[field::RECORD_COUNT..HEADER_LEN].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&out[field::ATTRIBUTES..]);
         out[field::CRC..field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
@@ -194,13 +209,25 @@ mod tests {
             0i64..4_000_000_000_000,
             bytes(),
             bytes(),
-            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..8), bytes()), 0..3),
+            proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 0..8), bytes()),
+                0..3,
+            ),
         )
-            .prop_map(|(timestamp, key, value, headers)| TestRecord { timestamp, key, value, headers })
+            .prop_map(|(timestamp, key, value, headers)| TestRecord {
+                timestamp,
+                key,
+                value,
+                headers,
+            })
     }
 
     fn compression_strategy() -> impl Strategy<Value = Compression> {
-        prop_oneof![Just(Compression::None), Just(Compression::Lz4), Just(Compression::Zstd)]
+        prop_oneof![
+            Just(Compression::None),
+            Just(Compression::Lz4),
+            Just(Compression::Zstd)
+        ]
     }
 
     proptest! {

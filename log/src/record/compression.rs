@@ -59,11 +59,16 @@ impl Compression {
         match self {
             Compression::None => data.to_vec(),
             Compression::Lz4 => {
-                let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(data.len() / 2));
-                encoder.write_all(data).expect("writing to a Vec cannot fail");
+                let mut encoder =
+                    lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(data.len() / 2));
+                encoder
+                    .write_all(data)
+                    .expect("writing to a Vec cannot fail");
                 encoder.finish().expect("finishing into a Vec cannot fail")
             }
-            Compression::Zstd => zstd::bulk::compress(data, 3).expect("zstd compression of a buffer cannot fail"),
+            Compression::Zstd => {
+                zstd::bulk::compress(data, 3).expect("zstd compression of a buffer cannot fail")
+            }
         }
     }
 
@@ -77,7 +82,9 @@ impl Compression {
             Compression::Zstd => zstd::stream::read::Decoder::new(data)
                 .and_then(|d| d.take(MAX_DECOMPRESSED + 1).read_to_end(&mut out)),
         };
-        outcome.map_err(|e| LogError::InvalidBatch(format!("{} records do not decompress: {e}", self.name())))?;
+        outcome.map_err(|e| {
+            LogError::InvalidBatch(format!("{} records do not decompress: {e}", self.name()))
+        })?;
         if out.len() as u64 > MAX_DECOMPRESSED {
             return Err(LogError::InvalidBatch(format!(
                 "records decompress to more than {MAX_DECOMPRESSED} bytes"

@@ -39,7 +39,9 @@ mod compression;
 mod records;
 pub mod varint;
 
-pub use batch::{batch_size, stamp, Attributes, BatchIter, RecordBatch, HEADER_LEN, LOG_OVERHEAD, MAGIC};
+pub use batch::{
+    batch_size, stamp, Attributes, BatchIter, RecordBatch, HEADER_LEN, LOG_OVERHEAD, MAGIC,
+};
 pub use builder::BatchBuilder;
 pub use compression::Compression;
 pub use records::{Header, Record, Records};

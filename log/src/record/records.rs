@@ -31,8 +31,18 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
-    pub(crate) fn new(data: Cow<'a, [u8]>, base_offset: u64, first_timestamp: i64, count: i32) -> Self {
-        Records { data, base_offset, first_timestamp, count }
+    pub(crate) fn new(
+        data: Cow<'a, [u8]>,
+        base_offset: u64,
+        first_timestamp: i64,
+        count: i32,
+    ) -> Self {
+        Records {
+            data,
+            base_offset,
+            first_timestamp,
+            count,
+        }
     }
 
     /// Iterates the records. The iterator yields an error (and then stops) on
@@ -61,20 +71,26 @@ impl<'a> RecordIter<'a> {
     fn decode(&mut self) -> Result<Record<'a>> {
         let length = self.reader.varint()?;
         if length < 0 || length as usize > self.reader.remaining() {
-            return Err(LogError::InvalidBatch(format!("record length {length} does not fit the batch")));
+            return Err(LogError::InvalidBatch(format!(
+                "record length {length} does not fit the batch"
+            )));
         }
         let start = self.reader.position();
         let _attributes = self.reader.u8()?;
         let timestamp_delta = self.reader.varlong()?;
         let offset_delta = self.reader.varint()?;
         if offset_delta < 0 {
-            return Err(LogError::InvalidBatch(format!("negative offset delta {offset_delta}")));
+            return Err(LogError::InvalidBatch(format!(
+                "negative offset delta {offset_delta}"
+            )));
         }
         let key = self.reader.nullable_bytes()?;
         let value = self.reader.nullable_bytes()?;
         let header_count = self.reader.varint()?;
         if header_count < 0 {
-            return Err(LogError::InvalidBatch(format!("negative header count {header_count}")));
+            return Err(LogError::InvalidBatch(format!(
+                "negative header count {header_count}"
+            )));
         }
         let mut headers = Vec::with_capacity((header_count as usize).min(64));
         for _ in 0..header_count {

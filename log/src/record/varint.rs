@@ -47,10 +47,7 @@ impl<'a> Reader<'a> {
     pub fn varlong(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
-            let byte = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| truncated("varint"))?;
+            let byte = *self.buf.get(self.pos).ok_or_else(|| truncated("varint"))?;
             self.pos += 1;
             if shift == 63 && byte > 1 {
                 return Err(LogError::InvalidBatch("varint overflows 64 bits".into()));
@@ -65,7 +62,8 @@ impl<'a> Reader<'a> {
 
     pub fn varint(&mut self) -> Result<i32> {
         let v = self.varlong()?;
-        i32::try_from(v).map_err(|_| LogError::InvalidBatch(format!("varint {v} overflows 32 bits")))
+        i32::try_from(v)
+            .map_err(|_| LogError::InvalidBatch(format!("varint {v} overflows 32 bits")))
     }
 
     pub fn u8(&mut self) -> Result<u8> {

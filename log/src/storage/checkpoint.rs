@@ -83,7 +83,11 @@ mod tests {
     fn round_trips_and_defaults_when_missing() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), Checkpoint::default());
-        let c = Checkpoint { recovery_point: 42, log_start_offset: 7, cleaner_offset: 30 };
+        let c = Checkpoint {
+            recovery_point: 42,
+            log_start_offset: 7,
+            cleaner_offset: 30,
+        };
         c.write(dir.path()).unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), c);
         fs::write(dir.path().join(FILE_NAME), "garbage").unwrap();

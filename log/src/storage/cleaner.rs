@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::log::PartitionLog;
-use super::segment::{scan_file, Segment};
+use super::segment::{scan_file, ScanRules, Segment};
 use crate::error::IoContext;
 use crate::record::{stamp, BatchBuilder, Header, RecordBatch};
 use crate::{LogError, Result};
@@ -53,7 +53,11 @@ impl PartitionLog {
         let active_base = state.active().base_offset;
         let cleaned_to = state.checkpoint.cleaner_offset;
         let (mut total, mut dirty) = (0u64, 0u64);
-        for segment in state.segments.values().filter(|s| s.base_offset < active_base) {
+        for segment in state
+            .segments
+            .values()
+            .filter(|s| s.base_offset < active_base)
+        {
             total += segment.size;
             if segment.next_offset > cleaned_to {
                 dirty += segment.size;
@@ -71,7 +75,10 @@ impl PartitionLog {
     pub fn clean_if_dirty(&self) -> Result<Option<CleanOutcome>> {
         let config = self.config.read().clone();
         let ratio = self.dirty_ratio();
-        if !config.cleanup_policy.compact || ratio == 0.0 || ratio < config.min_cleanable_dirty_ratio {
+        if !config.cleanup_policy.compact
+            || ratio == 0.0
+            || ratio < config.min_cleanable_dirty_ratio
+        {
             return Ok(None);
         }
         self.clean().map(Some)
@@ -98,14 +105,19 @@ impl PartitionLog {
             (segments, active_base)
         };
         let latest = latest_offsets(&segments)?;
-        let tombstone_horizon = (self.clock.now_ms() as i64).saturating_sub(config.delete_retention_ms as i64);
+        let tombstone_horizon =
+            (self.clock.now_ms() as i64).saturating_sub(config.delete_retention_ms as i64);
         let mut outcome = CleanOutcome::default();
         for segment in &segments {
             let cleaned_path = segment.path.with_extension("log.cleaned");
             let removed = rewrite(segment, &cleaned_path, &latest, tombstone_horizon)?;
             outcome.bytes_before += segment.size;
+            let rules = ScanRules {
+                index_interval: config.index_interval_bytes,
+                contiguous: false,
+            };
             let (cleaned, _) =
-                Segment::open_at(cleaned_path.clone(), segment.base_offset, false, config.index_interval_bytes)?;
+                Segment::open_at(cleaned_path.clone(), segment.base_offset, false, rules)?;
             outcome.bytes_after += cleaned.size;
             outcome.records_removed += removed;
             if self.swap_in(segment, cleaned, &cleaned_path)? {
@@ -114,7 +126,10 @@ impl PartitionLog {
         }
         let mut state = self.state.write();
         let mut checkpoint = state.checkpoint;
-        checkpoint.cleaner_offset = checkpoint.cleaner_offset.max(clean_end).min(state.next_offset());
+        checkpoint.cleaner_offset = checkpoint
+            .cleaner_offset
+            .max(clean_end)
+            .min(state.next_offset());
         self.write_checkpoint(&mut state, checkpoint)?;
         drop(state);
         tracing::debug!(dir = %self.dir.display(), ?outcome, "cleaner pass done");
@@ -123,7 +138,12 @@ impl PartitionLog {
 
     /// Replaces `old` with its cleaned version if `old` is still in the log
     /// unchanged (retention or truncation may have removed it meanwhile).
-    fn swap_in(&self, old: &CleanableSegment, mut cleaned: Segment, cleaned_path: &PathBuf) -> Result<bool> {
+    fn swap_in(
+        &self,
+        old: &CleanableSegment,
+        mut cleaned: Segment,
+        cleaned_path: &PathBuf,
+    ) -> Result<bool> {
         let mut state = self.state.write();
         let unchanged = state
             .segments
@@ -138,10 +158,15 @@ impl PartitionLog {
         let current = state.segments.get(&old.base_offset).expect("checked above");
         current.remove_index_files()?;
         if cleaned.is_empty() {
-            let gone = state.segments.remove(&old.base_offset).expect("checked above");
+            let gone = state
+                .segments
+                .remove(&old.base_offset)
+                .expect("checked above");
             gone.delete_files()?;
             fs::remove_file(cleaned_path).at(cleaned_path)?;
         } else {
+            let marker = current.compacted_marker_path();
+            File::create(&marker).at(&marker)?;
             fs::rename(cleaned_path, &old.path).at(&old.path)?;
             cleaned.log_path = old.path.clone();
             cleaned.save_index()?;
@@ -200,7 +225,12 @@ fn rewrite(
     latest: &HashMap<Vec<u8>, u64>,
     tombstone_horizon: i64,
 ) -> Result<u64> {
-    let file = OpenOptions::new().write(true).create(true).truncate(true).open(out_path).at(out_path)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out_path)
+        .at(out_path)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut removed = 0u64;
     let mut write_error = None;
@@ -223,7 +253,9 @@ fn rewrite(
         return Err(e);
     }
     check_scan(segment, end.stopped)?;
-    let file = out.into_inner().map_err(|e| LogError::io(out_path, e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| LogError::io(out_path, e.into_error()))?;
     file.sync_all().at(out_path)?;
     Ok(removed)
 }
@@ -234,7 +266,11 @@ enum Kept {
     Nothing,
 }
 
-fn clean_batch(batch: RecordBatch<'_>, latest: &HashMap<Vec<u8>, u64>, tombstone_horizon: i64) -> Result<(Kept, u64)> {
+fn clean_batch(
+    batch: RecordBatch<'_>,
+    latest: &HashMap<Vec<u8>, u64>,
+    tombstone_horizon: i64,
+) -> Result<(Kept, u64)> {
     if batch.attributes().is_control() {
         return Ok((Kept::All, 0));
     }
@@ -257,7 +293,11 @@ fn clean_batch(batch: RecordBatch<'_>, latest: &HashMap<Vec<u8>, u64>, tombstone
     }
     let attributes = batch.attributes();
     let mut builder = BatchBuilder::new(attributes.compression()?)
-        .producer(batch.producer_id(), batch.producer_epoch(), batch.base_sequence())
+        .producer(
+            batch.producer_id(),
+            batch.producer_epoch(),
+            batch.base_sequence(),
+        )
         .transactional(attributes.is_transactional());
     for record in kept {
         let headers: Vec<Header<'_>> = record.headers.clone();

@@ -42,16 +42,27 @@ pub struct SegmentIndex {
 
 impl SegmentIndex {
     pub fn push(&mut self, relative_offset: u32, position: u32, max_timestamp_before: i64) {
-        self.offsets.push(OffsetEntry { relative_offset, position });
-        self.times.push(TimeEntry { max_timestamp_before, relative_offset });
+        self.offsets.push(OffsetEntry {
+            relative_offset,
+            position,
+        });
+        self.times.push(TimeEntry {
+            max_timestamp_before,
+            relative_offset,
+        });
     }
 
     /// The last entry at or before `relative_offset` (the scan for that offset
     /// starts there), or the segment start.
     pub fn lookup_offset(&self, relative_offset: u32) -> OffsetEntry {
-        let i = self.offsets.partition_point(|e| e.relative_offset <= relative_offset);
+        let i = self
+            .offsets
+            .partition_point(|e| e.relative_offset <= relative_offset);
         match i {
-            0 => OffsetEntry { relative_offset: 0, position: 0 },
+            0 => OffsetEntry {
+                relative_offset: 0,
+                position: 0,
+            },
             i => self.offsets[i - 1],
         }
     }
@@ -59,9 +70,14 @@ impl SegmentIndex {
     /// Where a search for the first record with a timestamp ≥ `timestamp` may
     /// start: the last entry whose preceding batches are all older.
     pub fn lookup_time(&self, timestamp: i64) -> OffsetEntry {
-        let i = self.times.partition_point(|e| e.max_timestamp_before < timestamp);
+        let i = self
+            .times
+            .partition_point(|e| e.max_timestamp_before < timestamp);
         match i {
-            0 => OffsetEntry { relative_offset: 0, position: 0 },
+            0 => OffsetEntry {
+                relative_offset: 0,
+                position: 0,
+            },
             i => self.offsets[i - 1],
         }
     }
@@ -89,7 +105,8 @@ impl SegmentIndex {
     pub fn load(offset_path: &Path, time_path: &Path, segment_size: u64) -> Option<SegmentIndex> {
         let offsets = fs::read(offset_path).ok()?;
         let times = fs::read(time_path).ok()?;
-        if offsets.len() % 8 != 0 || times.len() % 12 != 0 || offsets.len() / 8 != times.len() / 12 {
+        if offsets.len() % 8 != 0 || times.len() % 12 != 0 || offsets.len() / 8 != times.len() / 12
+        {
             return None;
         }
         let mut index = SegmentIndex::default();
@@ -110,14 +127,18 @@ impl SegmentIndex {
     /// down, the first entry is the segment start, and every position lies
     /// inside the segment.
     fn is_consistent(&self, segment_size: u64) -> bool {
-        let first_ok = self
+        let first_ok = self.offsets.first().is_none_or(|e| e.position == 0);
+        let ordered =
+            self.offsets.windows(2).all(|w| {
+                w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
+            }) && self
+                .times
+                .windows(2)
+                .all(|w| w[0].max_timestamp_before <= w[1].max_timestamp_before);
+        let inside = self
             .offsets
-            .first()
-            .is_none_or(|e| e.position == 0);
-        let ordered = self.offsets.windows(2).all(|w| {
-            w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
-        }) && self.times.windows(2).all(|w| w[0].max_timestamp_before <= w[1].max_timestamp_before);
-        let inside = self.offsets.last().is_none_or(|e| u64::from(e.position) < segment_size);
+            .last()
+            .is_none_or(|e| u64::from(e.position) < segment_size);
         first_ok && ordered && inside && (segment_size == 0 || !self.offsets.is_empty())
     }
 }
@@ -165,7 +186,10 @@ mod tests {
         let loaded = SegmentIndex::load(&o, &t, 10_000).unwrap();
         assert_eq!(loaded.offsets, index.offsets);
         assert_eq!(loaded.times, index.times);
-        assert!(SegmentIndex::load(&o, &t, 8000).is_none(), "position past the end");
+        assert!(
+            SegmentIndex::load(&o, &t, 8000).is_none(),
+            "position past the end"
+        );
         let mut bytes = fs::read(&o).unwrap();
         bytes.truncate(13);
         fs::write(&o, &bytes).unwrap();

@@ -61,10 +61,16 @@ pub(crate) struct LogState {
 
 impl LogState {
     pub fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
     pub fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has an active segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
     }
     pub fn next_offset(&self) -> u64 {
         self.active().next_offset
@@ -80,7 +86,11 @@ impl PartitionLog {
     /// corrupt tail is cut off at the last valid batch (and everything after
     /// it dropped), and missing or damaged indexes are rebuilt. What recovery
     /// dropped is logged and kept in [`PartitionLog::recovery_report`].
-    pub fn open(dir: impl AsRef<Path>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PartitionLog> {
         let dir = dir.as_ref().to_path_buf();
         let (state, recovery) = recovery::recover(&dir, &config)?;
         Ok(PartitionLog {
@@ -114,11 +124,17 @@ impl PartitionLog {
         for info in &mut infos {
             let count = info.last_offset + 1;
             stamp(&mut batches[position..], offset, term);
-            *info = BatchInfo { base_offset: offset, last_offset: offset + count - 1, ..*info };
+            *info = BatchInfo {
+                base_offset: offset,
+                last_offset: offset + count - 1,
+                ..*info
+            };
             offset += count;
             position += info.size as usize;
         }
-        state.active_mut().append(batches, &infos, config.index_interval_bytes)?;
+        state
+            .active_mut()
+            .append(batches, &infos, config.index_interval_bytes)?;
         state.active_since_ms.get_or_insert(now);
         state.appended_bytes += total;
         state.oldest_unflushed_ms.get_or_insert(now);
@@ -144,15 +160,32 @@ impl PartitionLog {
             let targets: Vec<(Arc<std::fs::File>, PathBuf, bool)> = state
                 .segments
                 .values()
-                .filter(|s| s.next_offset > state.flushed_offset || s.base_offset >= state.checkpoint.recovery_point)
-                .map(|s| (Arc::clone(&s.file), s.log_path.clone(), s.base_offset == state.active().base_offset))
+                .filter(|s| {
+                    s.next_offset > state.flushed_offset
+                        || s.base_offset >= state.checkpoint.recovery_point
+                })
+                .map(|s| {
+                    (
+                        Arc::clone(&s.file),
+                        s.log_path.clone(),
+                        s.base_offset == state.active().base_offset,
+                    )
+                })
                 .collect();
-            (targets, state.next_offset(), state.appended_bytes, state.active().base_offset)
+            (
+                targets,
+                state.next_offset(),
+                state.appended_bytes,
+                state.active().base_offset,
+            )
         };
         for (file, path, active) in &targets {
             file.sync_data().map_err(|e| LogError::io(path, e))?;
             if !active {
-                for index in [path.with_extension("index"), path.with_extension("timeindex")] {
+                for index in [
+                    path.with_extension("index"),
+                    path.with_extension("timeindex"),
+                ] {
                     if let Ok(f) = std::fs::File::open(&index) {
                         f.sync_data().map_err(|e| LogError::io(&index, e))?;
                     }
@@ -165,7 +198,9 @@ impl PartitionLog {
         if state.flushed_bytes == state.appended_bytes {
             state.oldest_unflushed_ms = None;
         }
-        if active_base > state.checkpoint.recovery_point && state.segments.contains_key(&active_base) {
+        if active_base > state.checkpoint.recovery_point
+            && state.segments.contains_key(&active_base)
+        {
             let mut checkpoint = state.checkpoint;
             checkpoint.recovery_point = active_base;
             self.write_checkpoint(&mut state, checkpoint)?;
@@ -204,7 +239,11 @@ impl PartitionLog {
         self.write_checkpoint(&mut state, checkpoint)
     }
 
-    pub(crate) fn write_checkpoint(&self, state: &mut LogState, checkpoint: Checkpoint) -> Result<()> {
+    pub(crate) fn write_checkpoint(
+        &self,
+        state: &mut LogState,
+        checkpoint: Checkpoint,
+    ) -> Result<()> {
         checkpoint.write(&self.dir)?;
         state.checkpoint = checkpoint;
         Ok(())
@@ -309,7 +348,10 @@ fn needs_roll(state: &LogState, config: &LogConfig, bytes: u64, records: u64, no
 
 fn flush_due(state: &LogState, config: &LogConfig, now: u64) -> bool {
     let unflushed = state.appended_bytes - state.flushed_bytes;
-    let by_bytes = config.fsync.every_bytes.is_some_and(|limit| unflushed >= limit.max(1));
+    let by_bytes = config
+        .fsync
+        .every_bytes
+        .is_some_and(|limit| unflushed >= limit.max(1));
     let by_time = match (config.fsync.every_ms, state.oldest_unflushed_ms) {
         (Some(limit), Some(since)) => now.saturating_sub(since) >= limit,
         _ => false,

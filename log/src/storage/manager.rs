@@ -68,7 +68,10 @@ pub struct LogManager {
 impl LogManager {
     pub fn start(config: ManagerConfig) -> LogManager {
         let logs: Arc<LogMap> = Arc::default();
-        let stop = Arc::new(Stop { stopped: Mutex::new(false), wake: Condvar::new() });
+        let stop = Arc::new(Stop {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+        });
         let maintenance = {
             let (logs, stop, config) = (Arc::clone(&logs), Arc::clone(&stop), config.clone());
             std::thread::Builder::new()
@@ -83,7 +86,11 @@ impl LogManager {
                 .spawn(move || cleaner_loop(&logs, &stop, config.cleaner_backoff))
                 .expect("spawning a thread")
         };
-        LogManager { logs, stop, threads: vec![maintenance, cleaner] }
+        LogManager {
+            logs,
+            stop,
+            threads: vec![maintenance, cleaner],
+        }
     }
 
     pub fn insert(&self, name: impl Into<String>, log: Arc<PartitionLog>) {
@@ -126,7 +133,10 @@ impl Drop for LogManager {
 }
 
 fn snapshot(logs: &LogMap) -> Vec<(String, Arc<PartitionLog>)> {
-    logs.read().iter().map(|(n, l)| (n.clone(), Arc::clone(l))).collect()
+    logs.read()
+        .iter()
+        .map(|(n, l)| (n.clone(), Arc::clone(l)))
+        .collect()
 }
 
 fn maintenance_loop(logs: &LogMap, stop: &Stop, config: &ManagerConfig) {

@@ -44,12 +44,25 @@ impl PartitionLog {
     /// reading at the log end returns nothing.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<LogRead> {
         let (views, log_start_offset, log_end_offset) = self.views_from(offset, |segment| {
-            let relative = offset.saturating_sub(segment.base_offset).min(u64::from(u32::MAX)) as u32;
+            let relative = offset
+                .saturating_sub(segment.base_offset)
+                .min(u64::from(u32::MAX)) as u32;
             u64::from(segment.index.lookup_offset(relative).position)
         })?;
-        let mut result = LogRead { next_offset: offset, log_start_offset, log_end_offset, ..LogRead::default() };
+        let mut result = LogRead {
+            next_offset: offset,
+            log_start_offset,
+            log_end_offset,
+            ..LogRead::default()
+        };
         for view in views {
-            let position = Segment::position_of(&view.file, &view.path, view.start_position, view.size, offset)?;
+            let position = Segment::position_of(
+                &view.file,
+                &view.path,
+                view.start_position,
+                view.size,
+                offset,
+            )?;
             if position < view.size {
                 result.bytes = read_batches(&view, position, max_bytes)?;
                 let last = crate::record::BatchIter::new(&result.bytes).last();
@@ -91,13 +104,25 @@ impl PartitionLog {
 
     /// Snapshots the segment holding `offset` and every later one, with a
     /// start position chosen by `start` for the first of them.
-    fn views_from(&self, offset: u64, start: impl Fn(&Segment) -> u64) -> Result<(Vec<SegmentView>, u64, u64)> {
+    fn views_from(
+        &self,
+        offset: u64,
+        start: impl Fn(&Segment) -> u64,
+    ) -> Result<(Vec<SegmentView>, u64, u64)> {
         let state = self.state.read();
         let (log_start, log_end) = (state.log_start_offset, state.next_offset());
         if offset < log_start || offset > log_end {
-            return Err(LogError::OffsetOutOfRange { offset, log_start, log_end });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
         }
-        let first_base = state.segments.range(..=offset).next_back().map_or(0, |(base, _)| *base);
+        let first_base = state
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
         let views = state
             .segments
             .range(first_base..)
@@ -120,9 +145,15 @@ impl PartitionLog {
 fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) -> Result<Vec<u8>> {
     let first_size = read_header(&view.file, &view.path, position)?.size() as u64;
     let available = view.size - position;
-    let length = first_size.max((max_bytes as u64).min(available)).min(available);
+    let length = first_size
+        .max((max_bytes as u64).min(available))
+        .min(available);
     if first_size > available {
-        return Err(corrupt(&view.path, position, "batch runs past the end of the segment"));
+        return Err(corrupt(
+            &view.path,
+            position,
+            "batch runs past the end of the segment",
+        ));
     }
     let mut bytes = vec![0u8; length as usize];
     view.file

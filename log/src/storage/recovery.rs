@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::checkpoint::Checkpoint;
 use super::log::LogState;
-use super::segment::{file_name, parse_file_name, Segment};
+use super::segment::{file_name, parse_file_name, Segment, COMPACTED_MARKER};
 use crate::config::LogConfig;
 use crate::error::IoContext;
 use crate::Result;
@@ -56,7 +56,9 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
             report.bytes_truncated += delete_segment_files(dir, base)?;
             continue;
         }
-        let ends_before_checkpoint = bases.get(i + 1).is_some_and(|&next| next <= checkpoint.recovery_point);
+        let ends_before_checkpoint = bases
+            .get(i + 1)
+            .is_some_and(|&next| next <= checkpoint.recovery_point);
         let mut opened = Segment::open(dir, base, true, interval)?;
         let trusted = ends_before_checkpoint || opened.0.next_offset <= checkpoint.recovery_point;
         if opened.1.from_index && (!trusted || opened.1.stopped.is_some()) {
@@ -69,7 +71,11 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
         if let Some(reason) = scan.stopped {
             report.bytes_truncated += scan.file_size - scan.valid_end;
             segment.cut_to_valid_end()?;
-            report.reason = Some(format!("{} at byte {}: {reason}", segment.log_path.display(), scan.valid_end));
+            report.reason = Some(format!(
+                "{} at byte {}: {reason}",
+                segment.log_path.display(),
+                scan.valid_end
+            ));
             segment.remove_index_files()?;
         }
         segments.insert(base, segment);
@@ -97,7 +103,11 @@ fn finish(
         segments.insert(segment.base_offset, segment);
     }
     let first_base = *segments.keys().next().expect("at least one segment");
-    let next_offset = segments.values().next_back().expect("at least one segment").next_offset;
+    let next_offset = segments
+        .values()
+        .next_back()
+        .expect("at least one segment")
+        .next_offset;
     let log_start_offset = checkpoint.log_start_offset.max(first_base).min(next_offset);
     // Everything recovered is made durable and indexed, so the recovery
     // point can move to the active segment and the next open is quick.
@@ -110,8 +120,13 @@ fn finish(
         segment.sync()?;
     }
     checkpoint.log_start_offset = log_start_offset;
-    checkpoint.recovery_point = checkpoint.recovery_point.min(next_offset).max(active_base.min(next_offset));
-    checkpoint.cleaner_offset = checkpoint.cleaner_offset.clamp(log_start_offset, next_offset);
+    checkpoint.recovery_point = checkpoint
+        .recovery_point
+        .min(next_offset)
+        .max(active_base.min(next_offset));
+    checkpoint.cleaner_offset = checkpoint
+        .cleaner_offset
+        .clamp(log_start_offset, next_offset);
     checkpoint.write(dir)?;
     let state = LogState {
         segments,
@@ -130,10 +145,12 @@ fn finish(
 fn delete_segment_files(dir: &Path, base: u64) -> Result<u64> {
     let log_path = dir.join(file_name(base, "log"));
     let size = fs::metadata(&log_path).at(&log_path)?.len();
-    for extension in ["index", "timeindex", "log"] {
+    for extension in ["index", "timeindex", "log", COMPACTED_MARKER] {
         let path = dir.join(file_name(base, extension));
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(crate::LogError::io(&path, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::LogError::io(&path, e))
+            }
             _ => {}
         }
     }
@@ -155,7 +172,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         }
         match parse_file_name(&name) {
             Some((base, "log")) => logs.push(base),
-            Some((base, "index" | "timeindex")) => indexes.push((base, path)),
+            Some((base, "index" | "timeindex" | COMPACTED_MARKER)) => indexes.push((base, path)),
             _ => {}
         }
     }

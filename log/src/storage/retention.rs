@@ -29,17 +29,33 @@ impl PartitionLog {
         let mut state = self.state.write();
         let (log_start, log_end) = (state.log_start_offset, state.next_offset());
         if offset.saturating_add(1) < log_start {
-            return Err(LogError::OffsetOutOfRange { offset, log_start, log_end });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
         }
         if offset.saturating_add(1) >= log_end {
             return Ok(log_end);
         }
-        let doomed_bases: Vec<u64> = state.segments.range(offset + 1..).map(|(b, _)| *b).collect();
-        let doomed: Vec<Segment> = doomed_bases.iter().filter_map(|b| state.segments.remove(b)).collect();
+        let doomed_bases: Vec<u64> = state
+            .segments
+            .range(offset + 1..)
+            .map(|(b, _)| *b)
+            .collect();
+        let doomed: Vec<Segment> = doomed_bases
+            .iter()
+            .filter_map(|b| state.segments.remove(b))
+            .collect();
         match state.segments.values_mut().next_back() {
             Some(last) => {
-                let start = u64::from(last.index.lookup_offset((offset + 1 - last.base_offset) as u32).position);
-                let cut = Segment::position_of(&last.file, &last.log_path, start, last.size, offset + 1)?;
+                let start = u64::from(
+                    last.index
+                        .lookup_offset((offset + 1 - last.base_offset) as u32)
+                        .position,
+                );
+                let cut =
+                    Segment::position_of(&last.file, &last.log_path, start, last.size, offset + 1)?;
                 last.truncate_to_position(cut, interval)?;
             }
             None => {
@@ -70,7 +86,11 @@ impl PartitionLog {
         let mut state = self.state.write();
         let log_end = state.next_offset();
         if offset > log_end {
-            return Err(LogError::OffsetOutOfRange { offset, log_start: state.log_start_offset, log_end });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: state.log_start_offset,
+                log_end,
+            });
         }
         if offset <= state.log_start_offset {
             return Ok(state.log_start_offset);
@@ -95,13 +115,16 @@ impl PartitionLog {
         let config = self.config.read().clone();
         let mut state = self.state.write();
         if !config.cleanup_policy.delete {
-            return Ok(RetentionOutcome { log_start_offset: state.log_start_offset, ..Default::default() });
+            return Ok(RetentionOutcome {
+                log_start_offset: state.log_start_offset,
+                ..Default::default()
+            });
         }
         let now = self.clock.now_ms() as i64;
         let expired = |segment: &Segment| {
-            config
-                .retention_ms
-                .is_some_and(|ms| !segment.is_empty() && segment.max_timestamp < now.saturating_sub(ms as i64))
+            config.retention_ms.is_some_and(|ms| {
+                !segment.is_empty() && segment.max_timestamp < now.saturating_sub(ms as i64)
+            })
         };
         if expired(state.active()) {
             self.roll_locked(&mut state)?;
@@ -117,7 +140,11 @@ impl PartitionLog {
                 fits
             }));
         }
-        let first_base = *state.segments.keys().next().expect("the active segment remains");
+        let first_base = *state
+            .segments
+            .keys()
+            .next()
+            .expect("the active segment remains");
         if first_base > state.log_start_offset {
             state.log_start_offset = first_base;
             self.persist_start(&mut state)?;
@@ -145,7 +172,10 @@ impl PartitionLog {
 
 /// Removes segments from the front of the log while `doomed` says so, never
 /// the active (last) segment.
-fn remove_while(state: &mut LogState, mut doomed: impl FnMut(&Segment, u64) -> bool) -> Vec<Segment> {
+fn remove_while(
+    state: &mut LogState,
+    mut doomed: impl FnMut(&Segment, u64) -> bool,
+) -> Vec<Segment> {
     let mut removed = Vec::new();
     while state.segments.len() > 1 {
         let (&base, segment) = state.segments.iter().next().expect("more than one segment");

@@ -21,6 +21,18 @@ pub struct BatchInfo {
     pub max_timestamp: i64,
 }
 
+/// How strictly a scan checks the batches of a segment, and how densely it
+/// indexes them.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanRules {
+    pub index_interval: u64,
+    /// Each batch must start exactly where the previous one ended. True for
+    /// every segment the cleaner never rewrote (the cleaner may drop whole
+    /// batches, leaving offset gaps); it catches a flipped bit in a base
+    /// offset, which the CRC does not cover.
+    pub contiguous: bool,
+}
+
 /// Name of a segment file: the base offset, zero-padded so that a directory
 /// listing sorts segments in log order.
 pub fn file_name(base_offset: u64, extension: &str) -> String {
@@ -50,7 +62,13 @@ pub struct Segment {
     pub first_batch_timestamp: Option<i64>,
     pub index: SegmentIndex,
     bytes_since_index_entry: u64,
+    /// Term of the last batch, for the never-decreasing check.
+    last_term: u32,
 }
+
+/// Extension of the marker file saying the cleaner rewrote a segment (so its
+/// batches may have offset gaps).
+pub const COMPACTED_MARKER: &str = "compacted";
 
 /// How a scan over a segment file ended.
 pub struct ScanEnd {
@@ -92,6 +110,7 @@ impl Segment {
             first_batch_timestamp: None,
             index: SegmentIndex::default(),
             bytes_since_index_entry: 0,
+            last_term: 0,
         }
     }
 
@@ -101,33 +120,68 @@ impl Segment {
     /// is scanned and validated, and everything after the first invalid batch
     /// is ignored. The returned [`ScanEnd`] says where the valid prefix ends;
     /// the caller cuts the file there with [`Segment::cut_to_valid_end`].
-    pub fn open(dir: &Path, base_offset: u64, trusted: bool, index_interval: u64) -> Result<(Segment, ScanEnd)> {
-        Segment::open_at(dir.join(file_name(base_offset, "log")), base_offset, trusted, index_interval)
+    pub fn open(
+        dir: &Path,
+        base_offset: u64,
+        trusted: bool,
+        index_interval: u64,
+    ) -> Result<(Segment, ScanEnd)> {
+        let contiguous = !dir.join(file_name(base_offset, COMPACTED_MARKER)).exists();
+        let rules = ScanRules {
+            index_interval,
+            contiguous,
+        };
+        Segment::open_at(
+            dir.join(file_name(base_offset, "log")),
+            base_offset,
+            trusted,
+            rules,
+        )
     }
 
     /// [`Segment::open`] for a log file under any name (the cleaner opens its
     /// `.cleaned` output before renaming it into place).
-    pub fn open_at(log_path: PathBuf, base_offset: u64, trusted: bool, index_interval: u64) -> Result<(Segment, ScanEnd)> {
-        let file = OpenOptions::new().read(true).write(true).open(&log_path).at(&log_path)?;
+    pub fn open_at(
+        log_path: PathBuf,
+        base_offset: u64,
+        trusted: bool,
+        rules: ScanRules,
+    ) -> Result<(Segment, ScanEnd)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .at(&log_path)?;
         let file_size = file.metadata().at(&log_path)?.len();
         let mut segment = Segment::empty(base_offset, log_path, file);
         let loaded = trusted
-            .then(|| SegmentIndex::load(&segment.index_path(), &segment.time_index_path(), file_size))
+            .then(|| {
+                SegmentIndex::load(&segment.index_path(), &segment.time_index_path(), file_size)
+            })
             .flatten();
         let mut scan = match loaded {
-            Some(index) => segment.resume_from_index(index, file_size, index_interval)?,
-            None => segment.rebuild(file_size, index_interval)?,
+            Some(index) => segment.resume_from_index(index, file_size, rules)?,
+            None => segment.rebuild(file_size, rules)?,
         };
         scan.file_size = file_size;
         Ok((segment, scan))
     }
 
-    fn resume_from_index(&mut self, index: SegmentIndex, file_size: u64, index_interval: u64) -> Result<ScanEnd> {
+    fn resume_from_index(
+        &mut self,
+        index: SegmentIndex,
+        file_size: u64,
+        rules: ScanRules,
+    ) -> Result<ScanEnd> {
         let Some(last) = index.offsets.last().copied() else {
-            return self.rebuild(file_size, index_interval);
+            return self.rebuild(file_size, rules);
         };
-        let time_before = index.times.last().map_or(i64::MIN, |t| t.max_timestamp_before);
-        self.first_batch_timestamp = Some(read_header(&self.file, &self.log_path, 0)?.max_timestamp());
+        let time_before = index
+            .times
+            .last()
+            .map_or(i64::MIN, |t| t.max_timestamp_before);
+        self.first_batch_timestamp =
+            Some(read_header(&self.file, &self.log_path, 0)?.max_timestamp());
         self.index = index;
         self.max_timestamp = time_before;
         self.size = u64::from(last.position);
@@ -141,39 +195,66 @@ impl Segment {
         scan_file(&file, &path, self.size, file_size, |position, batch| {
             if let Some(expected) = expected_first.take() {
                 if batch.base_offset() != expected {
-                    return Err(format!("index points at offset {expected} but finds {}", batch.base_offset()));
+                    return Err(format!(
+                        "index points at offset {expected} but finds {}",
+                        batch.base_offset()
+                    ));
                 }
-                self.track(batch, position, false, index_interval);
+                self.last_term = batch.term();
+                self.track(batch, position, false, rules.index_interval);
                 return Ok(());
             }
-            self.track(batch, position, true, index_interval);
+            self.check_order(&batch, rules)?;
+            self.track(batch, position, true, rules.index_interval);
             Ok(())
         })
         .and_then(|end| match end.stopped {
             Some(_) if end.valid_end <= u64::from(last.position) => {
                 // The index disagrees with the file: distrust it entirely.
-                *self = Segment::empty(self.base_offset, self.log_path.clone(), clone_file(&self.file, &self.log_path)?);
-                self.rebuild(file_size, index_interval)
+                *self = Segment::empty(
+                    self.base_offset,
+                    self.log_path.clone(),
+                    clone_file(&self.file, &self.log_path)?,
+                );
+                self.rebuild(file_size, rules)
             }
-            _ => Ok(ScanEnd { from_index: true, ..end }),
+            _ => Ok(ScanEnd {
+                from_index: true,
+                ..end
+            }),
         })
     }
 
     /// Scans and validates the whole file, rebuilding the indexes.
-    fn rebuild(&mut self, file_size: u64, index_interval: u64) -> Result<ScanEnd> {
+    fn rebuild(&mut self, file_size: u64, rules: ScanRules) -> Result<ScanEnd> {
         let file = Arc::clone(&self.file);
         let path = self.log_path.clone();
         scan_file(&file, &path, 0, file_size, |position, batch| {
-            if batch.base_offset() < self.next_offset {
-                return Err(format!(
-                    "batch at offset {} overlaps the previous batch ending before {}",
-                    batch.base_offset(),
-                    self.next_offset
-                ));
-            }
-            self.track(batch, position, true, index_interval);
+            self.check_order(&batch, rules)?;
+            self.track(batch, position, true, rules.index_interval);
             Ok(())
         })
+    }
+
+    /// Batches follow each other in offset order (exactly, in a contiguous
+    /// segment) and Raft terms never go down.
+    fn check_order(&mut self, batch: &RecordBatch<'_>, rules: ScanRules) -> Result<(), String> {
+        let base = batch.base_offset();
+        if base < self.next_offset || (rules.contiguous && base != self.next_offset) {
+            return Err(format!(
+                "batch at offset {base} where offset {} was expected",
+                self.next_offset
+            ));
+        }
+        if batch.term() < self.last_term {
+            return Err(format!(
+                "batch term {} after term {}",
+                batch.term(),
+                self.last_term
+            ));
+        }
+        self.last_term = batch.term();
+        Ok(())
     }
 
     /// Cuts the file after the last valid batch found by [`Segment::open`].
@@ -182,7 +263,13 @@ impl Segment {
     }
 
     /// Records a batch that is already in the file at `position`.
-    fn track(&mut self, batch: RecordBatch<'_>, position: u64, may_index: bool, index_interval: u64) {
+    fn track(
+        &mut self,
+        batch: RecordBatch<'_>,
+        position: u64,
+        may_index: bool,
+        index_interval: u64,
+    ) {
         let info = BatchInfo {
             size: batch.size() as u64,
             base_offset: batch.base_offset(),
@@ -192,22 +279,37 @@ impl Segment {
         self.note_batch(&info, position, may_index, index_interval);
     }
 
-    fn note_batch(&mut self, batch: &BatchInfo, position: u64, may_index: bool, index_interval: u64) {
+    fn note_batch(
+        &mut self,
+        batch: &BatchInfo,
+        position: u64,
+        may_index: bool,
+        index_interval: u64,
+    ) {
         if may_index && (position == 0 || self.bytes_since_index_entry >= index_interval) {
             let relative = (batch.base_offset - self.base_offset) as u32;
-            self.index.push(relative, position as u32, self.max_timestamp);
+            self.index
+                .push(relative, position as u32, self.max_timestamp);
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += batch.size;
-        self.first_batch_timestamp.get_or_insert(batch.max_timestamp);
+        self.first_batch_timestamp
+            .get_or_insert(batch.max_timestamp);
         self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
         self.next_offset = batch.last_offset + 1;
         self.size = position + batch.size;
     }
 
     /// Appends already-stamped, validated batches described by `batches`.
-    pub fn append(&mut self, bytes: &[u8], batches: &[BatchInfo], index_interval: u64) -> Result<()> {
-        self.file.write_all_at(bytes, self.size).at(&self.log_path)?;
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        batches: &[BatchInfo],
+        index_interval: u64,
+    ) -> Result<()> {
+        self.file
+            .write_all_at(bytes, self.size)
+            .at(&self.log_path)?;
         let mut position = self.size;
         for batch in batches {
             self.note_batch(batch, position, true, index_interval);
@@ -219,15 +321,26 @@ impl Segment {
     /// Cuts the segment at `position`, a batch boundary, and recomputes its
     /// end offset and max timestamp from the remaining batches.
     pub fn truncate_to_position(&mut self, position: u64, index_interval: u64) -> Result<()> {
+        let contiguous = !self.compacted_marker_path().exists();
         self.file.set_len(position).at(&self.log_path)?;
         self.remove_index_files()?;
         let file = clone_file(&self.file, &self.log_path)?;
         let base = self.base_offset;
         *self = Segment::empty(base, self.log_path.clone(), file);
-        let end = self.rebuild(position, index_interval)?;
+        let end = self.rebuild(
+            position,
+            ScanRules {
+                index_interval,
+                contiguous,
+            },
+        )?;
         match end.stopped {
             None => Ok(()),
-            Some(reason) => Err(LogError::CorruptBatch { file: self.log_path.clone(), position: end.valid_end, reason }),
+            Some(reason) => Err(LogError::CorruptBatch {
+                file: self.log_path.clone(),
+                position: end.valid_end,
+                reason,
+            }),
         }
     }
 
@@ -258,6 +371,10 @@ impl Segment {
         self.log_path.with_extension("timeindex")
     }
 
+    pub fn compacted_marker_path(&self) -> PathBuf {
+        self.log_path.with_extension(COMPACTED_MARKER)
+    }
+
     pub fn save_index(&self) -> Result<()> {
         self.index.save(&self.index_path(), &self.time_index_path())
     }
@@ -274,21 +391,31 @@ impl Segment {
     }
 
     pub fn remove_index_files(&self) -> Result<()> {
-        for path in [self.index_path(), self.time_index_path()] {
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(LogError::io(&path, e)),
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_if_present(&[self.index_path(), self.time_index_path()])
     }
 
     /// Deletes the segment's files. Readers that still hold the file handle
     /// keep reading the unlinked file until they drop it.
     pub fn delete_files(&self) -> Result<()> {
-        self.remove_index_files()?;
-        fs::remove_file(&self.log_path).at(&self.log_path)
+        remove_if_present(&[
+            self.index_path(),
+            self.time_index_path(),
+            self.log_path.clone(),
+            self.compacted_marker_path(),
+        ])
     }
+}
+
+fn remove_if_present(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LogError::io(path, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn clone_file(file: &File, path: &Path) -> Result<File> {
@@ -316,7 +443,8 @@ impl HeaderBytes {
 /// Reads the header of the batch at `position`, checking its framing.
 pub fn read_header(file: &File, path: &Path, position: u64) -> Result<HeaderBytes> {
     let mut header = [0u8; HEADER_LEN];
-    file.read_exact_at(&mut header, position).map_err(|e| corrupt(path, position, &format!("short header: {e}")))?;
+    file.read_exact_at(&mut header, position)
+        .map_err(|e| corrupt(path, position, &format!("short header: {e}")))?;
     batch_size(&header[..LOG_OVERHEAD]).map_err(|e| corrupt(path, position, &e.to_string()))?;
     Ok(HeaderBytes(header))
 }
@@ -356,7 +484,13 @@ pub fn scan_file(
             LOG_OVERHEAD
         };
         if position + needed as u64 > end {
-            return Ok(stopped(position, format!("torn batch: {needed} bytes declared, {} on disk", end - position)));
+            return Ok(stopped(
+                position,
+                format!(
+                    "torn batch: {needed} bytes declared, {} on disk",
+                    end - position
+                ),
+            ));
         }
         if available < needed {
             let length = (end - position).min(CHUNK.max(needed) as u64) as usize;
@@ -377,9 +511,19 @@ pub fn scan_file(
         }
         position += needed as u64;
     }
-    Ok(ScanEnd { valid_end: position, stopped: None, file_size: end, from_index: false })
+    Ok(ScanEnd {
+        valid_end: position,
+        stopped: None,
+        file_size: end,
+        from_index: false,
+    })
 }
 
 fn stopped(position: u64, reason: String) -> ScanEnd {
-    ScanEnd { valid_end: position, stopped: Some(reason), file_size: 0, from_index: false }
+    ScanEnd {
+        valid_end: position,
+        stopped: Some(reason),
+        file_size: 0,
+        from_index: false,
+    }
 }

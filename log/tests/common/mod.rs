@@ -71,7 +71,11 @@ pub fn read_all(log: &PartitionLog, max_bytes: usize) -> Vec<Rec> {
             break;
         }
         assert!(read.next_offset > offset, "reads make progress");
-        out.extend(decode(&read.bytes).into_iter().filter(|r| r.offset >= offset));
+        out.extend(
+            decode(&read.bytes)
+                .into_iter()
+                .filter(|r| r.offset >= offset),
+        );
         offset = read.next_offset;
     }
     out
