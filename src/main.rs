@@ -1,1 +1,16 @@
-fn main() {}
+//! The `spool` command-line program. Each subcommand lives in `cli/`.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    cli::Cli::parse().run()
+}

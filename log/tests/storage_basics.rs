@@ -227,3 +227,45 @@ fn manager_flushes_on_time_and_closes_cleanly() {
     assert_eq!(log.recovery_report().segments_scanned, 0);
     assert_eq!(log.log_end_offset(), 1);
 }
+
+#[test]
+fn background_flush_keeps_one_fsync_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        PartitionLog::open(
+            dir.path(),
+            config(&[("flush.bytes", "4096")]),
+            Arc::new(SystemClock),
+        )
+        .unwrap(),
+    );
+    log.start_background_flush();
+    log.start_background_flush(); // idempotent
+    for _ in 0..200 {
+        log.append(&mut values_batch(&[vec![7; 1000]], 1), 1)
+            .unwrap();
+    }
+    let end = log.log_end_offset();
+    assert_eq!(log.flush().unwrap(), end);
+    // A flush is requested whenever 4096 bytes have come since the last
+    // request, and no request is merged away: one fsync per request, plus
+    // at most one for the explicit flush.
+    let batch_size = log.size_bytes() / 200;
+    let requests = 200 / 4096u64.div_ceil(batch_size);
+    let fsyncs = log.flush_count();
+    assert!(
+        fsyncs == requests || fsyncs == requests + 1,
+        "{fsyncs} fsyncs for {requests} requests"
+    );
+    let weak = Arc::downgrade(&log);
+    drop(log);
+    // The flusher may be finishing a flush; after that it lets go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while weak.upgrade().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flusher keeps the log alive"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -7,8 +7,11 @@
 //! offset range, with gaps where records were removed). A batch whose records
 //! all survive is copied byte for byte; control batches and records without a
 //! key are always kept. A tombstone (null value) that is the latest record of
-//! its key is kept until `delete.retention.ms` after its timestamp, so a
-//! consumer reading from the start still sees the delete.
+//! its key survives until `delete.retention.ms` after the cleaner first saw
+//! its segment (kept in the segment's `.compacted` marker file), so a
+//! consumer that is reading the log when the delete is compacted still sees
+//! it, whatever timestamp the producer gave the tombstone. This is Kafka's
+//! rule, measured per segment.
 //!
 //! The heavy work (reading, rewriting, syncing, indexing) happens without the
 //! log lock; a rewritten segment replaces the old one under the write lock by
@@ -23,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::log::PartitionLog;
-use super::segment::{scan_file, ScanRules, Segment};
+use super::segment::{scan_file, ScanRules, Segment, COMPACTED_MARKER};
 use crate::error::IoContext;
 use crate::record::{stamp, BatchBuilder, Header, RecordBatch};
 use crate::{LogError, Result};
@@ -105,13 +108,19 @@ impl PartitionLog {
             (segments, active_base)
         };
         let latest = latest_offsets(&segments)?;
-        let tombstone_horizon =
-            (self.clock.now_ms() as i64).saturating_sub(config.delete_retention_ms as i64);
+        let now = self.clock.now_ms();
         let mut outcome = CleanOutcome::default();
         for segment in &segments {
+            let first_cleaned = first_cleaned_at(&segment.path, now)?;
+            let drop_tombstones = now >= first_cleaned.saturating_add(config.delete_retention_ms);
             let cleaned_path = segment.path.with_extension("log.cleaned");
-            let removed = rewrite(segment, &cleaned_path, &latest, tombstone_horizon)?;
+            let removed = rewrite(segment, &cleaned_path, &latest, drop_tombstones)?;
             outcome.bytes_before += segment.size;
+            if removed == 0 {
+                fs::remove_file(&cleaned_path).at(&cleaned_path)?;
+                outcome.bytes_after += segment.size;
+                continue;
+            }
             let rules = ScanRules {
                 index_interval: config.index_interval_bytes,
                 contiguous: false,
@@ -165,8 +174,6 @@ impl PartitionLog {
             gone.delete_files()?;
             fs::remove_file(cleaned_path).at(cleaned_path)?;
         } else {
-            let marker = current.compacted_marker_path();
-            File::create(&marker).at(&marker)?;
             fs::rename(cleaned_path, &old.path).at(&old.path)?;
             cleaned.log_path = old.path.clone();
             cleaned.save_index()?;
@@ -176,6 +183,21 @@ impl PartitionLog {
         self.sync_dir()?;
         Ok(true)
     }
+}
+
+/// When the cleaner first saw the segment at `log_path`, from its marker
+/// file; a segment seen for the first time gets a marker saying `now`. The
+/// marker also tells recovery that the segment may have offset gaps.
+fn first_cleaned_at(log_path: &std::path::Path, now: u64) -> Result<u64> {
+    let marker = log_path.with_extension(COMPACTED_MARKER);
+    if let Some(seen) = fs::read_to_string(&marker)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+    {
+        return Ok(seen);
+    }
+    fs::write(&marker, now.to_string()).at(&marker)?;
+    Ok(now)
 }
 
 /// The offset of the latest record of each key in `segments`.
@@ -223,7 +245,7 @@ fn rewrite(
     segment: &CleanableSegment,
     out_path: &std::path::Path,
     latest: &HashMap<Vec<u8>, u64>,
-    tombstone_horizon: i64,
+    drop_tombstones: bool,
 ) -> Result<u64> {
     let file = OpenOptions::new()
         .write(true)
@@ -235,7 +257,7 @@ fn rewrite(
     let mut removed = 0u64;
     let mut write_error = None;
     let end = scan_file(&segment.file, &segment.path, 0, segment.size, |_, batch| {
-        let result = clean_batch(batch, latest, tombstone_horizon).and_then(|(kept, dropped)| {
+        let result = clean_batch(batch, latest, drop_tombstones).and_then(|(kept, dropped)| {
             removed += dropped;
             match kept {
                 Kept::All => out.write_all(batch.as_bytes()),
@@ -269,7 +291,7 @@ enum Kept {
 fn clean_batch(
     batch: RecordBatch<'_>,
     latest: &HashMap<Vec<u8>, u64>,
-    tombstone_horizon: i64,
+    drop_tombstones: bool,
 ) -> Result<(Kept, u64)> {
     if batch.attributes().is_control() {
         return Ok((Kept::All, 0));
@@ -280,7 +302,7 @@ fn clean_batch(
         None => true,
         Some(key) => {
             latest.get(key).is_none_or(|&offset| offset <= r.offset)
-                && (r.value.is_some() || r.timestamp > tombstone_horizon)
+                && (r.value.is_some() || !drop_tombstones)
         }
     };
     let kept: Vec<_> = records.iter().filter(|r| keep(r)).collect();

@@ -10,12 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::{sync_dir, Checkpoint};
 use super::clock::Clock;
+use super::flusher::{self, FlushSignal};
 use super::recovery::{self, RecoveryReport};
 use super::segment::{BatchInfo, Segment};
 use crate::config::LogConfig;
@@ -41,6 +43,13 @@ pub struct PartitionLog {
     /// Serializes cleaner passes over this log.
     pub(crate) cleaner_lock: Mutex<()>,
     recovery: RecoveryReport,
+    /// Set once a background flusher runs; due flushes are handed to it.
+    flusher: OnceLock<Arc<FlushSignal>>,
+    /// A failed background fsync: the log refuses appends from then on, as
+    /// it can no longer promise that acknowledged data reaches the disk.
+    flush_failure: Mutex<Option<String>>,
+    /// Flushes that synced at least one file, for metrics and benchmarks.
+    flush_count: AtomicU64,
 }
 
 pub(crate) struct LogState {
@@ -53,6 +62,8 @@ pub(crate) struct LogState {
     pub flushed_offset: u64,
     pub appended_bytes: u64,
     pub flushed_bytes: u64,
+    /// `appended_bytes` when the background flusher was last asked to flush.
+    pub flush_requested_bytes: u64,
     /// Clock reading at the first append not yet synced.
     pub oldest_unflushed_ms: Option<u64>,
     /// Clock reading when the active segment got its first batch.
@@ -101,6 +112,9 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             cleaner_lock: Mutex::new(()),
             recovery,
+            flusher: OnceLock::new(),
+            flush_failure: Mutex::new(None),
+            flush_count: AtomicU64::new(0),
         })
     }
 
@@ -110,6 +124,12 @@ impl PartitionLog {
     /// stamps base offsets and `term` into the headers in place and stores
     /// the bytes as they are. Syncs when the fsync policy says so.
     pub fn append(&self, batches: &mut [u8], term: u32) -> Result<AppendInfo> {
+        if let Some(failure) = self.flush_failure.lock().clone() {
+            return Err(LogError::io(
+                &self.dir,
+                std::io::Error::other(format!("an earlier fsync failed: {failure}")),
+            ));
+        }
         let config = self.config.read().clone();
         let mut infos = validate_for_append(batches, &config)?;
         let total: u64 = infos.iter().map(|b| b.size).sum();
@@ -139,15 +159,44 @@ impl PartitionLog {
         state.appended_bytes += total;
         state.oldest_unflushed_ms.get_or_insert(now);
         let due = flush_due(&state, &config, now);
+        let background = self.flusher.get().filter(|_| due);
+        if background.is_some() {
+            // The flush about to be requested covers everything so far.
+            state.flush_requested_bytes = state.appended_bytes;
+            state.oldest_unflushed_ms = None;
+        }
         drop(state);
-        if due {
-            self.flush()?;
+        match background {
+            Some(signal) => signal.request_when_idle(),
+            None if due => {
+                self.flush()?;
+            }
+            None => {}
         }
         Ok(AppendInfo {
             base_offset: infos[0].base_offset,
             last_offset: offset - 1,
             max_timestamp: infos.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
         })
+    }
+
+    /// Hands flushes that the fsync policy makes due to a background thread,
+    /// so appends do not wait for the disk. [`PartitionLog::flushed_offset`]
+    /// still says what is durable; an explicit [`PartitionLog::flush`] still
+    /// waits. Idempotent.
+    pub fn start_background_flush(self: &Arc<Self>) {
+        let mut started = false;
+        let signal = self.flusher.get_or_init(|| {
+            started = true;
+            Arc::new(FlushSignal::default())
+        });
+        if started {
+            flusher::spawn(Arc::downgrade(self), Arc::clone(signal));
+        }
+    }
+
+    pub(crate) fn record_flush_failure(&self, failure: String) {
+        *self.flush_failure.lock() = Some(failure);
     }
 
     /// Syncs every appended byte to disk and returns the flushed offset
@@ -179,6 +228,9 @@ impl PartitionLog {
                 state.active().base_offset,
             )
         };
+        if !targets.is_empty() {
+            self.flush_count.fetch_add(1, Ordering::Relaxed);
+        }
         for (file, path, active) in &targets {
             file.sync_data().map_err(|e| LogError::io(path, e))?;
             if !active {
@@ -251,6 +303,11 @@ impl PartitionLog {
 
     pub(crate) fn sync_dir(&self) -> Result<()> {
         sync_dir(&self.dir)
+    }
+
+    /// How many flushes have synced data since the log was opened.
+    pub fn flush_count(&self) -> u64 {
+        self.flush_count.load(Ordering::Relaxed)
     }
 
     /// The first offset a reader may ask for.
@@ -347,7 +404,7 @@ fn needs_roll(state: &LogState, config: &LogConfig, bytes: u64, records: u64, no
 }
 
 fn flush_due(state: &LogState, config: &LogConfig, now: u64) -> bool {
-    let unflushed = state.appended_bytes - state.flushed_bytes;
+    let unflushed = state.appended_bytes - state.flushed_bytes.max(state.flush_requested_bytes);
     let by_bytes = config
         .fsync
         .every_bytes
@@ -369,5 +426,13 @@ impl PartitionLog {
             self.flush()?;
         }
         Ok(due)
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        if let Some(signal) = self.flusher.get() {
+            signal.stop();
+        }
     }
 }

@@ -14,6 +14,7 @@
 mod checkpoint;
 mod cleaner;
 mod clock;
+mod flusher;
 mod index;
 mod log;
 mod manager;

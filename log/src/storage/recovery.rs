@@ -135,6 +135,7 @@ fn finish(
         flushed_offset: next_offset,
         appended_bytes: 0,
         flushed_bytes: 0,
+        flush_requested_bytes: 0,
         oldest_unflushed_ms: None,
         active_since_ms: None,
     };

@@ -408,7 +408,7 @@ impl Segment {
 
 fn remove_if_present(paths: &[PathBuf]) -> Result<()> {
     for path in paths {
-        match fs::remove_file(&path) {
+        match fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(LogError::io(path, e))
             }

@@ -1,0 +1,96 @@
+//! Background fsync for one log, so that appends keep filling the page cache
+//! while the device syncs what came before. Without a flusher, a due flush
+//! runs inline in the append that made it due.
+//!
+//! The fsync cadence stays what the policy says: an append that makes a
+//! flush due waits while an earlier request has not started yet, so requests
+//! never merge: there is one fsync per `flush.bytes` appended, and at most
+//! about three intervals of data are unsynced (one being synced, one waiting,
+//! one being appended). Appends overlap with the sync of earlier intervals.
+//!
+//! The flusher thread holds only a `Weak` reference: it never keeps a log
+//! alive, and it exits once the log is dropped.
+
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::log::PartitionLog;
+
+#[derive(Default)]
+pub(crate) struct FlushSignal {
+    state: Mutex<SignalState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    requested: bool,
+    in_flight: bool,
+    stopped: bool,
+}
+
+impl FlushSignal {
+    /// Waits until no flush is waiting to start (one may be running), then
+    /// requests one.
+    pub fn request_when_idle(&self) {
+        let mut state = self.state.lock();
+        while state.requested && !state.stopped {
+            self.wake.wait(&mut state);
+        }
+        state.requested = true;
+        self.wake.notify_all();
+    }
+
+    pub fn stop(&self) {
+        self.state.lock().stopped = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits for a request and marks it running; false once stopped.
+    fn next(&self) -> bool {
+        let mut state = self.state.lock();
+        while !state.requested && !state.stopped {
+            self.wake.wait(&mut state);
+        }
+        state.requested = false;
+        state.in_flight = true;
+        !state.stopped
+    }
+
+    fn finished(&self) {
+        self.state.lock().in_flight = false;
+        self.wake.notify_all();
+    }
+}
+
+pub(crate) fn spawn(log: Weak<PartitionLog>, signal: Arc<FlushSignal>) {
+    let name = log
+        .upgrade()
+        .map(|l| {
+            format!(
+                "flush-{}",
+                l.dir()
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| "flush".into());
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        while signal.next() {
+            let Some(log) = log.upgrade() else {
+                signal.finished();
+                return;
+            };
+            if let Err(e) = log.flush() {
+                tracing::error!(dir = %log.dir().display(), error = %e, "background flush failed");
+                log.record_flush_failure(e.to_string());
+            }
+            signal.finished();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a flusher thread; flushes stay inline");
+    }
+}
