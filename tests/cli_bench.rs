@@ -5,26 +5,55 @@
 use std::process::Command;
 
 fn spool(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_spool")).args(args).output().expect("run spool")
+    Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(args)
+        .output()
+        .expect("run spool")
 }
 
 #[test]
 fn bench_log_prints_one_json_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = spool(&[
-        "bench", "log", "--records", "5000", "--record-size", "100", "--fsync-every", "65536",
-        "--dir", dir.path().to_str().unwrap(),
+        "bench",
+        "log",
+        "--records",
+        "5000",
+        "--record-size",
+        "100",
+        "--fsync-every",
+        "65536",
+        "--dir",
+        dir.path().to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["records"], 5000);
-    for field in ["records_per_sec", "mb_per_sec", "p50_ms", "p99_ms", "read_mb_per_sec", "baseline_mb_per_sec"] {
-        assert!(summary[field].as_f64().unwrap() > 0.0, "{field} in {summary}");
+    for field in [
+        "records_per_sec",
+        "mb_per_sec",
+        "p50_ms",
+        "p99_ms",
+        "read_mb_per_sec",
+        "baseline_mb_per_sec",
+    ] {
+        assert!(
+            summary[field].as_f64().unwrap() > 0.0,
+            "{field} in {summary}"
+        );
     }
     assert!(summary["fsyncs"].as_u64().unwrap() >= summary["bytes"].as_u64().unwrap() / 65536);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the benchmark cleans up after itself");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the benchmark cleans up after itself"
+    );
 }
 
 #[test]

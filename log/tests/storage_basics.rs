@@ -48,7 +48,7 @@ fn bad_appends_are_rejected_and_change_nothing() {
         .contains("declares"));
 
     assert!(log.append(&mut [], 1).is_err());
-    assert!(log.append(&mut vec![0xAB; 100], 1).is_err(), "garbage");
+    assert!(log.append(&mut [0xAB; 100], 1).is_err(), "garbage");
 
     // A good batch followed by a bad one: neither is appended.
     let mut mixed = values_batch(&[b"good".to_vec()], 1);

@@ -29,7 +29,10 @@ fn fill(log: &PartitionLog, batches: usize) -> Vec<u64> {
     starts
 }
 
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file of a log directory: name and contents.
+type Files = Vec<(PathBuf, Vec<u8>)>;
+
+fn snapshot(dir: &Path) -> Files {
     fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -63,7 +66,7 @@ fn values(records: Vec<Rec>) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-fn crashed_log(batches: usize) -> (tempfile::TempDir, Vec<u64>, Vec<(PathBuf, Vec<u8>)>) {
+fn crashed_log(batches: usize) -> (tempfile::TempDir, Vec<u64>, Files) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), LogConfig::default(), &clock);

@@ -183,7 +183,7 @@ fn compaction_rewrites_batches_and_keeps_their_offset_range() {
     let cfg = config(&[("cleanup.policy", "compact")]);
     let log = open(dir.path(), cfg, &clock);
     // One batch with keys x, y, x, z, y: offsets 0..5.
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> = ["x", "y", "x", "z", "y"]
+    let recs: Vec<common::NewRecord> = ["x", "y", "x", "z", "y"]
         .iter()
         .enumerate()
         .map(|(i, k)| {

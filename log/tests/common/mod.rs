@@ -17,8 +17,11 @@ pub struct Rec {
     pub timestamp: i64,
 }
 
+/// A record to encode: key, value, timestamp.
+pub type NewRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
 /// Encodes one batch of (key, value, timestamp).
-pub fn batch(records: &[(Option<&[u8]>, Option<&[u8]>, i64)]) -> Vec<u8> {
+pub fn batch(records: &[NewRecord<'_>]) -> Vec<u8> {
     let mut builder = BatchBuilder::new(Compression::None);
     for (key, value, ts) in records {
         builder.push(*ts, *key, *value, &[]);
