@@ -321,10 +321,24 @@ fn clean_batch(
             batch.base_sequence(),
         )
         .transactional(attributes.is_transactional());
+    let mut previous_delta = -1i64;
     for record in kept {
+        let delta = record.offset as i64 - batch.base_offset() as i64;
+        if delta <= previous_delta || delta > i64::from(batch.last_offset_delta()) {
+            return Err(LogError::InvalidBatch(format!(
+                "record offsets out of order in the batch at offset {}",
+                batch.base_offset()
+            )));
+        }
+        previous_delta = delta;
         let headers: Vec<Header<'_>> = record.headers.clone();
-        let delta = (record.offset - batch.base_offset()) as i32;
-        builder.push_at(delta, record.timestamp, record.key, record.value, &headers);
+        builder.push_at(
+            delta as i32,
+            record.timestamp,
+            record.key,
+            record.value,
+            &headers,
+        );
     }
     builder.extend_last_offset_delta(batch.last_offset_delta());
     let mut bytes = builder.build();
