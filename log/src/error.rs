@@ -47,6 +47,18 @@ pub enum LogError {
     /// A batch uses a compression codec spool cannot decode.
     #[error("unsupported compression codec id {0} (supported: none, lz4, zstd)")]
     UnsupportedCompression(u8),
+    /// A request named a topic or partition the broker does not have.
+    #[error("unknown topic or partition: {topic}/{partition}")]
+    UnknownTopicOrPartition { topic: String, partition: u32 },
+    /// A request named a topic the broker does not have.
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+    /// A topic of that name exists already.
+    #[error("topic `{0}` already exists")]
+    TopicAlreadyExists(String),
+    /// A request is malformed in a way no other variant names.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// A file system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -57,6 +69,27 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// The stable protocol code of this error.
+    pub fn code(&self) -> crate::proto::ErrorCode {
+        use crate::proto::ErrorCode as C;
+        match self {
+            LogError::CorruptBatch { .. } => C::CorruptRecord,
+            LogError::InvalidBatch(_) => C::InvalidRecord,
+            LogError::BatchTooLarge { .. } => C::RecordTooLarge,
+            LogError::InvalidConfig { key, .. } if key == "partitions" => C::InvalidPartitions,
+            LogError::InvalidConfig { .. } | LogError::UnknownConfig { .. } => C::InvalidConfig,
+            LogError::InvalidTopicName { .. } => C::InvalidTopic,
+            LogError::OffsetOutOfRange { .. } => C::OffsetOutOfRange,
+            LogError::UnsupportedCompression(_) => C::UnsupportedCompression,
+            LogError::UnknownTopicOrPartition { .. } | LogError::UnknownTopic(_) => {
+                C::UnknownTopicOrPartition
+            }
+            LogError::TopicAlreadyExists(_) => C::TopicAlreadyExists,
+            LogError::InvalidRequest(_) => C::InvalidRequest,
+            LogError::Io { .. } => C::StorageError,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         LogError::Io {

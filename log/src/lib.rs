@@ -11,13 +11,28 @@
 //!   that runs background flushing, retention and cleaning for many logs.
 //! - [`config`]: topic and partition configuration, validated with clear
 //!   errors.
+//! - [`proto`]: the gRPC protocol types, generated from `proto/spool.proto`.
+//! - [`broker`]: topics and partitions over storage, serving produce, fetch,
+//!   offsets and administration requests in protocol types.
+//! - [`server`]: the tonic gRPC service in front of a broker.
+//! - [`client`]: `Client` with two transports (embedded broker, gRPC), and
+//!   the producer, consumer and admin built on it.
 //!
-//! Data flows one way: `config` is used by `storage`, which uses `record`;
-//! `record` depends on nothing else in the crate.
+//! Data flows one way: `client` → (`server` →) `broker` → `storage` →
+//! `record`; `config` and `proto` are shared vocabulary.
 
+pub mod broker;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod record;
+pub mod server;
 pub mod storage;
+
+/// The gRPC protocol (package `spool.v1`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("spool.v1");
+}
 
 pub use error::{LogError, Result};

@@ -1,0 +1,235 @@
+//! Topic administration and metadata.
+
+use std::sync::Arc;
+
+use super::topic::Topic;
+use super::Broker;
+use crate::config::{validate_partition_count, validate_topic_name, LogConfig};
+use crate::proto::{
+    AlterConfigsRequest, AlterConfigsResponse, BrokerInfo, ConfigEntry, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest,
+    MetadataResponse, NewTopic, PartitionMetadata, TopicConfigs, TopicMetadata, TopicResult,
+};
+use crate::{LogError, Result};
+
+impl Broker {
+    pub fn create_topics(&self, request: CreateTopicsRequest) -> CreateTopicsResponse {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|new| {
+                let name = new.name.clone();
+                topic_result(name, self.create_topic(new, request.validate_only))
+            })
+            .collect();
+        CreateTopicsResponse { topics }
+    }
+
+    fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
+        validate_topic_name(&new.name)?;
+        validate_partition_count(new.partitions)?;
+        let mut config = self.config().topic_defaults.clone();
+        for entry in &new.configs {
+            config.set(&entry.key, &entry.value)?;
+        }
+        let mut topics = self.topics.write();
+        if topics.contains_key(&new.name) {
+            return Err(LogError::TopicAlreadyExists(new.name));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let topic = Arc::new(Topic::create(
+            &self.config().data_dir,
+            &new.name,
+            new.partitions,
+            config,
+        )?);
+        self.register_logs(&topic);
+        topics.insert(new.name.clone(), topic);
+        tracing::info!(topic = %new.name, partitions = new.partitions, "created topic");
+        Ok(())
+    }
+
+    pub fn delete_topics(&self, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let topics = request
+            .names
+            .into_iter()
+            .map(|name| {
+                let outcome = self.delete_topic(&name);
+                topic_result(name, outcome)
+            })
+            .collect();
+        DeleteTopicsResponse { topics }
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self
+            .topics
+            .write()
+            .remove(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        if let Some(manager) = self.manager.lock().as_ref() {
+            for partition in topic.partitions() {
+                manager.remove(&partition.log_name());
+            }
+        }
+        topic.delete(&self.config().data_dir)?;
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    pub fn describe_configs(&self, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+        let names = if request.names.is_empty() {
+            self.topic_names()
+        } else {
+            request.names
+        };
+        let topics = names
+            .into_iter()
+            .map(|name| match self.topic(&name) {
+                Some(topic) => TopicConfigs {
+                    configs: topic
+                        .config()
+                        .to_pairs()
+                        .into_iter()
+                        .map(|(key, value)| ConfigEntry {
+                            key: key.to_string(),
+                            value,
+                        })
+                        .collect(),
+                    name,
+                    ..Default::default()
+                },
+                None => {
+                    let e = LogError::UnknownTopic(name.clone());
+                    TopicConfigs {
+                        name,
+                        error: e.code() as i32,
+                        message: e.to_string(),
+                        configs: vec![],
+                    }
+                }
+            })
+            .collect();
+        DescribeConfigsResponse { topics }
+    }
+
+    /// Changes the given keys of each topic; other keys keep their values.
+    pub fn alter_configs(&self, request: AlterConfigsRequest) -> AlterConfigsResponse {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|change| {
+                let outcome = self.alter_topic(&change.name, &change.configs);
+                topic_result(change.name, outcome)
+            })
+            .collect();
+        AlterConfigsResponse { topics }
+    }
+
+    fn alter_topic(&self, name: &str, entries: &[ConfigEntry]) -> Result<()> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
+        let mut config: LogConfig = topic.config();
+        for entry in entries {
+            config.set(&entry.key, &entry.value)?;
+        }
+        topic.set_config(&self.config().data_dir, config)
+    }
+
+    /// Raises a topic's partition count; lowering it is an error.
+    pub fn create_partitions(&self, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|change| {
+                let outcome = self.grow_topic(&change.name, change.count);
+                topic_result(change.name, outcome)
+            })
+            .collect();
+        CreatePartitionsResponse { topics }
+    }
+
+    fn grow_topic(&self, name: &str, count: u32) -> Result<()> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
+        validate_partition_count(count)?;
+        if count <= topic.partition_count() {
+            return Err(LogError::InvalidConfig {
+                key: "partitions".into(),
+                value: count.to_string(),
+                reason: format!(
+                    "the topic has {} partitions; the count can only grow",
+                    topic.partition_count()
+                ),
+            });
+        }
+        topic.grow(&self.config().data_dir, count)?;
+        topic.save(&self.config().data_dir)?;
+        self.register_logs(&topic);
+        Ok(())
+    }
+
+    pub fn metadata(&self, request: MetadataRequest) -> MetadataResponse {
+        let names = if request.topics.is_empty() {
+            self.topic_names()
+        } else {
+            request.topics
+        };
+        let node_id = self.config().node_id;
+        let topics = names
+            .into_iter()
+            .map(|name| match self.topic(&name) {
+                Some(topic) => TopicMetadata {
+                    partitions: topic
+                        .partitions()
+                        .iter()
+                        .map(|p| PartitionMetadata {
+                            partition: p.index,
+                            leader: node_id,
+                            log_start_offset: p.log.log_start_offset(),
+                            high_watermark: p.log.log_end_offset(),
+                            size_bytes: p.log.size_bytes(),
+                        })
+                        .collect(),
+                    name,
+                    ..Default::default()
+                },
+                None => {
+                    let e = LogError::UnknownTopic(name.clone());
+                    TopicMetadata {
+                        name,
+                        error: e.code() as i32,
+                        message: e.to_string(),
+                        partitions: vec![],
+                    }
+                }
+            })
+            .collect();
+        MetadataResponse {
+            brokers: vec![BrokerInfo {
+                node_id,
+                address: self.config().advertised_address.clone(),
+            }],
+            topics,
+        }
+    }
+}
+
+fn topic_result(name: String, outcome: Result<()>) -> TopicResult {
+    match outcome {
+        Ok(()) => TopicResult {
+            name,
+            ..Default::default()
+        },
+        Err(e) => TopicResult {
+            name,
+            error: e.code() as i32,
+            message: e.to_string(),
+        },
+    }
+}

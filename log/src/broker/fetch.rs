@@ -1,0 +1,220 @@
+//! Fetch (with long polling) and ListOffsets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Broker, Partition};
+use crate::proto::{
+    FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult,
+    ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResult,
+    OffsetSpec,
+};
+use crate::{LogError, Result};
+
+/// Longest a fetch may wait for data, whatever the client asks: keeps a
+/// forgotten request from pinning broker resources.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// Default per-partition byte limit when a request leaves it at 0.
+const DEFAULT_PARTITION_MAX_BYTES: u32 = 1 << 20;
+
+struct Wanted {
+    topic: String,
+    partition: u32,
+    offset: u64,
+    max_bytes: u32,
+    resolved: Result<Arc<Partition>>,
+}
+
+impl Broker {
+    /// Reads from every requested partition. Returns at once when the reads
+    /// hold at least `min_bytes` (or any partition has an error), otherwise
+    /// waits until new data arrives or `max_wait_ms` passes, then reads again.
+    pub async fn fetch(&self, request: FetchRequest) -> FetchResponse {
+        let wanted: Vec<Wanted> = request
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| Wanted {
+                    topic: t.name.clone(),
+                    partition: p.partition,
+                    offset: p.offset,
+                    max_bytes: if p.max_bytes == 0 {
+                        DEFAULT_PARTITION_MAX_BYTES
+                    } else {
+                        p.max_bytes
+                    },
+                    resolved: self.partition(&t.name, p.partition),
+                })
+            })
+            .collect();
+        let mut watches: Vec<watch::Receiver<u64>> = wanted
+            .iter()
+            .filter_map(|w| w.resolved.as_ref().ok().map(|p| p.watch_end()))
+            .collect();
+        let deadline =
+            Instant::now() + Duration::from_millis(request.max_wait_ms.into()).min(MAX_WAIT_CAP);
+        let request_max = if request.max_bytes == 0 {
+            u32::MAX
+        } else {
+            request.max_bytes
+        } as usize;
+        loop {
+            let (results, bytes, failed) = read_all(&wanted, request_max);
+            let satisfied = bytes >= request.min_bytes.max(1) as usize;
+            if satisfied || failed || watches.is_empty() || Instant::now() >= deadline {
+                return group(results);
+            }
+            for w in &mut watches {
+                w.mark_unchanged();
+            }
+            let changed =
+                futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok((Ok(()), _, _)) => continue,
+                // Timed out, or a partition went away (topic deleted).
+                _ => return group(read_all(&wanted, request_max).0),
+            }
+        }
+    }
+
+    /// Resolves offsets: earliest, latest, or the first at or after a time.
+    pub fn list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| ListOffsetsTopicResult {
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        match self.resolve_offset(&topic.name, p.partition, p.spec, p.timestamp) {
+                            Ok((offset, found)) => ListOffsetsPartitionResult {
+                                partition: p.partition,
+                                offset,
+                                found,
+                                ..Default::default()
+                            },
+                            Err(e) => ListOffsetsPartitionResult {
+                                partition: p.partition,
+                                error: e.code() as i32,
+                                message: e.to_string(),
+                                ..Default::default()
+                            },
+                        }
+                    })
+                    .collect(),
+                name: topic.name,
+            })
+            .collect();
+        ListOffsetsResponse { topics }
+    }
+
+    fn resolve_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: i32,
+        timestamp: i64,
+    ) -> Result<(u64, bool)> {
+        let log = &self.partition(topic, partition)?.log;
+        match OffsetSpec::try_from(spec) {
+            Ok(OffsetSpec::Earliest) => Ok((log.log_start_offset(), true)),
+            Ok(OffsetSpec::Latest) => Ok((log.log_end_offset(), true)),
+            Ok(OffsetSpec::Timestamp) => Ok(match log.offset_for_timestamp(timestamp)? {
+                Some(offset) => (offset, true),
+                None => (log.log_end_offset(), false),
+            }),
+            Err(_) => Err(LogError::InvalidRequest(format!(
+                "unknown offset spec {spec}"
+            ))),
+        }
+    }
+}
+
+/// One pass over the wanted partitions: results, total bytes, any error.
+fn read_all(
+    wanted: &[Wanted],
+    request_max: usize,
+) -> (Vec<(String, FetchPartitionResult)>, usize, bool) {
+    let mut total = 0usize;
+    let mut failed = false;
+    let results = wanted
+        .iter()
+        .map(|w| {
+            let budget = (w.max_bytes as usize).min(request_max.saturating_sub(total));
+            let result = match &w.resolved {
+                Ok(partition) if budget > 0 || total == 0 => {
+                    read_one(partition, w.offset, budget.max(1))
+                }
+                Ok(partition) => Ok(empty_result(partition)),
+                Err(e) => Err(e.to_string_with_code()),
+            };
+            let result = result.unwrap_or_else(|(code, message)| {
+                failed = true;
+                FetchPartitionResult {
+                    error: code,
+                    message,
+                    ..Default::default()
+                }
+            });
+            total += result.records.len();
+            (
+                w.topic.clone(),
+                FetchPartitionResult {
+                    partition: w.partition,
+                    ..result
+                },
+            )
+        })
+        .collect();
+    (results, total, failed)
+}
+
+fn read_one(
+    partition: &Partition,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<FetchPartitionResult, (i32, String)> {
+    let read = partition
+        .log
+        .read(offset, max_bytes)
+        .map_err(|e| e.to_string_with_code())?;
+    Ok(FetchPartitionResult {
+        high_watermark: read.log_end_offset,
+        log_start_offset: read.log_start_offset,
+        records: read.bytes.into(),
+        ..Default::default()
+    })
+}
+
+fn empty_result(partition: &Partition) -> FetchPartitionResult {
+    FetchPartitionResult {
+        high_watermark: partition.log.log_end_offset(),
+        log_start_offset: partition.log.log_start_offset(),
+        ..Default::default()
+    }
+}
+
+fn group(results: Vec<(String, FetchPartitionResult)>) -> FetchResponse {
+    let mut topics: Vec<FetchTopicResult> = Vec::new();
+    for (name, result) in results {
+        match topics.iter_mut().find(|t| t.name == name) {
+            Some(topic) => topic.partitions.push(result),
+            None => topics.push(FetchTopicResult {
+                name,
+                partitions: vec![result],
+            }),
+        }
+    }
+    FetchResponse { topics }
+}
+
+impl LogError {
+    fn to_string_with_code(&self) -> (i32, String) {
+        (self.code() as i32, self.to_string())
+    }
+}

@@ -1,0 +1,243 @@
+//! Topics, partitions, and the topic metadata files that let a broker find
+//! them again after a restart.
+//!
+//! A topic's metadata is `topics/<name>.conf`: its partition count and its
+//! settings as `key=value` lines. It is written to a temporary file and
+//! renamed into place, so a crash leaves the old or the new version. The file
+//! is the commit point: a topic exists once it is written and is gone once
+//! it is removed; partition directories without a metadata file (left by a
+//! crash during create or delete) are removed at startup.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use crate::config::LogConfig;
+use crate::error::IoContext;
+use crate::storage::{PartitionLog, SystemClock};
+use crate::Result;
+
+/// One partition: its log, and a watch that fetches wait on for new data.
+pub struct Partition {
+    pub topic: String,
+    pub index: u32,
+    pub log: Arc<PartitionLog>,
+    log_end: watch::Sender<u64>,
+}
+
+impl Partition {
+    fn open(data_dir: &Path, topic: &str, index: u32, config: LogConfig) -> Result<Partition> {
+        let log = Arc::new(PartitionLog::open(
+            partition_dir(data_dir, topic, index),
+            config,
+            Arc::new(SystemClock),
+        )?);
+        log.start_background_flush();
+        let (log_end, _) = watch::channel(log.log_end_offset());
+        Ok(Partition {
+            topic: topic.to_string(),
+            index,
+            log,
+            log_end,
+        })
+    }
+
+    /// The name the log manager knows this partition by.
+    pub fn log_name(&self) -> String {
+        format!("{}-{}", self.topic, self.index)
+    }
+
+    /// Tells waiting fetches that the log grew.
+    pub fn notify_appended(&self) {
+        self.log_end.send_replace(self.log.log_end_offset());
+    }
+
+    /// A receiver that changes whenever the log grows.
+    pub fn watch_end(&self) -> watch::Receiver<u64> {
+        self.log_end.subscribe()
+    }
+}
+
+/// A topic: its settings and partitions.
+pub struct Topic {
+    pub name: String,
+    config: RwLock<LogConfig>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().clone()
+    }
+
+    pub fn partition(&self, index: u32) -> Option<Arc<Partition>> {
+        self.partitions.read().get(index as usize).cloned()
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.read().len() as u32
+    }
+
+    /// Creates the topic's partitions and metadata file.
+    pub(crate) fn create(
+        data_dir: &Path,
+        name: &str,
+        partitions: u32,
+        config: LogConfig,
+    ) -> Result<Topic> {
+        let topic = Topic {
+            name: name.to_string(),
+            config: RwLock::new(config.clone()),
+            partitions: RwLock::default(),
+        };
+        topic.grow(data_dir, partitions)?;
+        topic.save(data_dir)?;
+        Ok(topic)
+    }
+
+    /// Opens partitions up to `count` (existing ones are kept).
+    pub(crate) fn grow(&self, data_dir: &Path, count: u32) -> Result<Vec<Arc<Partition>>> {
+        let config = self.config();
+        let mut partitions = self.partitions.write();
+        let mut added = Vec::new();
+        for index in partitions.len() as u32..count {
+            let partition = Arc::new(Partition::open(
+                data_dir,
+                &self.name,
+                index,
+                config.clone(),
+            )?);
+            added.push(Arc::clone(&partition));
+            partitions.push(partition);
+        }
+        Ok(added)
+    }
+
+    pub(crate) fn set_config(&self, data_dir: &Path, config: LogConfig) -> Result<()> {
+        for partition in self.partitions() {
+            partition.log.set_config(config.clone());
+        }
+        *self.config.write() = config;
+        self.save(data_dir)
+    }
+
+    pub(crate) fn save(&self, data_dir: &Path) -> Result<()> {
+        let mut text = format!("partitions={}\n", self.partition_count());
+        for (key, value) in self.config().to_pairs() {
+            text.push_str(&format!("config.{key}={value}\n"));
+        }
+        let dir = data_dir.join("topics");
+        fs::create_dir_all(&dir).at(&dir)?;
+        let path = meta_path(data_dir, &self.name);
+        let tmp = path.with_extension("conf.tmp");
+        fs::write(&tmp, text).at(&tmp)?;
+        fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)?;
+        fs::File::open(&dir).and_then(|d| d.sync_all()).at(&dir)
+    }
+
+    /// Removes the metadata file (the commit point), then the partitions.
+    pub(crate) fn delete(&self, data_dir: &Path) -> Result<()> {
+        let path = meta_path(data_dir, &self.name);
+        fs::remove_file(&path).at(&path)?;
+        for partition in self.partitions.write().drain(..) {
+            let dir = partition.log.dir().to_path_buf();
+            fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn meta_path(data_dir: &Path, topic: &str) -> PathBuf {
+    data_dir.join("topics").join(format!("{topic}.conf"))
+}
+
+pub(crate) fn partition_dir(data_dir: &Path, topic: &str, index: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+/// Loads every topic under `data_dir` and removes orphaned partition
+/// directories.
+pub(crate) fn load_all(
+    data_dir: &Path,
+    defaults: &LogConfig,
+) -> Result<BTreeMap<String, Arc<Topic>>> {
+    let meta_dir = data_dir.join("topics");
+    fs::create_dir_all(&meta_dir).at(&meta_dir)?;
+    let mut topics = BTreeMap::new();
+    for entry in fs::read_dir(&meta_dir).at(&meta_dir)? {
+        let path = entry.at(&meta_dir)?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".conf"))
+        else {
+            let _ = fs::remove_file(&path); // an interrupted write's temporary file
+            continue;
+        };
+        let (partitions, config) = parse_meta(&path, defaults)?;
+        let topic = Topic {
+            name: name.to_string(),
+            config: RwLock::new(config),
+            partitions: RwLock::default(),
+        };
+        topic.grow(data_dir, partitions)?;
+        topics.insert(name.to_string(), Arc::new(topic));
+    }
+    remove_orphans(data_dir, &topics)?;
+    Ok(topics)
+}
+
+fn parse_meta(path: &Path, defaults: &LogConfig) -> Result<(u32, LogConfig)> {
+    let text = fs::read_to_string(path).at(path)?;
+    let bad = |line: &str| {
+        crate::LogError::InvalidRequest(format!("{}: bad line `{line}`", path.display()))
+    };
+    let mut partitions = None;
+    let mut config = defaults.clone();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (key, value) = line.split_once('=').ok_or_else(|| bad(line))?;
+        match key.strip_prefix("config.") {
+            Some(config_key) => config.set(config_key, value)?,
+            None if key == "partitions" => {
+                partitions = Some(value.parse::<u32>().map_err(|_| bad(line))?)
+            }
+            None => return Err(bad(line)),
+        }
+    }
+    Ok((
+        partitions.ok_or_else(|| bad("missing partitions="))?,
+        config,
+    ))
+}
+
+fn remove_orphans(data_dir: &Path, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
+    for entry in fs::read_dir(data_dir).at(data_dir)? {
+        let path = entry.at(data_dir)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<u32>() else {
+            continue;
+        };
+        let known = topics
+            .get(topic)
+            .is_some_and(|t| index < t.partition_count());
+        if path.is_dir() && !known {
+            tracing::warn!(dir = %path.display(), "removing a partition directory no topic owns");
+            fs::remove_dir_all(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
