@@ -59,6 +59,21 @@ pub enum LogError {
     /// A request is malformed in a way no other variant names.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The broker could not be reached or the RPC failed in transport.
+    #[error("transport error talking to {address}: {reason}")]
+    Transport { address: String, reason: String },
+    /// The broker answered a request with an error code.
+    #[error("{code:?}: {message}")]
+    Broker {
+        code: crate::proto::ErrorCode,
+        message: String,
+    },
+    /// A client operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The producer or consumer was closed.
+    #[error("closed: {0}")]
+    Closed(String),
     /// A file system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -87,6 +102,29 @@ impl LogError {
             LogError::TopicAlreadyExists(_) => C::TopicAlreadyExists,
             LogError::InvalidRequest(_) => C::InvalidRequest,
             LogError::Io { .. } => C::StorageError,
+            LogError::Broker { code, .. } => *code,
+            LogError::Timeout(_) => C::RequestTimedOut,
+            LogError::Transport { .. } | LogError::Closed(_) => C::Unknown,
+        }
+    }
+
+    /// The error a broker's per-partition or per-topic result carries, if any.
+    pub fn from_code(code: i32, message: &str) -> Option<LogError> {
+        let code =
+            crate::proto::ErrorCode::try_from(code).unwrap_or(crate::proto::ErrorCode::Unknown);
+        (code != crate::proto::ErrorCode::None).then(|| LogError::Broker {
+            code,
+            message: message.to_string(),
+        })
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_retriable(&self) -> bool {
+        use crate::proto::ErrorCode as C;
+        match self {
+            LogError::Transport { .. } | LogError::Timeout(_) => true,
+            LogError::Broker { code, .. } => matches!(code, C::RequestTimedOut | C::StorageError),
+            _ => false,
         }
     }
 

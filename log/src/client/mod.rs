@@ -1,1 +1,221 @@
-//! placeholder
+//! The client: one API over two transports.
+//!
+//! [`Client::embedded`] runs a broker inside the process and calls it
+//! directly; [`Client::connect`] speaks gRPC to a broker. Both carry the same
+//! protocol messages, so the [`Producer`], [`Consumer`] and [`Admin`] built
+//! on a client behave the same either way, and a program moves from embedded
+//! to a cluster by changing one line.
+
+mod admin;
+mod consumer;
+mod partitioner;
+mod producer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tonic::transport::Channel;
+
+pub use admin::{Admin, PartitionInfo, TopicInfo};
+pub use consumer::{Consumer, ConsumerConfig, OffsetReset};
+pub use partitioner::murmur2;
+pub use producer::{Producer, ProducerConfig, RecordMetadata};
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::proto::spool_client::SpoolClient;
+use crate::proto::*;
+use crate::server::MAX_MESSAGE_BYTES;
+use crate::{LogError, Result};
+
+/// The default broker address of every client command.
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9292";
+
+/// A record to produce.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    pub topic: String,
+    /// `None`: chosen by key hash, or sticky for keyless records.
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// `None`: the producer's clock at send time.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+}
+
+/// A consumed record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// A topic and partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Transport {
+    Embedded(Arc<Broker>),
+    Grpc {
+        client: SpoolClient<Channel>,
+        address: String,
+    },
+}
+
+/// A handle to a broker, embedded or remote. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    transport: Transport,
+}
+
+impl Client {
+    /// Runs a broker on `data_dir` inside this process.
+    pub fn embedded(data_dir: impl AsRef<Path>) -> Result<Client> {
+        let broker = Broker::open(BrokerConfig::new(data_dir.as_ref()))?;
+        Ok(Client::from_broker(Arc::new(broker)))
+    }
+
+    /// Wraps a broker this process already runs.
+    pub fn from_broker(broker: Arc<Broker>) -> Client {
+        Client {
+            transport: Transport::Embedded(broker),
+        }
+    }
+
+    /// Connects to a broker over gRPC (`host:port` or `http://host:port`).
+    pub async fn connect(address: &str) -> Result<Client> {
+        let uri = if address.contains("://") {
+            address.to_string()
+        } else {
+            format!("http://{address}")
+        };
+        let transport_error = |e: &dyn std::fmt::Display| LogError::Transport {
+            address: address.to_string(),
+            reason: e.to_string(),
+        };
+        let channel = Channel::from_shared(uri)
+            .map_err(|e| transport_error(&e))?
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let client = SpoolClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Client {
+            transport: Transport::Grpc {
+                client,
+                address: address.to_string(),
+            },
+        })
+    }
+
+    /// The embedded broker, if this client runs one.
+    pub fn embedded_broker(&self) -> Option<&Arc<Broker>> {
+        match &self.transport {
+            Transport::Embedded(broker) => Some(broker),
+            Transport::Grpc { .. } => None,
+        }
+    }
+
+    pub fn producer(&self, config: ProducerConfig) -> Producer {
+        Producer::new(self.clone(), config)
+    }
+
+    pub fn consumer(&self, config: ConsumerConfig) -> Consumer {
+        Consumer::new(self.clone(), config)
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone())
+    }
+}
+
+/// One method per RPC, dispatching on the transport. `async` RPCs await the
+/// broker's method; `sync` ones call it directly.
+macro_rules! rpc {
+    (@call async $broker:ident . $name:ident ($request:ident)) => { $broker.$name($request).await };
+    (@call sync $broker:ident . $name:ident ($request:ident)) => { $broker.$name($request) };
+    ($($kind:ident $name:ident($request:ty) -> $response:ty;)*) => {
+        impl Client {
+            $(
+                pub async fn $name(&self, request: $request) -> Result<$response> {
+                    match &self.transport {
+                        Transport::Embedded(broker) => Ok(rpc!(@call $kind broker.$name(request))),
+                        Transport::Grpc { client, address } => client
+                            .clone()
+                            .$name(request)
+                            .await
+                            .map(tonic::Response::into_inner)
+                            .map_err(|status| status_error(address, status)),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+rpc! {
+    async produce(ProduceRequest) -> ProduceResponse;
+    async fetch(FetchRequest) -> FetchResponse;
+    sync list_offsets(ListOffsetsRequest) -> ListOffsetsResponse;
+    sync metadata(MetadataRequest) -> MetadataResponse;
+    sync create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
+    sync delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
+    sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
+    sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
+    sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+}
+
+fn status_error(address: &str, status: tonic::Status) -> LogError {
+    LogError::Transport {
+        address: address.to_string(),
+        reason: format!("{}: {}", status.code(), status.message()),
+    }
+}

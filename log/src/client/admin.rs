@@ -1,0 +1,165 @@
+//! Topic administration over a [`Client`], with errors turned into `Result`s.
+
+use super::Client;
+use crate::proto::{
+    AlterConfigsRequest, ConfigEntry, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, NewTopic, PartitionCount,
+    TopicConfigs, TopicResult,
+};
+use crate::{LogError, Result};
+
+/// One partition as `describe_topic` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub leader: u32,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub size_bytes: u64,
+}
+
+/// A topic's partitions and settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: Vec<PartitionInfo>,
+    pub configs: Vec<(String, String)>,
+}
+
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub(super) fn new(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            configs: entries(configs),
+        };
+        let response = self
+            .client
+            .create_topics(CreateTopicsRequest {
+                topics: vec![topic],
+                validate_only: false,
+            })
+            .await?;
+        first_result(response.topics)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let response = self
+            .client
+            .delete_topics(DeleteTopicsRequest {
+                names: vec![name.to_string()],
+            })
+            .await?;
+        first_result(response.topics)
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let metadata = self.client.metadata(MetadataRequest::default()).await?;
+        Ok(metadata.topics.into_iter().map(|t| t.name).collect())
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let metadata = self
+            .client
+            .metadata(MetadataRequest {
+                topics: vec![name.to_string()],
+            })
+            .await?;
+        let topic = metadata
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        if let Some(e) = LogError::from_code(topic.error, &topic.message) {
+            return Err(e);
+        }
+        let configs = self
+            .client
+            .describe_configs(DescribeConfigsRequest {
+                names: vec![name.to_string()],
+            })
+            .await?;
+        let configs = configs
+            .topics
+            .into_iter()
+            .next()
+            .map(|t| t.configs)
+            .unwrap_or_default();
+        Ok(TopicInfo {
+            name: topic.name,
+            partitions: topic
+                .partitions
+                .into_iter()
+                .map(|p| PartitionInfo {
+                    partition: p.partition,
+                    leader: p.leader,
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                    size_bytes: p.size_bytes,
+                })
+                .collect(),
+            configs: configs.into_iter().map(|c| (c.key, c.value)).collect(),
+        })
+    }
+
+    /// Sets the given keys; other keys keep their values.
+    pub async fn alter_configs(&self, name: &str, configs: &[(&str, &str)]) -> Result<()> {
+        let topic = TopicConfigs {
+            name: name.to_string(),
+            configs: entries(configs),
+            ..Default::default()
+        };
+        let response = self
+            .client
+            .alter_configs(AlterConfigsRequest {
+                topics: vec![topic],
+            })
+            .await?;
+        first_result(response.topics)
+    }
+
+    /// Raises the partition count to `count`.
+    pub async fn create_partitions(&self, name: &str, count: u32) -> Result<()> {
+        let request = CreatePartitionsRequest {
+            topics: vec![PartitionCount {
+                name: name.to_string(),
+                count,
+            }],
+        };
+        first_result(self.client.create_partitions(request).await?.topics)
+    }
+}
+
+fn entries(configs: &[(&str, &str)]) -> Vec<ConfigEntry> {
+    configs
+        .iter()
+        .map(|(k, v)| ConfigEntry {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
+}
+
+fn first_result(results: Vec<TopicResult>) -> Result<()> {
+    let result = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| LogError::InvalidRequest("empty response".into()))?;
+    match LogError::from_code(result.error, &result.message) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,469 @@
+//! The producer: batches records per partition by size and linger time,
+//! sends ready batches of many partitions in one request, keeps a bounded
+//! number of requests in flight, and retries retriable failures.
+//!
+//! `send` resolves the partition (key hash, or a sticky partition for keyless
+//! records that changes when a batch fills) and hands the record to a
+//! background task that owns the batches. Each `send` returns a future for
+//! the record's offset; dropping it does not cancel the record.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::partitioner::partition_for_key;
+use super::{Client, ProducerRecord, TopicPartition};
+use crate::proto::{Acks, MetadataRequest, ProducePartition, ProduceRequest, ProduceTopic};
+use crate::record::{BatchBuilder, Compression, Header};
+use crate::{LogError, Result};
+
+/// Producer settings; the defaults follow Kafka's where they apply.
+#[derive(Clone, Debug)]
+pub struct ProducerConfig {
+    /// `leader` (default): the leader appended it. `all`: on disk on a
+    /// majority. `none`: do not wait for the broker.
+    pub acks: Acks,
+    /// How long a batch waits for more records before it is sent (default
+    /// 5 ms, Kafka 4's `linger.ms`): a few milliseconds of latency buy much
+    /// larger batches.
+    pub linger: Duration,
+    /// Uncompressed bytes at which a batch is sent at once (default 64 KiB:
+    /// large enough to amortize a request, small enough to keep latency low).
+    pub batch_size: usize,
+    pub compression: Compression,
+    /// Requests in flight at once (default 5, as in Kafka).
+    pub max_in_flight: usize,
+    /// Retries of a retriable failure (default 5) with `retry_backoff`
+    /// (default 100 ms) between them.
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    /// Records queued in the producer before `send` waits (default 100,000).
+    pub buffer_records: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::Leader,
+            linger: Duration::from_millis(5),
+            batch_size: 64 * 1024,
+            compression: Compression::None,
+            max_in_flight: 5,
+            retries: 5,
+            retry_backoff: Duration::from_millis(100),
+            buffer_records: 100_000,
+        }
+    }
+}
+
+/// Where a produced record landed. `offset` is `None` with `acks=none`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: Option<u64>,
+}
+
+type Waiter = oneshot::Sender<Result<RecordMetadata>>;
+
+enum Command {
+    Send {
+        partition: TopicPartition,
+        record: ProducerRecord,
+        timestamp: i64,
+        done: Waiter,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// A producer. Clone it freely: clones share batches and connections.
+#[derive(Clone)]
+pub struct Producer {
+    client: Client,
+    commands: mpsc::Sender<Command>,
+    partition_counts: Arc<Mutex<HashMap<String, u32>>>,
+    sticky: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Producer {
+    pub(super) fn new(client: Client, config: ProducerConfig) -> Producer {
+        let (commands, receiver) = mpsc::channel(config.buffer_records.max(1));
+        let sticky = Arc::new(Mutex::new(HashMap::new()));
+        let accumulator = Accumulator {
+            client: client.clone(),
+            config,
+            batches: HashMap::new(),
+            in_flight: JoinSet::new(),
+            sticky: Arc::clone(&sticky),
+        };
+        tokio::spawn(accumulator.run(receiver));
+        Producer {
+            client,
+            commands,
+            partition_counts: Arc::default(),
+            sticky,
+        }
+    }
+
+    /// Queues a record; the returned future resolves once the broker has
+    /// acknowledged it per `acks`. Waits while the producer's buffer is full.
+    pub async fn send(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<impl std::future::Future<Output = Result<RecordMetadata>>> {
+        let partition = self.choose_partition(&record).await?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (done, result) = oneshot::channel();
+        let command = Command::Send {
+            partition: TopicPartition::new(record.topic.clone(), partition),
+            record,
+            timestamp,
+            done,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| LogError::Closed("the producer has stopped".into()))?;
+        Ok(async move {
+            result
+                .await
+                .unwrap_or_else(|_| Err(LogError::Closed("the producer has stopped".into())))
+        })
+    }
+
+    /// Sends a record and waits for its acknowledgement.
+    pub async fn send_and_wait(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        self.send(record).await?.await
+    }
+
+    /// Sends every queued batch now and waits until all requests sent so far
+    /// have been answered.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, flushed) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(done))
+            .await
+            .map_err(|_| LogError::Closed("the producer has stopped".into()))?;
+        flushed
+            .await
+            .map_err(|_| LogError::Closed("the producer has stopped".into()))
+    }
+
+    async fn choose_partition(&self, record: &ProducerRecord) -> Result<u32> {
+        let count = self.partition_count(&record.topic).await?;
+        match (record.partition, &record.key) {
+            (Some(p), _) if p < count => Ok(p),
+            (Some(p), _) => Err(LogError::UnknownTopicOrPartition {
+                topic: record.topic.clone(),
+                partition: p,
+            }),
+            (None, Some(key)) => Ok(partition_for_key(key, count)),
+            (None, None) => {
+                let sticky = *self
+                    .sticky
+                    .lock()
+                    .entry(record.topic.clone())
+                    .or_insert_with(|| random_below(count));
+                Ok(sticky % count.max(1))
+            }
+        }
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(count) = self.partition_counts.lock().get(topic) {
+            return Ok(*count);
+        }
+        let metadata = self
+            .client
+            .metadata(MetadataRequest {
+                topics: vec![topic.to_string()],
+            })
+            .await?;
+        let topic_meta = metadata
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+        if let Some(e) = LogError::from_code(topic_meta.error, &topic_meta.message) {
+            return Err(e);
+        }
+        let count = topic_meta.partitions.len() as u32;
+        self.partition_counts
+            .lock()
+            .insert(topic.to_string(), count);
+        Ok(count)
+    }
+}
+
+struct PendingBatch {
+    builder: BatchBuilder,
+    waiters: Vec<Waiter>,
+    deadline: Instant,
+}
+
+/// The background task that owns open batches and in-flight requests.
+struct Accumulator {
+    client: Client,
+    config: ProducerConfig,
+    batches: HashMap<TopicPartition, PendingBatch>,
+    in_flight: JoinSet<()>,
+    sticky: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Accumulator {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let next_deadline = self.batches.values().map(|b| b.deadline).min();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Send { partition, record, timestamp, done }) => self.add(partition, record, timestamp, done).await,
+                    Some(Command::Flush(done)) => {
+                        self.send_ready(true).await;
+                        while self.in_flight.join_next().await.is_some() {}
+                        let _ = done.send(());
+                    }
+                    None => break,
+                },
+                _ = sleep_until(next_deadline) => self.send_ready(false).await,
+                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
+            }
+        }
+        self.send_ready(true).await;
+        while self.in_flight.join_next().await.is_some() {}
+    }
+
+    async fn add(
+        &mut self,
+        partition: TopicPartition,
+        record: ProducerRecord,
+        timestamp: i64,
+        done: Waiter,
+    ) {
+        let linger = self.config.linger;
+        let compression = self.config.compression;
+        let batch = self
+            .batches
+            .entry(partition.clone())
+            .or_insert_with(|| PendingBatch {
+                builder: BatchBuilder::new(compression),
+                waiters: Vec::new(),
+                deadline: Instant::now() + linger,
+            });
+        let headers: Vec<Header<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.as_bytes(),
+                value: v.as_deref(),
+            })
+            .collect();
+        batch.builder.push(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &headers,
+        );
+        batch.waiters.push(done);
+        if batch.builder.estimated_size() >= self.config.batch_size {
+            if record.key.is_none() && record.partition.is_none() {
+                // The sticky partition's batch is full: move keyless records on.
+                let mut sticky = self.sticky.lock();
+                if let Some(current) = sticky.get_mut(&partition.topic) {
+                    *current = current.wrapping_add(1 + random_below(7));
+                }
+            }
+            self.send_ready(false).await;
+        }
+    }
+
+    /// Sends the batches that are full or past their linger time (all of them
+    /// when `everything`), in one request, once an in-flight slot is free.
+    async fn send_ready(&mut self, everything: bool) {
+        let now = Instant::now();
+        let ready: Vec<TopicPartition> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| {
+                everything
+                    || b.deadline <= now
+                    || b.builder.estimated_size() >= self.config.batch_size
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        while self.in_flight.len() >= self.config.max_in_flight.max(1) {
+            self.in_flight.join_next().await;
+        }
+        let batches: Vec<(TopicPartition, PendingBatch)> = ready
+            .into_iter()
+            .filter_map(|tp| self.batches.remove(&tp).map(|b| (tp, b)))
+            .collect();
+        let client = self.client.clone();
+        let config = self.config.clone();
+        self.in_flight.spawn(send_request(client, config, batches));
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one request for `batches`, retrying retriable failures, and
+/// resolves every record's waiter.
+async fn send_request(
+    client: Client,
+    config: ProducerConfig,
+    batches: Vec<(TopicPartition, PendingBatch)>,
+) {
+    let mut pending: Vec<(TopicPartition, Bytes, Vec<Waiter>)> = batches
+        .into_iter()
+        .map(|(tp, b)| (tp, Bytes::from(b.builder.build()), b.waiters))
+        .collect();
+    let mut attempt = 0;
+    loop {
+        let request = build_request(&pending, config.acks);
+        let outcome = if config.acks == Acks::None {
+            tokio::spawn({
+                let client = client.clone();
+                async move { client.produce(request).await }
+            });
+            for (tp, _, waiters) in pending.drain(..) {
+                resolve(waiters, |_| {
+                    Ok(RecordMetadata {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: None,
+                    })
+                });
+            }
+            return;
+        } else {
+            client.produce(request).await
+        };
+        let mut retry = Vec::new();
+        match outcome {
+            Ok(response) => {
+                let results: HashMap<(String, u32), (i32, String, u64)> = response
+                    .topics
+                    .into_iter()
+                    .flat_map(|t| {
+                        t.partitions.into_iter().map(move |p| {
+                            (
+                                (t.name.clone(), p.partition),
+                                (p.error, p.message, p.base_offset),
+                            )
+                        })
+                    })
+                    .collect();
+                for (tp, bytes, waiters) in pending.drain(..) {
+                    let (code, message, base) = results
+                        .get(&(tp.topic.clone(), tp.partition))
+                        .cloned()
+                        .unwrap_or((
+                            crate::proto::ErrorCode::Unknown as i32,
+                            "no result for the partition".into(),
+                            0,
+                        ));
+                    match LogError::from_code(code, &message) {
+                        None => resolve(waiters, |i| {
+                            Ok(RecordMetadata {
+                                topic: tp.topic.clone(),
+                                partition: tp.partition,
+                                offset: Some(base + i as u64),
+                            })
+                        }),
+                        Some(e) if e.is_retriable() && attempt < config.retries => {
+                            retry.push((tp, bytes, waiters))
+                        }
+                        Some(_) => {
+                            let code = e_code(code);
+                            resolve(waiters, |_| {
+                                Err(LogError::Broker {
+                                    code,
+                                    message: message.clone(),
+                                })
+                            })
+                        }
+                    }
+                }
+            }
+            Err(e) if e.is_retriable() && attempt < config.retries => {
+                retry = std::mem::take(&mut pending)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for (_, _, waiters) in pending.drain(..) {
+                    resolve(waiters, |_| {
+                        Err(LogError::Transport {
+                            address: String::new(),
+                            reason: reason.clone(),
+                        })
+                    });
+                }
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        attempt += 1;
+        tracing::debug!(attempt, partitions = retry.len(), "retrying produce");
+        tokio::time::sleep(config.retry_backoff).await;
+        pending = retry;
+    }
+}
+
+fn build_request(pending: &[(TopicPartition, Bytes, Vec<Waiter>)], acks: Acks) -> ProduceRequest {
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    for (tp, bytes, _) in pending {
+        let partition = ProducePartition {
+            partition: tp.partition,
+            records: bytes.clone(),
+        };
+        match topics.iter_mut().find(|t| t.name == tp.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(ProduceTopic {
+                name: tp.topic.clone(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    ProduceRequest {
+        acks: acks as i32,
+        timeout_ms: 30_000,
+        topics,
+    }
+}
+
+fn e_code(code: i32) -> crate::proto::ErrorCode {
+    crate::proto::ErrorCode::try_from(code).unwrap_or(crate::proto::ErrorCode::Unknown)
+}
+
+fn resolve(waiters: Vec<Waiter>, result: impl Fn(usize) -> Result<RecordMetadata>) {
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        let _ = waiter.send(result(i));
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A cheap pseudo-random number below `n`, for spreading sticky partitions.
+fn random_below(n: u32) -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos.wrapping_mul(2_654_435_761) % n.max(1)
+}
