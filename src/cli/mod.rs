@@ -2,9 +2,14 @@
 //! full shape is in shared/DESIGN.md.
 
 mod bench_log;
+mod broker;
+mod consume;
+mod produce;
 mod stats;
+mod topics;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use spool_log::client::{Client, DEFAULT_BOOTSTRAP};
 
 /// spool: stream processing on its own replicated log.
 #[derive(Parser)]
@@ -16,6 +21,21 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a broker.
+    ///
+    /// Example: spool broker --data-dir /var/lib/spool --listen 127.0.0.1:9292
+    Broker(broker::Args),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topics(topics::Command),
+    /// Produce lines from standard input, one record per line.
+    ///
+    /// Example: printf 'k1:hello\nk2:world\n' | spool produce orders --key-separator :
+    Produce(produce::Args),
+    /// Print records of a topic.
+    ///
+    /// Example: spool consume orders --from-beginning --max 10
+    Consume(consume::Args),
     /// Measure spool's components and print one JSON summary line.
     #[command(subcommand)]
     Bench(Bench),
@@ -29,10 +49,37 @@ enum Bench {
     Log(bench_log::Args),
 }
 
+/// Where client commands find the broker.
+#[derive(Args, Clone, Debug)]
+pub struct Connection {
+    /// Broker address (host:port).
+    #[arg(long, env = "SPOOL_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP, global = true)]
+    bootstrap: String,
+}
+
+impl Connection {
+    async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.bootstrap).await?)
+    }
+}
+
 impl Cli {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Bench(Bench::Log(args)) => bench_log::run(args),
+            Command::Broker(args) => broker::run(args).await,
+            Command::Topics(command) => topics::run(command).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Consume(args) => consume::run(args).await,
+            Command::Bench(Bench::Log(args)) => {
+                tokio::task::spawn_blocking(move || bench_log::run(args)).await?
+            }
         }
     }
+}
+
+/// Parses `key=value`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got `{text}`"))
 }

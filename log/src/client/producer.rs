@@ -72,8 +72,11 @@ pub struct RecordMetadata {
 type Waiter = oneshot::Sender<Result<RecordMetadata>>;
 
 enum Command {
+    /// `partition: None` asks the accumulator for the topic's sticky partition.
     Send {
-        partition: TopicPartition,
+        topic: String,
+        partition: Option<u32>,
+        partitions: u32,
         record: ProducerRecord,
         timestamp: i64,
         done: Waiter,
@@ -87,26 +90,23 @@ pub struct Producer {
     client: Client,
     commands: mpsc::Sender<Command>,
     partition_counts: Arc<Mutex<HashMap<String, u32>>>,
-    sticky: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl Producer {
     pub(super) fn new(client: Client, config: ProducerConfig) -> Producer {
         let (commands, receiver) = mpsc::channel(config.buffer_records.max(1));
-        let sticky = Arc::new(Mutex::new(HashMap::new()));
         let accumulator = Accumulator {
             client: client.clone(),
             config,
             batches: HashMap::new(),
             in_flight: JoinSet::new(),
-            sticky: Arc::clone(&sticky),
+            sticky: HashMap::new(),
         };
         tokio::spawn(accumulator.run(receiver));
         Producer {
             client,
             commands,
             partition_counts: Arc::default(),
-            sticky,
         }
     }
 
@@ -116,11 +116,26 @@ impl Producer {
         &self,
         record: ProducerRecord,
     ) -> Result<impl std::future::Future<Output = Result<RecordMetadata>>> {
-        let partition = self.choose_partition(&record).await?;
+        let partitions = self.partition_count(&record.topic).await?;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < partitions => Some(p),
+            (Some(p), _) => {
+                let topic = record.topic.clone();
+                return Err(LogError::UnknownTopicOrPartition {
+                    topic,
+                    partition: p,
+                });
+            }
+            (None, Some(key)) => Some(partition_for_key(key, partitions)),
+            (None, None) => None,
+        };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (done, result) = oneshot::channel();
+        let topic = record.topic.clone();
         let command = Command::Send {
-            partition: TopicPartition::new(record.topic.clone(), partition),
+            topic,
+            partition,
+            partitions,
             record,
             timestamp,
             done,
@@ -152,26 +167,6 @@ impl Producer {
         flushed
             .await
             .map_err(|_| LogError::Closed("the producer has stopped".into()))
-    }
-
-    async fn choose_partition(&self, record: &ProducerRecord) -> Result<u32> {
-        let count = self.partition_count(&record.topic).await?;
-        match (record.partition, &record.key) {
-            (Some(p), _) if p < count => Ok(p),
-            (Some(p), _) => Err(LogError::UnknownTopicOrPartition {
-                topic: record.topic.clone(),
-                partition: p,
-            }),
-            (None, Some(key)) => Ok(partition_for_key(key, count)),
-            (None, None) => {
-                let sticky = *self
-                    .sticky
-                    .lock()
-                    .entry(record.topic.clone())
-                    .or_insert_with(|| random_below(count));
-                Ok(sticky % count.max(1))
-            }
-        }
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
@@ -212,7 +207,8 @@ struct Accumulator {
     config: ProducerConfig,
     batches: HashMap<TopicPartition, PendingBatch>,
     in_flight: JoinSet<()>,
-    sticky: Arc<Mutex<HashMap<String, u32>>>,
+    /// The partition keyless records of each topic currently go to.
+    sticky: HashMap<String, u32>,
 }
 
 impl Accumulator {
@@ -221,7 +217,9 @@ impl Accumulator {
             let next_deadline = self.batches.values().map(|b| b.deadline).min();
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Send { partition, record, timestamp, done }) => self.add(partition, record, timestamp, done).await,
+                    Some(Command::Send { topic, partition, partitions, record, timestamp, done }) => {
+                        self.add(topic, partition, partitions, record, timestamp, done).await
+                    }
                     Some(Command::Flush(done)) => {
                         self.send_ready(true).await;
                         while self.in_flight.join_next().await.is_some() {}
@@ -239,11 +237,25 @@ impl Accumulator {
 
     async fn add(
         &mut self,
-        partition: TopicPartition,
+        topic: String,
+        partition: Option<u32>,
+        partitions: u32,
         record: ProducerRecord,
         timestamp: i64,
         done: Waiter,
     ) {
+        let sticky = partition.is_none();
+        let partition = match partition {
+            Some(p) => p,
+            None => {
+                *self
+                    .sticky
+                    .entry(topic.clone())
+                    .or_insert_with(|| random_below(partitions))
+                    % partitions.max(1)
+            }
+        };
+        let partition = TopicPartition { topic, partition };
         let linger = self.config.linger;
         let compression = self.config.compression;
         let batch = self
@@ -270,12 +282,11 @@ impl Accumulator {
         );
         batch.waiters.push(done);
         if batch.builder.estimated_size() >= self.config.batch_size {
-            if record.key.is_none() && record.partition.is_none() {
-                // The sticky partition's batch is full: move keyless records on.
-                let mut sticky = self.sticky.lock();
-                if let Some(current) = sticky.get_mut(&partition.topic) {
-                    *current = current.wrapping_add(1 + random_below(7));
-                }
+            if sticky && partitions > 1 {
+                // The sticky partition's batch is full: move keyless records
+                // to another partition.
+                let next = (partition.partition + 1 + random_below(partitions - 1)) % partitions;
+                self.sticky.insert(partition.topic.clone(), next);
             }
             self.send_ready(false).await;
         }

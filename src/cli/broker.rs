@@ -1,0 +1,100 @@
+//! `spool broker`: run a broker until SIGINT or SIGTERM, then shut down
+//! cleanly (every partition flushed and checkpointed).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Deserialize;
+use spool_log::broker::{Broker, BrokerConfig};
+use spool_log::client::DEFAULT_BOOTSTRAP;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A TOML configuration file (see docs/operations.md); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where partitions are stored.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the gRPC listener.
+    #[arg(long)]
+    listen: Option<String>,
+    /// This broker's id.
+    #[arg(long)]
+    node_id: Option<u32>,
+}
+
+/// The broker configuration file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Where partitions are stored (default `./spool-data`: a relative
+    /// directory keeps a first run self-contained).
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address (default 127.0.0.1:9292: loopback only until the
+    /// operator decides to expose it).
+    listen: Option<String>,
+    /// Broker id (default 1).
+    node_id: Option<u32>,
+    /// Defaults for new topics, as topic settings (`retention.ms = "3600000"`).
+    #[serde(default)]
+    topic_defaults: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("invalid broker config {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("spool-data"));
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string());
+    let mut config = BrokerConfig::new(&data_dir);
+    config.node_id = args.node_id.or(file.node_id).unwrap_or(1);
+    config.advertised_address = listen.clone();
+    for (key, value) in &file.topic_defaults {
+        config
+            .topic_defaults
+            .set(key, value)
+            .context("invalid [topic_defaults] entry")?;
+    }
+    let broker =
+        Arc::new(Broker::open(config).with_context(|| format!("opening {}", data_dir.display()))?);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    eprintln!(
+        "spool broker {} listening on {} with data in {}",
+        config_id(&broker),
+        listener.local_addr()?,
+        data_dir.display()
+    );
+    spool_log::server::serve(Arc::clone(&broker), listener, shutdown_signal()).await?;
+    broker.shutdown()?;
+    eprintln!("spool broker stopped cleanly");
+    Ok(())
+}
+
+fn config_id(broker: &Broker) -> u32 {
+    broker.config().node_id
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

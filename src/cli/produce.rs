@@ -1,0 +1,69 @@
+//! `spool produce TOPIC`: one record per line of standard input.
+
+use spool_log::client::{ProducerConfig, ProducerRecord};
+use spool_log::proto::Acks;
+use tokio::io::AsyncBufReadExt;
+
+use super::Connection;
+
+#[derive(clap::Args)]
+pub struct Args {
+    topic: String,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    key_separator: Option<String>,
+    /// none, leader or all.
+    #[arg(long, default_value = "leader", value_parser = parse_acks)]
+    acks: Acks,
+    /// Send every record to this partition.
+    #[arg(long)]
+    partition: Option<u32>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+fn parse_acks(text: &str) -> Result<Acks, String> {
+    match text {
+        "none" | "0" => Ok(Acks::None),
+        "leader" | "1" => Ok(Acks::Leader),
+        "all" | "-1" => Ok(Acks::All),
+        other => Err(format!("`{other}` is not one of none, leader, all")),
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = args.connection.client().await?;
+    let producer = client.producer(ProducerConfig {
+        acks: args.acks,
+        ..Default::default()
+    });
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut pending = Vec::new();
+    let mut count = 0u64;
+    while let Some(line) = lines.next_line().await? {
+        let mut record = match args
+            .key_separator
+            .as_deref()
+            .and_then(|sep| line.split_once(sep))
+        {
+            Some((key, value)) => {
+                ProducerRecord::new(&args.topic, value.to_string()).key(key.to_string())
+            }
+            None => ProducerRecord::new(&args.topic, line),
+        };
+        record.partition = args.partition;
+        pending.push(producer.send(record).await?);
+        count += 1;
+        if pending.len() >= 10_000 {
+            for ack in pending.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    producer.flush().await?;
+    eprintln!("produced {count} record(s) to {}", args.topic);
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `spool topics create|list|describe|alter|delete`.
+
+use clap::Subcommand;
+
+use super::{key_value, Connection};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a topic.
+    ///
+    /// Example: spool topics create orders --partitions 6 --config retention.ms=86400000
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// A topic setting (repeatable); see docs/storage.md for the keys.
+        #[arg(long = "config", value_parser = key_value)]
+        configs: Vec<(String, String)>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List topics.
+    ///
+    /// Example: spool topics list
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a topic's partitions (offsets, sizes, leaders) and settings.
+    ///
+    /// Example: spool topics describe orders
+    Describe {
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Change settings or raise the partition count.
+    ///
+    /// Example: spool topics alter orders --config retention.ms=3600000 --partitions 12
+    Alter {
+        name: String,
+        #[arg(long = "config", value_parser = key_value)]
+        configs: Vec<(String, String)>,
+        #[arg(long)]
+        partitions: Option<u32>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete a topic and its data.
+    ///
+    /// Example: spool topics delete orders
+    Delete {
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Create {
+            name,
+            partitions,
+            configs,
+            connection,
+        } => {
+            let pairs: Vec<(&str, &str)> = configs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            connection
+                .client()
+                .await?
+                .admin()
+                .create_topic(&name, partitions, &pairs)
+                .await?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        Command::List { connection } => {
+            for name in connection.client().await?.admin().list_topics().await? {
+                println!("{name}");
+            }
+        }
+        Command::Describe { name, connection } => {
+            let info = connection
+                .client()
+                .await?
+                .admin()
+                .describe_topic(&name)
+                .await?;
+            println!("topic {}  partitions {}", info.name, info.partitions.len());
+            println!(
+                "{:>9} {:>6} {:>16} {:>16} {:>14}",
+                "partition", "leader", "log-start", "high-watermark", "bytes"
+            );
+            for p in &info.partitions {
+                println!(
+                    "{:>9} {:>6} {:>16} {:>16} {:>14}",
+                    p.partition, p.leader, p.log_start_offset, p.high_watermark, p.size_bytes
+                );
+            }
+            println!("configs:");
+            for (key, value) in &info.configs {
+                println!("  {key}={value}");
+            }
+        }
+        Command::Alter {
+            name,
+            configs,
+            partitions,
+            connection,
+        } => {
+            anyhow::ensure!(
+                !configs.is_empty() || partitions.is_some(),
+                "nothing to alter: give --config or --partitions"
+            );
+            let admin = connection.client().await?.admin();
+            if !configs.is_empty() {
+                let pairs: Vec<(&str, &str)> = configs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                admin.alter_configs(&name, &pairs).await?;
+            }
+            if let Some(count) = partitions {
+                admin.create_partitions(&name, count).await?;
+            }
+            println!("altered topic {name}");
+        }
+        Command::Delete { name, connection } => {
+            connection
+                .client()
+                .await?
+                .admin()
+                .delete_topic(&name)
+                .await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}

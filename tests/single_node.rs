@@ -1,0 +1,234 @@
+//! A real broker process, and real client processes talking to it over
+//! sockets: one produces, another consumes, and both see the same data in
+//! the same order per partition; garbage on the port does not hurt it; a
+//! clean stop and restart keeps everything.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct BrokerProcess {
+    child: Child,
+    address: String,
+}
+
+impl BrokerProcess {
+    fn start(data_dir: &Path, address: Option<String>) -> BrokerProcess {
+        let address = address.unwrap_or_else(free_address);
+        let child = Command::new(env!("CARGO_BIN_EXE_spool"))
+            .args([
+                "broker",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                &address,
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start broker");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start listening on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        BrokerProcess { child, address }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> String {
+        let pid = self.child.id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(status.success(), "broker exited with {status}: {stderr}");
+        stderr
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+fn spool(address: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(args)
+        .env("SPOOL_BOOTSTRAP", address)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "spool {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn consumed(address: &str, topic: &str, max: usize) -> Vec<serde_json::Value> {
+    let out = spool(
+        address,
+        &[
+            "consume",
+            topic,
+            "--from-beginning",
+            "--max",
+            &max.to_string(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn one_process_produces_another_consumes_the_same_data_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), None);
+    let address = broker.address.clone();
+    spool(
+        &address,
+        &["topics", "create", "events", "--partitions", "3"],
+        None,
+    );
+
+    let input: String = (0..3000)
+        .map(|i| format!("user{}:event-{i}\n", i % 10))
+        .collect();
+    spool(
+        &address,
+        &["produce", "events", "--key-separator", ":", "--acks", "all"],
+        Some(&input),
+    );
+    let records = consumed(&address, "events", 3000);
+    assert_eq!(records.len(), 3000);
+
+    // Per partition, offsets are dense and increasing and each user's events
+    // keep the order they were produced in.
+    for partition in 0..3 {
+        let offsets: Vec<u64> = records
+            .iter()
+            .filter(|r| r["partition"] == partition)
+            .map(|r| r["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, (0..offsets.len() as u64).collect::<Vec<_>>());
+    }
+    for user in 0..10 {
+        let key = format!("user{user}");
+        let events: Vec<u64> = records
+            .iter()
+            .filter(|r| r["key"] == key.as_str())
+            .map(|r| r["value"].as_str().unwrap()[6..].parse().unwrap())
+            .collect();
+        let expected: Vec<u64> = (0..3000).filter(|i| i % 10 == user).collect();
+        assert_eq!(events, expected, "{key}");
+    }
+
+    // A clean stop and a restart on the same directory keep every record.
+    let stderr = broker.stop();
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    let broker = BrokerProcess::start(dir.path(), Some(address.clone()));
+    assert_eq!(consumed(&address, "events", 3000), records);
+    drop(broker);
+}
+
+#[test]
+fn garbage_on_the_port_does_not_hurt_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), None);
+    spool(&broker.address, &["topics", "create", "t"], None);
+    spool(&broker.address, &["produce", "t"], Some("before\n"));
+    for garbage in [
+        &b"\x00\x01\x02garbage\xff\xfe"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[0x16, 0x03, 0x01, 0x02, 0x00],
+    ] {
+        let mut stream = TcpStream::connect(&broker.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let _ = stream.write_all(garbage);
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    }
+    spool(&broker.address, &["produce", "t"], Some("after\n"));
+    let values: Vec<String> = consumed(&broker.address, "t", 2)
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(values, vec!["before", "after"]);
+}
+
+#[test]
+fn client_commands_report_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), None);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_spool"))
+            .args(args)
+            .env("SPOOL_BOOTSTRAP", &broker.address)
+            .output()
+            .unwrap()
+    };
+    for (args, expected) in [
+        (&["topics", "create", "bad name"][..], "invalid topic name"),
+        (
+            &["topics", "create", "t", "--config", "retention.ms=soon"],
+            "invalid value `soon` for config `retention.ms`",
+        ),
+        (
+            &["topics", "create", "t", "--config", "nonsense"],
+            "expected key=value",
+        ),
+        (
+            &["topics", "describe", "missing"],
+            "unknown topic `missing`",
+        ),
+        (
+            &["consume", "missing", "--max", "1"],
+            "unknown topic `missing`",
+        ),
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(["topics", "list", "--bootstrap", &free_address()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("transport error"));
+}
