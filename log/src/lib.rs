@@ -12,6 +12,8 @@
 //! - [`config`]: topic and partition configuration, validated with clear
 //!   errors.
 //! - [`proto`]: the gRPC protocol types, generated from `proto/spool.proto`.
+//! - [`consumer_protocol`]: Kafka's consumer-group subscription and
+//!   assignment encoding, shared by the coordinator and the client.
 //! - [`broker`]: topics and partitions over storage, serving produce, fetch,
 //!   offsets and administration requests in protocol types.
 //! - [`server`]: the tonic gRPC service in front of a broker.
@@ -24,6 +26,7 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod consumer_protocol;
 pub mod error;
 pub mod record;
 pub mod server;

@@ -65,6 +65,11 @@ impl Broker {
     }
 
     fn delete_topic(&self, name: &str) -> Result<()> {
+        if name.starts_with("__") {
+            return Err(LogError::InvalidRequest(format!(
+                "`{name}` is an internal topic and cannot be deleted"
+            )));
+        }
         let topic = self
             .topics
             .write()

@@ -10,6 +10,7 @@
 
 mod admin;
 mod fetch;
+pub mod groups;
 mod produce;
 mod topic;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+pub use groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 pub use topic::{Partition, Topic};
 
 use crate::config::LogConfig;
@@ -38,6 +40,8 @@ pub struct BrokerConfig {
     pub topic_defaults: LogConfig,
     /// Background work timing.
     pub manager: ManagerConfig,
+    /// Consumer group limits.
+    pub groups: GroupConfig,
 }
 
 impl BrokerConfig {
@@ -48,6 +52,7 @@ impl BrokerConfig {
             advertised_address: "embedded".into(),
             topic_defaults: LogConfig::default(),
             manager: ManagerConfig::default(),
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -57,13 +62,41 @@ pub struct Broker {
     config: BrokerConfig,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     manager: parking_lot::Mutex<Option<LogManager>>,
+    groups: Arc<GroupCoordinator>,
 }
 
 impl Broker {
     /// Opens the data directory, recovering every partition found there.
     pub fn open(config: BrokerConfig) -> Result<Broker> {
         let manager = LogManager::start(config.manager.clone());
-        let topics = topic::load_all(&config.data_dir, &config.topic_defaults)?;
+        let mut topics = topic::load_all(&config.data_dir, &config.topic_defaults)?;
+        let offsets_topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => Arc::clone(topic),
+            None => {
+                let mut compacted = config.topic_defaults.clone();
+                compacted.cleanup_policy = crate::config::CleanupPolicy::COMPACT;
+                compacted.retention_ms = None;
+                let topic = Arc::new(Topic::create(
+                    &config.data_dir,
+                    OFFSETS_TOPIC,
+                    1,
+                    compacted,
+                )?);
+                topics.insert(OFFSETS_TOPIC.to_string(), Arc::clone(&topic));
+                topic
+            }
+        };
+        let offsets_partition =
+            offsets_topic
+                .partition(0)
+                .ok_or_else(|| LogError::UnknownTopicOrPartition {
+                    topic: OFFSETS_TOPIC.into(),
+                    partition: 0,
+                })?;
+        let groups = Arc::new(GroupCoordinator::open(
+            config.groups.clone(),
+            offsets_partition,
+        )?);
         for topic in topics.values() {
             for partition in topic.partitions() {
                 manager.insert(partition.log_name(), Arc::clone(&partition.log));
@@ -74,7 +107,13 @@ impl Broker {
             config,
             topics: RwLock::new(topics),
             manager: parking_lot::Mutex::new(Some(manager)),
+            groups,
         })
+    }
+
+    /// The consumer group coordinator.
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.groups
     }
 
     pub fn config(&self) -> &BrokerConfig {

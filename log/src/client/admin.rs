@@ -66,9 +66,15 @@ impl Admin {
         first_result(response.topics)
     }
 
+    /// Topics, without internal ones (names starting with `__`).
     pub async fn list_topics(&self) -> Result<Vec<String>> {
         let metadata = self.client.metadata(MetadataRequest::default()).await?;
-        Ok(metadata.topics.into_iter().map(|t| t.name).collect())
+        Ok(metadata
+            .topics
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| !n.starts_with("__"))
+            .collect())
     }
 
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {

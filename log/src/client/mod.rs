@@ -8,6 +8,7 @@
 
 mod admin;
 mod consumer;
+pub mod group;
 mod partitioner;
 mod producer;
 
@@ -19,6 +20,7 @@ use tonic::transport::Channel;
 
 pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset};
+pub use group::{Assignor, GroupSettings, RebalanceListener};
 pub use partitioner::murmur2;
 pub use producer::{Producer, ProducerConfig, RecordMetadata};
 
@@ -211,6 +213,14 @@ rpc! {
     sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
     sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
     sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+    async join_group(JoinGroupRequest) -> JoinGroupResponse;
+    async sync_group(SyncGroupRequest) -> SyncGroupResponse;
+    sync heartbeat(HeartbeatRequest) -> HeartbeatResponse;
+    sync leave_group(LeaveGroupRequest) -> LeaveGroupResponse;
+    async offset_commit(OffsetCommitRequest) -> OffsetCommitResponse;
+    sync offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
+    sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
+    sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
 }
 
 fn status_error(address: &str, status: tonic::Status) -> LogError {

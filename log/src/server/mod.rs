@@ -132,4 +132,47 @@ impl Spool for SpoolService {
             self.broker.create_partitions(request.into_inner()),
         ))
     }
+    async fn join_group(&self, request: Request<JoinGroupRequest>) -> Reply<JoinGroupResponse> {
+        Ok(Response::new(
+            self.broker.join_group(request.into_inner()).await,
+        ))
+    }
+    async fn sync_group(&self, request: Request<SyncGroupRequest>) -> Reply<SyncGroupResponse> {
+        Ok(Response::new(
+            self.broker.sync_group(request.into_inner()).await,
+        ))
+    }
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Reply<HeartbeatResponse> {
+        Ok(Response::new(self.broker.heartbeat(request.into_inner())))
+    }
+    async fn leave_group(&self, request: Request<LeaveGroupRequest>) -> Reply<LeaveGroupResponse> {
+        Ok(Response::new(self.broker.leave_group(request.into_inner())))
+    }
+    async fn offset_commit(
+        &self,
+        request: Request<OffsetCommitRequest>,
+    ) -> Reply<OffsetCommitResponse> {
+        Ok(Response::new(
+            self.broker.offset_commit(request.into_inner()).await,
+        ))
+    }
+    async fn offset_fetch(
+        &self,
+        request: Request<OffsetFetchRequest>,
+    ) -> Reply<OffsetFetchResponse> {
+        Ok(Response::new(
+            self.broker.offset_fetch(request.into_inner()),
+        ))
+    }
+    async fn list_groups(&self, request: Request<ListGroupsRequest>) -> Reply<ListGroupsResponse> {
+        Ok(Response::new(self.broker.list_groups(request.into_inner())))
+    }
+    async fn describe_groups(
+        &self,
+        request: Request<DescribeGroupsRequest>,
+    ) -> Reply<DescribeGroupsResponse> {
+        Ok(Response::new(
+            self.broker.describe_groups(request.into_inner()),
+        ))
+    }
 }

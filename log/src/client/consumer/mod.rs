@@ -1,12 +1,16 @@
 //! The consumer: reads assigned partitions from tracked positions, with
 //! seeking by offset or time, pausing, and an offset-reset policy.
 //!
-//! Group membership (subscribe, rebalance, committed offsets) is not built
-//! yet; a consumer reads the partitions it is assigned.
+//! A consumer either reads partitions it is assigned ([`Consumer::assign`])
+//! or joins a group and reads what the group gives it
+//! ([`Consumer::subscribe`], in `subscribe.rs`).
+
+mod subscribe;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::group::{Membership, RebalanceListener};
 use super::{Client, ConsumerRecord, TopicPartition};
 use crate::proto::{
     ErrorCode, FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition, ListOffsetsRequest,
@@ -67,6 +71,9 @@ pub struct Consumer {
     positions: BTreeMap<TopicPartition, Position>,
     paused: BTreeSet<TopicPartition>,
     buffered: VecDeque<ConsumerRecord>,
+    group: Option<Membership>,
+    listener: Option<Box<dyn RebalanceListener>>,
+    last_commit: Instant,
 }
 
 impl Consumer {
@@ -77,6 +84,9 @@ impl Consumer {
             positions: BTreeMap::new(),
             paused: BTreeSet::new(),
             buffered: VecDeque::new(),
+            group: None,
+            listener: None,
+            last_commit: Instant::now(),
         }
     }
 
@@ -154,6 +164,10 @@ impl Consumer {
     /// up to `timeout` for some to arrive. Records of one partition come in
     /// offset order; an empty result means nothing arrived in time.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.group.as_ref().is_some_and(Membership::needs_rejoin) {
+            self.rebalance().await?;
+        }
+        self.maybe_auto_commit().await?;
         if self.buffered.is_empty() {
             self.resolve_positions().await?;
             self.fetch(timeout).await?;

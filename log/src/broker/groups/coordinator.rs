@@ -1,0 +1,670 @@
+//! [`GroupCoordinator`]: the request handlers of the group protocol.
+//!
+//! All group state sits behind one mutex that is never held across an
+//! `.await`: a JoinGroup or SyncGroup that has to wait parks a oneshot
+//! sender in the member and awaits the receiver after unlocking. A ticker
+//! task (started with the first group request) expires silent members and
+//! ends join phases that ran past their deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::offsets::{validate_group_id, Committed, OffsetStore};
+use super::state::{Group, GroupState, Member};
+use crate::broker::Partition;
+use crate::proto::*;
+use crate::Result;
+
+/// Group timing limits.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// Shortest session timeout a member may ask for (default 6 s, Kafka's
+    /// `group.min.session.timeout.ms`: shorter ones turn GC pauses and
+    /// network blips into rebalances). Tests lower it.
+    pub min_session_timeout: Duration,
+    /// Longest (default 30 minutes, Kafka's).
+    pub max_session_timeout: Duration,
+    /// How often silent members and overdue join phases are checked
+    /// (default 100 ms: a small fraction of any session timeout).
+    pub tick: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(1800),
+            tick: Duration::from_millis(100),
+        }
+    }
+}
+
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    groups: Mutex<HashMap<String, Group>>,
+    offsets: Arc<OffsetStore>,
+    next_member: AtomicU64,
+    ticker: OnceLock<()>,
+}
+
+fn join_error(code: ErrorCode, message: &str) -> JoinGroupResponse {
+    JoinGroupResponse {
+        error: code as i32,
+        message: message.to_string(),
+        ..Default::default()
+    }
+}
+
+pub(super) fn sync_error(code: ErrorCode) -> SyncGroupResponse {
+    SyncGroupResponse {
+        error: code as i32,
+        message: format!("{code:?}"),
+        ..Default::default()
+    }
+}
+
+fn error_pair(code: ErrorCode, message: String) -> (i32, String) {
+    (code as i32, message)
+}
+
+impl GroupCoordinator {
+    pub fn open(
+        config: GroupConfig,
+        offsets_partition: Arc<Partition>,
+    ) -> Result<GroupCoordinator> {
+        Ok(GroupCoordinator {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            offsets: Arc::new(OffsetStore::load(offsets_partition)?),
+            next_member: AtomicU64::new(1),
+            ticker: OnceLock::new(),
+        })
+    }
+
+    fn start_ticker(self: &Arc<Self>) {
+        self.ticker.get_or_init(|| {
+            let weak: Weak<GroupCoordinator> = Arc::downgrade(self);
+            let tick = self.config.tick;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(tick).await;
+                    let Some(coordinator) = weak.upgrade() else {
+                        return;
+                    };
+                    coordinator.tick(Instant::now());
+                }
+            });
+        });
+    }
+
+    fn new_member_id(&self, instance: Option<&str>) -> String {
+        let n = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!(
+            "{}-{n}-{:x}",
+            instance.unwrap_or("member"),
+            nanos & 0xffff_ffff
+        )
+    }
+
+    /// JoinGroup: waits until the rebalance's join phase ends.
+    pub async fn join(self: &Arc<Self>, request: JoinGroupRequest) -> JoinGroupResponse {
+        self.start_ticker();
+        let reply = match self.register_join(request) {
+            Ok(JoinOutcome::Wait(reply)) => reply,
+            Ok(JoinOutcome::Done(response)) => return response,
+            Err(response) => return *response,
+        };
+        reply
+            .await
+            .unwrap_or_else(|_| join_error(ErrorCode::UnknownMemberId, "the member left the group"))
+    }
+
+    fn register_join(
+        &self,
+        request: JoinGroupRequest,
+    ) -> std::result::Result<JoinOutcome, Box<JoinGroupResponse>> {
+        validate_group_id(&request.group_id)
+            .map_err(|e| join_error(ErrorCode::InvalidGroupId, &e.to_string()))?;
+        let session = Duration::from_millis(request.session_timeout_ms.into());
+        if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
+            return Err(Box::new(join_error(
+                ErrorCode::InvalidSessionTimeout,
+                &format!(
+                    "session timeout {session:?} is outside [{:?}, {:?}]",
+                    self.config.min_session_timeout, self.config.max_session_timeout
+                ),
+            )));
+        }
+        let protocols: Vec<(String, Bytes)> = request
+            .protocols
+            .iter()
+            .map(|p| (p.name.clone(), p.metadata.clone()))
+            .collect();
+        if protocols.is_empty() {
+            return Err(Box::new(join_error(
+                ErrorCode::InconsistentGroupProtocol,
+                "no assignor offered",
+            )));
+        }
+        let now = Instant::now();
+        let instance = Some(request.group_instance_id.clone()).filter(|i| !i.is_empty());
+        let mut groups = self.groups.lock();
+        let group = groups
+            .entry(request.group_id.clone())
+            .or_insert_with(|| Group::new(&request.group_id));
+        if !group.supports(&protocols) {
+            return Err(Box::new(join_error(
+                ErrorCode::InconsistentGroupProtocol,
+                "no assignor in common with the group",
+            )));
+        }
+        let mut member_id = request.member_id.clone();
+        let mut kept_assignment = Bytes::new();
+        if member_id.is_empty() {
+            member_id = self.new_member_id(instance.as_deref());
+            if let Some(old) = instance
+                .as_deref()
+                .and_then(|i| group.member_by_instance(i))
+                .map(|m| m.id.clone())
+            {
+                // A static member came back: it takes over its old identity.
+                let previous = group.members.remove(&old).expect("found above");
+                if group.leader.as_deref() == Some(old.as_str()) {
+                    group.leader = Some(member_id.clone());
+                }
+                kept_assignment = previous.assignment.clone();
+                if group.state == GroupState::Stable
+                    && same_subscription(&previous.protocols, &protocols)
+                {
+                    group.members.insert(
+                        member_id.clone(),
+                        member(
+                            &member_id,
+                            &instance,
+                            protocols,
+                            &request,
+                            now,
+                            kept_assignment,
+                        ),
+                    );
+                    tracing::info!(group = %group.id, member = %member_id, "static member rejoined without a rebalance");
+                    return Ok(JoinOutcome::Done(join_response(group, &member_id, true)));
+                }
+            }
+        } else if !group.members.contains_key(&member_id) {
+            return Err(Box::new(join_error(
+                ErrorCode::UnknownMemberId,
+                &format!("unknown member {member_id}"),
+            )));
+        } else if let Some(i) = instance.as_deref() {
+            if group
+                .member_by_instance(i)
+                .is_some_and(|m| m.id != member_id)
+            {
+                return Err(Box::new(join_error(
+                    ErrorCode::FencedInstanceId,
+                    &format!("instance {i} has a newer member"),
+                )));
+            }
+        }
+        let (reply, waiting) = oneshot::channel();
+        let mut entry = member(
+            &member_id,
+            &instance,
+            protocols,
+            &request,
+            now,
+            kept_assignment,
+        );
+        entry.pending_join = Some(reply);
+        group.members.insert(member_id.clone(), entry);
+        group.prepare_rebalance(now);
+        complete_join_if_ready(group, now);
+        Ok(JoinOutcome::Wait(waiting))
+    }
+
+    /// SyncGroup: the leader hands in the assignment; every member gets its
+    /// own once the leader has.
+    pub async fn sync(&self, request: SyncGroupRequest) -> SyncGroupResponse {
+        let waiting = {
+            let mut groups = self.groups.lock();
+            let Some(group) = groups.get_mut(&request.group_id) else {
+                return sync_error(ErrorCode::UnknownMemberId);
+            };
+            if let Err(code) = check_member(group, &request.member_id, request.generation_id) {
+                return sync_error(code);
+            }
+            match group.state {
+                GroupState::PreparingRebalance => {
+                    return sync_error(ErrorCode::RebalanceInProgress)
+                }
+                GroupState::Empty => return sync_error(ErrorCode::UnknownMemberId),
+                GroupState::Stable => {
+                    let assignment = group.members[&request.member_id].assignment.clone();
+                    return SyncGroupResponse {
+                        assignment,
+                        ..Default::default()
+                    };
+                }
+                GroupState::CompletingRebalance => {}
+            }
+            let (reply, waiting) = oneshot::channel();
+            group
+                .members
+                .get_mut(&request.member_id)
+                .expect("checked")
+                .pending_sync = Some(reply);
+            if group.leader.as_deref() == Some(request.member_id.as_str()) {
+                for assignment in &request.assignments {
+                    if let Some(m) = group.members.get_mut(&assignment.member_id) {
+                        m.assignment = assignment.assignment.clone();
+                    }
+                }
+                group.state = GroupState::Stable;
+                tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(), "group stable");
+                for m in group.members.values_mut() {
+                    if let Some(sync) = m.pending_sync.take() {
+                        let _ = sync.send(SyncGroupResponse {
+                            assignment: m.assignment.clone(),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+            waiting
+        };
+        waiting
+            .await
+            .unwrap_or_else(|_| sync_error(ErrorCode::RebalanceInProgress))
+    }
+
+    pub fn heartbeat(&self, request: HeartbeatRequest) -> HeartbeatResponse {
+        let mut groups = self.groups.lock();
+        let code = match groups.get_mut(&request.group_id) {
+            None => ErrorCode::UnknownMemberId,
+            Some(group) => match check_member(group, &request.member_id, request.generation_id) {
+                Err(code) => code,
+                Ok(()) => {
+                    group
+                        .members
+                        .get_mut(&request.member_id)
+                        .expect("checked")
+                        .last_heartbeat = Instant::now();
+                    if group.state == GroupState::PreparingRebalance {
+                        ErrorCode::RebalanceInProgress
+                    } else {
+                        ErrorCode::None
+                    }
+                }
+            },
+        };
+        HeartbeatResponse {
+            error: code as i32,
+            message: if code == ErrorCode::None {
+                String::new()
+            } else {
+                format!("{code:?}")
+            },
+        }
+    }
+
+    pub fn leave(&self, request: LeaveGroupRequest) -> LeaveGroupResponse {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(&request.group_id) else {
+            return LeaveGroupResponse {
+                error: ErrorCode::UnknownMemberId as i32,
+                message: "unknown group".into(),
+            };
+        };
+        let id = if request.member_id.is_empty() {
+            group
+                .member_by_instance(&request.group_instance_id)
+                .map(|m| m.id.clone())
+        } else {
+            Some(request.member_id.clone()).filter(|id| group.members.contains_key(id))
+        };
+        let Some(id) = id else {
+            return LeaveGroupResponse {
+                error: ErrorCode::UnknownMemberId as i32,
+                message: "unknown member".into(),
+            };
+        };
+        group.members.remove(&id);
+        tracing::info!(group = %group.id, member = %id, "member left");
+        rebalance_after_departure(group, Instant::now());
+        LeaveGroupResponse::default()
+    }
+
+    /// Expires members whose session ran out and ends overdue join phases.
+    pub fn tick(&self, now: Instant) {
+        let mut groups = self.groups.lock();
+        for group in groups.values_mut() {
+            let expired: Vec<String> = group
+                .members
+                .values()
+                .filter(|m| {
+                    m.pending_join.is_none()
+                        && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
+                .map(|m| m.id.clone())
+                .collect();
+            for id in &expired {
+                tracing::info!(group = %group.id, member = %id, "member session expired");
+                group.members.remove(id);
+            }
+            if !expired.is_empty() {
+                rebalance_after_departure(group, now);
+            }
+            complete_join_if_ready(group, now);
+        }
+    }
+
+    /// OffsetCommit. Members commit with their generation; a commit with
+    /// generation -1 comes from outside the protocol and is accepted only
+    /// while the group has no members.
+    pub async fn commit_offsets(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
+        let checked = {
+            let groups = self.groups.lock();
+            match groups.get(&request.group_id) {
+                Some(group) if request.generation_id < 0 && !group.members.is_empty() => {
+                    Err(error_pair(
+                        ErrorCode::IllegalGeneration,
+                        "the group has members; commit as one of them".into(),
+                    ))
+                }
+                Some(group) if request.generation_id >= 0 => {
+                    check_member(group, &request.member_id, request.generation_id)
+                        .map_err(|code| error_pair(code, format!("{code:?}")))
+                }
+                None if request.generation_id >= 0 => Err(error_pair(
+                    ErrorCode::UnknownMemberId,
+                    "unknown group".into(),
+                )),
+                _ => validate_group_id(&request.group_id)
+                    .map_err(|e| error_pair(ErrorCode::InvalidGroupId, e.to_string())),
+            }
+        };
+        if let Err((error, message)) = checked {
+            return OffsetCommitResponse { error, message };
+        }
+        let commits: Vec<(String, u32, Committed)> = request
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        t.name.clone(),
+                        p.partition,
+                        Committed {
+                            offset: p.offset,
+                            metadata: p.metadata.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let store = Arc::clone(&self.offsets);
+        let group = request.group_id.clone();
+        match tokio::task::spawn_blocking(move || store.commit(&group, &commits)).await {
+            Ok(Ok(())) => OffsetCommitResponse::default(),
+            Ok(Err(e)) => OffsetCommitResponse {
+                error: e.code() as i32,
+                message: e.to_string(),
+            },
+            Err(e) => OffsetCommitResponse {
+                error: ErrorCode::StorageError as i32,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    pub fn fetch_offsets(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {
+        let offsets = if request.topics.is_empty() {
+            self.offsets
+                .fetch_all(&request.group_id)
+                .into_iter()
+                .map(|(topic, partition, c)| CommittedOffset {
+                    topic,
+                    partition,
+                    offset: c.offset,
+                    found: true,
+                    metadata: c.metadata,
+                })
+                .collect()
+        } else {
+            request
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (t.name.clone(), p.partition))
+                })
+                .map(|(topic, partition)| {
+                    match self.offsets.fetch(&request.group_id, &topic, partition) {
+                        Some(c) => CommittedOffset {
+                            topic,
+                            partition,
+                            offset: c.offset,
+                            found: true,
+                            metadata: c.metadata,
+                        },
+                        None => CommittedOffset {
+                            topic,
+                            partition,
+                            ..Default::default()
+                        },
+                    }
+                })
+                .collect()
+        };
+        OffsetFetchResponse {
+            offsets,
+            ..Default::default()
+        }
+    }
+
+    pub fn list_groups(&self) -> ListGroupsResponse {
+        let groups = self.groups.lock();
+        let mut listings: Vec<GroupListing> = groups
+            .values()
+            .map(|g| GroupListing {
+                group_id: g.id.clone(),
+                state: g.state.name().into(),
+            })
+            .collect();
+        for id in self.offsets.groups() {
+            if !groups.contains_key(&id) {
+                listings.push(GroupListing {
+                    group_id: id,
+                    state: GroupState::Empty.name().into(),
+                });
+            }
+        }
+        listings.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        ListGroupsResponse { groups: listings }
+    }
+
+    pub fn describe_groups(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let groups = self.groups.lock();
+        let described = request
+            .group_ids
+            .into_iter()
+            .map(|id| match groups.get(&id) {
+                Some(g) => GroupDescription {
+                    group_id: id,
+                    state: g.state.name().into(),
+                    protocol_name: g.protocol.clone().unwrap_or_default(),
+                    generation_id: g.generation,
+                    members: g
+                        .members
+                        .values()
+                        .map(|m| GroupMemberDescription {
+                            member_id: m.id.clone(),
+                            group_instance_id: m.instance_id.clone().unwrap_or_default(),
+                            assignment: m.assignment.clone(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                None => GroupDescription {
+                    group_id: id,
+                    state: GroupState::Empty.name().into(),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        DescribeGroupsResponse { groups: described }
+    }
+}
+
+enum JoinOutcome {
+    Wait(oneshot::Receiver<JoinGroupResponse>),
+    Done(JoinGroupResponse),
+}
+
+fn member(
+    id: &str,
+    instance: &Option<String>,
+    protocols: Vec<(String, Bytes)>,
+    request: &JoinGroupRequest,
+    now: Instant,
+    assignment: Bytes,
+) -> Member {
+    let session_timeout = Duration::from_millis(request.session_timeout_ms.into());
+    let rebalance_timeout = match request.rebalance_timeout_ms {
+        0 => session_timeout,
+        ms => Duration::from_millis(ms.into()),
+    };
+    Member {
+        id: id.to_string(),
+        instance_id: instance.clone(),
+        protocols,
+        session_timeout,
+        rebalance_timeout,
+        last_heartbeat: now,
+        assignment,
+        pending_join: None,
+        pending_sync: None,
+    }
+}
+
+/// Whether a restarted static member asks for what it had: the same
+/// assignors and, where the metadata is a consumer-protocol subscription,
+/// the same topics (the partitions it owned before the restart naturally
+/// differ: a new process owns nothing yet).
+fn same_subscription(before: &[(String, Bytes)], now: &[(String, Bytes)]) -> bool {
+    use crate::consumer_protocol::Subscription;
+    before.len() == now.len()
+        && before
+            .iter()
+            .zip(now)
+            .all(|((name_a, meta_a), (name_b, meta_b))| {
+                name_a == name_b
+                    && match (Subscription::decode(meta_a), Subscription::decode(meta_b)) {
+                        (Ok(a), Ok(b)) => a.topics == b.topics,
+                        _ => meta_a == meta_b,
+                    }
+            })
+}
+
+fn check_member(
+    group: &Group,
+    member_id: &str,
+    generation: i32,
+) -> std::result::Result<(), ErrorCode> {
+    if !group.members.contains_key(member_id) {
+        return Err(ErrorCode::UnknownMemberId);
+    }
+    if generation != group.generation {
+        return Err(ErrorCode::IllegalGeneration);
+    }
+    Ok(())
+}
+
+fn rebalance_after_departure(group: &mut Group, now: Instant) {
+    if group.members.is_empty() {
+        group.state = GroupState::Empty;
+        group.leader = None;
+        group.join_deadline = None;
+    } else {
+        group.prepare_rebalance(now);
+        complete_join_if_ready(group, now);
+    }
+}
+
+/// Ends the join phase once every member rejoined or the deadline passed:
+/// members that did not rejoin are dropped, the generation moves on, and
+/// every waiting JoinGroup is answered (the leader gets the members).
+fn complete_join_if_ready(group: &mut Group, now: Instant) {
+    if group.state != GroupState::PreparingRebalance {
+        return;
+    }
+    let overdue = group.join_deadline.is_some_and(|d| now >= d);
+    if !group.all_joined() && !overdue {
+        return;
+    }
+    group.members.retain(|_, m| m.pending_join.is_some());
+    group.generation += 1;
+    group.join_deadline = None;
+    if group.members.is_empty() {
+        group.state = GroupState::Empty;
+        group.leader = None;
+        return;
+    }
+    group.protocol = group.choose_protocol();
+    if !group
+        .leader
+        .as_ref()
+        .is_some_and(|l| group.members.contains_key(l))
+    {
+        group.leader = group.members.keys().next().cloned();
+    }
+    group.state = GroupState::CompletingRebalance;
+    tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(), "join phase complete");
+    let ids: Vec<String> = group.members.keys().cloned().collect();
+    for id in ids {
+        let response = join_response(group, &id, false);
+        let member = group.members.get_mut(&id).expect("listed above");
+        member.last_heartbeat = now;
+        if let Some(reply) = member.pending_join.take() {
+            let _ = reply.send(response);
+        }
+    }
+}
+
+fn join_response(group: &Group, member_id: &str, skip_assignment: bool) -> JoinGroupResponse {
+    let protocol = group.protocol.clone().unwrap_or_default();
+    let leader = group.leader.clone().unwrap_or_default();
+    let members = if leader == member_id {
+        group
+            .members
+            .values()
+            .map(|m| JoinGroupMember {
+                member_id: m.id.clone(),
+                group_instance_id: m.instance_id.clone().unwrap_or_default(),
+                metadata: m.metadata_for(&protocol),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    JoinGroupResponse {
+        generation_id: group.generation,
+        protocol_name: protocol,
+        leader_id: leader,
+        member_id: member_id.to_string(),
+        members,
+        skip_assignment,
+        ..Default::default()
+    }
+}

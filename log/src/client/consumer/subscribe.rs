@@ -1,0 +1,269 @@
+//! Group consumption: subscribing, rebalancing from `poll`, committing.
+//!
+//! A rebalance runs inside `poll`, so the application sees revocations and
+//! assignments (through its [`RebalanceListener`]) between two polls, never
+//! in the middle of processing. With an eager assignor every partition is
+//! revoked (and its progress committed) before rejoining; with the
+//! cooperative-sticky assignor the consumer keeps reading what it keeps, and
+//! only revoked partitions are committed and handed back, after which it
+//! rejoins once more so they can be assigned elsewhere.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::{Consumer, Position};
+use crate::client::group::{GroupSettings, Membership, RebalanceListener};
+use crate::client::TopicPartition;
+use crate::proto::{
+    ErrorCode, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, OffsetFetchRequest,
+};
+use crate::{LogError, Result};
+
+impl Consumer {
+    /// Joins the group `settings.group_id` and reads the partitions of
+    /// `topics` the group assigns to this consumer. The join happens in the
+    /// next `poll`.
+    pub fn subscribe<T: Into<String>>(
+        &mut self,
+        topics: impl IntoIterator<Item = T>,
+        settings: GroupSettings,
+    ) {
+        self.assign(std::iter::empty());
+        self.group = Some(Membership::new(
+            settings,
+            topics.into_iter().map(Into::into).collect(),
+        ));
+    }
+
+    /// Called around every rebalance from inside `poll`.
+    pub fn set_rebalance_listener(&mut self, listener: impl RebalanceListener + 'static) {
+        self.listener = Some(Box::new(listener));
+    }
+
+    /// The group generation and member id, once joined.
+    pub fn group_generation(&self) -> Option<(i32, String)> {
+        self.group.as_ref().map(Membership::generation)
+    }
+
+    pub(super) async fn rebalance(&mut self) -> Result<()> {
+        let Some(mut membership) = self.group.take() else {
+            return Ok(());
+        };
+        let outcome = self.rebalance_with(&mut membership).await;
+        self.group = Some(membership);
+        outcome
+    }
+
+    async fn rebalance_with(&mut self, membership: &mut Membership) -> Result<()> {
+        loop {
+            let owned = self.assignment();
+            let (_, member_id) = membership.generation();
+            if !owned.is_empty() && (member_id.is_empty() || !membership.is_cooperative()) {
+                // Eager protocol, or the group forgot us: give everything up.
+                if !member_id.is_empty() {
+                    self.commit_if_auto(membership, &owned).await;
+                }
+                self.notify(&owned, |l, p| l.on_partitions_revoked(p));
+                self.assign(std::iter::empty());
+            }
+            let owned: BTreeSet<TopicPartition> = self.assignment().into_iter().collect();
+            let rebalanced = membership
+                .rejoin(&self.client, &owned.iter().cloned().collect::<Vec<_>>())
+                .await?;
+            let assigned: BTreeSet<TopicPartition> = rebalanced.assigned.into_iter().collect();
+            let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
+            let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
+            if !revoked.is_empty() {
+                self.commit_if_auto(membership, &revoked).await;
+                self.notify(&revoked, |l, p| l.on_partitions_revoked(p));
+            }
+            self.assign(assigned.iter().cloned());
+            self.load_committed(membership, &added).await?;
+            self.notify(&added, |l, p| l.on_partitions_assigned(p));
+            if !rebalanced.cooperative || revoked.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn notify(
+        &mut self,
+        partitions: &[TopicPartition],
+        call: impl FnOnce(&mut dyn RebalanceListener, &[TopicPartition]),
+    ) {
+        if let (Some(listener), false) = (self.listener.as_mut(), partitions.is_empty()) {
+            call(listener.as_mut(), partitions);
+        }
+    }
+
+    /// Starts newly assigned partitions at their committed offsets.
+    async fn load_committed(
+        &mut self,
+        membership: &Membership,
+        partitions: &[TopicPartition],
+    ) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let request = OffsetFetchRequest {
+            group_id: membership.settings().group_id.clone(),
+            topics: commit_topics(partitions.iter().map(|tp| (tp.clone(), 0))),
+        };
+        let response = self.client.offset_fetch(request).await?;
+        if let Some(e) = LogError::from_code(response.error, &response.message) {
+            return Err(e);
+        }
+        for committed in response.offsets.into_iter().filter(|c| c.found) {
+            let tp = TopicPartition::new(committed.topic, committed.partition);
+            if let Some(position) = self.positions.get_mut(&tp) {
+                *position = Position::At(committed.offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// The offset of the next record `poll` will return for `tp`: the first
+    /// buffered record, or the fetch position.
+    fn consumed_position(&self, tp: &TopicPartition) -> Option<u64> {
+        let buffered = self
+            .buffered
+            .iter()
+            .find(|r| r.topic == tp.topic && r.partition == tp.partition);
+        match (buffered, self.positions.get(tp)) {
+            (Some(record), _) => Some(record.offset),
+            (None, Some(Position::At(offset))) => Some(*offset),
+            _ => None,
+        }
+    }
+
+    /// Commits the position of every assigned partition: everything `poll`
+    /// has returned counts as processed.
+    pub async fn commit_sync(&mut self) -> Result<()> {
+        let offsets: Vec<(TopicPartition, u64)> = self
+            .assignment()
+            .into_iter()
+            .filter_map(|tp| self.consumed_position(&tp).map(|o| (tp, o)))
+            .collect();
+        self.commit_offsets(&offsets).await
+    }
+
+    /// Commits the given offsets (the next offset to read, as in Kafka).
+    pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        let Some(membership) = self.group.as_ref() else {
+            return Err(LogError::InvalidRequest(
+                "commits need a group: subscribe first".into(),
+            ));
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (generation, member_id) = membership.generation();
+        let request = OffsetCommitRequest {
+            group_id: membership.settings().group_id.clone(),
+            generation_id: generation,
+            member_id,
+            group_instance_id: membership
+                .settings()
+                .instance_id
+                .clone()
+                .unwrap_or_default(),
+            topics: commit_topics(offsets.iter().cloned()),
+        };
+        let response = self.client.offset_commit(request).await?;
+        match LogError::from_code(response.error, &response.message) {
+            None => {
+                self.last_commit = Instant::now();
+                Ok(())
+            }
+            Some(e) => {
+                if matches!(
+                    e.code(),
+                    ErrorCode::IllegalGeneration
+                        | ErrorCode::UnknownMemberId
+                        | ErrorCode::RebalanceInProgress
+                ) {
+                    membership.request_rejoin();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits `partitions` when auto-commit is on; failures are logged, as
+    /// the records will simply be read again.
+    async fn commit_if_auto(&mut self, membership: &Membership, partitions: &[TopicPartition]) {
+        if !membership.settings().auto_commit {
+            return;
+        }
+        let offsets: Vec<(TopicPartition, u64)> = partitions
+            .iter()
+            .filter_map(|tp| self.consumed_position(tp).map(|o| (tp.clone(), o)))
+            .collect();
+        let (generation, member_id) = membership.generation();
+        let request = OffsetCommitRequest {
+            group_id: membership.settings().group_id.clone(),
+            generation_id: generation,
+            member_id,
+            group_instance_id: membership
+                .settings()
+                .instance_id
+                .clone()
+                .unwrap_or_default(),
+            topics: commit_topics(offsets.into_iter()),
+        };
+        match self.client.offset_commit(request).await {
+            Ok(r) if r.error == ErrorCode::None as i32 => self.last_commit = Instant::now(),
+            Ok(r) => {
+                tracing::info!(error = %r.message, "auto-commit before a rebalance was refused")
+            }
+            Err(e) => tracing::info!(error = %e, "auto-commit before a rebalance failed"),
+        }
+    }
+
+    pub(super) async fn maybe_auto_commit(&mut self) -> Result<()> {
+        let due = self.group.as_ref().is_some_and(|m| {
+            m.settings().auto_commit
+                && !m.needs_rejoin()
+                && self.last_commit.elapsed() >= m.settings().auto_commit_interval
+        });
+        if due {
+            if let Err(e) = self.commit_sync().await {
+                tracing::info!(error = %e, "auto-commit failed; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits (with auto-commit on) and leaves the group.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some(mut membership) = self.group.take() {
+            if membership.settings().auto_commit && !membership.needs_rejoin() {
+                self.group = Some(membership);
+                let committed = self.commit_sync().await;
+                membership = self.group.take().expect("just put back");
+                committed?;
+            }
+            membership.leave(&self.client).await?;
+        }
+        Ok(())
+    }
+}
+
+fn commit_topics(offsets: impl Iterator<Item = (TopicPartition, u64)>) -> Vec<OffsetCommitTopic> {
+    let mut topics: Vec<OffsetCommitTopic> = Vec::new();
+    for (tp, offset) in offsets {
+        let partition = OffsetCommitPartition {
+            partition: tp.partition,
+            offset,
+            metadata: String::new(),
+        };
+        match topics.iter_mut().find(|t| t.name == tp.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(OffsetCommitTopic {
+                name: tp.topic,
+                partitions: vec![partition],
+            }),
+        }
+    }
+    topics
+}

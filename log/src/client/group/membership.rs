@@ -1,0 +1,334 @@
+//! One consumer's membership in a group: joining, computing the assignment
+//! when it is the leader, syncing, and a heartbeat task that notices when
+//! the group starts a rebalance or forgets the member.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::assignor::Assignor;
+use crate::client::{Client, TopicPartition};
+use crate::consumer_protocol::{Assignment, Subscription};
+use crate::proto::*;
+use crate::{LogError, Result};
+
+/// Group settings of a subscribed consumer; defaults follow Kafka's.
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    pub group_id: String,
+    /// Static membership (`group.instance.id`): a consumer restarted with the
+    /// same id within the session timeout gets its partitions back without
+    /// a rebalance.
+    pub instance_id: Option<String>,
+    /// Offered in order of preference (default range, then
+    /// cooperative-sticky, as in Kafka 3).
+    pub assignors: Vec<Assignor>,
+    /// The broker drops a member silent for this long (default 45 s).
+    pub session_timeout: Duration,
+    /// How often the member heartbeats (default 3 s, well under the session
+    /// timeout).
+    pub heartbeat_interval: Duration,
+    /// How long members get to rejoin during a rebalance (default 5 min,
+    /// Kafka's `max.poll.interval.ms`).
+    pub rebalance_timeout: Duration,
+    /// Commit positions automatically from `poll` (default true, every 5 s).
+    pub auto_commit: bool,
+    pub auto_commit_interval: Duration,
+}
+
+impl GroupSettings {
+    pub fn new(group_id: impl Into<String>) -> Self {
+        GroupSettings {
+            group_id: group_id.into(),
+            instance_id: None,
+            assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            rebalance_timeout: Duration::from_secs(300),
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Called around rebalances, from inside `poll`.
+pub trait RebalanceListener: Send {
+    /// Before partitions are taken away (commit their progress here).
+    fn on_partitions_revoked(&mut self, _partitions: &[TopicPartition]) {}
+    /// After partitions are given, before records of them are returned.
+    fn on_partitions_assigned(&mut self, _partitions: &[TopicPartition]) {}
+}
+
+#[derive(Default)]
+struct Shared {
+    member_id: String,
+    generation: i32,
+    rejoin_needed: bool,
+}
+
+/// The outcome of one completed rebalance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rebalanced {
+    pub generation: i32,
+    pub member_id: String,
+    pub assigned: Vec<TopicPartition>,
+    /// Whether the group uses the cooperative protocol (keep what you own).
+    pub cooperative: bool,
+}
+
+pub struct Membership {
+    settings: GroupSettings,
+    topics: Vec<String>,
+    shared: Arc<Mutex<Shared>>,
+    heartbeat: Option<JoinHandle<()>>,
+    joined: bool,
+    cooperative: bool,
+}
+
+impl Membership {
+    pub fn new(settings: GroupSettings, topics: Vec<String>) -> Membership {
+        Membership {
+            settings,
+            topics,
+            shared: Arc::default(),
+            heartbeat: None,
+            joined: false,
+            cooperative: false,
+        }
+    }
+
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
+    }
+
+    /// True when the member must (re)join before its next fetch.
+    pub fn needs_rejoin(&self) -> bool {
+        !self.joined || self.shared.lock().rejoin_needed
+    }
+
+    /// Whether the last rebalance used the cooperative protocol.
+    pub fn is_cooperative(&self) -> bool {
+        self.cooperative
+    }
+
+    pub fn generation(&self) -> (i32, String) {
+        let shared = self.shared.lock();
+        (shared.generation, shared.member_id.clone())
+    }
+
+    /// Marks the membership as needing a rejoin (after a commit was refused
+    /// because the generation moved on).
+    pub fn request_rejoin(&self) {
+        self.shared.lock().rejoin_needed = true;
+    }
+
+    /// Joins (or rejoins) and syncs, retrying while the group is still
+    /// rebalancing. `owned` are the partitions the consumer holds now.
+    pub async fn rejoin(
+        &mut self,
+        client: &Client,
+        owned: &[TopicPartition],
+    ) -> Result<Rebalanced> {
+        self.start_heartbeat(client);
+        loop {
+            self.shared.lock().rejoin_needed = false;
+            let join = client.join_group(self.join_request(owned)).await?;
+            match code(join.error) {
+                ErrorCode::None => {}
+                ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => {
+                    self.shared.lock().member_id.clear();
+                    continue;
+                }
+                ErrorCode::RebalanceInProgress => continue,
+                _ => return Err(group_error(join.error, &join.message)),
+            }
+            {
+                let mut shared = self.shared.lock();
+                shared.member_id = join.member_id.clone();
+                shared.generation = join.generation_id;
+            }
+            let assignor = Assignor::from_name(&join.protocol_name).ok_or_else(|| {
+                LogError::InvalidRequest(format!(
+                    "the group chose unknown assignor {}",
+                    join.protocol_name
+                ))
+            })?;
+            let assignments = if join.leader_id == join.member_id && !join.skip_assignment {
+                leader_assignments(client, assignor, &join.members).await?
+            } else {
+                Vec::new()
+            };
+            let sync = client
+                .sync_group(SyncGroupRequest {
+                    group_id: self.settings.group_id.clone(),
+                    generation_id: join.generation_id,
+                    member_id: join.member_id.clone(),
+                    group_instance_id: self.settings.instance_id.clone().unwrap_or_default(),
+                    assignments,
+                })
+                .await?;
+            match code(sync.error) {
+                ErrorCode::None => {}
+                ErrorCode::RebalanceInProgress => continue,
+                ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => {
+                    self.shared.lock().member_id.clear();
+                    continue;
+                }
+                _ => return Err(group_error(sync.error, &sync.message)),
+            }
+            self.joined = true;
+            self.cooperative = assignor.is_cooperative();
+            let assigned = Assignment::decode(&sync.assignment)?.partitions;
+            tracing::debug!(group = %self.settings.group_id, generation = join.generation_id, ?assigned, "joined group");
+            return Ok(Rebalanced {
+                generation: join.generation_id,
+                member_id: join.member_id,
+                assigned,
+                cooperative: self.cooperative,
+            });
+        }
+    }
+
+    fn join_request(&self, owned: &[TopicPartition]) -> JoinGroupRequest {
+        let shared = self.shared.lock();
+        let protocols = self
+            .settings
+            .assignors
+            .iter()
+            .map(|a| {
+                let owned = if a.is_cooperative() {
+                    owned.to_vec()
+                } else {
+                    Vec::new()
+                };
+                GroupProtocol {
+                    name: a.name().into(),
+                    metadata: Subscription {
+                        topics: self.topics.clone(),
+                        owned,
+                    }
+                    .encode(),
+                }
+            })
+            .collect();
+        JoinGroupRequest {
+            group_id: self.settings.group_id.clone(),
+            member_id: shared.member_id.clone(),
+            group_instance_id: self.settings.instance_id.clone().unwrap_or_default(),
+            session_timeout_ms: self.settings.session_timeout.as_millis() as u32,
+            rebalance_timeout_ms: self.settings.rebalance_timeout.as_millis() as u32,
+            protocols,
+        }
+    }
+
+    fn start_heartbeat(&mut self, client: &Client) {
+        if self.heartbeat.is_some() {
+            return;
+        }
+        let (client, shared, settings) = (
+            client.clone(),
+            Arc::clone(&self.shared),
+            self.settings.clone(),
+        );
+        self.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(settings.heartbeat_interval).await;
+                let (member_id, generation) = {
+                    let s = shared.lock();
+                    (s.member_id.clone(), s.generation)
+                };
+                if member_id.is_empty() {
+                    continue;
+                }
+                let request = HeartbeatRequest {
+                    group_id: settings.group_id.clone(),
+                    generation_id: generation,
+                    member_id,
+                    group_instance_id: settings.instance_id.clone().unwrap_or_default(),
+                };
+                match client.heartbeat(request).await {
+                    Ok(response) if code(response.error) == ErrorCode::None => {}
+                    Ok(_) => shared.lock().rejoin_needed = true,
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed; retrying"),
+                }
+            }
+        }));
+    }
+
+    /// Stops heartbeating and, for a dynamic member, leaves the group so
+    /// the others rebalance at once. A static member stays registered until
+    /// its session times out, so a restart within it gets its partitions back.
+    pub async fn leave(&mut self, client: &Client) -> Result<()> {
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
+        }
+        let member_id = self.shared.lock().member_id.clone();
+        if self.settings.instance_id.is_none() && !member_id.is_empty() {
+            client
+                .leave_group(LeaveGroupRequest {
+                    group_id: self.settings.group_id.clone(),
+                    member_id,
+                    ..Default::default()
+                })
+                .await?;
+        }
+        self.joined = false;
+        Ok(())
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The leader's work: decode every member's subscription, look up partition
+/// counts, run the assignor.
+async fn leader_assignments(
+    client: &Client,
+    assignor: Assignor,
+    members: &[JoinGroupMember],
+) -> Result<Vec<MemberAssignment>> {
+    let subscriptions: BTreeMap<String, Subscription> = members
+        .iter()
+        .map(|m| Ok((m.member_id.clone(), Subscription::decode(&m.metadata)?)))
+        .collect::<Result<_>>()?;
+    let topics: BTreeSet<String> = subscriptions
+        .values()
+        .flat_map(|s| s.topics.iter().cloned())
+        .collect();
+    let metadata = client
+        .metadata(MetadataRequest {
+            topics: topics.into_iter().collect(),
+        })
+        .await?;
+    let counts: BTreeMap<String, u32> = metadata
+        .topics
+        .into_iter()
+        .filter(|t| t.error == ErrorCode::None as i32)
+        .map(|t| (t.name, t.partitions.len() as u32))
+        .collect();
+    Ok(assignor
+        .assign(&subscriptions, &counts)
+        .into_iter()
+        .map(|(member_id, partitions)| MemberAssignment {
+            member_id,
+            assignment: Assignment { partitions }.encode(),
+        })
+        .collect())
+}
+
+fn code(raw: i32) -> ErrorCode {
+    ErrorCode::try_from(raw).unwrap_or(ErrorCode::Unknown)
+}
+
+fn group_error(raw: i32, message: &str) -> LogError {
+    LogError::from_code(raw, message)
+        .unwrap_or_else(|| LogError::InvalidRequest(message.to_string()))
+}
