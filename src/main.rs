@@ -5,6 +5,12 @@ mod cli;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    // Die quietly when stdout is a closed pipe (`spool consume t | head`),
+    // as command-line tools do, instead of panicking on the failed write.
+    // SAFETY: called before any thread starts; restores the default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")

@@ -4,70 +4,13 @@
 //! clean stop and restart keeps everything.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-struct BrokerProcess {
-    child: Child,
-    address: String,
-}
+mod common;
 
-impl BrokerProcess {
-    fn start(data_dir: &Path, address: Option<String>) -> BrokerProcess {
-        let address = address.unwrap_or_else(free_address);
-        let child = Command::new(env!("CARGO_BIN_EXE_spool"))
-            .args([
-                "broker",
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--listen",
-                &address,
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start broker");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&address).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "broker did not start listening on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        BrokerProcess { child, address }
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) -> String {
-        let pid = self.child.id() as i32;
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert!(status.success(), "broker exited with {status}: {stderr}");
-        stderr
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
+use common::BrokerProcess;
 
 fn spool(address: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spool"))
@@ -115,7 +58,7 @@ fn consumed(address: &str, topic: &str, max: usize) -> Vec<serde_json::Value> {
 #[test]
 fn one_process_produces_another_consumes_the_same_data_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(dir.path(), None);
+    let broker = BrokerProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
     let address = broker.address.clone();
     spool(
         &address,
@@ -158,7 +101,12 @@ fn one_process_produces_another_consumes_the_same_data_in_order() {
     // A clean stop and a restart on the same directory keep every record.
     let stderr = broker.stop();
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
-    let broker = BrokerProcess::start(dir.path(), Some(address.clone()));
+    let broker = BrokerProcess::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        &address,
+    ]);
     assert_eq!(consumed(&address, "events", 3000), records);
     drop(broker);
 }
@@ -166,7 +114,7 @@ fn one_process_produces_another_consumes_the_same_data_in_order() {
 #[test]
 fn garbage_on_the_port_does_not_hurt_the_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(dir.path(), None);
+    let broker = BrokerProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
     spool(&broker.address, &["topics", "create", "t"], None);
     spool(&broker.address, &["produce", "t"], Some("before\n"));
     for garbage in [
@@ -193,7 +141,7 @@ fn garbage_on_the_port_does_not_hurt_the_broker() {
 #[test]
 fn client_commands_report_bad_input_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(dir.path(), None);
+    let broker = BrokerProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_spool"))
             .args(args)
@@ -226,7 +174,7 @@ fn client_commands_report_bad_input_clearly() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_spool"))
-        .args(["topics", "list", "--bootstrap", &free_address()])
+        .args(["topics", "list", "--bootstrap", "127.0.0.1:1"])
         .output()
         .unwrap();
     assert!(!out.status.success());

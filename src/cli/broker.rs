@@ -37,6 +37,9 @@ struct FileConfig {
     listen: Option<String>,
     /// Broker id (default 1).
     node_id: Option<u32>,
+    /// Shortest consumer-group session timeout a member may ask for
+    /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
+    group_min_session_timeout_ms: Option<u64>,
     /// Defaults for new topics, as topic settings (`retention.ms = "3600000"`).
     #[serde(default)]
     topic_defaults: std::collections::BTreeMap<String, String>,
@@ -63,6 +66,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(&data_dir);
     config.node_id = args.node_id.or(file.node_id).unwrap_or(1);
     config.advertised_address = listen.clone();
+    if let Some(ms) = file.group_min_session_timeout_ms {
+        config.groups.min_session_timeout = std::time::Duration::from_millis(ms);
+    }
     for (key, value) in &file.topic_defaults {
         config
             .topic_defaults

@@ -4,6 +4,7 @@
 mod bench_log;
 mod broker;
 mod consume;
+mod groups;
 mod produce;
 mod stats;
 mod topics;
@@ -36,6 +37,9 @@ enum Command {
     ///
     /// Example: spool consume orders --from-beginning --max 10
     Consume(consume::Args),
+    /// List and describe consumer groups (with lag) and reset their offsets.
+    #[command(subcommand)]
+    Groups(groups::Command),
     /// Measure spool's components and print one JSON summary line.
     #[command(subcommand)]
     Bench(Bench),
@@ -70,6 +74,7 @@ impl Cli {
             Command::Topics(command) => topics::run(command).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
+            Command::Groups(command) => groups::run(command).await,
             Command::Bench(Bench::Log(args)) => {
                 tokio::task::spawn_blocking(move || bench_log::run(args)).await?
             }

@@ -1,0 +1,73 @@
+//! Helpers shared by the tests that run real `spool` processes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A `spool broker` child process. It binds the address it is given (port 0
+/// by default, so parallel tests never race for a port) and the address it
+/// really listens on is read from its log.
+pub struct BrokerProcess {
+    child: Child,
+    pub address: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl BrokerProcess {
+    /// Starts `spool broker` with `args` plus `--listen` (unless given).
+    pub fn start(args: &[&str]) -> BrokerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spool"));
+        command.arg("broker").args(args);
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start broker");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("broker exited before listening")
+                .unwrap();
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(rest) = line.split(" listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the log so the broker never blocks on a full pipe.
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        BrokerProcess {
+            child,
+            address,
+            log,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the broker's log.
+    pub fn stop(mut self) -> String {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50)); // let the drain thread finish
+        let log = self.log.lock().unwrap().clone();
+        assert!(status.success(), "broker exited with {status}: {log}");
+        log
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
