@@ -180,3 +180,68 @@ fn client_commands_report_bad_input_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("transport error"));
 }
+
+fn scrape(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(series))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+#[test]
+fn metrics_endpoint_reports_traffic_partitions_and_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let metrics = broker
+        .metrics_address
+        .clone()
+        .expect("the broker reports its metrics address");
+    spool(&broker.address, &["topics", "create", "t"], None);
+    let input: String = (0..10).map(|i| format!("record {i}\n")).collect();
+    spool(&broker.address, &["produce", "t"], Some(&input));
+    spool(
+        &broker.address,
+        &[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--max",
+            "4",
+        ],
+        None,
+    );
+
+    let text = scrape(&metrics);
+    assert!(metric(&text, "spool_requests_total{rpc=\"produce\"}") >= 1.0);
+    assert!(metric(&text, "spool_request_seconds_count{rpc=\"fetch\"}") >= 1.0);
+    assert!(metric(&text, "spool_bytes_in_total") > 0.0);
+    assert!(metric(&text, "spool_bytes_out_total") > 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "spool_partition_log_end_offset{topic=\"t\",partition=\"0\"}"
+        ),
+        10.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "spool_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"0\"}"
+        ),
+        6.0
+    );
+}

@@ -314,3 +314,40 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
         vec![(0, 0, Bytes::from("first")), (0, 1, Bytes::from("second"))]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_in_flight_keep_partition_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::embedded(dir.path()).unwrap();
+    client
+        .admin()
+        .create_topic("ordered", 2, &[])
+        .await
+        .unwrap();
+    // Small batches and fsync on every request: many requests overlap.
+    let producer = client.producer(ProducerConfig {
+        acks: Acks::All,
+        batch_size: 512,
+        max_in_flight: 5,
+        linger: Duration::ZERO,
+        ..Default::default()
+    });
+    let mut acks = Vec::new();
+    for i in 0..4000u32 {
+        let record = ProducerRecord::new("ordered", format!("{i}")).partition(i % 2);
+        acks.push(producer.send(record).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    let records = consume_all(&client, "ordered", 2, 4000).await;
+    for partition in 0..2 {
+        let values: Vec<u32> = records
+            .iter()
+            .filter(|r| r.0 == partition)
+            .map(|r| std::str::from_utf8(&r.2).unwrap().parse().unwrap())
+            .collect();
+        let expected: Vec<u32> = (0..4000).filter(|i| i % 2 == partition).collect();
+        assert_eq!(values, expected, "partition {partition} kept send order");
+    }
+}

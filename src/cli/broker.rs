@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use spool_log::broker::{Broker, BrokerConfig};
 use spool_log::client::DEFAULT_BOOTSTRAP;
+use spool_log::server::{serve_metrics, Metrics};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,6 +24,9 @@ pub struct Args {
     /// This broker's id.
     #[arg(long)]
     node_id: Option<u32>,
+    /// Address of the Prometheus metrics endpoint (`off` to disable).
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 /// The broker configuration file.
@@ -37,6 +41,9 @@ struct FileConfig {
     listen: Option<String>,
     /// Broker id (default 1).
     node_id: Option<u32>,
+    /// Prometheus endpoint (default 127.0.0.1:9293, next to the client port;
+    /// `off` disables it).
+    metrics_listen: Option<String>,
     /// Shortest consumer-group session timeout a member may ask for
     /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
     group_min_session_timeout_ms: Option<u64>,
@@ -80,13 +87,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let metrics_listen = args
+        .metrics_listen
+        .or(file.metrics_listen)
+        .unwrap_or_else(|| "127.0.0.1:9293".into());
+    if metrics_listen != "off" {
+        let metrics_listener = tokio::net::TcpListener::bind(&metrics_listen)
+            .await
+            .with_context(|| format!("binding the metrics endpoint {metrics_listen} (use --metrics-listen off to disable)"))?;
+        eprintln!("spool broker metrics on {}", metrics_listener.local_addr()?);
+        let mut stopped = stopped.clone();
+        tokio::spawn(serve_metrics(
+            metrics_listener,
+            Arc::clone(&broker),
+            Arc::clone(&metrics),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ));
+    }
     eprintln!(
         "spool broker {} listening on {} with data in {}",
         config_id(&broker),
         listener.local_addr()?,
         data_dir.display()
     );
-    spool_log::server::serve(Arc::clone(&broker), listener, shutdown_signal()).await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut stopped = stopped;
+    spool_log::server::serve(Arc::clone(&broker), metrics, listener, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    })
+    .await?;
     broker.shutdown()?;
     eprintln!("spool broker stopped cleanly");
     Ok(())

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Subcommands grow with the project; the
 //! full shape is in shared/DESIGN.md.
 
+mod bench_client;
 mod bench_log;
 mod broker;
 mod consume;
@@ -51,6 +52,19 @@ enum Bench {
     ///
     /// Example: spool bench log --records 1000000 --record-size 1024 --fsync-every 1048576
     Log(bench_log::Args),
+    /// Produce through a broker.
+    ///
+    /// Example: spool bench produce --topic bench --records 1000000 --record-size 100 --acks leader
+    Produce(bench_client::ProduceArgs),
+    /// Consume a topic from the start.
+    ///
+    /// Example: spool bench consume --topic bench --records 1000000
+    Consume(bench_client::ConsumeArgs),
+    /// Produce at a fixed rate and measure the time until a consumer sees
+    /// each record.
+    ///
+    /// Example: spool bench e2e --topic e2e --rate 10000 --seconds 10
+    E2e(bench_client::E2eArgs),
 }
 
 /// Where client commands find the broker.
@@ -78,6 +92,9 @@ impl Cli {
             Command::Bench(Bench::Log(args)) => {
                 tokio::task::spawn_blocking(move || bench_log::run(args)).await?
             }
+            Command::Bench(Bench::Produce(args)) => bench_client::produce(args).await,
+            Command::Bench(Bench::Consume(args)) => bench_client::consume(args).await,
+            Command::Bench(Bench::E2e(args)) => bench_client::e2e(args).await,
         }
     }
 }

@@ -22,7 +22,7 @@ pub struct Args {
     connection: Connection,
 }
 
-fn parse_acks(text: &str) -> Result<Acks, String> {
+pub(super) fn parse_acks(text: &str) -> Result<Acks, String> {
     match text {
         "none" | "0" => Ok(Acks::None),
         "leader" | "1" => Ok(Acks::Leader),

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub struct BrokerProcess {
     child: Child,
     pub address: String,
+    pub metrics_address: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -23,18 +24,25 @@ impl BrokerProcess {
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        if !args.contains(&"--metrics-listen") {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         let mut child = command
             .stderr(Stdio::piped())
             .spawn()
             .expect("start broker");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(String::new()));
+        let mut metrics_address = None;
         let address = loop {
             let line = lines
                 .next()
                 .expect("broker exited before listening")
                 .unwrap();
             log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(rest) = line.split(" metrics on ").nth(1) {
+                metrics_address = Some(rest.trim().to_string());
+            }
             if let Some(rest) = line.split(" listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
@@ -49,6 +57,7 @@ impl BrokerProcess {
         BrokerProcess {
             child,
             address,
+            metrics_address,
             log,
         }
     }

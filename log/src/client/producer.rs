@@ -7,7 +7,7 @@
 //! background task that owns the batches. Each `send` returns a future for
 //! the record's offset; dropping it does not cancel the record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,6 +100,7 @@ impl Producer {
             config,
             batches: HashMap::new(),
             in_flight: JoinSet::new(),
+            muted: HashSet::new(),
             sticky: HashMap::new(),
         };
         tokio::spawn(accumulator.run(receiver));
@@ -202,11 +203,19 @@ struct PendingBatch {
 }
 
 /// The background task that owns open batches and in-flight requests.
+///
+/// Order per partition is kept by never having two requests in flight for
+/// the same partition: a partition with a request outstanding is muted, and
+/// its next batches wait (and keep filling) until the answer arrives. Other
+/// partitions use the remaining in-flight slots. Without this, two requests
+/// multiplexed on one connection could be appended in either order.
 struct Accumulator {
     client: Client,
     config: ProducerConfig,
-    batches: HashMap<TopicPartition, PendingBatch>,
-    in_flight: JoinSet<()>,
+    /// Open batches per partition, oldest first; only the last one grows.
+    batches: HashMap<TopicPartition, VecDeque<PendingBatch>>,
+    in_flight: JoinSet<Vec<TopicPartition>>,
+    muted: HashSet<TopicPartition>,
     /// The partition keyless records of each topic currently go to.
     sticky: HashMap<String, u32>,
 }
@@ -214,25 +223,66 @@ struct Accumulator {
 impl Accumulator {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
-            let next_deadline = self.batches.values().map(|b| b.deadline).min();
+            // With every in-flight slot taken, only an answer can make
+            // progress: no timer, or the loop would spin on a past deadline.
+            let slots_full = self.in_flight.len() >= self.config.max_in_flight.max(1);
+            let next_deadline = self
+                .batches
+                .iter()
+                .filter(|_| !slots_full)
+                .filter(|(tp, _)| !self.muted.contains(*tp))
+                .filter_map(|(_, queue)| queue.front().map(|b| b.deadline))
+                .min();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Send { topic, partition, partitions, record, timestamp, done }) => {
-                        self.add(topic, partition, partitions, record, timestamp, done).await
+                        self.add(topic, partition, partitions, record, timestamp, done).await;
+                        // With no linger, send as soon as nothing else is
+                        // queued: batches still form while requests are in
+                        // flight, but a lone record never waits for a timer.
+                        if self.config.linger.is_zero() && commands.is_empty() {
+                            self.send_ready(true).await;
+                        }
                     }
                     Some(Command::Flush(done)) => {
-                        self.send_ready(true).await;
-                        while self.in_flight.join_next().await.is_some() {}
+                        self.drain().await;
                         let _ = done.send(());
                     }
                     None => break,
                 },
                 _ = sleep_until(next_deadline) => self.send_ready(false).await,
-                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    self.unmute(done);
+                    self.send_ready(false).await;
+                }
             }
         }
-        self.send_ready(true).await;
-        while self.in_flight.join_next().await.is_some() {}
+        self.drain().await;
+    }
+
+    /// Sends everything and waits for every answer.
+    async fn drain(&mut self) {
+        loop {
+            self.send_ready(true).await;
+            match self.in_flight.join_next().await {
+                Some(done) => self.unmute(done),
+                None if self.batches.is_empty() => return,
+                None => {}
+            }
+        }
+    }
+
+    fn unmute(&mut self, done: std::result::Result<Vec<TopicPartition>, tokio::task::JoinError>) {
+        match done {
+            Ok(partitions) => {
+                for tp in partitions {
+                    self.muted.remove(&tp);
+                }
+            }
+            // A send task panicked: its waiters are gone; unmute everything
+            // rather than stall the partitions forever.
+            Err(_) => self.muted.clear(),
+        }
     }
 
     async fn add(
@@ -256,16 +306,23 @@ impl Accumulator {
             }
         };
         let partition = TopicPartition { topic, partition };
-        let linger = self.config.linger;
-        let compression = self.config.compression;
-        let batch = self
-            .batches
-            .entry(partition.clone())
-            .or_insert_with(|| PendingBatch {
+        let (linger, compression, batch_size) = (
+            self.config.linger,
+            self.config.compression,
+            self.config.batch_size,
+        );
+        let queue = self.batches.entry(partition.clone()).or_default();
+        if queue
+            .back()
+            .is_none_or(|b| b.builder.estimated_size() >= batch_size)
+        {
+            queue.push_back(PendingBatch {
                 builder: BatchBuilder::new(compression),
                 waiters: Vec::new(),
                 deadline: Instant::now() + linger,
             });
+        }
+        let batch = queue.back_mut().expect("pushed above");
         let headers: Vec<Header<'_>> = record
             .headers
             .iter()
@@ -281,7 +338,7 @@ impl Accumulator {
             &headers,
         );
         batch.waiters.push(done);
-        if batch.builder.estimated_size() >= self.config.batch_size {
+        if batch.builder.estimated_size() >= batch_size {
             if sticky && partitions > 1 {
                 // The sticky partition's batch is full: move keyless records
                 // to another partition.
@@ -292,30 +349,41 @@ impl Accumulator {
         }
     }
 
-    /// Sends the batches that are full or past their linger time (all of them
-    /// when `everything`), in one request, once an in-flight slot is free.
+    /// Sends, in one request, the oldest batch of every unmuted partition
+    /// that is full or past its linger time (or of every unmuted partition
+    /// when `everything`), once an in-flight slot is free.
     async fn send_ready(&mut self, everything: bool) {
+        if self.in_flight.len() >= self.config.max_in_flight.max(1) {
+            return; // the next answer calls us again
+        }
         let now = Instant::now();
         let ready: Vec<TopicPartition> = self
             .batches
             .iter()
-            .filter(|(_, b)| {
-                everything
-                    || b.deadline <= now
-                    || b.builder.estimated_size() >= self.config.batch_size
+            .filter(|(tp, _)| !self.muted.contains(*tp))
+            .filter(|(_, queue)| {
+                queue.len() > 1
+                    || queue.front().is_some_and(|b| {
+                        everything
+                            || b.deadline <= now
+                            || b.builder.estimated_size() >= self.config.batch_size
+                    })
             })
             .map(|(tp, _)| tp.clone())
             .collect();
         if ready.is_empty() {
             return;
         }
-        while self.in_flight.len() >= self.config.max_in_flight.max(1) {
-            self.in_flight.join_next().await;
+        let mut batches = Vec::with_capacity(ready.len());
+        for tp in ready {
+            let queue = self.batches.get_mut(&tp).expect("listed above");
+            let batch = queue.pop_front().expect("not empty");
+            if queue.is_empty() {
+                self.batches.remove(&tp);
+            }
+            self.muted.insert(tp.clone());
+            batches.push((tp, batch));
         }
-        let batches: Vec<(TopicPartition, PendingBatch)> = ready
-            .into_iter()
-            .filter_map(|tp| self.batches.remove(&tp).map(|b| (tp, b)))
-            .collect();
         let client = self.client.clone();
         let config = self.config.clone();
         self.in_flight.spawn(send_request(client, config, batches));
@@ -332,6 +400,16 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Sends one request for `batches`, retrying retriable failures, and
 /// resolves every record's waiter.
 async fn send_request(
+    client: Client,
+    config: ProducerConfig,
+    batches: Vec<(TopicPartition, PendingBatch)>,
+) -> Vec<TopicPartition> {
+    let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
+    send_batches(client, config, batches).await;
+    partitions
+}
+
+async fn send_batches(
     client: Client,
     config: ProducerConfig,
     batches: Vec<(TopicPartition, PendingBatch)>,

@@ -8,6 +8,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+mod metrics;
+
+use metrics::Payload;
+pub use metrics::{serve_metrics, Metrics};
+
 use crate::broker::Broker;
 use crate::proto::spool_server::{Spool, SpoolServer};
 use crate::proto::*;
@@ -22,11 +27,12 @@ pub const MAX_MESSAGE_BYTES: usize = 128 << 20;
 #[derive(Clone)]
 pub struct SpoolService {
     broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
 }
 
 impl SpoolService {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        SpoolService { broker }
+    pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>) -> Self {
+        SpoolService { broker, metrics }
     }
 
     /// The tonic server for this service, with spool's message limits.
@@ -40,6 +46,7 @@ impl SpoolService {
 /// Serves `broker` on `listener` until `shutdown` completes.
 pub async fn serve(
     broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
@@ -49,7 +56,7 @@ pub async fn serve(
     tracing::info!(address = %local, "serving gRPC");
     let incoming = tokio_stream_listener(listener);
     tonic::transport::Server::builder()
-        .add_service(SpoolService::new(broker).into_server())
+        .add_service(SpoolService::new(broker, metrics).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| LogError::io("grpc server", std::io::Error::other(e)))
@@ -71,108 +78,47 @@ fn tokio_stream_listener(
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
-#[tonic::async_trait]
-impl Spool for SpoolService {
-    async fn produce(&self, request: Request<ProduceRequest>) -> Reply<ProduceResponse> {
-        Ok(Response::new(
-            self.broker.produce(request.into_inner()).await,
-        ))
-    }
-    async fn fetch(&self, request: Request<FetchRequest>) -> Reply<FetchResponse> {
-        Ok(Response::new(self.broker.fetch(request.into_inner()).await))
-    }
-    async fn list_offsets(
-        &self,
-        request: Request<ListOffsetsRequest>,
-    ) -> Reply<ListOffsetsResponse> {
-        Ok(Response::new(
-            self.broker.list_offsets(request.into_inner()),
-        ))
-    }
-    async fn metadata(&self, request: Request<MetadataRequest>) -> Reply<MetadataResponse> {
-        Ok(Response::new(self.broker.metadata(request.into_inner())))
-    }
-    async fn create_topics(
-        &self,
-        request: Request<CreateTopicsRequest>,
-    ) -> Reply<CreateTopicsResponse> {
-        Ok(Response::new(
-            self.broker.create_topics(request.into_inner()),
-        ))
-    }
-    async fn delete_topics(
-        &self,
-        request: Request<DeleteTopicsRequest>,
-    ) -> Reply<DeleteTopicsResponse> {
-        Ok(Response::new(
-            self.broker.delete_topics(request.into_inner()),
-        ))
-    }
-    async fn describe_configs(
-        &self,
-        request: Request<DescribeConfigsRequest>,
-    ) -> Reply<DescribeConfigsResponse> {
-        Ok(Response::new(
-            self.broker.describe_configs(request.into_inner()),
-        ))
-    }
-    async fn alter_configs(
-        &self,
-        request: Request<AlterConfigsRequest>,
-    ) -> Reply<AlterConfigsResponse> {
-        Ok(Response::new(
-            self.broker.alter_configs(request.into_inner()),
-        ))
-    }
-    async fn create_partitions(
-        &self,
-        request: Request<CreatePartitionsRequest>,
-    ) -> Reply<CreatePartitionsResponse> {
-        Ok(Response::new(
-            self.broker.create_partitions(request.into_inner()),
-        ))
-    }
-    async fn join_group(&self, request: Request<JoinGroupRequest>) -> Reply<JoinGroupResponse> {
-        Ok(Response::new(
-            self.broker.join_group(request.into_inner()).await,
-        ))
-    }
-    async fn sync_group(&self, request: Request<SyncGroupRequest>) -> Reply<SyncGroupResponse> {
-        Ok(Response::new(
-            self.broker.sync_group(request.into_inner()).await,
-        ))
-    }
-    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Reply<HeartbeatResponse> {
-        Ok(Response::new(self.broker.heartbeat(request.into_inner())))
-    }
-    async fn leave_group(&self, request: Request<LeaveGroupRequest>) -> Reply<LeaveGroupResponse> {
-        Ok(Response::new(self.broker.leave_group(request.into_inner())))
-    }
-    async fn offset_commit(
-        &self,
-        request: Request<OffsetCommitRequest>,
-    ) -> Reply<OffsetCommitResponse> {
-        Ok(Response::new(
-            self.broker.offset_commit(request.into_inner()).await,
-        ))
-    }
-    async fn offset_fetch(
-        &self,
-        request: Request<OffsetFetchRequest>,
-    ) -> Reply<OffsetFetchResponse> {
-        Ok(Response::new(
-            self.broker.offset_fetch(request.into_inner()),
-        ))
-    }
-    async fn list_groups(&self, request: Request<ListGroupsRequest>) -> Reply<ListGroupsResponse> {
-        Ok(Response::new(self.broker.list_groups(request.into_inner())))
-    }
-    async fn describe_groups(
-        &self,
-        request: Request<DescribeGroupsRequest>,
-    ) -> Reply<DescribeGroupsResponse> {
-        Ok(Response::new(
-            self.broker.describe_groups(request.into_inner()),
-        ))
-    }
+/// One handler per RPC: hand the request to the broker (awaiting it for the
+/// `async` ones) and record the call in the metrics.
+macro_rules! handlers {
+    (@call async $broker:expr, $method:ident, $request:expr) => { $broker.$method($request).await };
+    (@call sync $broker:expr, $method:ident, $request:expr) => { $broker.$method($request) };
+    ($($kind:ident $method:ident($request:ty) -> $response:ty;)*) => {
+        /// Every RPC's name, for the metrics.
+        pub const RPC_NAMES: &[&str] = &[$(stringify!($method)),*];
+
+        #[tonic::async_trait]
+        impl Spool for SpoolService {
+            $(
+                async fn $method(&self, request: Request<$request>) -> Reply<$response> {
+                    let started = std::time::Instant::now();
+                    let request = request.into_inner();
+                    let bytes_in = request.payload_bytes();
+                    let response = handlers!(@call $kind self.broker, $method, request);
+                    self.metrics.record(stringify!($method), started.elapsed(), bytes_in, response.payload_bytes());
+                    Ok(Response::new(response))
+                }
+            )*
+        }
+    };
+}
+
+handlers! {
+    async produce(ProduceRequest) -> ProduceResponse;
+    async fetch(FetchRequest) -> FetchResponse;
+    sync list_offsets(ListOffsetsRequest) -> ListOffsetsResponse;
+    sync metadata(MetadataRequest) -> MetadataResponse;
+    sync create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
+    sync delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
+    sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
+    sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
+    sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+    async join_group(JoinGroupRequest) -> JoinGroupResponse;
+    async sync_group(SyncGroupRequest) -> SyncGroupResponse;
+    sync heartbeat(HeartbeatRequest) -> HeartbeatResponse;
+    sync leave_group(LeaveGroupRequest) -> LeaveGroupResponse;
+    async offset_commit(OffsetCommitRequest) -> OffsetCommitResponse;
+    sync offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
+    sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
+    sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
 }

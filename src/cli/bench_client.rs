@@ -1,0 +1,305 @@
+//! `spool bench produce|consume|e2e`: a real client against a broker (start
+//! one with `spool broker`), printing one JSON line each.
+//!
+//! - produce: sends `--records` records of `--record-size` bytes as fast as
+//!   the producer accepts them; latency is send-to-acknowledgement per record.
+//! - consume: reads `--records` records from the start of the topic;
+//!   latency is per poll.
+//! - e2e: produces at `--rate` records/s for `--seconds` while a consumer in
+//!   the same process reads them; latency is from send to receipt.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure};
+use bytes::Bytes;
+use serde::Serialize;
+use spool_log::client::{
+    Client, ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition,
+};
+use spool_log::proto::Acks;
+use spool_log::record::Compression;
+
+use super::stats::{Latencies, Progress};
+use super::Connection;
+
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// The topic (created with --partitions if missing).
+    #[arg(long)]
+    topic: String,
+    /// Partitions when the topic has to be created.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(clap::Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// none, leader or all.
+    #[arg(long, default_value = "leader", value_parser = super::produce::parse_acks)]
+    acks: Acks,
+    /// Producer batch size in bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// none, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+}
+
+#[derive(clap::Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+}
+
+#[derive(clap::Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Records per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    bench: &'static str,
+    records: u64,
+    bytes: u64,
+    seconds: f64,
+    records_per_sec: f64,
+    mb_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+}
+
+impl Summary {
+    fn print(
+        bench: &'static str,
+        records: u64,
+        bytes: u64,
+        seconds: f64,
+        mut latencies: Latencies,
+    ) -> anyhow::Result<()> {
+        let summary = Summary {
+            bench,
+            records,
+            bytes,
+            seconds,
+            records_per_sec: records as f64 / seconds,
+            mb_per_sec: bytes as f64 / 1e6 / seconds,
+            p50_ms: latencies.quantile_ms(0.5),
+            p99_ms: latencies.quantile_ms(0.99),
+            p999_ms: latencies.quantile_ms(0.999),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+        Ok(())
+    }
+}
+
+async fn ensure_topic(client: &Client, common: &Common) -> anyhow::Result<u32> {
+    let admin = client.admin();
+    if let Ok(info) = admin.describe_topic(&common.topic).await {
+        return Ok(info.partitions.len() as u32);
+    }
+    admin
+        .create_topic(&common.topic, common.partitions, &[])
+        .await?;
+    Ok(common.partitions)
+}
+
+pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.records > 0 && args.record_size > 0,
+        "--records and --record-size must be at least 1"
+    );
+    let compression = Compression::from_name(&args.compression).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown compression `{}`: use none, lz4 or zstd",
+            args.compression
+        )
+    })?;
+    let client = args.common.connection.client().await?;
+    ensure_topic(&client, &args.common).await?;
+    let producer = client.producer(ProducerConfig {
+        acks: args.acks,
+        batch_size: args.batch_size,
+        linger: Duration::from_millis(args.linger_ms),
+        compression,
+        ..Default::default()
+    });
+    let value = Bytes::from(
+        (0..args.record_size)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let mut progress = Progress::new("produced", args.records);
+    let mut latencies = Latencies::with_capacity(args.records as usize);
+    // Acknowledgements arrive in order per partition, so awaiting the oldest
+    // first loses nothing; the window keeps memory bounded.
+    let mut pending = std::collections::VecDeque::new();
+    let start = Instant::now();
+    for i in 0..args.records {
+        let sent = Instant::now();
+        let ack = producer
+            .send(ProducerRecord::new(
+                args.common.topic.clone(),
+                value.clone(),
+            ))
+            .await?;
+        pending.push_back((sent, Box::pin(ack)));
+        while pending.len() > 50_000 {
+            let (sent, ack) = pending.pop_front().expect("not empty");
+            ack.await?;
+            latencies.record(sent.elapsed());
+        }
+        progress.update(i + 1);
+    }
+    for (sent, ack) in pending {
+        ack.await?;
+        latencies.record(sent.elapsed());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Summary::print(
+        "produce",
+        args.records,
+        args.records * args.record_size as u64,
+        seconds,
+        latencies,
+    )
+}
+
+pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    let client = args.common.connection.client().await?;
+    let info = client.admin().describe_topic(&args.common.topic).await?;
+    let available: u64 = info
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark - p.log_start_offset)
+        .sum();
+    if available < args.records {
+        bail!(
+            "topic {} holds {available} records; produce at least {} first (spool bench produce)",
+            args.common.topic,
+            args.records
+        );
+    }
+    let config = ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        max_poll_records: 1_000_000,
+        ..Default::default()
+    };
+    let mut consumer = client.consumer(config);
+    consumer.assign(
+        info.partitions
+            .iter()
+            .map(|p| TopicPartition::new(&args.common.topic, p.partition)),
+    );
+    let mut latencies = Latencies::default();
+    let mut progress = Progress::new("consumed", args.records);
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let start = Instant::now();
+    while records < args.records {
+        let began = Instant::now();
+        let batch = consumer.poll(Duration::from_secs(1)).await?;
+        latencies.record(began.elapsed());
+        records += batch.len() as u64;
+        bytes += batch
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
+            .sum::<u64>();
+        progress.update(records);
+    }
+    Summary::print(
+        "consume",
+        records,
+        bytes,
+        start.elapsed().as_secs_f64(),
+        latencies,
+    )
+}
+
+pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.rate > 0 && args.seconds > 0,
+        "--rate and --seconds must be at least 1"
+    );
+    let client = args.common.connection.client().await?;
+    ensure_topic(&client, &args.common).await?;
+    let info = client.admin().describe_topic(&args.common.topic).await?;
+    let mut consumer = client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Latest,
+        ..Default::default()
+    });
+    let partitions: Vec<TopicPartition> = info
+        .partitions
+        .iter()
+        .map(|p| TopicPartition::new(&args.common.topic, p.partition))
+        .collect();
+    consumer.assign(partitions.clone());
+    for tp in &partitions {
+        consumer.position(tp).await?; // pin the start before producing
+    }
+    let total = args.rate * args.seconds;
+    let reader = tokio::spawn(async move {
+        let mut latencies = Latencies::with_capacity(total as usize);
+        let mut received = 0u64;
+        while received < total {
+            for record in consumer.poll(Duration::from_secs(1)).await? {
+                let sent_ns =
+                    u64::from_be_bytes(record.value.as_deref().unwrap_or(&[0; 8])[..8].try_into()?);
+                latencies.record(Duration::from_nanos(now_ns().saturating_sub(sent_ns)));
+                received += 1;
+            }
+        }
+        anyhow::Ok(latencies)
+    });
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::ZERO,
+        ..Default::default()
+    });
+    let padding = vec![0u8; args.record_size.saturating_sub(8)];
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let mut value = now_ns().to_be_bytes().to_vec();
+        value.extend_from_slice(&padding);
+        let _ack = producer
+            .send(ProducerRecord::new(args.common.topic.clone(), value))
+            .await?;
+    }
+    producer.flush().await?;
+    let latencies = reader.await??;
+    let seconds = start.elapsed().as_secs_f64();
+    Summary::print(
+        "e2e",
+        total,
+        total * args.record_size.max(8) as u64,
+        seconds,
+        latencies,
+    )
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
