@@ -74,7 +74,6 @@ type Waiter = oneshot::Sender<Result<RecordMetadata>>;
 enum Command {
     /// `partition: None` asks the accumulator for the topic's sticky partition.
     Send {
-        topic: String,
         partition: Option<u32>,
         partitions: u32,
         record: ProducerRecord,
@@ -132,9 +131,7 @@ impl Producer {
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (done, result) = oneshot::channel();
-        let topic = record.topic.clone();
         let command = Command::Send {
-            topic,
             partition,
             partitions,
             record,
@@ -235,8 +232,8 @@ impl Accumulator {
                 .min();
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Send { topic, partition, partitions, record, timestamp, done }) => {
-                        self.add(topic, partition, partitions, record, timestamp, done).await;
+                    Some(Command::Send { partition, partitions, record, timestamp, done }) => {
+                        self.add(partition, partitions, record, timestamp, done).await;
                         // With no linger, send as soon as nothing else is
                         // queued: batches still form while requests are in
                         // flight, but a lone record never waits for a timer.
@@ -287,23 +284,24 @@ impl Accumulator {
 
     async fn add(
         &mut self,
-        topic: String,
         partition: Option<u32>,
         partitions: u32,
-        record: ProducerRecord,
+        mut record: ProducerRecord,
         timestamp: i64,
         done: Waiter,
     ) {
         let sticky = partition.is_none();
+        let topic = std::mem::take(&mut record.topic);
         let partition = match partition {
             Some(p) => p,
-            None => {
-                *self
-                    .sticky
-                    .entry(topic.clone())
-                    .or_insert_with(|| random_below(partitions))
-                    % partitions.max(1)
-            }
+            None => match self.sticky.get(&topic) {
+                Some(p) => *p % partitions.max(1),
+                None => {
+                    let p = random_below(partitions);
+                    self.sticky.insert(topic.clone(), p);
+                    p
+                }
+            },
         };
         let partition = TopicPartition { topic, partition };
         let (linger, compression, batch_size) = (
@@ -311,7 +309,11 @@ impl Accumulator {
             self.config.compression,
             self.config.batch_size,
         );
-        let queue = self.batches.entry(partition.clone()).or_default();
+        // Look up before inserting: the common case needs no key clone.
+        if !self.batches.contains_key(&partition) {
+            self.batches.insert(partition.clone(), VecDeque::new());
+        }
+        let queue = self.batches.get_mut(&partition).expect("inserted above");
         if queue
             .back()
             .is_none_or(|b| b.builder.estimated_size() >= batch_size)
