@@ -23,6 +23,34 @@
 //! Data flows one way: `client` → (`server` →) `broker` → `storage` →
 //! `record`; `config` and `proto` are shared vocabulary.
 
+/// Calls `$callback!` with every RPC of the protocol, each marked `async`
+/// when the broker answers it with an async method. The client's transport
+/// dispatch and the gRPC server's handlers are both generated from this one
+/// list, so they cannot drift apart.
+macro_rules! with_rpcs {
+    ($callback:ident) => {
+        $callback! {
+            async produce(ProduceRequest) -> ProduceResponse;
+            async fetch(FetchRequest) -> FetchResponse;
+            sync list_offsets(ListOffsetsRequest) -> ListOffsetsResponse;
+            sync metadata(MetadataRequest) -> MetadataResponse;
+            sync create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
+            sync delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
+            sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
+            sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
+            sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+            async join_group(JoinGroupRequest) -> JoinGroupResponse;
+            async sync_group(SyncGroupRequest) -> SyncGroupResponse;
+            sync heartbeat(HeartbeatRequest) -> HeartbeatResponse;
+            sync leave_group(LeaveGroupRequest) -> LeaveGroupResponse;
+            async offset_commit(OffsetCommitRequest) -> OffsetCommitResponse;
+            sync offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
+            sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
+            sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
+        }
+    };
+}
+
 pub mod broker;
 pub mod client;
 pub mod config;

@@ -382,3 +382,50 @@ async fn cooperative_members_keep_what_they_still_own() {
     let theirs: BTreeSet<TopicPartition> = second.assignment().into_iter().collect();
     assert!(kept.is_disjoint(&theirs));
 }
+
+#[tokio::test]
+async fn async_commits_land_and_stale_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = broker(dir.path());
+    client.admin().create_topic(TOPIC, 1, &[]).await.unwrap();
+    let producer = client.producer(ProducerConfig::default());
+    for i in 0..10 {
+        producer
+            .send_and_wait(ProducerRecord::new(TOPIC, format!("{i}")))
+            .await
+            .unwrap();
+    }
+    let config = ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        max_wait: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let mut consumer = client.consumer(config);
+    consumer.subscribe([TOPIC], settings(Assignor::Range, None));
+    let mut got = 0;
+    while got < 10 {
+        got += consumer
+            .poll(Duration::from_millis(50))
+            .await
+            .unwrap()
+            .len();
+    }
+    consumer.commit_async().unwrap().await.unwrap().unwrap();
+    assert_eq!(committed(&client).await.get(&0), Some(&10));
+    // A commit with a generation the group has left behind is refused.
+    let stale = client
+        .offset_commit(spool_log::proto::OffsetCommitRequest {
+            group_id: GROUP.into(),
+            generation_id: 999,
+            member_id: consumer.group_generation().unwrap().1,
+            topics: vec![],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.error,
+        spool_log::proto::ErrorCode::IllegalGeneration as i32
+    );
+    consumer.close().await.unwrap();
+}

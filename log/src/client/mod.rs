@@ -203,25 +203,7 @@ macro_rules! rpc {
     };
 }
 
-rpc! {
-    async produce(ProduceRequest) -> ProduceResponse;
-    async fetch(FetchRequest) -> FetchResponse;
-    sync list_offsets(ListOffsetsRequest) -> ListOffsetsResponse;
-    sync metadata(MetadataRequest) -> MetadataResponse;
-    sync create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
-    sync delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
-    sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
-    sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
-    sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
-    async join_group(JoinGroupRequest) -> JoinGroupResponse;
-    async sync_group(SyncGroupRequest) -> SyncGroupResponse;
-    sync heartbeat(HeartbeatRequest) -> HeartbeatResponse;
-    sync leave_group(LeaveGroupRequest) -> LeaveGroupResponse;
-    async offset_commit(OffsetCommitRequest) -> OffsetCommitResponse;
-    sync offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
-    sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
-    sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
-}
+with_rpcs!(rpc);
 
 fn status_error(address: &str, status: tonic::Status) -> LogError {
     LogError::Transport {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{Consumer, Position};
-use crate::client::group::{GroupSettings, Membership, RebalanceListener};
+use crate::client::group::{GroupSettings, Membership, RebalanceListener, RejoinHandle};
 use crate::client::TopicPartition;
 use crate::proto::{
     ErrorCode, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, OffsetFetchRequest,
@@ -139,54 +139,43 @@ impl Consumer {
     /// Commits the position of every assigned partition: everything `poll`
     /// has returned counts as processed.
     pub async fn commit_sync(&mut self) -> Result<()> {
-        let offsets: Vec<(TopicPartition, u64)> = self
-            .assignment()
-            .into_iter()
-            .filter_map(|tp| self.consumed_position(&tp).map(|o| (tp, o)))
-            .collect();
+        let offsets = self.current_positions(&self.assignment());
         self.commit_offsets(&offsets).await
     }
 
     /// Commits the given offsets (the next offset to read, as in Kafka).
     pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
-        let Some(membership) = self.group.as_ref() else {
-            return Err(LogError::InvalidRequest(
-                "commits need a group: subscribe first".into(),
-            ));
-        };
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let (generation, member_id) = membership.generation();
-        let request = OffsetCommitRequest {
-            group_id: membership.settings().group_id.clone(),
-            generation_id: generation,
-            member_id,
-            group_instance_id: membership
-                .settings()
-                .instance_id
-                .clone()
-                .unwrap_or_default(),
-            topics: commit_topics(offsets.iter().cloned()),
-        };
-        let response = self.client.offset_commit(request).await?;
-        match LogError::from_code(response.error, &response.message) {
-            None => {
-                self.last_commit = Instant::now();
-                Ok(())
-            }
-            Some(e) => {
-                if matches!(
-                    e.code(),
-                    ErrorCode::IllegalGeneration
-                        | ErrorCode::UnknownMemberId
-                        | ErrorCode::RebalanceInProgress
-                ) {
-                    membership.request_rejoin();
-                }
-                Err(e)
-            }
-        }
+        let (request, rejoin) = commit_request(self.membership()?, offsets);
+        send_commit(self.client.clone(), request, rejoin).await?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Commits the position of every assigned partition without waiting:
+    /// the returned task resolves with the outcome (dropping it is fine; a
+    /// refused commit still makes the consumer rejoin).
+    pub fn commit_async(&mut self) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let offsets = self.current_positions(&self.assignment());
+        let (request, rejoin) = commit_request(self.membership()?, &offsets);
+        self.last_commit = Instant::now();
+        Ok(tokio::spawn(send_commit(
+            self.client.clone(),
+            request,
+            rejoin,
+        )))
+    }
+
+    fn current_positions(&self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, u64)> {
+        partitions
+            .iter()
+            .filter_map(|tp| self.consumed_position(tp).map(|o| (tp.clone(), o)))
+            .collect()
+    }
+
+    fn membership(&self) -> Result<&Membership> {
+        self.group
+            .as_ref()
+            .ok_or_else(|| LogError::InvalidRequest("commits need a group: subscribe first".into()))
     }
 
     /// Commits `partitions` when auto-commit is on; failures are logged, as
@@ -195,27 +184,9 @@ impl Consumer {
         if !membership.settings().auto_commit {
             return;
         }
-        let offsets: Vec<(TopicPartition, u64)> = partitions
-            .iter()
-            .filter_map(|tp| self.consumed_position(tp).map(|o| (tp.clone(), o)))
-            .collect();
-        let (generation, member_id) = membership.generation();
-        let request = OffsetCommitRequest {
-            group_id: membership.settings().group_id.clone(),
-            generation_id: generation,
-            member_id,
-            group_instance_id: membership
-                .settings()
-                .instance_id
-                .clone()
-                .unwrap_or_default(),
-            topics: commit_topics(offsets.into_iter()),
-        };
-        match self.client.offset_commit(request).await {
-            Ok(r) if r.error == ErrorCode::None as i32 => self.last_commit = Instant::now(),
-            Ok(r) => {
-                tracing::info!(error = %r.message, "auto-commit before a rebalance was refused")
-            }
+        let (request, rejoin) = commit_request(membership, &self.current_positions(partitions));
+        match send_commit(self.client.clone(), request, rejoin).await {
+            Ok(()) => self.last_commit = Instant::now(),
             Err(e) => tracing::info!(error = %e, "auto-commit before a rebalance failed"),
         }
     }
@@ -246,6 +217,52 @@ impl Consumer {
             membership.leave(&self.client).await?;
         }
         Ok(())
+    }
+}
+
+fn commit_request(
+    membership: &Membership,
+    offsets: &[(TopicPartition, u64)],
+) -> (OffsetCommitRequest, RejoinHandle) {
+    let (generation, member_id) = membership.generation();
+    let request = OffsetCommitRequest {
+        group_id: membership.settings().group_id.clone(),
+        generation_id: generation,
+        member_id,
+        group_instance_id: membership
+            .settings()
+            .instance_id
+            .clone()
+            .unwrap_or_default(),
+        topics: commit_topics(offsets.iter().cloned()),
+    };
+    (request, membership.rejoin_handle())
+}
+
+/// Sends a commit; a refusal because the group moved on marks the member
+/// for a rejoin.
+async fn send_commit(
+    client: crate::client::Client,
+    request: OffsetCommitRequest,
+    rejoin: RejoinHandle,
+) -> Result<()> {
+    if request.topics.is_empty() {
+        return Ok(());
+    }
+    let response = client.offset_commit(request).await?;
+    match LogError::from_code(response.error, &response.message) {
+        None => Ok(()),
+        Some(e) => {
+            if matches!(
+                e.code(),
+                ErrorCode::IllegalGeneration
+                    | ErrorCode::UnknownMemberId
+                    | ErrorCode::RebalanceInProgress
+            ) {
+                rejoin.request();
+            }
+            Err(e)
+        }
     }
 }
 

@@ -69,6 +69,15 @@ struct Shared {
     rejoin_needed: bool,
 }
 
+/// See [`Membership::rejoin_handle`].
+pub struct RejoinHandle(Arc<Mutex<Shared>>);
+
+impl RejoinHandle {
+    pub fn request(&self) {
+        self.0.lock().rejoin_needed = true;
+    }
+}
+
 /// The outcome of one completed rebalance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rebalanced {
@@ -119,10 +128,11 @@ impl Membership {
         (shared.generation, shared.member_id.clone())
     }
 
-    /// Marks the membership as needing a rejoin (after a commit was refused
-    /// because the generation moved on).
-    pub fn request_rejoin(&self) {
-        self.shared.lock().rejoin_needed = true;
+    /// A handle that marks this membership as needing a rejoin (after a
+    /// commit was refused because the generation moved on), usable from
+    /// another task.
+    pub fn rejoin_handle(&self) -> RejoinHandle {
+        RejoinHandle(Arc::clone(&self.shared))
     }
 
     /// Joins (or rejoins) and syncs, retrying while the group is still

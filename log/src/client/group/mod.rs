@@ -7,4 +7,4 @@ mod membership;
 
 pub use crate::consumer_protocol::{Assignment, Subscription};
 pub use assignor::Assignor;
-pub use membership::{GroupSettings, Membership, RebalanceListener, Rebalanced};
+pub use membership::{GroupSettings, Membership, RebalanceListener, Rebalanced, RejoinHandle};
