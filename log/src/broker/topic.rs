@@ -36,7 +36,7 @@ impl Partition {
             config,
             Arc::new(SystemClock),
         )?);
-        log.start_background_flush();
+        start_flusher_if_needed(&log);
         let (log_end, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic: topic.to_string(),
@@ -124,6 +124,7 @@ impl Topic {
     pub(crate) fn set_config(&self, data_dir: &Path, config: LogConfig) -> Result<()> {
         for partition in self.partitions() {
             partition.log.set_config(config.clone());
+            start_flusher_if_needed(&partition.log);
         }
         *self.config.write() = config;
         self.save(data_dir)
@@ -153,6 +154,16 @@ impl Topic {
             fs::remove_dir_all(&dir).at(&dir)?;
         }
         Ok(())
+    }
+}
+
+/// A log with a `flush.bytes` or `flush.ms` policy syncs from a flusher
+/// thread of its own; a log with the default policy (explicit flushes, as
+/// `acks=all` does) needs none, so a broker with many partitions does not
+/// carry a thread per partition.
+fn start_flusher_if_needed(log: &Arc<PartitionLog>) {
+    if log.config().fsync != crate::config::FsyncPolicy::EXPLICIT {
+        log.start_background_flush();
     }
 }
 

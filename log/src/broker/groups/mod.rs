@@ -9,6 +9,7 @@
 
 mod coordinator;
 mod offsets;
+mod queries;
 mod state;
 
 pub use coordinator::{GroupConfig, GroupCoordinator};
