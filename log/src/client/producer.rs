@@ -7,7 +7,11 @@
 //! background task that owns the batches. Each `send` returns a future for
 //! the record's offset; dropping it does not cancel the record.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+// The accumulator hashes a topic-partition for every record; SipHash's
+// resistance to hash flooding buys nothing for keys the application chose.
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -88,7 +92,7 @@ enum Command {
 pub struct Producer {
     client: Client,
     commands: mpsc::Sender<Command>,
-    partition_counts: Arc<Mutex<HashMap<String, u32>>>,
+    partition_counts: Arc<Mutex<FxHashMap<String, u32>>>,
 }
 
 impl Producer {
@@ -97,10 +101,10 @@ impl Producer {
         let accumulator = Accumulator {
             client: client.clone(),
             config,
-            batches: HashMap::new(),
+            batches: FxHashMap::default(),
             in_flight: JoinSet::new(),
-            muted: HashSet::new(),
-            sticky: HashMap::new(),
+            muted: FxHashSet::default(),
+            sticky: FxHashMap::default(),
         };
         tokio::spawn(accumulator.run(receiver));
         Producer {
@@ -210,11 +214,11 @@ struct Accumulator {
     client: Client,
     config: ProducerConfig,
     /// Open batches per partition, oldest first; only the last one grows.
-    batches: HashMap<TopicPartition, VecDeque<PendingBatch>>,
+    batches: FxHashMap<TopicPartition, VecDeque<PendingBatch>>,
     in_flight: JoinSet<Vec<TopicPartition>>,
-    muted: HashSet<TopicPartition>,
+    muted: FxHashSet<TopicPartition>,
     /// The partition keyless records of each topic currently go to.
-    sticky: HashMap<String, u32>,
+    sticky: FxHashMap<String, u32>,
 }
 
 impl Accumulator {
@@ -319,7 +323,8 @@ impl Accumulator {
             .is_none_or(|b| b.builder.estimated_size() >= batch_size)
         {
             queue.push_back(PendingBatch {
-                builder: BatchBuilder::new(compression),
+                // A little room past the limit for the record that fills it.
+                builder: BatchBuilder::with_capacity(compression, batch_size + batch_size / 8),
                 waiters: Vec::new(),
                 deadline: Instant::now() + linger,
             });

@@ -33,13 +33,19 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(compression: Compression) -> Self {
+        BatchBuilder::with_capacity(compression, 0)
+    }
+
+    /// A builder whose records buffer holds `bytes` without growing, for
+    /// producers that know their batch size.
+    pub fn with_capacity(compression: Compression, bytes: usize) -> Self {
         BatchBuilder {
             compression,
             attributes: Attributes::default().with_compression(compression),
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            records: Vec::new(),
+            records: Vec::with_capacity(bytes),
             count: 0,
             first_timestamp: None,
             max_timestamp: -1,
