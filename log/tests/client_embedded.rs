@@ -351,3 +351,36 @@ async fn many_requests_in_flight_keep_partition_order() {
         assert_eq!(values, expected, "partition {partition} kept send order");
     }
 }
+
+#[tokio::test]
+async fn send_batch_acknowledges_every_record_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::embedded(dir.path()).unwrap();
+    client.admin().create_topic("bulk", 2, &[]).await.unwrap();
+    let producer = client.producer(ProducerConfig {
+        batch_size: 1024,
+        ..Default::default()
+    });
+    let records: Vec<ProducerRecord> = (0..300)
+        .map(|i| ProducerRecord::new("bulk", format!("v{i}")).partition(i % 2))
+        .collect();
+    let acks = producer.send_batch(records).await.unwrap().await.unwrap();
+    assert_eq!(acks.len(), 300);
+    for (i, ack) in acks.iter().enumerate() {
+        assert_eq!(ack.partition, i as u32 % 2);
+        assert_eq!(ack.offset, Some(i as u64 / 2), "record {i}");
+    }
+    assert!(producer
+        .send_batch(Vec::new())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .is_empty());
+    let bad = vec![ProducerRecord::new("bulk", "x").partition(7)];
+    assert!(
+        producer.send_batch(bad).await.is_err(),
+        "an unknown partition fails the whole call up front"
+    );
+    assert_eq!(consume_all(&client, "bulk", 2, 300).await.len(), 300);
+}

@@ -73,16 +73,75 @@ pub struct RecordMetadata {
     pub offset: Option<u64>,
 }
 
-type Waiter = oneshot::Sender<Result<RecordMetadata>>;
+/// Where a record's acknowledgement goes: its own channel (`send`), or a
+/// slot in the shared result of a `send_batch` call.
+enum Waiter {
+    One(oneshot::Sender<Result<RecordMetadata>>),
+    Shared(Arc<SharedAck>, usize),
+}
+
+impl Waiter {
+    fn complete(self, result: Result<RecordMetadata>) {
+        match self {
+            Waiter::One(sender) => {
+                let _ = sender.send(result);
+            }
+            Waiter::Shared(ack, slot) => ack.complete(slot, result),
+        }
+    }
+}
+
+/// The acknowledgements of one `send_batch` call, delivered together once
+/// the last record is answered: one channel for the whole call instead of
+/// one per record.
+struct SharedAck {
+    results: Mutex<Vec<Option<Result<RecordMetadata>>>>,
+    remaining: std::sync::atomic::AtomicUsize,
+    done: Mutex<Option<oneshot::Sender<Vec<Result<RecordMetadata>>>>>,
+}
+
+impl SharedAck {
+    fn complete(&self, slot: usize, result: Result<RecordMetadata>) {
+        self.results.lock()[slot] = Some(result);
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            let results = std::mem::take(&mut *self.results.lock());
+            let results = results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(closed())))
+                .collect();
+            if let Some(done) = self.done.lock().take() {
+                let _ = done.send(results);
+            }
+        }
+    }
+}
+
+fn closed() -> LogError {
+    LogError::Closed("the producer has stopped".into())
+}
+
+/// A record with its partition resolved (`None`: the sticky partition),
+/// the topic's partition count and its timestamp.
+struct Routed {
+    partition: Option<u32>,
+    partitions: u32,
+    record: ProducerRecord,
+    timestamp: i64,
+}
 
 enum Command {
     /// `partition: None` asks the accumulator for the topic's sticky partition.
     Send {
-        partition: Option<u32>,
-        partitions: u32,
-        record: ProducerRecord,
-        timestamp: i64,
+        routed: Routed,
         done: Waiter,
+    },
+    SendMany {
+        records: Vec<Routed>,
+        ack: Arc<SharedAck>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -120,27 +179,11 @@ impl Producer {
         &self,
         record: ProducerRecord,
     ) -> Result<impl std::future::Future<Output = Result<RecordMetadata>>> {
-        let partitions = self.partition_count(&record.topic).await?;
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) if p < partitions => Some(p),
-            (Some(p), _) => {
-                let topic = record.topic.clone();
-                return Err(LogError::UnknownTopicOrPartition {
-                    topic,
-                    partition: p,
-                });
-            }
-            (None, Some(key)) => Some(partition_for_key(key, partitions)),
-            (None, None) => None,
-        };
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let routed = self.route(record).await?;
         let (done, result) = oneshot::channel();
         let command = Command::Send {
-            partition,
-            partitions,
-            record,
-            timestamp,
-            done,
+            routed,
+            done: Waiter::One(done),
         };
         self.commands
             .send(command)
@@ -150,6 +193,60 @@ impl Producer {
             result
                 .await
                 .unwrap_or_else(|_| Err(LogError::Closed("the producer has stopped".into())))
+        })
+    }
+
+    /// Queues many records at once; the returned future resolves with every
+    /// record's acknowledgement, in order, once the last one is answered.
+    /// Cheaper per record than `send` (one hand-off and one completion for
+    /// the whole call), for producers that already hold records in bulk.
+    pub async fn send_batch(
+        &self,
+        records: Vec<ProducerRecord>,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<RecordMetadata>>>> {
+        let mut routed = Vec::with_capacity(records.len());
+        for record in records {
+            routed.push(self.route(record).await?);
+        }
+        let (done, result) = oneshot::channel();
+        let ack = Arc::new(SharedAck {
+            results: Mutex::new((0..routed.len()).map(|_| None).collect()),
+            remaining: std::sync::atomic::AtomicUsize::new(routed.len()),
+            done: Mutex::new(Some(done)),
+        });
+        if routed.is_empty() {
+            ack.done.lock().take().map(|d| d.send(Vec::new()));
+        } else {
+            let command = Command::SendMany {
+                records: routed,
+                ack,
+            };
+            self.commands.send(command).await.map_err(|_| closed())?;
+        }
+        Ok(async move { result.await.map_err(|_| closed())?.into_iter().collect() })
+    }
+
+    /// Resolves a record's partition: explicit, by key hash, or (`None`)
+    /// the sticky partition the accumulator picks.
+    async fn route(&self, record: ProducerRecord) -> Result<Routed> {
+        let partitions = self.partition_count(&record.topic).await?;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < partitions => Some(p),
+            (Some(p), _) => {
+                return Err(LogError::UnknownTopicOrPartition {
+                    topic: record.topic,
+                    partition: p,
+                })
+            }
+            (None, Some(key)) => Some(partition_for_key(key, partitions)),
+            (None, None) => None,
+        };
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        Ok(Routed {
+            partition,
+            partitions,
+            record,
+            timestamp,
         })
     }
 
@@ -236,8 +333,16 @@ impl Accumulator {
                 .min();
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Send { partition, partitions, record, timestamp, done }) => {
-                        self.add(partition, partitions, record, timestamp, done).await;
+                    Some(command @ (Command::Send { .. } | Command::SendMany { .. })) => {
+                        match command {
+                            Command::Send { routed, done } => self.add(routed, done).await,
+                            Command::SendMany { records, ack } => {
+                                for (slot, routed) in records.into_iter().enumerate() {
+                                    self.add(routed, Waiter::Shared(Arc::clone(&ack), slot)).await;
+                                }
+                            }
+                            Command::Flush(_) => unreachable!("matched above"),
+                        }
                         // With no linger, send as soon as nothing else is
                         // queued: batches still form while requests are in
                         // flight, but a lone record never waits for a timer.
@@ -286,14 +391,13 @@ impl Accumulator {
         }
     }
 
-    async fn add(
-        &mut self,
-        partition: Option<u32>,
-        partitions: u32,
-        mut record: ProducerRecord,
-        timestamp: i64,
-        done: Waiter,
-    ) {
+    async fn add(&mut self, routed: Routed, done: Waiter) {
+        let Routed {
+            partition,
+            partitions,
+            mut record,
+            timestamp,
+        } = routed;
         let sticky = partition.is_none();
         let topic = std::mem::take(&mut record.topic);
         let partition = match partition {
@@ -546,7 +650,7 @@ fn e_code(code: i32) -> crate::proto::ErrorCode {
 
 fn resolve(waiters: Vec<Waiter>, result: impl Fn(usize) -> Result<RecordMetadata>) {
     for (i, waiter) in waiters.into_iter().enumerate() {
-        let _ = waiter.send(result(i));
+        waiter.complete(result(i));
     }
 }
 
