@@ -157,43 +157,23 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         return produce_batched(&producer, &args, value).await;
     }
     let mut progress = Progress::new("produced", args.records);
-    let mut latencies = Latencies::with_capacity(args.records as usize);
-    // Acknowledgements arrive in order per partition, so awaiting the oldest
-    // first loses nothing; the window keeps memory bounded.
-    let mut pending = std::collections::VecDeque::new();
+    let mut window = AckWindow::new(50_000);
     let start = Instant::now();
     for i in 0..args.records {
         // Every 8th record is timed: reading the clock for each one costs
         // more than the producer's own work at these rates.
         let sent = (i % 8 == 0).then(Instant::now);
-        let ack = producer
-            .send(ProducerRecord::new(
-                args.common.topic.clone(),
-                value.clone(),
-            ))
-            .await?;
-        pending.push_back((sent, ack));
-        while pending.len() > 50_000 {
-            let (sent, ack) = pending.pop_front().expect("not empty");
-            ack.await?;
-            if let Some(sent) = sent {
-                latencies.record(sent.elapsed());
-            }
-        }
+        let record = ProducerRecord::new(args.common.topic.clone(), value.clone());
+        window.push(sent, 1, producer.send(record).await?).await?;
         progress.update(i + 1);
     }
-    for (sent, ack) in pending {
-        ack.await?;
-        if let Some(sent) = sent {
-            latencies.record(sent.elapsed());
-        }
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let latencies = window.finish().await?;
+    let bytes = args.records * args.record_size as u64;
     Summary::print(
         "produce",
         args.records,
-        args.records * args.record_size as u64,
-        seconds,
+        bytes,
+        start.elapsed().as_secs_f64(),
         latencies,
     )
 }
@@ -207,9 +187,8 @@ async fn produce_batched(
     value: Bytes,
 ) -> anyhow::Result<()> {
     let mut progress = Progress::new("produced", args.records);
-    let mut latencies = Latencies::default();
-    let mut pending = std::collections::VecDeque::new();
-    let (mut sent, mut calls) = (0u64, 0u64);
+    let mut window = AckWindow::new(50_000);
+    let mut sent = 0u64;
     let start = Instant::now();
     while sent < args.records {
         let n = args.send_batch.min(args.records - sent);
@@ -217,30 +196,71 @@ async fn produce_batched(
             .map(|_| ProducerRecord::new(args.common.topic.clone(), value.clone()))
             .collect();
         let began = Instant::now();
-        pending.push_back((began, producer.send_batch(records).await?));
+        window
+            .push(Some(began), n, producer.send_batch(records).await?)
+            .await?;
         sent += n;
-        calls += 1;
-        while pending.len() as u64 * args.send_batch > 50_000 {
-            let (began, ack) = pending.pop_front().expect("not empty");
-            ack.await?;
-            latencies.record(began.elapsed());
-        }
-        if calls % 16 == 0 {
-            progress.update(sent - sent % 4096);
-        }
+        progress.update(sent - sent % 4096);
     }
-    for (began, ack) in pending {
-        ack.await?;
-        latencies.record(began.elapsed());
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let latencies = window.finish().await?;
+    let bytes = args.records * args.record_size as u64;
     Summary::print(
         "produce",
         args.records,
-        args.records * args.record_size as u64,
-        seconds,
+        bytes,
+        start.elapsed().as_secs_f64(),
         latencies,
     )
+}
+
+/// Outstanding acknowledgements, awaited oldest first (they complete in
+/// order per partition, so nothing waits needlessly), holding at most
+/// `limit` records so memory stays bounded.
+struct AckWindow<F> {
+    pending: std::collections::VecDeque<(Option<Instant>, u64, F)>,
+    records: u64,
+    limit: u64,
+    latencies: Latencies,
+}
+
+impl<T, F: std::future::Future<Output = spool_log::Result<T>>> AckWindow<F> {
+    fn new(limit: u64) -> Self {
+        AckWindow {
+            pending: Default::default(),
+            records: 0,
+            limit,
+            latencies: Latencies::default(),
+        }
+    }
+
+    /// Adds an acknowledgement covering `records`, timed from `sent` when
+    /// given; waits for the oldest ones while the window is full.
+    async fn push(&mut self, sent: Option<Instant>, records: u64, ack: F) -> spool_log::Result<()> {
+        self.pending.push_back((sent, records, ack));
+        self.records += records;
+        while self.records > self.limit {
+            self.await_oldest().await?;
+        }
+        Ok(())
+    }
+
+    async fn await_oldest(&mut self) -> spool_log::Result<()> {
+        if let Some((sent, records, ack)) = self.pending.pop_front() {
+            ack.await?;
+            self.records -= records;
+            if let Some(sent) = sent {
+                self.latencies.record(sent.elapsed());
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> spool_log::Result<Latencies> {
+        while !self.pending.is_empty() {
+            self.await_oldest().await?;
+        }
+        Ok(self.latencies)
+    }
 }
 
 pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
