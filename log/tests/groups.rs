@@ -429,3 +429,58 @@ async fn async_commits_land_and_stale_ones_are_refused() {
     );
     consumer.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_leader_that_never_syncs_does_not_stall_the_group() {
+    use spool_log::proto::{ErrorCode, GroupProtocol, JoinGroupRequest, SyncGroupRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let client = broker(dir.path());
+    let join = |member: &str| JoinGroupRequest {
+        group_id: "stalled".into(),
+        member_id: member.into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 300,
+        protocols: vec![GroupProtocol {
+            name: "range".into(),
+            metadata: Default::default(),
+        }],
+        ..Default::default()
+    };
+    // The first member forms the group alone and leads it; then a second
+    // joins and the leader rejoins, so both are in the next generation.
+    let first = client.join_group(join("")).await.unwrap();
+    let (a, b) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.join_group(join(&first.member_id)).await
+        },
+        client.join_group(join(""))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.generation_id, b.generation_id);
+    let (leader, follower) = if a.leader_id == a.member_id {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    // The follower syncs and waits; the leader never sends the assignment.
+    let sync = client
+        .sync_group(SyncGroupRequest {
+            group_id: "stalled".into(),
+            generation_id: follower.generation_id,
+            member_id: follower.member_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sync.error,
+        ErrorCode::RebalanceInProgress as i32,
+        "the wait ends with a rebalance"
+    );
+    // The follower rejoins alone and leads the next generation.
+    let again = client.join_group(join(&follower.member_id)).await.unwrap();
+    assert_eq!(again.error, ErrorCode::None as i32);
+    assert!(again.generation_id > leader.generation_id);
+    assert_eq!(again.leader_id, follower.member_id);
+}

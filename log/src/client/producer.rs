@@ -162,6 +162,7 @@ impl Producer {
             config,
             batches: FxHashMap::default(),
             in_flight: JoinSet::new(),
+            request_partitions: FxHashMap::default(),
             muted: FxHashSet::default(),
             sticky: FxHashMap::default(),
         };
@@ -313,6 +314,8 @@ struct Accumulator {
     /// Open batches per partition, oldest first; only the last one grows.
     batches: FxHashMap<TopicPartition, VecDeque<PendingBatch>>,
     in_flight: JoinSet<Vec<TopicPartition>>,
+    /// The partitions of each request in flight, by task.
+    request_partitions: FxHashMap<tokio::task::Id, Vec<TopicPartition>>,
     muted: FxHashSet<TopicPartition>,
     /// The partition keyless records of each topic currently go to.
     sticky: FxHashMap<String, u32>,
@@ -357,7 +360,7 @@ impl Accumulator {
                     None => break,
                 },
                 _ = sleep_until(next_deadline) => self.send_ready(false).await,
-                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                Some(done) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
                     self.unmute(done);
                     self.send_ready(false).await;
                 }
@@ -370,7 +373,7 @@ impl Accumulator {
     async fn drain(&mut self) {
         loop {
             self.send_ready(true).await;
-            match self.in_flight.join_next().await {
+            match self.in_flight.join_next_with_id().await {
                 Some(done) => self.unmute(done),
                 None if self.batches.is_empty() => return,
                 None => {}
@@ -378,16 +381,18 @@ impl Accumulator {
         }
     }
 
-    fn unmute(&mut self, done: std::result::Result<Vec<TopicPartition>, tokio::task::JoinError>) {
-        match done {
-            Ok(partitions) => {
-                for tp in partitions {
-                    self.muted.remove(&tp);
-                }
-            }
-            // A send task panicked: its waiters are gone; unmute everything
-            // rather than stall the partitions forever.
-            Err(_) => self.muted.clear(),
+    /// Unmutes the partitions of a finished request (also when its task
+    /// panicked: its waiters are gone, but the partitions must go on).
+    fn unmute(
+        &mut self,
+        done: std::result::Result<(tokio::task::Id, Vec<TopicPartition>), tokio::task::JoinError>,
+    ) {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        for tp in self.request_partitions.remove(&id).unwrap_or_default() {
+            self.muted.remove(&tp);
         }
     }
 
@@ -497,7 +502,9 @@ impl Accumulator {
         }
         let client = self.client.clone();
         let config = self.config.clone();
-        self.in_flight.spawn(send_request(client, config, batches));
+        let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
+        let task = self.in_flight.spawn(send_request(client, config, batches));
+        self.request_partitions.insert(task.id(), partitions);
     }
 }
 
@@ -533,7 +540,9 @@ async fn send_batches(
     loop {
         let request = build_request(&pending, config.acks);
         let outcome = if config.acks == Acks::None {
-            tokio::spawn({
+            // Nobody waits for the answer, but the partition stays muted
+            // until it comes, or the next request could overtake this one.
+            let answer = tokio::spawn({
                 let client = client.clone();
                 async move { client.produce(request).await }
             });
@@ -546,6 +555,7 @@ async fn send_batches(
                     })
                 });
             }
+            let _ = answer.await;
             return;
         } else {
             client.produce(request).await
@@ -579,7 +589,7 @@ async fn send_batches(
                             Ok(RecordMetadata {
                                 topic: tp.topic.clone(),
                                 partition: tp.partition,
-                                offset: Some(base + i as u64),
+                                offset: Some(base.saturating_add(i as u64)),
                             })
                         }),
                         Some(e) if e.is_retriable() && attempt < config.retries => {

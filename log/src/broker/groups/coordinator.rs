@@ -270,6 +270,7 @@ impl GroupCoordinator {
                     }
                 }
                 group.state = GroupState::Stable;
+                group.sync_deadline = None;
                 tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(), "group stable");
                 for m in group.members.values_mut() {
                     if let Some(sync) = m.pending_sync.take() {
@@ -364,6 +365,7 @@ impl GroupCoordinator {
             if !expired.is_empty() {
                 rebalance_after_departure(group, now);
             }
+            drop_members_that_never_synced(group, now);
             complete_join_if_ready(group, now);
         }
     }
@@ -433,6 +435,29 @@ pub(super) fn check_member(
     Ok(())
 }
 
+/// A group whose leader never sent the assignment would wait forever (the
+/// followers' heartbeats keep them alive): past the sync deadline, members
+/// that have not synced are dropped and the group rebalances.
+fn drop_members_that_never_synced(group: &mut Group, now: Instant) {
+    let overdue = group.state == GroupState::CompletingRebalance
+        && group.sync_deadline.is_some_and(|d| now >= d);
+    if !overdue {
+        return;
+    }
+    let silent: Vec<String> = group
+        .members
+        .values()
+        .filter(|m| m.pending_sync.is_none())
+        .map(|m| m.id.clone())
+        .collect();
+    for id in &silent {
+        tracing::info!(group = %group.id, member = %id, "member never synced; dropping it");
+        group.members.remove(id);
+    }
+    group.sync_deadline = None;
+    rebalance_after_departure(group, now);
+}
+
 fn rebalance_after_departure(group: &mut Group, now: Instant) {
     if group.members.is_empty() {
         group.state = GroupState::Empty;
@@ -472,6 +497,13 @@ fn complete_join_if_ready(group: &mut Group, now: Instant) {
         group.leader = group.members.keys().next().cloned();
     }
     group.state = GroupState::CompletingRebalance;
+    let timeout = group
+        .members
+        .values()
+        .map(|m| m.rebalance_timeout)
+        .max()
+        .unwrap_or_default();
+    group.sync_deadline = Some(now + timeout);
     tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(), "join phase complete");
     let ids: Vec<String> = group.members.keys().cloned().collect();
     for id in ids {

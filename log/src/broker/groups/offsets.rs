@@ -67,10 +67,16 @@ impl OffsetStore {
         })
     }
 
-    /// Appends the commits durably, then makes them visible.
-    pub fn commit(&self, group: &str, commits: &[(String, u32, Committed)]) -> Result<()> {
+    /// Appends the commits to the offsets log and makes them visible, in
+    /// one step under the map's lock, so the log and the map always agree
+    /// on which commit came last. Not yet durable: call [`OffsetStore::sync`]
+    /// before acknowledging.
+    pub fn append(&self, group: &str, commits: &[(String, u32, Committed)]) -> Result<()> {
         if commits.is_empty() {
             return Ok(());
+        }
+        for (topic, _, _) in commits {
+            crate::config::validate_topic_name(topic)?;
         }
         let mut builder = BatchBuilder::new(Compression::None);
         let now = crate::storage::Clock::now_ms(&crate::storage::SystemClock) as i64;
@@ -79,17 +85,22 @@ impl OffsetStore {
             builder.push(now, Some(&key), Some(&encode_value(committed)), &[]);
         }
         let mut bytes = builder.build();
-        self.partition.log.append(&mut bytes, 0)?;
-        self.partition.log.flush()?;
-        self.partition.notify_appended();
         let mut offsets = self.offsets.write();
+        self.partition.log.append(&mut bytes, 0)?;
         for (topic, partition, committed) in commits {
             offsets.insert(
                 (group.to_string(), topic.clone(), *partition),
                 committed.clone(),
             );
         }
+        drop(offsets);
+        self.partition.notify_appended();
         Ok(())
+    }
+
+    /// Makes every appended commit durable.
+    pub fn sync(&self) -> Result<()> {
+        self.partition.log.flush().map(|_| ())
     }
 
     pub fn fetch(&self, group: &str, topic: &str, partition: u32) -> Option<Committed> {

@@ -14,30 +14,6 @@ impl GroupCoordinator {
     /// generation -1 comes from outside the protocol and is accepted only
     /// while the group has no members.
     pub async fn commit_offsets(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
-        let checked = {
-            let groups = self.groups.lock();
-            match groups.get(&request.group_id) {
-                Some(group) if request.generation_id < 0 && !group.members.is_empty() => {
-                    Err(error_pair(
-                        ErrorCode::IllegalGeneration,
-                        "the group has members; commit as one of them".into(),
-                    ))
-                }
-                Some(group) if request.generation_id >= 0 => {
-                    check_member(group, &request.member_id, request.generation_id)
-                        .map_err(|code| error_pair(code, format!("{code:?}")))
-                }
-                None if request.generation_id >= 0 => Err(error_pair(
-                    ErrorCode::UnknownMemberId,
-                    "unknown group".into(),
-                )),
-                _ => validate_group_id(&request.group_id)
-                    .map_err(|e| error_pair(ErrorCode::InvalidGroupId, e.to_string())),
-            }
-        };
-        if let Err((error, message)) = checked {
-            return OffsetCommitResponse { error, message };
-        }
         let commits: Vec<(String, u32, Committed)> = request
             .topics
             .iter()
@@ -54,9 +30,42 @@ impl GroupCoordinator {
                 })
             })
             .collect();
+        // The generation check and the append happen under the group lock,
+        // so a member that has just lost its partitions cannot append after
+        // the new owner: commits reach the log in the order they were
+        // accepted. The append only touches the page cache; the fsync comes
+        // after the lock is released.
+        let appended = {
+            let groups = self.groups.lock();
+            let checked = match groups.get(&request.group_id) {
+                Some(group) if request.generation_id < 0 && !group.members.is_empty() => {
+                    Err(error_pair(
+                        ErrorCode::IllegalGeneration,
+                        "the group has members; commit as one of them".into(),
+                    ))
+                }
+                Some(group) if request.generation_id >= 0 => {
+                    check_member(group, &request.member_id, request.generation_id)
+                        .map_err(|code| error_pair(code, format!("{code:?}")))
+                }
+                None if request.generation_id >= 0 => Err(error_pair(
+                    ErrorCode::UnknownMemberId,
+                    "unknown group".into(),
+                )),
+                _ => validate_group_id(&request.group_id)
+                    .map_err(|e| error_pair(ErrorCode::InvalidGroupId, e.to_string())),
+            };
+            checked.and_then(|()| {
+                self.offsets
+                    .append(&request.group_id, &commits)
+                    .map_err(|e| (e.code() as i32, e.to_string()))
+            })
+        };
+        if let Err((error, message)) = appended {
+            return OffsetCommitResponse { error, message };
+        }
         let store = Arc::clone(&self.offsets);
-        let group = request.group_id.clone();
-        match tokio::task::spawn_blocking(move || store.commit(&group, &commits)).await {
+        match tokio::task::spawn_blocking(move || store.sync()).await {
             Ok(Ok(())) => OffsetCommitResponse::default(),
             Ok(Err(e)) => OffsetCommitResponse {
                 error: e.code() as i32,

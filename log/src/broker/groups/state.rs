@@ -64,6 +64,9 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     /// When the join phase of the current rebalance ends at the latest.
     pub join_deadline: Option<Instant>,
+    /// When the leader must have sent the assignment: past it, members
+    /// that did not sync are dropped and the group rebalances.
+    pub sync_deadline: Option<Instant>,
 }
 
 impl Group {
@@ -76,6 +79,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             join_deadline: None,
+            sync_deadline: None,
         }
     }
 
@@ -96,6 +100,7 @@ impl Group {
                 .max()
                 .unwrap_or_default();
             self.join_deadline = Some(now + timeout);
+            self.sync_deadline = None;
             // Members waiting for an assignment of the old generation must rejoin.
             for member in self.members.values_mut() {
                 member.assignment = Bytes::new();

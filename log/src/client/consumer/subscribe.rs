@@ -45,40 +45,48 @@ impl Consumer {
         self.group.as_ref().map(Membership::generation)
     }
 
+    /// Rejoins the group and applies the new assignment. The membership
+    /// stays in `self.group` throughout, so a `poll` cancelled mid-rebalance
+    /// leaves a consumer that simply rejoins on its next poll.
     pub(super) async fn rebalance(&mut self) -> Result<()> {
-        let Some(mut membership) = self.group.take() else {
-            return Ok(());
-        };
-        let outcome = self.rebalance_with(&mut membership).await;
-        self.group = Some(membership);
-        outcome
-    }
-
-    async fn rebalance_with(&mut self, membership: &mut Membership) -> Result<()> {
         loop {
+            let Some(membership) = self.group.as_ref() else {
+                return Ok(());
+            };
             let owned = self.assignment();
-            let (_, member_id) = membership.generation();
-            if !owned.is_empty() && (member_id.is_empty() || !membership.is_cooperative()) {
-                // Eager protocol, or the group forgot us: give everything up.
-                if !member_id.is_empty() {
-                    self.commit_if_auto(membership, &owned).await;
+            let lost = membership.partitions_lost();
+            if !owned.is_empty() && (lost || !membership.is_cooperative()) {
+                // Eager protocol: give everything up before rejoining. Lost
+                // partitions already belong to others: no commit for them.
+                if !lost {
+                    self.commit_if_auto(&owned).await;
                 }
                 self.notify(&owned, |l, p| l.on_partitions_revoked(p));
                 self.assign(std::iter::empty());
             }
             let owned: BTreeSet<TopicPartition> = self.assignment().into_iter().collect();
-            let rebalanced = membership
-                .rejoin(&self.client, &owned.iter().cloned().collect::<Vec<_>>())
-                .await?;
+            let claimed: Vec<TopicPartition> = owned.iter().cloned().collect();
+            let membership = self.group.as_mut().expect("checked above");
+            let rebalanced = membership.rejoin(&self.client, &claimed).await?;
+            // The group may have dropped us during the join itself.
+            let lost = membership.take_lost();
             let assigned: BTreeSet<TopicPartition> = rebalanced.assigned.into_iter().collect();
             let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
-            let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
             if !revoked.is_empty() {
-                self.commit_if_auto(membership, &revoked).await;
+                if !lost {
+                    self.commit_if_auto(&revoked).await;
+                }
                 self.notify(&revoked, |l, p| l.on_partitions_revoked(p));
             }
+            if lost {
+                // Positions of partitions we "kept" may be stale: start
+                // every assigned partition from its committed offset.
+                self.assign(std::iter::empty());
+            }
+            let kept: BTreeSet<TopicPartition> = self.assignment().into_iter().collect();
+            let added: Vec<TopicPartition> = assigned.difference(&kept).cloned().collect();
             self.assign(assigned.iter().cloned());
-            self.load_committed(membership, &added).await?;
+            self.load_committed(&added).await?;
             self.notify(&added, |l, p| l.on_partitions_assigned(p));
             if !rebalanced.cooperative || revoked.is_empty() {
                 return Ok(());
@@ -97,11 +105,10 @@ impl Consumer {
     }
 
     /// Starts newly assigned partitions at their committed offsets.
-    async fn load_committed(
-        &mut self,
-        membership: &Membership,
-        partitions: &[TopicPartition],
-    ) -> Result<()> {
+    async fn load_committed(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        let Some(membership) = self.group.as_ref() else {
+            return Ok(());
+        };
         if partitions.is_empty() {
             return Ok(());
         }
@@ -180,10 +187,10 @@ impl Consumer {
 
     /// Commits `partitions` when auto-commit is on; failures are logged, as
     /// the records will simply be read again.
-    async fn commit_if_auto(&mut self, membership: &Membership, partitions: &[TopicPartition]) {
-        if !membership.settings().auto_commit {
+    async fn commit_if_auto(&mut self, partitions: &[TopicPartition]) {
+        let Some(membership) = self.group.as_ref().filter(|m| m.settings().auto_commit) else {
             return;
-        }
+        };
         let (request, rejoin) = commit_request(membership, &self.current_positions(partitions));
         match send_commit(self.client.clone(), request, rejoin).await {
             Ok(()) => self.last_commit = Instant::now(),

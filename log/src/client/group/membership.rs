@@ -67,6 +67,12 @@ struct Shared {
     member_id: String,
     generation: i32,
     rejoin_needed: bool,
+    /// A join is under way: heartbeat answers about the old generation say
+    /// nothing new and must not ask for yet another rejoin.
+    joining: bool,
+    /// The group dropped this member (its session expired, or its
+    /// generation is gone): what it owns now belongs to others.
+    lost: bool,
 }
 
 /// See [`Membership::rejoin_handle`].
@@ -128,6 +134,18 @@ impl Membership {
         (shared.generation, shared.member_id.clone())
     }
 
+    /// True when the group dropped this member since its last join: its
+    /// partitions now belong to others, so they are given up without a
+    /// commit.
+    pub fn partitions_lost(&self) -> bool {
+        self.shared.lock().lost
+    }
+
+    /// Reads and clears the lost flag after a rejoin.
+    pub fn take_lost(&self) -> bool {
+        std::mem::take(&mut self.shared.lock().lost)
+    }
+
     /// A handle that marks this membership as needing a rejoin (after a
     /// commit was refused because the generation moved on), usable from
     /// another task.
@@ -143,13 +161,35 @@ impl Membership {
         owned: &[TopicPartition],
     ) -> Result<Rebalanced> {
         self.start_heartbeat(client);
+        self.shared.lock().joining = true;
+        let outcome = self.join_and_sync(client, owned).await;
+        let mut shared = self.shared.lock();
+        shared.joining = false;
+        if outcome.is_err() {
+            // Whatever failed (the leader's metadata lookup, the sync, a
+            // malformed assignment), the next poll must try again rather
+            // than carry on with a generation it never completed.
+            self.joined = false;
+            shared.rejoin_needed = true;
+        }
+        outcome
+    }
+
+    async fn join_and_sync(
+        &mut self,
+        client: &Client,
+        owned: &[TopicPartition],
+    ) -> Result<Rebalanced> {
+        let mut owned = owned.to_vec();
         loop {
             self.shared.lock().rejoin_needed = false;
-            let join = client.join_group(self.join_request(owned)).await?;
+            let join = client.join_group(self.join_request(&owned)).await?;
             match code(join.error) {
                 ErrorCode::None => {}
                 ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => {
-                    self.shared.lock().member_id.clear();
+                    // The group dropped us: what we owned is others' now,
+                    // so claim nothing when joining afresh.
+                    self.forget_membership(&mut owned);
                     continue;
                 }
                 ErrorCode::RebalanceInProgress => continue,
@@ -184,14 +224,16 @@ impl Membership {
                 ErrorCode::None => {}
                 ErrorCode::RebalanceInProgress => continue,
                 ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => {
-                    self.shared.lock().member_id.clear();
+                    // The group dropped us: what we owned is others' now,
+                    // so claim nothing when joining afresh.
+                    self.forget_membership(&mut owned);
                     continue;
                 }
                 _ => return Err(group_error(sync.error, &sync.message)),
             }
+            let assigned = Assignment::decode(&sync.assignment)?.partitions;
             self.joined = true;
             self.cooperative = assignor.is_cooperative();
-            let assigned = Assignment::decode(&sync.assignment)?.partitions;
             tracing::debug!(group = %self.settings.group_id, generation = join.generation_id, ?assigned, "joined group");
             return Ok(Rebalanced {
                 generation: join.generation_id,
@@ -200,6 +242,13 @@ impl Membership {
                 cooperative: self.cooperative,
             });
         }
+    }
+
+    fn forget_membership(&self, owned: &mut Vec<TopicPartition>) {
+        let mut shared = self.shared.lock();
+        shared.member_id.clear();
+        shared.lost = true;
+        owned.clear();
     }
 
     fn join_request(&self, owned: &[TopicPartition]) -> JoinGroupRequest {
@@ -259,10 +308,34 @@ impl Membership {
                     member_id,
                     group_instance_id: settings.instance_id.clone().unwrap_or_default(),
                 };
-                match client.heartbeat(request).await {
-                    Ok(response) if code(response.error) == ErrorCode::None => {}
-                    Ok(_) => shared.lock().rejoin_needed = true,
-                    Err(e) => tracing::debug!(error = %e, "heartbeat failed; retrying"),
+                let (asked_member, asked_generation) =
+                    (request.member_id.clone(), request.generation_id);
+                let answer = match client.heartbeat(request).await {
+                    Ok(response) => code(response.error),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat failed; retrying");
+                        continue;
+                    }
+                };
+                let mut s = shared.lock();
+                // Answers about a generation we have already left, or that
+                // arrive while a join is under way, are stale.
+                if answer == ErrorCode::None
+                    || s.joining
+                    || s.member_id != asked_member
+                    || s.generation != asked_generation
+                {
+                    continue;
+                }
+                s.rejoin_needed = true;
+                if matches!(
+                    answer,
+                    ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration
+                ) {
+                    s.lost = true;
+                    if answer == ErrorCode::UnknownMemberId {
+                        s.member_id.clear();
+                    }
                 }
             }
         }));
