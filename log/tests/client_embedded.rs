@@ -384,3 +384,50 @@ async fn send_batch_acknowledges_every_record_in_order() {
     );
     assert_eq!(consume_all(&client, "bulk", 2, 300).await.len(), 300);
 }
+
+#[tokio::test]
+async fn a_re_created_topic_starts_empty_and_stays_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::embedded(dir.path()).unwrap();
+    let admin = client.admin();
+    let producer = client.producer(ProducerConfig {
+        acks: Acks::All,
+        ..Default::default()
+    });
+    admin.create_topic("again", 1, &[]).await.unwrap();
+    producer
+        .send_and_wait(ProducerRecord::new("again", "old"))
+        .await
+        .unwrap();
+    let old_partition = client
+        .embedded_broker()
+        .unwrap()
+        .partition("again", 0)
+        .unwrap();
+    admin.delete_topic("again").await.unwrap();
+    // Whoever still holds the deleted partition can no longer write to it.
+    assert!(old_partition
+        .log
+        .append(
+            &mut spool_log::record::BatchBuilder::new(Compression::None).build(),
+            0
+        )
+        .is_err());
+    admin.create_topic("again", 1, &[]).await.unwrap();
+    producer
+        .send_and_wait(ProducerRecord::new("again", "new"))
+        .await
+        .unwrap();
+    let records = consume_all(&client, "again", 1, 1).await;
+    assert_eq!(records, vec![(0, 0, Bytes::from("new"))]);
+    // The old handle's background work cannot touch the new files.
+    assert!(old_partition.log.apply_retention().is_err());
+    assert!(old_partition.log.clean().is_err());
+    drop(old_partition);
+    client.embedded_broker().unwrap().shutdown().unwrap();
+    let client = Client::embedded(dir.path()).unwrap();
+    assert_eq!(
+        consume_all(&client, "again", 1, 1).await,
+        vec![(0, 0, Bytes::from("new"))]
+    );
+}

@@ -70,9 +70,10 @@ impl Broker {
                 "`{name}` is an internal topic and cannot be deleted"
             )));
         }
-        let topic = self
-            .topics
-            .write()
+        // The name stays taken until the files are gone, so a create of
+        // the same name cannot open the old directories.
+        let mut topics = self.topics.write();
+        let topic = topics
             .remove(name)
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
         if let Some(manager) = self.manager.lock().as_ref() {
@@ -80,7 +81,13 @@ impl Broker {
                 manager.remove(&partition.log_name());
             }
         }
+        // Requests and background work that still hold a partition must not
+        // write into a directory a re-created topic may reuse.
+        for partition in topic.partitions() {
+            partition.log.mark_deleted();
+        }
         topic.delete(&self.config().data_dir)?;
+        drop(topics);
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
     }

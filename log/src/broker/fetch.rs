@@ -21,6 +21,11 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 /// Default per-partition byte limit when a request leaves it at 0.
 const DEFAULT_PARTITION_MAX_BYTES: u32 = 1 << 20;
 
+/// Most bytes one fetch returns, whatever it asks for: well under the gRPC
+/// message limit, so a response can always be sent (at least one batch is
+/// still returned even if it is larger).
+const MAX_FETCH_BYTES: u32 = 64 << 20;
+
 struct Wanted {
     topic: String,
     partition: u32,
@@ -45,7 +50,7 @@ impl Broker {
                     max_bytes: if p.max_bytes == 0 {
                         DEFAULT_PARTITION_MAX_BYTES
                     } else {
-                        p.max_bytes
+                        p.max_bytes.min(MAX_FETCH_BYTES)
                     },
                     resolved: self.partition(&t.name, p.partition),
                 })
@@ -58,18 +63,21 @@ impl Broker {
         let deadline =
             Instant::now() + Duration::from_millis(request.max_wait_ms.into()).min(MAX_WAIT_CAP);
         let request_max = if request.max_bytes == 0 {
-            u32::MAX
+            MAX_FETCH_BYTES
         } else {
-            request.max_bytes
+            request.max_bytes.min(MAX_FETCH_BYTES)
         } as usize;
         loop {
+            // Mark the current ends as seen before reading: an append that
+            // lands during the read then wakes the wait below instead of
+            // being swallowed.
+            for w in &mut watches {
+                w.mark_unchanged();
+            }
             let (results, bytes, failed) = read_all(&wanted, request_max);
             let satisfied = bytes >= request.min_bytes.max(1) as usize;
             if satisfied || failed || watches.is_empty() || Instant::now() >= deadline {
                 return group(results);
-            }
-            for w in &mut watches {
-                w.mark_unchanged();
             }
             let changed =
                 futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));

@@ -13,7 +13,23 @@ impl Broker {
     /// its own; a failed partition appends nothing. With `acks=all` the
     /// response waits until every appended partition is synced to disk.
     pub async fn produce(&self, request: ProduceRequest) -> ProduceResponse {
-        let acks = Acks::try_from(request.acks).unwrap_or(Acks::Leader);
+        let Ok(acks) = Acks::try_from(request.acks) else {
+            // An unknown acks value must not silently become a weaker one.
+            let e = LogError::InvalidRequest(format!("unknown acks value {}", request.acks));
+            let topics = request
+                .topics
+                .into_iter()
+                .map(|t| ProduceTopicResult {
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| error_result(p.partition, &e))
+                        .collect(),
+                    name: t.name,
+                })
+                .collect();
+            return ProduceResponse { topics };
+        };
         let mut to_sync: Vec<Arc<Partition>> = Vec::new();
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in request.topics {

@@ -99,6 +99,11 @@ impl Topic {
             partitions: RwLock::default(),
         };
         topic.grow(data_dir, partitions)?;
+        // New partition directories must survive a power loss before the
+        // metadata file that points at them is written.
+        fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .at(data_dir)?;
         topic.save(data_dir)?;
         Ok(topic)
     }
@@ -149,6 +154,12 @@ impl Topic {
     pub(crate) fn delete(&self, data_dir: &Path) -> Result<()> {
         let path = meta_path(data_dir, &self.name);
         fs::remove_file(&path).at(&path)?;
+        // The unlink is the commit point: make it durable before any data
+        // goes, or a crash could bring back a topic with holes.
+        let meta_dir = data_dir.join("topics");
+        fs::File::open(&meta_dir)
+            .and_then(|d| d.sync_all())
+            .at(&meta_dir)?;
         for partition in self.partitions.write().drain(..) {
             let dir = partition.log.dir().to_path_buf();
             fs::remove_dir_all(&dir).at(&dir)?;

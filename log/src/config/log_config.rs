@@ -142,6 +142,10 @@ pub const KNOWN_KEYS: &[&str] = &[
 /// Segment positions are 32-bit in the index, and Kafka caps sizes at i32.
 const MAX_SIZE: u64 = i32::MAX as u64;
 
+/// Times and byte counts are compared with signed 64-bit clock readings;
+/// anything larger would wrap (as Kafka's longs cap them too).
+const MAX_LONG: u64 = i64::MAX as u64;
+
 impl LogConfig {
     /// Builds a config from defaults plus `pairs`, rejecting unknown keys and
     /// invalid values.
@@ -162,19 +166,19 @@ impl LogConfig {
                     invalid(key, value, "expected delete, compact, or compact,delete")
                 })?
             }
-            "retention.ms" => self.retention_ms = optional(key, value, 0, u64::MAX)?,
-            "retention.bytes" => self.retention_bytes = optional(key, value, 0, u64::MAX)?,
+            "retention.ms" => self.retention_ms = optional(key, value, 0, MAX_LONG)?,
+            "retention.bytes" => self.retention_bytes = optional(key, value, 0, MAX_LONG)?,
             "segment.bytes" => {
                 self.segment_bytes = number(key, value, HEADER_LEN as u64, MAX_SIZE)?
             }
-            "segment.ms" => self.segment_ms = number(key, value, 1, u64::MAX)?,
+            "segment.ms" => self.segment_ms = number(key, value, 1, MAX_LONG)?,
             "index.interval.bytes" => self.index_interval_bytes = number(key, value, 0, MAX_SIZE)?,
-            "delete.retention.ms" => self.delete_retention_ms = number(key, value, 0, u64::MAX)?,
+            "delete.retention.ms" => self.delete_retention_ms = number(key, value, 0, MAX_LONG)?,
             "max.message.bytes" => {
                 self.max_message_bytes = number(key, value, HEADER_LEN as u64, MAX_SIZE)?
             }
-            "flush.bytes" => self.fsync.every_bytes = optional(key, value, 0, u64::MAX)?,
-            "flush.ms" => self.fsync.every_ms = optional(key, value, 0, u64::MAX)?,
+            "flush.bytes" => self.fsync.every_bytes = optional(key, value, 0, MAX_LONG)?,
+            "flush.ms" => self.fsync.every_ms = optional(key, value, 0, MAX_LONG)?,
             "min.cleanable.dirty.ratio" => {
                 self.min_cleanable_dirty_ratio = value
                     .parse::<f64>()

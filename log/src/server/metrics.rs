@@ -173,10 +173,20 @@ fn render_lag(out: &mut String, broker: &Broker) {
             let _ = writeln!(
                 out,
                 "spool_consumer_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {lag}",
-                listing.group_id, committed.topic, committed.partition
+                label(&listing.group_id),
+                committed.topic,
+                committed.partition
             );
         }
     }
+}
+
+/// Escapes a label value: group ids are free text.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves `GET /metrics` (any path, in fact) until `shutdown` completes.

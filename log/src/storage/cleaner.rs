@@ -90,6 +90,7 @@ impl PartitionLog {
     /// Compacts every segment before the active one. See the module docs.
     pub fn clean(&self) -> Result<CleanOutcome> {
         let _one_pass = self.cleaner_lock.lock();
+        self.ensure_live()?;
         let config = self.config.read().clone();
         let (segments, clean_end) = {
             let state = self.state.read();
@@ -154,6 +155,7 @@ impl PartitionLog {
         cleaned_path: &PathBuf,
     ) -> Result<bool> {
         let mut state = self.state.write();
+        self.ensure_live()?;
         let unchanged = state
             .segments
             .get(&old.base_offset)

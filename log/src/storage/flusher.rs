@@ -42,6 +42,12 @@ impl FlushSignal {
         self.wake.notify_all();
     }
 
+    /// True once stopped (or when the thread never started): flushes then
+    /// run inline again.
+    pub fn is_stopped(&self) -> bool {
+        self.state.lock().stopped
+    }
+
     pub fn stop(&self) {
         self.state.lock().stopped = true;
         self.wake.notify_all();
@@ -65,6 +71,7 @@ impl FlushSignal {
 }
 
 pub(crate) fn spawn(log: Weak<PartitionLog>, signal: Arc<FlushSignal>) {
+    let signal_for_failure = Arc::clone(&signal);
     let name = log
         .upgrade()
         .map(|l| {
@@ -92,5 +99,6 @@ pub(crate) fn spawn(log: Weak<PartitionLog>, signal: Arc<FlushSignal>) {
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start a flusher thread; flushes stay inline");
+        signal_for_failure.stop();
     }
 }

@@ -50,6 +50,9 @@ pub struct PartitionLog {
     flush_failure: Mutex<Option<String>>,
     /// Flushes that synced at least one file, for metrics and benchmarks.
     flush_count: AtomicU64,
+    /// Set when the partition is deleted: from then on nothing writes to
+    /// its directory, which a re-created topic of the same name may reuse.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct LogState {
@@ -115,6 +118,7 @@ impl PartitionLog {
             flusher: OnceLock::new(),
             flush_failure: Mutex::new(None),
             flush_count: AtomicU64::new(0),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -124,6 +128,7 @@ impl PartitionLog {
     /// stamps base offsets and `term` into the headers in place and stores
     /// the bytes as they are. Syncs when the fsync policy says so.
     pub fn append(&self, batches: &mut [u8], term: u32) -> Result<AppendInfo> {
+        self.ensure_live()?;
         if let Some(failure) = self.flush_failure.lock().clone() {
             return Err(LogError::io(
                 &self.dir,
@@ -159,7 +164,10 @@ impl PartitionLog {
         state.appended_bytes += total;
         state.oldest_unflushed_ms.get_or_insert(now);
         let due = flush_due(&state, &config, now);
-        let background = self.flusher.get().filter(|_| due);
+        let background = self
+            .flusher
+            .get()
+            .filter(|signal| due && !signal.is_stopped());
         if background.is_some() {
             // The flush about to be requested covers everything so far.
             state.flush_requested_bytes = state.appended_bytes;
@@ -267,6 +275,7 @@ impl PartitionLog {
     }
 
     pub(crate) fn roll_locked(&self, state: &mut LogState) -> Result<()> {
+        self.ensure_live()?;
         let active = state.active();
         if active.is_empty() {
             return Ok(());
@@ -291,11 +300,30 @@ impl PartitionLog {
         self.write_checkpoint(&mut state, checkpoint)
     }
 
+    /// Stops every later write to this log's files (taken under the state
+    /// lock, so an operation already holding it finishes first).
+    pub fn mark_deleted(&self) {
+        let _state = self.state.write();
+        self.deleted.store(true, Ordering::SeqCst);
+    }
+
+    /// Fails writes to a deleted log.
+    pub(crate) fn ensure_live(&self) -> Result<()> {
+        if self.deleted.load(Ordering::SeqCst) {
+            return Err(LogError::InvalidRequest(format!(
+                "{} was deleted",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn write_checkpoint(
         &self,
         state: &mut LogState,
         checkpoint: Checkpoint,
     ) -> Result<()> {
+        self.ensure_live()?;
         checkpoint.write(&self.dir)?;
         state.checkpoint = checkpoint;
         Ok(())

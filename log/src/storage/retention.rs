@@ -27,6 +27,7 @@ impl PartitionLog {
     pub fn truncate_after(&self, offset: u64) -> Result<u64> {
         let interval = self.config.read().index_interval_bytes;
         let mut state = self.state.write();
+        self.ensure_live()?;
         let (log_start, log_end) = (state.log_start_offset, state.next_offset());
         if offset.saturating_add(1) < log_start {
             return Err(LogError::OffsetOutOfRange {
@@ -47,6 +48,15 @@ impl PartitionLog {
             .iter()
             .filter_map(|b| state.segments.remove(b))
             .collect();
+        // Delete the later segments first, newest first, and while holding
+        // the lock: a roll right after could otherwise recreate a file of
+        // the same name that a late unlink would then remove, and a crash
+        // between the cut and the deletion would bring the removed records
+        // back after a gap.
+        delete_all(doomed.into_iter().rev().collect())?;
+        if !doomed_bases.is_empty() {
+            self.sync_dir()?;
+        }
         match state.segments.values_mut().next_back() {
             Some(last) => {
                 let start = u64::from(
@@ -74,8 +84,6 @@ impl PartitionLog {
         checkpoint.log_start_offset = state.log_start_offset;
         checkpoint.cleaner_offset = checkpoint.cleaner_offset.min(new_end);
         self.write_checkpoint(&mut state, checkpoint)?;
-        drop(state);
-        delete_all(doomed)?;
         Ok(new_end)
     }
 
@@ -84,6 +92,7 @@ impl PartitionLog {
     /// the new start even where a segment still holds those bytes.
     pub fn delete_before(&self, offset: u64) -> Result<u64> {
         let mut state = self.state.write();
+        self.ensure_live()?;
         let log_end = state.next_offset();
         if offset > log_end {
             return Err(LogError::OffsetOutOfRange {
@@ -114,6 +123,7 @@ impl PartitionLog {
     pub fn apply_retention(&self) -> Result<RetentionOutcome> {
         let config = self.config.read().clone();
         let mut state = self.state.write();
+        self.ensure_live()?;
         if !config.cleanup_policy.delete {
             return Ok(RetentionOutcome {
                 log_start_offset: state.log_start_offset,
