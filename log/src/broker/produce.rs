@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{Broker, Partition};
 use crate::proto::{
     Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
@@ -30,33 +32,63 @@ impl Broker {
                 .collect();
             return ProduceResponse { topics };
         };
+        // Appends touch files and may wait for a background fsync (with a
+        // flush.bytes policy), so they run on the blocking pool, one hop
+        // per request, in request order.
+        let work: Vec<(String, u32, Bytes)> = request
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.name;
+                t.partitions
+                    .into_iter()
+                    .map(move |p| (name.clone(), p.partition, p.records))
+            })
+            .collect();
+        let resolved: Vec<(String, u32, Bytes, Result<Arc<Partition>>)> = work
+            .into_iter()
+            .map(|(topic, index, records)| {
+                let partition = self.partition(&topic, index);
+                (topic, index, records, partition)
+            })
+            .collect();
+        let appended = tokio::task::spawn_blocking(move || {
+            resolved
+                .into_iter()
+                .map(|(topic, index, records, partition)| {
+                    let outcome =
+                        partition.and_then(|p| append(&p, &records).map(|base| (p, base)));
+                    (topic, index, outcome)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
         let mut to_sync: Vec<Arc<Partition>> = Vec::new();
-        let mut topics = Vec::with_capacity(request.topics.len());
-        for topic in request.topics {
-            let mut results = Vec::with_capacity(topic.partitions.len());
-            for data in topic.partitions {
-                let outcome = self.append(&topic.name, data.partition, &data.records);
-                results.push(match outcome {
-                    Ok((partition, base_offset)) => {
-                        let log_start_offset = partition.log.log_start_offset();
-                        if acks == Acks::All && !to_sync.iter().any(|p| Arc::ptr_eq(p, &partition))
-                        {
-                            to_sync.push(partition);
-                        }
-                        ProducePartitionResult {
-                            partition: data.partition,
-                            base_offset,
-                            log_start_offset,
-                            ..Default::default()
-                        }
+        let mut topics: Vec<ProduceTopicResult> = Vec::new();
+        for (topic, index, outcome) in appended {
+            let result = match outcome {
+                Ok((partition, base_offset)) => {
+                    let log_start_offset = partition.log.log_start_offset();
+                    if acks == Acks::All && !to_sync.iter().any(|p| Arc::ptr_eq(p, &partition)) {
+                        to_sync.push(partition);
                     }
-                    Err(e) => error_result(data.partition, &e),
-                });
+                    ProducePartitionResult {
+                        partition: index,
+                        base_offset,
+                        log_start_offset,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => error_result(index, &e),
+            };
+            match topics.iter_mut().find(|t| t.name == topic) {
+                Some(t) => t.partitions.push(result),
+                None => topics.push(ProduceTopicResult {
+                    name: topic,
+                    partitions: vec![result],
+                }),
             }
-            topics.push(ProduceTopicResult {
-                name: topic.name,
-                partitions: results,
-            });
         }
         if let Err(failures) = sync_all(to_sync).await {
             for topic in &mut topics {
@@ -72,14 +104,15 @@ impl Broker {
         }
         ProduceResponse { topics }
     }
+}
 
-    fn append(&self, topic: &str, partition: u32, records: &[u8]) -> Result<(Arc<Partition>, u64)> {
-        let partition = self.partition(topic, partition)?;
-        let mut batches = records.to_vec();
-        let info = partition.log.append(&mut batches, 0)?;
-        partition.notify_appended();
-        Ok((partition, info.base_offset))
-    }
+/// Appends one partition's batches (copied: the log stamps offsets into
+/// them in place) and wakes the fetches waiting on it.
+fn append(partition: &Partition, records: &[u8]) -> Result<u64> {
+    let mut batches = records.to_vec();
+    let info = partition.log.append(&mut batches, 0)?;
+    partition.notify_appended();
+    Ok(info.base_offset)
 }
 
 /// Syncs each partition on the blocking pool; returns the ones that failed.
