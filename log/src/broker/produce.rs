@@ -35,7 +35,7 @@ impl Broker {
         // Appends touch files and may wait for a background fsync (with a
         // flush.bytes policy), so they run on the blocking pool, one hop
         // per request, in request order.
-        let work: Vec<(String, u32, Bytes)> = request
+        let resolved: Vec<(String, u32, Bytes, Result<Arc<Partition>>)> = request
             .topics
             .into_iter()
             .flat_map(|t| {
@@ -44,9 +44,6 @@ impl Broker {
                     .into_iter()
                     .map(move |p| (name.clone(), p.partition, p.records))
             })
-            .collect();
-        let resolved: Vec<(String, u32, Bytes, Result<Arc<Partition>>)> = work
-            .into_iter()
             .map(|(topic, index, records)| {
                 let partition = self.partition(&topic, index);
                 (topic, index, records, partition)

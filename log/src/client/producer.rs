@@ -186,15 +186,8 @@ impl Producer {
             routed,
             done: Waiter::One(done),
         };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| LogError::Closed("the producer has stopped".into()))?;
-        Ok(async move {
-            result
-                .await
-                .unwrap_or_else(|_| Err(LogError::Closed("the producer has stopped".into())))
-        })
+        self.commands.send(command).await.map_err(|_| closed())?;
+        Ok(async move { result.await.unwrap_or_else(|_| Err(closed())) })
     }
 
     /// Queues many records at once; the returned future resolves with every
@@ -263,10 +256,8 @@ impl Producer {
         self.commands
             .send(Command::Flush(done))
             .await
-            .map_err(|_| LogError::Closed("the producer has stopped".into()))?;
-        flushed
-            .await
-            .map_err(|_| LogError::Closed("the producer has stopped".into()))
+            .map_err(|_| closed())?;
+        flushed.await.map_err(|_| closed())
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
@@ -313,7 +304,7 @@ struct Accumulator {
     config: ProducerConfig,
     /// Open batches per partition, oldest first; only the last one grows.
     batches: FxHashMap<TopicPartition, VecDeque<PendingBatch>>,
-    in_flight: JoinSet<Vec<TopicPartition>>,
+    in_flight: JoinSet<()>,
     /// The partitions of each request in flight, by task.
     request_partitions: FxHashMap<tokio::task::Id, Vec<TopicPartition>>,
     muted: FxHashSet<TopicPartition>,
@@ -383,10 +374,7 @@ impl Accumulator {
 
     /// Unmutes the partitions of a finished request (also when its task
     /// panicked: its waiters are gone, but the partitions must go on).
-    fn unmute(
-        &mut self,
-        done: std::result::Result<(tokio::task::Id, Vec<TopicPartition>), tokio::task::JoinError>,
-    ) {
+    fn unmute(&mut self, done: std::result::Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
         let id = match &done {
             Ok((id, _)) => *id,
             Err(e) => e.id(),
@@ -503,7 +491,7 @@ impl Accumulator {
         let client = self.client.clone();
         let config = self.config.clone();
         let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
-        let task = self.in_flight.spawn(send_request(client, config, batches));
+        let task = self.in_flight.spawn(send_batches(client, config, batches));
         self.request_partitions.insert(task.id(), partitions);
     }
 }
@@ -517,16 +505,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Sends one request for `batches`, retrying retriable failures, and
 /// resolves every record's waiter.
-async fn send_request(
-    client: Client,
-    config: ProducerConfig,
-    batches: Vec<(TopicPartition, PendingBatch)>,
-) -> Vec<TopicPartition> {
-    let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
-    send_batches(client, config, batches).await;
-    partitions
-}
-
 async fn send_batches(
     client: Client,
     config: ProducerConfig,

@@ -43,7 +43,9 @@ impl PartitionLog {
     /// Offsets below the log start or beyond the log end are out of range;
     /// reading at the log end returns nothing.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<LogRead> {
-        let (views, log_start_offset, log_end_offset) = self.views_from(offset, |segment| {
+        // The holding segment, and the next one for an offset that compaction
+        // left in a gap at the holding segment's end.
+        let (views, log_start_offset, log_end_offset) = self.views_from(offset, 2, |segment| {
             let relative = offset
                 .saturating_sub(segment.base_offset)
                 .min(u64::from(u32::MAX)) as u32;
@@ -78,9 +80,10 @@ impl PartitionLog {
     /// The offset of the first record whose timestamp is ≥ `timestamp`, or
     /// `None` when every record is older (Kafka's ListOffsets by time).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
-        let (views, log_start_offset, _) = self.views_from(self.log_start_offset(), |segment| {
-            u64::from(segment.index.lookup_time(timestamp).position)
-        })?;
+        let (views, log_start_offset, _) =
+            self.views_from(self.log_start_offset(), usize::MAX, |segment| {
+                u64::from(segment.index.lookup_time(timestamp).position)
+            })?;
         for view in views.iter().filter(|v| v.max_timestamp >= timestamp) {
             let mut position = view.start_position;
             while position < view.size {
@@ -102,11 +105,12 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Snapshots the segment holding `offset` and every later one, with a
-    /// start position chosen by `start` for the first of them.
+    /// Snapshots the segment holding `offset` and up to `limit - 1` later
+    /// ones, with a start position chosen by `start` for the first of them.
     fn views_from(
         &self,
         offset: u64,
+        limit: usize,
         start: impl Fn(&Segment) -> u64,
     ) -> Result<(Vec<SegmentView>, u64, u64)> {
         let state = self.state.read();
@@ -126,6 +130,7 @@ impl PartitionLog {
         let views = state
             .segments
             .range(first_base..)
+            .take(limit)
             .enumerate()
             .map(|(i, (_, segment))| SegmentView {
                 file: Arc::clone(&segment.file),
