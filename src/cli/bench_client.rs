@@ -153,8 +153,9 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             .map(|i| (i % 251) as u8)
             .collect::<Vec<u8>>(),
     );
+    let topic: std::sync::Arc<str> = args.common.topic.as_str().into();
     if args.send_batch > 1 {
-        return produce_batched(&producer, &args, value).await;
+        return produce_batched(&producer, &args, topic, value).await;
     }
     let mut progress = Progress::new("produced", args.records);
     let mut window = AckWindow::new(50_000);
@@ -163,7 +164,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         // Every 8th record is timed: reading the clock for each one costs
         // more than the producer's own work at these rates.
         let sent = (i % 8 == 0).then(Instant::now);
-        let record = ProducerRecord::new(args.common.topic.clone(), value.clone());
+        let record = ProducerRecord::new(topic.clone(), value.clone());
         window.push(sent, 1, producer.send(record).await?).await?;
         progress.update(i + 1);
     }
@@ -184,6 +185,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
 async fn produce_batched(
     producer: &Producer,
     args: &ProduceArgs,
+    topic: std::sync::Arc<str>,
     value: Bytes,
 ) -> anyhow::Result<()> {
     let mut progress = Progress::new("produced", args.records);
@@ -193,7 +195,7 @@ async fn produce_batched(
     while sent < args.records {
         let n = args.send_batch.min(args.records - sent);
         let records = (0..n)
-            .map(|_| ProducerRecord::new(args.common.topic.clone(), value.clone()))
+            .map(|_| ProducerRecord::new(topic.clone(), value.clone()))
             .collect();
         let began = Instant::now();
         window
@@ -361,7 +363,7 @@ pub async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
         let mut value = now_ns().to_be_bytes().to_vec();
         value.extend_from_slice(&padding);
         let _ack = producer
-            .send(ProducerRecord::new(args.common.topic.clone(), value))
+            .send(ProducerRecord::new(args.common.topic.as_str(), value))
             .await?;
     }
     producer.flush().await?;

@@ -37,6 +37,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         acks: args.acks,
         ..Default::default()
     });
+    let topic: std::sync::Arc<str> = args.topic.as_str().into();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut pending = Vec::new();
     let mut count = 0u64;
@@ -47,9 +48,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .and_then(|sep| line.split_once(sep))
         {
             Some((key, value)) => {
-                ProducerRecord::new(&args.topic, value.to_string()).key(key.to_string())
+                ProducerRecord::new(topic.clone(), value.to_string()).key(key.to_string())
             }
-            None => ProducerRecord::new(&args.topic, line),
+            None => ProducerRecord::new(topic.clone(), line),
         };
         record.partition = args.partition;
         pending.push(producer.send(record).await?);

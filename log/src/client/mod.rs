@@ -36,7 +36,9 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9292";
 /// A record to produce.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared, so a program sending many records to one topic clones a
+    /// reference, not the name.
+    pub topic: Arc<str>,
     /// `None`: chosen by key hash, or sticky for keyless records.
     pub partition: Option<u32>,
     pub key: Option<Bytes>,
@@ -47,7 +49,7 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
             topic: topic.into(),
             value: Some(value.into()),

@@ -1,0 +1,249 @@
+//! The record accumulator: open batches per partition, appended to under a
+//! lock by the caller's own task (as in Kafka's producer), drained by the
+//! sender task.
+//!
+//! Order per partition is kept by never having two requests in flight for
+//! the same partition: a partition with a request outstanding is muted
+//! (`in_flight` is set), and its next batches wait and keep filling until
+//! the answer arrives. Without this, two requests multiplexed on one
+//! connection could be appended in either order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use tokio::sync::Semaphore;
+
+use super::ack::{BatchAck, BatchHandle};
+use super::{now_ms, ProducerConfig};
+use crate::client::partitioner::partition_for_key;
+use crate::client::ProducerRecord;
+use crate::record::{BatchBuilder, Header};
+use crate::{LogError, Result};
+
+/// Open batches of every partition the producer has written to.
+#[derive(Default)]
+pub(super) struct Accumulator {
+    topics: FxHashMap<Arc<str>, TopicBatches>,
+    /// `flush` calls in progress: while any runs, every batch is ready.
+    pub(super) flushes: usize,
+    /// Set when the last producer handle is dropped: send everything, stop.
+    pub(super) closed: bool,
+}
+
+struct TopicBatches {
+    name: Arc<str>,
+    partitions: Vec<PartitionBatches>,
+    /// The partition keyless records currently go to.
+    sticky: u32,
+}
+
+#[derive(Default)]
+struct PartitionBatches {
+    /// Oldest first; only the last one grows.
+    open: VecDeque<OpenBatch>,
+    /// The batch of the request in flight for this partition, if any.
+    in_flight: Option<Arc<BatchAck>>,
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    handle: BatchHandle,
+    deadline: Instant,
+}
+
+/// A batch taken for sending.
+pub(super) struct ReadyBatch {
+    pub(super) topic: Arc<str>,
+    pub(super) partition: u32,
+    pub(super) bytes: Vec<u8>,
+    pub(super) handle: BatchHandle,
+}
+
+/// Where a record went, and whether the sender must look at the
+/// accumulator (a batch was opened, so a new deadline exists, or filled).
+pub(super) struct Appended<'a> {
+    pub(super) ack: &'a Arc<BatchAck>,
+    pub(super) index: u32,
+    pub(super) wake_sender: bool,
+}
+
+impl Accumulator {
+    /// Records a topic's partition count, learned from metadata.
+    pub(super) fn add_topic(&mut self, topic: Arc<str>, partitions: u32) {
+        let sticky = random_below(partitions);
+        self.topics.entry(Arc::clone(&topic)).or_insert_with(|| {
+            let partitions = (0..partitions).map(|_| Default::default()).collect();
+            TopicBatches {
+                name: topic,
+                partitions,
+                sticky,
+            }
+        });
+    }
+
+    /// A known topic's partition count.
+    pub(super) fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.topics
+            .get(topic)
+            .map(|t| t.partitions.len() as u32)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
+    }
+
+    /// Appends a record whose buffer permit the caller holds; `None` when
+    /// the topic's partition count is not known yet (see
+    /// [`Accumulator::add_topic`]). `timestamp` stands in for the record's
+    /// own when it has none (`None`: read the clock).
+    pub(super) fn append(
+        &mut self,
+        record: &ProducerRecord,
+        timestamp: Option<i64>,
+        config: &ProducerConfig,
+        buffer: &Arc<Semaphore>,
+    ) -> Result<Option<Appended<'_>>> {
+        let Some(topic) = self.topics.get_mut(&*record.topic) else {
+            return Ok(None);
+        };
+        let count = topic.partitions.len() as u32;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < count => p,
+            (Some(p), _) => {
+                return Err(LogError::UnknownTopicOrPartition {
+                    topic: record.topic.to_string(),
+                    partition: p,
+                })
+            }
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => topic.sticky,
+        };
+        let queue = &mut topic.partitions[partition as usize].open;
+        let opened = queue
+            .back()
+            .is_none_or(|b| b.builder.estimated_size() >= config.batch_size);
+        if opened {
+            let ack = BatchAck::new(Arc::clone(&topic.name), partition);
+            queue.push_back(OpenBatch {
+                // A little room past the limit for the record that fills it.
+                builder: BatchBuilder::with_capacity(
+                    config.compression,
+                    config.batch_size + config.batch_size / 8,
+                ),
+                handle: BatchHandle::new(ack, Arc::clone(buffer)),
+                deadline: Instant::now() + config.linger,
+            });
+        }
+        let batch = queue.back_mut().expect("a batch is open");
+        let headers: Vec<Header<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.as_bytes(),
+                value: v.as_deref(),
+            })
+            .collect();
+        batch.builder.push(
+            record.timestamp.or(timestamp).unwrap_or_else(now_ms),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &headers,
+        );
+        let index = batch.handle.add_record();
+        let filled = batch.builder.estimated_size() >= config.batch_size;
+        if filled && record.partition.is_none() && record.key.is_none() && count > 1 {
+            // The sticky partition's batch is full: move keyless records
+            // to another partition.
+            topic.sticky = (partition + 1 + random_below(count - 1)) % count;
+        }
+        Ok(Some(Appended {
+            ack: &batch.handle.ack,
+            index,
+            wake_sender: opened || filled,
+        }))
+    }
+
+    /// Takes the oldest batch of every unmuted partition that is full, past
+    /// its linger time, or followed by another (every unmuted partition's
+    /// when `everything`), and mutes those partitions.
+    pub(super) fn take_ready(
+        &mut self,
+        now: Instant,
+        everything: bool,
+        batch_size: usize,
+    ) -> Vec<ReadyBatch> {
+        let mut ready = Vec::new();
+        for topic in self.topics.values_mut() {
+            for (partition, batches) in topic.partitions.iter_mut().enumerate() {
+                if batches.in_flight.is_some() {
+                    continue;
+                }
+                let Some(oldest) = batches.open.front() else {
+                    continue;
+                };
+                let send = everything
+                    || batches.open.len() > 1
+                    || oldest.deadline <= now
+                    || oldest.builder.estimated_size() >= batch_size;
+                if !send {
+                    continue;
+                }
+                let batch = batches.open.pop_front().expect("checked above");
+                batches.in_flight = Some(Arc::clone(&batch.handle.ack));
+                ready.push(ReadyBatch {
+                    topic: Arc::clone(&topic.name),
+                    partition: partition as u32,
+                    bytes: batch.builder.build(),
+                    handle: batch.handle,
+                });
+            }
+        }
+        ready
+    }
+
+    /// The earliest linger deadline among unmuted partitions.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.partitions()
+            .filter(|p| p.in_flight.is_none())
+            .filter_map(|p| p.open.front().map(|b| b.deadline))
+            .min()
+    }
+
+    /// Unmutes a partition whose request was answered.
+    pub(super) fn finished(&mut self, topic: &str, partition: u32) {
+        if let Some(batches) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        {
+            batches.in_flight = None;
+        }
+    }
+
+    /// The acknowledgements of every batch not yet answered, open or in
+    /// flight: what a flush waits for.
+    pub(super) fn unanswered(&self) -> Vec<Arc<BatchAck>> {
+        self.partitions()
+            .flat_map(|p| {
+                let open = p.open.iter().map(|b| Arc::clone(&b.handle.ack));
+                p.in_flight.iter().cloned().chain(open)
+            })
+            .collect()
+    }
+
+    /// Whether no batch is open.
+    pub(super) fn is_empty(&self) -> bool {
+        self.partitions().all(|p| p.open.is_empty())
+    }
+
+    fn partitions(&self) -> impl Iterator<Item = &PartitionBatches> {
+        self.topics.values().flat_map(|t| t.partitions.iter())
+    }
+}
+
+/// A cheap pseudo-random number below `n`, for spreading sticky partitions.
+fn random_below(n: u32) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos.wrapping_mul(2_654_435_761) % n.max(1)
+}

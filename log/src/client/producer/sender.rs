@@ -1,0 +1,185 @@
+//! The sender task: takes ready batches from the accumulator, sends them in
+//! one request per round (several partitions each), keeps at most
+//! `max_in_flight` requests outstanding, and retries retriable failures.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use tokio::task::JoinSet;
+
+use super::accumulator::ReadyBatch;
+use super::ack::{BatchHandle, Outcome};
+use super::Shared;
+use crate::proto::{Acks, ErrorCode, ProducePartition, ProduceRequest, ProduceTopic};
+use crate::LogError;
+
+/// Runs until the last producer handle is gone and every batch is answered.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let max_in_flight = shared.config.max_in_flight.max(1);
+    let mut in_flight = JoinSet::new();
+    loop {
+        let (ready, deadline, finished) = {
+            let mut accumulator = shared.accumulator.lock();
+            let everything = accumulator.flushes > 0 || accumulator.closed;
+            let ready = if in_flight.len() < max_in_flight {
+                accumulator.take_ready(Instant::now(), everything, shared.config.batch_size)
+            } else {
+                Vec::new()
+            };
+            // With every slot taken, only an answer can make progress: no
+            // timer, or the loop would spin on a past deadline.
+            let slots_left = in_flight.len() + usize::from(!ready.is_empty()) < max_in_flight;
+            let deadline = slots_left.then(|| accumulator.next_deadline()).flatten();
+            let finished = accumulator.closed && accumulator.is_empty() && ready.is_empty();
+            (ready, deadline, finished)
+        };
+        if finished && in_flight.is_empty() {
+            return;
+        }
+        if !ready.is_empty() {
+            in_flight.spawn(send_request(Arc::clone(&shared), ready));
+            continue;
+        }
+        tokio::select! {
+            _ = shared.wake_sender.notified() => {}
+            _ = sleep_until(deadline) => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A batch on its way, with what unmutes its partition once it is answered.
+struct Sending {
+    topic: Arc<str>,
+    partition: u32,
+    bytes: Bytes,
+    handle: BatchHandle,
+    _unmute: Unmute,
+}
+
+/// Unmutes a partition when its request is over, however it ended (a
+/// panicking task included): the partition's next batches must go on.
+struct Unmute {
+    shared: Arc<Shared>,
+    topic: Arc<str>,
+    partition: u32,
+}
+
+impl Drop for Unmute {
+    fn drop(&mut self) {
+        self.shared
+            .accumulator
+            .lock()
+            .finished(&self.topic, self.partition);
+        self.shared.wake_sender.notify_one();
+    }
+}
+
+/// Sends one request for `batches`, retrying retriable failures, and sets
+/// every batch's outcome.
+async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
+    let mut pending: Vec<Sending> = batches
+        .into_iter()
+        .map(|b| Sending {
+            _unmute: Unmute {
+                shared: Arc::clone(&shared),
+                topic: Arc::clone(&b.topic),
+                partition: b.partition,
+            },
+            topic: b.topic,
+            partition: b.partition,
+            bytes: Bytes::from(b.bytes),
+            handle: b.handle,
+        })
+        .collect();
+    let config = &shared.config;
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let request = build_request(&pending, config.acks);
+        if config.acks == Acks::None {
+            // Nobody waits for the answer, but the partitions stay muted
+            // until it comes, or the next request could overtake this one.
+            for sending in &pending {
+                sending.handle.ack.complete(Outcome::Appended(None));
+            }
+            let _ = shared.client.produce(request).await;
+            return;
+        }
+        let retry = match shared.client.produce(request).await {
+            Ok(response) => {
+                let mut results: FxHashMap<(&str, u32), (i32, &str, u64)> = FxHashMap::default();
+                for topic in &response.topics {
+                    for p in &topic.partitions {
+                        let result = (p.error, p.message.as_str(), p.base_offset);
+                        results.insert((topic.name.as_str(), p.partition), result);
+                    }
+                }
+                let mut retry = Vec::new();
+                for sending in pending.drain(..) {
+                    let (code, message, base) = results
+                        .get(&(&*sending.topic, sending.partition))
+                        .copied()
+                        .unwrap_or((ErrorCode::Unknown as i32, "no result for the partition", 0));
+                    match LogError::from_code(code, message) {
+                        None => sending.handle.ack.complete(Outcome::Appended(Some(base))),
+                        Some(e) if e.is_retriable() && attempt < config.retries => {
+                            retry.push(sending)
+                        }
+                        Some(e) => sending.handle.ack.complete(Outcome::Refused {
+                            code: e.code(),
+                            message: message.to_string(),
+                        }),
+                    }
+                }
+                retry
+            }
+            Err(e) if e.is_retriable() && attempt < config.retries => std::mem::take(&mut pending),
+            Err(e) => {
+                let reason = e.to_string();
+                for sending in pending.drain(..) {
+                    let reason = reason.clone();
+                    sending.handle.ack.complete(Outcome::Unreachable { reason });
+                }
+                Vec::new()
+            }
+        };
+        if retry.is_empty() {
+            return;
+        }
+        attempt += 1;
+        tracing::debug!(attempt, partitions = retry.len(), "retrying produce");
+        tokio::time::sleep(config.retry_backoff).await;
+        pending = retry;
+    }
+}
+
+fn build_request(pending: &[Sending], acks: Acks) -> ProduceRequest {
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    for sending in pending {
+        let partition = ProducePartition {
+            partition: sending.partition,
+            records: sending.bytes.clone(),
+        };
+        match topics.iter_mut().find(|t| *t.name == *sending.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(ProduceTopic {
+                name: sending.topic.to_string(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    ProduceRequest {
+        acks: acks as i32,
+        timeout_ms: 30_000,
+        topics,
+    }
+}
