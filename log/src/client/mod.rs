@@ -27,7 +27,7 @@ pub use producer::{Producer, ProducerConfig, RecordMetadata};
 use crate::broker::{Broker, BrokerConfig};
 use crate::proto::spool_client::SpoolClient;
 use crate::proto::*;
-use crate::server::MAX_MESSAGE_BYTES;
+use crate::server::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 use crate::{LogError, Result};
 
 /// The default broker address of every client command.
@@ -145,6 +145,8 @@ impl Client {
         let channel = Channel::from_shared(uri)
             .map_err(|e| transport_error(&e))?
             .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .connect_timeout(std::time::Duration::from_secs(10))
             .connect()
             .await

@@ -44,7 +44,21 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    #[inline]
     pub fn varlong(&mut self) -> Result<i64> {
+        // Most fields (lengths under 64, deltas, counts) fit one byte.
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte & 0x80 == 0 {
+                self.pos += 1;
+                let raw = u64::from(byte);
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        self.varlong_slow()
+    }
+
+    #[inline(never)]
+    fn varlong_slow(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
             let byte = *self.buf.get(self.pos).ok_or_else(|| truncated("varint"))?;
@@ -60,6 +74,7 @@ impl<'a> Reader<'a> {
         Err(LogError::InvalidBatch("varint longer than 10 bytes".into()))
     }
 
+    #[inline]
     pub fn varint(&mut self) -> Result<i32> {
         let v = self.varlong()?;
         i32::try_from(v)

@@ -25,7 +25,12 @@ use crate::{LogError, Result};
 /// Open batches of every partition the producer has written to.
 #[derive(Default)]
 pub(super) struct Accumulator {
-    topics: FxHashMap<Arc<str>, TopicBatches>,
+    topics: Vec<TopicBatches>,
+    /// Where each topic is in `topics`.
+    index: FxHashMap<Arc<str>, usize>,
+    /// The topic of the last append: a program usually sends many records
+    /// to one topic in a row, and comparing a name is cheaper than hashing.
+    last: Option<(Arc<str>, usize)>,
     /// `flush` calls in progress: while any runs, every batch is ready.
     pub(super) flushes: usize,
     /// Set when the last producer handle is dropped: send everything, stop.
@@ -73,21 +78,22 @@ impl Accumulator {
     /// Records a topic's partition count, learned from metadata.
     pub(super) fn add_topic(&mut self, topic: Arc<str>, partitions: u32) {
         let sticky = random_below(partitions);
-        self.topics.entry(Arc::clone(&topic)).or_insert_with(|| {
-            let partitions = (0..partitions).map(|_| Default::default()).collect();
-            TopicBatches {
-                name: topic,
-                partitions,
-                sticky,
-            }
+        if self.index.contains_key(&topic) {
+            return;
+        }
+        self.index.insert(Arc::clone(&topic), self.topics.len());
+        self.topics.push(TopicBatches {
+            name: topic,
+            partitions: (0..partitions).map(|_| Default::default()).collect(),
+            sticky,
         });
     }
 
     /// A known topic's partition count.
     pub(super) fn partition_count(&self, topic: &str) -> Result<u32> {
-        self.topics
+        self.index
             .get(topic)
-            .map(|t| t.partitions.len() as u32)
+            .map(|&i| self.topics[i].partitions.len() as u32)
             .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
     }
 
@@ -102,9 +108,10 @@ impl Accumulator {
         config: &ProducerConfig,
         buffer: &Arc<Semaphore>,
     ) -> Result<Option<Appended<'_>>> {
-        let Some(topic) = self.topics.get_mut(&*record.topic) else {
+        let Some(slot) = self.slot_of(&record.topic) else {
             return Ok(None);
         };
+        let topic = &mut self.topics[slot];
         let count = topic.partitions.len() as u32;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if p < count => p,
@@ -172,7 +179,7 @@ impl Accumulator {
         batch_size: usize,
     ) -> Vec<ReadyBatch> {
         let mut ready = Vec::new();
-        for topic in self.topics.values_mut() {
+        for topic in &mut self.topics {
             for (partition, batches) in topic.partitions.iter_mut().enumerate() {
                 if batches.in_flight.is_some() {
                     continue;
@@ -210,9 +217,9 @@ impl Accumulator {
 
     /// Unmutes a partition whose request was answered.
     pub(super) fn finished(&mut self, topic: &str, partition: u32) {
-        if let Some(batches) = self
-            .topics
-            .get_mut(topic)
+        let slot = self.index.get(topic).copied();
+        if let Some(batches) = slot
+            .and_then(|i| self.topics.get_mut(i))
             .and_then(|t| t.partitions.get_mut(partition as usize))
         {
             batches.in_flight = None;
@@ -236,7 +243,18 @@ impl Accumulator {
     }
 
     fn partitions(&self) -> impl Iterator<Item = &PartitionBatches> {
-        self.topics.values().flat_map(|t| t.partitions.iter())
+        self.topics.iter().flat_map(|t| t.partitions.iter())
+    }
+
+    fn slot_of(&mut self, topic: &Arc<str>) -> Option<usize> {
+        match &self.last {
+            Some((name, slot)) if Arc::ptr_eq(name, topic) || **name == **topic => Some(*slot),
+            _ => {
+                let slot = *self.index.get(topic)?;
+                self.last = Some((Arc::clone(topic), slot));
+                Some(slot)
+            }
+        }
     }
 }
 
