@@ -78,20 +78,7 @@ impl Admin {
     }
 
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
-        let metadata = self
-            .client
-            .metadata(MetadataRequest {
-                topics: vec![name.to_string()],
-            })
-            .await?;
-        let topic = metadata
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
-        if let Some(e) = LogError::from_code(topic.error, &topic.message) {
-            return Err(e);
-        }
+        let topic = self.client.topic_metadata(name).await?;
         let configs = self
             .client
             .describe_configs(DescribeConfigsRequest {

@@ -181,6 +181,25 @@ impl Client {
     pub fn admin(&self) -> Admin {
         Admin::new(self.clone())
     }
+
+    /// One topic's metadata; an unknown topic is an error, not an entry
+    /// with an error code.
+    pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMetadata> {
+        let metadata = self
+            .metadata(MetadataRequest {
+                topics: vec![topic.to_string()],
+            })
+            .await?;
+        let topic_meta = metadata
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+        match LogError::from_code(topic_meta.error, &topic_meta.message) {
+            Some(e) => Err(e),
+            None => Ok(topic_meta),
+        }
+    }
 }
 
 /// One method per RPC, dispatching on the transport. `async` RPCs await the

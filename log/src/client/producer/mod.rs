@@ -24,7 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 use self::accumulator::Accumulator;
 use self::ack::BatchAck;
 use super::{Client, ProducerRecord};
-use crate::proto::{Acks, MetadataRequest};
+use crate::proto::Acks;
 use crate::record::Compression;
 use crate::{LogError, Result};
 
@@ -300,21 +300,7 @@ impl Producer {
         {
             return Ok(());
         }
-        let metadata = self
-            .shared
-            .client
-            .metadata(MetadataRequest {
-                topics: vec![topic.to_string()],
-            })
-            .await?;
-        let topic_meta = metadata
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
-        if let Some(e) = LogError::from_code(topic_meta.error, &topic_meta.message) {
-            return Err(e);
-        }
+        let topic_meta = self.shared.client.topic_metadata(topic).await?;
         let count = topic_meta.partitions.len() as u32;
         self.shared
             .accumulator
