@@ -73,7 +73,7 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
     bytes.extend(builder.build());
     let info = log.append(&mut bytes, 9).unwrap();
     assert_eq!(
-        (info.base_offset, info.last_offset, info.max_timestamp),
+        (info.base_offset, info.next_offset - 1, info.max_timestamp),
         (0, 4, 3)
     );
     let values: Vec<_> = read_all(&log, 10)
@@ -275,4 +275,60 @@ fn background_flush_keeps_one_fsync_per_interval() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+#[test]
+fn raft_meta_batches_take_no_offset_and_never_reach_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    // Small segments, so the meta batches also land at segment edges.
+    let log = open(dir.path(), common::small_segments(), &clock);
+    let meta = || BatchBuilder::raft_meta(b"entry").build();
+    let mut expected = Vec::new();
+    for round in 0..20u8 {
+        let values: Vec<Vec<u8>> = (0..3).map(|i| vec![round, i]).collect();
+        let info = log.append_raft_entries(&mut meta(), 2).unwrap();
+        assert_eq!(
+            info.base_offset, info.next_offset,
+            "a meta batch takes no offset"
+        );
+        let info = log
+            .append_raft_entries(&mut values_batch(&values, 5), 2)
+            .unwrap();
+        assert_eq!(info.base_offset, u64::from(round) * 3, "offsets stay dense");
+        expected.extend(values);
+    }
+    log.append_raft_entries(&mut meta(), 2).unwrap();
+    assert_eq!(log.log_end_offset(), 60);
+
+    let check = |log: &PartitionLog| {
+        let records = read_all(log, 100);
+        let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..60).collect::<Vec<u64>>(), "no gap, no repeat");
+        let values: Vec<Vec<u8>> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+        assert_eq!(values, expected);
+        for offset in 0..60 {
+            let read = log.read(offset, 1).unwrap();
+            for batch in spool_log::record::BatchIter::new(&read.bytes) {
+                assert!(
+                    !batch.unwrap().is_raft_meta(),
+                    "read at {offset} served a meta batch"
+                );
+            }
+        }
+        assert!(log.read(60, 1000).unwrap().bytes.is_empty());
+    };
+    check(&log);
+    drop(log);
+    // Recovery scans the meta batches like any other.
+    let log = open(dir.path(), common::small_segments(), &clock);
+    check(&log);
+
+    // The producer path refuses them.
+    let error = log.append(&mut meta(), 2).unwrap_err().to_string();
+    assert!(
+        error.contains("reserved for the replication layer"),
+        "{error}"
+    );
+    assert_eq!(log.log_end_offset(), 60);
 }

@@ -89,7 +89,7 @@ proptest! {
                     let mut bytes = values_batch(&values, 1_000);
                     let info = log.append(&mut bytes, 3).unwrap();
                     prop_assert_eq!(info.base_offset, model.end);
-                    prop_assert_eq!(info.last_offset, model.end + records as u64 - 1);
+                    prop_assert_eq!(info.next_offset, model.end + records as u64);
                     model.batches.push((model.end, values));
                     model.end += records as u64;
                 }

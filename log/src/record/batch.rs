@@ -36,6 +36,9 @@ impl Attributes {
     const LOG_APPEND_TIME: u16 = 0x08;
     const TRANSACTIONAL: u16 = 0x10;
     const CONTROL: u16 = 0x20;
+    /// spool's own bit (Kafka leaves bits 7-15 unused): a Raft entry that
+    /// carries no records (see [`RecordBatch::is_raft_meta`]).
+    const RAFT_META: u16 = 0x80;
 
     pub fn compression_id(self) -> u8 {
         (self.0 & Self::COMPRESSION_MASK) as u8
@@ -52,6 +55,9 @@ impl Attributes {
     pub fn is_control(self) -> bool {
         self.0 & Self::CONTROL != 0
     }
+    pub fn is_raft_meta(self) -> bool {
+        self.0 & Self::RAFT_META != 0
+    }
     pub(crate) fn with_compression(self, c: Compression) -> Self {
         Attributes((self.0 & !Self::COMPRESSION_MASK) | u16::from(c.id()))
     }
@@ -60,6 +66,9 @@ impl Attributes {
     }
     pub(crate) fn with_control(self, on: bool) -> Self {
         Attributes(set_bit(self.0, Self::CONTROL, on))
+    }
+    pub(crate) fn with_raft_meta(self, on: bool) -> Self {
+        Attributes(set_bit(self.0, Self::RAFT_META, on))
     }
 }
 
@@ -150,6 +159,9 @@ impl<'a> RecordBatch<'a> {
                 self.crc()
             )));
         }
+        if self.is_raft_meta() {
+            return self.validate_raft_meta();
+        }
         if self.last_offset_delta() < 0 || self.record_count() < 0 {
             return Err(LogError::InvalidBatch(
                 "negative record count or offset delta".into(),
@@ -203,13 +215,50 @@ impl<'a> RecordBatch<'a> {
     pub fn base_offset(&self) -> u64 {
         self.i64_at(field::BASE_OFFSET) as u64
     }
-    /// Offset of the last record slot: base offset + last offset delta.
+    /// Offset of the last record slot: base offset + last offset delta. A
+    /// Raft meta batch has no slot; use [`RecordBatch::next_offset`].
     pub fn last_offset(&self) -> u64 {
         self.base_offset() + self.last_offset_delta().max(0) as u64
     }
-    /// The offset after this batch.
+    /// The offset after this batch: the base offset itself for a Raft meta
+    /// batch, which occupies no offset.
     pub fn next_offset(&self) -> u64 {
-        self.last_offset() + 1
+        self.base_offset() + self.offset_count()
+    }
+    /// How many offsets the batch occupies (0 for a Raft meta batch).
+    pub fn offset_count(&self) -> u64 {
+        if self.is_raft_meta() {
+            0
+        } else {
+            self.last_offset_delta().max(0) as u64 + 1
+        }
+    }
+    /// Whether this batch is a Raft entry without records (a blank or a
+    /// membership entry). It occupies no offset and is never returned to
+    /// consumers.
+    pub fn is_raft_meta(&self) -> bool {
+        self.attributes().is_raft_meta()
+    }
+    /// The entry a Raft meta batch carries, where records would be.
+    pub fn raft_meta_payload(&self) -> &'a [u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
+    fn validate_raft_meta(&self) -> Result<()> {
+        let attributes = self.attributes();
+        if self.record_count() != 0
+            || self.last_offset_delta() != -1
+            || attributes.compression_id() != 0
+            || attributes.is_control()
+            || attributes.is_transactional()
+        {
+            return Err(LogError::InvalidBatch(
+                "a Raft meta batch must be uncompressed, hold no records, have a last offset \
+                 delta of -1 and be neither control nor transactional"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
     /// The Raft term of the leader that appended this batch.
     pub fn term(&self) -> u32 {
@@ -249,10 +298,15 @@ impl<'a> RecordBatch<'a> {
         self.i32_at(field::RECORD_COUNT)
     }
 
-    /// The records, decompressed if needed.
+    /// The records, decompressed if needed (none for a Raft meta batch,
+    /// whose body is its entry, not records).
     pub fn records(&self) -> Result<Records<'a>> {
         let compression = self.attributes().compression()?;
-        let body = &self.bytes[HEADER_LEN..];
+        let body = if self.is_raft_meta() {
+            &[]
+        } else {
+            &self.bytes[HEADER_LEN..]
+        };
         let data = compression.decompress(body)?;
         Ok(Records::new(
             data,

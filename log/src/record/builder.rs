@@ -71,6 +71,15 @@ impl BatchBuilder {
         self
     }
 
+    /// A Raft meta batch carrying `entry` (a blank or membership entry): no
+    /// records, no offsets (see `RecordBatch::is_raft_meta`).
+    pub fn raft_meta(entry: &[u8]) -> Self {
+        let mut builder = BatchBuilder::new(Compression::None);
+        builder.attributes = builder.attributes.with_raft_meta(true);
+        builder.records = entry.to_vec();
+        builder
+    }
+
     /// Appends a record at the next offset.
     pub fn push(
         &mut self,
@@ -93,6 +102,10 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
+        assert!(
+            !self.attributes.is_raft_meta(),
+            "a Raft meta batch holds no records"
+        );
         assert!(
             offset_delta > self.last_offset_delta,
             "offset deltas must increase"
@@ -146,6 +159,12 @@ impl BatchBuilder {
 
     /// Encodes the batch with base offset 0 and term 0; the log stamps both.
     pub fn build(self) -> Vec<u8> {
+        let meta = self.attributes.is_raft_meta();
+        let last_offset_delta = if meta {
+            -1
+        } else {
+            self.last_offset_delta.max(0)
+        };
         let body = match self.compression {
             Compression::None => self.records,
             other => other.compress(&self.records),
@@ -160,7 +179,7 @@ impl BatchBuilder {
         out[field::ATTRIBUTES..field::LAST_OFFSET_DELTA]
             .copy_from_slice(&self.attributes.0.to_be_bytes());
         out[field::LAST_OFFSET_DELTA..field::FIRST_TIMESTAMP]
-            .copy_from_slice(&self.last_offset_delta.max(0).to_be_bytes());
+            .copy_from_slice(&last_offset_delta.to_be_bytes());
         out[field::FIRST_TIMESTAMP..field::MAX_TIMESTAMP]
             .copy_from_slice(&first_timestamp.to_be_bytes());
         out[field::MAX_TIMESTAMP..field::PRODUCER_ID]
@@ -326,5 +345,38 @@ mod tests {
         let (batch, _) = RecordBatch::parse(&bytes).unwrap();
         batch.validate().unwrap();
         assert!(batch.attributes().is_control());
+    }
+
+    #[test]
+    fn a_raft_meta_batch_carries_its_entry_and_occupies_no_offset() {
+        let mut bytes = BatchBuilder::raft_meta(b"membership {1,2,3}").build();
+        batch::stamp(&mut bytes, 42, 7);
+        let (parsed, rest) = RecordBatch::parse(&bytes).unwrap();
+        assert!(rest.is_empty());
+        parsed.validate().unwrap();
+        parsed.validate_records().unwrap();
+        assert!(parsed.is_raft_meta());
+        assert_eq!(parsed.raft_meta_payload(), b"membership {1,2,3}");
+        assert_eq!((parsed.base_offset(), parsed.next_offset()), (42, 42));
+        assert_eq!(parsed.offset_count(), 0);
+        assert_eq!(parsed.term(), 7);
+        assert_eq!(parsed.records().unwrap().iter().count(), 0);
+    }
+
+    #[test]
+    fn a_raft_meta_batch_that_claims_records_is_invalid() {
+        let mut bytes = BatchBuilder::raft_meta(b"x").build();
+        bytes[batch::field::RECORD_COUNT..batch::HEADER_LEN].copy_from_slice(&1i32.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[batch::field::ATTRIBUTES..]);
+        bytes[batch::field::CRC..batch::field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+        let (parsed, _) = RecordBatch::parse(&bytes).unwrap();
+        let error = parsed.validate().unwrap_err().to_string();
+        assert!(error.contains("Raft meta batch"), "{error}");
+    }
+
+    #[test]
+    #[should_panic(expected = "holds no records")]
+    fn records_cannot_be_pushed_into_a_raft_meta_batch() {
+        BatchBuilder::raft_meta(b"x").push(0, None, Some(b"v"), &[]);
     }
 }

@@ -295,7 +295,8 @@ fn clean_batch(
     latest: &HashMap<Vec<u8>, u64>,
     drop_tombstones: bool,
 ) -> Result<(Kept, u64)> {
-    if batch.attributes().is_control() {
+    // Control batches and Raft entries without records are not keyed data.
+    if batch.attributes().is_control() || batch.is_raft_meta() {
         return Ok((Kept::All, 0));
     }
     let records = batch.records()?;

@@ -28,7 +28,8 @@ use crate::{LogError, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: u64,
-    pub last_offset: u64,
+    /// The offset after the appended batches (the new log end offset).
+    pub next_offset: u64,
     pub max_timestamp: i64,
 }
 
@@ -128,6 +129,23 @@ impl PartitionLog {
     /// stamps base offsets and `term` into the headers in place and stores
     /// the bytes as they are. Syncs when the fsync policy says so.
     pub fn append(&self, batches: &mut [u8], term: u32) -> Result<AppendInfo> {
+        self.append_checked(batches, term, MetaBatches::Refused)
+    }
+
+    /// [`PartitionLog::append`] that also takes Raft meta batches (blank and
+    /// membership entries, which occupy no offset), for the Raft log
+    /// storage. Producers must never write those, so the public path
+    /// refuses them.
+    pub fn append_raft_entries(&self, batches: &mut [u8], term: u32) -> Result<AppendInfo> {
+        self.append_checked(batches, term, MetaBatches::Allowed)
+    }
+
+    fn append_checked(
+        &self,
+        batches: &mut [u8],
+        term: u32,
+        meta: MetaBatches,
+    ) -> Result<AppendInfo> {
         self.ensure_live()?;
         if let Some(failure) = self.flush_failure.lock().clone() {
             return Err(LogError::io(
@@ -136,9 +154,10 @@ impl PartitionLog {
             ));
         }
         let config = self.config.read().clone();
-        let mut infos = validate_for_append(batches, &config)?;
+        let mut infos = validate_for_append(batches, &config, meta)?;
         let total: u64 = infos.iter().map(|b| b.size).sum();
-        let records: u64 = infos.iter().map(|b| b.last_offset + 1).sum();
+        // Offsets each batch occupies; validation left them relative.
+        let records: u64 = infos.iter().map(|b| b.next_offset).sum();
         let now = self.clock.now_ms();
         let mut state = self.state.write();
         if needs_roll(&state, &config, total, records, now) {
@@ -147,11 +166,11 @@ impl PartitionLog {
         let mut offset = state.next_offset();
         let mut position = 0usize;
         for info in &mut infos {
-            let count = info.last_offset + 1;
+            let count = info.next_offset;
             stamp(&mut batches[position..], offset, term);
             *info = BatchInfo {
                 base_offset: offset,
-                last_offset: offset + count - 1,
+                next_offset: offset + count,
                 ..*info
             };
             offset += count;
@@ -183,7 +202,7 @@ impl PartitionLog {
         }
         Ok(AppendInfo {
             base_offset: infos[0].base_offset,
-            last_offset: offset - 1,
+            next_offset: offset,
             max_timestamp: infos.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
         })
     }
@@ -383,7 +402,18 @@ impl PartitionLog {
 }
 
 /// Checks every batch of an append before any byte is written.
-fn validate_for_append(bytes: &[u8], config: &LogConfig) -> Result<Vec<BatchInfo>> {
+/// Whether an append may carry Raft meta batches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MetaBatches {
+    Allowed,
+    Refused,
+}
+
+fn validate_for_append(
+    bytes: &[u8],
+    config: &LogConfig,
+    meta: MetaBatches,
+) -> Result<Vec<BatchInfo>> {
     let mut infos = Vec::new();
     for batch in BatchIter::new(bytes) {
         let batch = batch?;
@@ -394,19 +424,22 @@ fn validate_for_append(bytes: &[u8], config: &LogConfig) -> Result<Vec<BatchInfo
             });
         }
         batch.validate()?;
-        if batch.record_count() < 1 || batch.record_count() != batch.last_offset_delta() + 1 {
-            return Err(LogError::InvalidBatch(format!(
-                "a new batch must hold last offset delta + 1 records, with at least one; it holds {} for delta {}",
-                batch.record_count(),
-                batch.last_offset_delta()
-            )));
+        match (batch.is_raft_meta(), meta) {
+            (true, MetaBatches::Refused) => {
+                return Err(LogError::InvalidBatch(
+                    "attribute bit 7 (a Raft meta batch) is reserved for the replication layer"
+                        .into(),
+                ))
+            }
+            // `validate` checked its shape: no records, no offsets.
+            (true, MetaBatches::Allowed) => {}
+            (false, _) => validate_new_records(&batch)?,
         }
-        batch.validate_records()?;
         infos.push(BatchInfo {
             size: batch.size() as u64,
             base_offset: 0,
             // Relative to the batch until the log assigns offsets.
-            last_offset: batch.last_offset_delta() as u64,
+            next_offset: batch.offset_count(),
             max_timestamp: batch.max_timestamp(),
         });
     }
@@ -414,6 +447,18 @@ fn validate_for_append(bytes: &[u8], config: &LogConfig) -> Result<Vec<BatchInfo
         return Err(LogError::InvalidBatch("the append holds no batch".into()));
     }
     Ok(infos)
+}
+
+/// A new data batch holds exactly one record per offset, at least one.
+fn validate_new_records(batch: &crate::record::RecordBatch<'_>) -> Result<()> {
+    if batch.record_count() < 1 || batch.record_count() != batch.last_offset_delta() + 1 {
+        return Err(LogError::InvalidBatch(format!(
+            "a new batch must hold last offset delta + 1 records, with at least one; it holds {} for delta {}",
+            batch.record_count(),
+            batch.last_offset_delta()
+        )));
+    }
+    batch.validate_records()
 }
 
 fn needs_roll(state: &LogState, config: &LogConfig, bytes: u64, records: u64, now: u64) -> bool {

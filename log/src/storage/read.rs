@@ -66,11 +66,12 @@ impl PartitionLog {
                 offset,
             )?;
             if position < view.size {
-                result.bytes = read_batches(&view, position, max_bytes)?;
-                let last = crate::record::BatchIter::new(&result.bytes).last();
+                let bytes = read_batches(&view, position, max_bytes)?;
+                let last = crate::record::BatchIter::new(&bytes).last();
                 if let Some(Ok(batch)) = last {
                     result.next_offset = batch.next_offset();
                 }
+                result.bytes = without_raft_meta(bytes);
                 break;
             }
         }
@@ -89,7 +90,7 @@ impl PartitionLog {
             while position < view.size {
                 let header = read_header(&view.file, &view.path, position)?;
                 let size = header.size();
-                if header.max_timestamp() >= timestamp && header.last_offset() >= log_start_offset {
+                if header.max_timestamp() >= timestamp && header.next_offset() > log_start_offset {
                     let bytes = read_batches(view, position, size)?;
                     let (batch, _) = RecordBatch::parse(&bytes)?;
                     for record in batch.records()?.iter() {
@@ -180,4 +181,20 @@ fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) -> Result<V
     }
     bytes.truncate(valid);
     Ok(bytes)
+}
+
+/// `bytes` (whole, CRC-checked batches) without Raft meta batches, which
+/// are not records and never reach a reader. Copies only when there is one.
+fn without_raft_meta(bytes: Vec<u8>) -> Vec<u8> {
+    let is_meta = |b: &Result<RecordBatch<'_>>| b.as_ref().is_ok_and(|b| b.is_raft_meta());
+    if !crate::record::BatchIter::new(&bytes).any(|b| is_meta(&b)) {
+        return bytes;
+    }
+    let mut kept = Vec::with_capacity(bytes.len());
+    for batch in crate::record::BatchIter::new(&bytes).flatten() {
+        if !batch.is_raft_meta() {
+            kept.extend_from_slice(batch.as_bytes());
+        }
+    }
+    kept
 }

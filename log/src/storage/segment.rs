@@ -17,8 +17,17 @@ use crate::{LogError, Result};
 pub struct BatchInfo {
     pub size: u64,
     pub base_offset: u64,
-    pub last_offset: u64,
+    /// The offset after the batch; equal to `base_offset` for a Raft meta
+    /// batch, which occupies no offset.
+    pub next_offset: u64,
     pub max_timestamp: i64,
+}
+
+impl BatchInfo {
+    /// Whether the batch holds records (a Raft meta batch does not).
+    pub fn has_records(&self) -> bool {
+        self.next_offset > self.base_offset
+    }
 }
 
 /// How strictly a scan checks the batches of a segment, and how densely it
@@ -273,7 +282,7 @@ impl Segment {
         let info = BatchInfo {
             size: batch.size() as u64,
             base_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
+            next_offset: batch.next_offset(),
             max_timestamp: batch.max_timestamp(),
         };
         self.note_batch(&info, position, may_index, index_interval);
@@ -293,10 +302,13 @@ impl Segment {
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += batch.size;
-        self.first_batch_timestamp
-            .get_or_insert(batch.max_timestamp);
-        self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
-        self.next_offset = batch.last_offset + 1;
+        // A Raft meta batch has no timestamp of its own to count.
+        if batch.has_records() {
+            self.first_batch_timestamp
+                .get_or_insert(batch.max_timestamp);
+            self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
+        }
+        self.next_offset = batch.next_offset;
         self.size = position + batch.size;
     }
 
@@ -344,14 +356,14 @@ impl Segment {
         }
     }
 
-    /// Position of the first batch whose last offset is ≥ `offset`, or the
-    /// segment size when there is none. Needs no lock: it reads the file
+    /// Position of the first batch that holds an offset ≥ `offset` (so never
+    /// a Raft meta batch), or the segment size when there is none. Needs no lock: it reads the file
     /// below `end` only.
     pub fn position_of(file: &File, path: &Path, start: u64, end: u64, offset: u64) -> Result<u64> {
         let mut position = start;
         while position < end {
             let header = read_header(file, path, position)?;
-            if header.last_offset() >= offset {
+            if header.next_offset() > offset {
                 return Ok(position);
             }
             position += header.size() as u64;
@@ -432,8 +444,8 @@ impl HeaderBytes {
     pub fn size(&self) -> usize {
         batch_size(&self.0[..LOG_OVERHEAD]).unwrap_or(HEADER_LEN)
     }
-    pub fn last_offset(&self) -> u64 {
-        self.view().last_offset()
+    pub fn next_offset(&self) -> u64 {
+        self.view().next_offset()
     }
     pub fn max_timestamp(&self) -> i64 {
         self.view().max_timestamp()
