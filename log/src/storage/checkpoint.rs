@@ -23,6 +23,9 @@ pub struct Checkpoint {
     pub log_start_offset: u64,
     /// The cleaner has compacted everything before this offset.
     pub cleaner_offset: u64,
+    /// Raft index of the first segment's first batch; later segments count
+    /// on from it. (Written from the log's state at every checkpoint.)
+    pub first_raft_index: u64,
 }
 
 impl Checkpoint {
@@ -50,6 +53,7 @@ impl Checkpoint {
                 "recovery_point" => checkpoint.recovery_point = value,
                 "log_start_offset" => checkpoint.log_start_offset = value,
                 "cleaner_offset" => checkpoint.cleaner_offset = value,
+                "first_raft_index" => checkpoint.first_raft_index = value,
                 _ => return Err(bad(line)),
             }
         }
@@ -60,8 +64,8 @@ impl Checkpoint {
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let text = format!(
-            "{HEADER}\nrecovery_point={}\nlog_start_offset={}\ncleaner_offset={}\n",
-            self.recovery_point, self.log_start_offset, self.cleaner_offset
+            "{HEADER}\nrecovery_point={}\nlog_start_offset={}\ncleaner_offset={}\nfirst_raft_index={}\n",
+            self.recovery_point, self.log_start_offset, self.cleaner_offset, self.first_raft_index
         );
         fs::write(&tmp, text).at(&tmp)?;
         File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
@@ -87,6 +91,7 @@ mod tests {
             recovery_point: 42,
             log_start_offset: 7,
             cleaner_offset: 30,
+            first_raft_index: 12,
         };
         c.write(dir.path()).unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), c);

@@ -167,21 +167,26 @@ impl PartitionLog {
             return Ok(false);
         }
         let current = state.segments.get(&old.base_offset).expect("checked above");
-        current.remove_index_files()?;
-        if cleaned.is_empty() {
-            let gone = state
-                .segments
-                .remove(&old.base_offset)
-                .expect("checked above");
-            gone.delete_files()?;
+        if cleaned.batch_count != current.batch_count {
+            // Cleaning empties batches but never drops one; a different
+            // count would shift the Raft index of every later entry.
+            let error = LogError::InvalidBatch(format!(
+                "cleaning {} produced {} batches from {}",
+                old.path.display(),
+                cleaned.batch_count,
+                current.batch_count
+            ));
+            drop(state);
             fs::remove_file(cleaned_path).at(cleaned_path)?;
-        } else {
-            fs::rename(cleaned_path, &old.path).at(&old.path)?;
-            cleaned.log_path = old.path.clone();
-            cleaned.save_index()?;
-            cleaned.sync()?;
-            state.segments.insert(old.base_offset, cleaned);
+            return Err(error);
         }
+        current.remove_index_files()?;
+        cleaned.raft_base = current.raft_base;
+        fs::rename(cleaned_path, &old.path).at(&old.path)?;
+        cleaned.log_path = old.path.clone();
+        cleaned.save_index()?;
+        cleaned.sync()?;
+        state.segments.insert(old.base_offset, cleaned);
         self.sync_dir()?;
         Ok(true)
     }
@@ -264,7 +269,6 @@ fn rewrite(
             match kept {
                 Kept::All => out.write_all(batch.as_bytes()),
                 Kept::Rewritten(bytes) => out.write_all(&bytes),
-                Kept::Nothing => Ok(()),
             }
             .map_err(|e| LogError::io(out_path, e))
         });
@@ -284,10 +288,13 @@ fn rewrite(
     Ok(removed)
 }
 
+/// What cleaning left of a batch. A batch is never dropped, only emptied:
+/// every batch is a Raft entry, and removing one would shift the Raft
+/// index of every later batch (Kafka keeps empty batches too, for producer
+/// state).
 enum Kept {
     All,
     Rewritten(Vec<u8>),
-    Nothing,
 }
 
 fn clean_batch(
@@ -312,9 +319,6 @@ fn clean_batch(
     let dropped = (records.len() - kept.len()) as u64;
     if kept.len() == records.len() {
         return Ok((Kept::All, 0));
-    }
-    if kept.is_empty() {
-        return Ok((Kept::Nothing, dropped));
     }
     let attributes = batch.attributes();
     let mut builder = BatchBuilder::new(attributes.compression()?)

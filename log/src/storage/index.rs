@@ -8,8 +8,10 @@
 //!
 //! Entries are taken at the same batches (the first batch of the segment and
 //! then one batch per `index.interval.bytes`):
-//! - offset index entry: (base offset of the batch − segment base, position),
-//!   8 bytes big-endian;
+//! - offset index entry: (base offset of the batch − segment base, position,
+//!   Raft index of the batch − the segment's first Raft index), 12 bytes
+//!   big-endian. Every batch is one Raft entry, so the third column finds
+//!   an entry as the first finds an offset;
 //! - time index entry: (largest timestamp of every batch *before* this one,
 //!   offset of this batch − segment base), 12 bytes. Every record before the
 //!   entry's batch has a timestamp ≤ the entry's timestamp, so a search for
@@ -21,10 +23,23 @@ use std::path::Path;
 use crate::error::IoContext;
 use crate::Result;
 
+/// Bytes of one offset index entry on disk.
+const OFFSET_ENTRY_LEN: usize = 12;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffsetEntry {
     pub relative_offset: u32,
     pub position: u32,
+    /// Batches before this one in the segment.
+    pub relative_raft: u32,
+}
+
+impl OffsetEntry {
+    const START: OffsetEntry = OffsetEntry {
+        relative_offset: 0,
+        position: 0,
+        relative_raft: 0,
+    };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +56,9 @@ pub struct SegmentIndex {
 }
 
 impl SegmentIndex {
-    pub fn push(&mut self, relative_offset: u32, position: u32, max_timestamp_before: i64) {
-        self.offsets.push(OffsetEntry {
-            relative_offset,
-            position,
-        });
+    pub fn push(&mut self, entry: OffsetEntry, max_timestamp_before: i64) {
+        let relative_offset = entry.relative_offset;
+        self.offsets.push(entry);
         self.times.push(TimeEntry {
             max_timestamp_before,
             relative_offset,
@@ -59,10 +72,19 @@ impl SegmentIndex {
             .offsets
             .partition_point(|e| e.relative_offset <= relative_offset);
         match i {
-            0 => OffsetEntry {
-                relative_offset: 0,
-                position: 0,
-            },
+            0 => OffsetEntry::START,
+            i => self.offsets[i - 1],
+        }
+    }
+
+    /// The last entry at or before the batch that is Raft entry
+    /// `relative_raft` of the segment (the scan for it starts there).
+    pub fn lookup_raft(&self, relative_raft: u32) -> OffsetEntry {
+        let i = self
+            .offsets
+            .partition_point(|e| e.relative_raft <= relative_raft);
+        match i {
+            0 => OffsetEntry::START,
             i => self.offsets[i - 1],
         }
     }
@@ -74,10 +96,7 @@ impl SegmentIndex {
             .times
             .partition_point(|e| e.max_timestamp_before < timestamp);
         match i {
-            0 => OffsetEntry {
-                relative_offset: 0,
-                position: 0,
-            },
+            0 => OffsetEntry::START,
             i => self.offsets[i - 1],
         }
     }
@@ -86,10 +105,11 @@ impl SegmentIndex {
     /// leaves either the old file or the new one). Not synced: the caller
     /// syncs them with the segment before advancing the recovery point.
     pub fn save(&self, offset_path: &Path, time_path: &Path) -> Result<()> {
-        let mut offsets = Vec::with_capacity(self.offsets.len() * 8);
+        let mut offsets = Vec::with_capacity(self.offsets.len() * OFFSET_ENTRY_LEN);
         for e in &self.offsets {
             offsets.extend_from_slice(&e.relative_offset.to_be_bytes());
             offsets.extend_from_slice(&e.position.to_be_bytes());
+            offsets.extend_from_slice(&e.relative_raft.to_be_bytes());
         }
         let mut times = Vec::with_capacity(self.times.len() * 12);
         for e in &self.times {
@@ -105,17 +125,30 @@ impl SegmentIndex {
     pub fn load(offset_path: &Path, time_path: &Path, segment_size: u64) -> Option<SegmentIndex> {
         let offsets = fs::read(offset_path).ok()?;
         let times = fs::read(time_path).ok()?;
-        if offsets.len() % 8 != 0 || times.len() % 12 != 0 || offsets.len() / 8 != times.len() / 12
+        let entries = offsets.len() / OFFSET_ENTRY_LEN;
+        if offsets.len() % OFFSET_ENTRY_LEN != 0
+            || times.len() % 12 != 0
+            || entries != times.len() / 12
         {
             return None;
         }
         let mut index = SegmentIndex::default();
-        for (o, t) in offsets.chunks_exact(8).zip(times.chunks_exact(12)) {
-            let relative_offset = u32::from_be_bytes(o[0..4].try_into().ok()?);
-            let position = u32::from_be_bytes(o[4..8].try_into().ok()?);
+        let u32_at = |bytes: &[u8], at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+        };
+        for (o, t) in offsets
+            .chunks_exact(OFFSET_ENTRY_LEN)
+            .zip(times.chunks_exact(12))
+        {
+            let relative_offset = u32_at(o, 0)?;
+            let entry = OffsetEntry {
+                relative_offset,
+                position: u32_at(o, 4)?,
+                relative_raft: u32_at(o, 8)?,
+            };
             let max_timestamp_before = i64::from_be_bytes(t[0..8].try_into().ok()?);
-            let time_offset = u32::from_be_bytes(t[8..12].try_into().ok()?);
-            index.push(relative_offset, position, max_timestamp_before);
+            let time_offset = u32_at(t, 8)?;
+            index.push(entry, max_timestamp_before);
             if time_offset != relative_offset {
                 return None;
             }
@@ -123,18 +156,23 @@ impl SegmentIndex {
         index.is_consistent(segment_size).then_some(index)
     }
 
-    /// Entries strictly increase in offset and position, timestamps never go
-    /// down, the first entry is the segment start, and every position lies
-    /// inside the segment.
+    /// Entries strictly increase in position and Raft index and never go
+    /// down in offset (a Raft meta batch shares its offset with the next
+    /// batch), timestamps never go down, the first entry is the segment
+    /// start, and every position lies inside the segment.
     fn is_consistent(&self, segment_size: u64) -> bool {
-        let first_ok = self.offsets.first().is_none_or(|e| e.position == 0);
-        let ordered =
-            self.offsets.windows(2).all(|w| {
-                w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
-            }) && self
-                .times
-                .windows(2)
-                .all(|w| w[0].max_timestamp_before <= w[1].max_timestamp_before);
+        let first_ok = self
+            .offsets
+            .first()
+            .is_none_or(|e| e.position == 0 && e.relative_raft == 0);
+        let ordered = self.offsets.windows(2).all(|w| {
+            w[0].relative_offset <= w[1].relative_offset
+                && w[0].position < w[1].position
+                && w[0].relative_raft < w[1].relative_raft
+        }) && self
+            .times
+            .windows(2)
+            .all(|w| w[0].max_timestamp_before <= w[1].max_timestamp_before);
         let inside = self
             .offsets
             .last()
@@ -156,11 +194,19 @@ fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn entry(relative_offset: u32, position: u32, relative_raft: u32) -> OffsetEntry {
+        OffsetEntry {
+            relative_offset,
+            position,
+            relative_raft,
+        }
+    }
+
     fn sample() -> SegmentIndex {
         let mut index = SegmentIndex::default();
-        index.push(0, 0, i64::MIN);
-        index.push(10, 4096, 100);
-        index.push(20, 8192, 250);
+        index.push(entry(0, 0, 0), i64::MIN);
+        index.push(entry(10, 4096, 3), 100);
+        index.push(entry(20, 8192, 7), 250);
         index
     }
 
@@ -175,6 +221,9 @@ mod tests {
         assert_eq!(index.lookup_time(101).position, 4096);
         assert_eq!(index.lookup_time(250).position, 4096);
         assert_eq!(index.lookup_time(251).position, 8192);
+        assert_eq!(index.lookup_raft(2).position, 0);
+        assert_eq!(index.lookup_raft(3).position, 4096);
+        assert_eq!(index.lookup_raft(100).position, 8192);
     }
 
     #[test]

@@ -300,7 +300,8 @@ impl PartitionLog {
             return Ok(());
         }
         active.save_index()?;
-        let next = Segment::create(&self.dir, active.next_offset)?;
+        let mut next = Segment::create(&self.dir, active.next_offset)?;
+        next.raft_base = active.next_raft_index();
         state.segments.insert(next.base_offset, next);
         state.active_since_ms = None;
         Ok(())
@@ -340,9 +341,10 @@ impl PartitionLog {
     pub(crate) fn write_checkpoint(
         &self,
         state: &mut LogState,
-        checkpoint: Checkpoint,
+        mut checkpoint: Checkpoint,
     ) -> Result<()> {
         self.ensure_live()?;
+        checkpoint.first_raft_index = state.segments.values().next().map_or(0, |s| s.raft_base);
         checkpoint.write(&self.dir)?;
         state.checkpoint = checkpoint;
         Ok(())

@@ -18,6 +18,7 @@ mod flusher;
 mod index;
 mod log;
 mod manager;
+mod raft_entries;
 mod read;
 mod recovery;
 mod retention;

@@ -28,12 +28,24 @@ pub struct LogRead {
 }
 
 /// A segment as a read sees it: immutable handle and a size snapshot.
-struct SegmentView {
+pub(super) struct SegmentView {
     file: Arc<File>,
     path: PathBuf,
     size: u64,
-    start_position: u64,
+    pub(super) start_position: u64,
     max_timestamp: i64,
+}
+
+impl SegmentView {
+    pub(super) fn of(segment: &Segment, start_position: u64) -> SegmentView {
+        SegmentView {
+            file: Arc::clone(&segment.file),
+            path: segment.log_path.clone(),
+            size: segment.size,
+            start_position,
+            max_timestamp: segment.max_timestamp,
+        }
+    }
 }
 
 impl PartitionLog {
@@ -133,12 +145,8 @@ impl PartitionLog {
             .range(first_base..)
             .take(limit)
             .enumerate()
-            .map(|(i, (_, segment))| SegmentView {
-                file: Arc::clone(&segment.file),
-                path: segment.log_path.clone(),
-                size: segment.size,
-                start_position: if i == 0 { start(segment) } else { 0 },
-                max_timestamp: segment.max_timestamp,
+            .map(|(i, (_, segment))| {
+                SegmentView::of(segment, if i == 0 { start(segment) } else { 0 })
             })
             .collect();
         Ok((views, log_start, log_end))
@@ -148,7 +156,7 @@ impl PartitionLog {
 /// Reads whole batches from `position` up to `max_bytes` (at least one) and
 /// checks each one's CRC. A bad first batch is an error; a bad later batch
 /// ends the read before it.
-fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) -> Result<Vec<u8>> {
+pub(super) fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) -> Result<Vec<u8>> {
     let first_size = read_header(&view.file, &view.path, position)?.size() as u64;
     let available = view.size - position;
     let length = first_size

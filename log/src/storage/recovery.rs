@@ -92,6 +92,17 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
     finish(dir, segments, checkpoint, report)
 }
 
+/// Gives each segment its first Raft index: the checkpoint's for the
+/// first segment, and for every later one the index after the segment
+/// before it (every batch is one entry).
+pub(crate) fn assign_raft_indexes(segments: &mut BTreeMap<u64, Segment>, first: u64) {
+    let mut next = first;
+    for segment in segments.values_mut() {
+        segment.raft_base = next;
+        next = segment.next_raft_index();
+    }
+}
+
 fn finish(
     dir: &Path,
     mut segments: BTreeMap<u64, Segment>,
@@ -102,6 +113,7 @@ fn finish(
         let segment = Segment::create(dir, checkpoint.log_start_offset)?;
         segments.insert(segment.base_offset, segment);
     }
+    assign_raft_indexes(&mut segments, checkpoint.first_raft_index);
     let first_base = *segments.keys().next().expect("at least one segment");
     let next_offset = segments
         .values()
@@ -127,6 +139,7 @@ fn finish(
     checkpoint.cleaner_offset = checkpoint
         .cleaner_offset
         .clamp(log_start_offset, next_offset);
+    checkpoint.first_raft_index = segments.values().next().map_or(0, |s| s.raft_base);
     checkpoint.write(dir)?;
     let state = LogState {
         segments,

@@ -48,6 +48,7 @@ impl PartitionLog {
             .iter()
             .filter_map(|b| state.segments.remove(b))
             .collect();
+        let doomed_raft_base = doomed.first().map(|s| s.raft_base);
         // Delete the later segments first, newest first, and while holding
         // the lock: a roll right after could otherwise recreate a file of
         // the same name that a late unlink would then remove, and a crash
@@ -69,10 +70,18 @@ impl PartitionLog {
                 last.truncate_to_position(cut, interval)?;
             }
             None => {
-                let fresh = Segment::create(&self.dir, offset + 1)?;
+                let mut fresh = Segment::create(&self.dir, offset + 1)?;
+                fresh.raft_base = doomed_raft_base.unwrap_or(0);
                 state.segments.insert(fresh.base_offset, fresh);
             }
         }
+        let new_end = self.after_truncation(&mut state)?;
+        Ok(new_end)
+    }
+
+    /// Bookkeeping after the log's tail was cut: end-dependent positions move
+    /// back, and the checkpoint no longer claims what is gone.
+    pub(super) fn after_truncation(&self, state: &mut LogState) -> Result<u64> {
         let new_end = state.next_offset();
         // Only possible when the log start sat inside the batch just removed.
         state.log_start_offset = state.log_start_offset.min(new_end);
@@ -83,7 +92,7 @@ impl PartitionLog {
         checkpoint.recovery_point = checkpoint.recovery_point.min(active_base);
         checkpoint.log_start_offset = state.log_start_offset;
         checkpoint.cleaner_offset = checkpoint.cleaner_offset.min(new_end);
-        self.write_checkpoint(&mut state, checkpoint)?;
+        self.write_checkpoint(state, checkpoint)?;
         Ok(new_end)
     }
 
@@ -182,7 +191,7 @@ impl PartitionLog {
 
 /// Removes segments from the front of the log while `doomed` says so, never
 /// the active (last) segment.
-fn remove_while(
+pub(super) fn remove_while(
     state: &mut LogState,
     mut doomed: impl FnMut(&Segment, u64) -> bool,
 ) -> Vec<Segment> {
@@ -197,7 +206,7 @@ fn remove_while(
     removed
 }
 
-fn delete_all(segments: Vec<Segment>) -> Result<()> {
+pub(super) fn delete_all(segments: Vec<Segment>) -> Result<()> {
     for segment in segments {
         segment.delete_files()?;
     }

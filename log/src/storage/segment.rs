@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::index::SegmentIndex;
+use super::index::{OffsetEntry, SegmentIndex};
 use crate::error::IoContext;
 use crate::record::{batch_size, RecordBatch, HEADER_LEN, LOG_OVERHEAD};
 use crate::{LogError, Result};
@@ -73,6 +73,13 @@ pub struct Segment {
     bytes_since_index_entry: u64,
     /// Term of the last batch, for the never-decreasing check.
     last_term: u32,
+    /// Raft index of the segment's first batch: every batch is one Raft
+    /// entry. Not stored in the segment: the log assigns it from the
+    /// checkpoint (first segment) or the segment before.
+    pub raft_base: u64,
+    /// Batches in the segment, so the next entry's Raft index is
+    /// `raft_base + batch_count`.
+    pub batch_count: u64,
 }
 
 /// Extension of the marker file saying the cleaner rewrote a segment (so its
@@ -120,6 +127,8 @@ impl Segment {
             index: SegmentIndex::default(),
             bytes_since_index_entry: 0,
             last_term: 0,
+            raft_base: 0,
+            batch_count: 0,
         }
     }
 
@@ -195,6 +204,7 @@ impl Segment {
         self.max_timestamp = time_before;
         self.size = u64::from(last.position);
         self.next_offset = self.base_offset + u64::from(last.relative_offset);
+        self.batch_count = u64::from(last.relative_raft);
         // Positions up to the last entry were validated before the index was
         // written; the batches after it are scanned like an unclean tail, and
         // the entry itself must point at a batch with the right offset.
@@ -296,11 +306,15 @@ impl Segment {
         index_interval: u64,
     ) {
         if may_index && (position == 0 || self.bytes_since_index_entry >= index_interval) {
-            let relative = (batch.base_offset - self.base_offset) as u32;
-            self.index
-                .push(relative, position as u32, self.max_timestamp);
+            let entry = OffsetEntry {
+                relative_offset: (batch.base_offset - self.base_offset) as u32,
+                position: position as u32,
+                relative_raft: self.batch_count as u32,
+            };
+            self.index.push(entry, self.max_timestamp);
             self.bytes_since_index_entry = 0;
         }
+        self.batch_count += 1;
         self.bytes_since_index_entry += batch.size;
         // A Raft meta batch has no timestamp of its own to count.
         if batch.has_records() {
@@ -337,8 +351,9 @@ impl Segment {
         self.file.set_len(position).at(&self.log_path)?;
         self.remove_index_files()?;
         let file = clone_file(&self.file, &self.log_path)?;
-        let base = self.base_offset;
+        let (base, raft_base) = (self.base_offset, self.raft_base);
         *self = Segment::empty(base, self.log_path.clone(), file);
+        self.raft_base = raft_base;
         let end = self.rebuild(
             position,
             ScanRules {
@@ -369,6 +384,25 @@ impl Segment {
             position += header.size() as u64;
         }
         Ok(end)
+    }
+
+    /// Raft index the segment's next batch gets.
+    pub fn next_raft_index(&self) -> u64 {
+        self.raft_base + self.batch_count
+    }
+
+    /// Position of the batch that is Raft entry `index` (which the segment
+    /// must hold), found from the nearest index entry by stepping over
+    /// headers. Needs no lock past reading `self`: it reads the file below
+    /// `self.size` only.
+    pub fn position_of_raft(&self, index: u64) -> Result<u64> {
+        let relative = index - self.raft_base;
+        let entry = self.index.lookup_raft(relative as u32);
+        let mut position = u64::from(entry.position);
+        for _ in u64::from(entry.relative_raft)..relative {
+            position += read_header(&self.file, &self.log_path, position)?.size() as u64;
+        }
+        Ok(position)
     }
 
     pub fn is_empty(&self) -> bool {
