@@ -207,3 +207,63 @@ fn batch_base(bytes: &[u8]) -> u64 {
     assert!(batches.next().is_none(), "one entry");
     batch.base_offset()
 }
+
+#[test]
+fn a_segment_of_meta_batches_alone_is_never_rolled_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let config = LogConfig::from_pairs([("retention.ms", "1000")]).unwrap();
+    let log = open(dir.path(), config.clone(), &clock);
+    append_entries(&log, 0..1); // entry 0 is a meta batch
+                                // Its file name would be the next segment's: rolling must not replace it.
+    log.roll().unwrap();
+    clock.advance(10_000);
+    log.apply_retention().unwrap();
+    check_entries(&log, 0, 1, "after roll and retention");
+    append_entries(&log, 1..5);
+    drop(log);
+    let log = open(dir.path(), config, &clock);
+    check_entries(&log, 0, 5, "reopened");
+}
+
+#[test]
+fn segments_left_behind_by_a_crash_during_deletion_do_not_renumber_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    let log = open(dir.path(), small_segments(), &clock);
+    append_entries(&log, 0..120);
+    log.close().unwrap();
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    let first = log.delete_raft_before(60).unwrap();
+    drop(log);
+    // The checkpoint moved on, but the files came back, as if the process
+    // died between the checkpoint and the unlinks.
+    for (path, bytes) in &saved {
+        if !path.exists() {
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+    let log = open(dir.path(), small_segments(), &clock);
+    check_entries(&log, first, 120, "reopened with leftovers");
+}
+
+#[test]
+fn flush_syncs_meta_batches_appended_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    let log = open(dir.path(), small_segments(), &clock);
+    append_entries(&log, 1..3); // data batches
+    log.close().unwrap();
+    drop(log);
+    let log = open(dir.path(), small_segments(), &clock);
+    let before = log.flush_count();
+    log.append_raft_entries(&mut BatchBuilder::raft_meta(b"blank").build(), 2)
+        .unwrap();
+    log.flush().unwrap();
+    assert_eq!(log.flush_count(), before + 1, "the meta batch was synced");
+}

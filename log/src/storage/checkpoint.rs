@@ -26,6 +26,11 @@ pub struct Checkpoint {
     /// Raft index of the first segment's first batch; later segments count
     /// on from it. (Written from the log's state at every checkpoint.)
     pub first_raft_index: u64,
+    /// Base offset of the segment `first_raft_index` belongs to. Segments
+    /// are deleted from the front after the checkpoint names their
+    /// successor, so recovery deletes any segment before this one that a
+    /// crash left behind instead of numbering from it.
+    pub first_raft_segment: u64,
 }
 
 impl Checkpoint {
@@ -54,6 +59,7 @@ impl Checkpoint {
                 "log_start_offset" => checkpoint.log_start_offset = value,
                 "cleaner_offset" => checkpoint.cleaner_offset = value,
                 "first_raft_index" => checkpoint.first_raft_index = value,
+                "first_raft_segment" => checkpoint.first_raft_segment = value,
                 _ => return Err(bad(line)),
             }
         }
@@ -64,8 +70,13 @@ impl Checkpoint {
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let text = format!(
-            "{HEADER}\nrecovery_point={}\nlog_start_offset={}\ncleaner_offset={}\nfirst_raft_index={}\n",
-            self.recovery_point, self.log_start_offset, self.cleaner_offset, self.first_raft_index
+            "{HEADER}\nrecovery_point={}\nlog_start_offset={}\ncleaner_offset={}\n\
+             first_raft_index={}\nfirst_raft_segment={}\n",
+            self.recovery_point,
+            self.log_start_offset,
+            self.cleaner_offset,
+            self.first_raft_index,
+            self.first_raft_segment
         );
         fs::write(&tmp, text).at(&tmp)?;
         File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
@@ -92,6 +103,7 @@ mod tests {
             log_start_offset: 7,
             cleaner_offset: 30,
             first_raft_index: 12,
+            first_raft_segment: 5,
         };
         c.write(dir.path()).unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), c);

@@ -239,6 +239,9 @@ impl PartitionLog {
                 .filter(|s| {
                     s.next_offset > state.flushed_offset
                         || s.base_offset >= state.checkpoint.recovery_point
+                        // Raft meta batches add bytes but no offsets.
+                        || (s.base_offset == state.active().base_offset
+                            && state.appended_bytes > state.flushed_bytes)
                 })
                 .map(|s| {
                     (
@@ -296,7 +299,10 @@ impl PartitionLog {
     pub(crate) fn roll_locked(&self, state: &mut LogState) -> Result<()> {
         self.ensure_live()?;
         let active = state.active();
-        if active.is_empty() {
+        // Segments are named by base offset, and one holding only Raft meta
+        // batches ends at its own base: the next segment would take its
+        // name (and truncate its file). It keeps growing instead.
+        if active.is_empty() || active.next_offset == active.base_offset {
             return Ok(());
         }
         active.save_index()?;
@@ -344,7 +350,9 @@ impl PartitionLog {
         mut checkpoint: Checkpoint,
     ) -> Result<()> {
         self.ensure_live()?;
-        checkpoint.first_raft_index = state.segments.values().next().map_or(0, |s| s.raft_base);
+        let first = state.segments.values().next();
+        checkpoint.first_raft_index = first.map_or(0, |s| s.raft_base);
+        checkpoint.first_raft_segment = first.map_or(0, |s| s.base_offset);
         checkpoint.write(&self.dir)?;
         state.checkpoint = checkpoint;
         Ok(())

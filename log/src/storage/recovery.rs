@@ -50,6 +50,14 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
     let mut report = RecoveryReport::default();
     let mut segments = BTreeMap::new();
     let interval = config.index_interval_bytes;
+    // Segments before the checkpoint's first Raft segment were being deleted
+    // when the process stopped: finish the deletion.
+    let (leftovers, bases): (Vec<u64>, Vec<u64>) = bases
+        .into_iter()
+        .partition(|&base| base < checkpoint.first_raft_segment);
+    for base in leftovers {
+        delete_segment_files(dir, base)?;
+    }
     for (i, &base) in bases.iter().enumerate() {
         if report.reason.is_some() {
             report.segments_dropped += 1;
@@ -139,7 +147,9 @@ fn finish(
     checkpoint.cleaner_offset = checkpoint
         .cleaner_offset
         .clamp(log_start_offset, next_offset);
-    checkpoint.first_raft_index = segments.values().next().map_or(0, |s| s.raft_base);
+    let first = segments.values().next();
+    checkpoint.first_raft_index = first.map_or(0, |s| s.raft_base);
+    checkpoint.first_raft_segment = first.map_or(0, |s| s.base_offset);
     checkpoint.write(dir)?;
     let state = LogState {
         segments,

@@ -142,7 +142,9 @@ impl PartitionLog {
         let now = self.clock.now_ms() as i64;
         let expired = |segment: &Segment| {
             config.retention_ms.is_some_and(|ms| {
-                !segment.is_empty() && segment.max_timestamp < now.saturating_sub(ms as i64)
+                // A segment of Raft meta batches alone has no record age.
+                segment.next_offset > segment.base_offset
+                    && segment.max_timestamp < now.saturating_sub(ms as i64)
             })
         };
         if expired(state.active()) {

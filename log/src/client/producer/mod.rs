@@ -133,7 +133,9 @@ impl Producer {
         &self,
         record: ProducerRecord,
     ) -> Result<impl std::future::Future<Output = Result<RecordMetadata>>> {
-        self.reserve(1).await?;
+        // Held, not forgotten, until the record is in a batch: a send
+        // cancelled while it learns the topic gives its permit back.
+        let permit = self.reserve(1).await?;
         loop {
             let appended = {
                 let mut accumulator = self.shared.accumulator.lock();
@@ -146,6 +148,7 @@ impl Producer {
             };
             let learned = match appended {
                 Ok(Some((ack, index, wake_sender))) => {
+                    permit.forget(); // the batch gives it back when answered
                     if wake_sender {
                         self.shared.wake_sender.notify_one();
                     }
@@ -154,10 +157,7 @@ impl Producer {
                 Ok(None) => self.learn_topic(&record.topic).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = learned {
-                self.shared.buffer.add_permits(1);
-                return Err(e);
-            }
+            learned?;
         }
     }
 
@@ -184,7 +184,9 @@ impl Producer {
         let chunk = (self.shared.config.buffer_records / 2).max(1);
         let mut runs: Vec<AckRun> = Vec::new();
         for records in records.chunks(chunk) {
-            self.reserve(records.len()).await?;
+            // Appended right after, with no await between: never cancelled
+            // in the gap.
+            self.reserve(records.len()).await?.forget();
             let wake_sender = self.append_all(records, timestamp, &mut runs);
             if wake_sender {
                 self.shared.wake_sender.notify_one();
@@ -256,7 +258,7 @@ impl Producer {
 
     /// Takes `records` permits of the producer's buffer, waiting while it
     /// is full. The permits return when the records' batches are answered.
-    async fn reserve(&self, records: usize) -> Result<()> {
+    async fn reserve(&self, records: usize) -> Result<tokio::sync::SemaphorePermit<'_>> {
         let permits = u32::try_from(records).unwrap_or(u32::MAX);
         let permit = match self.shared.buffer.try_acquire_many(permits) {
             Ok(permit) => permit,
@@ -267,8 +269,7 @@ impl Producer {
                 .await
                 .map_err(|_| closed())?,
         };
-        permit.forget();
-        Ok(())
+        Ok(permit)
     }
 
     /// Fails if a record names a partition its topic does not have.

@@ -106,12 +106,15 @@ async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
     while !pending.is_empty() {
         let request = build_request(&pending, config.acks);
         if config.acks == Acks::None {
-            // Nobody waits for the answer, but the partitions stay muted
-            // until it comes, or the next request could overtake this one.
+            // No offset and no error is reported, but the records resolve
+            // only once the request is over: `flush`, which waits for them,
+            // then means "delivered", and dropping the producer after it
+            // loses nothing. (The partitions stay muted until then anyway,
+            // or the next request could overtake this one.)
+            let _ = shared.client.produce(request).await;
             for sending in &pending {
                 sending.handle.ack.complete(Outcome::Appended(None));
             }
-            let _ = shared.client.produce(request).await;
             return;
         }
         let retry = match shared.client.produce(request).await {
