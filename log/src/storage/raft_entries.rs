@@ -73,7 +73,6 @@ impl PartitionLog {
         if index < first {
             return Err(out_of_range(index, first, next));
         }
-        // Later segments go first and under the lock, as in truncate_after.
         let holding = state
             .segments
             .iter()
@@ -81,19 +80,7 @@ impl PartitionLog {
             .find(|(_, s)| s.raft_base <= index)
             .map(|(base, _)| *base)
             .expect("index is inside the log");
-        let later: Vec<u64> = state
-            .segments
-            .range(holding + 1..)
-            .map(|(b, _)| *b)
-            .collect();
-        let doomed: Vec<_> = later
-            .iter()
-            .filter_map(|b| state.segments.remove(b))
-            .collect();
-        delete_all(doomed.into_iter().rev().collect())?;
-        if !later.is_empty() {
-            self.sync_dir()?;
-        }
+        self.delete_segments_from(&mut state, holding + 1)?;
         let segment = state.segments.get_mut(&holding).expect("found above");
         let cut = segment.position_of_raft(index)?;
         segment.truncate_to_position(cut, interval)?;

@@ -39,25 +39,7 @@ impl PartitionLog {
         if offset.saturating_add(1) >= log_end {
             return Ok(log_end);
         }
-        let doomed_bases: Vec<u64> = state
-            .segments
-            .range(offset + 1..)
-            .map(|(b, _)| *b)
-            .collect();
-        let doomed: Vec<Segment> = doomed_bases
-            .iter()
-            .filter_map(|b| state.segments.remove(b))
-            .collect();
-        let doomed_raft_base = doomed.first().map(|s| s.raft_base);
-        // Delete the later segments first, newest first, and while holding
-        // the lock: a roll right after could otherwise recreate a file of
-        // the same name that a late unlink would then remove, and a crash
-        // between the cut and the deletion would bring the removed records
-        // back after a gap.
-        delete_all(doomed.into_iter().rev().collect())?;
-        if !doomed_bases.is_empty() {
-            self.sync_dir()?;
-        }
+        let doomed_raft_base = self.delete_segments_from(&mut state, offset + 1)?;
         match state.segments.values_mut().next_back() {
             Some(last) => {
                 let start = u64::from(
@@ -77,6 +59,29 @@ impl PartitionLog {
         }
         let new_end = self.after_truncation(&mut state)?;
         Ok(new_end)
+    }
+
+    /// Deletes every segment whose base offset is `from` or more, newest
+    /// first, and returns the first one's Raft index. Done while holding
+    /// the lock: a roll right after could otherwise recreate a file of the
+    /// same name that a late unlink would then remove, and a crash between
+    /// a cut and the deletion would bring removed records back after a gap.
+    pub(super) fn delete_segments_from(
+        &self,
+        state: &mut LogState,
+        from: u64,
+    ) -> Result<Option<u64>> {
+        let bases: Vec<u64> = state.segments.range(from..).map(|(b, _)| *b).collect();
+        let doomed: Vec<Segment> = bases
+            .iter()
+            .filter_map(|b| state.segments.remove(b))
+            .collect();
+        let first_raft_index = doomed.first().map(|s| s.raft_base);
+        delete_all(doomed.into_iter().rev().collect())?;
+        if !bases.is_empty() {
+            self.sync_dir()?;
+        }
+        Ok(first_raft_index)
     }
 
     /// Bookkeeping after the log's tail was cut: end-dependent positions move
