@@ -154,21 +154,12 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             .collect::<Vec<u8>>(),
     );
     let topic: std::sync::Arc<str> = args.common.topic.as_str().into();
-    if args.send_batch > 1 {
-        return produce_batched(&producer, &args, topic, value).await;
-    }
-    let mut progress = Progress::new("produced", args.records);
-    let mut window = AckWindow::new(50_000);
     let start = Instant::now();
-    for i in 0..args.records {
-        // Every 8th record is timed: reading the clock for each one costs
-        // more than the producer's own work at these rates.
-        let sent = (i % 8 == 0).then(Instant::now);
-        let record = ProducerRecord::new(topic.clone(), value.clone());
-        window.push(sent, 1, producer.send(record).await?).await?;
-        progress.update(i + 1);
-    }
-    let latencies = window.finish().await?;
+    let latencies = if args.send_batch > 1 {
+        produce_batched(&producer, &args, topic, value).await?
+    } else {
+        produce_each(&producer, &args, topic, value).await?
+    };
     let bytes = args.records * args.record_size as u64;
     Summary::print(
         "produce",
@@ -179,6 +170,26 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     )
 }
 
+/// One `send` per record; the latency is send-to-acknowledgement.
+async fn produce_each(
+    producer: &Producer,
+    args: &ProduceArgs,
+    topic: std::sync::Arc<str>,
+    value: Bytes,
+) -> anyhow::Result<Latencies> {
+    let mut progress = Progress::new("produced", args.records);
+    let mut window = AckWindow::new(50_000);
+    for i in 0..args.records {
+        // Every 8th record is timed: reading the clock for each one costs
+        // more than the producer's own work at these rates.
+        let sent = (i % 8 == 0).then(Instant::now);
+        let record = ProducerRecord::new(topic.clone(), value.clone());
+        window.push(sent, 1, producer.send(record).await?).await?;
+        progress.update(i + 1);
+    }
+    Ok(window.finish().await?)
+}
+
 /// `--send-batch N`: records handed to the producer N at a time with
 /// `Producer::send_batch`, as Iggy's benchmark sends batches of 1000; the
 /// latency is from handing a batch over to its last acknowledgement.
@@ -187,11 +198,10 @@ async fn produce_batched(
     args: &ProduceArgs,
     topic: std::sync::Arc<str>,
     value: Bytes,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Latencies> {
     let mut progress = Progress::new("produced", args.records);
     let mut window = AckWindow::new(50_000);
     let mut sent = 0u64;
-    let start = Instant::now();
     while sent < args.records {
         let n = args.send_batch.min(args.records - sent);
         let records = (0..n)
@@ -204,15 +214,7 @@ async fn produce_batched(
         sent += n;
         progress.update(sent - sent % 4096);
     }
-    let latencies = window.finish().await?;
-    let bytes = args.records * args.record_size as u64;
-    Summary::print(
-        "produce",
-        args.records,
-        bytes,
-        start.elapsed().as_secs_f64(),
-        latencies,
-    )
+    Ok(window.finish().await?)
 }
 
 /// Outstanding acknowledgements, awaited oldest first (they complete in

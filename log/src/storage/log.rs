@@ -93,6 +93,11 @@ impl LogState {
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
     }
+    /// The Raft indexes the segments hold: `[first, next)`.
+    pub fn raft_range(&self) -> (u64, u64) {
+        let first = self.segments.values().next().map_or(0, |s| s.raft_base);
+        (first, self.active().next_raft_index())
+    }
 }
 
 impl PartitionLog {
@@ -350,9 +355,7 @@ impl PartitionLog {
         mut checkpoint: Checkpoint,
     ) -> Result<()> {
         self.ensure_live()?;
-        let first = state.segments.values().next();
-        checkpoint.first_raft_index = first.map_or(0, |s| s.raft_base);
-        checkpoint.first_raft_segment = first.map_or(0, |s| s.base_offset);
+        recovery::anchor_raft_indexes(&mut checkpoint, &state.segments);
         checkpoint.write(&self.dir)?;
         state.checkpoint = checkpoint;
         Ok(())

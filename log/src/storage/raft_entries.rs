@@ -14,9 +14,7 @@ impl PartitionLog {
     /// The Raft indexes the log holds: `[first, next)`. Empty when
     /// `first == next`; `next` is the index the next appended batch gets.
     pub fn raft_index_range(&self) -> (u64, u64) {
-        let state = self.state.read();
-        let first = state.segments.values().next().map_or(0, |s| s.raft_base);
-        (first, state.active().next_raft_index())
+        self.state.read().raft_range()
     }
 
     /// Whole stored batches (Raft meta batches included) from entry `from`
@@ -26,10 +24,7 @@ impl PartitionLog {
     pub fn read_raft_entries(&self, from: u64, to: u64, max_bytes: usize) -> Result<Vec<u8>> {
         let (view, wanted) = {
             let state = self.state.read();
-            let (first, next) = (
-                state.segments.values().next().map_or(0, |s| s.raft_base),
-                state.active().next_raft_index(),
-            );
+            let (first, next) = state.raft_range();
             if from < first || from > next || to > next {
                 return Err(out_of_range(from, first, next));
             }
@@ -46,7 +41,7 @@ impl PartitionLog {
             let in_segment = segment.next_raft_index().min(to) - from;
             (SegmentView::of(segment, position), in_segment)
         };
-        let mut bytes = read_batches(&view, view.start_position, max_bytes)?;
+        let mut bytes = read_batches(&view, view.start_position, max_bytes)?.bytes;
         let mut kept = 0usize;
         for (count, batch) in BatchIter::new(&bytes).enumerate() {
             if count as u64 == wanted {
@@ -65,8 +60,7 @@ impl PartitionLog {
         let interval = self.config.read().index_interval_bytes;
         let mut state = self.state.write();
         self.ensure_live()?;
-        let first = state.segments.values().next().map_or(0, |s| s.raft_base);
-        let next = state.active().next_raft_index();
+        let (first, next) = state.raft_range();
         if index >= next {
             return Ok(());
         }
@@ -107,7 +101,7 @@ impl PartitionLog {
             checkpoint.log_start_offset = state.log_start_offset;
             self.write_checkpoint(&mut state, checkpoint)?;
         }
-        let first = state.segments.values().next().map_or(0, |s| s.raft_base);
+        let (first, _) = state.raft_range();
         drop(state);
         delete_all(doomed)?;
         Ok(first)
@@ -120,10 +114,7 @@ impl PartitionLog {
         let mut state = self.state.write();
         self.ensure_live()?;
         if state.segments.len() != 1 || state.active().batch_count != 0 {
-            let (first, next) = (
-                state.segments.values().next().map_or(0, |s| s.raft_base),
-                state.active().next_raft_index(),
-            );
+            let (first, next) = state.raft_range();
             return Err(LogError::InvalidRequest(format!(
                 "cannot restart the Raft index at {index}: the log holds entries [{first}, {next})"
             )));

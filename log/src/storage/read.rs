@@ -78,12 +78,13 @@ impl PartitionLog {
                 offset,
             )?;
             if position < view.size {
-                let bytes = read_batches(&view, position, max_bytes)?;
-                let last = crate::record::BatchIter::new(&bytes).last();
-                if let Some(Ok(batch)) = last {
-                    result.next_offset = batch.next_offset();
-                }
-                result.bytes = without_raft_meta(bytes);
+                let read = read_batches(&view, position, max_bytes)?;
+                result.next_offset = read.next_offset.unwrap_or(offset);
+                result.bytes = if read.has_raft_meta {
+                    without_raft_meta(&read.bytes)
+                } else {
+                    read.bytes
+                };
                 break;
             }
         }
@@ -103,7 +104,7 @@ impl PartitionLog {
                 let header = read_header(&view.file, &view.path, position)?;
                 let size = header.size();
                 if header.max_timestamp() >= timestamp && header.next_offset() > log_start_offset {
-                    let bytes = read_batches(view, position, size)?;
+                    let bytes = read_batches(view, position, size)?.bytes;
                     let (batch, _) = RecordBatch::parse(&bytes)?;
                     for record in batch.records()?.iter() {
                         let record = record?;
@@ -153,10 +154,23 @@ impl PartitionLog {
     }
 }
 
+/// Whole, CRC-checked batches read from a segment, with what the check
+/// learned on the way.
+pub(super) struct ReadBatches {
+    pub(super) bytes: Vec<u8>,
+    /// The offset after the last batch, if there is one.
+    pub(super) next_offset: Option<u64>,
+    pub(super) has_raft_meta: bool,
+}
+
 /// Reads whole batches from `position` up to `max_bytes` (at least one) and
 /// checks each one's CRC. A bad first batch is an error; a bad later batch
 /// ends the read before it.
-pub(super) fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) -> Result<Vec<u8>> {
+pub(super) fn read_batches(
+    view: &SegmentView,
+    position: u64,
+    max_bytes: usize,
+) -> Result<ReadBatches> {
     let first_size = read_header(&view.file, &view.path, position)?.size() as u64;
     let available = view.size - position;
     let length = first_size
@@ -174,6 +188,7 @@ pub(super) fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) 
         .read_exact_at(&mut bytes, position)
         .map_err(|e| LogError::io(&view.path, e))?;
     let mut valid = 0usize;
+    let (mut next_offset, mut has_raft_meta) = (None, false);
     while bytes.len() - valid >= HEADER_LEN {
         let batch = match RecordBatch::parse(&bytes[valid..]) {
             Ok((batch, _)) => batch,
@@ -186,20 +201,22 @@ pub(super) fn read_batches(view: &SegmentView, position: u64, max_bytes: usize) 
             break;
         }
         valid += batch.size();
+        next_offset = Some(batch.next_offset());
+        has_raft_meta |= batch.is_raft_meta();
     }
     bytes.truncate(valid);
-    Ok(bytes)
+    Ok(ReadBatches {
+        bytes,
+        next_offset,
+        has_raft_meta,
+    })
 }
 
 /// `bytes` (whole, CRC-checked batches) without Raft meta batches, which
-/// are not records and never reach a reader. Copies only when there is one.
-fn without_raft_meta(bytes: Vec<u8>) -> Vec<u8> {
-    let is_meta = |b: &Result<RecordBatch<'_>>| b.as_ref().is_ok_and(|b| b.is_raft_meta());
-    if !crate::record::BatchIter::new(&bytes).any(|b| is_meta(&b)) {
-        return bytes;
-    }
+/// are not records and never reach a reader.
+fn without_raft_meta(bytes: &[u8]) -> Vec<u8> {
     let mut kept = Vec::with_capacity(bytes.len());
-    for batch in crate::record::BatchIter::new(&bytes).flatten() {
+    for batch in crate::record::BatchIter::new(bytes).flatten() {
         if !batch.is_raft_meta() {
             kept.extend_from_slice(batch.as_bytes());
         }

@@ -111,6 +111,14 @@ pub(crate) fn assign_raft_indexes(segments: &mut BTreeMap<u64, Segment>, first: 
     }
 }
 
+/// The other half of [`assign_raft_indexes`]: records in the checkpoint
+/// where numbering starts (the first segment and its first Raft index).
+pub(crate) fn anchor_raft_indexes(checkpoint: &mut Checkpoint, segments: &BTreeMap<u64, Segment>) {
+    let first = segments.values().next();
+    checkpoint.first_raft_index = first.map_or(0, |s| s.raft_base);
+    checkpoint.first_raft_segment = first.map_or(0, |s| s.base_offset);
+}
+
 fn finish(
     dir: &Path,
     mut segments: BTreeMap<u64, Segment>,
@@ -147,9 +155,7 @@ fn finish(
     checkpoint.cleaner_offset = checkpoint
         .cleaner_offset
         .clamp(log_start_offset, next_offset);
-    let first = segments.values().next();
-    checkpoint.first_raft_index = first.map_or(0, |s| s.raft_base);
-    checkpoint.first_raft_segment = first.map_or(0, |s| s.base_offset);
+    anchor_raft_indexes(&mut checkpoint, &segments);
     checkpoint.write(dir)?;
     let state = LogState {
         segments,

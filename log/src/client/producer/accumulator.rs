@@ -58,10 +58,8 @@ struct OpenBatch {
     deadline: Instant,
 }
 
-/// A batch taken for sending.
+/// A batch taken for sending (its acknowledgement names its partition).
 pub(super) struct ReadyBatch {
-    pub(super) topic: Arc<str>,
-    pub(super) partition: u32,
     pub(super) bytes: Vec<u8>,
     pub(super) handle: BatchHandle,
 }
@@ -179,30 +177,27 @@ impl Accumulator {
         batch_size: usize,
     ) -> Vec<ReadyBatch> {
         let mut ready = Vec::new();
-        for topic in &mut self.topics {
-            for (partition, batches) in topic.partitions.iter_mut().enumerate() {
-                if batches.in_flight.is_some() {
-                    continue;
-                }
-                let Some(oldest) = batches.open.front() else {
-                    continue;
-                };
-                let send = everything
-                    || batches.open.len() > 1
-                    || oldest.deadline <= now
-                    || oldest.builder.estimated_size() >= batch_size;
-                if !send {
-                    continue;
-                }
-                let batch = batches.open.pop_front().expect("checked above");
-                batches.in_flight = Some(Arc::clone(&batch.handle.ack));
-                ready.push(ReadyBatch {
-                    topic: Arc::clone(&topic.name),
-                    partition: partition as u32,
-                    bytes: batch.builder.build(),
-                    handle: batch.handle,
-                });
+        let partitions = self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
+        for batches in partitions {
+            if batches.in_flight.is_some() {
+                continue;
             }
+            let Some(oldest) = batches.open.front() else {
+                continue;
+            };
+            let send = everything
+                || batches.open.len() > 1
+                || oldest.deadline <= now
+                || oldest.builder.estimated_size() >= batch_size;
+            if !send {
+                continue;
+            }
+            let batch = batches.open.pop_front().expect("checked above");
+            batches.in_flight = Some(Arc::clone(&batch.handle.ack));
+            ready.push(ReadyBatch {
+                bytes: batch.builder.build(),
+                handle: batch.handle,
+            });
         }
         ready
     }

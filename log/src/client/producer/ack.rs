@@ -44,6 +44,14 @@ impl BatchAck {
         })
     }
 
+    pub(super) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub(super) fn partition(&self) -> u32 {
+        self.partition
+    }
+
     /// Sets the outcome and wakes every waiting record. Later calls do
     /// nothing: the first outcome is the true one.
     pub(super) fn complete(&self, outcome: Outcome) {

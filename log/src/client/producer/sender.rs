@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use tokio::task::JoinSet;
 
 use super::accumulator::ReadyBatch;
-use super::ack::{BatchHandle, Outcome};
+use super::ack::{BatchAck, BatchHandle, Outcome};
 use super::Shared;
 use crate::proto::{Acks, ErrorCode, ProducePartition, ProduceRequest, ProduceTopic};
 use crate::LogError;
@@ -57,21 +57,28 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// A batch on its way, with what unmutes its partition once it is answered.
+/// A batch on its way (its topic and partition are its acknowledgement's),
+/// with what unmutes its partition once it is answered.
 struct Sending {
-    topic: Arc<str>,
-    partition: u32,
     bytes: Bytes,
     handle: BatchHandle,
     _unmute: Unmute,
+}
+
+impl Sending {
+    fn topic(&self) -> &str {
+        self.handle.ack.topic()
+    }
+    fn partition(&self) -> u32 {
+        self.handle.ack.partition()
+    }
 }
 
 /// Unmutes a partition when its request is over, however it ended (a
 /// panicking task included): the partition's next batches must go on.
 struct Unmute {
     shared: Arc<Shared>,
-    topic: Arc<str>,
-    partition: u32,
+    batch: Arc<BatchAck>,
 }
 
 impl Drop for Unmute {
@@ -79,7 +86,7 @@ impl Drop for Unmute {
         self.shared
             .accumulator
             .lock()
-            .finished(&self.topic, self.partition);
+            .finished(self.batch.topic(), self.batch.partition());
         self.shared.wake_sender.notify_one();
     }
 }
@@ -92,11 +99,8 @@ async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
         .map(|b| Sending {
             _unmute: Unmute {
                 shared: Arc::clone(&shared),
-                topic: Arc::clone(&b.topic),
-                partition: b.partition,
+                batch: Arc::clone(&b.handle.ack),
             },
-            topic: b.topic,
-            partition: b.partition,
             bytes: Bytes::from(b.bytes),
             handle: b.handle,
         })
@@ -129,7 +133,7 @@ async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
                 let mut retry = Vec::new();
                 for sending in pending.drain(..) {
                     let (code, message, base) = results
-                        .get(&(&*sending.topic, sending.partition))
+                        .get(&(sending.topic(), sending.partition()))
                         .copied()
                         .unwrap_or((ErrorCode::Unknown as i32, "no result for the partition", 0));
                     match LogError::from_code(code, message) {
@@ -169,13 +173,13 @@ fn build_request(pending: &[Sending], acks: Acks) -> ProduceRequest {
     let mut topics: Vec<ProduceTopic> = Vec::new();
     for sending in pending {
         let partition = ProducePartition {
-            partition: sending.partition,
+            partition: sending.partition(),
             records: sending.bytes.clone(),
         };
-        match topics.iter_mut().find(|t| *t.name == *sending.topic) {
+        match topics.iter_mut().find(|t| t.name == sending.topic()) {
             Some(topic) => topic.partitions.push(partition),
             None => topics.push(ProduceTopic {
-                name: sending.topic.to_string(),
+                name: sending.topic().to_string(),
                 partitions: vec![partition],
             }),
         }
