@@ -14,6 +14,8 @@
 //! - [`proto`]: the gRPC protocol types, generated from `proto/spool.proto`.
 //! - [`consumer_protocol`]: Kafka's consumer-group subscription and
 //!   assignment encoding, shared by the coordinator and the client.
+//! - [`replication`]: openraft's log storage and state machine over the
+//!   segment log: a partition's Raft log is its segment log.
 //! - [`broker`]: topics and partitions over storage, serving produce, fetch,
 //!   offsets and administration requests in protocol types.
 //! - [`server`]: the tonic gRPC service in front of a broker.
@@ -57,6 +59,7 @@ pub mod config;
 pub mod consumer_protocol;
 pub mod error;
 pub mod record;
+pub mod replication;
 pub mod server;
 pub mod storage;
 

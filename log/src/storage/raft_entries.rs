@@ -4,9 +4,11 @@
 //! log addresses records by offset; the replication layer builds
 //! openraft's log storage on them.
 
+use super::checkpoint::Checkpoint;
 use super::log::PartitionLog;
 use super::read::{read_batches, SegmentView};
 use super::retention::{delete_all, remove_while};
+use super::segment::Segment;
 use crate::record::BatchIter;
 use crate::{LogError, Result};
 
@@ -122,6 +124,38 @@ impl PartitionLog {
         state.active_mut().raft_base = index;
         let checkpoint = state.checkpoint;
         self.write_checkpoint(&mut state, checkpoint)
+    }
+    /// Drops every entry and restarts the log empty, its next record at
+    /// `offset` and its next entry at Raft index `raft_index` (a replica
+    /// installing a leader's snapshot whose log does not match its own).
+    ///
+    /// Crash-safe in three steps: segments at or after `offset` go first
+    /// (a crash leaves a shorter log); then the fresh segment is created
+    /// and the checkpoint names it as the first Raft segment; then older
+    /// segments are unlinked (recovery finishes that deletion if a crash
+    /// comes first, as it does after `delete_raft_before`).
+    pub fn restart_at(&self, offset: u64, raft_index: u64) -> Result<()> {
+        let mut state = self.state.write();
+        self.ensure_live()?;
+        self.delete_segments_from(&mut state, offset)?;
+        let mut fresh = Segment::create(&self.dir, offset)?;
+        fresh.raft_base = raft_index;
+        let older = std::mem::take(&mut state.segments);
+        state.segments.insert(offset, fresh);
+        state.log_start_offset = offset;
+        state.flushed_offset = offset;
+        state.active_since_ms = None;
+        state.oldest_unflushed_ms = None;
+        let checkpoint = Checkpoint {
+            recovery_point: offset,
+            log_start_offset: offset,
+            cleaner_offset: offset,
+            ..state.checkpoint
+        };
+        self.sync_dir()?;
+        self.write_checkpoint(&mut state, checkpoint)?;
+        drop(state);
+        delete_all(older.into_values().collect())
     }
 }
 

@@ -1,0 +1,336 @@
+//! openraft's `RaftLogStorage` over a partition's segment log.
+//!
+//! Every stored batch is one Raft entry (see [`super::entry`]); the log's
+//! Raft index operations ([`PartitionLog::read_raft_entries`],
+//! [`PartitionLog::truncate_raft_from`], ...) do the work. What the
+//! segments cannot hold, the vote and the purge point, lives in the
+//! `raft-state` file.
+//!
+//! Durability: `append` copies the entries into the page cache and returns;
+//! a flusher task then syncs the log and reports every append made before
+//! the sync as persisted (group commit: under load, one fsync acknowledges
+//! many appends). openraft counts an entry toward a commit only once that
+//! report came, so `acks=all` means "on disk on a majority".
+//!
+//! Purging is logical: entries up to the purge point become invisible to
+//! openraft, but their segments stay for consumers until retention deletes
+//! them. Raft's log compaction and a topic's retention are different
+//! promises.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, OptionalSend, StorageIOError, Vote};
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use super::entry::{decode_entries, encode_entry};
+use super::raft_state::{read_durable, write_durable, RaftStateFile, RAFT_STATE_FILE};
+use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
+use crate::record::BatchIter;
+use crate::storage::PartitionLog;
+use crate::{LogError, Result};
+
+/// How many bytes of entries one read hands openraft at most. Replication
+/// sends what one read returns, so this bounds a single AppendEntries.
+const MAX_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// The log store of one partition group. Owned by openraft's core task.
+pub struct PartitionLogStore {
+    log: Arc<PartitionLog>,
+    state: RaftStateFile,
+    reader: PartitionLogReader,
+    flushes: mpsc::UnboundedSender<LogFlushed<PartitionRaftConfig>>,
+}
+
+/// Reads entries for openraft's replication tasks; cheap to clone.
+#[derive(Clone)]
+pub struct PartitionLogReader {
+    log: Arc<PartitionLog>,
+    /// Shared with the store, which moves it on purge.
+    last_purged: Arc<RwLock<Option<LogId>>>,
+}
+
+impl PartitionLogStore {
+    /// Opens the store of `log`, reading its `raft-state` file. Must run
+    /// inside a tokio runtime: it starts the log's flusher task, which ends
+    /// when the store is dropped.
+    pub fn open(log: Arc<PartitionLog>) -> Result<PartitionLogStore> {
+        let state: RaftStateFile = read_durable(log.dir(), RAFT_STATE_FILE)?.unwrap_or_default();
+        let reader = PartitionLogReader {
+            log: Arc::clone(&log),
+            last_purged: Arc::new(RwLock::new(state.last_purged)),
+        };
+        let flushes = spawn_flusher(Arc::clone(&log));
+        Ok(PartitionLogStore {
+            log,
+            state,
+            reader,
+            flushes,
+        })
+    }
+
+    /// The segment log this store writes.
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
+    }
+
+    fn save_state(&mut self, state: RaftStateFile) -> Result<()> {
+        write_durable(self.log.dir(), RAFT_STATE_FILE, &state)?;
+        *self.reader.last_purged.write() = state.last_purged;
+        self.state = state;
+        Ok(())
+    }
+
+    /// Makes `first` the index the log appends next. Raft never leaves a
+    /// hole, but a replica's log may legitimately start anywhere: an empty
+    /// log starts at the first entry it is given, and a log whose every
+    /// entry is purged restarts after the purge point.
+    fn prepare_append_at(&self, first: u64) -> Result<()> {
+        let (held_from, next) = self.log.raft_index_range();
+        if first == next {
+            return Ok(());
+        }
+        if held_from == next {
+            return self.log.reset_raft_index(first);
+        }
+        let purged_next = self.state.last_purged.map_or(0, |id| id.index + 1);
+        if first > next && first == purged_next {
+            return self.log.restart_at(self.log.log_end_offset(), first);
+        }
+        Err(LogError::InvalidRequest(format!(
+            "Raft entry {first} would leave a hole or overlap: the log's next entry is {next}"
+        )))
+    }
+
+    fn append_entries(&mut self, entries: impl IntoIterator<Item = PartitionEntry>) -> Result<()> {
+        let mut encoded = Vec::new();
+        let mut first = None;
+        let mut expected = 0;
+        for entry in entries {
+            let index = entry.log_id.index;
+            if first.is_some() && index != expected {
+                return Err(LogError::InvalidRequest(format!(
+                    "Raft entries are not consecutive: {index} after {}",
+                    expected - 1
+                )));
+            }
+            first.get_or_insert(index);
+            expected = index + 1;
+            encode_entry(&entry, &mut encoded)?;
+        }
+        if let Some(first) = first {
+            self.prepare_append_at(first)?;
+            append_stored_batches(&self.log, &mut encoded)?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends whole stored batches, each keeping the term in its header (the
+/// log stamps one term per append call, so runs of equal terms go in one
+/// call each).
+pub(super) fn append_stored_batches(log: &PartitionLog, batches: &mut [u8]) -> Result<()> {
+    let mut runs: Vec<(usize, usize, u32)> = Vec::new();
+    let mut position = 0usize;
+    for batch in BatchIter::new(batches) {
+        let batch = batch?;
+        let end = position + batch.size();
+        match runs.last_mut() {
+            Some(run) if run.2 == batch.term() => run.1 = end,
+            _ => runs.push((position, end, batch.term())),
+        }
+        position = end;
+    }
+    for (start, end, term) in runs {
+        log.append_raft_entries(&mut batches[start..end], term)?;
+    }
+    Ok(())
+}
+
+/// The flusher task: waits for appends, syncs the log once for all that
+/// are waiting, then reports them persisted in append order.
+fn spawn_flusher(log: Arc<PartitionLog>) -> mpsc::UnboundedSender<LogFlushed<PartitionRaftConfig>> {
+    let (sender, mut waiting) = mpsc::unbounded_channel::<LogFlushed<PartitionRaftConfig>>();
+    tokio::spawn(async move {
+        while let Some(first) = waiting.recv().await {
+            let mut callbacks = vec![first];
+            while let Ok(more) = waiting.try_recv() {
+                callbacks.push(more);
+            }
+            let log = Arc::clone(&log);
+            let outcome = match tokio::task::spawn_blocking(move || log.flush()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(join) => Err(join.to_string()),
+            };
+            for callback in callbacks {
+                callback.log_io_completed(outcome.clone().map_err(io::Error::other));
+            }
+        }
+    });
+    sender
+}
+
+impl PartitionLogReader {
+    /// The entries in `[from, to)` that exist and are not purged, reading
+    /// at most `max_bytes` (but at least one entry) when `limited`.
+    fn read(&self, from: u64, to: u64, limited: Option<usize>) -> Result<Vec<PartitionEntry>> {
+        let (held_from, next) = self.log.raft_index_range();
+        let purged_next = self.last_purged.read().map_or(0, |id| id.index + 1);
+        let mut from = from.max(held_from).max(purged_next);
+        let to = to.min(next);
+        let mut entries = Vec::new();
+        let mut budget = limited.unwrap_or(usize::MAX);
+        while from < to {
+            let bytes = self
+                .log
+                .read_raft_entries(from, to, budget.min(MAX_READ_BYTES))?;
+            let read = decode_entries(Bytes::from(bytes), from)?;
+            from += read.len() as u64;
+            let size: usize = read.iter().map(entry_size).sum();
+            entries.extend(read);
+            if limited.is_some() {
+                budget = budget.saturating_sub(size);
+                if budget == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(entries)
+    }
+}
+
+fn entry_size(entry: &PartitionEntry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => batch.0.len(),
+        _ => 64,
+    }
+}
+
+fn index_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let from = match range.start_bound() {
+        Bound::Included(&i) => i,
+        Bound::Excluded(&i) => i + 1,
+        Bound::Unbounded => 0,
+    };
+    let to = match range.end_bound() {
+        Bound::Included(&i) => i + 1,
+        Bound::Excluded(&i) => i,
+        Bound::Unbounded => u64::MAX,
+    };
+    (from, to)
+}
+
+fn read_error(e: LogError) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_error(e: LogError) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+impl RaftLogReader<PartitionRaftConfig> for PartitionLogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<PartitionEntry>, StorageError> {
+        let (from, to) = index_bounds(&range);
+        self.read(from, to, None).map_err(read_error)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> std::result::Result<Vec<PartitionEntry>, StorageError> {
+        self.read(start, end, Some(MAX_READ_BYTES))
+            .map_err(read_error)
+    }
+}
+
+impl RaftLogReader<PartitionRaftConfig> for PartitionLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<PartitionEntry>, StorageError> {
+        self.reader.try_get_log_entries(range).await
+    }
+}
+
+impl RaftLogStorage<PartitionRaftConfig> for PartitionLogStore {
+    type LogReader = PartitionLogReader;
+
+    async fn get_log_state(
+        &mut self,
+    ) -> std::result::Result<LogState<PartitionRaftConfig>, StorageError> {
+        let last_purged = self.state.last_purged;
+        let (_, next) = self.log.raft_index_range();
+        let purged_next = last_purged.map_or(0, |id| id.index + 1);
+        let last_log_id = if next > purged_next {
+            let last = self.reader.read(next - 1, next, None).map_err(read_error)?;
+            last.last().map(|entry| entry.log_id)
+        } else {
+            last_purged
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> PartitionLogReader {
+        self.reader.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> std::result::Result<(), StorageError> {
+        let state = RaftStateFile {
+            vote: Some(*vote),
+            ..self.state.clone()
+        };
+        self.save_state(state)
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> std::result::Result<Option<Vote<NodeId>>, StorageError> {
+        Ok(self.state.vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<PartitionRaftConfig>,
+    ) -> std::result::Result<(), StorageError>
+    where
+        I: IntoIterator<Item = PartitionEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.append_entries(entries).map_err(write_error)?;
+        self.flushes.send(callback).map_err(|_| {
+            write_error(LogError::Closed(
+                "the log's flusher task has stopped".into(),
+            ))
+        })
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
+        self.log
+            .truncate_raft_from(log_id.index)
+            .map_err(write_error)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
+        if self.state.last_purged >= Some(log_id) {
+            return Ok(());
+        }
+        let state = RaftStateFile {
+            last_purged: Some(log_id),
+            ..self.state.clone()
+        };
+        self.save_state(state).map_err(write_error)
+    }
+}

@@ -1,0 +1,54 @@
+//! Replication: every partition is an openraft group whose Raft log *is*
+//! the partition's segment log (see `docs/replication.md`).
+//!
+//! This module owns the bridge between openraft and [`crate::storage`]:
+//!
+//! - [`entry`]: how a Raft entry is stored as a record batch and read back
+//!   (data entries are the producer's batch; blank and membership entries
+//!   are Raft meta batches that take no offset).
+//! - [`raft_state`]: the small `raft-state` file beside the segments that
+//!   holds what the segment log cannot: the vote and the purge point.
+//! - [`log_store`]: openraft's `RaftLogStorage` over a [`PartitionLog`],
+//!   with group commit (one fsync acknowledges every append before it).
+//! - [`state_machine`]: openraft's `RaftStateMachine` for a partition. The
+//!   data already is in the log, so applying an entry only moves the high
+//!   watermark; a snapshot is the log itself from its start.
+//!
+//! It knows nothing of networks or brokers: those wire a `Raft` over these
+//! parts, as openraft separates storage, network and runtime.
+//!
+//! [`PartitionLog`]: crate::storage::PartitionLog
+
+pub mod entry;
+pub mod log_store;
+pub mod raft_state;
+pub mod state_machine;
+
+use std::io::Cursor;
+
+pub use entry::{AppliedEntry, BatchPayload};
+pub use log_store::{PartitionLogReader, PartitionLogStore};
+pub use raft_state::RaftStateFile;
+pub use state_machine::{AppliedState, PartitionStateMachine};
+
+/// Raft node ids: a broker's `--node-id`.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for a partition group: an entry's data
+    /// is one record batch, and applying it answers with its offsets.
+    pub PartitionRaftConfig:
+        D = BatchPayload,
+        R = AppliedEntry,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<PartitionRaftConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A Raft entry of a partition group.
+pub type PartitionEntry = openraft::Entry<PartitionRaftConfig>;
+/// A log id of a partition group: (term, index).
+pub type LogId = openraft::LogId<NodeId>;
+/// openraft's storage error, as the storage traits return it.
+pub type StorageError = openraft::StorageError<NodeId>;

@@ -1,0 +1,75 @@
+//! Small durable files beside a partition's segments: `raft-state` (the
+//! vote and the purge point, owned by the log store) and `raft-snapshot`
+//! (the last snapshot's description, owned by the state machine).
+//!
+//! Each is bincode with a CRC32C trailer, written to a temporary file,
+//! synced, renamed over the old one and the directory synced: a crash
+//! leaves the old or the new content, never a mix. A missing file means a
+//! replica that never voted or snapshotted; a damaged one is an error, not
+//! a silent reset, since forgetting a vote could elect two leaders in a
+//! term.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{LogId, NodeId};
+use crate::storage::sync_dir;
+use crate::{LogError, Result};
+
+/// The file name of the log store's state.
+pub const RAFT_STATE_FILE: &str = "raft-state";
+
+/// What the log store keeps outside the segments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStateFile {
+    /// The last vote this replica granted or cast; persisted before it is
+    /// acted on.
+    pub vote: Option<openraft::Vote<NodeId>>,
+    /// Entries up to this id are gone for openraft (purged). The segments
+    /// may still hold them for consumers: retention, not Raft, deletes data.
+    pub last_purged: Option<LogId>,
+}
+
+/// Reads `dir/name`, or `None` when it does not exist.
+pub fn read_durable<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
+    let path = dir.join(name);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogError::io(&path, e)),
+    };
+    let corrupt = |reason: String| LogError::CorruptBatch {
+        file: path.clone(),
+        position: 0,
+        reason,
+    };
+    if bytes.len() < 4 {
+        return Err(corrupt("shorter than its checksum".into()));
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_be_bytes(trailer.try_into().expect("four bytes"));
+    if crc32c::crc32c(body) != stored {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let value = bincode::deserialize(body).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some(value))
+}
+
+/// Replaces `dir/name` with `value`, durably (see the module docs).
+pub fn write_durable<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    let path = dir.join(name);
+    let tmp: PathBuf = dir.join(format!("{name}.tmp"));
+    let mut bytes = bincode::serialize(value)
+        .map_err(|e| LogError::InvalidRequest(format!("cannot encode {name}: {e}")))?;
+    bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
+    let io = |e| LogError::io(&tmp, e);
+    let mut file = File::create(&tmp).map_err(io)?;
+    file.write_all(&bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
+    sync_dir(dir)
+}

@@ -1,0 +1,334 @@
+//! openraft's `RaftStateMachine` for a partition.
+//!
+//! The records already are in the log when an entry is applied, so the
+//! state is small: the last applied log id, the last applied membership
+//! and the high watermark (the offset after the last committed record,
+//! below which consumers may read).
+//!
+//! A snapshot describes the state at its last log id; its data is the log
+//! itself, from the log's first entry through the snapshot's last one.
+//! Building one therefore copies nothing: it persists the description
+//! (`raft-snapshot`) and so bounds what a restart re-applies. The data is
+//! read from the segments only when a snapshot is sent to a replica that
+//! needs entries this one no longer offers, and installing it restarts the
+//! receiver's log with exactly those batches. openraft then replicates the
+//! entries after the snapshot as usual.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{AnyError, BasicNode, EntryPayload, OptionalSend, StorageIOError, StoredMembership};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::entry::{decode_entries, AppliedEntry};
+use super::log_store::append_stored_batches;
+use super::raft_state::{read_durable, write_durable};
+use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
+use crate::record::RecordBatch;
+use crate::storage::PartitionLog;
+use crate::{LogError, Result};
+
+/// The file name of the last snapshot's description.
+pub const RAFT_SNAPSHOT_FILE: &str = "raft-snapshot";
+
+/// How many bytes of entries one read of snapshot data takes.
+const SNAPSHOT_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a partition's state machine knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    /// The offset after the last applied (committed) record.
+    pub high_watermark: u64,
+}
+
+/// The description of a snapshot, as persisted in `raft-snapshot`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SnapshotRecord {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    high_watermark: u64,
+}
+
+/// The header of a snapshot's data; the stored batches of entries
+/// `first_index..=last` follow it.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotHeader {
+    high_watermark: u64,
+    first_index: u64,
+    first_offset: u64,
+}
+
+/// The state machine of one partition group.
+pub struct PartitionStateMachine {
+    log: Arc<PartitionLog>,
+    applied: AppliedState,
+    current: Arc<Mutex<Option<SnapshotRecord>>>,
+    high_watermark: watch::Sender<u64>,
+}
+
+/// Builds snapshots for openraft's snapshot task.
+pub struct PartitionSnapshotBuilder {
+    log: Arc<PartitionLog>,
+    applied: AppliedState,
+    current: Arc<Mutex<Option<SnapshotRecord>>>,
+}
+
+impl PartitionStateMachine {
+    /// Opens the state machine of `log` at its last snapshot (or at the
+    /// log start when it never took one); openraft re-applies what was
+    /// committed after it.
+    pub fn open(log: Arc<PartitionLog>) -> Result<PartitionStateMachine> {
+        let record: Option<SnapshotRecord> = read_durable(log.dir(), RAFT_SNAPSHOT_FILE)?;
+        let applied = match &record {
+            Some(record) => AppliedState {
+                last_applied: record.meta.last_log_id,
+                membership: record.meta.last_membership.clone(),
+                high_watermark: record.high_watermark,
+            },
+            None => AppliedState {
+                high_watermark: log.log_start_offset(),
+                ..AppliedState::default()
+            },
+        };
+        let (high_watermark, _) = watch::channel(applied.high_watermark);
+        Ok(PartitionStateMachine {
+            log,
+            applied,
+            current: Arc::new(Mutex::new(record)),
+            high_watermark,
+        })
+    }
+
+    /// Follows the high watermark: consumers may read below it.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    fn apply_entry(&mut self, entry: &PartitionEntry) -> Result<AppliedEntry> {
+        self.applied.last_applied = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => Ok(AppliedEntry::default()),
+            EntryPayload::Membership(membership) => {
+                self.applied.membership =
+                    StoredMembership::new(Some(entry.log_id), membership.clone());
+                Ok(AppliedEntry::default())
+            }
+            EntryPayload::Normal(batch) => {
+                let (batch, _) = RecordBatch::parse(&batch.0)?;
+                self.applied.high_watermark = batch.next_offset();
+                Ok(AppliedEntry {
+                    offsets: Some((batch.base_offset(), batch.next_offset())),
+                })
+            }
+        }
+    }
+
+    fn install(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<()> {
+        let (header, batches) = decode_snapshot(data)?;
+        let last = meta
+            .last_log_id
+            .ok_or_else(|| LogError::InvalidRequest("a snapshot without a last log id".into()))?;
+        if !holds_entry(&self.log, last)? {
+            self.log
+                .restart_at(header.first_offset, header.first_index)?;
+            let mut batches = batches.to_vec();
+            append_stored_batches(&self.log, &mut batches)?;
+            self.log.flush()?;
+            let (_, next) = self.log.raft_index_range();
+            if next != last.index + 1 || self.log.log_end_offset() != header.high_watermark {
+                return Err(LogError::InvalidRequest(format!(
+                    "snapshot up to entry {} (offset {}) left the log at entry {next} (offset {})",
+                    last.index,
+                    header.high_watermark,
+                    self.log.log_end_offset()
+                )));
+            }
+        }
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            high_watermark: header.high_watermark,
+        };
+        write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record)?;
+        self.applied = AppliedState {
+            last_applied: Some(last),
+            membership: meta.last_membership.clone(),
+            high_watermark: header.high_watermark,
+        };
+        self.high_watermark.send_replace(header.high_watermark);
+        *self.current.lock() = Some(record);
+        Ok(())
+    }
+}
+
+/// True if the log holds the entry `id` (same index and term), in which
+/// case it holds every entry before it that the snapshot covers too.
+fn holds_entry(log: &PartitionLog, id: LogId) -> Result<bool> {
+    let (first, next) = log.raft_index_range();
+    if id.index < first || id.index >= next {
+        return Ok(false);
+    }
+    let bytes = log.read_raft_entries(id.index, id.index + 1, 0)?;
+    let (batch, _) = RecordBatch::parse(&bytes)?;
+    Ok(u64::from(batch.term()) == id.leader_id.term)
+}
+
+/// The snapshot data of `record`: the header, then the log's entries from
+/// its first through the snapshot's last. A log that does not reach the
+/// last entry (a state machine fed entries its log never stored, as in
+/// openraft's conformance suite) gives a snapshot that restarts the
+/// receiver at the boundary.
+fn snapshot_data(log: &PartitionLog, record: &SnapshotRecord) -> Result<Vec<u8>> {
+    let (first, next) = log.raft_index_range();
+    let end = record.meta.last_log_id.map_or(0, |id| id.index + 1);
+    let mut batches = Vec::new();
+    let mut header = SnapshotHeader {
+        high_watermark: record.high_watermark,
+        first_index: end,
+        first_offset: record.high_watermark,
+    };
+    if end <= next && first < end {
+        header.first_index = first;
+        let mut from = first;
+        while from < end {
+            let bytes = log.read_raft_entries(from, end, SNAPSHOT_READ_BYTES)?;
+            if from == first {
+                header.first_offset = RecordBatch::parse(&bytes)?.0.base_offset();
+            }
+            from += decode_entries(Bytes::copy_from_slice(&bytes), from)?.len() as u64;
+            batches.extend_from_slice(&bytes);
+        }
+    }
+    let mut data = bincode::serialize(&header)
+        .map_err(|e| LogError::InvalidRequest(format!("cannot encode a snapshot header: {e}")))?;
+    let header_len = data.len() as u32;
+    data.splice(0..0, header_len.to_be_bytes());
+    data.extend_from_slice(&batches);
+    Ok(data)
+}
+
+fn decode_snapshot(data: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
+    let bad =
+        |reason: String| LogError::InvalidRequest(format!("malformed snapshot data: {reason}"));
+    let (len, rest) = data
+        .split_first_chunk::<4>()
+        .ok_or_else(|| bad("shorter than its header length".into()))?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(bad("shorter than its header".into()));
+    }
+    let (header, batches) = rest.split_at(len);
+    let header = bincode::deserialize(header).map_err(|e| bad(e.to_string()))?;
+    Ok((header, batches))
+}
+
+fn snapshot_error(e: LogError) -> StorageError {
+    StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
+}
+
+impl RaftSnapshotBuilder<PartitionRaftConfig> for PartitionSnapshotBuilder {
+    /// Persists the description of the applied state and returns it with
+    /// the header only: openraft keeps the meta, and the data is read from
+    /// the log when a snapshot is sent (`get_current_snapshot`).
+    async fn build_snapshot(
+        &mut self,
+    ) -> std::result::Result<Snapshot<PartitionRaftConfig>, StorageError> {
+        let last = self.applied.last_applied;
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.applied.membership.clone(),
+            snapshot_id: match last {
+                Some(id) => format!(
+                    "{}-{}-{}",
+                    id.leader_id.term, id.index, self.applied.high_watermark
+                ),
+                None => format!("none-{}", self.applied.high_watermark),
+            },
+        };
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            high_watermark: self.applied.high_watermark,
+        };
+        write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record).map_err(snapshot_error)?;
+        *self.current.lock() = Some(record.clone());
+        let data = snapshot_data(&self.log, &record).map_err(snapshot_error)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
+    type SnapshotBuilder = PartitionSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> std::result::Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError>
+    {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<AppliedEntry>, StorageError>
+    where
+        I: IntoIterator<Item = PartitionEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut replies = Vec::new();
+        for entry in entries {
+            let reply = self
+                .apply_entry(&entry)
+                .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+            replies.push(reply);
+        }
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw != self.applied.high_watermark;
+            *hw = self.applied.high_watermark;
+            moved
+        });
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> PartitionSnapshotBuilder {
+        PartitionSnapshotBuilder {
+            log: Arc::clone(&self.log),
+            applied: self.applied.clone(),
+            current: Arc::clone(&self.current),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> std::result::Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> std::result::Result<(), StorageError> {
+        self.install(meta, snapshot.get_ref()).map_err(|e| {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
+        })
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> std::result::Result<Option<Snapshot<PartitionRaftConfig>>, StorageError> {
+        let Some(record) = self.current.lock().clone() else {
+            return Ok(None);
+        };
+        let data = snapshot_data(&self.log, &record).map_err(|e| {
+            StorageIOError::read_snapshot(Some(record.meta.signature()), AnyError::new(&e))
+        })?;
+        Ok(Some(Snapshot {
+            meta: record.meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
