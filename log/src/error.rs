@@ -74,6 +74,15 @@ pub enum LogError {
     /// The producer or consumer was closed.
     #[error("closed: {0}")]
     Closed(String),
+    /// This node does not lead the partition's Raft group. `leader` is the
+    /// node that does, when known; clients refresh metadata and retry there.
+    #[error("not the leader{}", leader.map(|l| format!("; node {l} leads")).unwrap_or_default())]
+    NotLeader { leader: Option<u64> },
+    /// Raft could not carry out a write or a membership change (the group
+    /// shut down, or lost its leader while the request was under way, so
+    /// its outcome is unknown).
+    #[error("replication failed: {0}")]
+    Replication(String),
     /// A file system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -104,6 +113,8 @@ impl LogError {
             LogError::Io { .. } => C::StorageError,
             LogError::Broker { code, .. } => *code,
             LogError::Timeout(_) => C::RequestTimedOut,
+            LogError::NotLeader { .. } => C::NotLeader,
+            LogError::Replication(_) => C::RequestTimedOut,
             LogError::Transport { .. } | LogError::Closed(_) => C::Unknown,
         }
     }
@@ -122,8 +133,13 @@ impl LogError {
     pub fn is_retriable(&self) -> bool {
         use crate::proto::ErrorCode as C;
         match self {
-            LogError::Transport { .. } | LogError::Timeout(_) => true,
-            LogError::Broker { code, .. } => matches!(code, C::RequestTimedOut | C::StorageError),
+            LogError::Transport { .. }
+            | LogError::Timeout(_)
+            | LogError::NotLeader { .. }
+            | LogError::Replication(_) => true,
+            LogError::Broker { code, .. } => {
+                matches!(code, C::RequestTimedOut | C::StorageError | C::NotLeader)
+            }
             _ => false,
         }
     }

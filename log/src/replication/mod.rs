@@ -14,14 +14,27 @@
 //!   data already is in the log, so applying an entry only moves the high
 //!   watermark; a snapshot is the log itself from its start.
 //!
-//! It knows nothing of networks or brokers: those wire a `Raft` over these
-//! parts, as openraft separates storage, network and runtime.
+//! - [`network`]: Raft messages between nodes, many groups over one
+//!   transport per node pair, and the router that receives them.
+//!
+//! - [`replica`]: a partition replica, the log with its Raft group: writes
+//!   answered once committed, reads below the high watermark.
+//!
+//! - [`in_process`]: a network of in-process nodes whose links tests can
+//!   cut, slow down and make lossy.
+//!
+//! It knows nothing of brokers or topics: the broker wires a `Raft` per
+//! partition over these parts, as openraft separates storage, network and
+//! runtime.
 //!
 //! [`PartitionLog`]: crate::storage::PartitionLog
 
 pub mod entry;
+pub mod in_process;
 pub mod log_store;
+pub mod network;
 pub mod raft_state;
+pub mod replica;
 pub mod state_machine;
 
 use std::io::Cursor;
@@ -29,6 +42,7 @@ use std::io::Cursor;
 pub use entry::{AppliedEntry, BatchPayload};
 pub use log_store::{PartitionLogReader, PartitionLogStore};
 pub use raft_state::RaftStateFile;
+pub use replica::{partition_raft_config, CommittedBatch, PartitionReplica};
 pub use state_machine::{AppliedState, PartitionStateMachine};
 
 /// Raft node ids: a broker's `--node-id`.

@@ -1,0 +1,219 @@
+//! A partition replica: one node's segment log together with the openraft
+//! group that replicates it. Writes go through Raft and are answered once
+//! committed (on disk on a majority); reads see only committed records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use tokio::sync::watch;
+
+use super::network::{GroupNetwork, RaftTransport};
+use super::{BatchPayload, NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine};
+use crate::record::BatchIter;
+use crate::storage::{LogRead, PartitionLog};
+use crate::{LogError, Result};
+
+/// openraft's configuration for partition groups.
+///
+/// - Heartbeats every 100 ms and elections after 1–2 s of silence: a
+///   leader is replaced within about two seconds of its loss, and a
+///   loaded two-core machine's scheduling hiccups (tens of ms) do not
+///   cause needless elections.
+/// - A snapshot every 100,000 entries. Building one only writes a small
+///   file (the data is the log), and it bounds what a restart re-applies.
+/// - openraft never purges by itself (`max_in_snapshot_log_to_keep` is
+///   unbounded): a follower that lags keeps catching up from the log, and
+///   only retention decides when records go.
+pub fn partition_raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        cluster_name: cluster_name.to_string(),
+        heartbeat_interval: 100,
+        election_timeout_min: 1_000,
+        election_timeout_max: 2_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(100_000),
+        max_in_snapshot_log_to_keep: u64::MAX,
+        ..openraft::Config::default()
+    };
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| LogError::InvalidRequest(format!("invalid Raft configuration: {e}")))
+}
+
+/// Where a committed batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommittedBatch {
+    pub base_offset: u64,
+    /// The offset after the batch.
+    pub next_offset: u64,
+}
+
+/// One node's replica of one partition.
+pub struct PartitionReplica {
+    node: NodeId,
+    group: Arc<str>,
+    raft: Raft<PartitionRaftConfig>,
+    log: Arc<PartitionLog>,
+    high_watermark: watch::Receiver<u64>,
+}
+
+impl PartitionReplica {
+    /// Starts the replica of `group` on `node` over `log`, recovering its
+    /// Raft state from the log's directory. Messages to other members go
+    /// through `transport`; the caller registers [`PartitionReplica::raft`]
+    /// with the node's router so that messages reach this replica.
+    pub async fn start(
+        node: NodeId,
+        group: impl Into<Arc<str>>,
+        log: Arc<PartitionLog>,
+        transport: Arc<dyn RaftTransport>,
+        config: Arc<openraft::Config>,
+    ) -> Result<PartitionReplica> {
+        let group = group.into();
+        let store = PartitionLogStore::open(Arc::clone(&log))?;
+        let machine = PartitionStateMachine::open(Arc::clone(&log))?;
+        let high_watermark = machine.subscribe_high_watermark();
+        let network = GroupNetwork::new(Arc::clone(&group), transport);
+        let raft = Raft::new(node, config, network, store, machine)
+            .await
+            .map_err(|e| LogError::Replication(format!("group {group} on node {node}: {e}")))?;
+        Ok(PartitionReplica {
+            node,
+            group,
+            raft,
+            log,
+            high_watermark,
+        })
+    }
+
+    /// Makes `voters` the group's first membership. Every member may call
+    /// this with the same voters; a group that already has a membership
+    /// (initialized before, or by another member first) is left as it is.
+    pub async fn initialize(&self, voters: &[NodeId]) -> Result<()> {
+        let members: BTreeMap<NodeId, BasicNode> = voters
+            .iter()
+            .map(|&id| (id, BasicNode::default()))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(self.replication_error(e)),
+        }
+    }
+
+    /// Appends one record batch through Raft and answers once it is
+    /// committed: on disk on a majority of the voters. Fails with
+    /// [`LogError::NotLeader`] on a follower, and with a timeout when no
+    /// commit came within `timeout` (a leader cut off from its majority):
+    /// such a batch may still commit later, as in Kafka.
+    pub async fn append(&self, batch: Vec<u8>, timeout: Duration) -> Result<CommittedBatch> {
+        let write = self.raft.client_write(BatchPayload(Bytes::from(batch)));
+        let reply = match tokio::time::timeout(timeout, write).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                return Err(LogError::Timeout(format!(
+                    "group {} on node {}: no commit within {timeout:?}",
+                    self.group, self.node
+                )))
+            }
+        };
+        let response = reply.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+                LogError::NotLeader {
+                    leader: forward.leader_id,
+                }
+            }
+            other => self.replication_error(other),
+        })?;
+        let (base_offset, next_offset) = response.data.offsets.ok_or_else(|| {
+            LogError::Replication("a data entry was applied without offsets".into())
+        })?;
+        Ok(CommittedBatch {
+            base_offset,
+            next_offset,
+        })
+    }
+
+    /// Whole batches from `offset` on, only those below the high
+    /// watermark: a reader never sees a record that is not committed.
+    pub fn read_committed(&self, offset: u64, max_bytes: usize) -> Result<LogRead> {
+        let high_watermark = self.high_watermark();
+        if offset >= high_watermark {
+            return Ok(LogRead {
+                bytes: Vec::new(),
+                next_offset: offset,
+                log_start_offset: self.log.log_start_offset(),
+                log_end_offset: high_watermark,
+            });
+        }
+        let mut read = self.log.read(offset, max_bytes)?;
+        let mut kept = 0usize;
+        let mut next_offset = offset;
+        for batch in BatchIter::new(&read.bytes) {
+            let batch = batch?;
+            if batch.next_offset() > high_watermark {
+                break;
+            }
+            kept += batch.size();
+            next_offset = batch.next_offset();
+        }
+        read.bytes.truncate(kept);
+        read.next_offset = next_offset;
+        read.log_end_offset = high_watermark;
+        Ok(read)
+    }
+
+    /// The offset after the last committed record this replica knows of.
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// Waits until the high watermark reaches `offset`, or `timeout`.
+    pub async fn wait_for_high_watermark(&self, offset: u64, timeout: Duration) -> Result<u64> {
+        let mut watcher = self.high_watermark.clone();
+        let reached = tokio::time::timeout(timeout, watcher.wait_for(|hw| *hw >= offset)).await;
+        match reached {
+            Ok(Ok(hw)) => Ok(*hw),
+            Ok(Err(_)) => Err(LogError::Closed(format!("group {} stopped", self.group))),
+            Err(_) => Err(LogError::Timeout(format!(
+                "high watermark {} of group {} on node {} did not reach {offset}",
+                self.high_watermark(),
+                self.group,
+                self.node
+            ))),
+        }
+    }
+
+    /// The node this replica believes leads the group.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
+    }
+
+    /// The group's `Raft`, for the node's router and for membership changes.
+    pub fn raft(&self) -> &Raft<PartitionRaftConfig> {
+        &self.raft
+    }
+
+    /// Stops the group's tasks; the log stays open for the caller.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| LogError::Replication(format!("shutting down group {}: {e}", self.group)))
+    }
+
+    fn replication_error<E: std::fmt::Display>(&self, e: E) -> LogError {
+        LogError::Replication(format!("group {} on node {}: {e}", self.group, self.node))
+    }
+}

@@ -1,0 +1,347 @@
+//! An in-process cluster of partition replicas for fault tests: every node
+//! has its own directory and segment log, Raft messages cross an
+//! [`InProcessNetwork`] whose links the tests cut, slow and make lossy,
+//! and a node can crash (vanish from the network, its Raft stopped) and
+//! restart from its directory.
+
+#![allow(dead_code)]
+
+pub mod history;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use spool_log::config::LogConfig;
+use spool_log::record::{BatchBuilder, BatchIter, Compression};
+use spool_log::replication::in_process::InProcessNetwork;
+use spool_log::replication::network::RaftRouter;
+use spool_log::replication::{CommittedBatch, NodeId, PartitionReplica};
+use spool_log::storage::{PartitionLog, SystemClock};
+use spool_log::LogError;
+use tempfile::TempDir;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use history::History;
+
+pub const GROUP: &str = "events-0";
+
+/// Faster elections than production's, so fault tests take seconds; still
+/// well above a loaded two-core machine's scheduling delays.
+fn test_raft_config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "test".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        max_in_snapshot_log_to_keep: u64::MAX,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        ..openraft::Config::default()
+    };
+    Arc::new(config.validate().unwrap())
+}
+
+pub struct Cluster {
+    pub network: Arc<InProcessNetwork>,
+    config: Arc<openraft::Config>,
+    voters: Vec<NodeId>,
+    dirs: BTreeMap<NodeId, TempDir>,
+    running: Running,
+}
+
+/// The running replicas, shared with workload tasks.
+pub type Running = Arc<RwLock<BTreeMap<NodeId, Arc<PartitionReplica>>>>;
+
+impl Cluster {
+    /// Starts one replica per voter and waits for a leader.
+    pub async fn start(voters: &[NodeId], seed: u64) -> Cluster {
+        let mut cluster = Cluster {
+            network: InProcessNetwork::new(seed),
+            config: test_raft_config(),
+            voters: voters.to_vec(),
+            dirs: voters
+                .iter()
+                .map(|&n| (n, tempfile::tempdir().unwrap()))
+                .collect(),
+            running: Running::default(),
+        };
+        for &node in voters {
+            cluster.start_node(node).await;
+        }
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Starts (or restarts) `node` from its directory.
+    pub async fn start_node(&mut self, node: NodeId) {
+        let config = LogConfig::from_pairs([("segment.bytes", "4096")]).unwrap();
+        let log =
+            PartitionLog::open(self.dirs[&node].path(), config, Arc::new(SystemClock)).unwrap();
+        let transport = self.network.transport(node);
+        let replica = PartitionReplica::start(
+            node,
+            GROUP,
+            Arc::new(log),
+            transport,
+            Arc::clone(&self.config),
+        )
+        .await
+        .unwrap();
+        let router = Arc::new(RaftRouter::default());
+        router.register(GROUP, replica.raft().clone());
+        self.network.add_node(node, router);
+        replica.initialize(&self.voters).await.unwrap();
+        self.running.write().insert(node, Arc::new(replica));
+    }
+
+    /// Stops `node` abruptly: it vanishes from the network at once and its
+    /// Raft stops; what it wrote stays in its directory.
+    pub async fn crash(&mut self, node: NodeId) {
+        self.network.remove_node(node);
+        let replica = self.running.write().remove(&node).expect("node is running");
+        replica.shutdown().await.unwrap();
+    }
+
+    pub fn replica(&self, node: NodeId) -> Arc<PartitionReplica> {
+        Arc::clone(&self.running.read()[&node])
+    }
+
+    pub fn running(&self) -> Vec<NodeId> {
+        self.running.read().keys().copied().collect()
+    }
+
+    /// A client of the running nodes, for workload tasks.
+    pub fn client(&self) -> ClusterClient {
+        ClusterClient {
+            running: Arc::clone(&self.running),
+        }
+    }
+
+    /// A running node that believes it leads, once one does.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> NodeId {
+        self.wait_for_leader_among(&self.running(), timeout).await
+    }
+
+    pub async fn wait_for_leader_among(&self, nodes: &[NodeId], timeout: Duration) -> NodeId {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for &node in nodes {
+                if self.replica(node).leader() == Some(node) {
+                    return node;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {nodes:?} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn produce(
+        &self,
+        value: &str,
+        timeout: Duration,
+    ) -> Result<CommittedBatch, LogError> {
+        self.client().produce(value, timeout).await
+    }
+
+    /// Waits until every running node's high watermark is `offset`.
+    pub async fn wait_for_convergence(&self, offset: u64, timeout: Duration) {
+        let replicas: Vec<_> = self.running.read().values().cloned().collect();
+        for replica in replicas {
+            replica
+                .wait_for_high_watermark(offset, timeout)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Every committed record `node` holds, as (offset, value).
+    pub fn committed_records(&self, node: NodeId) -> Vec<(u64, String)> {
+        read_committed(&self.replica(node), 0)
+    }
+
+    pub async fn shutdown(mut self) {
+        for node in self.running() {
+            self.crash(node).await;
+        }
+    }
+}
+
+/// Produces and reads through whichever nodes are running.
+#[derive(Clone)]
+pub struct ClusterClient {
+    running: Running,
+}
+
+impl ClusterClient {
+    fn running_nodes(&self) -> Vec<NodeId> {
+        self.running.read().keys().copied().collect()
+    }
+
+    fn replica(&self, node: NodeId) -> Option<Arc<PartitionReplica>> {
+        self.running.read().get(&node).cloned()
+    }
+
+    /// Produces `value` through the leader the nodes name, following
+    /// not-leader answers, until it is acknowledged or `timeout` passes.
+    pub async fn produce(
+        &self,
+        value: &str,
+        timeout: Duration,
+    ) -> Result<CommittedBatch, LogError> {
+        let deadline = Instant::now() + timeout;
+        let mut target = self
+            .running_nodes()
+            .into_iter()
+            .find_map(|n| self.replica(n)?.leader());
+        loop {
+            let node = target
+                .filter(|n| self.running.read().contains_key(n))
+                .unwrap_or_else(|| *self.running.read().keys().next().expect("a running node"));
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(replica) = self.replica(node) else {
+                target = None;
+                continue;
+            };
+            let result = replica
+                .append(value_batch(value), left.min(Duration::from_secs(2)))
+                .await;
+            match result {
+                Ok(batch) => return Ok(batch),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(LogError::NotLeader { leader }) => {
+                    target = leader;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => {
+                    target = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// The replica of a running node that believes it leads.
+    pub fn leader_replica(&self) -> Option<Arc<PartitionReplica>> {
+        let running = self.running.read();
+        running
+            .values()
+            .find(|r| r.leader() == Some(r.node()))
+            .cloned()
+    }
+}
+
+/// A producer writing unique values one after another and a reader
+/// following the leader's committed records, both recording what they
+/// were told in a [`History`], until stopped.
+pub struct Workload {
+    pub history: Arc<Mutex<History>>,
+    acknowledged: watch::Receiver<usize>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workload {
+    pub fn start(client: ClusterClient, prefix: &str) -> Workload {
+        let history = Arc::new(Mutex::new(History::default()));
+        let (stop, stopped) = watch::channel(false);
+        let (acked, acknowledged) = watch::channel(0usize);
+        let producer = {
+            let (client, history, stopped, prefix) = (
+                client.clone(),
+                Arc::clone(&history),
+                stopped.clone(),
+                prefix.to_string(),
+            );
+            tokio::spawn(async move {
+                let mut sequence = 0u64;
+                while !*stopped.borrow() {
+                    let value = format!("{prefix}-{sequence}");
+                    sequence += 1;
+                    if let Ok(batch) = client.produce(&value, Duration::from_secs(5)).await {
+                        history.lock().acknowledged(batch.base_offset, &value);
+                        acked.send_modify(|count| *count += 1);
+                    }
+                }
+            })
+        };
+        let reader = {
+            let history = Arc::clone(&history);
+            tokio::spawn(async move {
+                let mut position = 0u64;
+                while !*stopped.borrow() {
+                    if let Some(replica) = client.leader_replica() {
+                        let records = read_committed(&replica, position);
+                        history.lock().read(position, &records);
+                        if let Some((last, _)) = records.last() {
+                            position = last + 1;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        Workload {
+            history,
+            acknowledged,
+            stop,
+            tasks: vec![producer, reader],
+        }
+    }
+
+    /// Waits until `count` records in all were acknowledged.
+    pub async fn wait_for_acks(&mut self, count: usize, timeout: Duration) {
+        let waited = tokio::time::timeout(timeout, self.acknowledged.wait_for(|n| *n >= count))
+            .await
+            .is_ok();
+        assert!(
+            waited,
+            "only {} of {count} records acknowledged within {timeout:?}",
+            *self.acknowledged.borrow()
+        );
+    }
+
+    /// Stops both tasks and returns what they recorded.
+    pub async fn stop(self) -> History {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        Arc::try_unwrap(self.history)
+            .ok()
+            .expect("tasks ended")
+            .into_inner()
+    }
+}
+
+/// One batch holding one record with `value`.
+pub fn value_batch(value: &str) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None);
+    builder.push(1_000, None, Some(value.as_bytes()), &[]);
+    builder.build()
+}
+
+/// The committed records of `replica` from `offset` on.
+pub fn read_committed(replica: &PartitionReplica, mut offset: u64) -> Vec<(u64, String)> {
+    let mut records = Vec::new();
+    loop {
+        let read = replica.read_committed(offset, 64 * 1024).unwrap();
+        if read.bytes.is_empty() {
+            return records;
+        }
+        for batch in BatchIter::new(&read.bytes) {
+            for record in batch.unwrap().records().unwrap().iter() {
+                let record = record.unwrap();
+                if record.offset >= offset {
+                    let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+                    records.push((record.offset, value));
+                }
+            }
+        }
+        offset = read.next_offset;
+    }
+}

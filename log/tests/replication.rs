@@ -1,0 +1,186 @@
+//! Replicated partitions under faults, on the in-process cluster: a
+//! producer and a reader run while a fault happens, and the history
+//! checker then compares what they were told with every replica's final
+//! log. Lost acknowledged records, offsets seen with two values and reads
+//! that go backwards must all be zero.
+
+mod cluster;
+
+use std::time::Duration;
+
+use cluster::{Cluster, Workload};
+use spool_log::LogError;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Acknowledges one more record and waits until every running replica has
+/// committed everything up to it; then checks the history.
+async fn converge_and_check(cluster: &Cluster, history: cluster::history::History) {
+    let last = cluster
+        .produce("sentinel", PATIENCE)
+        .await
+        .expect("a final write");
+    cluster
+        .wait_for_convergence(last.next_offset, PATIENCE)
+        .await;
+    let finals: Vec<_> = cluster
+        .running()
+        .into_iter()
+        .map(|node| (node, cluster.committed_records(node)))
+        .collect();
+    let first = &finals[0].1;
+    for (node, records) in &finals {
+        assert_eq!(
+            records, first,
+            "node {node} and node {} hold different logs",
+            finals[0].0
+        );
+    }
+    history.check(&finals).assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_leader_loses_no_acknowledged_record_and_catches_up_after_restart() {
+    let mut cluster = Cluster::start(&[1, 2, 3], 7).await;
+    let mut workload = Workload::start(cluster.client(), "crash");
+    workload.wait_for_acks(30, PATIENCE).await;
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    cluster.crash(leader).await;
+    workload.wait_for_acks(60, PATIENCE).await;
+    let survivors = cluster.running();
+    let new_leader = cluster.wait_for_leader_among(&survivors, PATIENCE).await;
+    assert_ne!(new_leader, leader);
+    cluster.start_node(leader).await;
+    workload.wait_for_acks(90, PATIENCE).await;
+    let history = workload.stop().await;
+    converge_and_check(&cluster, history).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
+    let cluster = Cluster::start(&[1, 2, 3], 11).await;
+    let mut workload = Workload::start(cluster.client(), "cut");
+    workload.wait_for_acks(20, PATIENCE).await;
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    cluster.network.isolate(leader);
+    let cut_off = cluster.replica(leader);
+    let refused = cut_off
+        .append(cluster::value_batch("minority"), Duration::from_secs(3))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(LogError::Timeout(_)) | Err(LogError::NotLeader { .. })
+        ),
+        "a leader without its majority acknowledged a write: {refused:?}"
+    );
+    workload.wait_for_acks(50, PATIENCE).await;
+    let majority: Vec<_> = cluster
+        .running()
+        .into_iter()
+        .filter(|&n| n != leader)
+        .collect();
+    cluster.wait_for_leader_among(&majority, PATIENCE).await;
+    cluster.network.heal();
+    workload.wait_for_acks(70, PATIENCE).await;
+    let history = workload.stop().await;
+    converge_and_check(&cluster, history).await;
+    for node in cluster.running() {
+        let records = cluster.committed_records(node);
+        assert!(
+            records.iter().all(|(_, value)| value != "minority"),
+            "node {node} committed the minority leader's write"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_restarts_with_every_acknowledged_record() {
+    let mut cluster = Cluster::start(&[1, 2, 3], 13).await;
+    let mut workload = Workload::start(cluster.client(), "before");
+    workload.wait_for_acks(40, PATIENCE).await;
+    let before = workload.stop().await;
+    for node in [1, 2, 3] {
+        cluster.crash(node).await;
+    }
+    for node in [3, 1, 2] {
+        cluster.start_node(node).await;
+    }
+    cluster.wait_for_leader(PATIENCE).await;
+    let mut workload = Workload::start(cluster.client(), "after");
+    workload.wait_for_acks(20, PATIENCE).await;
+    let after = workload.stop().await;
+    let last = cluster.produce("sentinel", PATIENCE).await.unwrap();
+    cluster
+        .wait_for_convergence(last.next_offset, PATIENCE)
+        .await;
+    let finals: Vec<_> = cluster
+        .running()
+        .into_iter()
+        .map(|node| (node, cluster.committed_records(node)))
+        .collect();
+    before.check(&finals).assert_clean();
+    after.check(&finals).assert_clean();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_purge_point_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(&[1, 2, 3], 17).await;
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&n| n != leader)
+        .unwrap();
+    cluster.crash(follower).await;
+    let mut workload = Workload::start(cluster.client(), "purged");
+    workload.wait_for_acks(40, PATIENCE).await;
+    let history = workload.stop().await;
+
+    // The leader snapshots and purges everything it applied: the stopped
+    // follower's next entry is no longer offered by the log.
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    let raft = cluster.replica(leader).raft().clone();
+    raft.trigger().snapshot().await.unwrap();
+    let applied = raft
+        .wait(Some(PATIENCE))
+        .metrics(|m| m.snapshot.is_some(), "snapshot built")
+        .await
+        .unwrap()
+        .snapshot
+        .unwrap();
+    raft.trigger().purge_log(applied.index).await.unwrap();
+    raft.wait(Some(PATIENCE))
+        .metrics(|m| m.purged == Some(applied), "log purged")
+        .await
+        .unwrap();
+
+    cluster.start_node(follower).await;
+    converge_and_check(&cluster, history).await;
+    let snapshot = cluster.replica(follower).raft().metrics().borrow().snapshot;
+    assert_eq!(
+        snapshot,
+        Some(applied),
+        "the follower caught up by installing the snapshot"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_slow_network_loses_no_acknowledged_record() {
+    let cluster = Cluster::start(&[1, 2, 3], 19).await;
+    cluster.network.set_loss_percent(10);
+    cluster
+        .network
+        .set_delay(Some((Duration::from_millis(1), Duration::from_millis(8))));
+    let mut workload = Workload::start(cluster.client(), "lossy");
+    workload.wait_for_acks(60, PATIENCE).await;
+    let history = workload.stop().await;
+    cluster.network.set_loss_percent(0);
+    cluster.network.set_delay(None);
+    converge_and_check(&cluster, history).await;
+    cluster.shutdown().await;
+}
