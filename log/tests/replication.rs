@@ -6,10 +6,18 @@
 
 mod cluster;
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::{Cluster, Workload};
+use spool_log::config::LogConfig;
+use spool_log::replication::grpc::{serve_raft_peer, GrpcTransport};
+use spool_log::replication::network::RaftRouter;
+use spool_log::replication::{partition_raft_config, NodeId, PartitionReplica};
+use spool_log::storage::{PartitionLog, SystemClock};
 use spool_log::LogError;
+use tokio::net::TcpListener;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -183,4 +191,116 @@ async fn a_lossy_slow_network_loses_no_acknowledged_record() {
     cluster.network.set_delay(None);
     converge_and_check(&cluster, history).await;
     cluster.shutdown().await;
+}
+
+/// A node of the socket test: its replica and the server task in front.
+struct SocketNode {
+    replica: Arc<PartitionReplica>,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_socket_node(
+    node: NodeId,
+    listener: TcpListener,
+    peers: &HashMap<NodeId, String>,
+) -> SocketNode {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), LogConfig::default(), Arc::new(SystemClock)).unwrap();
+    let others: HashMap<NodeId, String> = peers
+        .iter()
+        .filter(|(&n, _)| n != node)
+        .map(|(&n, a)| (n, a.clone()))
+        .collect();
+    let transport = Arc::new(GrpcTransport::new(node, &others).unwrap());
+    let config = partition_raft_config("sockets").unwrap();
+    let replica = PartitionReplica::start(node, cluster::GROUP, Arc::new(log), transport, config)
+        .await
+        .unwrap();
+    let router = Arc::new(RaftRouter::default());
+    router.register(cluster::GROUP, replica.raft().clone());
+    let server = tokio::spawn(async move {
+        serve_raft_peer(node, router, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    SocketNode {
+        replica: Arc::new(replica),
+        server,
+        _dir: dir,
+    }
+}
+
+/// Appends `value` through whichever node leads, following not-leader
+/// answers.
+async fn append_via_leader(nodes: &BTreeMap<NodeId, SocketNode>, value: &str) -> u64 {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut target = *nodes.keys().next().unwrap();
+    loop {
+        let replica = &nodes[&target].replica;
+        match replica
+            .append(cluster::value_batch(value), Duration::from_secs(5))
+            .await
+        {
+            Ok(batch) => return batch.base_offset,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no leader took `{value}`: {e}"
+                );
+                target = match e {
+                    LogError::NotLeader { leader: Some(l) } if nodes.contains_key(&l) => l,
+                    _ => *nodes.keys().find(|&&n| n != target).unwrap(),
+                };
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_real_sockets_commit_and_fail_over() {
+    let mut listeners = Vec::new();
+    let mut peers = HashMap::new();
+    for node in [1u64, 2, 3] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        peers.insert(node, listener.local_addr().unwrap().to_string());
+        listeners.push((node, listener));
+    }
+    let mut nodes = BTreeMap::new();
+    for (node, listener) in listeners {
+        nodes.insert(node, start_socket_node(node, listener, &peers).await);
+    }
+    for node in nodes.values() {
+        node.replica.initialize(&[1, 2, 3]).await.unwrap();
+    }
+    let mut acknowledged = Vec::new();
+    for i in 0..30 {
+        let value = format!("socket-{i}");
+        acknowledged.push((append_via_leader(&nodes, &value).await, value));
+    }
+    let leader = loop {
+        if let Some(leader) = nodes.values().find_map(|n| n.replica.leader()) {
+            break leader;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stopped = nodes.remove(&leader).unwrap();
+    stopped.server.abort();
+    stopped.replica.shutdown().await.unwrap();
+    for i in 30..40 {
+        let value = format!("socket-{i}");
+        acknowledged.push((append_via_leader(&nodes, &value).await, value));
+    }
+    for node in nodes.values() {
+        node.replica
+            .wait_for_high_watermark(40, PATIENCE)
+            .await
+            .unwrap();
+        assert_eq!(cluster::read_committed(&node.replica, 0), acknowledged);
+    }
+    for node in nodes.values() {
+        node.replica.shutdown().await.unwrap();
+        node.server.abort();
+    }
 }

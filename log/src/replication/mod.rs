@@ -20,6 +20,8 @@
 //! - [`replica`]: a partition replica, the log with its Raft group: writes
 //!   answered once committed, reads below the high watermark.
 //!
+//! - [`grpc`]: the `RaftPeer` gRPC service between brokers and the
+//!   transport that sends over it.
 //! - [`in_process`]: a network of in-process nodes whose links tests can
 //!   cut, slow down and make lossy.
 //!
@@ -30,6 +32,7 @@
 //! [`PartitionLog`]: crate::storage::PartitionLog
 
 pub mod entry;
+pub mod grpc;
 pub mod in_process;
 pub mod log_store;
 pub mod network;

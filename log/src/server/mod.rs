@@ -80,7 +80,7 @@ pub async fn serve(
 
 /// Accepted connections as the stream tonic wants, with Nagle off: produce
 /// and fetch responses are latency-bound.
-fn tokio_stream_listener(
+pub(crate) fn tokio_stream_listener(
     listener: tokio::net::TcpListener,
 ) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     futures::stream::unfold(listener, |listener| async move {
