@@ -16,6 +16,8 @@
 //!   assignment encoding, shared by the coordinator and the client.
 //! - [`replication`]: openraft's log storage and state machine over the
 //!   segment log: a partition's Raft log is its segment log.
+//! - [`cluster`]: cluster metadata (brokers, topics, replica placement) as
+//!   a replicated log of commands, and the controller that proposes them.
 //! - [`broker`]: topics and partitions over storage, serving produce, fetch,
 //!   offsets and administration requests in protocol types.
 //! - [`server`]: the tonic gRPC service in front of a broker.
@@ -55,6 +57,7 @@ macro_rules! with_rpcs {
 
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod consumer_protocol;
 pub mod error;

@@ -171,6 +171,11 @@ impl PartitionReplica {
         *self.high_watermark.borrow()
     }
 
+    /// Follows the high watermark.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.clone()
+    }
+
     /// Waits until the high watermark reaches `offset`, or `timeout`.
     pub async fn wait_for_high_watermark(&self, offset: u64, timeout: Duration) -> Result<u64> {
         let mut watcher = self.high_watermark.clone();
