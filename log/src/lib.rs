@@ -38,8 +38,8 @@ macro_rules! with_rpcs {
             async fetch(FetchRequest) -> FetchResponse;
             sync list_offsets(ListOffsetsRequest) -> ListOffsetsResponse;
             sync metadata(MetadataRequest) -> MetadataResponse;
-            sync create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
-            sync delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
+            async create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
+            async delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
             sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
             sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
             sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
-use spool_log::broker::{Broker, BrokerConfig};
+use std::collections::BTreeMap;
+
+use spool_log::broker::{Broker, BrokerConfig, ClusterConfig};
 use spool_log::client::DEFAULT_BOOTSTRAP;
 use spool_log::server::{serve_metrics, Metrics};
 
@@ -27,6 +29,11 @@ pub struct Args {
     /// Address of the Prometheus metrics endpoint (`off` to disable).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Run as part of a cluster: every broker's `id=host:port` (this one
+    /// included), comma-separated, e.g. `1=127.0.0.1:9292,2=127.0.0.1:9392`.
+    /// Every broker gets the same list and its own `--node-id`.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
 }
 
 /// The broker configuration file.
@@ -47,6 +54,9 @@ struct FileConfig {
     /// Shortest consumer-group session timeout a member may ask for
     /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
     group_min_session_timeout_ms: Option<u64>,
+    /// Cluster members as `id=host:port` (default none: a single node).
+    #[serde(default)]
+    peers: Vec<String>,
     /// Defaults for new topics, as topic settings (`retention.ms = "3600000"`).
     #[serde(default)]
     topic_defaults: std::collections::BTreeMap<String, String>,
@@ -82,8 +92,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .set(key, value)
             .context("invalid [topic_defaults] entry")?;
     }
-    let broker =
-        Arc::new(Broker::open(config).with_context(|| format!("opening {}", data_dir.display()))?);
+    let peers = if args.peers.is_empty() {
+        file.peers
+    } else {
+        args.peers
+    };
+    let broker = if peers.is_empty() {
+        Arc::new(Broker::open(config).with_context(|| format!("opening {}", data_dir.display()))?)
+    } else {
+        let peers = parse_peers(&peers)?;
+        let node = u64::from(config.node_id);
+        if let Some(address) = peers.get(&node) {
+            config.advertised_address = address.clone();
+        }
+        let cluster = ClusterConfig::new(node, peers).context("invalid cluster configuration")?;
+        Broker::open_cluster(config, cluster)
+            .await
+            .with_context(|| format!("opening {} as cluster node {node}", data_dir.display()))?
+    };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -123,9 +149,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = stopped.wait_for(|s| *s).await;
     })
     .await?;
+    broker.leave_cluster().await?;
     broker.shutdown()?;
     eprintln!("spool broker stopped cleanly");
     Ok(())
+}
+
+/// Parses `id=host:port` entries.
+fn parse_peers(entries: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (id, address) = entry
+                .split_once('=')
+                .with_context(|| format!("peer `{entry}` is not `id=host:port`"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .with_context(|| format!("peer `{entry}`: `{id}` is not a node id"))?;
+            Ok((id, address.trim().to_string()))
+        })
+        .collect()
 }
 
 fn config_id(broker: &Broker) -> u32 {

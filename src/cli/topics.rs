@@ -13,6 +13,10 @@ pub enum Command {
         name: String,
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// Replicas per partition in a cluster (default: 3, or fewer when
+        /// the cluster has fewer brokers). A single node ignores it.
+        #[arg(long, default_value_t = 0)]
+        replication_factor: u32,
         /// A topic setting (repeatable); see docs/storage.md for the keys.
         #[arg(long = "config", value_parser = key_value)]
         configs: Vec<(String, String)>,
@@ -61,6 +65,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Create {
             name,
             partitions,
+            replication_factor,
             configs,
             connection,
         } => {
@@ -72,7 +77,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .client()
                 .await?
                 .admin()
-                .create_topic(&name, partitions, &pairs)
+                .create_replicated_topic(&name, partitions, replication_factor, &pairs)
                 .await?;
             println!("created topic {name} with {partitions} partition(s)");
         }

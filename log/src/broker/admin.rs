@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::topic::Topic;
 use super::Broker;
+use crate::cluster::MetadataCommand;
 use crate::config::{validate_partition_count, validate_topic_name, LogConfig};
 use crate::proto::{
     AlterConfigsRequest, AlterConfigsResponse, BrokerInfo, ConfigEntry, CreatePartitionsRequest,
@@ -14,25 +15,61 @@ use crate::proto::{
 use crate::{LogError, Result};
 
 impl Broker {
-    pub fn create_topics(&self, request: CreateTopicsRequest) -> CreateTopicsResponse {
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|new| {
-                let name = new.name.clone();
-                topic_result(name, self.create_topic(new, request.validate_only))
-            })
-            .collect();
+    pub async fn create_topics(&self, request: CreateTopicsRequest) -> CreateTopicsResponse {
+        let mut topics = Vec::new();
+        for new in request.topics {
+            let name = new.name.clone();
+            let outcome = match self.cluster.get() {
+                Some(_) => self.create_cluster_topic(new, request.validate_only).await,
+                None => self.create_topic(new, request.validate_only),
+            };
+            topics.push(topic_result(name, outcome));
+        }
         CreateTopicsResponse { topics }
     }
 
-    fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
-        validate_topic_name(&new.name)?;
-        validate_partition_count(new.partitions)?;
-        let mut config = self.config().topic_defaults.clone();
-        for entry in &new.configs {
-            config.set(&entry.key, &entry.value)?;
+    /// Creates a topic through the controller, which places its replicas.
+    async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
+        validate_new_topic(&new, &self.config().topic_defaults)?;
+        let cluster = self.cluster()?;
+        let image = cluster.controller.image();
+        if image.topics.contains_key(&new.name) {
+            return Err(LogError::TopicAlreadyExists(new.name));
         }
+        let factor = match new.replication_factor {
+            0 => (image.brokers.len() as u32).clamp(1, 3),
+            factor => factor,
+        };
+        if validate_only {
+            return crate::cluster::assign_replicas(
+                &image.brokers.keys().copied().collect::<Vec<_>>(),
+                new.partitions,
+                factor,
+                0,
+            )
+            .map(|_| ());
+        }
+        let pairs = new
+            .configs
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect();
+        cluster
+            .controller
+            .create_topic(
+                &new.name,
+                new.partitions,
+                factor,
+                pairs,
+                cluster.config.metadata_timeout,
+            )
+            .await?;
+        tracing::info!(topic = %new.name, partitions = new.partitions, factor, "created topic in the cluster");
+        Ok(())
+    }
+
+    fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
+        let config = validate_new_topic(&new, &self.config().topic_defaults)?;
         let mut topics = self.topics.write();
         if topics.contains_key(&new.name) {
             return Err(LogError::TopicAlreadyExists(new.name));
@@ -52,24 +89,31 @@ impl Broker {
         Ok(())
     }
 
-    pub fn delete_topics(&self, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
-        let topics = request
-            .names
-            .into_iter()
-            .map(|name| {
-                let outcome = self.delete_topic(&name);
-                topic_result(name, outcome)
-            })
-            .collect();
+    pub async fn delete_topics(&self, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let mut topics = Vec::new();
+        for name in request.names {
+            let outcome = match self.cluster.get() {
+                Some(cluster) => match refuse_internal(&name) {
+                    Ok(()) => {
+                        let command = MetadataCommand::DeleteTopic { name: name.clone() };
+                        let timeout = cluster.config.metadata_timeout;
+                        cluster
+                            .controller
+                            .propose(command, timeout)
+                            .await
+                            .map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                },
+                None => self.delete_topic(&name),
+            };
+            topics.push(topic_result(name, outcome));
+        }
         DeleteTopicsResponse { topics }
     }
 
     fn delete_topic(&self, name: &str) -> Result<()> {
-        if name.starts_with("__") {
-            return Err(LogError::InvalidRequest(format!(
-                "`{name}` is an internal topic and cannot be deleted"
-            )));
-        }
+        refuse_internal(name)?;
         // The name stays taken until the files are gone, so a create of
         // the same name cannot open the old directories.
         let mut topics = self.topics.write();
@@ -187,6 +231,9 @@ impl Broker {
     }
 
     pub fn metadata(&self, request: MetadataRequest) -> MetadataResponse {
+        if let Some(cluster) = self.cluster.get() {
+            return self.cluster_metadata(cluster, request);
+        }
         let names = if request.topics.is_empty() {
             self.topic_names()
         } else {
@@ -204,7 +251,7 @@ impl Broker {
                             partition: p.index,
                             leader: node_id,
                             log_start_offset: p.log.log_start_offset(),
-                            high_watermark: p.log.log_end_offset(),
+                            high_watermark: p.high_watermark(),
                             size_bytes: p.log.size_bytes(),
                         })
                         .collect(),
@@ -230,6 +277,27 @@ impl Broker {
             topics,
         }
     }
+}
+
+fn refuse_internal(name: &str) -> Result<()> {
+    if name.starts_with("__") {
+        return Err(LogError::InvalidRequest(format!(
+            "`{name}` is an internal topic and cannot be deleted"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a new topic's name, partition count and settings; returns its
+/// configuration over `defaults`.
+fn validate_new_topic(new: &NewTopic, defaults: &LogConfig) -> Result<LogConfig> {
+    validate_topic_name(&new.name)?;
+    validate_partition_count(new.partitions)?;
+    let mut config = defaults.clone();
+    for entry in &new.configs {
+        config.set(&entry.key, &entry.value)?;
+    }
+    Ok(config)
 }
 
 fn topic_result(name: String, outcome: Result<()>) -> TopicResult {

@@ -128,13 +128,15 @@ impl Broker {
         spec: i32,
         timestamp: i64,
     ) -> Result<(u64, bool)> {
-        let log = &self.partition(topic, partition)?.log;
+        let partition = self.partition(topic, partition)?;
+        let log = &partition.log;
+        let end = partition.high_watermark();
         match OffsetSpec::try_from(spec) {
             Ok(OffsetSpec::Earliest) => Ok((log.log_start_offset(), true)),
-            Ok(OffsetSpec::Latest) => Ok((log.log_end_offset(), true)),
+            Ok(OffsetSpec::Latest) => Ok((end, true)),
             Ok(OffsetSpec::Timestamp) => Ok(match log.offset_for_timestamp(timestamp)? {
-                Some(offset) => (offset, true),
-                None => (log.log_end_offset(), false),
+                Some(offset) if offset < end => (offset, true),
+                _ => (end, false),
             }),
             Err(_) => Err(LogError::InvalidRequest(format!(
                 "unknown offset spec {spec}"
@@ -188,7 +190,6 @@ fn read_one(
     max_bytes: usize,
 ) -> Result<FetchPartitionResult, (i32, String)> {
     let read = partition
-        .log
         .read(offset, max_bytes)
         .map_err(|e| e.to_string_with_code())?;
     Ok(FetchPartitionResult {
@@ -201,7 +202,7 @@ fn read_one(
 
 fn empty_result(partition: &Partition) -> FetchPartitionResult {
     FetchPartitionResult {
-        high_watermark: partition.log.log_end_offset(),
+        high_watermark: partition.high_watermark(),
         log_start_offset: partition.log.log_start_offset(),
         ..Default::default()
     }

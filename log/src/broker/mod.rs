@@ -9,6 +9,7 @@
 //! call the same methods.
 
 mod admin;
+mod cluster;
 mod fetch;
 pub mod groups;
 mod produce;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+pub use cluster::ClusterConfig;
 pub use groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 pub use topic::{Partition, Topic};
 
@@ -63,6 +65,8 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     manager: parking_lot::Mutex<Option<LogManager>>,
     groups: Arc<GroupCoordinator>,
+    /// Set once, when the broker runs as part of a cluster.
+    cluster: std::sync::OnceLock<cluster::ClusterState>,
 }
 
 impl Broker {
@@ -108,7 +112,55 @@ impl Broker {
             topics: RwLock::new(topics),
             manager: parking_lot::Mutex::new(Some(manager)),
             groups,
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Opens the broker as a member of a cluster: its local topics as
+    /// [`Broker::open`] does, then its member of the controller group and
+    /// the replicas the metadata places on it. Serve
+    /// [`Broker::raft_router`] beside the client service so peers reach it.
+    pub async fn open_cluster(config: BrokerConfig, cluster: ClusterConfig) -> Result<Arc<Broker>> {
+        let data_dir = config.data_dir.clone();
+        let broker = Arc::new(Broker::open(config)?);
+        let state = cluster::ClusterState::start(cluster, &data_dir).await?;
+        let images = state.controller.subscribe();
+        if broker.cluster.set(state).is_err() {
+            return Err(LogError::InvalidRequest(
+                "the broker joined a cluster twice".into(),
+            ));
+        }
+        tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
+        tokio::spawn(cluster::register_brokers(Arc::downgrade(&broker)));
+        Ok(broker)
+    }
+
+    /// This broker's node id in its cluster; `None` on a single node.
+    pub fn cluster_node(&self) -> Option<crate::replication::NodeId> {
+        self.cluster.get().map(|c| c.config.node_id)
+    }
+
+    /// Where Raft messages for this broker's groups go; `None` on a
+    /// single node.
+    pub fn raft_router(&self) -> Option<Arc<crate::replication::network::RaftRouter>> {
+        self.cluster.get().map(|c| Arc::clone(&c.router))
+    }
+
+    /// Stops every Raft group of this broker (a no-op on a single node).
+    /// Call before [`Broker::shutdown`].
+    pub async fn leave_cluster(&self) -> Result<()> {
+        let Some(cluster) = self.cluster.get() else {
+            return Ok(());
+        };
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        for topic in topics {
+            for partition in topic.partitions() {
+                if let Some(replica) = partition.replica() {
+                    replica.shutdown().await?;
+                }
+            }
+        }
+        cluster.controller.shutdown().await
     }
 
     /// The consumer group coordinator.
@@ -128,14 +180,28 @@ impl Broker {
         self.topics.read().keys().cloned().collect()
     }
 
-    /// The partition, or `UnknownTopicOrPartition`.
+    /// The partition, or `UnknownTopicOrPartition`. In a cluster, a
+    /// partition placed on other brokers is `NotLeader` naming its leader.
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        self.topic(topic)
-            .and_then(|t| t.partition(partition))
-            .ok_or_else(|| LogError::UnknownTopicOrPartition {
-                topic: topic.to_string(),
-                partition,
-            })
+        if let Some(found) = self.topic(topic).and_then(|t| t.partition(partition)) {
+            return Ok(found);
+        }
+        if let Some(cluster) = self.cluster.get() {
+            let image = cluster.controller.image();
+            if let Some(replicas) = image
+                .topics
+                .get(topic)
+                .and_then(|t| t.replicas.get(partition as usize))
+            {
+                return Err(LogError::NotLeader {
+                    leader: cluster.leader_of(topic, partition, replicas),
+                });
+            }
+        }
+        Err(LogError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition,
+        })
     }
 
     fn register_logs(&self, topic: &Topic) {

@@ -1,6 +1,7 @@
 //! Produce: append each partition's batches, then acknowledge per `acks`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -8,6 +9,7 @@ use super::{Broker, Partition};
 use crate::proto::{
     Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
+use crate::record::BatchIter;
 use crate::{LogError, Result};
 
 impl Broker {
@@ -49,8 +51,25 @@ impl Broker {
                 (topic, index, records, partition)
             })
             .collect();
-        let appended = tokio::task::spawn_blocking(move || {
-            resolved
+        // Replicated partitions go through Raft (async, answered once
+        // committed); the others are appended locally.
+        let (replicated, local): (Vec<_>, Vec<_>) = resolved
+            .into_iter()
+            .partition(|(_, _, _, p)| matches!(p, Ok(p) if p.replica().is_some()));
+        let timeout = produce_timeout(request.timeout_ms);
+        let committed = futures::future::join_all(replicated.into_iter().map(
+            |(topic, index, records, partition)| async move {
+                let outcome = match partition {
+                    Ok(p) => append_replicated(&p, records, timeout)
+                        .await
+                        .map(|base| (p, base)),
+                    Err(e) => Err(e),
+                };
+                (topic, index, outcome)
+            },
+        ));
+        let appended_locally = tokio::task::spawn_blocking(move || {
+            local
                 .into_iter()
                 .map(|(topic, index, records, partition)| {
                     let outcome =
@@ -58,16 +77,18 @@ impl Broker {
                     (topic, index, outcome)
                 })
                 .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+        });
+        let (committed, appended_locally) = futures::join!(committed, appended_locally);
+        let mut appended = appended_locally.unwrap_or_default();
+        appended.extend(committed);
         let mut to_sync: Vec<Arc<Partition>> = Vec::new();
         let mut topics: Vec<ProduceTopicResult> = Vec::new();
         for (topic, index, outcome) in appended {
             let result = match outcome {
                 Ok((partition, base_offset)) => {
                     let log_start_offset = partition.log.log_start_offset();
-                    if acks == Acks::All && !to_sync.iter().any(|p| Arc::ptr_eq(p, &partition)) {
+                    let needs_sync = acks == Acks::All && partition.replica().is_none();
+                    if needs_sync && !to_sync.iter().any(|p| Arc::ptr_eq(p, &partition)) {
                         to_sync.push(partition);
                     }
                     ProducePartitionResult {
@@ -110,6 +131,39 @@ fn append(partition: &Partition, records: &[u8]) -> Result<u64> {
     let info = partition.log.append(&mut batches, 0)?;
     partition.notify_appended();
     Ok(info.base_offset)
+}
+
+/// How long a replicated produce waits for its commit when the request
+/// names no timeout: Kafka's `request.timeout.ms` default.
+const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn produce_timeout(timeout_ms: u32) -> Duration {
+    match timeout_ms {
+        0 => DEFAULT_PRODUCE_TIMEOUT,
+        ms => Duration::from_millis(ms.into()),
+    }
+}
+
+/// Proposes each batch of a replicated partition as one Raft entry and
+/// waits until all are committed, whatever `acks` asked: a replicated
+/// partition acknowledges only what a majority holds on disk.
+async fn append_replicated(
+    partition: &Partition,
+    records: Bytes,
+    timeout: Duration,
+) -> Result<u64> {
+    let replica = partition
+        .replica()
+        .expect("only replicated partitions come here");
+    partition.log.validate_producer_batches(&records)?;
+    let mut batches = Vec::new();
+    let mut position = 0usize;
+    for batch in BatchIter::new(&records) {
+        let size = batch?.size();
+        batches.push(records.slice(position..position + size));
+        position += size;
+    }
+    Ok(replica.append_batches(batches, timeout).await?.base_offset)
 }
 
 /// Syncs each partition on the blocking pool; returns the ones that failed.

@@ -18,15 +18,19 @@ use tokio::sync::watch;
 
 use crate::config::LogConfig;
 use crate::error::IoContext;
-use crate::storage::{PartitionLog, SystemClock};
+use crate::replication::PartitionReplica;
+use crate::storage::{LogRead, PartitionLog, SystemClock};
 use crate::Result;
 
 /// One partition: its log, and a watch that fetches wait on for new data.
+/// In a cluster the partition is also a Raft replica: writes go through
+/// it and readers see only what it has committed.
 pub struct Partition {
     pub topic: String,
     pub index: u32,
     pub log: Arc<PartitionLog>,
     log_end: watch::Sender<u64>,
+    replica: Option<Arc<PartitionReplica>>,
 }
 
 impl Partition {
@@ -43,7 +47,43 @@ impl Partition {
             index,
             log,
             log_end,
+            replica: None,
         })
+    }
+
+    /// A partition whose writes go through `replica`'s Raft group.
+    pub(crate) fn replicated(topic: &str, index: u32, replica: Arc<PartitionReplica>) -> Partition {
+        let log = Arc::clone(replica.log());
+        let (log_end, _) = watch::channel(log.log_end_offset());
+        Partition {
+            topic: topic.to_string(),
+            index,
+            log,
+            log_end,
+            replica: Some(replica),
+        }
+    }
+
+    /// The Raft replica, in a cluster.
+    pub fn replica(&self) -> Option<&Arc<PartitionReplica>> {
+        self.replica.as_ref()
+    }
+
+    /// Whole batches from `offset` that readers may see: everything in the
+    /// log on a single node, only committed batches in a cluster.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<LogRead> {
+        match &self.replica {
+            Some(replica) => replica.read_committed(offset, max_bytes),
+            None => self.log.read(offset, max_bytes),
+        }
+    }
+
+    /// The offset after the last record readers may see.
+    pub fn high_watermark(&self) -> u64 {
+        match &self.replica {
+            Some(replica) => replica.high_watermark(),
+            None => self.log.log_end_offset(),
+        }
     }
 
     /// The name the log manager knows this partition by.
@@ -56,9 +96,12 @@ impl Partition {
         self.log_end.send_replace(self.log.log_end_offset());
     }
 
-    /// A receiver that changes whenever the log grows.
+    /// A receiver that changes whenever the high watermark moves.
     pub fn watch_end(&self) -> watch::Receiver<u64> {
-        self.log_end.subscribe()
+        match &self.replica {
+            Some(replica) => replica.subscribe_high_watermark(),
+            None => self.log_end.subscribe(),
+        }
     }
 }
 
@@ -78,8 +121,31 @@ impl Topic {
         self.partitions.read().clone()
     }
 
+    /// Partition `index`, if this broker holds it (in a cluster a broker
+    /// holds only the partitions placed on it; partitions stay sorted).
     pub fn partition(&self, index: u32) -> Option<Arc<Partition>> {
-        self.partitions.read().get(index as usize).cloned()
+        let partitions = self.partitions.read();
+        let position = partitions.binary_search_by_key(&index, |p| p.index).ok()?;
+        Some(Arc::clone(&partitions[position]))
+    }
+
+    /// A topic of a cluster, with no partition yet: the broker adds the
+    /// replicas placed on it. Its metadata lives in the controller's log,
+    /// so it has no file under `topics/`.
+    pub(crate) fn in_cluster(name: &str, config: LogConfig) -> Topic {
+        Topic {
+            name: name.to_string(),
+            config: RwLock::new(config),
+            partitions: RwLock::default(),
+        }
+    }
+
+    pub(crate) fn add_partition(&self, partition: Arc<Partition>) {
+        let mut partitions = self.partitions.write();
+        let position = partitions
+            .binary_search_by_key(&partition.index, |p| p.index)
+            .unwrap_or_else(|insert_at| insert_at);
+        partitions.insert(position, partition);
     }
 
     pub fn partition_count(&self) -> u32 {

@@ -41,10 +41,24 @@ impl Admin {
         partitions: u32,
         configs: &[(&str, &str)],
     ) -> Result<()> {
+        self.create_replicated_topic(name, partitions, 0, configs)
+            .await
+    }
+
+    /// [`Admin::create_topic`] with `replication_factor` replicas per
+    /// partition in a cluster (0: min(3, brokers); a single node ignores it).
+    pub async fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let topic = NewTopic {
             name: name.to_string(),
             partitions,
             configs: entries(configs),
+            replication_factor,
         };
         let response = self
             .client

@@ -110,31 +110,61 @@ impl PartitionReplica {
     /// commit came within `timeout` (a leader cut off from its majority):
     /// such a batch may still commit later, as in Kafka.
     pub async fn append(&self, batch: Vec<u8>, timeout: Duration) -> Result<CommittedBatch> {
-        let write = self.raft.client_write(BatchPayload(Bytes::from(batch)));
-        let reply = match tokio::time::timeout(timeout, write).await {
-            Ok(reply) => reply,
-            Err(_) => {
-                return Err(LogError::Timeout(format!(
-                    "group {} on node {}: no commit within {timeout:?}",
-                    self.group, self.node
-                )))
+        self.append_batches(vec![Bytes::from(batch)], timeout).await
+    }
+
+    /// [`PartitionReplica::append`] for several batches, one Raft entry
+    /// each, proposed in order without waiting in between (openraft
+    /// batches them into few appends and replication rounds). Answers with
+    /// the offsets of all of them once the last is committed; fails if any
+    /// fails (earlier ones may then be committed).
+    pub async fn append_batches(
+        &self,
+        batches: Vec<Bytes>,
+        timeout: Duration,
+    ) -> Result<CommittedBatch> {
+        let write = async {
+            let mut pending = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let receiver = self
+                    .raft
+                    .client_write_ff(BatchPayload(batch))
+                    .await
+                    .map_err(|e| self.replication_error(e))?;
+                pending.push(receiver);
             }
+            let mut offsets: Option<CommittedBatch> = None;
+            for receiver in pending {
+                let response = match receiver.await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                        return Err(LogError::NotLeader {
+                            leader: forward.leader_id,
+                        })
+                    }
+                    Ok(Err(e)) => return Err(self.replication_error(e)),
+                    Err(_) => {
+                        return Err(self.replication_error("the group stopped before answering"))
+                    }
+                };
+                let (base_offset, next_offset) = response.data.offsets.ok_or_else(|| {
+                    LogError::Replication("a data entry was applied without offsets".into())
+                })?;
+                let first = offsets.map_or(base_offset, |o| o.base_offset);
+                offsets = Some(CommittedBatch {
+                    base_offset: first,
+                    next_offset,
+                });
+            }
+            offsets.ok_or_else(|| LogError::InvalidRequest("no batches to append".into()))
         };
-        let response = reply.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-                LogError::NotLeader {
-                    leader: forward.leader_id,
-                }
-            }
-            other => self.replication_error(other),
-        })?;
-        let (base_offset, next_offset) = response.data.offsets.ok_or_else(|| {
-            LogError::Replication("a data entry was applied without offsets".into())
-        })?;
-        Ok(CommittedBatch {
-            base_offset,
-            next_offset,
-        })
+        match tokio::time::timeout(timeout, write).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(LogError::Timeout(format!(
+                "group {} on node {}: no commit within {timeout:?}",
+                self.group, self.node
+            ))),
+        }
     }
 
     /// Whole batches from `offset` on, only those below the high

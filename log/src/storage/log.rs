@@ -145,6 +145,14 @@ impl PartitionLog {
         self.append_checked(batches, term, MetaBatches::Allowed)
     }
 
+    /// Checks producer batches as [`PartitionLog::append`] would, without
+    /// appending: a replicated partition validates before proposing, since
+    /// a Raft entry its log storage refused would stop the group.
+    pub fn validate_producer_batches(&self, batches: &[u8]) -> Result<()> {
+        let config = self.config.read().clone();
+        validate_for_append(batches, &config, MetaBatches::Refused).map(|_| ())
+    }
+
     fn append_checked(
         &self,
         batches: &mut [u8],

@@ -116,6 +116,7 @@ impl Cluster {
     pub fn client(&self) -> ClusterClient {
         ClusterClient {
             running: Arc::clone(&self.running),
+            last_leader: Arc::default(),
         }
     }
 
@@ -175,6 +176,9 @@ impl Cluster {
 #[derive(Clone)]
 pub struct ClusterClient {
     running: Running,
+    /// Where the last write succeeded: a client keeps writing there until
+    /// told otherwise, rather than asking a node that may be cut off.
+    last_leader: Arc<Mutex<Option<NodeId>>>,
 }
 
 impl ClusterClient {
@@ -194,10 +198,11 @@ impl ClusterClient {
         timeout: Duration,
     ) -> Result<CommittedBatch, LogError> {
         let deadline = Instant::now() + timeout;
-        let mut target = self
-            .running_nodes()
-            .into_iter()
-            .find_map(|n| self.replica(n)?.leader());
+        let mut target = self.last_leader.lock().or_else(|| {
+            self.running_nodes()
+                .into_iter()
+                .find_map(|n| self.replica(n)?.leader())
+        });
         loop {
             let node = target
                 .filter(|n| self.running.read().contains_key(n))
@@ -211,14 +216,24 @@ impl ClusterClient {
                 .append(value_batch(value), left.min(Duration::from_secs(2)))
                 .await;
             match result {
-                Ok(batch) => return Ok(batch),
+                Ok(batch) => {
+                    *self.last_leader.lock() = Some(node);
+                    return Ok(batch);
+                }
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(LogError::NotLeader { leader }) => {
                     target = leader;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                // A leader cut off from its majority times out and may still
+                // believe it leads: try the next node, as a client would.
                 Err(_) => {
-                    target = None;
+                    let nodes = self.running_nodes();
+                    target = nodes
+                        .iter()
+                        .copied()
+                        .find(|&n| n > node)
+                        .or(nodes.first().copied());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }

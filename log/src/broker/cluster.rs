@@ -1,0 +1,402 @@
+//! A broker in a cluster: its member of the controller group, the Raft
+//! replicas of the partitions placed on it, and the tasks that keep those
+//! in step with the cluster's metadata.
+//!
+//! - The controller's image says which partitions this broker holds; the
+//!   reconciler starts a [`PartitionReplica`] for each (and stops those of
+//!   deleted topics) whenever the image changes.
+//! - The controller's leader registers every configured broker that the
+//!   metadata does not know yet.
+//! - A partition's preferred leader (its first replica) initializes the
+//!   group at once, so leaders start spread as placement spread them; the
+//!   other replicas initialize only if the group is still uninitialized a
+//!   few election timeouts later (the preferred leader may be down).
+//!
+//! Replicated data lives under `<data_dir>/cluster/`: the metadata log in
+//! `__cluster_metadata-0`, partitions in `<topic>-<partition>`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use super::topic::Partition;
+use super::{Broker, Topic};
+use crate::cluster::{ClusterImage, Controller, MetadataCommand, TopicAssignment, METADATA_GROUP};
+use crate::config::LogConfig;
+use crate::proto::{
+    BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+};
+use crate::replication::grpc::GrpcTransport;
+use crate::replication::network::{RaftRouter, RaftTransport};
+use crate::replication::{partition_raft_config, NodeId, PartitionReplica};
+use crate::storage::{PartitionLog, SystemClock};
+use crate::{LogError, Result};
+
+/// How a broker joins a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This broker's id; unique in the cluster.
+    pub node_id: NodeId,
+    /// Every broker of the cluster, this one included, with the address
+    /// of its gRPC listener (clients and Raft peers use the same port).
+    /// All of them are voters of the controller group, so an odd count of
+    /// three or five is what a production cluster wants.
+    pub peers: BTreeMap<NodeId, String>,
+    /// openraft settings for every group (see [`partition_raft_config`]).
+    pub raft: Arc<openraft::Config>,
+    /// How long an admin request waits for the controller (Kafka's
+    /// `request.timeout.ms` default, 30 s).
+    pub metadata_timeout: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(node_id: NodeId, peers: BTreeMap<NodeId, String>) -> Result<ClusterConfig> {
+        if !peers.contains_key(&node_id) {
+            return Err(LogError::InvalidConfig {
+                key: "peers".into(),
+                value: format!("{peers:?}"),
+                reason: format!("must include this broker's own id {node_id}"),
+            });
+        }
+        Ok(ClusterConfig {
+            node_id,
+            peers,
+            raft: partition_raft_config("spool")?,
+            metadata_timeout: Duration::from_secs(30),
+        })
+    }
+}
+
+/// The cluster side of a broker.
+pub(crate) struct ClusterState {
+    pub config: ClusterConfig,
+    pub controller: Controller,
+    pub router: Arc<RaftRouter>,
+    transport: Arc<dyn RaftTransport>,
+    dir: PathBuf,
+    /// The replicas this broker runs, by group id.
+    replicas: RwLock<BTreeMap<String, Arc<PartitionReplica>>>,
+}
+
+fn group_id(topic: &str, partition: u32) -> String {
+    format!("{topic}-{partition}")
+}
+
+impl ClusterState {
+    /// Starts this broker's controller member; the caller wires the router
+    /// into its gRPC server.
+    pub async fn start(config: ClusterConfig, data_dir: &std::path::Path) -> Result<ClusterState> {
+        let node = config.node_id;
+        let dir = data_dir.join("cluster");
+        let others: std::collections::HashMap<NodeId, String> = config
+            .peers
+            .iter()
+            .filter(|(&n, _)| n != node)
+            .map(|(&n, a)| (n, a.clone()))
+            .collect();
+        let transport: Arc<dyn RaftTransport> = Arc::new(GrpcTransport::new(node, &others)?);
+        let metadata_log = open_log(&dir, METADATA_GROUP, 0, LogConfig::default())?;
+        let voters: Vec<NodeId> = config.peers.keys().copied().collect();
+        let controller = Controller::start(
+            node,
+            metadata_log,
+            Arc::clone(&transport),
+            Arc::clone(&config.raft),
+            &voters,
+        )
+        .await?;
+        let router = Arc::new(RaftRouter::default());
+        router.register(METADATA_GROUP, controller.replica().raft().clone());
+        Ok(ClusterState {
+            config,
+            controller,
+            router,
+            transport,
+            dir,
+            replicas: RwLock::default(),
+        })
+    }
+
+    pub fn replica(&self, topic: &str, partition: u32) -> Option<Arc<PartitionReplica>> {
+        self.replicas
+            .read()
+            .get(&group_id(topic, partition))
+            .cloned()
+    }
+
+    /// The leader of a partition as this broker knows it: its replica's
+    /// view when it holds one, else the preferred leader.
+    pub fn leader_of(&self, topic: &str, partition: u32, replicas: &[NodeId]) -> Option<NodeId> {
+        match self.replica(topic, partition) {
+            Some(replica) => replica.leader(),
+            None => replicas.first().copied(),
+        }
+    }
+
+    async fn start_replica(
+        &self,
+        topic: &str,
+        index: u32,
+        assignment: &TopicAssignment,
+        config: &LogConfig,
+    ) -> Result<Arc<PartitionReplica>> {
+        let node = self.config.node_id;
+        let group = group_id(topic, index);
+        let log = open_log(&self.dir, topic, index, config.clone())?;
+        let replica = Arc::new(
+            PartitionReplica::start(
+                node,
+                group.as_str(),
+                log,
+                Arc::clone(&self.transport),
+                Arc::clone(&self.config.raft),
+            )
+            .await?,
+        );
+        self.router.register(group.as_str(), replica.raft().clone());
+        self.replicas.write().insert(group, Arc::clone(&replica));
+        let voters = assignment.replicas[index as usize].clone();
+        if voters.first() == Some(&node) {
+            replica.initialize(&voters).await?;
+        } else {
+            let delay = Duration::from_millis(self.config.raft.election_timeout_max * 3);
+            let late = Arc::clone(&replica);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(false) = late.raft().is_initialized().await {
+                    if let Err(e) = late.initialize(&voters).await {
+                        tracing::warn!(error = %e, "initializing a partition group failed");
+                    }
+                }
+            });
+        }
+        Ok(replica)
+    }
+
+    async fn stop_replica(&self, group: &str) -> Result<()> {
+        let replica = self.replicas.write().remove(group);
+        self.router.unregister(group);
+        if let Some(replica) = replica {
+            replica.shutdown().await?;
+            replica.log().mark_deleted();
+            let dir = replica.log().dir().to_path_buf();
+            std::fs::remove_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn open_log(
+    dir: &std::path::Path,
+    topic: &str,
+    index: u32,
+    config: LogConfig,
+) -> Result<Arc<PartitionLog>> {
+    let path = dir.join(group_id(topic, index));
+    Ok(Arc::new(PartitionLog::open(
+        path,
+        config,
+        Arc::new(SystemClock),
+    )?))
+}
+
+/// A topic's settings: the broker's defaults with the topic's own on top.
+pub(crate) fn topic_config(defaults: &LogConfig, pairs: &[(String, String)]) -> Result<LogConfig> {
+    let mut config = defaults.clone();
+    for (key, value) in pairs {
+        config.set(key, value)?;
+    }
+    Ok(config)
+}
+
+impl Broker {
+    /// Brings the partitions this broker holds in line with `image`.
+    async fn apply_image(&self, image: &ClusterImage) -> Result<()> {
+        let cluster = self.cluster()?;
+        let node = cluster.config.node_id;
+        for (name, assignment) in &image.topics {
+            let config = topic_config(&self.config().topic_defaults, &assignment.config)?;
+            for (index, replicas) in assignment.replicas.iter().enumerate() {
+                let index = index as u32;
+                if !replicas.contains(&node) || cluster.replica(name, index).is_some() {
+                    continue;
+                }
+                let replica = cluster
+                    .start_replica(name, index, assignment, &config)
+                    .await?;
+                let topic = Arc::clone(
+                    self.topics
+                        .write()
+                        .entry(name.clone())
+                        .or_insert_with(|| Arc::new(Topic::in_cluster(name, config.clone()))),
+                );
+                topic.add_partition(Arc::new(Partition::replicated(name, index, replica)));
+                tracing::info!(topic = %name, partition = index, "started replica");
+            }
+        }
+        let gone: Vec<String> = self
+            .topics
+            .read()
+            .keys()
+            .filter(|name| !image.topics.contains_key(*name))
+            .filter(|name| {
+                self.topic(name)
+                    .is_some_and(|t| t.partitions().iter().all(|p| p.replica().is_some()))
+            })
+            .cloned()
+            .collect();
+        for name in gone {
+            let removed = self.topics.write().remove(&name);
+            if let Some(topic) = removed {
+                for partition in topic.partitions() {
+                    cluster
+                        .stop_replica(&group_id(&name, partition.index))
+                        .await?;
+                }
+                tracing::info!(topic = %name, "stopped the replicas of a deleted topic");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cluster(&self) -> Result<&ClusterState> {
+        self.cluster
+            .get()
+            .ok_or_else(|| LogError::InvalidRequest("this broker is not part of a cluster".into()))
+    }
+}
+
+impl Broker {
+    /// Metadata from the cluster's image: every registered broker, and for
+    /// each partition the leader as this broker knows it (0 when unknown;
+    /// node ids start at 1) and, where it holds a replica, its offsets.
+    pub(crate) fn cluster_metadata(
+        &self,
+        cluster: &ClusterState,
+        request: MetadataRequest,
+    ) -> MetadataResponse {
+        let image = cluster.controller.image();
+        let names: Vec<String> = if request.topics.is_empty() {
+            image.topics.keys().cloned().collect()
+        } else {
+            request.topics
+        };
+        let topics = names
+            .into_iter()
+            .map(|name| match image.topics.get(&name) {
+                Some(assignment) => TopicMetadata {
+                    partitions: (0..assignment.replicas.len() as u32)
+                        .map(|index| self.partition_metadata(cluster, &name, index, assignment))
+                        .collect(),
+                    name,
+                    ..Default::default()
+                },
+                None => {
+                    let e = LogError::UnknownTopic(name.clone());
+                    TopicMetadata {
+                        name,
+                        error: e.code() as i32,
+                        message: e.to_string(),
+                        partitions: vec![],
+                    }
+                }
+            })
+            .collect();
+        let brokers = image
+            .brokers
+            .iter()
+            .map(|(&node, address)| BrokerInfo {
+                node_id: node as u32,
+                address: address.clone(),
+            })
+            .collect();
+        MetadataResponse { brokers, topics }
+    }
+
+    fn partition_metadata(
+        &self,
+        cluster: &ClusterState,
+        topic: &str,
+        index: u32,
+        assignment: &TopicAssignment,
+    ) -> PartitionMetadata {
+        let replicas = &assignment.replicas[index as usize];
+        let leader = cluster.leader_of(topic, index, replicas).unwrap_or(0) as u32;
+        match self.topic(topic).and_then(|t| t.partition(index)) {
+            Some(p) => PartitionMetadata {
+                partition: index,
+                leader,
+                log_start_offset: p.log.log_start_offset(),
+                high_watermark: p.high_watermark(),
+                size_bytes: p.log.size_bytes(),
+            },
+            None => PartitionMetadata {
+                partition: index,
+                leader,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Keeps the broker's replicas in line with the metadata, until the
+/// broker is dropped.
+pub(crate) async fn reconcile(
+    broker: Weak<Broker>,
+    mut images: watch::Receiver<Arc<ClusterImage>>,
+) {
+    loop {
+        let image = Arc::clone(&images.borrow_and_update());
+        let Some(strong) = broker.upgrade() else {
+            return;
+        };
+        if let Err(e) = strong.apply_image(&image).await {
+            tracing::error!(error = %e, "cannot apply cluster metadata; retrying");
+            drop(strong);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        drop(strong);
+        if images.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the controller's leader, registers every configured broker the
+/// metadata lacks (or knows at another address), once a second.
+pub(crate) async fn register_brokers(broker: Weak<Broker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(strong) = broker.upgrade() else {
+            return;
+        };
+        let Ok(cluster) = strong.cluster() else {
+            return;
+        };
+        let controller = &cluster.controller;
+        if controller.leader() != Some(cluster.config.node_id) {
+            continue;
+        }
+        let image = controller.image();
+        for (&node, address) in &cluster.config.peers {
+            if image.brokers.get(&node) == Some(address) {
+                continue;
+            }
+            let command = MetadataCommand::RegisterBroker {
+                node,
+                address: address.clone(),
+            };
+            if let Err(e) = controller
+                .propose(command, cluster.config.metadata_timeout)
+                .await
+            {
+                tracing::warn!(error = %e, node, "registering a broker failed; will retry");
+            }
+        }
+    }
+}

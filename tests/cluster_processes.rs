@@ -1,0 +1,245 @@
+//! A cluster of real `spool broker` processes on loopback sockets: a topic
+//! replicated on three brokers, records acknowledged with acks=all, the
+//! partition leader killed with SIGKILL mid-stream, writes going on at the
+//! new leader, and the killed broker restarted and caught up. Every
+//! acknowledged record must be on every broker at its offset.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::BrokerProcess;
+use spool_log::client::Client;
+use spool_log::proto::{
+    Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ProducePartition, ProduceRequest,
+    ProduceTopic,
+};
+use spool_log::record::{BatchBuilder, BatchIter, Compression};
+use tempfile::TempDir;
+
+const TOPIC: &str = "events";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    peers: String,
+    addresses: BTreeMap<u64, String>,
+    dirs: BTreeMap<u64, TempDir>,
+    running: BTreeMap<u64, BrokerProcess>,
+}
+
+impl Cluster {
+    fn start(nodes: &[u64]) -> Cluster {
+        let addresses: BTreeMap<u64, String> = nodes.iter().map(|&n| (n, free_address())).collect();
+        let peers = addresses
+            .iter()
+            .map(|(n, a)| format!("{n}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            peers,
+            addresses,
+            dirs: nodes
+                .iter()
+                .map(|&n| (n, tempfile::tempdir().unwrap()))
+                .collect(),
+            running: BTreeMap::new(),
+        };
+        for &node in nodes {
+            cluster.start_broker(node);
+        }
+        cluster
+    }
+
+    fn start_broker(&mut self, node: u64) {
+        let node_arg = node.to_string();
+        let dir = self.dirs[&node].path().to_str().unwrap().to_string();
+        let broker = BrokerProcess::start(&[
+            "--node-id",
+            &node_arg,
+            "--data-dir",
+            &dir,
+            "--listen",
+            &self.addresses[&node],
+            "--peers",
+            &self.peers,
+            "--metrics-listen",
+            "off",
+        ]);
+        self.running.insert(node, broker);
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self, node: u64) {
+        drop(self.running.remove(&node));
+    }
+
+    async fn client(&self, node: u64) -> Client {
+        Client::connect(&self.addresses[&node]).await.unwrap()
+    }
+}
+
+/// A loopback address no one listens on right now.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Tries every running broker until one (the controller's leader, once
+/// every broker is registered) creates the topic.
+async fn create_topic(cluster: &Cluster) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for &node in cluster.running.keys() {
+            let admin = cluster.client(node).await.admin();
+            match admin.create_replicated_topic(TOPIC, 1, 3, &[]).await {
+                Ok(()) => return,
+                Err(e) => assert!(Instant::now() < deadline, "topic never created: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The partition's leader as a running broker reports it.
+async fn leader(cluster: &Cluster) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for &node in cluster.running.keys() {
+            if let Ok(meta) = cluster.client(node).await.topic_metadata(TOPIC).await {
+                let leader = u64::from(meta.partitions[0].leader);
+                if cluster.running.contains_key(&leader) {
+                    return leader;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no running leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn batch(value: &str) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None);
+    builder.push(1_000, None, Some(value.as_bytes()), &[]);
+    builder.build()
+}
+
+/// Produces `value` with acks=all at the leader, following not-leader
+/// answers; returns its offset.
+async fn produce(cluster: &Cluster, value: &str) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let node = leader(cluster).await;
+        let request = ProduceRequest {
+            acks: Acks::All as i32,
+            timeout_ms: 5_000,
+            topics: vec![ProduceTopic {
+                name: TOPIC.into(),
+                partitions: vec![ProducePartition {
+                    partition: 0,
+                    records: batch(value).into(),
+                }],
+            }],
+        };
+        let outcome = cluster.client(node).await.produce(request).await;
+        if let Ok(response) = &outcome {
+            let result = &response.topics[0].partitions[0];
+            if result.error == ErrorCode::None as i32 {
+                return result.base_offset;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{value}` never acknowledged: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every committed record `node` serves, as (offset, value), or the error
+/// of a broker not serving the partition yet (a restarted one catching up).
+async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>, String> {
+    let client = cluster.client(node).await;
+    let mut records = Vec::new();
+    let mut offset = 0;
+    loop {
+        let request = FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                name: TOPIC.into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    offset,
+                    max_bytes: 1 << 20,
+                }],
+            }],
+        };
+        let response = client.fetch(request).await.map_err(|e| e.to_string())?;
+        let result = &response.topics[0].partitions[0];
+        if result.error != ErrorCode::None as i32 {
+            return Err(result.message.clone());
+        }
+        if result.records.is_empty() {
+            return Ok(records);
+        }
+        for batch in BatchIter::new(&result.records) {
+            for record in batch.unwrap().records().unwrap().iter() {
+                let record = record.unwrap();
+                let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+                records.push((record.offset, value));
+                offset = record.offset + 1;
+            }
+        }
+    }
+}
+
+/// Waits until `node` serves at least `count` committed records.
+async fn wait_for_records(cluster: &Cluster, node: u64, count: usize) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let read = read_all(cluster, node).await;
+        match read {
+            Ok(records) if records.len() >= count => return records,
+            _ => assert!(
+                Instant::now() < deadline,
+                "node {node} never served {count} records: {read:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_loses_no_acknowledged_record_and_rejoins() {
+    let mut cluster = Cluster::start(&[1, 2, 3]);
+    create_topic(&cluster).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        let value = format!("before-{i}");
+        acknowledged.push((produce(&cluster, &value).await, value));
+    }
+    let killed = leader(&cluster).await;
+    cluster.kill(killed);
+    for i in 0..20 {
+        let value = format!("after-{i}");
+        acknowledged.push((produce(&cluster, &value).await, value));
+    }
+    assert_ne!(leader(&cluster).await, killed, "a surviving broker leads");
+    cluster.start_broker(killed);
+    for node in [1, 2, 3] {
+        let records = wait_for_records(&cluster, node, acknowledged.len()).await;
+        assert_eq!(
+            records, acknowledged,
+            "node {node} holds every acknowledged record, in order"
+        );
+    }
+    let metadata = cluster
+        .client(1)
+        .await
+        .metadata(Default::default())
+        .await
+        .unwrap();
+    assert_eq!(metadata.brokers.len(), 3, "{metadata:?}");
+}
