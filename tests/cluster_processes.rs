@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::BrokerProcess;
-use spool_log::client::Client;
+use spool_log::client::{
+    Client, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
 use spool_log::proto::{
     Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ProducePartition, ProduceRequest,
     ProduceTopic,
@@ -242,4 +244,113 @@ async fn a_killed_leader_loses_no_acknowledged_record_and_rejoins() {
         .await
         .unwrap();
     assert_eq!(metadata.brokers.len(), 3, "{metadata:?}");
+}
+
+/// Creates `topic` through one bootstrap broker, retrying while the
+/// cluster is still registering its brokers.
+async fn create_through(client: &Client, topic: &str, partitions: u32, factor: u32) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match client
+            .admin()
+            .create_replicated_topic(topic, partitions, factor, &[])
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "topic never created: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends `values` with acks=all and returns where each landed.
+async fn send_all(producer: &Producer, values: &[String]) -> BTreeMap<(u32, u64), String> {
+    let mut waiting = Vec::new();
+    for value in values {
+        let record = ProducerRecord::new("orders", value.clone().into_bytes())
+            .key(value.clone().into_bytes());
+        waiting.push((value.clone(), producer.send(record).await.unwrap()));
+    }
+    let mut landed = BTreeMap::new();
+    for (value, ack) in waiting {
+        let metadata = ack
+            .await
+            .unwrap_or_else(|e| panic!("`{value}` was not acknowledged: {e}"));
+        landed.insert((metadata.partition, metadata.offset.unwrap()), value);
+    }
+    landed
+}
+
+/// Reads every partition of `orders` from the beginning until `count`
+/// records arrived.
+async fn consume_all(
+    client: &Client,
+    partitions: u32,
+    count: usize,
+) -> BTreeMap<(u32, u64), String> {
+    let mut consumer = client.consumer(ConsumerConfig::default());
+    consumer.assign((0..partitions).map(|p| TopicPartition::new("orders", p)));
+    for p in 0..partitions {
+        consumer
+            .seek_to_beginning(&TopicPartition::new("orders", p))
+            .unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = BTreeMap::new();
+    while seen.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {count}",
+            seen.len()
+        );
+        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            seen.insert((record.partition, record.offset), value);
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_and_consumers_follow_partition_leaders_through_one_broker() {
+    let mut cluster = Cluster::start(&[1, 2, 3]);
+    let client = cluster.client(3).await;
+    create_through(&client, "orders", 3, 3).await;
+    let config = ProducerConfig {
+        acks: Acks::All,
+        retries: 50,
+        retry_backoff: Duration::from_millis(200),
+        ..ProducerConfig::default()
+    };
+    let producer = client.producer(config);
+    let first: Vec<String> = (0..150).map(|i| format!("first-{i}")).collect();
+    let mut acknowledged = send_all(&producer, &first).await;
+    let partitions: BTreeMap<u32, usize> =
+        acknowledged.keys().fold(BTreeMap::new(), |mut m, (p, _)| {
+            *m.entry(*p).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        partitions.len(),
+        3,
+        "keys spread over every partition: {partitions:?}"
+    );
+
+    // Kill a broker other than the bootstrap one that leads a partition.
+    let meta = client.topic_metadata("orders").await.unwrap();
+    let victim = meta
+        .partitions
+        .iter()
+        .map(|p| u64::from(p.leader))
+        .find(|&leader| leader != 3)
+        .expect("brokers 1 and 2 lead a partition between them");
+    cluster.kill(victim);
+    let second: Vec<String> = (0..150).map(|i| format!("second-{i}")).collect();
+    acknowledged.extend(send_all(&producer, &second).await);
+
+    let consumed = consume_all(&client, 3, acknowledged.len()).await;
+    assert_eq!(
+        consumed, acknowledged,
+        "every acknowledged record, at its partition and offset"
+    );
 }

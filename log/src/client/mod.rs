@@ -11,6 +11,7 @@ mod consumer;
 pub mod group;
 mod partitioner;
 mod producer;
+mod routing;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,9 +26,8 @@ pub use partitioner::murmur2;
 pub use producer::{Producer, ProducerConfig, RecordMetadata};
 
 use crate::broker::{Broker, BrokerConfig};
-use crate::proto::spool_client::SpoolClient;
 use crate::proto::*;
-use crate::server::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
+use crate::server::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use crate::{LogError, Result};
 
 /// The default broker address of every client command.
@@ -106,7 +106,7 @@ impl TopicPartition {
 enum Transport {
     Embedded(Arc<Broker>),
     Grpc {
-        client: SpoolClient<Channel>,
+        routes: Arc<routing::Routes>,
         address: String,
     },
 }
@@ -151,12 +151,10 @@ impl Client {
             .connect()
             .await
             .map_err(|e| transport_error(&e))?;
-        let client = SpoolClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let routes = routing::Routes::new(routing::spool_client(channel), address);
         Ok(Client {
             transport: Transport::Grpc {
-                client,
+                routes: Arc::new(routes),
                 address: address.to_string(),
             },
         })
@@ -207,18 +205,50 @@ impl Client {
 macro_rules! rpc {
     (@call async $broker:ident . $name:ident ($request:ident)) => { $broker.$name($request).await };
     (@call sync $broker:ident . $name:ident ($request:ident)) => { $broker.$name($request) };
+    // Produce, fetch and list-offsets go to each partition's leader.
+    (@grpc produce $routes:ident $address:ident $request:ident) => { rpc!(@routed produce $routes $address $request) };
+    (@grpc fetch $routes:ident $address:ident $request:ident) => { rpc!(@routed fetch $routes $address $request) };
+    (@grpc list_offsets $routes:ident $address:ident $request:ident) => { rpc!(@routed list_offsets $routes $address $request) };
+    // Topic creation and deletion go to the controller's leader.
+    (@grpc create_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller create_topics $routes $address $request) };
+    (@grpc delete_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller delete_topics $routes $address $request) };
+    (@controller $name:ident $routes:ident $address:ident $request:ident) => {
+        $routes
+            .call_controller($request, |mut client, request| async move {
+                client
+                    .$name(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| status_error($address, status))
+            })
+            .await
+    };
+    (@grpc $name:ident $routes:ident $address:ident $request:ident) => {
+        $routes
+            .bootstrap()
+            .$name($request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| status_error($address, status))
+    };
+    (@routed $name:ident $routes:ident $address:ident $request:ident) => {
+        $routes
+            .call($request, |mut client, request| async move {
+                client
+                    .$name(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| status_error($address, status))
+            })
+            .await
+    };
     ($($kind:ident $name:ident($request:ty) -> $response:ty;)*) => {
         impl Client {
             $(
                 pub async fn $name(&self, request: $request) -> Result<$response> {
                     match &self.transport {
                         Transport::Embedded(broker) => Ok(rpc!(@call $kind broker.$name(request))),
-                        Transport::Grpc { client, address } => client
-                            .clone()
-                            .$name(request)
-                            .await
-                            .map(tonic::Response::into_inner)
-                            .map_err(|status| status_error(address, status)),
+                        Transport::Grpc { routes, address } => rpc!(@grpc $name routes address request),
                     }
                 }
             )*

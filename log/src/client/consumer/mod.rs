@@ -57,6 +57,10 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// The pause before fetching again after a partition answered with a
+/// retriable error (a leader moving): Kafka's `retry.backoff.ms` default.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Where a partition will be read next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Position {
@@ -221,6 +225,11 @@ impl Consumer {
         for topic in response.topics {
             for p in topic.partitions {
                 if let Some(e) = LogError::from_code(p.error, &p.message) {
+                    // A leader moving: the position stays unresolved and the
+                    // next poll asks the new leader.
+                    if e.is_retriable() {
+                        continue;
+                    }
                     return Err(e);
                 }
                 self.positions.insert(
@@ -262,6 +271,7 @@ impl Consumer {
             topics,
         };
         let response = self.client.fetch(request).await?;
+        let mut retry = false;
         for topic in response.topics {
             for p in topic.partitions {
                 let tp = TopicPartition::new(topic.name.clone(), p.partition);
@@ -274,10 +284,20 @@ impl Consumer {
                     continue;
                 }
                 if let Some(e) = LogError::from_code(p.error, &p.message) {
-                    return Err(e);
+                    if !e.is_retriable() {
+                        return Err(e);
+                    }
+                    // A leader moving (the client refreshes its metadata):
+                    // read the partition again next round.
+                    tracing::debug!(topic = %tp.topic, partition = tp.partition, error = %e, "fetch will retry");
+                    retry = true;
+                    continue;
                 }
                 self.take_records(tp, &p.records)?;
             }
+        }
+        if retry {
+            tokio::time::sleep(RETRY_BACKOFF.min(timeout)).await;
         }
         Ok(())
     }

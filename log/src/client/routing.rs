@@ -1,0 +1,431 @@
+//! Routing requests to partition leaders, for a gRPC client of a cluster.
+//!
+//! A client connects to one bootstrap broker. The first request naming a
+//! topic asks for its metadata, which lists the brokers and each
+//! partition's leader. Produce, fetch and list-offsets requests are then
+//! split by leader, sent to each leader concurrently (one lazily opened
+//! connection per broker) and their answers merged, so callers still see
+//! one request and one response. A partition answered `NOT_LEADER`, or
+//! whose leader could not be reached, is forgotten: the next request asks
+//! for fresh metadata, and the producer's and consumer's retries then reach
+//! the new leader. A single node (metadata with one broker) is always
+//! reached through the bootstrap connection.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use parking_lot::RwLock;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::spool_client::SpoolClient;
+use crate::proto::*;
+use crate::server::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
+use crate::{LogError, Result};
+
+/// A request whose topics and partitions can be split by leader.
+pub(crate) trait Partitioned: Sized + Send + 'static {
+    type Response: Default + Send;
+    fn topic_names(&self) -> Vec<String>;
+    /// The request split into one per leader (`None`: leader unknown).
+    fn split(self, leader_of: impl Fn(&str, u32) -> Option<u32>) -> Vec<(Option<u32>, Self)>;
+    fn merge(into: &mut Self::Response, part: Self::Response);
+    /// Partitions whose answer says the leader moved.
+    fn stale(response: &Self::Response) -> Vec<(String, u32)>;
+    /// An answer giving every partition of this request `code`.
+    fn failed(&self, code: ErrorCode, message: &str) -> Self::Response;
+}
+
+macro_rules! partitioned {
+    ($request:ident, $topic:ident, $response:ident, $topic_result:ident, $partition_result:ident) => {
+        impl Partitioned for $request {
+            type Response = $response;
+
+            fn topic_names(&self) -> Vec<String> {
+                self.topics.iter().map(|t| t.name.clone()).collect()
+            }
+
+            fn split(
+                mut self,
+                leader_of: impl Fn(&str, u32) -> Option<u32>,
+            ) -> Vec<(Option<u32>, Self)> {
+                let topics = std::mem::take(&mut self.topics);
+                let mut parts: Vec<(Option<u32>, Self)> = Vec::new();
+                for topic in topics {
+                    for partition in topic.partitions {
+                        let leader = leader_of(&topic.name, partition.partition);
+                        let index = match parts.iter().position(|(l, _)| *l == leader) {
+                            Some(index) => index,
+                            None => {
+                                parts.push((leader, self.clone()));
+                                parts.len() - 1
+                            }
+                        };
+                        let part = &mut parts[index].1;
+                        match part.topics.iter_mut().find(|t| t.name == topic.name) {
+                            Some(t) => t.partitions.push(partition),
+                            None => part.topics.push($topic {
+                                name: topic.name.clone(),
+                                partitions: vec![partition],
+                            }),
+                        }
+                    }
+                }
+                parts
+            }
+
+            fn merge(into: &mut $response, part: $response) {
+                for topic in part.topics {
+                    match into.topics.iter_mut().find(|t| t.name == topic.name) {
+                        Some(t) => t.partitions.extend(topic.partitions),
+                        None => into.topics.push(topic),
+                    }
+                }
+            }
+
+            fn stale(response: &$response) -> Vec<(String, u32)> {
+                response
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .filter(|p| p.error == ErrorCode::NotLeader as i32)
+                            .map(|p| (t.name.clone(), p.partition))
+                    })
+                    .collect()
+            }
+
+            fn failed(&self, code: ErrorCode, message: &str) -> $response {
+                $response {
+                    topics: self
+                        .topics
+                        .iter()
+                        .map(|t| $topic_result {
+                            name: t.name.clone(),
+                            partitions: t
+                                .partitions
+                                .iter()
+                                .map(|p| $partition_result {
+                                    partition: p.partition,
+                                    error: code as i32,
+                                    message: message.to_string(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }
+            }
+        }
+    };
+}
+
+partitioned!(
+    ProduceRequest,
+    ProduceTopic,
+    ProduceResponse,
+    ProduceTopicResult,
+    ProducePartitionResult
+);
+partitioned!(
+    FetchRequest,
+    FetchTopic,
+    FetchResponse,
+    FetchTopicResult,
+    FetchPartitionResult
+);
+partitioned!(
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+    ListOffsetsResponse,
+    ListOffsetsTopicResult,
+    ListOffsetsPartitionResult
+);
+
+/// A request for the controller's leader (topic creation and deletion).
+pub(crate) trait ControllerRequest: Clone + Send + 'static {
+    type Response: Send;
+    /// Whether a broker answered that it does not lead the controller.
+    fn refused_by_follower(response: &Self::Response) -> bool;
+    fn topic_names(&self) -> Vec<String>;
+    /// Whether `metadata` already reflects the request.
+    fn visible_in(metadata: &MetadataResponse) -> bool;
+}
+
+/// How long a client waits for its bootstrap broker to learn of a topic
+/// created or deleted through another broker (metadata reaches every
+/// broker within a Raft round trip or two).
+const METADATA_PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn not_leader(topics: &[TopicResult]) -> bool {
+    topics
+        .iter()
+        .any(|t| t.error == ErrorCode::NotLeader as i32)
+}
+
+impl ControllerRequest for CreateTopicsRequest {
+    type Response = CreateTopicsResponse;
+    fn refused_by_follower(response: &CreateTopicsResponse) -> bool {
+        not_leader(&response.topics)
+    }
+    fn topic_names(&self) -> Vec<String> {
+        self.topics.iter().map(|t| t.name.clone()).collect()
+    }
+    fn visible_in(metadata: &MetadataResponse) -> bool {
+        metadata
+            .topics
+            .iter()
+            .all(|t| t.error == ErrorCode::None as i32)
+    }
+}
+
+impl ControllerRequest for DeleteTopicsRequest {
+    type Response = DeleteTopicsResponse;
+    fn refused_by_follower(response: &DeleteTopicsResponse) -> bool {
+        not_leader(&response.topics)
+    }
+    fn topic_names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+    fn visible_in(metadata: &MetadataResponse) -> bool {
+        metadata
+            .topics
+            .iter()
+            .all(|t| t.error != ErrorCode::None as i32)
+    }
+}
+
+/// What a client knows about where partitions live.
+#[derive(Default)]
+struct RouteState {
+    /// Brokers by node id, with a connection each; empty until the first
+    /// metadata answer.
+    brokers: HashMap<u32, (String, SpoolClient<Channel>)>,
+    leaders: HashMap<(String, u32), u32>,
+    /// Topics whose leaders are cached.
+    known: HashSet<String>,
+}
+
+pub(crate) struct Routes {
+    bootstrap: SpoolClient<Channel>,
+    bootstrap_address: String,
+    state: RwLock<RouteState>,
+}
+
+/// A gRPC client for `channel` with spool's message limits.
+pub(crate) fn spool_client(channel: Channel) -> SpoolClient<Channel> {
+    SpoolClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn lazy_client(address: &str) -> Option<SpoolClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
+    let channel = endpoint
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .connect_lazy();
+    Some(spool_client(channel))
+}
+
+impl Routes {
+    pub fn new(bootstrap: SpoolClient<Channel>, bootstrap_address: &str) -> Routes {
+        Routes {
+            bootstrap,
+            bootstrap_address: bootstrap_address.to_string(),
+            state: RwLock::default(),
+        }
+    }
+
+    pub fn bootstrap(&self) -> SpoolClient<Channel> {
+        self.bootstrap.clone()
+    }
+
+    /// Sends `request` split by leader with `send`, and merges the answers.
+    pub async fn call<R, F, Fut>(&self, request: R, send: F) -> Result<R::Response>
+    where
+        R: Partitioned,
+        F: Fn(SpoolClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<R::Response>>,
+    {
+        self.learn(&request.topic_names()).await;
+        let parts = {
+            let state = self.state.read();
+            if state.brokers.len() <= 1 {
+                vec![(None, request)]
+            } else {
+                request.split(|topic, partition| {
+                    state.leaders.get(&(topic.to_string(), partition)).copied()
+                })
+            }
+        };
+        if parts.len() == 1 && parts[0].0.is_none() {
+            let (_, request) = parts.into_iter().next().expect("one part");
+            let answer = send(self.bootstrap(), request).await?;
+            self.forget(R::stale(&answer));
+            return Ok(answer);
+        }
+        let sends = parts.into_iter().map(|(leader, part)| {
+            let client = leader
+                .and_then(|node| self.state.read().brokers.get(&node).map(|(_, c)| c.clone()))
+                .unwrap_or_else(|| self.bootstrap());
+            // An unreachable leader answers for its partitions with
+            // NOT_LEADER: they are forgotten and retried after a refresh.
+            let unreachable = part.failed(
+                ErrorCode::NotLeader,
+                "the partition's leader is unreachable",
+            );
+            let sent = send(client, part);
+            async move {
+                sent.await.unwrap_or_else(|e: LogError| {
+                    tracing::debug!(error = %e, "a partition leader did not answer");
+                    unreachable
+                })
+            }
+        });
+        let answers = futures::future::join_all(sends).await;
+        let mut merged = R::Response::default();
+        for answer in answers {
+            self.forget(R::stale(&answer));
+            R::merge(&mut merged, answer);
+        }
+        Ok(merged)
+    }
+
+    /// Sends a request only the controller's leader can carry out: to the
+    /// bootstrap broker, then, while the answer is `NOT_LEADER`, to each
+    /// other broker in turn.
+    pub async fn call_controller<R, F, Fut>(&self, request: R, send: F) -> Result<R::Response>
+    where
+        R: ControllerRequest,
+        F: Fn(SpoolClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<R::Response>>,
+    {
+        let answer = send(self.bootstrap(), request.clone()).await?;
+        if !R::refused_by_follower(&answer) {
+            return Ok(answer);
+        }
+        self.learn_brokers().await;
+        let others: Vec<SpoolClient<Channel>> = self
+            .state
+            .read()
+            .brokers
+            .values()
+            .map(|(_, c)| c.clone())
+            .collect();
+        let mut last = answer;
+        for client in others {
+            match send(client, request.clone()).await {
+                Ok(answer) if !R::refused_by_follower(&answer) => {
+                    self.await_bootstrap_sees(&request).await;
+                    return Ok(answer);
+                }
+                Ok(answer) => last = answer,
+                Err(e) => tracing::debug!(error = %e, "a broker did not answer"),
+            }
+        }
+        Ok(last)
+    }
+
+    /// Waits (a bounded time) until the bootstrap broker's metadata shows
+    /// what another broker's controller just did, so that a program that
+    /// created a topic can use it at once through its own broker.
+    async fn await_bootstrap_sees<R: ControllerRequest>(&self, request: &R) {
+        let deadline = tokio::time::Instant::now() + METADATA_PROPAGATION_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let asked = MetadataRequest {
+                topics: request.topic_names(),
+            };
+            if let Ok(response) = self.bootstrap().metadata(asked).await {
+                if R::visible_in(&response.into_inner()) {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Learns the cluster's brokers (metadata of no topic in particular).
+    async fn learn_brokers(&self) {
+        if let Ok(response) = self
+            .bootstrap()
+            .metadata(MetadataRequest { topics: vec![] })
+            .await
+        {
+            let metadata = response.into_inner();
+            let mut state = self.state.write();
+            for broker in &metadata.brokers {
+                if metadata.brokers.len() > 1 && !state.brokers.contains_key(&broker.node_id) {
+                    if let Some(client) = lazy_client(&broker.address) {
+                        state
+                            .brokers
+                            .insert(broker.node_id, (broker.address.clone(), client));
+                    }
+                }
+            }
+        }
+    }
+
+    fn forget(&self, stale: Vec<(String, u32)>) {
+        if stale.is_empty() {
+            return;
+        }
+        let mut state = self.state.write();
+        for (topic, partition) in stale {
+            state.leaders.remove(&(topic.clone(), partition));
+            state.known.remove(&topic);
+        }
+    }
+
+    /// Asks for the metadata of the topics whose leaders are not cached.
+    async fn learn(&self, topics: &[String]) {
+        let unknown: Vec<String> = {
+            let state = self.state.read();
+            topics
+                .iter()
+                .filter(|t| !state.known.contains(*t))
+                .cloned()
+                .collect()
+        };
+        if unknown.is_empty() {
+            return;
+        }
+        let request = MetadataRequest { topics: unknown };
+        let Ok(response) = self.bootstrap().metadata(request).await else {
+            return; // the request itself will report the broker unreachable
+        };
+        let metadata = response.into_inner();
+        let mut state = self.state.write();
+        for broker in &metadata.brokers {
+            let current = state.brokers.get(&broker.node_id).map(|(a, _)| a.as_str());
+            if current != Some(broker.address.as_str()) {
+                let client = match metadata.brokers.len() {
+                    // A single node may advertise an unroutable address.
+                    1 => Some(self.bootstrap()),
+                    _ => lazy_client(&broker.address),
+                };
+                if let Some(client) = client {
+                    state
+                        .brokers
+                        .insert(broker.node_id, (broker.address.clone(), client));
+                }
+            }
+        }
+        for topic in metadata
+            .topics
+            .iter()
+            .filter(|t| t.error == ErrorCode::None as i32)
+        {
+            for partition in &topic.partitions {
+                if partition.leader != 0 {
+                    state
+                        .leaders
+                        .insert((topic.name.clone(), partition.partition), partition.leader);
+                }
+            }
+            state.known.insert(topic.name.clone());
+        }
+        tracing::debug!(bootstrap = %self.bootstrap_address, brokers = state.brokers.len(), "learned partition leaders");
+    }
+}
