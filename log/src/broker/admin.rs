@@ -32,6 +32,23 @@ impl Broker {
     async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
         validate_new_topic(&new, &self.config().topic_defaults)?;
         let cluster = self.cluster()?;
+        let leader = cluster.settled_controller().await?;
+        if leader != cluster.config.node_id {
+            let name = new.name.clone();
+            let request = CreateTopicsRequest {
+                topics: vec![new],
+                validate_only,
+            };
+            return cluster
+                .forward_to_controller(
+                    leader,
+                    |mut client| async move {
+                        Ok(client.create_topics(request).await?.into_inner().topics)
+                    },
+                    |image| validate_only || image.topics.contains_key(&name),
+                )
+                .await;
+        }
         let image = cluster.controller.image();
         if image.topics.contains_key(&new.name) {
             return Err(LogError::TopicAlreadyExists(new.name));
@@ -93,23 +110,42 @@ impl Broker {
         let mut topics = Vec::new();
         for name in request.names {
             let outcome = match self.cluster.get() {
-                Some(cluster) => match refuse_internal(&name) {
-                    Ok(()) => {
-                        let command = MetadataCommand::DeleteTopic { name: name.clone() };
-                        let timeout = cluster.config.metadata_timeout;
-                        cluster
-                            .controller
-                            .propose(command, timeout)
-                            .await
-                            .map(|_| ())
-                    }
-                    Err(e) => Err(e),
-                },
+                Some(_) => self.delete_cluster_topic(&name).await,
                 None => self.delete_topic(&name),
             };
             topics.push(topic_result(name, outcome));
         }
         DeleteTopicsResponse { topics }
+    }
+
+    /// Deletes a topic through the controller (forwarded to its leader).
+    async fn delete_cluster_topic(&self, name: &str) -> Result<()> {
+        refuse_internal(name)?;
+        let cluster = self.cluster()?;
+        let leader = cluster.settled_controller().await?;
+        if leader != cluster.config.node_id {
+            let request = DeleteTopicsRequest {
+                names: vec![name.to_string()],
+            };
+            return cluster
+                .forward_to_controller(
+                    leader,
+                    |mut client| async move {
+                        Ok(client.delete_topics(request).await?.into_inner().topics)
+                    },
+                    |image| !image.topics.contains_key(name),
+                )
+                .await;
+        }
+        let command = MetadataCommand::DeleteTopic {
+            name: name.to_string(),
+        };
+        let timeout = cluster.config.metadata_timeout;
+        cluster
+            .controller
+            .propose(command, timeout)
+            .await
+            .map(|_| ())
     }
 
     fn delete_topic(&self, name: &str) -> Result<()> {

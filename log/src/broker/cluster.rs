@@ -27,6 +27,7 @@ use super::topic::Partition;
 use super::{Broker, Topic};
 use crate::cluster::{ClusterImage, Controller, MetadataCommand, TopicAssignment, METADATA_GROUP};
 use crate::config::LogConfig;
+use crate::proto::spool_client::SpoolClient;
 use crate::proto::{
     BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
@@ -35,6 +36,7 @@ use crate::replication::network::{RaftRouter, RaftTransport};
 use crate::replication::{partition_raft_config, NodeId, PartitionReplica};
 use crate::storage::{PartitionLog, SystemClock};
 use crate::{LogError, Result};
+use tonic::transport::Channel;
 
 /// How a broker joins a cluster.
 #[derive(Clone, Debug)]
@@ -119,6 +121,76 @@ impl ClusterState {
             dir,
             replicas: RwLock::default(),
         })
+    }
+
+    /// The controller's leader, once there is one and the metadata knows
+    /// every configured broker (a cluster that just started elects and
+    /// registers within a few seconds; placing replicas before that would
+    /// see too few brokers).
+    pub async fn settled_controller(&self) -> Result<NodeId> {
+        let deadline = tokio::time::Instant::now() + self.config.metadata_timeout;
+        loop {
+            if let Some(leader) = self.controller.leader() {
+                if self.controller.image().brokers.len() >= self.config.peers.len() {
+                    return Ok(leader);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LogError::Timeout(
+                    "the controller has no leader, or the brokers are not all registered".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a topic request to the controller's leader `leader` as a
+    /// client would, then waits until this broker's own metadata shows
+    /// the outcome (`applied`), so the caller can use the topic here at
+    /// once.
+    pub async fn forward_to_controller<F, Fut>(
+        &self,
+        leader: NodeId,
+        send: F,
+        applied: impl Fn(&ClusterImage) -> bool,
+    ) -> Result<()>
+    where
+        F: FnOnce(SpoolClient<Channel>) -> Fut,
+        Fut: std::future::Future<
+            Output = std::result::Result<Vec<crate::proto::TopicResult>, tonic::Status>,
+        >,
+    {
+        let address = self.config.peers.get(&leader).ok_or_else(|| {
+            LogError::Replication(format!(
+                "the controller's leader {leader} is not a configured peer"
+            ))
+        })?;
+        let unreachable = |reason: String| LogError::Transport {
+            address: address.clone(),
+            reason,
+        };
+        let client = SpoolClient::connect(format!("http://{address}"))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let results = send(client)
+            .await
+            .map_err(|status| unreachable(status.to_string()))?;
+        for result in results {
+            if let Some(e) = LogError::from_code(result.error, &result.message) {
+                return Err(e);
+            }
+        }
+        let mut images = self.controller.subscribe();
+        let timeout = self.config.metadata_timeout;
+        let shown = tokio::time::timeout(timeout, images.wait_for(|image| applied(image)))
+            .await
+            .is_ok_and(|seen| seen.is_ok());
+        if !shown {
+            return Err(LogError::Timeout(format!(
+                "the change was made, but this broker's metadata did not show it within {timeout:?}"
+            )));
+        }
+        Ok(())
     }
 
     pub fn replica(&self, topic: &str, partition: u32) -> Option<Arc<PartitionReplica>> {
