@@ -81,6 +81,25 @@ impl Cluster {
     }
 }
 
+/// `spool cluster status` through broker `node`.
+fn cluster_status(cluster: &Cluster, node: u64) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args([
+            "cluster",
+            "status",
+            "--bootstrap",
+            &cluster.addresses[&node],
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// A loopback address no one listens on right now.
 fn free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -223,12 +242,38 @@ async fn a_killed_leader_loses_no_acknowledged_record_and_rejoins() {
         acknowledged.push((produce(&cluster, &value).await, value));
     }
     let killed = leader(&cluster).await;
+    let status = cluster_status(&cluster, killed);
+    assert_eq!(status.matches(" up").count(), 3, "{status}");
+    let row = status
+        .lines()
+        .find(|l| l.starts_with(TOPIC))
+        .expect("a row for the topic");
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        columns[2],
+        killed.to_string(),
+        "the leader column: {status}"
+    );
+    assert_eq!(
+        columns[4], "40",
+        "the high watermark after 40 records: {status}"
+    );
+    assert_eq!(columns.len(), 7, "two followers with their lag: {status}");
     cluster.kill(killed);
     for i in 0..20 {
         let value = format!("after-{i}");
         acknowledged.push((produce(&cluster, &value).await, value));
     }
-    assert_ne!(leader(&cluster).await, killed, "a surviving broker leads");
+    let new_leader = leader(&cluster).await;
+    assert_ne!(new_leader, killed, "a surviving broker leads");
+    let status = cluster_status(&cluster, new_leader);
+    assert!(
+        status.contains(&format!(
+            "{:>4}  {:<24} unreachable",
+            killed, cluster.addresses[&killed]
+        )),
+        "{status}"
+    );
     cluster.start_broker(killed);
     for node in [1, 2, 3] {
         let records = wait_for_records(&cluster, node, acknowledged.len()).await;

@@ -51,6 +51,7 @@ macro_rules! with_rpcs {
             sync offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
             sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
             sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
+            sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
         }
     };
 }

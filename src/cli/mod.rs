@@ -4,6 +4,7 @@
 mod bench_client;
 mod bench_log;
 mod broker;
+mod cluster;
 mod consume;
 mod groups;
 mod produce;
@@ -27,6 +28,9 @@ enum Command {
     ///
     /// Example: spool broker --data-dir /var/lib/spool --listen 127.0.0.1:9292
     Broker(broker::Args),
+    /// The state of a cluster: brokers, partition leaders, replica lag.
+    #[command(subcommand)]
+    Cluster(cluster::Command),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topics(topics::Command),
@@ -85,6 +89,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Broker(args) => broker::run(args).await,
+            Command::Cluster(command) => cluster::run(command).await,
             Command::Topics(command) => topics::run(command).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,

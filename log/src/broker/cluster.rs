@@ -29,7 +29,8 @@ use crate::cluster::{ClusterImage, Controller, MetadataCommand, TopicAssignment,
 use crate::config::LogConfig;
 use crate::proto::spool_client::SpoolClient;
 use crate::proto::{
-    BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, ClusterStatusRequest, ClusterStatusResponse, FollowerStatus, LeaderStatus,
+    MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 use crate::replication::grpc::GrpcTransport;
 use crate::replication::network::{RaftRouter, RaftTransport};
@@ -413,6 +414,75 @@ impl Broker {
             },
         }
     }
+}
+
+impl Broker {
+    /// This broker's view of the cluster (see `ClusterStatusResponse`); a
+    /// single node answers with node id 0 and nothing else.
+    pub fn cluster_status(&self, _request: ClusterStatusRequest) -> ClusterStatusResponse {
+        let Some(cluster) = self.cluster.get() else {
+            return ClusterStatusResponse::default();
+        };
+        let node = cluster.config.node_id;
+        let image = cluster.controller.image();
+        let mut partitions = Vec::new();
+        let controller = cluster.controller.replica();
+        if let Some(status) = leader_status(METADATA_GROUP, 0, controller) {
+            partitions.push(status);
+        }
+        for (name, assignment) in &image.topics {
+            for index in 0..assignment.replicas.len() as u32 {
+                if let Some(status) = cluster
+                    .replica(name, index)
+                    .and_then(|r| leader_status(name, index, &r))
+                {
+                    partitions.push(status);
+                }
+            }
+        }
+        ClusterStatusResponse {
+            node_id: node as u32,
+            controller_leader: cluster.controller.leader().unwrap_or(0) as u32,
+            brokers: image
+                .brokers
+                .iter()
+                .map(|(&id, address)| BrokerInfo {
+                    node_id: id as u32,
+                    address: address.clone(),
+                })
+                .collect(),
+            partitions,
+        }
+    }
+}
+
+/// The replication state of a partition `replica` leads; `None` when it
+/// does not lead.
+fn leader_status(topic: &str, partition: u32, replica: &PartitionReplica) -> Option<LeaderStatus> {
+    let metrics = replica.raft().metrics().borrow().clone();
+    if metrics.current_leader != Some(replica.node()) {
+        return None;
+    }
+    let last_index = metrics.last_log_index.unwrap_or(0);
+    let followers = metrics
+        .replication
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(id, _)| *id != replica.node())
+        .map(|(id, matched)| FollowerStatus {
+            node_id: id as u32,
+            matched: matched.is_some(),
+            matched_index: matched.map_or(0, |m| m.index),
+            lag: matched.map_or(last_index + 1, |m| last_index.saturating_sub(m.index)),
+        })
+        .collect();
+    Some(LeaderStatus {
+        topic: topic.to_string(),
+        partition,
+        last_index,
+        high_watermark: replica.high_watermark(),
+        followers,
+    })
 }
 
 /// Keeps the broker's replicas in line with the metadata, until the

@@ -284,5 +284,7 @@ no_payload!(
     ListGroupsRequest,
     ListGroupsResponse,
     DescribeGroupsRequest,
+    ClusterStatusRequest,
+    ClusterStatusResponse,
     DescribeGroupsResponse
 );
