@@ -62,6 +62,12 @@ impl BrokerProcess {
         }
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the broker.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// SIGTERM, then wait for a clean exit; returns the broker's log.
     pub fn stop(mut self) -> String {
         // SAFETY: sending a signal to our own child process.
