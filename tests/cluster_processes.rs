@@ -13,6 +13,7 @@ use common::BrokerProcess;
 use spool_log::client::{
     Client, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
+use spool_log::proto::spool_client::SpoolClient;
 use spool_log::proto::{
     Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ProducePartition, ProduceRequest,
     ProduceTopic,
@@ -207,7 +208,12 @@ async fn produce(cluster: &Cluster, value: &str) -> u64 {
 /// Every committed record `node` serves, as (offset, value), or the error
 /// of a broker not serving the partition yet (a restarted one catching up).
 async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>, String> {
-    let client = cluster.client(node).await;
+    // A raw gRPC client: the spool client would send the fetch to the
+    // partition's leader, and each broker's own replica must be read.
+    let address = format!("http://{}", cluster.addresses[&node]);
+    let mut client = SpoolClient::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut records = Vec::new();
     let mut offset = 0;
     loop {
@@ -224,7 +230,11 @@ async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>, St
                 }],
             }],
         };
-        let response = client.fetch(request).await.map_err(|e| e.to_string())?;
+        let response = client
+            .fetch(request)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
         let result = &response.topics[0].partitions[0];
         if result.error != ErrorCode::None as i32 {
             return Err(result.message.clone());

@@ -222,6 +222,7 @@ impl Broker {
     }
 
     fn alter_topic(&self, name: &str, entries: &[ConfigEntry]) -> Result<()> {
+        self.refuse_in_cluster("changing a topic's settings")?;
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
@@ -246,6 +247,7 @@ impl Broker {
     }
 
     fn grow_topic(&self, name: &str, count: u32) -> Result<()> {
+        self.refuse_in_cluster("adding partitions")?;
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
@@ -311,6 +313,20 @@ impl Broker {
                 address: self.config().advertised_address.clone(),
             }],
             topics,
+        }
+    }
+}
+
+impl Broker {
+    /// Operations a cluster does not support yet must not fall through to
+    /// the single-node path, which would write local metadata and open
+    /// unreplicated partitions.
+    fn refuse_in_cluster(&self, what: &str) -> Result<()> {
+        match self.cluster.get() {
+            Some(_) => Err(LogError::InvalidRequest(format!(
+                "{what} is not supported in a cluster yet"
+            ))),
+            None => Ok(()),
         }
     }
 }

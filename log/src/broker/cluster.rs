@@ -231,10 +231,19 @@ impl ClusterState {
             .await?,
         );
         self.router.register(group.as_str(), replica.raft().clone());
-        self.replicas.write().insert(group, Arc::clone(&replica));
+        self.replicas
+            .write()
+            .insert(group.clone(), Arc::clone(&replica));
         let voters = assignment.replicas[index as usize].clone();
         if voters.first() == Some(&node) {
-            replica.initialize(&voters).await?;
+            if let Err(e) = replica.initialize(&voters).await {
+                // Forget the replica, or the reconciler's retry would skip
+                // it and the partition would never be served.
+                self.replicas.write().remove(&group);
+                self.router.unregister(&group);
+                replica.shutdown().await?;
+                return Err(e);
+            }
         } else {
             let delay = Duration::from_millis(self.config.raft.election_timeout_max * 3);
             let late = Arc::clone(&replica);

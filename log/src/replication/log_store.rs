@@ -42,12 +42,20 @@ use crate::{LogError, Result};
 /// with 4 MiB, docs/benchmarks.md), well under the 128 MiB message limit.
 const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
 
+/// Excludes the log store's writes while the state machine installs a
+/// snapshot. openraft hands the install to the state machine's task and
+/// goes on in its core task (the purge that follows an install, appends
+/// from a new leader), so without it a purge could be persisted before the
+/// install finished, or an append could race the install's log restart.
+pub type WriteGate = Arc<tokio::sync::Mutex<()>>;
+
 /// The log store of one partition group. Owned by openraft's core task.
 pub struct PartitionLogStore {
     log: Arc<PartitionLog>,
     state: RaftStateFile,
     reader: PartitionLogReader,
     flushes: mpsc::UnboundedSender<LogFlushed<PartitionRaftConfig>>,
+    gate: WriteGate,
 }
 
 /// Reads entries for openraft's replication tasks; cheap to clone.
@@ -63,6 +71,11 @@ impl PartitionLogStore {
     /// inside a tokio runtime: it starts the log's flusher task, which ends
     /// when the store is dropped.
     pub fn open(log: Arc<PartitionLog>) -> Result<PartitionLogStore> {
+        PartitionLogStore::open_gated(log, WriteGate::default())
+    }
+
+    /// [`PartitionLogStore::open`] sharing `gate` with the state machine.
+    pub fn open_gated(log: Arc<PartitionLog>, gate: WriteGate) -> Result<PartitionLogStore> {
         let state: RaftStateFile = read_durable(log.dir(), RAFT_STATE_FILE)?.unwrap_or_default();
         let reader = PartitionLogReader {
             log: Arc::clone(&log),
@@ -74,6 +87,7 @@ impl PartitionLogStore {
             state,
             reader,
             flushes,
+            gate,
         })
     }
 
@@ -90,9 +104,10 @@ impl PartitionLogStore {
     }
 
     /// Makes `first` the index the log appends next. Raft never leaves a
-    /// hole, but a replica's log may legitimately start anywhere: an empty
-    /// log starts at the first entry it is given, and a log whose every
-    /// entry is purged restarts after the purge point.
+    /// hole, but an empty log may start at any index. A log that ends
+    /// before the first entry it is given is refused (with one exception
+    /// below): only a snapshot install may restart a log with records,
+    /// since only it knows the offset the leader's next record has.
     fn prepare_append_at(&self, first: u64) -> Result<()> {
         let (held_from, next) = self.log.raft_index_range();
         if first == next {
@@ -101,8 +116,15 @@ impl PartitionLogStore {
         if held_from == next {
             return self.log.reset_raft_index(first);
         }
+        // After a purge past the log's end (openraft's conformance suite
+        // does this with entries that carry no records) the log may restart
+        // after the purge point, but only while it holds no record: then
+        // the next offset is surely its end. With records, the offset the
+        // leader gave entry `first` is unknown here; a snapshot install
+        // restarts such a log instead.
         let purged_next = self.state.last_purged.map_or(0, |id| id.index + 1);
-        if first > next && first == purged_next {
+        let holds_no_record = self.log.log_end_offset() == self.log.log_start_offset();
+        if first > next && first == purged_next && holds_no_record {
             return self.log.restart_at(self.log.log_end_offset(), first);
         }
         Err(LogError::InvalidRequest(format!(
@@ -312,6 +334,8 @@ impl RaftLogStorage<PartitionRaftConfig> for PartitionLogStore {
         I: IntoIterator<Item = PartitionEntry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let gate = Arc::clone(&self.gate);
+        let _gate = gate.lock().await;
         self.append_entries(entries).map_err(write_error)?;
         self.flushes.send(callback).map_err(|_| {
             write_error(LogError::Closed(
@@ -321,12 +345,16 @@ impl RaftLogStorage<PartitionRaftConfig> for PartitionLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
+        let gate = Arc::clone(&self.gate);
+        let _gate = gate.lock().await;
         self.log
             .truncate_raft_from(log_id.index)
             .map_err(write_error)
     }
 
     async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
+        let gate = Arc::clone(&self.gate);
+        let _gate = gate.lock().await;
         if self.state.last_purged >= Some(log_id) {
             return Ok(());
         }

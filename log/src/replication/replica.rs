@@ -11,6 +11,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
+use super::log_store::WriteGate;
 use super::network::{GroupNetwork, RaftTransport};
 use super::{BatchPayload, NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine};
 use crate::record::BatchIter;
@@ -23,8 +24,10 @@ use crate::{LogError, Result};
 ///   leader is replaced within about two seconds of its loss, and a
 ///   loaded two-core machine's scheduling hiccups (tens of ms) do not
 ///   cause needless elections.
-/// - A snapshot every 100,000 entries. Building one only writes a small
-///   file (the data is the log), and it bounds what a restart re-applies.
+/// - No snapshots by policy: the state machine persists its applied state
+///   every 10,000 entries, which bounds what a restart re-applies, and a
+///   snapshot is only needed once something is purged (retention will
+///   build one before it purges).
 /// - openraft never purges by itself (`max_in_snapshot_log_to_keep` is
 ///   unbounded): a follower that lags keeps catching up from the log, and
 ///   only retention decides when records go.
@@ -34,7 +37,7 @@ pub fn partition_raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>
         heartbeat_interval: 100,
         election_timeout_min: 1_000,
         election_timeout_max: 2_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(100_000),
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
         ..openraft::Config::default()
     };
@@ -74,8 +77,9 @@ impl PartitionReplica {
         config: Arc<openraft::Config>,
     ) -> Result<PartitionReplica> {
         let group = group.into();
-        let store = PartitionLogStore::open(Arc::clone(&log))?;
-        let machine = PartitionStateMachine::open(Arc::clone(&log))?;
+        let gate = WriteGate::default();
+        let store = PartitionLogStore::open_gated(Arc::clone(&log), Arc::clone(&gate))?;
+        let machine = PartitionStateMachine::open_gated(Arc::clone(&log), gate)?;
         let high_watermark = machine.subscribe_high_watermark();
         let network = GroupNetwork::new(Arc::clone(&group), transport);
         let raft = Raft::new(node, config, network, store, machine)

@@ -17,23 +17,30 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{AnyError, BasicNode, EntryPayload, OptionalSend, StorageIOError, StoredMembership};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::entry::{decode_entries, AppliedEntry};
-use super::log_store::append_stored_batches;
+use super::entry::AppliedEntry;
+use super::log_store::{append_stored_batches, WriteGate};
 use super::raft_state::{read_durable, write_durable};
 use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
-use crate::record::RecordBatch;
+use crate::record::{BatchIter, RecordBatch};
 use crate::storage::PartitionLog;
 use crate::{LogError, Result};
 
 /// The file name of the last snapshot's description.
 pub const RAFT_SNAPSHOT_FILE: &str = "raft-snapshot";
+
+/// The file name of the applied state, written between snapshots.
+pub const RAFT_APPLIED_FILE: &str = "raft-applied";
+
+/// Entries applied between two writes of `raft-applied`. A restart
+/// re-applies at most about this many (openraft reads them back from the
+/// log in one go), and each write costs a log fsync and a small file's.
+const PERSIST_APPLIED_EVERY: u64 = 10_000;
 
 /// How many bytes of entries one read of snapshot data takes.
 const SNAPSHOT_READ_BYTES: usize = 4 * 1024 * 1024;
@@ -67,8 +74,11 @@ struct SnapshotHeader {
 pub struct PartitionStateMachine {
     log: Arc<PartitionLog>,
     applied: AppliedState,
+    /// Entries applied since `raft-applied` was last written.
+    unpersisted: u64,
     current: Arc<Mutex<Option<SnapshotRecord>>>,
     high_watermark: watch::Sender<u64>,
+    gate: WriteGate,
 }
 
 /// Builds snapshots for openraft's snapshot task.
@@ -83,8 +93,14 @@ impl PartitionStateMachine {
     /// log start when it never took one); openraft re-applies what was
     /// committed after it.
     pub fn open(log: Arc<PartitionLog>) -> Result<PartitionStateMachine> {
+        PartitionStateMachine::open_gated(log, WriteGate::default())
+    }
+
+    /// [`PartitionStateMachine::open`] sharing `gate` with the log store,
+    /// so that installing a snapshot excludes the store's writes.
+    pub fn open_gated(log: Arc<PartitionLog>, gate: WriteGate) -> Result<PartitionStateMachine> {
         let record: Option<SnapshotRecord> = read_durable(log.dir(), RAFT_SNAPSHOT_FILE)?;
-        let applied = match &record {
+        let from_snapshot = match &record {
             Some(record) => AppliedState {
                 last_applied: record.meta.last_log_id,
                 membership: record.meta.last_membership.clone(),
@@ -95,13 +111,29 @@ impl PartitionStateMachine {
                 ..AppliedState::default()
             },
         };
+        let persisted: Option<AppliedState> = read_durable(log.dir(), RAFT_APPLIED_FILE)?;
+        let applied = match persisted {
+            Some(p) if p.last_applied > from_snapshot.last_applied => p,
+            _ => from_snapshot,
+        };
         let (high_watermark, _) = watch::channel(applied.high_watermark);
         Ok(PartitionStateMachine {
             log,
             applied,
+            unpersisted: 0,
             current: Arc::new(Mutex::new(record)),
             high_watermark,
+            gate,
         })
+    }
+
+    /// Writes the applied state, after syncing the log: the file must never
+    /// claim an entry the log could lose in a crash.
+    fn persist_applied(&mut self) -> Result<()> {
+        self.log.flush()?;
+        write_durable(self.log.dir(), RAFT_APPLIED_FILE, &self.applied)?;
+        self.unpersisted = 0;
+        Ok(())
     }
 
     /// Follows the high watermark: consumers may read below it.
@@ -185,12 +217,8 @@ fn holds_entry(log: &PartitionLog, id: LogId) -> Result<bool> {
 fn snapshot_data(log: &PartitionLog, record: &SnapshotRecord) -> Result<Vec<u8>> {
     let (first, next) = log.raft_index_range();
     let end = record.meta.last_log_id.map_or(0, |id| id.index + 1);
+    let mut header = boundary_header(record);
     let mut batches = Vec::new();
-    let mut header = SnapshotHeader {
-        high_watermark: record.high_watermark,
-        first_index: end,
-        first_offset: record.high_watermark,
-    };
     if end <= next && first < end {
         header.first_index = first;
         let mut from = first;
@@ -199,15 +227,29 @@ fn snapshot_data(log: &PartitionLog, record: &SnapshotRecord) -> Result<Vec<u8>>
             if from == first {
                 header.first_offset = RecordBatch::parse(&bytes)?.0.base_offset();
             }
-            from += decode_entries(Bytes::copy_from_slice(&bytes), from)?.len() as u64;
+            from += BatchIter::new(&bytes).count() as u64;
             batches.extend_from_slice(&bytes);
         }
     }
-    let mut data = bincode::serialize(&header)
+    encode_snapshot(&header, &batches)
+}
+
+/// The header of a snapshot that carries no batches: the receiver
+/// restarts its log right after the snapshot's last entry.
+fn boundary_header(record: &SnapshotRecord) -> SnapshotHeader {
+    SnapshotHeader {
+        high_watermark: record.high_watermark,
+        first_index: record.meta.last_log_id.map_or(0, |id| id.index + 1),
+        first_offset: record.high_watermark,
+    }
+}
+
+fn encode_snapshot(header: &SnapshotHeader, batches: &[u8]) -> Result<Vec<u8>> {
+    let mut data = bincode::serialize(header)
         .map_err(|e| LogError::InvalidRequest(format!("cannot encode a snapshot header: {e}")))?;
     let header_len = data.len() as u32;
     data.splice(0..0, header_len.to_be_bytes());
-    data.extend_from_slice(&batches);
+    data.extend_from_slice(batches);
     Ok(data)
 }
 
@@ -253,9 +295,22 @@ impl RaftSnapshotBuilder<PartitionRaftConfig> for PartitionSnapshotBuilder {
             meta: meta.clone(),
             high_watermark: self.applied.high_watermark,
         };
-        write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record).map_err(snapshot_error)?;
-        *self.current.lock() = Some(record.clone());
-        let data = snapshot_data(&self.log, &record).map_err(snapshot_error)?;
+        {
+            // An install may have stored a newer snapshot while this one was
+            // being built: never replace it with an older description.
+            let mut current = self.current.lock();
+            let newer = current
+                .as_ref()
+                .is_none_or(|c| c.meta.last_log_id < record.meta.last_log_id);
+            if newer {
+                write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record)
+                    .map_err(snapshot_error)?;
+                *current = Some(record.clone());
+            }
+        }
+        // openraft keeps only the meta of a built snapshot (its snapshot
+        // task drops the data), so the log is not read here.
+        let data = encode_snapshot(&boundary_header(&record), &[]).map_err(snapshot_error)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -285,6 +340,11 @@ impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
                 .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
             replies.push(reply);
         }
+        self.unpersisted += replies.len() as u64;
+        if self.unpersisted >= PERSIST_APPLIED_EVERY {
+            self.persist_applied()
+                .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
+        }
         self.high_watermark.send_if_modified(|hw| {
             let moved = *hw != self.applied.high_watermark;
             *hw = self.applied.high_watermark;
@@ -312,6 +372,9 @@ impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> std::result::Result<(), StorageError> {
+        // The log store appends, truncates and purges only after this.
+        let gate = Arc::clone(&self.gate);
+        let _gate = gate.lock().await;
         self.install(meta, snapshot.get_ref()).map_err(|e| {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
         })
