@@ -496,3 +496,30 @@ async fn a_leader_stopped_past_the_election_timeout_is_replaced_and_rejoins() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_recreated_while_a_broker_was_down_is_a_new_log_there_too() {
+    let mut cluster = Cluster::start(&[1, 2, 3]);
+    create_topic(&cluster).await;
+    for i in 0..5 {
+        produce(&cluster, &format!("old-{i}")).await;
+    }
+    wait_for_records(&cluster, 3, 5).await;
+    cluster.kill(3);
+    let admin = cluster.client(1).await.admin();
+    admin.delete_topic(TOPIC).await.unwrap();
+    create_topic(&cluster).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..3 {
+        let value = format!("new-{i}");
+        acknowledged.push((produce(&cluster, &value).await, value));
+    }
+    cluster.start_broker(3);
+    // The restarted broker must drop its replica of the old topic and
+    // join the new one's group, not revive the old log.
+    let records = wait_for_records(&cluster, 3, 3).await;
+    assert_eq!(
+        records, acknowledged,
+        "broker 3 serves the new topic's records only"
+    );
+}

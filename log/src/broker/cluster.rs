@@ -81,12 +81,23 @@ pub(crate) struct ClusterState {
     pub router: Arc<RaftRouter>,
     transport: Arc<dyn RaftTransport>,
     dir: PathBuf,
-    /// The replicas this broker runs, by group id.
-    replicas: RwLock<BTreeMap<String, Arc<PartitionReplica>>>,
+    /// The replicas this broker runs, by topic and partition, each with
+    /// its topic's id.
+    replicas: RwLock<BTreeMap<(String, u32), Hosted>>,
 }
 
-fn group_id(topic: &str, partition: u32) -> String {
-    format!("{topic}-{partition}")
+/// A replica this broker runs, of which incarnation of its topic.
+#[derive(Clone)]
+struct Hosted {
+    topic_id: u64,
+    replica: Arc<PartitionReplica>,
+}
+
+/// The Raft group (and directory) of a partition: `<topic>.<id>-<index>`.
+/// The topic id keeps a re-created topic's groups apart from the old
+/// ones, which a broker that was down during the delete still has.
+fn group_id(topic: &str, topic_id: u64, partition: u32) -> String {
+    format!("{topic}.{topic_id}-{partition}")
 }
 
 impl ClusterState {
@@ -102,7 +113,7 @@ impl ClusterState {
             .map(|(&n, a)| (n, a.clone()))
             .collect();
         let transport: Arc<dyn RaftTransport> = Arc::new(GrpcTransport::new(node, &others)?);
-        let metadata_log = open_log(&dir, METADATA_GROUP, 0, LogConfig::default())?;
+        let metadata_log = open_log(&dir, &format!("{METADATA_GROUP}-0"), LogConfig::default())?;
         let voters: Vec<NodeId> = config.peers.keys().copied().collect();
         let controller = Controller::start(
             node,
@@ -195,10 +206,9 @@ impl ClusterState {
     }
 
     pub fn replica(&self, topic: &str, partition: u32) -> Option<Arc<PartitionReplica>> {
-        self.replicas
-            .read()
-            .get(&group_id(topic, partition))
-            .cloned()
+        let replicas = self.replicas.read();
+        let hosted = replicas.get(&(topic.to_string(), partition))?;
+        Some(Arc::clone(&hosted.replica))
     }
 
     /// The leader of a partition as this broker knows it: its replica's
@@ -218,8 +228,8 @@ impl ClusterState {
         config: &LogConfig,
     ) -> Result<Arc<PartitionReplica>> {
         let node = self.config.node_id;
-        let group = group_id(topic, index);
-        let log = open_log(&self.dir, topic, index, config.clone())?;
+        let group = group_id(topic, assignment.id, index);
+        let log = open_log(&self.dir, &group, config.clone())?;
         let replica = Arc::new(
             PartitionReplica::start(
                 node,
@@ -231,15 +241,18 @@ impl ClusterState {
             .await?,
         );
         self.router.register(group.as_str(), replica.raft().clone());
-        self.replicas
-            .write()
-            .insert(group.clone(), Arc::clone(&replica));
+        let key = (topic.to_string(), index);
+        let hosted = Hosted {
+            topic_id: assignment.id,
+            replica: Arc::clone(&replica),
+        };
+        self.replicas.write().insert(key.clone(), hosted);
         let voters = assignment.replicas[index as usize].clone();
         if voters.first() == Some(&node) {
             if let Err(e) = replica.initialize(&voters).await {
                 // Forget the replica, or the reconciler's retry would skip
                 // it and the partition would never be served.
-                self.replicas.write().remove(&group);
+                self.replicas.write().remove(&key);
                 self.router.unregister(&group);
                 replica.shutdown().await?;
                 return Err(e);
@@ -259,10 +272,16 @@ impl ClusterState {
         Ok(replica)
     }
 
-    async fn stop_replica(&self, group: &str) -> Result<()> {
-        let replica = self.replicas.write().remove(group);
-        self.router.unregister(group);
-        if let Some(replica) = replica {
+    /// Stops the replica of `topic`/`partition` and deletes its directory.
+    async fn stop_replica(&self, topic: &str, partition: u32) -> Result<()> {
+        let hosted = self
+            .replicas
+            .write()
+            .remove(&(topic.to_string(), partition));
+        if let Some(hosted) = hosted {
+            self.router
+                .unregister(&group_id(topic, hosted.topic_id, partition));
+            let replica = hosted.replica;
             replica.shutdown().await?;
             replica.log().mark_deleted();
             let dir = replica.log().dir().to_path_buf();
@@ -272,13 +291,8 @@ impl ClusterState {
     }
 }
 
-fn open_log(
-    dir: &std::path::Path,
-    topic: &str,
-    index: u32,
-    config: LogConfig,
-) -> Result<Arc<PartitionLog>> {
-    let path = dir.join(group_id(topic, index));
+fn open_log(dir: &std::path::Path, name: &str, config: LogConfig) -> Result<Arc<PartitionLog>> {
+    let path = dir.join(name);
     Ok(Arc::new(PartitionLog::open(
         path,
         config,
@@ -296,10 +310,32 @@ pub(crate) fn topic_config(defaults: &LogConfig, pairs: &[(String, String)]) -> 
 }
 
 impl Broker {
-    /// Brings the partitions this broker holds in line with `image`.
+    /// Brings the partitions this broker holds in line with `image`: stops
+    /// the replicas of partitions no longer placed here (a deleted topic,
+    /// or an older incarnation of a re-created one), then starts the
+    /// missing ones.
     async fn apply_image(&self, image: &ClusterImage) -> Result<()> {
         let cluster = self.cluster()?;
         let node = cluster.config.node_id;
+        let stale: Vec<(String, u32)> = cluster
+            .replicas
+            .read()
+            .iter()
+            .filter(|((topic, index), hosted)| {
+                let placed = image.topics.get(topic).filter(|t| t.id == hosted.topic_id);
+                !placed.is_some_and(|t| {
+                    t.replicas
+                        .get(*index as usize)
+                        .is_some_and(|r| r.contains(&node))
+                })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (topic, index) in stale {
+            self.forget_partition(&topic, index);
+            cluster.stop_replica(&topic, index).await?;
+            tracing::info!(topic = %topic, partition = index, "stopped a replica no longer placed here");
+        }
         for (name, assignment) in &image.topics {
             let config = topic_config(&self.config().topic_defaults, &assignment.config)?;
             for (index, replicas) in assignment.replicas.iter().enumerate() {
@@ -320,29 +356,19 @@ impl Broker {
                 tracing::info!(topic = %name, partition = index, "started replica");
             }
         }
-        let gone: Vec<String> = self
-            .topics
-            .read()
-            .keys()
-            .filter(|name| !image.topics.contains_key(*name))
-            .filter(|name| {
-                self.topic(name)
-                    .is_some_and(|t| t.partitions().iter().all(|p| p.replica().is_some()))
-            })
-            .cloned()
-            .collect();
-        for name in gone {
-            let removed = self.topics.write().remove(&name);
-            if let Some(topic) = removed {
-                for partition in topic.partitions() {
-                    cluster
-                        .stop_replica(&group_id(&name, partition.index))
-                        .await?;
-                }
-                tracing::info!(topic = %name, "stopped the replicas of a deleted topic");
+        Ok(())
+    }
+
+    /// Removes a replicated partition from the topic map (the topic too
+    /// once it has none left here).
+    fn forget_partition(&self, topic: &str, index: u32) {
+        let mut topics = self.topics.write();
+        if let Some(found) = topics.get(topic) {
+            found.remove_partition(index);
+            if found.partition_count() == 0 {
+                topics.remove(topic);
             }
         }
-        Ok(())
     }
 
     pub(crate) fn cluster(&self) -> Result<&ClusterState> {

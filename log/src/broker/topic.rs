@@ -140,6 +140,10 @@ impl Topic {
         }
     }
 
+    pub(crate) fn remove_partition(&self, index: u32) {
+        self.partitions.write().retain(|p| p.index != index);
+    }
+
     pub(crate) fn add_partition(&self, partition: Arc<Partition>) {
         let mut partitions = self.partitions.write();
         let position = partitions

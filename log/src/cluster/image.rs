@@ -35,6 +35,10 @@ pub enum MetadataCommand {
 /// A topic as the cluster knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicAssignment {
+    /// The metadata-log offset of the topic's creation: unique for every
+    /// incarnation of a name, so a topic deleted and created again gets
+    /// new Raft groups and directories, never the old ones.
+    pub id: u64,
     pub config: Vec<(String, String)>,
     /// Per partition, the brokers holding a replica; the first is the
     /// preferred leader.
@@ -95,8 +99,14 @@ impl ClusterImage {
                     replicas,
                 } => {
                     self.topics_created += 1;
-                    self.topics
-                        .insert(name, TopicAssignment { config, replicas });
+                    self.topics.insert(
+                        name,
+                        TopicAssignment {
+                            id: offset,
+                            config,
+                            replicas,
+                        },
+                    );
                 }
                 MetadataCommand::DeleteTopic { name } => {
                     self.topics.remove(&name);
