@@ -30,7 +30,7 @@ impl Broker {
 
     /// Creates a topic through the controller, which places its replicas.
     async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
-        validate_new_topic(&new, &self.config().topic_defaults)?;
+        let config = validate_new_topic(&new, &self.config().topic_defaults)?;
         let cluster = self.cluster()?;
         let leader = cluster.settled_controller().await?;
         if leader != cluster.config.node_id {
@@ -66,10 +66,13 @@ impl Broker {
             )
             .map(|_| ());
         }
-        let pairs = new
-            .configs
-            .iter()
-            .map(|e| (e.key.clone(), e.value.clone()))
+        // Every setting, resolved here: replicas on brokers with other
+        // `topic_defaults` must still validate entries alike (a follower
+        // refusing a batch its leader took would stop the group).
+        let pairs = config
+            .to_pairs()
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
             .collect();
         cluster
             .controller

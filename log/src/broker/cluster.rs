@@ -181,12 +181,24 @@ impl ClusterState {
             address: address.clone(),
             reason,
         };
-        let client = SpoolClient::connect(format!("http://{address}"))
+        // Bounded: two brokers with stale views of the leader could
+        // otherwise hand a request back and forth.
+        let timeout = self.config.metadata_timeout;
+        let forwarded = async {
+            let client = SpoolClient::connect(format!("http://{address}"))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            send(client)
+                .await
+                .map_err(|status| unreachable(status.to_string()))
+        };
+        let results = tokio::time::timeout(timeout, forwarded)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let results = send(client)
-            .await
-            .map_err(|status| unreachable(status.to_string()))?;
+            .map_err(|_| {
+                LogError::Timeout(format!(
+                    "the controller's leader did not answer within {timeout:?}"
+                ))
+            })??;
         for result in results {
             if let Some(e) = LogError::from_code(result.error, &result.message) {
                 return Err(e);

@@ -210,6 +210,8 @@ pub(crate) struct Routes {
     bootstrap: SpoolClient<Channel>,
     bootstrap_address: String,
     state: RwLock<RouteState>,
+    /// Metadata requests made so far: each asks the next broker in turn.
+    metadata_asks: std::sync::atomic::AtomicUsize,
 }
 
 /// A gRPC client for `channel` with spool's message limits.
@@ -235,6 +237,7 @@ impl Routes {
             bootstrap,
             bootstrap_address: bootstrap_address.to_string(),
             state: RwLock::default(),
+            metadata_asks: Default::default(),
         }
     }
 
@@ -346,6 +349,25 @@ impl Routes {
         }
     }
 
+    /// Where to ask for metadata: the brokers in turn. A broker holding no
+    /// replica of a partition can only name its preferred leader, which
+    /// may be down; asking the next broker each time reaches one that holds
+    /// a replica and knows the real leader.
+    fn metadata_source(&self) -> SpoolClient<Channel> {
+        let state = self.state.read();
+        let brokers = state.brokers.len();
+        if brokers <= 1 {
+            return self.bootstrap();
+        }
+        let turn = self
+            .metadata_asks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match state.brokers.values().nth(turn % (brokers + 1)) {
+            Some((_, client)) => client.clone(),
+            None => self.bootstrap(),
+        }
+    }
+
     /// Learns the cluster's brokers (metadata of no topic in particular).
     async fn learn_brokers(&self) {
         if let Ok(response) = self
@@ -392,7 +414,7 @@ impl Routes {
             return;
         }
         let request = MetadataRequest { topics: unknown };
-        let Ok(response) = self.bootstrap().metadata(request).await else {
+        let Ok(response) = self.metadata_source().metadata(request).await else {
             return; // the request itself will report the broker unreachable
         };
         let metadata = response.into_inner();
