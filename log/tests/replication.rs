@@ -21,9 +21,9 @@ use tokio::net::TcpListener;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Acknowledges one more record and waits until every running replica has
-/// committed everything up to it; then checks the history.
-async fn converge_and_check(cluster: &Cluster, history: cluster::history::History) {
+/// Acknowledges one more record, waits until every running replica has
+/// committed everything up to it, and returns each one's committed log.
+async fn converged_logs(cluster: &Cluster) -> Vec<(NodeId, Vec<(u64, String)>)> {
     let last = cluster
         .produce("sentinel", PATIENCE)
         .await
@@ -31,11 +31,17 @@ async fn converge_and_check(cluster: &Cluster, history: cluster::history::Histor
     cluster
         .wait_for_convergence(last.next_offset, PATIENCE)
         .await;
-    let finals: Vec<_> = cluster
+    cluster
         .running()
         .into_iter()
         .map(|node| (node, cluster.committed_records(node)))
-        .collect();
+        .collect()
+}
+
+/// [`converged_logs`], then: the logs are identical and the history is
+/// clean.
+async fn converge_and_check(cluster: &Cluster, history: cluster::history::History) {
+    let finals = converged_logs(cluster).await;
     let first = &finals[0].1;
     for (node, records) in &finals {
         assert_eq!(
@@ -120,15 +126,7 @@ async fn the_whole_cluster_restarts_with_every_acknowledged_record() {
     let mut workload = Workload::start(cluster.client(), "after");
     workload.wait_for_acks(20, PATIENCE).await;
     let after = workload.stop().await;
-    let last = cluster.produce("sentinel", PATIENCE).await.unwrap();
-    cluster
-        .wait_for_convergence(last.next_offset, PATIENCE)
-        .await;
-    let finals: Vec<_> = cluster
-        .running()
-        .into_iter()
-        .map(|node| (node, cluster.committed_records(node)))
-        .collect();
+    let finals = converged_logs(&cluster).await;
     before.check(&finals).assert_clean();
     after.check(&finals).assert_clean();
     cluster.shutdown().await;

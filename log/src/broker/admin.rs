@@ -299,15 +299,7 @@ impl Broker {
                     name,
                     ..Default::default()
                 },
-                None => {
-                    let e = LogError::UnknownTopic(name.clone());
-                    TopicMetadata {
-                        name,
-                        error: e.code() as i32,
-                        message: e.to_string(),
-                        partitions: vec![],
-                    }
-                }
+                None => unknown_topic_metadata(name),
             })
             .collect();
         MetadataResponse {
@@ -331,6 +323,17 @@ impl Broker {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// The metadata entry of a topic the broker does not know.
+pub(super) fn unknown_topic_metadata(name: String) -> TopicMetadata {
+    let e = LogError::UnknownTopic(name.clone());
+    TopicMetadata {
+        name,
+        error: e.code() as i32,
+        message: e.to_string(),
+        partitions: vec![],
     }
 }
 

@@ -415,15 +415,7 @@ impl Broker {
                     name,
                     ..Default::default()
                 },
-                None => {
-                    let e = LogError::UnknownTopic(name.clone());
-                    TopicMetadata {
-                        name,
-                        error: e.code() as i32,
-                        message: e.to_string(),
-                        partitions: vec![],
-                    }
-                }
+                None => super::admin::unknown_topic_metadata(name),
             })
             .collect();
         let brokers = image

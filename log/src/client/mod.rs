@@ -213,15 +213,17 @@ macro_rules! rpc {
     (@grpc create_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller create_topics $routes $address $request) };
     (@grpc delete_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller delete_topics $routes $address $request) };
     (@controller $name:ident $routes:ident $address:ident $request:ident) => {
-        $routes
-            .call_controller($request, |mut client, request| async move {
-                client
-                    .$name(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|status| status_error($address, status))
-            })
-            .await
+        $routes.call_controller($request, rpc!(@send $name $address)).await
+    };
+    // One RPC on a given connection, as routing sends it.
+    (@send $name:ident $address:ident) => {
+        |mut client, request| async move {
+            client
+                .$name(request)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status_error($address, status))
+        }
     };
     (@grpc $name:ident $routes:ident $address:ident $request:ident) => {
         $routes
@@ -232,15 +234,7 @@ macro_rules! rpc {
             .map_err(|status| status_error($address, status))
     };
     (@routed $name:ident $routes:ident $address:ident $request:ident) => {
-        $routes
-            .call($request, |mut client, request| async move {
-                client
-                    .$name(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|status| status_error($address, status))
-            })
-            .await
+        $routes.call($request, rpc!(@send $name $address)).await
     };
     ($($kind:ident $name:ident($request:ty) -> $response:ty;)*) => {
         impl Client {
