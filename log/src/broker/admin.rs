@@ -327,7 +327,7 @@ impl Broker {
 }
 
 /// The metadata entry of a topic the broker does not know.
-pub(super) fn unknown_topic_metadata(name: String) -> TopicMetadata {
+pub(crate) fn unknown_topic_metadata(name: String) -> TopicMetadata {
     let e = LogError::UnknownTopic(name.clone());
     TopicMetadata {
         name,

@@ -13,25 +13,27 @@
 //!   few election timeouts later (the preferred leader may be down).
 //!
 //! Replicated data lives under `<data_dir>/cluster/`: the metadata log in
-//! `__cluster_metadata-0`, partitions in `<topic>-<partition>`.
+//! `__cluster_metadata-0`, partitions in `<topic>.<id>-<partition>`.
+//!
+//! This module holds the configuration and the state (controller, router,
+//! running replicas); [`reconcile`] keeps the replicas in line with the
+//! metadata and [`status`] answers metadata and cluster-status requests.
+
+mod reconcile;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use tokio::sync::watch;
 
-use super::topic::Partition;
-use super::{Broker, Topic};
-use crate::cluster::{ClusterImage, Controller, MetadataCommand, TopicAssignment, METADATA_GROUP};
+pub(crate) use reconcile::{reconcile, register_brokers};
+
+use crate::cluster::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use crate::config::LogConfig;
 use crate::proto::spool_client::SpoolClient;
-use crate::proto::{
-    BrokerInfo, ClusterStatusRequest, ClusterStatusResponse, FollowerStatus, LeaderStatus,
-    MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
-};
 use crate::replication::grpc::GrpcTransport;
 use crate::replication::network::{RaftRouter, RaftTransport};
 use crate::replication::{partition_raft_config, NodeId, PartitionReplica};
@@ -319,265 +321,4 @@ pub(crate) fn topic_config(defaults: &LogConfig, pairs: &[(String, String)]) -> 
         config.set(key, value)?;
     }
     Ok(config)
-}
-
-impl Broker {
-    /// Brings the partitions this broker holds in line with `image`: stops
-    /// the replicas of partitions no longer placed here (a deleted topic,
-    /// or an older incarnation of a re-created one), then starts the
-    /// missing ones.
-    async fn apply_image(&self, image: &ClusterImage) -> Result<()> {
-        let cluster = self.cluster()?;
-        let node = cluster.config.node_id;
-        let stale: Vec<(String, u32)> = cluster
-            .replicas
-            .read()
-            .iter()
-            .filter(|((topic, index), hosted)| {
-                let placed = image.topics.get(topic).filter(|t| t.id == hosted.topic_id);
-                !placed.is_some_and(|t| {
-                    t.replicas
-                        .get(*index as usize)
-                        .is_some_and(|r| r.contains(&node))
-                })
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
-        for (topic, index) in stale {
-            self.forget_partition(&topic, index);
-            cluster.stop_replica(&topic, index).await?;
-            tracing::info!(topic = %topic, partition = index, "stopped a replica no longer placed here");
-        }
-        for (name, assignment) in &image.topics {
-            let config = topic_config(&self.config().topic_defaults, &assignment.config)?;
-            for (index, replicas) in assignment.replicas.iter().enumerate() {
-                let index = index as u32;
-                if !replicas.contains(&node) || cluster.replica(name, index).is_some() {
-                    continue;
-                }
-                let replica = cluster
-                    .start_replica(name, index, assignment, &config)
-                    .await?;
-                let topic = Arc::clone(
-                    self.topics
-                        .write()
-                        .entry(name.clone())
-                        .or_insert_with(|| Arc::new(Topic::in_cluster(name, config.clone()))),
-                );
-                topic.add_partition(Arc::new(Partition::replicated(name, index, replica)));
-                tracing::info!(topic = %name, partition = index, "started replica");
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes a replicated partition from the topic map (the topic too
-    /// once it has none left here).
-    fn forget_partition(&self, topic: &str, index: u32) {
-        let mut topics = self.topics.write();
-        if let Some(found) = topics.get(topic) {
-            found.remove_partition(index);
-            if found.partition_count() == 0 {
-                topics.remove(topic);
-            }
-        }
-    }
-
-    pub(crate) fn cluster(&self) -> Result<&ClusterState> {
-        self.cluster
-            .get()
-            .ok_or_else(|| LogError::InvalidRequest("this broker is not part of a cluster".into()))
-    }
-}
-
-impl Broker {
-    /// Metadata from the cluster's image: every registered broker, and for
-    /// each partition the leader as this broker knows it (0 when unknown;
-    /// node ids start at 1) and, where it holds a replica, its offsets.
-    pub(crate) fn cluster_metadata(
-        &self,
-        cluster: &ClusterState,
-        request: MetadataRequest,
-    ) -> MetadataResponse {
-        let image = cluster.controller.image();
-        let names: Vec<String> = if request.topics.is_empty() {
-            image.topics.keys().cloned().collect()
-        } else {
-            request.topics
-        };
-        let topics = names
-            .into_iter()
-            .map(|name| match image.topics.get(&name) {
-                Some(assignment) => TopicMetadata {
-                    partitions: (0..assignment.replicas.len() as u32)
-                        .map(|index| self.partition_metadata(cluster, &name, index, assignment))
-                        .collect(),
-                    name,
-                    ..Default::default()
-                },
-                None => super::admin::unknown_topic_metadata(name),
-            })
-            .collect();
-        let brokers = image
-            .brokers
-            .iter()
-            .map(|(&node, address)| BrokerInfo {
-                node_id: node as u32,
-                address: address.clone(),
-            })
-            .collect();
-        MetadataResponse { brokers, topics }
-    }
-
-    fn partition_metadata(
-        &self,
-        cluster: &ClusterState,
-        topic: &str,
-        index: u32,
-        assignment: &TopicAssignment,
-    ) -> PartitionMetadata {
-        let replicas = &assignment.replicas[index as usize];
-        let leader = cluster.leader_of(topic, index, replicas).unwrap_or(0) as u32;
-        match self.topic(topic).and_then(|t| t.partition(index)) {
-            Some(p) => PartitionMetadata {
-                partition: index,
-                leader,
-                log_start_offset: p.log.log_start_offset(),
-                high_watermark: p.high_watermark(),
-                size_bytes: p.log.size_bytes(),
-            },
-            None => PartitionMetadata {
-                partition: index,
-                leader,
-                ..Default::default()
-            },
-        }
-    }
-}
-
-impl Broker {
-    /// This broker's view of the cluster (see `ClusterStatusResponse`); a
-    /// single node answers with node id 0 and nothing else.
-    pub fn cluster_status(&self, _request: ClusterStatusRequest) -> ClusterStatusResponse {
-        let Some(cluster) = self.cluster.get() else {
-            return ClusterStatusResponse::default();
-        };
-        let node = cluster.config.node_id;
-        let image = cluster.controller.image();
-        let mut partitions = Vec::new();
-        let controller = cluster.controller.replica();
-        if let Some(status) = leader_status(METADATA_GROUP, 0, controller) {
-            partitions.push(status);
-        }
-        for (name, assignment) in &image.topics {
-            for index in 0..assignment.replicas.len() as u32 {
-                if let Some(status) = cluster
-                    .replica(name, index)
-                    .and_then(|r| leader_status(name, index, &r))
-                {
-                    partitions.push(status);
-                }
-            }
-        }
-        ClusterStatusResponse {
-            node_id: node as u32,
-            controller_leader: cluster.controller.leader().unwrap_or(0) as u32,
-            brokers: image
-                .brokers
-                .iter()
-                .map(|(&id, address)| BrokerInfo {
-                    node_id: id as u32,
-                    address: address.clone(),
-                })
-                .collect(),
-            partitions,
-        }
-    }
-}
-
-/// The replication state of a partition `replica` leads; `None` when it
-/// does not lead.
-fn leader_status(topic: &str, partition: u32, replica: &PartitionReplica) -> Option<LeaderStatus> {
-    let metrics = replica.raft().metrics().borrow().clone();
-    if metrics.current_leader != Some(replica.node()) {
-        return None;
-    }
-    let last_index = metrics.last_log_index.unwrap_or(0);
-    let followers = metrics
-        .replication
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(id, _)| *id != replica.node())
-        .map(|(id, matched)| FollowerStatus {
-            node_id: id as u32,
-            matched: matched.is_some(),
-            matched_index: matched.map_or(0, |m| m.index),
-            lag: matched.map_or(last_index + 1, |m| last_index.saturating_sub(m.index)),
-        })
-        .collect();
-    Some(LeaderStatus {
-        topic: topic.to_string(),
-        partition,
-        last_index,
-        high_watermark: replica.high_watermark(),
-        followers,
-    })
-}
-
-/// Keeps the broker's replicas in line with the metadata, until the
-/// broker is dropped.
-pub(crate) async fn reconcile(
-    broker: Weak<Broker>,
-    mut images: watch::Receiver<Arc<ClusterImage>>,
-) {
-    loop {
-        let image = Arc::clone(&images.borrow_and_update());
-        let Some(strong) = broker.upgrade() else {
-            return;
-        };
-        if let Err(e) = strong.apply_image(&image).await {
-            tracing::error!(error = %e, "cannot apply cluster metadata; retrying");
-            drop(strong);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        drop(strong);
-        if images.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// On the controller's leader, registers every configured broker the
-/// metadata lacks (or knows at another address), once a second.
-pub(crate) async fn register_brokers(broker: Weak<Broker>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(strong) = broker.upgrade() else {
-            return;
-        };
-        let Ok(cluster) = strong.cluster() else {
-            return;
-        };
-        let controller = &cluster.controller;
-        if controller.leader() != Some(cluster.config.node_id) {
-            continue;
-        }
-        let image = controller.image();
-        for (&node, address) in &cluster.config.peers {
-            if image.brokers.get(&node) == Some(address) {
-                continue;
-            }
-            let command = MetadataCommand::RegisterBroker {
-                node,
-                address: address.clone(),
-            };
-            if let Err(e) = controller
-                .propose(command, cluster.config.metadata_timeout)
-                .await
-            {
-                tracing::warn!(error = %e, node, "registering a broker failed; will retry");
-            }
-        }
-    }
 }

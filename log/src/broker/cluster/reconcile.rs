@@ -1,0 +1,140 @@
+//! Keeping a broker's replicas in line with the cluster's metadata, and
+//! registering the configured brokers.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{topic_config, ClusterState};
+use crate::broker::topic::Partition;
+use crate::broker::{Broker, Topic};
+use crate::cluster::{ClusterImage, MetadataCommand};
+use crate::{LogError, Result};
+
+impl Broker {
+    /// Brings the partitions this broker holds in line with `image`: stops
+    /// the replicas of partitions no longer placed here (a deleted topic,
+    /// or an older incarnation of a re-created one), then starts the
+    /// missing ones.
+    async fn apply_image(&self, image: &ClusterImage) -> Result<()> {
+        let cluster = self.cluster()?;
+        let node = cluster.config.node_id;
+        let stale: Vec<(String, u32)> = cluster
+            .replicas
+            .read()
+            .iter()
+            .filter(|((topic, index), hosted)| {
+                let placed = image.topics.get(topic).filter(|t| t.id == hosted.topic_id);
+                !placed.is_some_and(|t| {
+                    t.replicas
+                        .get(*index as usize)
+                        .is_some_and(|r| r.contains(&node))
+                })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (topic, index) in stale {
+            self.forget_partition(&topic, index);
+            cluster.stop_replica(&topic, index).await?;
+            tracing::info!(topic = %topic, partition = index, "stopped a replica no longer placed here");
+        }
+        for (name, assignment) in &image.topics {
+            let config = topic_config(&self.config().topic_defaults, &assignment.config)?;
+            for (index, replicas) in assignment.replicas.iter().enumerate() {
+                let index = index as u32;
+                if !replicas.contains(&node) || cluster.replica(name, index).is_some() {
+                    continue;
+                }
+                let replica = cluster
+                    .start_replica(name, index, assignment, &config)
+                    .await?;
+                let topic = Arc::clone(
+                    self.topics
+                        .write()
+                        .entry(name.clone())
+                        .or_insert_with(|| Arc::new(Topic::in_cluster(name, config.clone()))),
+                );
+                topic.add_partition(Arc::new(Partition::replicated(name, index, replica)));
+                tracing::info!(topic = %name, partition = index, "started replica");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a replicated partition from the topic map (the topic too
+    /// once it has none left here).
+    fn forget_partition(&self, topic: &str, index: u32) {
+        let mut topics = self.topics.write();
+        if let Some(found) = topics.get(topic) {
+            found.remove_partition(index);
+            if found.partition_count() == 0 {
+                topics.remove(topic);
+            }
+        }
+    }
+
+    pub(crate) fn cluster(&self) -> Result<&ClusterState> {
+        self.cluster
+            .get()
+            .ok_or_else(|| LogError::InvalidRequest("this broker is not part of a cluster".into()))
+    }
+}
+
+/// Keeps the broker's replicas in line with the metadata, until the
+/// broker is dropped.
+pub(crate) async fn reconcile(
+    broker: Weak<Broker>,
+    mut images: watch::Receiver<Arc<ClusterImage>>,
+) {
+    loop {
+        let image = Arc::clone(&images.borrow_and_update());
+        let Some(strong) = broker.upgrade() else {
+            return;
+        };
+        if let Err(e) = strong.apply_image(&image).await {
+            tracing::error!(error = %e, "cannot apply cluster metadata; retrying");
+            drop(strong);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        drop(strong);
+        if images.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the controller's leader, registers every configured broker the
+/// metadata lacks (or knows at another address), once a second.
+pub(crate) async fn register_brokers(broker: Weak<Broker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(strong) = broker.upgrade() else {
+            return;
+        };
+        let Ok(cluster) = strong.cluster() else {
+            return;
+        };
+        let controller = &cluster.controller;
+        if controller.leader() != Some(cluster.config.node_id) {
+            continue;
+        }
+        let image = controller.image();
+        for (&node, address) in &cluster.config.peers {
+            if image.brokers.get(&node) == Some(address) {
+                continue;
+            }
+            let command = MetadataCommand::RegisterBroker {
+                node,
+                address: address.clone(),
+            };
+            if let Err(e) = controller
+                .propose(command, cluster.config.metadata_timeout)
+                .await
+            {
+                tracing::warn!(error = %e, node, "registering a broker failed; will retry");
+            }
+        }
+    }
+}
