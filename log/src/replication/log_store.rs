@@ -207,7 +207,16 @@ impl PartitionLogReader {
     fn read(&self, from: u64, to: u64, limited: Option<usize>) -> Result<Vec<PartitionEntry>> {
         let (held_from, next) = self.log.raft_index_range();
         let purged_next = self.last_purged.read().map_or(0, |id| id.index + 1);
-        let mut from = from.max(held_from).max(purged_next);
+        let readable_from = held_from.max(purged_next);
+        // Replication sends what a limited read returns as the entries right
+        // after its `prev_log_id`: starting later would send a gap. (An
+        // unlimited read may skip missing entries; openraft allows that.)
+        if limited.is_some() && from < readable_from && from < to {
+            return Err(LogError::InvalidRequest(format!(
+                "Raft entry {from} is no longer in the log, which starts at {readable_from}"
+            )));
+        }
+        let mut from = from.max(readable_from);
         let to = to.min(next);
         let mut entries = Vec::new();
         let mut budget = limited.unwrap_or(usize::MAX);
