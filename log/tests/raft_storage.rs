@@ -269,3 +269,23 @@ async fn a_snapshot_moves_the_leaders_log_onto_an_empty_or_diverged_replica() {
         assert_eq!(describe(&last[0]), "9-30 56=next,57=second");
     }
 }
+
+#[tokio::test]
+async fn a_restarted_state_machine_resumes_near_its_last_applied_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, mut machine) = open_raft_storage(&dir, small_segments());
+    let mut entries = vec![membership_entry(1, 0)];
+    entries.extend((1..12_000).map(|i| blank_entry(1, i)));
+    store.blocking_append(entries.clone()).await.unwrap();
+    machine.apply(entries).await.unwrap();
+    drop((store, machine));
+
+    // Applied state is written every 10,000 entries: a restart resumes at
+    // the last write, not at the log start, and never past what was
+    // applied.
+    let (_, mut machine) = open_raft_storage(&dir, small_segments());
+    let (applied, membership) = machine.applied_state().await.unwrap();
+    let index = applied.expect("an applied state survives").index;
+    assert!((10_000..12_000).contains(&index), "resumed at {index}");
+    assert_eq!(membership.log_id(), &Some(log_id(1, 0)));
+}
