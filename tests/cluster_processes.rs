@@ -510,8 +510,18 @@ async fn a_topic_recreated_while_a_broker_was_down_is_a_new_log_there_too() {
     }
     wait_for_records(&cluster, 3, 5).await;
     cluster.kill(3);
-    let admin = cluster.client(1).await.admin();
-    admin.delete_topic(TOPIC).await.unwrap();
+    // The controller's leader may be the broker just killed: retry while
+    // the others elect a new one, as a client retries retriable errors.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match cluster.client(1).await.admin().delete_topic(TOPIC).await {
+            Ok(()) => break,
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("deleting the topic failed: {e}"),
+        }
+    }
     create_topic(&cluster).await;
     let mut acknowledged = Vec::new();
     for i in 0..3 {

@@ -32,22 +32,28 @@ impl Broker {
     async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
         let config = validate_new_topic(&new, &self.config().topic_defaults)?;
         let cluster = self.cluster()?;
-        let leader = cluster.settled_controller().await?;
-        if leader != cluster.config.node_id {
-            let name = new.name.clone();
+        let deadline = tokio::time::Instant::now() + cluster.config.metadata_timeout;
+        loop {
+            let leader = cluster.settled_controller().await?;
+            if leader == cluster.config.node_id {
+                break;
+            }
             let request = CreateTopicsRequest {
-                topics: vec![new],
+                topics: vec![new.clone()],
                 validate_only,
             };
-            return cluster
+            let forwarded = cluster
                 .forward_to_controller(
                     leader,
                     |mut client| async move {
                         Ok(client.create_topics(request).await?.into_inner().topics)
                     },
-                    |image| validate_only || image.topics.contains_key(&name),
+                    |image| validate_only || image.topics.contains_key(&new.name),
                 )
                 .await;
+            if !leader_lost(&forwarded, deadline).await {
+                return forwarded;
+            }
         }
         let image = cluster.controller.image();
         if image.topics.contains_key(&new.name) {
@@ -125,12 +131,16 @@ impl Broker {
     async fn delete_cluster_topic(&self, name: &str) -> Result<()> {
         refuse_internal(name)?;
         let cluster = self.cluster()?;
-        let leader = cluster.settled_controller().await?;
-        if leader != cluster.config.node_id {
+        let deadline = tokio::time::Instant::now() + cluster.config.metadata_timeout;
+        loop {
+            let leader = cluster.settled_controller().await?;
+            if leader == cluster.config.node_id {
+                break;
+            }
             let request = DeleteTopicsRequest {
                 names: vec![name.to_string()],
             };
-            return cluster
+            let forwarded = cluster
                 .forward_to_controller(
                     leader,
                     |mut client| async move {
@@ -139,6 +149,9 @@ impl Broker {
                     |image| !image.topics.contains_key(name),
                 )
                 .await;
+            if !leader_lost(&forwarded, deadline).await {
+                return forwarded;
+            }
         }
         let command = MetadataCommand::DeleteTopic {
             name: name.to_string(),
@@ -324,6 +337,21 @@ impl Broker {
             None => Ok(()),
         }
     }
+}
+
+/// Whether a forwarded request failed because the controller's leader
+/// could not be reached (it may just have died); then, before `deadline`,
+/// waits a moment so the caller can ask again whoever leads next.
+async fn leader_lost(outcome: &Result<()>, deadline: tokio::time::Instant) -> bool {
+    let unreachable = matches!(
+        outcome,
+        Err(LogError::Transport { .. } | LogError::Timeout(_))
+    );
+    if unreachable && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        return true;
+    }
+    false
 }
 
 /// The metadata entry of a topic the broker does not know.
