@@ -6,6 +6,7 @@ use super::topic::Topic;
 use super::Broker;
 use crate::cluster::MetadataCommand;
 use crate::config::{validate_partition_count, validate_topic_name, LogConfig};
+use crate::proto::ErrorCode;
 use crate::proto::{
     AlterConfigsRequest, AlterConfigsResponse, BrokerInfo, ConfigEntry, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
@@ -33,6 +34,7 @@ impl Broker {
         let config = validate_new_topic(&new, &self.config().topic_defaults)?;
         let cluster = self.cluster()?;
         let deadline = tokio::time::Instant::now() + cluster.config.metadata_timeout;
+        let mut retried = false;
         loop {
             let leader = cluster.settled_controller().await?;
             if leader == cluster.config.node_id {
@@ -52,8 +54,17 @@ impl Broker {
                 )
                 .await;
             if !leader_lost(&forwarded, deadline).await {
-                return forwarded;
+                return settle_retry(forwarded, retried, |e| {
+                    matches!(
+                        e,
+                        LogError::Broker {
+                            code: ErrorCode::TopicAlreadyExists,
+                            ..
+                        }
+                    )
+                });
             }
+            retried = true;
         }
         let image = cluster.controller.image();
         if image.topics.contains_key(&new.name) {
@@ -132,6 +143,7 @@ impl Broker {
         refuse_internal(name)?;
         let cluster = self.cluster()?;
         let deadline = tokio::time::Instant::now() + cluster.config.metadata_timeout;
+        let mut retried = false;
         loop {
             let leader = cluster.settled_controller().await?;
             if leader == cluster.config.node_id {
@@ -150,8 +162,17 @@ impl Broker {
                 )
                 .await;
             if !leader_lost(&forwarded, deadline).await {
-                return forwarded;
+                return settle_retry(forwarded, retried, |e| {
+                    matches!(
+                        e,
+                        LogError::Broker {
+                            code: ErrorCode::UnknownTopicOrPartition,
+                            ..
+                        }
+                    )
+                });
             }
+            retried = true;
         }
         let command = MetadataCommand::DeleteTopic {
             name: name.to_string(),
@@ -352,6 +373,20 @@ async fn leader_lost(outcome: &Result<()>, deadline: tokio::time::Instant) -> bo
         return true;
     }
     false
+}
+
+/// The outcome of a forwarded request that may have been retried. A first
+/// attempt whose answer was lost may have taken effect, so on a retry the
+/// error that says "already done" (`done_already`) counts as success.
+fn settle_retry(
+    outcome: Result<()>,
+    retried: bool,
+    done_already: impl Fn(&LogError) -> bool,
+) -> Result<()> {
+    match outcome {
+        Err(e) if retried && done_already(&e) => Ok(()),
+        other => other,
+    }
 }
 
 /// The metadata entry of a topic the broker does not know.

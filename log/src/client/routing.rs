@@ -152,6 +152,11 @@ pub(crate) trait ControllerRequest: Clone + Send + 'static {
     fn visible_in(metadata: &MetadataResponse) -> bool;
 }
 
+/// How long a metadata request may take: a broker that accepts
+/// connections but answers nothing (stopped, overloaded) must not stall
+/// every request; the next attempt asks another broker.
+const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a client waits for its bootstrap broker to learn of a topic
 /// created or deleted through another broker (metadata reaches every
 /// broker within a Raft round trip or two).
@@ -414,7 +419,9 @@ impl Routes {
             return;
         }
         let request = MetadataRequest { topics: unknown };
-        let Ok(response) = self.metadata_source().metadata(request).await else {
+        let mut source = self.metadata_source();
+        let asked = source.metadata(request);
+        let Ok(Ok(response)) = tokio::time::timeout(METADATA_TIMEOUT, asked).await else {
             return; // the request itself will report the broker unreachable
         };
         let metadata = response.into_inner();

@@ -211,6 +211,9 @@ impl PartitionLogReader {
         // Replication sends what a limited read returns as the entries right
         // after its `prev_log_id`: starting later would send a gap. (An
         // unlimited read may skip missing entries; openraft allows that.)
+        // openraft treats this error as fatal for the group: it is an
+        // invariant check (entries are deleted only after openraft purged
+        // them), not a way to fall back to a snapshot.
         if limited.is_some() && from < readable_from && from < to {
             return Err(LogError::InvalidRequest(format!(
                 "Raft entry {from} is no longer in the log, which starts at {readable_from}"

@@ -185,14 +185,19 @@ impl PartitionStateMachine {
             meta: meta.clone(),
             high_watermark: header.high_watermark,
         };
-        write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record)?;
+        {
+            // Under the lock a concurrent build takes, so that it cannot
+            // write its older description after this one.
+            let mut current = self.current.lock();
+            write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record)?;
+            *current = Some(record);
+        }
         self.applied = AppliedState {
             last_applied: Some(last),
             membership: meta.last_membership.clone(),
             high_watermark: header.high_watermark,
         };
         self.high_watermark.send_replace(header.high_watermark);
-        *self.current.lock() = Some(record);
         Ok(())
     }
 }

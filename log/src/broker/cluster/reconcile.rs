@@ -40,7 +40,15 @@ impl Broker {
             tracing::info!(topic = %topic, partition = index, "stopped a replica no longer placed here");
         }
         for (name, assignment) in &image.topics {
-            let config = topic_config(&self.config().topic_defaults, &assignment.config)?;
+            // One topic whose settings this broker cannot take must not
+            // keep every other topic from being served.
+            let config = match topic_config(&self.config().topic_defaults, &assignment.config) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!(topic = %name, error = %e, "cannot open the topic's replicas");
+                    continue;
+                }
+            };
             for (index, replicas) in assignment.replicas.iter().enumerate() {
                 let index = index as u32;
                 if !replicas.contains(&node) || cluster.replica(name, index).is_some() {
