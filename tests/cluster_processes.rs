@@ -205,6 +205,20 @@ async fn produce(cluster: &Cluster, value: &str) -> u64 {
     }
 }
 
+/// Produces `count` values `<prefix>-<i>` one after another, recording
+/// where each was acknowledged.
+async fn produce_values(
+    cluster: &Cluster,
+    prefix: &str,
+    count: usize,
+    acknowledged: &mut Vec<(u64, String)>,
+) {
+    for i in 0..count {
+        let value = format!("{prefix}-{i}");
+        acknowledged.push((produce(cluster, &value).await, value));
+    }
+}
+
 /// Every committed record `node` serves, as (offset, value), or the error
 /// of a broker not serving the partition yet (a restarted one catching up).
 async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>, String> {
@@ -274,10 +288,7 @@ async fn a_killed_leader_loses_no_acknowledged_record_and_rejoins() {
     let mut cluster = Cluster::start(&[1, 2, 3]);
     create_topic(&cluster).await;
     let mut acknowledged = Vec::new();
-    for i in 0..40 {
-        let value = format!("before-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "before", 40, &mut acknowledged).await;
     let killed = leader(&cluster).await;
     let status = cluster_status(&cluster, killed);
     assert_eq!(status.matches(" up").count(), 3, "{status}");
@@ -297,10 +308,7 @@ async fn a_killed_leader_loses_no_acknowledged_record_and_rejoins() {
     );
     assert_eq!(columns.len(), 7, "two followers with their lag: {status}");
     cluster.kill(killed);
-    for i in 0..20 {
-        let value = format!("after-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "after", 20, &mut acknowledged).await;
     let new_leader = leader(&cluster).await;
     assert_ne!(new_leader, killed, "a surviving broker leads");
     let status = cluster_status(&cluster, new_leader);
@@ -481,23 +489,14 @@ async fn a_leader_stopped_past_the_election_timeout_is_replaced_and_rejoins() {
     let mut cluster = Cluster::start(&[1, 2, 3]);
     create_topic(&cluster).await;
     let mut acknowledged = Vec::new();
-    for i in 0..20 {
-        let value = format!("before-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "before", 20, &mut acknowledged).await;
     let stopped = leader(&cluster).await;
     cluster.pause(stopped);
-    for i in 0..20 {
-        let value = format!("during-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "during", 20, &mut acknowledged).await;
     let new_leader = leader(&cluster).await;
     assert_ne!(new_leader, stopped, "a broker that answers leads");
     cluster.resume(stopped);
-    for i in 0..20 {
-        let value = format!("after-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "after", 20, &mut acknowledged).await;
     check_every_broker(&cluster, &acknowledged).await;
 }
 
@@ -524,10 +523,7 @@ async fn a_topic_recreated_while_a_broker_was_down_is_a_new_log_there_too() {
     }
     create_topic(&cluster).await;
     let mut acknowledged = Vec::new();
-    for i in 0..3 {
-        let value = format!("new-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "new", 3, &mut acknowledged).await;
     cluster.start_broker(3);
     // The restarted broker must drop its replica of the old topic and
     // join the new one's group, not revive the old log.
@@ -543,19 +539,13 @@ async fn every_broker_killed_at_once_restarts_with_every_acknowledged_record() {
     let mut cluster = Cluster::start(&[1, 2, 3]);
     create_topic(&cluster).await;
     let mut acknowledged = Vec::new();
-    for i in 0..30 {
-        let value = format!("before-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "before", 30, &mut acknowledged).await;
     for node in [1, 2, 3] {
         cluster.kill(node);
     }
     for node in [2, 3, 1] {
         cluster.start_broker(node);
     }
-    for i in 0..10 {
-        let value = format!("after-{i}");
-        acknowledged.push((produce(&cluster, &value).await, value));
-    }
+    produce_values(&cluster, "after", 10, &mut acknowledged).await;
     check_every_broker(&cluster, &acknowledged).await;
 }

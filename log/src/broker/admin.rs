@@ -33,38 +33,19 @@ impl Broker {
     async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
         let config = validate_new_topic(&new, &self.config().topic_defaults)?;
         let cluster = self.cluster()?;
-        let deadline = tokio::time::Instant::now() + cluster.config.metadata_timeout;
-        let mut retried = false;
-        loop {
-            let leader = cluster.settled_controller().await?;
-            if leader == cluster.config.node_id {
-                break;
-            }
-            let request = CreateTopicsRequest {
-                topics: vec![new.clone()],
-                validate_only,
-            };
-            let forwarded = cluster
-                .forward_to_controller(
-                    leader,
-                    |mut client| async move {
-                        Ok(client.create_topics(request).await?.into_inner().topics)
-                    },
-                    |image| validate_only || image.topics.contains_key(&new.name),
-                )
-                .await;
-            if !leader_lost(&forwarded, deadline).await {
-                return settle_retry(forwarded, retried, |e| {
-                    matches!(
-                        e,
-                        LogError::Broker {
-                            code: ErrorCode::TopicAlreadyExists,
-                            ..
-                        }
-                    )
-                });
-            }
-            retried = true;
+        let forwarded = cluster.forward_until_answered(
+            |mut client| {
+                let request = CreateTopicsRequest {
+                    topics: vec![new.clone()],
+                    validate_only,
+                };
+                async move { Ok(client.create_topics(request).await?.into_inner().topics) }
+            },
+            |image| validate_only || image.topics.contains_key(&new.name),
+            ErrorCode::TopicAlreadyExists,
+        );
+        if let Some(outcome) = forwarded.await {
+            return outcome;
         }
         let image = cluster.controller.image();
         if image.topics.contains_key(&new.name) {
@@ -142,37 +123,18 @@ impl Broker {
     async fn delete_cluster_topic(&self, name: &str) -> Result<()> {
         refuse_internal(name)?;
         let cluster = self.cluster()?;
-        let deadline = tokio::time::Instant::now() + cluster.config.metadata_timeout;
-        let mut retried = false;
-        loop {
-            let leader = cluster.settled_controller().await?;
-            if leader == cluster.config.node_id {
-                break;
-            }
-            let request = DeleteTopicsRequest {
-                names: vec![name.to_string()],
-            };
-            let forwarded = cluster
-                .forward_to_controller(
-                    leader,
-                    |mut client| async move {
-                        Ok(client.delete_topics(request).await?.into_inner().topics)
-                    },
-                    |image| !image.topics.contains_key(name),
-                )
-                .await;
-            if !leader_lost(&forwarded, deadline).await {
-                return settle_retry(forwarded, retried, |e| {
-                    matches!(
-                        e,
-                        LogError::Broker {
-                            code: ErrorCode::UnknownTopicOrPartition,
-                            ..
-                        }
-                    )
-                });
-            }
-            retried = true;
+        let forwarded = cluster.forward_until_answered(
+            |mut client| {
+                let request = DeleteTopicsRequest {
+                    names: vec![name.to_string()],
+                };
+                async move { Ok(client.delete_topics(request).await?.into_inner().topics) }
+            },
+            |image| !image.topics.contains_key(name),
+            ErrorCode::UnknownTopicOrPartition,
+        );
+        if let Some(outcome) = forwarded.await {
+            return outcome;
         }
         let command = MetadataCommand::DeleteTopic {
             name: name.to_string(),
@@ -357,35 +319,6 @@ impl Broker {
             ))),
             None => Ok(()),
         }
-    }
-}
-
-/// Whether a forwarded request failed because the controller's leader
-/// could not be reached (it may just have died); then, before `deadline`,
-/// waits a moment so the caller can ask again whoever leads next.
-async fn leader_lost(outcome: &Result<()>, deadline: tokio::time::Instant) -> bool {
-    let unreachable = matches!(
-        outcome,
-        Err(LogError::Transport { .. } | LogError::Timeout(_))
-    );
-    if unreachable && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        return true;
-    }
-    false
-}
-
-/// The outcome of a forwarded request that may have been retried. A first
-/// attempt whose answer was lost may have taken effect, so on a retry the
-/// error that says "already done" (`done_already`) counts as success.
-fn settle_retry(
-    outcome: Result<()>,
-    retried: bool,
-    done_already: impl Fn(&LogError) -> bool,
-) -> Result<()> {
-    match outcome {
-        Err(e) if retried && done_already(&e) => Ok(()),
-        other => other,
     }
 }
 

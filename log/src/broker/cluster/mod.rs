@@ -34,6 +34,7 @@ pub(crate) use reconcile::{reconcile, register_brokers};
 use crate::cluster::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use crate::config::LogConfig;
 use crate::proto::spool_client::SpoolClient;
+use crate::proto::ErrorCode;
 use crate::replication::grpc::GrpcTransport;
 use crate::replication::network::{RaftRouter, RaftTransport};
 use crate::replication::{partition_raft_config, NodeId, PartitionReplica};
@@ -158,18 +159,63 @@ impl ClusterState {
         }
     }
 
+    /// Forwards a topic request to the controller's leader, asking again
+    /// whoever leads next while the leader cannot be reached (it may just
+    /// have died), until the metadata timeout. `None` when this broker now
+    /// leads the controller and must carry the request out itself. A
+    /// retried request may have taken effect at its first attempt, so then
+    /// the error `done_already` counts as success.
+    pub async fn forward_until_answered<F, Fut>(
+        &self,
+        send: F,
+        applied: impl Fn(&ClusterImage) -> bool,
+        done_already: ErrorCode,
+    ) -> Option<Result<()>>
+    where
+        F: Fn(SpoolClient<Channel>) -> Fut,
+        Fut: std::future::Future<
+            Output = std::result::Result<Vec<crate::proto::TopicResult>, tonic::Status>,
+        >,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.metadata_timeout;
+        let mut retried = false;
+        loop {
+            let leader = match self.settled_controller().await {
+                Ok(leader) => leader,
+                Err(e) => return Some(Err(e)),
+            };
+            if leader == self.config.node_id {
+                return None;
+            }
+            let outcome = self.forward_to_controller(leader, &send, &applied).await;
+            let unreachable = matches!(
+                outcome,
+                Err(LogError::Transport { .. } | LogError::Timeout(_))
+            );
+            if unreachable && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                retried = true;
+                continue;
+            }
+            return Some(match outcome {
+                Err(LogError::Broker { code, .. }) if retried && code == done_already => Ok(()),
+                other => other,
+            });
+        }
+    }
+
     /// Sends a topic request to the controller's leader `leader` as a
     /// client would, then waits until this broker's own metadata shows
     /// the outcome (`applied`), so the caller can use the topic here at
     /// once.
-    pub async fn forward_to_controller<F, Fut>(
+    async fn forward_to_controller<F, Fut>(
         &self,
         leader: NodeId,
-        send: F,
-        applied: impl Fn(&ClusterImage) -> bool,
+        send: &F,
+        applied: &impl Fn(&ClusterImage) -> bool,
     ) -> Result<()>
     where
-        F: FnOnce(SpoolClient<Channel>) -> Fut,
+        F: Fn(SpoolClient<Channel>) -> Fut,
         Fut: std::future::Future<
             Output = std::result::Result<Vec<crate::proto::TopicResult>, tonic::Status>,
         >,
