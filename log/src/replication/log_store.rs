@@ -7,10 +7,12 @@
 //! `raft-state` file.
 //!
 //! Durability: `append` copies the entries into the page cache and returns;
-//! a flusher task then syncs the log and reports every append made before
-//! the sync as persisted (group commit: under load, one fsync acknowledges
-//! many appends). openraft counts an entry toward a commit only once that
-//! report came, so `acks=all` means "on disk on a majority".
+//! the log is then synced on the blocking pool and the append reported
+//! persisted. openraft counts an entry toward a commit only once that
+//! report came, so `acks=all` means "on disk on a majority". (openraft 0.9
+//! waits for each report before its next append, so appends never queue
+//! up behind a sync; it batches the client writes that arrive meanwhile
+//! into the next append instead.)
 //!
 //! Purging is logical: entries up to the purge point become invisible to
 //! openraft, but their segments stay for consumers until retention deletes
@@ -26,7 +28,6 @@ use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, StorageIOError, Vote};
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
 
 use super::entry::{decode_entries, encode_entry};
 use super::raft_state::{read_durable, write_durable, RaftStateFile, RAFT_STATE_FILE};
@@ -54,7 +55,6 @@ pub struct PartitionLogStore {
     log: Arc<PartitionLog>,
     state: RaftStateFile,
     reader: PartitionLogReader,
-    flushes: mpsc::UnboundedSender<LogFlushed<PartitionRaftConfig>>,
     gate: WriteGate,
 }
 
@@ -67,9 +67,7 @@ pub struct PartitionLogReader {
 }
 
 impl PartitionLogStore {
-    /// Opens the store of `log`, reading its `raft-state` file. Must run
-    /// inside a tokio runtime: it starts the log's flusher task, which ends
-    /// when the store is dropped.
+    /// Opens the store of `log`, reading its `raft-state` file.
     pub fn open(log: Arc<PartitionLog>) -> Result<PartitionLogStore> {
         PartitionLogStore::open_gated(log, WriteGate::default())
     }
@@ -81,12 +79,10 @@ impl PartitionLogStore {
             log: Arc::clone(&log),
             last_purged: Arc::new(RwLock::new(state.last_purged)),
         };
-        let flushes = spawn_flusher(Arc::clone(&log));
         Ok(PartitionLogStore {
             log,
             state,
             reader,
-            flushes,
             gate,
         })
     }
@@ -175,30 +171,6 @@ pub(super) fn append_stored_batches(log: &PartitionLog, batches: &mut [u8]) -> R
         log.append_raft_entries(&mut batches[start..end], term)?;
     }
     Ok(())
-}
-
-/// The flusher task: waits for appends, syncs the log once for all that
-/// are waiting, then reports them persisted in append order.
-fn spawn_flusher(log: Arc<PartitionLog>) -> mpsc::UnboundedSender<LogFlushed<PartitionRaftConfig>> {
-    let (sender, mut waiting) = mpsc::unbounded_channel::<LogFlushed<PartitionRaftConfig>>();
-    tokio::spawn(async move {
-        while let Some(first) = waiting.recv().await {
-            let mut callbacks = vec![first];
-            while let Ok(more) = waiting.try_recv() {
-                callbacks.push(more);
-            }
-            let log = Arc::clone(&log);
-            let outcome = match tokio::task::spawn_blocking(move || log.flush()).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(join) => Err(join.to_string()),
-            };
-            for callback in callbacks {
-                callback.log_io_completed(outcome.clone().map_err(io::Error::other));
-            }
-        }
-    });
-    sender
 }
 
 impl PartitionLogReader {
@@ -349,11 +321,12 @@ impl RaftLogStorage<PartitionRaftConfig> for PartitionLogStore {
         let gate = Arc::clone(&self.gate);
         let _gate = gate.lock().await;
         self.append_entries(entries).map_err(write_error)?;
-        self.flushes.send(callback).map_err(|_| {
-            write_error(LogError::Closed(
-                "the log's flusher task has stopped".into(),
-            ))
-        })
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || {
+            let synced = log.flush().map(|_| ()).map_err(io::Error::other);
+            callback.log_io_completed(synced);
+        });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {

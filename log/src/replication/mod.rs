@@ -9,7 +9,7 @@
 //! - [`raft_state`]: the small `raft-state` file beside the segments that
 //!   holds what the segment log cannot: the vote and the purge point.
 //! - [`log_store`]: openraft's `RaftLogStorage` over a [`PartitionLog`],
-//!   with group commit (one fsync acknowledges every append before it).
+//!   reporting an append persisted only after the log is synced.
 //! - [`state_machine`]: openraft's `RaftStateMachine` for a partition. The
 //!   data already is in the log, so applying an entry only moves the high
 //!   watermark; a snapshot is the log itself from its start.
