@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::config::LogConfig;
 use crate::error::IoContext;
 use crate::replication::PartitionReplica;
-use crate::storage::{LogRead, PartitionLog, SystemClock};
+use crate::storage::{write_atomically, LogRead, PartitionLog, SystemClock};
 use crate::Result;
 
 /// One partition: its log, and a watch that fetches wait on for new data.
@@ -212,12 +212,7 @@ impl Topic {
         }
         let dir = data_dir.join("topics");
         fs::create_dir_all(&dir).at(&dir)?;
-        let path = meta_path(data_dir, &self.name);
-        let tmp = path.with_extension("conf.tmp");
-        fs::write(&tmp, text).at(&tmp)?;
-        fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        fs::rename(&tmp, &path).at(&path)?;
-        fs::File::open(&dir).and_then(|d| d.sync_all()).at(&dir)
+        write_atomically(&dir, &format!("{}.conf", self.name), text.as_bytes())
     }
 
     /// Removes the metadata file (the commit point), then the partitions.

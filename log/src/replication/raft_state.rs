@@ -9,15 +9,14 @@
 //! a silent reset, since forgetting a vote could elect two leaders in a
 //! term.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{LogId, NodeId};
-use crate::storage::sync_dir;
+use crate::storage::write_atomically;
 use crate::{LogError, Result};
 
 /// The file name of the log store's state.
@@ -61,15 +60,8 @@ pub fn read_durable<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Optio
 
 /// Replaces `dir/name` with `value`, durably (see the module docs).
 pub fn write_durable<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
-    let path = dir.join(name);
-    let tmp: PathBuf = dir.join(format!("{name}.tmp"));
     let mut bytes = bincode::serialize(value)
         .map_err(|e| LogError::InvalidRequest(format!("cannot encode {name}: {e}")))?;
     bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
-    let io = |e| LogError::io(&tmp, e);
-    let mut file = File::create(&tmp).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
-    sync_dir(dir)
+    write_atomically(dir, name, &bytes)
 }

@@ -67,8 +67,6 @@ impl Checkpoint {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(FILE_NAME);
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let text = format!(
             "{HEADER}\nrecovery_point={}\nlog_start_offset={}\ncleaner_offset={}\n\
              first_raft_index={}\nfirst_raft_segment={}\n",
@@ -78,11 +76,19 @@ impl Checkpoint {
             self.first_raft_index,
             self.first_raft_segment
         );
-        fs::write(&tmp, text).at(&tmp)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        fs::rename(&tmp, &path).at(&path)?;
-        sync_dir(dir)
+        write_atomically(dir, FILE_NAME, text.as_bytes())
     }
+}
+
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old or the
+/// new content: written to `name.tmp`, synced, renamed, directory synced.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    fs::write(&tmp, bytes).at(&tmp)?;
+    File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+    fs::rename(&tmp, &path).at(&path)?;
+    sync_dir(dir)
 }
 
 /// Makes renames and new files in `dir` durable.
