@@ -5,12 +5,12 @@ mod cli;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    // Die quietly when stdout is a closed pipe (`spool consume t | head`),
-    // as command-line tools do, instead of panicking on the failed write.
-    // SAFETY: called before any thread starts; restores the default action.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): a broker writes to sockets
+    // with writev, which raises SIGPIPE when the peer has reset, and the
+    // default action would kill the broker whenever a client or peer went
+    // away abruptly. A closed stdout (`spool consume t | head`) shows up
+    // as a BrokenPipe error instead, which `spool consume` takes as the
+    // reader having all it wanted.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")

@@ -113,6 +113,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// in a group, commits after each printed batch (at least once: a record is
 /// printed before its offset is committed).
 async fn print_records(consumer: &mut Consumer, args: &Args, commit: bool) -> anyhow::Result<()> {
+    match print_until_done(consumer, args, commit).await {
+        // The reader closed the pipe (`| head`): it has all it wanted.
+        Err(e) if is_closed_stdout(&e) => Ok(()),
+        outcome => outcome,
+    }
+}
+
+fn is_closed_stdout(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+async fn print_until_done(
+    consumer: &mut Consumer,
+    args: &Args,
+    commit: bool,
+) -> anyhow::Result<()> {
     let mut printed = 0u64;
     let mut last_record = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -62,6 +62,16 @@ impl BrokerProcess {
         }
     }
 
+    /// What the broker logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How the process exited, if it has (crashed, or killed).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the broker.
     pub fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
