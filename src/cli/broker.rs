@@ -54,6 +54,10 @@ struct FileConfig {
     /// Shortest consumer-group session timeout a member may ask for
     /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
     group_min_session_timeout_ms: Option<u64>,
+    /// How often retention runs, in ms (default 300000, Kafka's
+    /// `log.retention.check.interval.ms`: retention frees whole segments,
+    /// so running it more often buys little).
+    retention_check_interval_ms: Option<u64>,
     /// Cluster members as `id=host:port` (default none: a single node).
     #[serde(default)]
     peers: Vec<String>,
@@ -85,6 +89,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.advertised_address = listen.clone();
     if let Some(ms) = file.group_min_session_timeout_ms {
         config.groups.min_session_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = file.retention_check_interval_ms {
+        config.manager.retention_check_interval = std::time::Duration::from_millis(ms.max(1));
     }
     for (key, value) in &file.topic_defaults {
         config

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use spool_log::client::Client;
 use spool_log::proto::spool_client::SpoolClient;
 use spool_log::proto::{
-    Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ProducePartition, ProduceRequest,
+    Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, ProducePartition, ProduceRequest,
     ProduceTopic,
 };
 use spool_log::record::{BatchBuilder, BatchIter, Compression};
@@ -32,6 +33,8 @@ pub struct Cluster {
     paused: BTreeSet<u64>,
     /// Brokers whose links to every other broker are cut.
     isolated: BTreeSet<u64>,
+    /// A broker configuration file every broker is started with.
+    config: Option<(TempDir, String)>,
 }
 
 impl Cluster {
@@ -70,7 +73,20 @@ impl Cluster {
             running: BTreeMap::new(),
             paused: BTreeSet::new(),
             isolated: BTreeSet::new(),
+            config: None,
         }
+    }
+
+    /// Brokers that reach each other directly, each started with the
+    /// broker configuration file `toml`.
+    pub fn start_configured(nodes: &[u64], toml: &str) -> Cluster {
+        let mut cluster = Cluster::new(nodes);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, toml).unwrap();
+        cluster.config = Some((dir, path.to_str().unwrap().to_string()));
+        cluster.start_all(nodes);
+        cluster
     }
 
     fn start_all(&mut self, nodes: &[u64]) {
@@ -96,7 +112,7 @@ impl Cluster {
         let node_arg = node.to_string();
         let dir = self.dirs[&node].path().to_str().unwrap().to_string();
         let peers = self.peers_seen_by(node);
-        let broker = BrokerProcess::start(&[
+        let mut args = vec![
             "--node-id",
             &node_arg,
             "--data-dir",
@@ -107,7 +123,11 @@ impl Cluster {
             &peers,
             "--metrics-listen",
             "off",
-        ]);
+        ];
+        if let Some((_, config)) = &self.config {
+            args.extend(["--config", config.as_str()]);
+        }
+        let broker = BrokerProcess::start(&args);
         self.running.insert(node, broker);
     }
 
@@ -208,11 +228,16 @@ pub fn free_address() -> String {
 /// Tries every running broker until one (the controller's leader, once
 /// every broker is registered) creates the topic.
 pub async fn create_topic(cluster: &Cluster) {
+    create_topic_with(cluster, &[]).await
+}
+
+/// [`create_topic`] with topic settings.
+pub async fn create_topic_with(cluster: &Cluster, configs: &[(&str, &str)]) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         for &node in cluster.running.keys() {
             let admin = cluster.client(node).await.admin();
-            match admin.create_replicated_topic(TOPIC, 1, 3, &[]).await {
+            match admin.create_replicated_topic(TOPIC, 1, 3, configs).await {
                 Ok(()) => return,
                 Err(e) => assert!(Instant::now() < deadline, "topic never created: {e}"),
             }
@@ -326,7 +351,7 @@ pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>
         .await
         .map_err(|e| e.to_string())?;
     let mut records = Vec::new();
-    let mut offset = 0;
+    let mut offset = log_start(cluster, node).await?;
     loop {
         let request = FetchRequest {
             max_wait_ms: 0,
@@ -364,6 +389,34 @@ pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>
     }
 }
 
+/// The first offset `node`'s replica holds (retention moves it on).
+pub async fn log_start(cluster: &Cluster, node: u64) -> Result<u64, String> {
+    let address = format!("http://{}", cluster.addresses[&node]);
+    let mut client = SpoolClient::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: TOPIC.into(),
+            partitions: vec![ListOffsetsPartition {
+                partition: 0,
+                spec: OffsetSpec::Earliest as i32,
+                timestamp: 0,
+            }],
+        }],
+    };
+    let response = client
+        .list_offsets(request)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let result = &response.topics[0].partitions[0];
+    if result.error != ErrorCode::None as i32 {
+        return Err(result.message.clone());
+    }
+    Ok(result.offset)
+}
+
 /// Waits until `node` serves at least `count` committed records.
 pub async fn wait_for_records(cluster: &Cluster, node: u64, count: usize) -> Vec<(u64, String)> {
     let deadline = Instant::now() + PATIENCE;
@@ -384,27 +437,69 @@ pub async fn wait_for_records(cluster: &Cluster, node: u64, count: usize) -> Vec
 /// all hold the same committed log. (Writes whose answer was lost may be
 /// there too: no idempotence yet.)
 pub async fn check_every_broker(cluster: &Cluster, acknowledged: &[(u64, String)]) {
-    let last = acknowledged.iter().map(|(o, _)| *o).max().unwrap();
-    let mut logs = Vec::new();
-    for &node in cluster.running.keys() {
-        let records = wait_for_records(cluster, node, last as usize + 1).await;
-        assert_holds(node, &records, acknowledged);
-        logs.push(records);
-    }
-    let shortest = logs.iter().map(Vec::len).min().unwrap();
-    for log in &logs[1..] {
+    let logs = check_retained(cluster, acknowledged).await;
+    for (node, records) in &logs {
         assert_eq!(
-            log[..shortest],
-            logs[0][..shortest],
-            "brokers disagree on committed records"
+            records.first().map(|(o, _)| *o),
+            Some(0),
+            "node {node} lost the start of its log"
         );
     }
 }
 
-/// Every acknowledged record is at its offset in `records`.
+/// [`check_every_broker`] where retention may have deleted the start of
+/// each broker's log: every acknowledged record from a broker's log start
+/// on is there, and the brokers agree wherever their logs overlap.
+/// Returns each broker's records.
+pub async fn check_retained(
+    cluster: &Cluster,
+    acknowledged: &[(u64, String)],
+) -> BTreeMap<u64, Vec<(u64, String)>> {
+    let last = acknowledged.iter().map(|(o, _)| *o).max().unwrap();
+    let mut logs = BTreeMap::new();
+    for &node in cluster.running.keys() {
+        let records = wait_for_offset(cluster, node, last).await;
+        assert_holds(node, &records, acknowledged);
+        logs.insert(node, records);
+    }
+    let all: Vec<&Vec<(u64, String)>> = logs.values().collect();
+    for pair in all.windows(2) {
+        let (a, b): (BTreeMap<_, _>, BTreeMap<_, _>) = (
+            pair[0].iter().cloned().collect(),
+            pair[1].iter().cloned().collect(),
+        );
+        for (offset, value) in &a {
+            if let Some(other) = b.get(offset) {
+                assert_eq!(value, other, "brokers disagree at offset {offset}");
+            }
+        }
+    }
+    logs
+}
+
+/// Waits until `node` serves the record at `offset`; returns what it
+/// serves.
+pub async fn wait_for_offset(cluster: &Cluster, node: u64, offset: u64) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let read = read_all(cluster, node).await;
+        match read {
+            Ok(records) if records.last().is_some_and(|(o, _)| *o >= offset) => return records,
+            _ => assert!(
+                Instant::now() < deadline,
+                "node {node} never served offset {offset}: {read:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every acknowledged record from the first offset of `records` on is at
+/// its offset in `records`, which has no gaps or repeats.
 pub fn assert_holds(node: u64, records: &[(u64, String)], acknowledged: &[(u64, String)]) {
+    let start = records.first().map_or(0, |(o, _)| *o);
     let held: BTreeMap<u64, &String> = records.iter().map(|(o, v)| (*o, v)).collect();
-    for (offset, value) in acknowledged {
+    for (offset, value) in acknowledged.iter().filter(|(o, _)| *o >= start) {
         assert_eq!(
             held.get(offset),
             Some(&value),
@@ -412,7 +507,7 @@ pub fn assert_holds(node: u64, records: &[(u64, String)], acknowledged: &[(u64, 
         );
     }
     let offsets: Vec<u64> = records.iter().map(|(o, _)| *o).collect();
-    let expected: Vec<u64> = (0..records.len() as u64).collect();
+    let expected: Vec<u64> = (start..start + records.len() as u64).collect();
     assert_eq!(
         offsets, expected,
         "node {node}: offsets without gaps or repeats"

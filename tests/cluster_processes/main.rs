@@ -278,3 +278,58 @@ async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restarted_after_the_leader_purged_what_it_lacks_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start_configured(&[1, 2, 3], "retention_check_interval_ms = 200\n");
+    // Small segments and a small size limit: retention deletes segments
+    // (and openraft purges their entries) after a few dozen records.
+    // (The records carry timestamps from 1970: no time limit.)
+    let settings = [
+        ("segment.bytes", "1024"),
+        ("retention.bytes", "3072"),
+        ("retention.ms", "-1"),
+    ];
+    create_topic_with(&cluster, &settings).await;
+    let compacted = [("cleanup.policy", "compact")];
+    let refused = (cluster.client(1).await.admin())
+        .create_replicated_topic("compacted", 1, 3, &compacted)
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("compaction")),
+        "a replicated topic cannot be compacted yet: {refused:?}"
+    );
+    let mut acknowledged = Vec::new();
+    produce_values(&cluster, "before", 10, &mut acknowledged).await;
+    let first_leader = leader(&cluster).await;
+    let stopped = *[1, 2, 3].iter().find(|&&n| n != first_leader).unwrap();
+    wait_for_offset(&cluster, stopped, 9).await;
+    cluster.kill(stopped);
+    produce_values(&cluster, "during", 150, &mut acknowledged).await;
+    // The leader deletes the segments the stopped follower lacks.
+    let leader_now = leader(&cluster).await;
+    let deadline = Instant::now() + PATIENCE;
+    while log_start(&cluster, leader_now).await.unwrap() <= 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the leader's retention never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.start_broker(stopped);
+    produce_values(&cluster, "after", 10, &mut acknowledged).await;
+    let logs = check_retained(&cluster, &acknowledged).await;
+    let restarted = &logs[&stopped];
+    assert!(
+        restarted[0].0 > 10,
+        "the restarted follower's log was replaced by the leader's, which starts after \
+         what it lacked (it starts at {})",
+        restarted[0].0
+    );
+    assert!(
+        restarted.len() >= 10,
+        "the restarted follower serves the records after its log start"
+    );
+}

@@ -32,6 +32,15 @@ impl Broker {
     /// Creates a topic through the controller, which places its replicas.
     async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
         let config = validate_new_topic(&new, &self.config().topic_defaults)?;
+        if config.cleanup_policy.compact {
+            // A compacted segment no longer holds one batch per Raft entry,
+            // which a snapshot sent to a lagging replica relies on.
+            return Err(LogError::InvalidConfig {
+                key: "cleanup.policy".into(),
+                value: "compact".into(),
+                reason: "compaction of replicated topics is not supported yet; use delete".into(),
+            });
+        }
         let cluster = self.cluster()?;
         let forwarded = cluster.forward_until_answered(
             |mut client| {

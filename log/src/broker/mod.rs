@@ -122,6 +122,7 @@ impl Broker {
     /// [`Broker::raft_router`] beside the client service so peers reach it.
     pub async fn open_cluster(config: BrokerConfig, cluster: ClusterConfig) -> Result<Arc<Broker>> {
         let data_dir = config.data_dir.clone();
+        let retention_interval = config.manager.retention_check_interval;
         let broker = Arc::new(Broker::open(config)?);
         let state = cluster::ClusterState::start(cluster, &data_dir).await?;
         let images = state.controller.subscribe();
@@ -132,6 +133,10 @@ impl Broker {
         }
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
         tokio::spawn(cluster::register_brokers(Arc::downgrade(&broker)));
+        tokio::spawn(cluster::enforce_retention(
+            Arc::downgrade(&broker),
+            retention_interval,
+        ));
         Ok(broker)
     }
 

@@ -16,8 +16,8 @@
 //!
 //! Purging is logical: entries up to the purge point become invisible to
 //! openraft, but their segments stay for consumers until retention deletes
-//! them. Raft's log compaction and a topic's retention are different
-//! promises.
+//! them (`super::retention`, which asks openraft to purge first). Raft's
+//! log compaction and a topic's retention are different promises.
 
 use std::fmt::Debug;
 use std::io;
@@ -50,6 +50,9 @@ const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
 /// install finished, or an append could race the install's log restart.
 pub type WriteGate = Arc<tokio::sync::Mutex<()>>;
 
+/// The durable purge point: moved only once `raft-state` names it.
+pub(super) type PurgePoint = Arc<RwLock<Option<LogId>>>;
+
 /// The log store of one partition group. Owned by openraft's core task.
 pub struct PartitionLogStore {
     log: Arc<PartitionLog>,
@@ -63,7 +66,7 @@ pub struct PartitionLogStore {
 pub struct PartitionLogReader {
     log: Arc<PartitionLog>,
     /// Shared with the store, which moves it on purge.
-    last_purged: Arc<RwLock<Option<LogId>>>,
+    last_purged: PurgePoint,
 }
 
 impl PartitionLogStore {
@@ -85,6 +88,12 @@ impl PartitionLogStore {
             reader,
             gate,
         })
+    }
+
+    /// The purge point, for the replica's retention: segments may be
+    /// deleted only up to it.
+    pub(super) fn purge_point(&self) -> PurgePoint {
+        Arc::clone(&self.reader.last_purged)
     }
 
     /// The segment log this store writes.

@@ -17,8 +17,12 @@
 //! - [`network`]: Raft messages between nodes, many groups over one
 //!   transport per node pair, and the router that receives them.
 //!
+//! - [`snapshot_data`]: a snapshot's bytes, read from the log only when
+//!   openraft reads them.
 //! - [`replica`]: a partition replica, the log with its Raft group: writes
-//!   answered once committed, reads below the high watermark.
+//!   answered once committed, reads below the high watermark; its
+//!   retention purges the Raft log through openraft before it deletes
+//!   segments, and its start repairs an install a crash interrupted.
 //!
 //! - [`grpc`]: the `RaftPeer` gRPC service between brokers and the
 //!   transport that sends over it.
@@ -37,10 +41,11 @@ pub mod in_process;
 pub mod log_store;
 pub mod network;
 pub mod raft_state;
+mod repair;
 pub mod replica;
+mod retention;
+pub mod snapshot_data;
 pub mod state_machine;
-
-use std::io::Cursor;
 
 pub use entry::{AppliedEntry, BatchPayload};
 pub use log_store::{PartitionLogReader, PartitionLogStore};
@@ -60,7 +65,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<PartitionRaftConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot_data::SnapshotData,
 );
 
 /// A Raft entry of a partition group.

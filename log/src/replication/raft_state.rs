@@ -1,6 +1,7 @@
 //! Small durable files beside a partition's segments: `raft-state` (the
 //! vote and the purge point, owned by the log store) and `raft-snapshot`
-//! (the last snapshot's description, owned by the state machine).
+//! (the last snapshot's description, owned by the state machine) and its
+//! companions `raft-applied` and `raft-installing`.
 //!
 //! Each is bincode with a CRC32C trailer, written to a temporary file,
 //! synced, renamed over the old one and the directory synced: a crash
@@ -16,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{LogId, NodeId};
-use crate::storage::write_atomically;
+use crate::storage::{sync_dir, write_atomically};
 use crate::{LogError, Result};
 
 /// The file name of the log store's state.
@@ -64,4 +65,15 @@ pub fn write_durable<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<
         .map_err(|e| LogError::InvalidRequest(format!("cannot encode {name}: {e}")))?;
     bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
     write_atomically(dir, name, &bytes)
+}
+
+/// Removes `dir/name` durably (a missing file is fine): once this returns,
+/// a crash cannot bring the file back.
+pub fn remove_durable(dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(name);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(&path, e)),
+    }
 }

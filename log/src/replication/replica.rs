@@ -11,8 +11,9 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
-use super::log_store::WriteGate;
+use super::log_store::{PurgePoint, WriteGate};
 use super::network::{GroupNetwork, RaftTransport};
+use super::state_machine::CurrentSnapshot;
 use super::{BatchPayload, NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine};
 use crate::record::BatchIter;
 use crate::storage::{LogRead, PartitionLog};
@@ -26,8 +27,8 @@ use crate::{LogError, Result};
 ///   cause needless elections.
 /// - No snapshots by policy: the state machine persists its applied state
 ///   every 10,000 entries, which bounds what a restart re-applies, and a
-///   snapshot is only needed once something is purged (retention will
-///   build one before it purges).
+///   snapshot is only needed once something is purged (retention builds
+///   one before it purges).
 /// - openraft never purges by itself (`max_in_snapshot_log_to_keep` is
 ///   unbounded): a follower that lags keeps catching up from the log, and
 ///   only retention decides when records go.
@@ -62,6 +63,11 @@ pub struct PartitionReplica {
     raft: Raft<PartitionRaftConfig>,
     log: Arc<PartitionLog>,
     high_watermark: watch::Receiver<u64>,
+    /// Shared with the log store and the state machine: retention deletes
+    /// segments under it, so never during an install's log restart.
+    pub(super) gate: WriteGate,
+    pub(super) purge_point: PurgePoint,
+    pub(super) current_snapshot: CurrentSnapshot,
 }
 
 impl PartitionReplica {
@@ -77,10 +83,13 @@ impl PartitionReplica {
         config: Arc<openraft::Config>,
     ) -> Result<PartitionReplica> {
         let group = group.into();
+        super::repair::repair_before_start(&log)?;
         let gate = WriteGate::default();
         let store = PartitionLogStore::open_gated(Arc::clone(&log), Arc::clone(&gate))?;
-        let machine = PartitionStateMachine::open_gated(Arc::clone(&log), gate)?;
+        let machine = PartitionStateMachine::open_gated(Arc::clone(&log), Arc::clone(&gate))?;
         let high_watermark = machine.subscribe_high_watermark();
+        let purge_point = store.purge_point();
+        let current_snapshot = machine.current_snapshot();
         let network = GroupNetwork::new(Arc::clone(&group), transport);
         let raft = Raft::new(node, config, network, store, machine)
             .await
@@ -91,6 +100,9 @@ impl PartitionReplica {
             raft,
             log,
             high_watermark,
+            gate,
+            purge_point,
+            current_snapshot,
         })
     }
 
@@ -252,7 +264,7 @@ impl PartitionReplica {
             .map_err(|e| LogError::Replication(format!("shutting down group {}: {e}", self.group)))
     }
 
-    fn replication_error<E: std::fmt::Display>(&self, e: E) -> LogError {
+    pub(super) fn replication_error<E: std::fmt::Display>(&self, e: E) -> LogError {
         LogError::Replication(format!("group {} on node {}: {e}", self.group, self.node))
     }
 }

@@ -13,8 +13,12 @@
 //! needs entries this one no longer offers, and installing it restarts the
 //! receiver's log with exactly those batches. openraft then replicates the
 //! entries after the snapshot as usual.
+//!
+//! An install is made crash-safe by the `raft-installing` marker, written
+//! before the log is restarted and removed once `raft-snapshot` names the
+//! new snapshot; a replica that finds the marker at its start finishes the
+//! install without the data (see [`super::repair`]).
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
@@ -25,7 +29,8 @@ use tokio::sync::watch;
 
 use super::entry::AppliedEntry;
 use super::log_store::{append_stored_batches, WriteGate};
-use super::raft_state::{read_durable, write_durable};
+use super::raft_state::{read_durable, remove_durable, write_durable};
+use super::snapshot_data::SnapshotData;
 use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
 use crate::record::{BatchIter, RecordBatch};
 use crate::storage::PartitionLog;
@@ -33,6 +38,10 @@ use crate::{LogError, Result};
 
 /// The file name of the last snapshot's description.
 pub const RAFT_SNAPSHOT_FILE: &str = "raft-snapshot";
+
+/// The file name of an install's marker: the description of the snapshot
+/// being installed, present only while the install changes the log.
+pub const RAFT_INSTALLING_FILE: &str = "raft-installing";
 
 /// The file name of the applied state, written between snapshots.
 pub const RAFT_APPLIED_FILE: &str = "raft-applied";
@@ -56,10 +65,15 @@ pub struct AppliedState {
 
 /// The description of a snapshot, as persisted in `raft-snapshot`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct SnapshotRecord {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    high_watermark: u64,
+pub(super) struct SnapshotRecord {
+    pub meta: SnapshotMeta<NodeId, BasicNode>,
+    pub high_watermark: u64,
 }
+
+/// The last durable snapshot's description, shared by the state machine,
+/// its snapshot builders and the replica (whose retention deletes segments
+/// only up to it).
+pub(super) type CurrentSnapshot = Arc<Mutex<Option<SnapshotRecord>>>;
 
 /// The header of a snapshot's data; the stored batches of entries
 /// `first_index..=last` follow it.
@@ -76,7 +90,7 @@ pub struct PartitionStateMachine {
     applied: AppliedState,
     /// Entries applied since `raft-applied` was last written.
     unpersisted: u64,
-    current: Arc<Mutex<Option<SnapshotRecord>>>,
+    current: CurrentSnapshot,
     high_watermark: watch::Sender<u64>,
     gate: WriteGate,
 }
@@ -85,7 +99,7 @@ pub struct PartitionStateMachine {
 pub struct PartitionSnapshotBuilder {
     log: Arc<PartitionLog>,
     applied: AppliedState,
-    current: Arc<Mutex<Option<SnapshotRecord>>>,
+    current: CurrentSnapshot,
 }
 
 impl PartitionStateMachine {
@@ -127,6 +141,11 @@ impl PartitionStateMachine {
         })
     }
 
+    /// The last durable snapshot's description.
+    pub(super) fn current_snapshot(&self) -> CurrentSnapshot {
+        Arc::clone(&self.current)
+    }
+
     /// Writes the applied state, after syncing the log: the file must never
     /// claim an entry the log could lose in a crash.
     fn persist_applied(&mut self) -> Result<()> {
@@ -165,7 +184,13 @@ impl PartitionStateMachine {
         let last = meta
             .last_log_id
             .ok_or_else(|| LogError::InvalidRequest("a snapshot without a last log id".into()))?;
-        if !holds_entry(&self.log, last)? {
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            high_watermark: header.high_watermark,
+        };
+        let restarts_log = !holds_entry(&self.log, last)?;
+        if restarts_log {
+            write_durable(self.log.dir(), RAFT_INSTALLING_FILE, &record)?;
             self.log
                 .restart_at(header.first_offset, header.first_index)?;
             let mut batches = batches.to_vec();
@@ -181,16 +206,15 @@ impl PartitionStateMachine {
                 )));
             }
         }
-        let record = SnapshotRecord {
-            meta: meta.clone(),
-            high_watermark: header.high_watermark,
-        };
         {
             // Under the lock a concurrent build takes, so that it cannot
             // write its older description after this one.
             let mut current = self.current.lock();
             write_durable(self.log.dir(), RAFT_SNAPSHOT_FILE, &record)?;
             *current = Some(record);
+        }
+        if restarts_log {
+            remove_durable(self.log.dir(), RAFT_INSTALLING_FILE)?;
         }
         self.applied = AppliedState {
             last_applied: Some(last),
@@ -318,7 +342,7 @@ impl RaftSnapshotBuilder<PartitionRaftConfig> for PartitionSnapshotBuilder {
         let data = encode_snapshot(&boundary_header(&record), &[]).map_err(snapshot_error)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotData::from_bytes(data)),
         })
     }
 }
@@ -368,21 +392,26 @@ impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> std::result::Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> std::result::Result<Box<SnapshotData>, StorageError> {
+        Ok(Box::new(SnapshotData::from_bytes(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> std::result::Result<(), StorageError> {
+        let failed = |e: AnyError| -> StorageError {
+            StorageIOError::write_snapshot(Some(meta.signature()), e).into()
+        };
+        let data = snapshot
+            .into_bytes()
+            .map_err(|e| failed(AnyError::new(&e)))?;
         // The log store appends, truncates and purges only after this.
         let gate = Arc::clone(&self.gate);
         let _gate = gate.lock().await;
-        self.install(meta, snapshot.get_ref()).map_err(|e| {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
-        })
+        self.install(meta, &data)
+            .map_err(|e| failed(AnyError::new(&e)))
     }
 
     async fn get_current_snapshot(
@@ -391,12 +420,16 @@ impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
         let Some(record) = self.current.lock().clone() else {
             return Ok(None);
         };
-        let data = snapshot_data(&self.log, &record).map_err(|e| {
-            StorageIOError::read_snapshot(Some(record.meta.signature()), AnyError::new(&e))
-        })?;
+        // openraft asks at every start for the description only: the log is
+        // read when the data is (to send it to a replica).
+        let meta = record.meta.clone();
+        let log = Arc::clone(&self.log);
+        let data = SnapshotData::read_later(move || {
+            snapshot_data(&log, &record).map_err(std::io::Error::other)
+        });
         Ok(Some(Snapshot {
-            meta: record.meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta,
+            snapshot: Box::new(data),
         }))
     }
 }

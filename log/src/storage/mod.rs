@@ -24,7 +24,7 @@ mod recovery;
 mod retention;
 mod segment;
 
-pub(crate) use checkpoint::write_atomically;
+pub(crate) use checkpoint::{sync_dir, write_atomically};
 pub use cleaner::CleanOutcome;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use log::{AppendInfo, PartitionLog};

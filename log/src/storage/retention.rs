@@ -135,37 +135,10 @@ impl PartitionLog {
     /// is larger than the retention size. The active segment is rolled first
     /// when it has expired, so a quiet topic still empties.
     pub fn apply_retention(&self) -> Result<RetentionOutcome> {
-        let config = self.config.read().clone();
         let mut state = self.state.write();
         self.ensure_live()?;
-        if !config.cleanup_policy.delete {
-            return Ok(RetentionOutcome {
-                log_start_offset: state.log_start_offset,
-                ..Default::default()
-            });
-        }
-        let now = self.clock.now_ms() as i64;
-        let expired = |segment: &Segment| {
-            config.retention_ms.is_some_and(|ms| {
-                // A segment of Raft meta batches alone has no record age.
-                segment.next_offset > segment.base_offset
-                    && segment.max_timestamp < now.saturating_sub(ms as i64)
-            })
-        };
-        if expired(state.active()) {
-            self.roll_locked(&mut state)?;
-        }
-        let mut doomed = remove_while(&mut state, |segment, _| expired(segment));
-        if let Some(limit) = config.retention_bytes {
-            let mut size = state.size_bytes();
-            doomed.extend(remove_while(&mut state, |segment, _| {
-                let fits = size - segment.size >= limit;
-                if fits {
-                    size -= segment.size;
-                }
-                fits
-            }));
-        }
+        let keep_from = self.retained_from(&mut state)?;
+        let doomed = remove_while(&mut state, |segment, _| segment.base_offset < keep_from);
         let first_base = *state
             .segments
             .keys()
@@ -186,6 +159,64 @@ impl PartitionLog {
         }
         delete_all(doomed)?;
         Ok(outcome)
+    }
+
+    /// The first Raft index that retention keeps: a replicated log deletes
+    /// nothing itself, its replica purges the Raft log up to the entry
+    /// before this one and then deletes the segments (see
+    /// `replication::retention`). Rolls an expired active segment, as
+    /// [`PartitionLog::apply_retention`] does.
+    pub fn retained_raft_index(&self) -> Result<u64> {
+        let mut state = self.state.write();
+        self.ensure_live()?;
+        let keep_from = self.retained_from(&mut state)?;
+        let kept = state
+            .segments
+            .range(keep_from..)
+            .next()
+            .map(|(_, segment)| segment.raft_base);
+        Ok(kept.unwrap_or_else(|| state.raft_range().1))
+    }
+
+    /// The base offset of the first segment retention keeps (the first
+    /// segment when the policy does not delete): segments before it are
+    /// expired by `retention.ms`, or over `retention.bytes`. Never past the
+    /// active segment, which is rolled first when it expired.
+    fn retained_from(&self, state: &mut LogState) -> Result<u64> {
+        let config = self.config.read().clone();
+        let first = *state
+            .segments
+            .keys()
+            .next()
+            .expect("a log has an active segment");
+        if !config.cleanup_policy.delete {
+            return Ok(first);
+        }
+        let now = self.clock.now_ms() as i64;
+        let expired = |segment: &Segment| {
+            config.retention_ms.is_some_and(|ms| {
+                // A segment of Raft meta batches alone has no record age.
+                segment.next_offset > segment.base_offset
+                    && segment.max_timestamp < now.saturating_sub(ms as i64)
+            })
+        };
+        if expired(state.active()) {
+            self.roll_locked(state)?;
+        }
+        let active_base = state.active().base_offset;
+        let mut size = state.size_bytes();
+        let mut past_expired = false;
+        for segment in state.segments.range(..active_base).map(|(_, s)| s) {
+            past_expired = past_expired || !expired(segment);
+            let over_size = config
+                .retention_bytes
+                .is_some_and(|limit| size - segment.size >= limit);
+            if past_expired && !over_size {
+                return Ok(segment.base_offset);
+            }
+            size -= segment.size;
+        }
+        Ok(active_base)
     }
 
     fn persist_start(&self, state: &mut LogState) -> Result<()> {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-pub(crate) use reconcile::{reconcile, register_brokers};
+pub(crate) use reconcile::{enforce_retention, reconcile, register_brokers};
 
 use crate::cluster::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use crate::config::LogConfig;

@@ -54,9 +54,18 @@ impl Broker {
                 if !replicas.contains(&node) || cluster.replica(name, index).is_some() {
                     continue;
                 }
-                let replica = cluster
+                // One replica that cannot start (its files need an
+                // operator) must not keep the others from being served.
+                let replica = match cluster
                     .start_replica(name, index, assignment, &config)
-                    .await?;
+                    .await
+                {
+                    Ok(replica) => replica,
+                    Err(e) => {
+                        tracing::error!(topic = %name, partition = index, error = %e, "cannot start a replica");
+                        continue;
+                    }
+                };
                 let topic = Arc::clone(
                     self.topics
                         .write()
@@ -142,6 +151,45 @@ pub(crate) async fn register_brokers(broker: Weak<Broker>) {
                 .await
             {
                 tracing::warn!(error = %e, node, "registering a broker failed; will retry");
+            }
+        }
+    }
+}
+
+/// How long one replica's retention pass waits for each of openraft's
+/// steps (a snapshot, a purge) before leaving the rest to the next pass.
+const RETENTION_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Applies retention to every replica this broker runs, every `interval`
+/// (the broker's `retention_check_interval`), until the broker is
+/// dropped. Each replica purges its Raft log through openraft before it
+/// deletes segments (`replication::retention`). The controller's metadata
+/// log is never subject to retention: it is the cluster's history.
+pub(crate) async fn enforce_retention(broker: Weak<Broker>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(strong) = broker.upgrade() else {
+            return;
+        };
+        let Ok(cluster) = strong.cluster() else {
+            return;
+        };
+        let replicas: Vec<_> = cluster
+            .replicas
+            .read()
+            .iter()
+            .map(|((topic, index), hosted)| (topic.clone(), *index, Arc::clone(&hosted.replica)))
+            .collect();
+        drop(strong);
+        for (topic, index, replica) in replicas {
+            match replica.enforce_retention(RETENTION_PATIENCE).await {
+                Ok(outcome) if outcome.segments_deleted > 0 => {
+                    tracing::info!(topic = %topic, partition = index, ?outcome, "retention deleted segments")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition = index, error = %e, "retention failed; will retry")
+                }
             }
         }
     }
