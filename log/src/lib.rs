@@ -52,6 +52,8 @@ macro_rules! with_rpcs {
             sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
             sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
             sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
+            async join_cluster(JoinClusterRequest) -> ClusterChangeResponse;
+            async move_partition(MovePartitionRequest) -> ClusterChangeResponse;
         }
     };
 }

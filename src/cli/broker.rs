@@ -34,6 +34,12 @@ pub struct Args {
     /// Every broker gets the same list and its own `--node-id`.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// Join a running cluster as a new broker (its `--peers` lists the
+    /// running brokers and itself): it asks them to admit it instead of
+    /// founding the cluster. Give it on the first start; later starts
+    /// need it not.
+    #[arg(long)]
+    join: bool,
 }
 
 /// The broker configuration file.
@@ -112,7 +118,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if let Some(address) = peers.get(&node) {
             config.advertised_address = address.clone();
         }
-        let cluster = ClusterConfig::new(node, peers).context("invalid cluster configuration")?;
+        let mut cluster =
+            ClusterConfig::new(node, peers).context("invalid cluster configuration")?;
+        cluster.join = args.join;
         Broker::open_cluster(config, cluster)
             .await
             .with_context(|| format!("opening {} as cluster node {node}", data_dir.display()))?

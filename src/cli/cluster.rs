@@ -1,4 +1,5 @@
-//! `spool cluster`: the state of a cluster as its brokers report it.
+//! `spool cluster`: the state of a cluster as its brokers report it, and
+//! partition moves.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -6,7 +7,9 @@ use std::time::Duration;
 use spool_log::client::Client;
 use spool_log::proto::{
     ClusterStatusRequest, ClusterStatusResponse, LeaderStatus, MetadataRequest,
+    MovePartitionRequest,
 };
+use spool_log::LogError;
 
 use super::Connection;
 
@@ -20,13 +23,54 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Move a partition onto other brokers: its replicas become the given
+    /// list (the first is the preferred leader). Returns once the cluster
+    /// has recorded the move; the partition's leader then adds the new
+    /// replicas, lets them catch up and removes the old ones (watch it
+    /// with `spool cluster status`).
+    ///
+    /// Example: spool cluster move orders --partition 0 --replicas 1,2,4
+    Move {
+        topic: String,
+        #[arg(long)]
+        partition: u32,
+        /// Broker ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicas: Vec<u32>,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// How long a broker may take to answer before it is shown unreachable.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
-    let Command::Status { connection } = command;
+    match command {
+        Command::Status { connection } => status(connection).await,
+        Command::Move {
+            topic,
+            partition,
+            replicas,
+            connection,
+        } => {
+            let client = connection.client().await?;
+            let request = MovePartitionRequest {
+                topic: topic.clone(),
+                partition,
+                replicas: replicas.clone(),
+            };
+            let response = client.move_partition(request).await?;
+            if let Some(e) = LogError::from_code(response.error, &response.message) {
+                return Err(e.into());
+            }
+            println!("moving {topic}/{partition} onto brokers {replicas:?}");
+            Ok(())
+        }
+    }
+}
+
+async fn status(connection: Connection) -> anyhow::Result<()> {
     let client = connection.client().await?;
     let first = client.cluster_status(ClusterStatusRequest {}).await?;
     if first.node_id == 0 {

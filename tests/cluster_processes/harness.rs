@@ -109,6 +109,18 @@ impl Cluster {
     }
 
     pub fn start_broker(&mut self, node: u64) {
+        self.start_broker_with(node, &[]);
+    }
+
+    /// Starts a new broker `node` that joins the running cluster
+    /// (`--join`); it knows every broker, the others only learn of it.
+    pub fn join_broker(&mut self, node: u64) {
+        self.addresses.insert(node, free_address());
+        self.dirs.insert(node, tempfile::tempdir().unwrap());
+        self.start_broker_with(node, &["--join"]);
+    }
+
+    fn start_broker_with(&mut self, node: u64, extra: &[&str]) {
         let node_arg = node.to_string();
         let dir = self.dirs[&node].path().to_str().unwrap().to_string();
         let peers = self.peers_seen_by(node);
@@ -127,6 +139,7 @@ impl Cluster {
         if let Some((_, config)) = &self.config {
             args.extend(["--config", config.as_str()]);
         }
+        args.extend(extra);
         let broker = BrokerProcess::start(&args);
         self.running.insert(node, broker);
     }
@@ -455,9 +468,20 @@ pub async fn check_retained(
     cluster: &Cluster,
     acknowledged: &[(u64, String)],
 ) -> BTreeMap<u64, Vec<(u64, String)>> {
+    let running: Vec<u64> = cluster.running.keys().copied().collect();
+    check_replicas(cluster, &running, acknowledged).await
+}
+
+/// [`check_retained`] on the brokers `nodes` only (those that hold a
+/// replica of the partition).
+pub async fn check_replicas(
+    cluster: &Cluster,
+    nodes: &[u64],
+    acknowledged: &[(u64, String)],
+) -> BTreeMap<u64, Vec<(u64, String)>> {
     let last = acknowledged.iter().map(|(o, _)| *o).max().unwrap();
     let mut logs = BTreeMap::new();
-    for &node in cluster.running.keys() {
+    for &node in nodes {
         let records = wait_for_offset(cluster, node, last).await;
         assert_holds(node, &records, acknowledged);
         logs.insert(node, records);

@@ -9,6 +9,7 @@
 mod common;
 mod harness;
 mod links;
+mod moves;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

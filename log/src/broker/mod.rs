@@ -123,6 +123,7 @@ impl Broker {
     pub async fn open_cluster(config: BrokerConfig, cluster: ClusterConfig) -> Result<Arc<Broker>> {
         let data_dir = config.data_dir.clone();
         let retention_interval = config.manager.retention_check_interval;
+        let joining = cluster.join;
         let broker = Arc::new(Broker::open(config)?);
         let state = cluster::ClusterState::start(cluster, &data_dir).await?;
         let images = state.controller.subscribe();
@@ -133,6 +134,9 @@ impl Broker {
         }
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
         tokio::spawn(cluster::register_brokers(Arc::downgrade(&broker)));
+        if joining {
+            tokio::spawn(cluster::ask_to_join(Arc::downgrade(&broker)));
+        }
         tokio::spawn(cluster::enforce_retention(
             Arc::downgrade(&broker),
             retention_interval,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -39,8 +39,9 @@ pub struct Controller {
 impl Controller {
     /// Starts `node`'s member of the controller group over the metadata
     /// log `log`, with `voters` as the group's first membership (ignored
-    /// when the log already has one), and starts folding its committed
-    /// records into the image.
+    /// when the log already has one; none for a broker joining a running
+    /// cluster, which waits to be added), and starts folding its
+    /// committed records into the image.
     pub async fn start(
         node: NodeId,
         log: Arc<PartitionLog>,
@@ -50,7 +51,9 @@ impl Controller {
     ) -> Result<Controller> {
         let replica =
             PartitionReplica::start(node, super::METADATA_GROUP, log, transport, config).await?;
-        replica.initialize(voters).await?;
+        if !voters.is_empty() {
+            replica.initialize(voters).await?;
+        }
         let replica = Arc::new(replica);
         let (publish, image) = watch::channel(Arc::new(ClusterImage::default()));
         let applier = tokio::spawn(apply_committed(Arc::clone(&replica), publish));
@@ -109,6 +112,36 @@ impl Controller {
         image.topics.get(&name).cloned().ok_or_else(|| {
             LogError::Replication(format!("topic `{name}` vanished after its creation"))
         })
+    }
+
+    /// Admits broker `node` (started with `--join`) at `address`: makes it
+    /// a learner of the controller group, so that it receives every
+    /// metadata record, and registers it, so that placement and moves may
+    /// use it. Repeating it is harmless.
+    pub async fn admit_broker(
+        &self,
+        node: NodeId,
+        address: String,
+        timeout: Duration,
+    ) -> Result<Arc<ClusterImage>> {
+        self.ensure_leader().await?;
+        let raft = self.replica.raft();
+        let added = tokio::time::timeout(
+            timeout,
+            raft.add_learner(node, openraft::BasicNode::default(), false),
+        );
+        match added.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                return Err(LogError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            Ok(Err(e)) => return Err(LogError::Replication(format!("adding broker {node}: {e}"))),
+            Err(_) => return Err(LogError::Timeout(format!("adding broker {node}"))),
+        }
+        self.propose(MetadataCommand::RegisterBroker { node, address }, timeout)
+            .await
     }
 
     /// Proposes `command` and returns the image that includes it.

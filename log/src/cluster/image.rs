@@ -5,7 +5,7 @@
 //! nothing, identically on every broker. Proposers validate against the
 //! image first ([`ClusterImage::check`]) so that users get a clear error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,14 @@ pub enum MetadataCommand {
     DeleteTopic {
         name: String,
     },
+    /// A partition's replicas become `replicas` (first: preferred
+    /// leader). The partition's leader carries the move out as Raft
+    /// membership changes (`broker::cluster::moves`).
+    MovePartition {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
 }
 
 /// A topic as the cluster knows it.
@@ -41,8 +49,13 @@ pub struct TopicAssignment {
     pub id: u64,
     pub config: Vec<(String, String)>,
     /// Per partition, the brokers holding a replica; the first is the
-    /// preferred leader.
+    /// preferred leader. After a move, the target: the group's membership
+    /// follows once the partition's leader has carried the move out.
     pub replicas: Vec<Vec<NodeId>>,
+    /// Partitions moved at least once. Their groups exist already, so a
+    /// replica started for one never initializes a group (it would found a
+    /// second one); it waits to be added by the leader.
+    pub moved: BTreeSet<u32>,
 }
 
 /// The cluster's metadata as of a metadata-log offset.
@@ -83,7 +96,41 @@ impl ClusterImage {
                 true => Ok(()),
                 false => Err(LogError::UnknownTopic(name.clone())),
             },
+            MetadataCommand::MovePartition {
+                topic,
+                partition,
+                replicas,
+            } => self.check_move(topic, *partition, replicas),
         }
+    }
+
+    fn check_move(&self, topic: &str, partition: u32, replicas: &[NodeId]) -> Result<()> {
+        let assignment = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+        if partition as usize >= assignment.replicas.len() {
+            return Err(LogError::InvalidRequest(format!(
+                "topic `{topic}` has no partition {partition}"
+            )));
+        }
+        let distinct: BTreeSet<NodeId> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return Err(LogError::InvalidRequest(format!(
+                "a partition's replicas must be distinct brokers, at least one: {replicas:?}"
+            )));
+        }
+        let unknown: Vec<NodeId> = distinct
+            .iter()
+            .copied()
+            .filter(|b| !self.brokers.contains_key(b))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(LogError::InvalidRequest(format!(
+                "the move names unregistered brokers {unknown:?}"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies the command stored at `offset`.
@@ -105,11 +152,22 @@ impl ClusterImage {
                             id: offset,
                             config,
                             replicas,
+                            moved: BTreeSet::new(),
                         },
                     );
                 }
                 MetadataCommand::DeleteTopic { name } => {
                     self.topics.remove(&name);
+                }
+                MetadataCommand::MovePartition {
+                    topic,
+                    partition,
+                    replicas,
+                } => {
+                    if let Some(assignment) = self.topics.get_mut(&topic) {
+                        assignment.replicas[partition as usize] = replicas;
+                        assignment.moved.insert(partition);
+                    }
                 }
             }
         } else {

@@ -86,27 +86,43 @@ impl GrpcTransport {
     pub fn new(node: NodeId, peers: &HashMap<NodeId, String>) -> Result<GrpcTransport> {
         let mut clients = HashMap::new();
         for (&peer, address) in peers {
-            let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| {
-                LogError::InvalidConfig {
-                    key: "peers".into(),
-                    value: address.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            let channel = endpoint
-                .http2_adaptive_window(true)
-                .tcp_nodelay(true)
-                .connect_lazy();
-            let client = RaftPeerClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
-            clients.insert(peer, client);
+            clients.insert(peer, peer_client(address)?);
         }
         Ok(GrpcTransport {
             node,
             peers: RwLock::new(clients),
         })
     }
+
+    /// Learns where a peer that was not configured lives (a broker that
+    /// joined later, as the cluster's metadata registered it). A peer
+    /// already known keeps its configured address.
+    pub fn learn_peer(&self, peer: NodeId, address: &str) -> Result<()> {
+        if peer == self.node || self.peers.read().contains_key(&peer) {
+            return Ok(());
+        }
+        let client = peer_client(address)?;
+        self.peers.write().entry(peer).or_insert(client);
+        Ok(())
+    }
+}
+
+/// A lazily connecting client of the peer at `address`.
+fn peer_client(address: &str) -> Result<RaftPeerClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| {
+        LogError::InvalidConfig {
+            key: "peers".into(),
+            value: address.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let channel = endpoint
+        .http2_adaptive_window(true)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(RaftPeerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 impl RaftTransport for GrpcTransport {

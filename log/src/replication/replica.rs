@@ -2,13 +2,13 @@
 //! group that replicates it. Writes go through Raft and are answered once
 //! committed (on disk on a majority); reads see only committed records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Raft, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
 use super::log_store::{PurgePoint, WriteGate};
@@ -29,6 +29,10 @@ use crate::{LogError, Result};
 ///   every 10,000 entries, which bounds what a restart re-applies, and a
 ///   snapshot is only needed once something is purged (retention builds
 ///   one before it purges).
+/// - A replica added by a move becomes a voter only once it is within
+///   [`MOVE_LAG_ENTRIES`] of the leader (openraft's default, 5,000, would
+///   let a move drop an old replica while the new one still lacks
+///   thousands of entries).
 /// - openraft never purges by itself (`max_in_snapshot_log_to_keep` is
 ///   unbounded): a follower that lags keeps catching up from the log, and
 ///   only retention decides when records go.
@@ -40,6 +44,7 @@ pub fn partition_raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>
         election_timeout_max: 2_000,
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
+        replication_lag_threshold: MOVE_LAG_ENTRIES,
         ..openraft::Config::default()
     };
     config
@@ -47,6 +52,12 @@ pub fn partition_raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>
         .map(Arc::new)
         .map_err(|e| LogError::InvalidRequest(format!("invalid Raft configuration: {e}")))
 }
+
+/// How close (in entries) a replica added by a move must be to the
+/// leader's log before it becomes a voter. Small, so that the group never
+/// counts on a replica that still lacks much; not zero, so that a move
+/// completes under a steady stream of writes.
+pub const MOVE_LAG_ENTRIES: u64 = 16;
 
 /// Where a committed batch landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,6 +249,92 @@ impl PartitionReplica {
         }
     }
 
+    /// Makes `target` the group's voters (on its leader), one step per
+    /// call; the caller repeats until [`PartitionReplica::membership_is`]
+    /// `target`. A step that fails (a crash, a lost leadership) is taken
+    /// again by whoever leads next.
+    ///
+    /// 1. New members join as learners and catch up (by snapshot if the
+    ///    log they need is purged).
+    /// 2. The voters change through a joint configuration (a majority of
+    ///    the old voters and one of the new must agree meanwhile); members
+    ///    left out stay as learners, so that replication goes on to them
+    ///    until they hold the new configuration and see they are out.
+    /// 3. Such a learner is removed once it holds the configuration that
+    ///    made it one.
+    pub async fn change_voters(&self, target: &BTreeSet<NodeId>) -> Result<()> {
+        let (voters, joint) = self.voters();
+        if voters != *target || joint {
+            for &node in target.difference(&self.members()) {
+                self.raft
+                    .add_learner(node, BasicNode::default(), true)
+                    .await
+                    .map_err(|e| self.write_error(e))?;
+            }
+            self.raft
+                .change_membership(target.clone(), true)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
+        let informed = self.learners_holding_the_membership(target);
+        if !informed.is_empty() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(informed), false)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the group's voters are `target`, with no change under way
+    /// and no other member left.
+    pub fn membership_is(&self, target: &BTreeSet<NodeId>) -> bool {
+        let (voters, joint) = self.voters();
+        voters == *target && !joint && self.members() == *target
+    }
+
+    /// Learners outside `target` that the leader has replicated the
+    /// current membership to.
+    fn learners_holding_the_membership(&self, target: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let config_index = metrics.membership_config.log_id().map_or(0, |id| id.index);
+        let Some(replication) = &metrics.replication else {
+            return BTreeSet::new();
+        };
+        metrics
+            .membership_config
+            .membership()
+            .learner_ids()
+            .filter(|learner| !target.contains(learner))
+            .filter(|learner| {
+                replication
+                    .get(learner)
+                    .and_then(|matched| *matched)
+                    .is_some_and(|matched| matched.index >= config_index)
+            })
+            .collect()
+    }
+
+    /// The group's members as this replica last saw its membership:
+    /// voters and learners, including a change not yet committed.
+    pub fn members(&self) -> BTreeSet<NodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        membership.nodes().map(|(id, _)| *id).collect()
+    }
+
+    /// The group's voters as this replica last saw them, and whether a
+    /// change between two configurations is under way.
+    pub fn voters(&self) -> (BTreeSet<NodeId>, bool) {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let joint = membership.get_joint_config().len() > 1;
+        (membership.voter_ids().collect(), joint)
+    }
+
     /// The node this replica believes leads the group.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
@@ -262,6 +359,18 @@ impl PartitionReplica {
             .shutdown()
             .await
             .map_err(|e| LogError::Replication(format!("shutting down group {}: {e}", self.group)))
+    }
+
+    /// A membership change's error: not-leader names the leader.
+    fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> LogError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+                LogError::NotLeader {
+                    leader: forward.leader_id,
+                }
+            }
+            e => self.replication_error(e),
+        }
     }
 
     pub(super) fn replication_error<E: std::fmt::Display>(&self, e: E) -> LogError {

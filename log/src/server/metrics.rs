@@ -286,5 +286,8 @@ no_payload!(
     DescribeGroupsRequest,
     ClusterStatusRequest,
     ClusterStatusResponse,
+    JoinClusterRequest,
+    MovePartitionRequest,
+    ClusterChangeResponse,
     DescribeGroupsResponse
 );

@@ -19,6 +19,7 @@
 //! running replicas); [`reconcile`] keeps the replicas in line with the
 //! metadata and [`status`] answers metadata and cluster-status requests.
 
+mod moves;
 mod reconcile;
 mod status;
 
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
+pub(crate) use moves::ask_to_join;
 pub(crate) use reconcile::{enforce_retention, reconcile, register_brokers};
 
 use crate::cluster::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
@@ -57,6 +59,9 @@ pub struct ClusterConfig {
     /// How long an admin request waits for the controller (Kafka's
     /// `request.timeout.ms` default, 30 s).
     pub metadata_timeout: Duration,
+    /// A broker added to a running cluster (`--join`): it founds no
+    /// controller group but asks the cluster to admit it.
+    pub join: bool,
 }
 
 impl ClusterConfig {
@@ -73,6 +78,7 @@ impl ClusterConfig {
             peers,
             raft: partition_raft_config("spool")?,
             metadata_timeout: Duration::from_secs(30),
+            join: false,
         })
     }
 }
@@ -83,6 +89,10 @@ pub(crate) struct ClusterState {
     pub controller: Controller,
     pub router: Arc<RaftRouter>,
     transport: Arc<dyn RaftTransport>,
+    /// The same transport, to teach it brokers that joined later.
+    grpc: Arc<GrpcTransport>,
+    /// Groups whose move this broker is carrying out now.
+    moving: parking_lot::Mutex<std::collections::BTreeSet<String>>,
     dir: PathBuf,
     /// The replicas this broker runs, by topic and partition, each with
     /// its topic's id.
@@ -115,9 +125,13 @@ impl ClusterState {
             .filter(|(&n, _)| n != node)
             .map(|(&n, a)| (n, a.clone()))
             .collect();
-        let transport: Arc<dyn RaftTransport> = Arc::new(GrpcTransport::new(node, &others)?);
+        let grpc = Arc::new(GrpcTransport::new(node, &others)?);
+        let transport: Arc<dyn RaftTransport> = Arc::clone(&grpc) as Arc<dyn RaftTransport>;
         let metadata_log = open_log(&dir, &format!("{METADATA_GROUP}-0"), LogConfig::default())?;
-        let voters: Vec<NodeId> = config.peers.keys().copied().collect();
+        let voters: Vec<NodeId> = match config.join {
+            true => Vec::new(),
+            false => config.peers.keys().copied().collect(),
+        };
         let controller = Controller::start(
             node,
             metadata_log,
@@ -133,6 +147,8 @@ impl ClusterState {
             controller,
             router,
             transport,
+            grpc,
+            moving: Default::default(),
             dir,
             replicas: RwLock::default(),
         })
@@ -308,6 +324,10 @@ impl ClusterState {
         };
         self.replicas.write().insert(key.clone(), hosted);
         let voters = assignment.replicas[index as usize].clone();
+        if assignment.moved.contains(&index) {
+            // The group exists: this replica waits for its leader to add it.
+            return Ok(replica);
+        }
         if voters.first() == Some(&node) {
             if let Err(e) = replica.initialize(&voters).await {
                 // Forget the replica, or the reconciler's retry would skip

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{topic_config, ClusterState};
+use super::{moves, topic_config, ClusterState};
 use crate::broker::topic::Partition;
 use crate::broker::{Broker, Topic};
 use crate::cluster::{ClusterImage, MetadataCommand};
@@ -15,22 +15,27 @@ use crate::{LogError, Result};
 impl Broker {
     /// Brings the partitions this broker holds in line with `image`: stops
     /// the replicas of partitions no longer placed here (a deleted topic,
-    /// or an older incarnation of a re-created one), then starts the
-    /// missing ones.
+    /// an older incarnation of a re-created one, or a partition moved
+    /// away once its group no longer counts this broker as a voter), then
+    /// starts the missing ones.
     async fn apply_image(&self, image: &ClusterImage) -> Result<()> {
         let cluster = self.cluster()?;
         let node = cluster.config.node_id;
+        for (&broker, address) in &image.brokers {
+            cluster.grpc.learn_peer(broker, address)?;
+        }
         let stale: Vec<(String, u32)> = cluster
             .replicas
             .read()
             .iter()
             .filter(|((topic, index), hosted)| {
-                let placed = image.topics.get(topic).filter(|t| t.id == hosted.topic_id);
-                !placed.is_some_and(|t| {
-                    t.replicas
-                        .get(*index as usize)
-                        .is_some_and(|r| r.contains(&node))
-                })
+                let Some(topic) = image.topics.get(topic).filter(|t| t.id == hosted.topic_id)
+                else {
+                    return true;
+                };
+                let placed = topic.replicas.get(*index as usize);
+                !placed.is_some_and(|r| r.contains(&node))
+                    && moves::moved_away_and_out(&hosted.replica, node)
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -98,8 +103,12 @@ impl Broker {
     }
 }
 
-/// Keeps the broker's replicas in line with the metadata, until the
-/// broker is dropped.
+/// How often the reconciler looks again without a metadata change: moves
+/// progress through Raft membership changes the metadata does not show.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps the broker's replicas in line with the metadata, and carries out
+/// the moves of the groups it leads, until the broker is dropped.
 pub(crate) async fn reconcile(
     broker: Weak<Broker>,
     mut images: watch::Receiver<Arc<ClusterImage>>,
@@ -115,8 +124,10 @@ pub(crate) async fn reconcile(
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
+        moves::drive_moves(&strong, &image);
         drop(strong);
-        if images.changed().await.is_err() {
+        let changed = tokio::time::timeout(RECONCILE_EVERY, images.changed()).await;
+        if matches!(changed, Ok(Err(_))) {
             return;
         }
     }
