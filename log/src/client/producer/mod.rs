@@ -44,8 +44,10 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Requests in flight at once (default 5, as in Kafka).
     pub max_in_flight: usize,
-    /// Retries of a retriable failure (default 5) with `retry_backoff`
-    /// (default 100 ms) between them.
+    /// Retries of a retriable failure (default 30) with `retry_backoff`
+    /// (default 100 ms) between them: together more than three seconds,
+    /// which covers a partition leader's election in a cluster (about two
+    /// seconds), including a topic's first one right after its creation.
     pub retries: u32,
     pub retry_backoff: Duration,
     /// Records queued in the producer before `send` waits (default 100,000).
@@ -60,7 +62,7 @@ impl Default for ProducerConfig {
             batch_size: 64 * 1024,
             compression: Compression::None,
             max_in_flight: 5,
-            retries: 5,
+            retries: 30,
             retry_backoff: Duration::from_millis(100),
             buffer_records: 100_000,
         }
