@@ -337,10 +337,25 @@ async fn many_requests_in_flight_keep_partition_order() {
         let record = ProducerRecord::new("ordered", format!("{i}")).partition(i % 2);
         acks.push(producer.send(record).await.unwrap());
     }
-    for ack in acks {
-        ack.await.unwrap();
+    let mut acknowledged = std::collections::BTreeMap::new();
+    for (i, ack) in acks.into_iter().enumerate() {
+        let metadata = ack.await.unwrap();
+        acknowledged.insert(
+            (metadata.partition, metadata.offset.unwrap()),
+            i.to_string(),
+        );
     }
     let records = consume_all(&client, "ordered", 2, 4000).await;
+    // Batches that piled up while a partition's request was in flight go
+    // together in its next request; each still reports its own offsets.
+    let consumed: std::collections::BTreeMap<(u32, u64), String> = records
+        .iter()
+        .map(|(p, o, v)| ((*p, *o), String::from_utf8(v.to_vec()).unwrap()))
+        .collect();
+    assert_eq!(
+        acknowledged, consumed,
+        "every record acknowledged at its offset"
+    );
     for partition in 0..2 {
         let values: Vec<u32> = records
             .iter()

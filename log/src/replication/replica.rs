@@ -79,6 +79,10 @@ pub struct PartitionReplica {
     pub(super) gate: WriteGate,
     pub(super) purge_point: PurgePoint,
     pub(super) current_snapshot: CurrentSnapshot,
+    /// Held while one request's batches are proposed, so that they are
+    /// consecutive entries (and records) in the log: a producer computes
+    /// each batch's offset from the first one's.
+    proposing: tokio::sync::Mutex<()>,
 }
 
 impl PartitionReplica {
@@ -114,6 +118,7 @@ impl PartitionReplica {
             gate,
             purge_point,
             current_snapshot,
+            proposing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -142,7 +147,8 @@ impl PartitionReplica {
 
     /// [`PartitionReplica::append`] for several batches, one Raft entry
     /// each, proposed in order without waiting in between (openraft
-    /// batches them into few appends and replication rounds). Answers with
+    /// batches them into few appends and replication rounds) and with no
+    /// other call's entries between them. Answers with
     /// the offsets of all of them once the last is committed; fails if any
     /// fails (earlier ones may then be committed).
     pub async fn append_batches(
@@ -152,6 +158,7 @@ impl PartitionReplica {
     ) -> Result<CommittedBatch> {
         let write = async {
             let mut pending = Vec::with_capacity(batches.len());
+            let proposing = self.proposing.lock().await;
             for batch in batches {
                 let receiver = self
                     .raft
@@ -160,6 +167,7 @@ impl PartitionReplica {
                     .map_err(|e| self.replication_error(e))?;
                 pending.push(receiver);
             }
+            drop(proposing);
             let mut offsets: Option<CommittedBatch> = None;
             for receiver in pending {
                 let response = match receiver.await {

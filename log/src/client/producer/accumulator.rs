@@ -6,7 +6,11 @@
 //! the same partition: a partition with a request outstanding is muted
 //! (`in_flight` is set), and its next batches wait and keep filling until
 //! the answer arrives. Without this, two requests multiplexed on one
-//! connection could be appended in either order.
+//! connection could be appended in either order. To make up for it, an
+//! unmuted partition sends all its ready batches in one request (up to
+//! `max_request_bytes`): what piled up during a round trip goes in the
+//! next, so a slow round (a replicated write waits for a majority's
+//! fsync) carries more instead of throttling the producer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,8 +52,8 @@ struct TopicBatches {
 struct PartitionBatches {
     /// Oldest first; only the last one grows.
     open: VecDeque<OpenBatch>,
-    /// The batch of the request in flight for this partition, if any.
-    in_flight: Option<Arc<BatchAck>>,
+    /// The batches of the request in flight for this partition, if any.
+    in_flight: Vec<Arc<BatchAck>>,
 }
 
 struct OpenBatch {
@@ -62,6 +66,7 @@ struct OpenBatch {
 pub(super) struct ReadyBatch {
     pub(super) bytes: Vec<u8>,
     pub(super) handle: BatchHandle,
+    pub(super) records: u32,
 }
 
 /// Where a record went, and whether the sender must look at the
@@ -167,37 +172,47 @@ impl Accumulator {
         }))
     }
 
-    /// Takes the oldest batch of every unmuted partition that is full, past
-    /// its linger time, or followed by another (every unmuted partition's
-    /// when `everything`), and mutes those partitions.
+    /// Takes, from every unmuted partition, its oldest batches that are
+    /// full, past their linger time, or followed by another (all of them
+    /// when `everything`), at most `max_request_bytes` of them (but at
+    /// least one), and mutes those partitions. One group per partition,
+    /// oldest batch first.
     pub(super) fn take_ready(
         &mut self,
         now: Instant,
         everything: bool,
-        batch_size: usize,
-    ) -> Vec<ReadyBatch> {
+        config: &ProducerConfig,
+    ) -> Vec<Vec<ReadyBatch>> {
         let mut ready = Vec::new();
         let partitions = self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
         for batches in partitions {
-            if batches.in_flight.is_some() {
+            if !batches.in_flight.is_empty() {
                 continue;
             }
-            let Some(oldest) = batches.open.front() else {
-                continue;
-            };
-            let send = everything
-                || batches.open.len() > 1
-                || oldest.deadline <= now
-                || oldest.builder.estimated_size() >= batch_size;
-            if !send {
-                continue;
+            let mut group = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(oldest) = batches.open.front() {
+                let size = oldest.builder.estimated_size();
+                let send = everything
+                    || batches.open.len() > 1
+                    || oldest.deadline <= now
+                    || size >= config.batch_size;
+                let fits = group.is_empty() || bytes + size <= config.max_request_bytes;
+                if !send || !fits {
+                    break;
+                }
+                let batch = batches.open.pop_front().expect("checked above");
+                bytes += size;
+                batches.in_flight.push(Arc::clone(&batch.handle.ack));
+                group.push(ReadyBatch {
+                    records: batch.builder.record_count().max(0) as u32,
+                    bytes: batch.builder.build(),
+                    handle: batch.handle,
+                });
             }
-            let batch = batches.open.pop_front().expect("checked above");
-            batches.in_flight = Some(Arc::clone(&batch.handle.ack));
-            ready.push(ReadyBatch {
-                bytes: batch.builder.build(),
-                handle: batch.handle,
-            });
+            if !group.is_empty() {
+                ready.push(group);
+            }
         }
         ready
     }
@@ -205,7 +220,7 @@ impl Accumulator {
     /// The earliest linger deadline among unmuted partitions.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.partitions()
-            .filter(|p| p.in_flight.is_none())
+            .filter(|p| p.in_flight.is_empty())
             .filter_map(|p| p.open.front().map(|b| b.deadline))
             .min()
     }
@@ -217,7 +232,7 @@ impl Accumulator {
             .and_then(|i| self.topics.get_mut(i))
             .and_then(|t| t.partitions.get_mut(partition as usize))
         {
-            batches.in_flight = None;
+            batches.in_flight.clear();
         }
     }
 

@@ -52,6 +52,13 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// Records queued in the producer before `send` waits (default 100,000).
     pub buffer_records: usize,
+    /// Bytes of one partition's batches one request carries at most
+    /// (default 4 MiB; at least one batch is always sent). A partition has
+    /// one request in flight at a time, so its batches that pile up
+    /// meanwhile go together in the next; Kafka's `max.request.size` is
+    /// 1 MiB, but a replicated write waits for a majority's fsync, and a
+    /// larger request carries more per round trip.
+    pub max_request_bytes: usize,
 }
 
 impl Default for ProducerConfig {
@@ -65,6 +72,7 @@ impl Default for ProducerConfig {
             retries: 30,
             retry_backoff: Duration::from_millis(100),
             buffer_records: 100_000,
+            max_request_bytes: 4 << 20,
         }
     }
 }

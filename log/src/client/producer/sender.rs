@@ -1,6 +1,7 @@
 //! The sender task: takes ready batches from the accumulator, sends them in
-//! one request per round (several partitions each), keeps at most
-//! `max_in_flight` requests outstanding, and retries retriable failures.
+//! one request per round (several partitions each, and for each partition
+//! every batch that is ready), keeps at most `max_in_flight` requests
+//! outstanding, and retries retriable failures.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +25,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             let mut accumulator = shared.accumulator.lock();
             let everything = accumulator.flushes > 0 || accumulator.closed;
             let ready = if in_flight.len() < max_in_flight {
-                accumulator.take_ready(Instant::now(), everything, shared.config.batch_size)
+                accumulator.take_ready(Instant::now(), everything, &shared.config)
             } else {
                 Vec::new()
             };
@@ -57,20 +58,63 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// A batch on its way (its topic and partition are its acknowledgement's),
-/// with what unmutes its partition once it is answered.
+/// One partition's batches on their way, in order (their topic and
+/// partition are their acknowledgements'), with what unmutes the partition
+/// once they are answered. They succeed, fail or are retried together: the
+/// broker appends a partition's part of a request as a whole.
 struct Sending {
     bytes: Bytes,
-    handle: BatchHandle,
+    /// Each batch's handle and record count, oldest first.
+    batches: Vec<(BatchHandle, u32)>,
     _unmute: Unmute,
 }
 
 impl Sending {
-    fn topic(&self) -> &str {
-        self.handle.ack.topic()
+    fn new(shared: &Arc<Shared>, group: Vec<ReadyBatch>) -> Option<Sending> {
+        let first = Arc::clone(&group.first()?.handle.ack);
+        let mut bytes = Vec::new();
+        let mut batches = Vec::with_capacity(group.len());
+        for batch in group {
+            match bytes.is_empty() {
+                true => bytes = batch.bytes,
+                false => bytes.extend_from_slice(&batch.bytes),
+            }
+            batches.push((batch.handle, batch.records));
+        }
+        Some(Sending {
+            bytes: Bytes::from(bytes),
+            batches,
+            _unmute: Unmute {
+                shared: Arc::clone(shared),
+                batch: first,
+            },
+        })
     }
+
+    fn topic(&self) -> &str {
+        self.batches[0].0.ack.topic()
+    }
+
     fn partition(&self) -> u32 {
-        self.handle.ack.partition()
+        self.batches[0].0.ack.partition()
+    }
+
+    /// Completes every batch as appended, the first at `base` and each
+    /// next one right after the previous one's records (the broker appends
+    /// a partition's batches of one request together, in order).
+    fn appended(&self, base: Option<u64>) {
+        let mut next = base;
+        for (handle, records) in &self.batches {
+            handle.ack.complete(Outcome::Appended(next));
+            next = next.map(|offset| offset + u64::from(*records));
+        }
+    }
+
+    /// Completes every batch with the same failure.
+    fn failed(&self, outcome: impl Fn() -> Outcome) {
+        for (handle, _) in &self.batches {
+            handle.ack.complete(outcome());
+        }
     }
 }
 
@@ -93,17 +137,10 @@ impl Drop for Unmute {
 
 /// Sends one request for `batches`, retrying retriable failures, and sets
 /// every batch's outcome.
-async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
-    let mut pending: Vec<Sending> = batches
+async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
+    let mut pending: Vec<Sending> = groups
         .into_iter()
-        .map(|b| Sending {
-            _unmute: Unmute {
-                shared: Arc::clone(&shared),
-                batch: Arc::clone(&b.handle.ack),
-            },
-            bytes: Bytes::from(b.bytes),
-            handle: b.handle,
-        })
+        .filter_map(|group| Sending::new(&shared, group))
         .collect();
     let config = &shared.config;
     let mut attempt = 0;
@@ -117,7 +154,7 @@ async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
             // or the next request could overtake this one.)
             let _ = shared.client.produce(request).await;
             for sending in &pending {
-                sending.handle.ack.complete(Outcome::Appended(None));
+                sending.appended(None);
             }
             return;
         }
@@ -137,11 +174,11 @@ async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
                         .copied()
                         .unwrap_or((ErrorCode::Unknown as i32, "no result for the partition", 0));
                     match LogError::from_code(code, message) {
-                        None => sending.handle.ack.complete(Outcome::Appended(Some(base))),
+                        None => sending.appended(Some(base)),
                         Some(e) if e.is_retriable() && attempt < config.retries => {
                             retry.push(sending)
                         }
-                        Some(e) => sending.handle.ack.complete(Outcome::Refused {
+                        Some(e) => sending.failed(|| Outcome::Refused {
                             code: e.code(),
                             message: message.to_string(),
                         }),
@@ -153,8 +190,9 @@ async fn send_request(shared: Arc<Shared>, batches: Vec<ReadyBatch>) {
             Err(e) => {
                 let reason = e.to_string();
                 for sending in pending.drain(..) {
-                    let reason = reason.clone();
-                    sending.handle.ack.complete(Outcome::Unreachable { reason });
+                    sending.failed(|| Outcome::Unreachable {
+                        reason: reason.clone(),
+                    });
                 }
                 Vec::new()
             }
