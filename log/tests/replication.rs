@@ -72,6 +72,31 @@ async fn a_crashed_leader_loses_no_acknowledged_record_and_catches_up_after_rest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_malformed_records_is_refused_before_it_is_proposed() {
+    let cluster = Cluster::start(&[1, 2, 3], 11).await;
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    let replica = cluster.replica(leader);
+    // A record length far past the batch's end, under a correct CRC: only
+    // record-level validation sees it (the replicas' log stores check
+    // framing and CRC only, trusting the leader's check).
+    let mut batch = cluster::value_batch("broken");
+    batch[61] = 0x7e;
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let refused = replica.append(batch, PATIENCE).await;
+    assert!(
+        matches!(refused, Err(LogError::InvalidBatch(_) | LogError::CorruptBatch { .. })),
+        "{refused:?}"
+    );
+    let committed = replica
+        .append(cluster::value_batch("intact"), PATIENCE)
+        .await
+        .expect("the group goes on");
+    assert_eq!(committed.base_offset, 0, "the refused batch took no offset");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
     let cluster = Cluster::start(&[1, 2, 3], 11).await;
     let mut workload = Workload::start(cluster.client(), "cut");

@@ -155,7 +155,6 @@ async fn append_replicated(
     let replica = partition
         .replica()
         .expect("only replicated partitions come here");
-    partition.log.validate_producer_batches(&records)?;
     let mut batches = Vec::new();
     let mut position = 0usize;
     for batch in BatchIter::new(&records) {

@@ -156,6 +156,12 @@ impl PartitionReplica {
         batches: Vec<Bytes>,
         timeout: Duration,
     ) -> Result<CommittedBatch> {
+        // Validated here, once: the log stores of the leader and followers
+        // check only framing and CRC, and an entry they refused would stop
+        // the group.
+        for batch in &batches {
+            self.log.validate_producer_batches(batch)?;
+        }
         let write = async {
             let mut pending = Vec::with_capacity(batches.len());
             let proposing = self.proposing.lock().await;

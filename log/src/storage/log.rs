@@ -140,7 +140,9 @@ impl PartitionLog {
     /// [`PartitionLog::append`] that also takes Raft meta batches (blank and
     /// membership entries, which occupy no offset), for the Raft log
     /// storage. Producers must never write those, so the public path
-    /// refuses them.
+    /// refuses them. Data batches are checked (framing, CRC, size, record
+    /// count) but their records are not parsed again: the leader validated
+    /// them before proposing.
     pub fn append_raft_entries(&self, batches: &mut [u8], term: u32) -> Result<AppendInfo> {
         self.append_checked(batches, term, MetaBatches::Allowed)
     }
@@ -454,7 +456,15 @@ fn validate_for_append(
             }
             // `validate` checked its shape: no records, no offsets.
             (true, MetaBatches::Allowed) => {}
-            (false, _) => validate_new_records(&batch)?,
+            // A Raft entry's records were validated by the leader before it
+            // proposed them (`validate_producer_batches`); the CRC above
+            // shows they arrived as the leader checked them. Parsing every
+            // record again on each replica would only cost time.
+            (false, MetaBatches::Allowed) => check_record_count(&batch)?,
+            (false, MetaBatches::Refused) => {
+                check_record_count(&batch)?;
+                batch.validate_records()?;
+            }
         }
         infos.push(BatchInfo {
             size: batch.size() as u64,
@@ -471,7 +481,7 @@ fn validate_for_append(
 }
 
 /// A new data batch holds exactly one record per offset, at least one.
-fn validate_new_records(batch: &crate::record::RecordBatch<'_>) -> Result<()> {
+fn check_record_count(batch: &crate::record::RecordBatch<'_>) -> Result<()> {
     if batch.record_count() < 1 || batch.record_count() != batch.last_offset_delta() + 1 {
         return Err(LogError::InvalidBatch(format!(
             "a new batch must hold last offset delta + 1 records, with at least one; it holds {} for delta {}",
@@ -479,7 +489,7 @@ fn validate_new_records(batch: &crate::record::RecordBatch<'_>) -> Result<()> {
             batch.last_offset_delta()
         )));
     }
-    batch.validate_records()
+    Ok(())
 }
 
 fn needs_roll(state: &LogState, config: &LogConfig, bytes: u64, records: u64, now: u64) -> bool {
