@@ -41,8 +41,8 @@ macro_rules! with_rpcs {
             async create_topics(CreateTopicsRequest) -> CreateTopicsResponse;
             async delete_topics(DeleteTopicsRequest) -> DeleteTopicsResponse;
             sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
-            sync alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
-            sync create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+            async alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
+            async create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
             async join_group(JoinGroupRequest) -> JoinGroupResponse;
             async sync_group(SyncGroupRequest) -> SyncGroupResponse;
             sync heartbeat(HeartbeatRequest) -> HeartbeatResponse;

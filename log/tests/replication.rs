@@ -85,7 +85,10 @@ async fn a_batch_with_malformed_records_is_refused_before_it_is_proposed() {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
     let refused = replica.append(batch, PATIENCE).await;
     assert!(
-        matches!(refused, Err(LogError::InvalidBatch(_) | LogError::CorruptBatch { .. })),
+        matches!(
+            refused,
+            Err(LogError::InvalidBatch(_) | LogError::CorruptBatch { .. })
+        ),
         "{refused:?}"
     );
     let committed = replica

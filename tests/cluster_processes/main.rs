@@ -334,3 +334,62 @@ async fn a_follower_restarted_after_the_leader_purged_what_it_lacks_catches_up_b
         "the restarted follower serves the records after its log start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_topics_settings_and_partition_count_change_on_every_broker() {
+    let cluster = Cluster::start(&[1, 2, 3]);
+    create_topic(&cluster).await;
+    // Through a broker that may not lead the controller: it forwards.
+    let admin = cluster.client(3).await.admin();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match admin
+            .alter_configs(TOPIC, &[("retention.ms", "3600000")])
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "settings never changed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    admin.create_partitions(TOPIC, 3).await.unwrap();
+    let refused = admin.create_partitions(TOPIC, 2).await;
+    assert!(refused.is_err(), "the count only grows: {refused:?}");
+    let compacted = admin
+        .alter_configs(TOPIC, &[("cleanup.policy", "compact")])
+        .await;
+    assert!(compacted.is_err(), "compaction is refused: {compacted:?}");
+    for node in [1, 2, 3] {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let info = cluster
+                .client(node)
+                .await
+                .admin()
+                .describe_topic(TOPIC)
+                .await;
+            let seen = info.as_ref().ok().map(|info| {
+                let retention = info.configs.iter().find(|(k, _)| k == "retention.ms");
+                let leaders = info.partitions.iter().filter(|p| p.leader != 0).count();
+                (retention.map(|(_, v)| v.clone()), leaders)
+            });
+            if seen == Some((Some("3600000".to_string()), 3)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {node} shows {seen:?}, not the new setting and three led partitions"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // The new partitions take writes and serve them back.
+    let client = cluster.client(1).await;
+    let producer = client.producer(ProducerConfig {
+        acks: Acks::All,
+        ..ProducerConfig::default()
+    });
+    let record = ProducerRecord::new(TOPIC, b"in the third".to_vec()).partition(2);
+    let landed = producer.send(record).await.unwrap().await.unwrap();
+    assert_eq!((landed.partition, landed.offset), (2, Some(0)));
+}

@@ -32,15 +32,7 @@ impl Broker {
     /// Creates a topic through the controller, which places its replicas.
     async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
         let config = validate_new_topic(&new, &self.config().topic_defaults)?;
-        if config.cleanup_policy.compact {
-            // A compacted segment no longer holds one batch per Raft entry,
-            // which a snapshot sent to a lagging replica relies on.
-            return Err(LogError::InvalidConfig {
-                key: "cleanup.policy".into(),
-                value: "compact".into(),
-                reason: "compaction of replicated topics is not supported yet; use delete".into(),
-            });
-        }
+        super::cluster::refuse_compaction(&config)?;
         let cluster = self.cluster()?;
         let forwarded = cluster.forward_until_answered(
             |mut client| {
@@ -217,20 +209,22 @@ impl Broker {
     }
 
     /// Changes the given keys of each topic; other keys keep their values.
-    pub fn alter_configs(&self, request: AlterConfigsRequest) -> AlterConfigsResponse {
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|change| {
-                let outcome = self.alter_topic(&change.name, &change.configs);
-                topic_result(change.name, outcome)
-            })
-            .collect();
+    pub async fn alter_configs(&self, request: AlterConfigsRequest) -> AlterConfigsResponse {
+        let mut topics = Vec::new();
+        for change in request.topics {
+            let outcome = match self.cluster.get() {
+                Some(_) => {
+                    self.alter_cluster_topic(&change.name, &change.configs)
+                        .await
+                }
+                None => self.alter_topic(&change.name, &change.configs),
+            };
+            topics.push(topic_result(change.name, outcome));
+        }
         AlterConfigsResponse { topics }
     }
 
     fn alter_topic(&self, name: &str, entries: &[ConfigEntry]) -> Result<()> {
-        self.refuse_in_cluster("changing a topic's settings")?;
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
@@ -242,20 +236,22 @@ impl Broker {
     }
 
     /// Raises a topic's partition count; lowering it is an error.
-    pub fn create_partitions(&self, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|change| {
-                let outcome = self.grow_topic(&change.name, change.count);
-                topic_result(change.name, outcome)
-            })
-            .collect();
+    pub async fn create_partitions(
+        &self,
+        request: CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
+        let mut topics = Vec::new();
+        for change in request.topics {
+            let outcome = match self.cluster.get() {
+                Some(_) => self.grow_cluster_topic(&change.name, change.count).await,
+                None => self.grow_topic(&change.name, change.count),
+            };
+            topics.push(topic_result(change.name, outcome));
+        }
         CreatePartitionsResponse { topics }
     }
 
     fn grow_topic(&self, name: &str, count: u32) -> Result<()> {
-        self.refuse_in_cluster("adding partitions")?;
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
@@ -313,20 +309,6 @@ impl Broker {
                 address: self.config().advertised_address.clone(),
             }],
             topics,
-        }
-    }
-}
-
-impl Broker {
-    /// Operations a cluster does not support yet must not fall through to
-    /// the single-node path, which would write local metadata and open
-    /// unreplicated partitions.
-    fn refuse_in_cluster(&self, what: &str) -> Result<()> {
-        match self.cluster.get() {
-            Some(_) => Err(LogError::InvalidRequest(format!(
-                "{what} is not supported in a cluster yet"
-            ))),
-            None => Ok(()),
         }
     }
 }

@@ -197,12 +197,18 @@ impl Topic {
     }
 
     pub(crate) fn set_config(&self, data_dir: &Path, config: LogConfig) -> Result<()> {
+        self.apply_config(config);
+        self.save(data_dir)
+    }
+
+    /// Makes `config` the settings of the topic and its partitions' logs,
+    /// in memory (a replicated topic's settings live in the metadata).
+    pub(crate) fn apply_config(&self, config: LogConfig) {
         for partition in self.partitions() {
             partition.log.set_config(config.clone());
             start_flusher_if_needed(&partition.log);
         }
         *self.config.write() = config;
-        self.save(data_dir)
     }
 
     pub(crate) fn save(&self, data_dir: &Path) -> Result<()> {

@@ -114,6 +114,40 @@ impl Controller {
         })
     }
 
+    /// Grows topic `name` to `count` partitions, placing the new ones over
+    /// the registered brokers with as many replicas as its first
+    /// partition has.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        timeout: Duration,
+    ) -> Result<Arc<ClusterImage>> {
+        self.propose_with(timeout, |image| {
+            let topic = image
+                .topics
+                .get(name)
+                .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+            let current = topic.replicas.len() as u32;
+            if count <= current {
+                return Err(LogError::InvalidConfig {
+                    key: "partitions".into(),
+                    value: count.to_string(),
+                    reason: format!("the topic has {current} partitions; the count can only grow"),
+                });
+            }
+            let factor = topic.replicas.first().map_or(1, Vec::len) as u32;
+            let brokers: Vec<NodeId> = image.brokers.keys().copied().collect();
+            let start = image.topics_created as usize + current as usize;
+            let replicas = assign_replicas(&brokers, count - current, factor, start)?;
+            Ok(MetadataCommand::AddPartitions {
+                name: name.to_string(),
+                replicas,
+            })
+        })
+        .await
+    }
+
     /// Admits broker `node` (started with `--join`) at `address`: makes it
     /// a learner of the controller group, so that it receives every
     /// metadata record, and registers it, so that placement and moves may

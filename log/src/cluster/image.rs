@@ -38,6 +38,18 @@ pub enum MetadataCommand {
         partition: u32,
         replicas: Vec<NodeId>,
     },
+    /// A topic's settings become `config`: every setting, resolved by the
+    /// proposer, so that all replicas apply the same ones.
+    AlterTopicConfig {
+        name: String,
+        config: Vec<(String, String)>,
+    },
+    /// A topic grows by one partition per entry of `replicas` (each the
+    /// new partition's replica list, first the preferred leader).
+    AddPartitions {
+        name: String,
+        replicas: Vec<Vec<NodeId>>,
+    },
 }
 
 /// A topic as the cluster knows it.
@@ -79,36 +91,53 @@ impl ClusterImage {
                 if self.topics.contains_key(name) {
                     return Err(LogError::TopicAlreadyExists(name.clone()));
                 }
-                let unknown: Vec<NodeId> = replicas
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .filter(|b| !self.brokers.contains_key(b))
-                    .collect();
-                if !unknown.is_empty() {
-                    return Err(LogError::InvalidRequest(format!(
-                        "topic `{name}` names unregistered brokers {unknown:?}"
-                    )));
-                }
-                Ok(())
+                let placed: Vec<NodeId> = replicas.iter().flatten().copied().collect();
+                self.check_registered(&placed)
             }
-            MetadataCommand::DeleteTopic { name } => match self.topics.contains_key(name) {
-                true => Ok(()),
-                false => Err(LogError::UnknownTopic(name.clone())),
-            },
+            MetadataCommand::DeleteTopic { name } => self.check_known(name),
             MetadataCommand::MovePartition {
                 topic,
                 partition,
                 replicas,
             } => self.check_move(topic, *partition, replicas),
+            MetadataCommand::AlterTopicConfig { name, .. } => self.check_known(name),
+            MetadataCommand::AddPartitions { name, replicas } => {
+                self.check_known(name)?;
+                let placed: Vec<NodeId> = replicas.iter().flatten().copied().collect();
+                if replicas.is_empty() || replicas.iter().any(Vec::is_empty) {
+                    return Err(LogError::InvalidRequest(format!(
+                        "new partitions of `{name}` need replicas: {replicas:?}"
+                    )));
+                }
+                self.check_registered(&placed)
+            }
+        }
+    }
+
+    fn check_known(&self, topic: &str) -> Result<()> {
+        match self.topics.contains_key(topic) {
+            true => Ok(()),
+            false => Err(LogError::UnknownTopic(topic.to_string())),
+        }
+    }
+
+    fn check_registered(&self, brokers: &[NodeId]) -> Result<()> {
+        let unknown: Vec<NodeId> = brokers
+            .iter()
+            .copied()
+            .filter(|b| !self.brokers.contains_key(b))
+            .collect();
+        match unknown.is_empty() {
+            true => Ok(()),
+            false => Err(LogError::InvalidRequest(format!(
+                "names unregistered brokers {unknown:?}"
+            ))),
         }
     }
 
     fn check_move(&self, topic: &str, partition: u32, replicas: &[NodeId]) -> Result<()> {
-        let assignment = self
-            .topics
-            .get(topic)
-            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+        self.check_known(topic)?;
+        let assignment = &self.topics[topic];
         if partition as usize >= assignment.replicas.len() {
             return Err(LogError::InvalidRequest(format!(
                 "topic `{topic}` has no partition {partition}"
@@ -120,17 +149,7 @@ impl ClusterImage {
                 "a partition's replicas must be distinct brokers, at least one: {replicas:?}"
             )));
         }
-        let unknown: Vec<NodeId> = distinct
-            .iter()
-            .copied()
-            .filter(|b| !self.brokers.contains_key(b))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(LogError::InvalidRequest(format!(
-                "the move names unregistered brokers {unknown:?}"
-            )));
-        }
-        Ok(())
+        self.check_registered(replicas)
     }
 
     /// Applies the command stored at `offset`.
@@ -167,6 +186,16 @@ impl ClusterImage {
                     if let Some(assignment) = self.topics.get_mut(&topic) {
                         assignment.replicas[partition as usize] = replicas;
                         assignment.moved.insert(partition);
+                    }
+                }
+                MetadataCommand::AlterTopicConfig { name, config } => {
+                    if let Some(assignment) = self.topics.get_mut(&name) {
+                        assignment.config = config;
+                    }
+                }
+                MetadataCommand::AddPartitions { name, replicas } => {
+                    if let Some(assignment) = self.topics.get_mut(&name) {
+                        assignment.replicas.extend(replicas);
                     }
                 }
             }

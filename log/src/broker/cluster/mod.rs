@@ -22,6 +22,7 @@
 mod moves;
 mod reconcile;
 mod status;
+mod topic_changes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use parking_lot::RwLock;
 
 pub(crate) use moves::ask_to_join;
 pub(crate) use reconcile::{enforce_retention, reconcile, register_brokers};
+pub(crate) use topic_changes::refuse_compaction;
 
 use crate::cluster::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use crate::config::LogConfig;

@@ -54,6 +54,11 @@ impl Broker {
                     continue;
                 }
             };
+            let held = self.topics.read().get(name).cloned();
+            if let Some(topic) = held.filter(|t| t.config() != config) {
+                topic.apply_config(config.clone());
+                tracing::info!(topic = %name, "applied the topic's new settings");
+            }
             for (index, replicas) in assignment.replicas.iter().enumerate() {
                 let index = index as u32;
                 if !replicas.contains(&node) || cluster.replica(name, index).is_some() {
