@@ -91,17 +91,26 @@ async fn a_partition_moved_onto_a_joining_broker_survives_its_leader_crashing_mi
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let status = cluster_status(&cluster, 4);
-    let row = status
-        .lines()
-        .find(|l| l.starts_with(TOPIC))
-        .unwrap_or_else(|| panic!("a row for the topic: {status}"));
-    let followers: Vec<&str> = row.split_whitespace().skip(5).collect();
-    assert_eq!(followers.len(), 2, "two followers: {status}");
-    assert!(
-        followers
-            .iter()
-            .all(|f| !f.starts_with(&format!("{replaced}:"))),
-        "broker {replaced} is no longer a follower: {status}"
-    );
+    // The leader removes the replaced broker (a learner by then) once it
+    // holds the new membership: two followers, the replaced one not among
+    // them.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = cluster_status(&cluster, 4);
+        let followers: Option<Vec<String>> = status
+            .lines()
+            .find(|l| l.starts_with(TOPIC))
+            .map(|row| row.split_whitespace().skip(5).map(String::from).collect());
+        let done = followers.as_ref().is_some_and(|f| {
+            f.len() == 2 && f.iter().all(|f| !f.starts_with(&format!("{replaced}:")))
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {replaced} is still a follower, or a follower is missing: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

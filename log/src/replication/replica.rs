@@ -339,6 +339,15 @@ impl PartitionReplica {
         membership.nodes().map(|(id, _)| *id).collect()
     }
 
+    /// Whether this replica has applied (so the group committed) the
+    /// membership it last saw.
+    pub fn membership_applied(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = *metrics.membership_config.log_id();
+        metrics.last_applied >= membership
+    }
+
     /// The group's voters as this replica last saw them, and whether a
     /// change between two configurations is under way.
     pub fn voters(&self) -> (BTreeSet<NodeId>, bool) {

@@ -180,9 +180,12 @@ async fn move_step(
 
 /// Whether a replica the metadata moved away from `node` may stop: its
 /// group no longer counts this node as a voter (it is a learner about to
-/// be removed, or gone from the membership).
+/// be removed, or gone from the membership), and that membership is
+/// committed here. Waiting for the commit lets the leader hear that this
+/// replica holds the membership (the answer to the append that carried
+/// it), which the leader needs before it removes the learner.
 pub(super) fn moved_away_and_out(replica: &PartitionReplica, node: NodeId) -> bool {
-    !replica.voters().0.contains(&node)
+    !replica.voters().0.contains(&node) && replica.membership_applied()
 }
 
 /// On a broker started with `--join`: asks each configured peer in turn
