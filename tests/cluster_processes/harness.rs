@@ -14,6 +14,7 @@ use spool_log::proto::{
 };
 use spool_log::record::{BatchBuilder, BatchIter, Compression};
 use tempfile::TempDir;
+use tonic::transport::Channel;
 
 use crate::common::BrokerProcess;
 use crate::links::Link;
@@ -320,13 +321,8 @@ pub async fn produce_at(
             }],
         }],
     };
-    // A raw gRPC client: the spool client would route the request by the
-    // metadata's broker addresses, and this request is for `node` itself.
     let sent = async {
-        let address = format!("http://{}", cluster.addresses[&node]);
-        let mut client = SpoolClient::connect(address)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut client = raw_client(cluster, node).await?;
         let response = client.produce(request).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(response.into_inner())
     };
@@ -357,12 +353,7 @@ pub async fn produce_values(
 /// Every committed record `node` serves, as (offset, value), or the error
 /// of a broker not serving the partition yet (a restarted one catching up).
 pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>, String> {
-    // A raw gRPC client: the spool client would send the fetch to the
-    // partition's leader, and each broker's own replica must be read.
-    let address = format!("http://{}", cluster.addresses[&node]);
-    let mut client = SpoolClient::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut client = raw_client(cluster, node).await?;
     let mut records = Vec::new();
     let mut offset = log_start(cluster, node).await?;
     loop {
@@ -402,12 +393,19 @@ pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>
     }
 }
 
+/// A gRPC client of broker `node` itself. The spool client would route
+/// requests by the metadata (to each partition's leader); these tests ask
+/// each broker about its own replica.
+async fn raw_client(cluster: &Cluster, node: u64) -> Result<SpoolClient<Channel>, String> {
+    let address = format!("http://{}", cluster.addresses[&node]);
+    SpoolClient::connect(address)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The first offset `node`'s replica holds (retention moves it on).
 pub async fn log_start(cluster: &Cluster, node: u64) -> Result<u64, String> {
-    let address = format!("http://{}", cluster.addresses[&node]);
-    let mut client = SpoolClient::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut client = raw_client(cluster, node).await?;
     let request = ListOffsetsRequest {
         topics: vec![ListOffsetsTopic {
             name: TOPIC.into(),
