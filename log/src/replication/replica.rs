@@ -59,6 +59,10 @@ pub fn partition_raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>
 /// completes under a steady stream of writes.
 pub const MOVE_LAG_ENTRIES: u64 = 16;
 
+/// How long a learner a move left out may stay before the leader removes
+/// it without having heard that it holds the new membership.
+pub const LEFTOVER_LEARNER_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Where a committed batch landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommittedBatch {
@@ -83,6 +87,8 @@ pub struct PartitionReplica {
     /// consecutive entries (and records) in the log: a producer computes
     /// each batch's offset from the first one's.
     proposing: tokio::sync::Mutex<()>,
+    /// When each learner a move left out was first seen (on the leader).
+    leftover_since: parking_lot::Mutex<BTreeMap<NodeId, std::time::Instant>>,
 }
 
 impl PartitionReplica {
@@ -119,6 +125,7 @@ impl PartitionReplica {
             purge_point,
             current_snapshot,
             proposing: tokio::sync::Mutex::new(()),
+            leftover_since: Default::default(),
         })
     }
 
@@ -275,7 +282,7 @@ impl PartitionReplica {
     ///    left out stay as learners, so that replication goes on to them
     ///    until they hold the new configuration and see they are out.
     /// 3. Such a learner is removed once it holds the configuration that
-    ///    made it one.
+    ///    made it one (or after [`LEFTOVER_LEARNER_PATIENCE`]).
     pub async fn change_voters(&self, target: &BTreeSet<NodeId>) -> Result<()> {
         let (voters, joint) = self.voters();
         if voters != *target || joint {
@@ -290,10 +297,10 @@ impl PartitionReplica {
                 .await
                 .map_err(|e| self.write_error(e))?;
         }
-        let informed = self.learners_holding_the_membership(target);
-        if !informed.is_empty() {
+        let done_with = self.learners_to_remove(target);
+        if !done_with.is_empty() {
             self.raft
-                .change_membership(ChangeMembers::RemoveNodes(informed), false)
+                .change_membership(ChangeMembers::RemoveNodes(done_with), false)
                 .await
                 .map_err(|e| self.write_error(e))?;
         }
@@ -307,25 +314,34 @@ impl PartitionReplica {
         voters == *target && !joint && self.members() == *target
     }
 
-    /// Learners outside `target` that the leader has replicated the
-    /// current membership to.
-    fn learners_holding_the_membership(&self, target: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+    /// Learners outside `target` that may go: those the leader has
+    /// replicated the current membership to, and those left over for
+    /// longer than [`LEFTOVER_LEARNER_PATIENCE`] (their broker was down
+    /// during the move; back, it will not start a replica the metadata no
+    /// longer places there, so it has nothing to learn).
+    fn learners_to_remove(&self, target: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         let config_index = metrics.membership_config.log_id().map_or(0, |id| id.index);
-        let Some(replication) = &metrics.replication else {
-            return BTreeSet::new();
-        };
-        metrics
+        let leftover: BTreeSet<NodeId> = metrics
             .membership_config
             .membership()
             .learner_ids()
             .filter(|learner| !target.contains(learner))
+            .collect();
+        let mut since = self.leftover_since.lock();
+        since.retain(|learner, _| leftover.contains(learner));
+        let now = std::time::Instant::now();
+        leftover
+            .into_iter()
             .filter(|learner| {
-                replication
-                    .get(learner)
-                    .and_then(|matched| *matched)
-                    .is_some_and(|matched| matched.index >= config_index)
+                let informed = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(learner).copied().flatten())
+                    .is_some_and(|matched| matched.index >= config_index);
+                let first_seen = *since.entry(*learner).or_insert(now);
+                informed || now.duration_since(first_seen) >= LEFTOVER_LEARNER_PATIENCE
             })
             .collect()
     }
