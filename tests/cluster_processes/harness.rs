@@ -3,6 +3,7 @@
 //! produce, read back and check every acknowledged record.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use spool_log::client::Client;
@@ -36,6 +37,39 @@ pub struct Cluster {
     isolated: BTreeSet<u64>,
     /// A broker configuration file every broker is started with.
     config: Option<(TempDir, String)>,
+    /// Dropped last, after the brokers.
+    _slot: Slot,
+}
+
+/// How many clusters of this test binary run at once. Each is three or
+/// four debug-build brokers; on a 2-core machine more at once stretch
+/// elections and fsyncs past what the tests wait for.
+const CLUSTERS_AT_ONCE: usize = 3;
+
+static CLUSTERS_RUNNING: Mutex<usize> = Mutex::new(0);
+static CLUSTER_ENDED: Condvar = Condvar::new();
+
+/// A permit to run a cluster, waited for when [`CLUSTERS_AT_ONCE`] run.
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut running = CLUSTERS_RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= CLUSTERS_AT_ONCE {
+            running = CLUSTER_ENDED
+                .wait(running)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *CLUSTERS_RUNNING.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        CLUSTER_ENDED.notify_one();
+    }
 }
 
 impl Cluster {
@@ -64,6 +98,9 @@ impl Cluster {
     }
 
     fn new(nodes: &[u64]) -> Cluster {
+        // Before choosing ports: another cluster may take a port chosen
+        // while this one waits.
+        let slot = Slot::take();
         Cluster {
             addresses: nodes.iter().map(|&n| (n, free_address())).collect(),
             links: BTreeMap::new(),
@@ -75,6 +112,7 @@ impl Cluster {
             paused: BTreeSet::new(),
             isolated: BTreeSet::new(),
             config: None,
+            _slot: slot,
         }
     }
 

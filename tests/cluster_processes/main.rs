@@ -145,7 +145,8 @@ async fn producers_and_consumers_follow_partition_leaders_through_one_broker() {
     create_through(&client, "orders", 3, 3).await;
     let config = ProducerConfig {
         acks: Acks::All,
-        retries: 50,
+        // Up to 30 s of retries: an election on a loaded 2-core machine.
+        retries: 150,
         retry_backoff: Duration::from_millis(200),
         ..ProducerConfig::default()
     };
