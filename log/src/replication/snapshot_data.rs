@@ -46,22 +46,25 @@ impl SnapshotData {
         self.loaded()?;
         match self.state {
             State::Loaded(cursor) => Ok(cursor.into_inner()),
-            State::Unread(_) => unreachable!("loaded above"),
+            State::Unread(_) => Err(earlier_failure()),
         }
     }
 
     fn loaded(&mut self) -> io::Result<&mut Cursor<Vec<u8>>> {
         if let State::Unread(read) = &mut self.state {
-            let read = read
-                .take()
-                .ok_or_else(|| io::Error::other("an earlier read of the snapshot failed"))?;
+            let read = read.take().ok_or_else(earlier_failure)?;
             self.state = State::Loaded(Cursor::new(read()?));
         }
         match &mut self.state {
             State::Loaded(cursor) => Ok(cursor),
-            State::Unread(_) => unreachable!("loaded above"),
+            State::Unread(_) => Err(earlier_failure()),
         }
     }
+}
+
+/// A read that failed is not tried again: the data stays unavailable.
+fn earlier_failure() -> io::Error {
+    io::Error::other("an earlier read of the snapshot failed")
 }
 
 impl AsyncRead for SnapshotData {
