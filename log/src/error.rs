@@ -78,6 +78,22 @@ pub enum LogError {
     /// node that does, when known; clients refresh metadata and retry there.
     #[error("not the leader{}", leader.map(|l| format!("; node {l} leads")).unwrap_or_default())]
     NotLeader { leader: Option<u64> },
+    /// An idempotent producer's batch does not follow the last one the
+    /// partition holds from it: a batch in between is missing.
+    #[error("out-of-order sequence from producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    /// A producer wrote with an older epoch than the partition knows: a
+    /// newer instance of it exists, and this one is a zombie.
+    #[error("producer {producer_id} is fenced: epoch {epoch} is older than {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     /// Raft could not carry out a write or a membership change (the group
     /// shut down, or lost its leader while the request was under way, so
     /// its outcome is unknown).
@@ -114,6 +130,8 @@ impl LogError {
             LogError::Broker { code, .. } => *code,
             LogError::Timeout(_) => C::RequestTimedOut,
             LogError::NotLeader { .. } => C::NotLeader,
+            LogError::OutOfOrderSequence { .. } => C::OutOfOrderSequence,
+            LogError::ProducerFenced { .. } => C::InvalidProducerEpoch,
             LogError::Replication(_) => C::RequestTimedOut,
             LogError::Transport { .. } | LogError::Closed(_) => C::Unknown,
         }

@@ -14,6 +14,9 @@
 //! - [`proto`]: the gRPC protocol types, generated from `proto/spool.proto`.
 //! - [`consumer_protocol`]: Kafka's consumer-group subscription and
 //!   assignment encoding, shared by the coordinator and the client.
+//! - [`producers`]: what a partition remembers of each idempotent producer
+//!   (sequence numbers, epochs, the last batches' offsets) and the rules
+//!   that admit, deduplicate or refuse a batch.
 //! - [`replication`]: openraft's log storage and state machine over the
 //!   segment log: a partition's Raft log is its segment log.
 //! - [`cluster`]: cluster metadata (brokers, topics, replica placement) as
@@ -54,6 +57,7 @@ macro_rules! with_rpcs {
             sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
             async join_cluster(JoinClusterRequest) -> ClusterChangeResponse;
             async move_partition(MovePartitionRequest) -> ClusterChangeResponse;
+            sync init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
         }
     };
 }
@@ -64,6 +68,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer_protocol;
 pub mod error;
+pub mod producers;
 pub mod record;
 pub mod replication;
 pub mod server;

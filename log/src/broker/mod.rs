@@ -12,7 +12,9 @@ mod admin;
 mod cluster;
 mod fetch;
 pub mod groups;
+mod idempotence;
 mod produce;
+mod producer_ids;
 mod topic;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ pub use groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 pub use topic::{Partition, Topic};
 
 use crate::config::LogConfig;
+use crate::proto::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::storage::{LogManager, ManagerConfig};
 use crate::{LogError, Result};
 
@@ -67,6 +70,7 @@ pub struct Broker {
     groups: Arc<GroupCoordinator>,
     /// Set once, when the broker runs as part of a cluster.
     cluster: std::sync::OnceLock<cluster::ClusterState>,
+    producer_ids: producer_ids::ProducerIds,
 }
 
 impl Broker {
@@ -106,8 +110,11 @@ impl Broker {
                 manager.insert(partition.log_name(), Arc::clone(&partition.log));
             }
         }
+        let producer_ids =
+            producer_ids::ProducerIds::open(&config.data_dir, u64::from(config.node_id))?;
         tracing::info!(dir = %config.data_dir.display(), topics = topics.len(), "broker opened");
         Ok(Broker {
+            producer_ids,
             config,
             topics: RwLock::new(topics),
             manager: parking_lot::Mutex::new(Some(manager)),
@@ -120,7 +127,16 @@ impl Broker {
     /// [`Broker::open`] does, then its member of the controller group and
     /// the replicas the metadata places on it. Serve
     /// [`Broker::raft_router`] beside the client service so peers reach it.
-    pub async fn open_cluster(config: BrokerConfig, cluster: ClusterConfig) -> Result<Arc<Broker>> {
+    pub async fn open_cluster(
+        mut config: BrokerConfig,
+        cluster: ClusterConfig,
+    ) -> Result<Arc<Broker>> {
+        // Producer ids carry the node id: it must be the cluster's.
+        config.node_id = u32::try_from(cluster.node_id).map_err(|_| LogError::InvalidConfig {
+            key: "node_id".into(),
+            value: cluster.node_id.to_string(),
+            reason: "node ids must fit in 32 bits".into(),
+        })?;
         let data_dir = config.data_dir.clone();
         let retention_interval = config.manager.retention_check_interval;
         let joining = cluster.join;
@@ -173,6 +189,11 @@ impl Broker {
     }
 
     /// The consumer group coordinator.
+    /// Answers `InitProducerId`: a new producer id (see `producer_ids`).
+    pub fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
+        self.producer_ids.init_producer_id(&request)
+    }
+
     pub fn groups(&self) -> &Arc<GroupCoordinator> {
         &self.groups
     }
@@ -226,6 +247,15 @@ impl Broker {
     pub fn shutdown(&self) -> Result<()> {
         if let Some(manager) = self.manager.lock().take() {
             manager.shutdown()?;
+        }
+        // After the logs are flushed: the tables then cover synced data, and
+        // the next start reads nothing again.
+        for topic in self.topics.read().values() {
+            for partition in topic.partitions() {
+                if let Some(producers) = partition.local_producers() {
+                    producers.persist(&partition.log)?;
+                }
+            }
         }
         tracing::info!(dir = %self.config.data_dir.display(), "broker shut down cleanly");
         Ok(())

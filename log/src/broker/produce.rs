@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Broker, Partition};
+use crate::producers::BatchOffsets;
 use crate::proto::{
     Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
@@ -62,7 +63,7 @@ impl Broker {
                 let outcome = match partition {
                     Ok(p) => append_replicated(&p, records, timeout)
                         .await
-                        .map(|base| (p, base)),
+                        .map(|placed| (p, placed)),
                     Err(e) => Err(e),
                 };
                 (topic, index, outcome)
@@ -73,7 +74,7 @@ impl Broker {
                 .into_iter()
                 .map(|(topic, index, records, partition)| {
                     let outcome =
-                        partition.and_then(|p| append(&p, &records).map(|base| (p, base)));
+                        partition.and_then(|p| append(&p, &records).map(|placed| (p, placed)));
                     (topic, index, outcome)
                 })
                 .collect::<Vec<_>>()
@@ -85,7 +86,7 @@ impl Broker {
         let mut topics: Vec<ProduceTopicResult> = Vec::new();
         for (topic, index, outcome) in appended {
             let result = match outcome {
-                Ok((partition, base_offset)) => {
+                Ok((partition, placed)) => {
                     let log_start_offset = partition.log.log_start_offset();
                     let needs_sync = acks == Acks::All && partition.replica().is_none();
                     if needs_sync && !to_sync.iter().any(|p| Arc::ptr_eq(p, &partition)) {
@@ -93,8 +94,12 @@ impl Broker {
                     }
                     ProducePartitionResult {
                         partition: index,
-                        base_offset,
+                        base_offset: placed.first().map_or(0, |p| p.base),
                         log_start_offset,
+                        batch_base_offsets: match placed.len() {
+                            1 => Vec::new(),
+                            _ => placed.iter().map(|p| p.base).collect(),
+                        },
                         ..Default::default()
                     }
                 }
@@ -124,13 +129,16 @@ impl Broker {
     }
 }
 
-/// Appends one partition's batches (copied: the log stamps offsets into
-/// them in place) and wakes the fetches waiting on it.
-fn append(partition: &Partition, records: &[u8]) -> Result<u64> {
-    let mut batches = records.to_vec();
-    let info = partition.log.append(&mut batches, 0)?;
+/// Appends one partition's batches (but those of idempotent producers it
+/// holds already), wakes the fetches waiting on it and says where each
+/// batch is.
+fn append(partition: &Partition, records: &[u8]) -> Result<Vec<BatchOffsets>> {
+    let producers = partition.local_producers().ok_or_else(|| {
+        LogError::InvalidRequest("a local append on a replicated partition".into())
+    })?;
+    let placed = producers.append(&partition.log, records)?;
     partition.notify_appended();
-    Ok(info.base_offset)
+    Ok(placed)
 }
 
 /// How long a replicated produce waits for its commit when the request
@@ -151,7 +159,7 @@ async fn append_replicated(
     partition: &Partition,
     records: Bytes,
     timeout: Duration,
-) -> Result<u64> {
+) -> Result<Vec<BatchOffsets>> {
     let replica = partition
         .replica()
         .expect("only replicated partitions come here");
@@ -162,7 +170,7 @@ async fn append_replicated(
         batches.push(records.slice(position..position + size));
         position += size;
     }
-    Ok(replica.append_batches(batches, timeout).await?.base_offset)
+    replica.append_batches(batches, timeout).await
 }
 
 /// Syncs each partition on the blocking pool; returns the ones that failed.

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+use super::idempotence::LocalProducers;
 use crate::config::LogConfig;
 use crate::error::IoContext;
+use crate::producers::ProducerStates;
 use crate::replication::PartitionReplica;
 use crate::storage::{write_atomically, LogRead, PartitionLog, SystemClock};
 use crate::Result;
@@ -31,6 +33,9 @@ pub struct Partition {
     pub log: Arc<PartitionLog>,
     log_end: watch::Sender<u64>,
     replica: Option<Arc<PartitionReplica>>,
+    /// The producer table of a partition that is not replicated (a
+    /// replica keeps its own, applied through Raft).
+    local_producers: Option<LocalProducers>,
 }
 
 impl Partition {
@@ -42,12 +47,14 @@ impl Partition {
         )?);
         start_flusher_if_needed(&log);
         let (log_end, _) = watch::channel(log.log_end_offset());
+        let local_producers = Some(LocalProducers::load(&log)?);
         Ok(Partition {
             topic: topic.to_string(),
             index,
             log,
             log_end,
             replica: None,
+            local_producers,
         })
     }
 
@@ -61,6 +68,23 @@ impl Partition {
             log,
             log_end,
             replica: Some(replica),
+            local_producers: None,
+        }
+    }
+
+    /// The producer table of a partition that is not replicated.
+    pub(crate) fn local_producers(&self) -> Option<&LocalProducers> {
+        self.local_producers.as_ref()
+    }
+
+    /// What this partition knows of its idempotent producers: on a
+    /// replica, as applied (a leader's proposals not yet committed are not
+    /// in it).
+    pub fn producer_states(&self) -> ProducerStates {
+        match (&self.replica, &self.local_producers) {
+            (Some(replica), _) => replica.producer_states(),
+            (None, Some(local)) => local.states(),
+            (None, None) => ProducerStates::default(),
         }
     }
 

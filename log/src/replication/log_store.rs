@@ -30,10 +30,11 @@ use openraft::{AnyError, OptionalSend, StorageIOError, Vote};
 use parking_lot::RwLock;
 
 use super::entry::{decode_entries, encode_entry};
-use super::raft_state::{read_durable, write_durable, RaftStateFile, RAFT_STATE_FILE};
+use super::raft_state::{RaftStateFile, RAFT_STATE_FILE};
 use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
 use crate::record::BatchIter;
 use crate::storage::PartitionLog;
+use crate::storage::{read_durable, write_durable};
 use crate::{LogError, Result};
 
 /// How many bytes of entries one read hands openraft at most. Replication

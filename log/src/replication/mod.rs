@@ -17,6 +17,8 @@
 //! - [`network`]: Raft messages between nodes, many groups over one
 //!   transport per node pair, and the router that receives them.
 //!
+//! - `idempotence`: the leader's check of idempotent producers' batches
+//!   before it proposes them (the state machine records applied ones).
 //! - [`snapshot_data`]: a snapshot's bytes, read from the log only when
 //!   openraft reads them.
 //! - [`replica`]: a partition replica, the log with its Raft group: writes
@@ -37,6 +39,7 @@
 
 pub mod entry;
 pub mod grpc;
+mod idempotence;
 pub mod in_process;
 pub mod log_store;
 pub mod network;
@@ -52,6 +55,10 @@ pub use log_store::{PartitionLogReader, PartitionLogStore};
 pub use raft_state::RaftStateFile;
 pub use replica::{partition_raft_config, CommittedBatch, PartitionReplica};
 pub use state_machine::{AppliedState, PartitionStateMachine};
+
+/// A partition's producer table as its state machine applied it, shared
+/// with the replica whose leader checks new batches against it.
+pub type SharedProducers = std::sync::Arc<parking_lot::Mutex<crate::producers::ProducerStates>>;
 
 /// Raft node ids: a broker's `--node-id`.
 pub type NodeId = u64;

@@ -3,22 +3,15 @@
 //! (the last snapshot's description, owned by the state machine) and its
 //! companions `raft-applied` and `raft-installing`.
 //!
-//! Each is bincode with a CRC32C trailer, written to a temporary file,
-//! synced, renamed over the old one and the directory synced: a crash
-//! leaves the old or the new content, never a mix. A missing file means a
-//! replica that never voted or snapshotted; a damaged one is an error, not
-//! a silent reset, since forgetting a vote could elect two leaders in a
+//! Each is written with [`crate::storage::write_durable`] (bincode, a
+//! CRC32C trailer, replaced atomically). A missing file means a replica
+//! that never voted or snapshotted; a damaged one is an error, not a
+//! silent reset, since forgetting a vote could elect two leaders in a
 //! term.
 
-use std::fs;
-use std::path::Path;
-
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{LogId, NodeId};
-use crate::storage::{sync_dir, write_atomically};
-use crate::{LogError, Result};
 
 /// The file name of the log store's state.
 pub const RAFT_STATE_FILE: &str = "raft-state";
@@ -32,48 +25,4 @@ pub struct RaftStateFile {
     /// Entries up to this id are gone for openraft (purged). The segments
     /// may still hold them for consumers: retention, not Raft, deletes data.
     pub last_purged: Option<LogId>,
-}
-
-/// Reads `dir/name`, or `None` when it does not exist.
-pub fn read_durable<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
-    let path = dir.join(name);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(LogError::io(&path, e)),
-    };
-    let corrupt = |reason: String| LogError::CorruptBatch {
-        file: path.clone(),
-        position: 0,
-        reason,
-    };
-    if bytes.len() < 4 {
-        return Err(corrupt("shorter than its checksum".into()));
-    }
-    let (body, trailer) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_be_bytes(trailer.try_into().expect("four bytes"));
-    if crc32c::crc32c(body) != stored {
-        return Err(corrupt("checksum mismatch".into()));
-    }
-    let value = bincode::deserialize(body).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Some(value))
-}
-
-/// Replaces `dir/name` with `value`, durably (see the module docs).
-pub fn write_durable<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
-    let mut bytes = bincode::serialize(value)
-        .map_err(|e| LogError::InvalidRequest(format!("cannot encode {name}: {e}")))?;
-    bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
-    write_atomically(dir, name, &bytes)
-}
-
-/// Removes `dir/name` durably (a missing file is fine): once this returns,
-/// a crash cannot bring the file back.
-pub fn remove_durable(dir: &Path, name: &str) -> Result<()> {
-    let path = dir.join(name);
-    match fs::remove_file(&path) {
-        Ok(()) => sync_dir(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(LogError::io(&path, e)),
-    }
 }

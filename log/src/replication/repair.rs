@@ -15,12 +15,13 @@
 //!   anything: the purge is taken back to the snapshot, and the leader
 //!   sends the snapshot again.
 
+use super::raft_state::RaftStateFile;
 use super::raft_state::RAFT_STATE_FILE;
-use super::raft_state::{read_durable, remove_durable, write_durable, RaftStateFile};
 use super::state_machine::{
     SnapshotRecord, RAFT_APPLIED_FILE, RAFT_INSTALLING_FILE, RAFT_SNAPSHOT_FILE,
 };
 use crate::storage::PartitionLog;
+use crate::storage::{read_durable, remove_durable, write_durable};
 use crate::{LogError, Result};
 
 /// Runs both repairs on `log`'s directory.
@@ -123,6 +124,7 @@ mod tests {
                 snapshot_id: format!("{term}-{index}"),
             },
             high_watermark,
+            producers: Default::default(),
         }
     }
 

@@ -11,11 +11,16 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
+use super::idempotence::{original_offsets, Decision, LeaderView};
 use super::log_store::{PurgePoint, WriteGate};
 use super::network::{GroupNetwork, RaftTransport};
 use super::state_machine::CurrentSnapshot;
-use super::{BatchPayload, NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine};
-use crate::record::BatchIter;
+use super::{
+    BatchPayload, NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine,
+    SharedProducers,
+};
+use crate::producers::{now_ms, BatchOffsets, ProducerBatch, ProducerStates};
+use crate::record::{BatchIter, RecordBatch};
 use crate::storage::{LogRead, PartitionLog};
 use crate::{LogError, Result};
 
@@ -71,6 +76,19 @@ pub struct CommittedBatch {
     pub next_offset: u64,
 }
 
+/// What answers a proposed entry.
+type ProposalReceiver =
+    tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<PartitionRaftConfig>>;
+
+/// One batch of a request on its way to an answer.
+enum Pending {
+    Proposed(ProposalReceiver),
+    /// A duplicate whose original's offsets are known.
+    Known(BatchOffsets),
+    /// A duplicate of a batch still on its way.
+    Original(ProducerBatch),
+}
+
 /// One node's replica of one partition.
 pub struct PartitionReplica {
     node: NodeId,
@@ -87,6 +105,9 @@ pub struct PartitionReplica {
     /// consecutive entries (and records) in the log: a producer computes
     /// each batch's offset from the first one's.
     proposing: tokio::sync::Mutex<()>,
+    /// The producer table as applied, and the leader's view of it.
+    producers: SharedProducers,
+    producer_view: LeaderView,
     /// When each learner a move left out was first seen (on the leader).
     leftover_since: parking_lot::Mutex<BTreeMap<NodeId, std::time::Instant>>,
 }
@@ -111,6 +132,7 @@ impl PartitionReplica {
         let high_watermark = machine.subscribe_high_watermark();
         let purge_point = store.purge_point();
         let current_snapshot = machine.current_snapshot();
+        let producers = machine.producers();
         let network = GroupNetwork::new(Arc::clone(&group), transport);
         let raft = Raft::new(node, config, network, store, machine)
             .await
@@ -125,6 +147,8 @@ impl PartitionReplica {
             purge_point,
             current_snapshot,
             proposing: tokio::sync::Mutex::new(()),
+            producers,
+            producer_view: LeaderView::default(),
             leftover_since: Default::default(),
         })
     }
@@ -149,62 +173,78 @@ impl PartitionReplica {
     /// commit came within `timeout` (a leader cut off from its majority):
     /// such a batch may still commit later, as in Kafka.
     pub async fn append(&self, batch: Vec<u8>, timeout: Duration) -> Result<CommittedBatch> {
-        self.append_batches(vec![Bytes::from(batch)], timeout).await
+        let offsets = self
+            .append_batches(vec![Bytes::from(batch)], timeout)
+            .await?;
+        let placed = offsets.first().ok_or_else(|| {
+            LogError::Replication("a committed append reported no offsets".into())
+        })?;
+        Ok(CommittedBatch {
+            base_offset: placed.base,
+            next_offset: placed.next,
+        })
     }
 
     /// [`PartitionReplica::append`] for several batches, one Raft entry
     /// each, proposed in order without waiting in between (openraft
     /// batches them into few appends and replication rounds) and with no
-    /// other call's entries between them. Answers with
-    /// the offsets of all of them once the last is committed; fails if any
-    /// fails (earlier ones may then be committed).
+    /// other call's entries between them. Answers with where each batch
+    /// is once all are committed; fails if any fails (earlier ones may
+    /// then be committed).
+    ///
+    /// A batch of an idempotent producer that the partition already holds
+    /// (or that this leader proposed) is not proposed again: it is
+    /// answered with the original's offsets. One out of sequence, or of a
+    /// fenced epoch, fails the call before anything is proposed.
     pub async fn append_batches(
         &self,
         batches: Vec<Bytes>,
         timeout: Duration,
-    ) -> Result<CommittedBatch> {
+    ) -> Result<Vec<BatchOffsets>> {
         // Validated here, once: the log stores of the leader and followers
         // check only framing and CRC, and an entry they refused would stop
         // the group.
+        let mut producers = Vec::with_capacity(batches.len());
         for batch in &batches {
             self.log.validate_producer_batches(batch)?;
+            producers.push(ProducerBatch::of(&RecordBatch::parse(batch)?.0)?);
         }
         let write = async {
             let mut pending = Vec::with_capacity(batches.len());
-            let proposing = self.proposing.lock().await;
-            for batch in batches {
-                let receiver = self
-                    .raft
-                    .client_write_ff(BatchPayload(batch))
-                    .await
-                    .map_err(|e| self.replication_error(e))?;
-                pending.push(receiver);
+            {
+                let _proposing = self.proposing.lock().await;
+                self.producer_view
+                    .prepare(&self.raft, &self.producers, timeout)
+                    .await?;
+                let decisions = self.producer_view.admit(&producers, now_ms())?;
+                for (batch, decision) in batches.into_iter().zip(decisions) {
+                    pending.push(match decision {
+                        Decision::Propose => Pending::Proposed(
+                            self.raft
+                                .client_write_ff(BatchPayload(batch))
+                                .await
+                                .map_err(|e| self.replication_error(e))?,
+                        ),
+                        Decision::Duplicate(_, Some(offsets)) => Pending::Known(offsets),
+                        Decision::Duplicate(batch, None) => Pending::Original(batch),
+                    });
+                }
             }
-            drop(proposing);
-            let mut offsets: Option<CommittedBatch> = None;
-            for receiver in pending {
-                let response = match receiver.await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
-                        return Err(LogError::NotLeader {
-                            leader: forward.leader_id,
-                        })
+            let mut offsets = Vec::with_capacity(pending.len());
+            for pending in pending {
+                offsets.push(match pending {
+                    Pending::Proposed(receiver) => self.committed(receiver).await?,
+                    Pending::Known(offsets) => offsets,
+                    Pending::Original(batch) => {
+                        original_offsets(&self.producers, &self.high_watermark, &batch, timeout)
+                            .await?
                     }
-                    Ok(Err(e)) => return Err(self.replication_error(e)),
-                    Err(_) => {
-                        return Err(self.replication_error("the group stopped before answering"))
-                    }
-                };
-                let (base_offset, next_offset) = response.data.offsets.ok_or_else(|| {
-                    LogError::Replication("a data entry was applied without offsets".into())
-                })?;
-                let first = offsets.map_or(base_offset, |o| o.base_offset);
-                offsets = Some(CommittedBatch {
-                    base_offset: first,
-                    next_offset,
                 });
             }
-            offsets.ok_or_else(|| LogError::InvalidRequest("no batches to append".into()))
+            match offsets.is_empty() {
+                true => Err(LogError::InvalidRequest("no batches to append".into())),
+                false => Ok(offsets),
+            }
         };
         match tokio::time::timeout(timeout, write).await {
             Ok(outcome) => outcome,
@@ -213,6 +253,29 @@ impl PartitionReplica {
                 self.group, self.node
             ))),
         }
+    }
+
+    /// Where a proposed batch landed, once it is committed and applied.
+    async fn committed(&self, receiver: ProposalReceiver) -> Result<BatchOffsets> {
+        let response = match receiver.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                return Err(LogError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            Ok(Err(e)) => return Err(self.replication_error(e)),
+            Err(_) => return Err(self.replication_error("the group stopped before answering")),
+        };
+        let (base, next) = response.data.offsets.ok_or_else(|| {
+            LogError::Replication("a data entry was applied without offsets".into())
+        })?;
+        Ok(BatchOffsets { base, next })
+    }
+
+    /// The producer table as this replica applied it.
+    pub fn producer_states(&self) -> ProducerStates {
+        self.producers.lock().clone()
     }
 
     /// Whole batches from `offset` on, only those below the high

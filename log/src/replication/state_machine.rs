@@ -14,6 +14,12 @@
 //! receiver's log with exactly those batches. openraft then replicates the
 //! entries after the snapshot as usual.
 //!
+//! The partition's producer table (see [`crate::producers`]) is part of
+//! the applied state: every applied batch of an idempotent producer is
+//! recorded in it, it is persisted with `raft-applied`, described by each
+//! snapshot and carried in a snapshot's data, so every replica holds the
+//! same table and a new leader can check sequences from its first write.
+//!
 //! An install is made crash-safe by the `raft-installing` marker, written
 //! before the log is restarted and removed once `raft-snapshot` names the
 //! new snapshot; a replica that finds the marker at its start finishes the
@@ -29,11 +35,14 @@ use tokio::sync::watch;
 
 use super::entry::AppliedEntry;
 use super::log_store::{append_stored_batches, WriteGate};
-use super::raft_state::{read_durable, remove_durable, write_durable};
 use super::snapshot_data::SnapshotData;
-use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
+use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, SharedProducers, StorageError};
+use crate::producers::{
+    now_ms, BatchOffsets, ProducerBatch, ProducerStates, PRODUCER_ID_EXPIRATION_MS,
+};
 use crate::record::{BatchIter, RecordBatch};
 use crate::storage::PartitionLog;
+use crate::storage::{read_durable, remove_durable, write_durable};
 use crate::{LogError, Result};
 
 /// The file name of the last snapshot's description.
@@ -63,11 +72,21 @@ pub struct AppliedState {
     pub high_watermark: u64,
 }
 
+/// What `raft-applied` holds: the applied state and the producer table
+/// as of its last applied entry.
+#[derive(Serialize, Deserialize)]
+struct AppliedFile {
+    applied: AppliedState,
+    producers: ProducerStates,
+}
+
 /// The description of a snapshot, as persisted in `raft-snapshot`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct SnapshotRecord {
     pub meta: SnapshotMeta<NodeId, BasicNode>,
     pub high_watermark: u64,
+    /// The producer table as of the snapshot's last entry.
+    pub producers: ProducerStates,
 }
 
 /// The last durable snapshot's description, shared by the state machine,
@@ -82,6 +101,7 @@ struct SnapshotHeader {
     high_watermark: u64,
     first_index: u64,
     first_offset: u64,
+    producers: ProducerStates,
 }
 
 /// The state machine of one partition group.
@@ -93,12 +113,16 @@ pub struct PartitionStateMachine {
     current: CurrentSnapshot,
     high_watermark: watch::Sender<u64>,
     gate: WriteGate,
+    /// The producer table as of `applied`, shared with the replica, whose
+    /// leader checks new batches against it.
+    producers: SharedProducers,
 }
 
 /// Builds snapshots for openraft's snapshot task.
 pub struct PartitionSnapshotBuilder {
     log: Arc<PartitionLog>,
     applied: AppliedState,
+    producers: ProducerStates,
     current: CurrentSnapshot,
 }
 
@@ -115,29 +139,36 @@ impl PartitionStateMachine {
     pub fn open_gated(log: Arc<PartitionLog>, gate: WriteGate) -> Result<PartitionStateMachine> {
         let record: Option<SnapshotRecord> = read_durable(log.dir(), RAFT_SNAPSHOT_FILE)?;
         let from_snapshot = match &record {
-            Some(record) => AppliedState {
-                last_applied: record.meta.last_log_id,
-                membership: record.meta.last_membership.clone(),
-                high_watermark: record.high_watermark,
+            Some(record) => AppliedFile {
+                applied: AppliedState {
+                    last_applied: record.meta.last_log_id,
+                    membership: record.meta.last_membership.clone(),
+                    high_watermark: record.high_watermark,
+                },
+                producers: record.producers.clone(),
             },
-            None => AppliedState {
-                high_watermark: log.log_start_offset(),
-                ..AppliedState::default()
+            None => AppliedFile {
+                applied: AppliedState {
+                    high_watermark: log.log_start_offset(),
+                    ..AppliedState::default()
+                },
+                producers: ProducerStates::default(),
             },
         };
-        let persisted: Option<AppliedState> = read_durable(log.dir(), RAFT_APPLIED_FILE)?;
-        let applied = match persisted {
-            Some(p) if p.last_applied > from_snapshot.last_applied => p,
+        let persisted: Option<AppliedFile> = read_durable(log.dir(), RAFT_APPLIED_FILE)?;
+        let start = match persisted {
+            Some(p) if p.applied.last_applied > from_snapshot.applied.last_applied => p,
             _ => from_snapshot,
         };
-        let (high_watermark, _) = watch::channel(applied.high_watermark);
+        let (high_watermark, _) = watch::channel(start.applied.high_watermark);
         Ok(PartitionStateMachine {
             log,
-            applied,
+            applied: start.applied,
             unpersisted: 0,
             current: Arc::new(Mutex::new(record)),
             high_watermark,
             gate,
+            producers: Arc::new(Mutex::new(start.producers)),
         })
     }
 
@@ -146,11 +177,26 @@ impl PartitionStateMachine {
         Arc::clone(&self.current)
     }
 
+    /// The producer table as of the applied state, shared.
+    pub(super) fn producers(&self) -> SharedProducers {
+        Arc::clone(&self.producers)
+    }
+
     /// Writes the applied state, after syncing the log: the file must never
-    /// claim an entry the log could lose in a crash.
+    /// claim an entry the log could lose in a crash. Producers idle past
+    /// their expiration are forgotten here.
     fn persist_applied(&mut self) -> Result<()> {
         self.log.flush()?;
-        write_durable(self.log.dir(), RAFT_APPLIED_FILE, &self.applied)?;
+        let producers = {
+            let mut producers = self.producers.lock();
+            producers.expire_idle(now_ms(), PRODUCER_ID_EXPIRATION_MS);
+            producers.clone()
+        };
+        let file = AppliedFile {
+            applied: self.applied.clone(),
+            producers,
+        };
+        write_durable(self.log.dir(), RAFT_APPLIED_FILE, &file)?;
         self.unpersisted = 0;
         Ok(())
     }
@@ -172,8 +218,18 @@ impl PartitionStateMachine {
             EntryPayload::Normal(batch) => {
                 let (batch, _) = RecordBatch::parse(&batch.0)?;
                 self.applied.high_watermark = batch.next_offset();
+                let offsets = BatchOffsets {
+                    base: batch.base_offset(),
+                    next: batch.next_offset(),
+                };
+                // The leader checked it; every replica records it alike.
+                if let Ok(Some(producer)) = ProducerBatch::of(&batch) {
+                    self.producers
+                        .lock()
+                        .record(&producer, Some(offsets), now_ms());
+                }
                 Ok(AppliedEntry {
-                    offsets: Some((batch.base_offset(), batch.next_offset())),
+                    offsets: Some((offsets.base, offsets.next)),
                 })
             }
         }
@@ -187,6 +243,7 @@ impl PartitionStateMachine {
         let record = SnapshotRecord {
             meta: meta.clone(),
             high_watermark: header.high_watermark,
+            producers: header.producers.clone(),
         };
         let restarts_log = !holds_entry(&self.log, last)?;
         if restarts_log {
@@ -221,6 +278,7 @@ impl PartitionStateMachine {
             membership: meta.last_membership.clone(),
             high_watermark: header.high_watermark,
         };
+        *self.producers.lock() = header.producers;
         self.high_watermark.send_replace(header.high_watermark);
         Ok(())
     }
@@ -270,6 +328,7 @@ fn boundary_header(record: &SnapshotRecord) -> SnapshotHeader {
         high_watermark: record.high_watermark,
         first_index: record.meta.last_log_id.map_or(0, |id| id.index + 1),
         first_offset: record.high_watermark,
+        producers: record.producers.clone(),
     }
 }
 
@@ -323,6 +382,7 @@ impl RaftSnapshotBuilder<PartitionRaftConfig> for PartitionSnapshotBuilder {
         let record = SnapshotRecord {
             meta: meta.clone(),
             high_watermark: self.applied.high_watermark,
+            producers: std::mem::take(&mut self.producers),
         };
         {
             // An install may have stored a newer snapshot while this one was
@@ -386,6 +446,7 @@ impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
         PartitionSnapshotBuilder {
             log: Arc::clone(&self.log),
             applied: self.applied.clone(),
+            producers: self.producers.lock().clone(),
             current: Arc::clone(&self.current),
         }
     }

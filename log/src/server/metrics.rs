@@ -289,5 +289,7 @@ no_payload!(
     JoinClusterRequest,
     MovePartitionRequest,
     ClusterChangeResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
     DescribeGroupsResponse
 );

@@ -14,6 +14,7 @@
 mod checkpoint;
 mod cleaner;
 mod clock;
+mod durable_file;
 mod flusher;
 mod index;
 mod log;
@@ -27,6 +28,7 @@ mod segment;
 pub(crate) use checkpoint::{sync_dir, write_atomically};
 pub use cleaner::CleanOutcome;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub(crate) use durable_file::{read_durable, remove_durable, write_durable};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{LogManager, ManagerConfig};
 pub use read::LogRead;

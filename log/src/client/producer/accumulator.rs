@@ -19,10 +19,11 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 use tokio::sync::Semaphore;
 
-use super::ack::{BatchAck, BatchHandle};
+use super::ack::{BatchAck, BatchHandle, Outcome};
 use super::{now_ms, ProducerConfig};
 use crate::client::partitioner::partition_for_key;
 use crate::client::ProducerRecord;
+use crate::producers::next_sequence;
 use crate::record::{BatchBuilder, Header};
 use crate::{LogError, Result};
 
@@ -39,6 +40,17 @@ pub(super) struct Accumulator {
     pub(super) flushes: usize,
     /// Set when the last producer handle is dropped: send everything, stop.
     pub(super) closed: bool,
+    /// Whether batches carry a producer id and sequence numbers; then no
+    /// batch is taken while `identity` is unknown.
+    pub(super) idempotent: bool,
+    pub(super) identity: Option<ProducerIdentity>,
+}
+
+/// The producer id and epoch the broker gave this producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ProducerIdentity {
+    pub(super) id: i64,
+    pub(super) epoch: i16,
 }
 
 struct TopicBatches {
@@ -54,6 +66,8 @@ struct PartitionBatches {
     open: VecDeque<OpenBatch>,
     /// The batches of the request in flight for this partition, if any.
     in_flight: Vec<Arc<BatchAck>>,
+    /// The sequence number of the next batch's first record (idempotence).
+    next_sequence: i32,
 }
 
 struct OpenBatch {
@@ -67,6 +81,8 @@ pub(super) struct ReadyBatch {
     pub(super) bytes: Vec<u8>,
     pub(super) handle: BatchHandle,
     pub(super) records: u32,
+    /// The identity its sequence numbers belong to, when idempotent.
+    pub(super) producer: Option<ProducerIdentity>,
 }
 
 /// Where a record went, and whether the sender must look at the
@@ -184,6 +200,10 @@ impl Accumulator {
         config: &ProducerConfig,
     ) -> Vec<Vec<ReadyBatch>> {
         let mut ready = Vec::new();
+        if self.idempotent && self.identity.is_none() {
+            return ready;
+        }
+        let identity = self.identity;
         let partitions = self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
         for batches in partitions {
             if !batches.in_flight.is_empty() {
@@ -201,13 +221,25 @@ impl Accumulator {
                 if !send || !fits {
                     break;
                 }
-                let batch = batches.open.pop_front().expect("checked above");
+                let Some(batch) = batches.open.pop_front() else {
+                    break;
+                };
                 bytes += size;
                 batches.in_flight.push(Arc::clone(&batch.handle.ack));
+                let records = batch.builder.record_count().max(0);
+                let builder = match identity {
+                    Some(identity) => {
+                        let first = batches.next_sequence;
+                        batches.next_sequence = next_sequence(first, records);
+                        batch.builder.producer(identity.id, identity.epoch, first)
+                    }
+                    None => batch.builder,
+                };
                 group.push(ReadyBatch {
-                    records: batch.builder.record_count().max(0) as u32,
-                    bytes: batch.builder.build(),
+                    records: records as u32,
+                    bytes: builder.build(),
                     handle: batch.handle,
+                    producer: identity,
                 });
             }
             if !group.is_empty() {
@@ -215,6 +247,30 @@ impl Accumulator {
             }
         }
         ready
+    }
+
+    /// Forgets the producer identity `stale` (if it is still the current
+    /// one) and every partition's sequence: a batch of it failed for good,
+    /// so the broker may or may not hold it, and the next batches must not
+    /// be taken for a gap. A new identity starts every sequence at 0.
+    pub(super) fn reset_identity(&mut self, stale: ProducerIdentity) {
+        if self.identity != Some(stale) {
+            return;
+        }
+        self.identity = None;
+        for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.next_sequence = 0;
+        }
+    }
+
+    /// Completes every batch not yet taken with `outcome` (the producer
+    /// could not get an identity to send them with).
+    pub(super) fn fail_open(&mut self, outcome: impl Fn() -> Outcome) {
+        for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            for batch in partition.open.drain(..) {
+                batch.handle.ack.complete(outcome());
+            }
+        }
     }
 
     /// The earliest linger deadline among unmuted partitions.

@@ -59,6 +59,12 @@ pub struct ProducerConfig {
     /// 1 MiB, but a replicated write waits for a majority's fsync, and a
     /// larger request carries more per round trip.
     pub max_request_bytes: usize,
+    /// Idempotence (default on, as in Kafka 3+): the producer gets a
+    /// producer id from the broker and numbers each partition's records,
+    /// so that a retried batch the broker already holds is not appended
+    /// twice, and a lost one is reported rather than skipped. Off with
+    /// `acks=none`, where nothing is retried.
+    pub idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -73,7 +79,15 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             buffer_records: 100_000,
             max_request_bytes: 4 << 20,
+            idempotence: true,
         }
+    }
+}
+
+impl ProducerConfig {
+    /// Whether batches carry a producer id and sequence numbers.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotence && self.acks != Acks::None
     }
 }
 
@@ -123,10 +137,12 @@ impl Drop for OpenHandles {
 impl Producer {
     pub(super) fn new(client: Client, config: ProducerConfig) -> Producer {
         let permits = config.buffer_records.clamp(1, Semaphore::MAX_PERMITS);
+        let mut accumulator = Accumulator::default();
+        accumulator.idempotent = config.is_idempotent();
         let shared = Arc::new(Shared {
             client,
             config,
-            accumulator: Mutex::default(),
+            accumulator: Mutex::new(accumulator),
             wake_sender: Notify::new(),
             buffer: Arc::new(Semaphore::new(permits)),
         });

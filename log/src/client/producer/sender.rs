@@ -1,7 +1,9 @@
 //! The sender task: takes ready batches from the accumulator, sends them in
 //! one request per round (several partitions each, and for each partition
 //! every batch that is ready), keeps at most `max_in_flight` requests
-//! outstanding, and retries retriable failures.
+//! outstanding, and retries retriable failures. An idempotent producer
+//! first asks the broker for its identity; a retry resends the same bytes
+//! (the same sequence numbers), which the broker appends at most once.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,10 +12,12 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use tokio::task::JoinSet;
 
-use super::accumulator::ReadyBatch;
+use super::accumulator::{ProducerIdentity, ReadyBatch};
 use super::ack::{BatchAck, BatchHandle, Outcome};
 use super::Shared;
-use crate::proto::{Acks, ErrorCode, ProducePartition, ProduceRequest, ProduceTopic};
+use crate::proto::{
+    Acks, ErrorCode, InitProducerIdRequest, ProducePartition, ProduceRequest, ProduceTopic,
+};
 use crate::LogError;
 
 /// Runs until the last producer handle is gone and every batch is answered.
@@ -21,6 +25,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let max_in_flight = shared.config.max_in_flight.max(1);
     let mut in_flight = JoinSet::new();
     loop {
+        if needs_identity(&shared) {
+            learn_identity(&shared).await;
+        }
         let (ready, deadline, finished) = {
             let mut accumulator = shared.accumulator.lock();
             let everything = accumulator.flushes > 0 || accumulator.closed;
@@ -51,6 +58,54 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// Whether batches wait for a producer identity.
+fn needs_identity(shared: &Shared) -> bool {
+    let accumulator = shared.accumulator.lock();
+    accumulator.idempotent && accumulator.identity.is_none() && !accumulator.is_empty()
+}
+
+/// Asks the broker for a producer id (retrying retriable failures as a
+/// produce would); if none comes, fails the waiting batches with the
+/// reason rather than sending them without idempotence.
+async fn learn_identity(shared: &Shared) {
+    let config = &shared.config;
+    let mut attempt = 0;
+    let failure = loop {
+        let answer = shared
+            .client
+            .init_producer_id(InitProducerIdRequest::default())
+            .await
+            .and_then(|r| match LogError::from_code(r.error, &r.message) {
+                Some(e) => Err(e),
+                None => Ok(r),
+            });
+        match answer {
+            Ok(r) => match i16::try_from(r.producer_epoch) {
+                Ok(epoch) => {
+                    shared.accumulator.lock().identity = Some(ProducerIdentity {
+                        id: r.producer_id,
+                        epoch,
+                    });
+                    return;
+                }
+                Err(_) => break format!("the broker gave epoch {}", r.producer_epoch),
+            },
+            Err(e) if e.is_retriable() && attempt < config.retries => {
+                attempt += 1;
+                tokio::time::sleep(config.retry_backoff).await;
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    let reason = format!("no producer id for idempotence: {failure}");
+    shared
+        .accumulator
+        .lock()
+        .fail_open(|| Outcome::Unreachable {
+            reason: reason.clone(),
+        });
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -66,12 +121,15 @@ struct Sending {
     bytes: Bytes,
     /// Each batch's handle and record count, oldest first.
     batches: Vec<(BatchHandle, u32)>,
+    /// The identity the batches' sequence numbers belong to.
+    producer: Option<ProducerIdentity>,
     _unmute: Unmute,
 }
 
 impl Sending {
     fn new(shared: &Arc<Shared>, group: Vec<ReadyBatch>) -> Option<Sending> {
         let first = Arc::clone(&group.first()?.handle.ack);
+        let producer = group.first()?.producer;
         let mut bytes = Vec::new();
         let mut batches = Vec::with_capacity(group.len());
         for batch in group {
@@ -84,6 +142,7 @@ impl Sending {
         Some(Sending {
             bytes: Bytes::from(bytes),
             batches,
+            producer,
             _unmute: Unmute {
                 shared: Arc::clone(shared),
                 batch: first,
@@ -99,10 +158,18 @@ impl Sending {
         self.batches[0].0.ack.partition()
     }
 
-    /// Completes every batch as appended, the first at `base` and each
-    /// next one right after the previous one's records (the broker appends
-    /// a partition's batches of one request together, in order).
-    fn appended(&self, base: Option<u64>) {
+    /// Completes every batch as appended: at `each` (the broker's base
+    /// offset of every batch) when it names them all, else the first at
+    /// `base` and each next one right after the previous one's records
+    /// (the broker appends a partition's batches of one request together,
+    /// in order).
+    fn appended(&self, base: Option<u64>, each: &[u64]) {
+        if each.len() == self.batches.len() {
+            for ((handle, _), offset) in self.batches.iter().zip(each) {
+                handle.ack.complete(Outcome::Appended(Some(*offset)));
+            }
+            return;
+        }
         let mut next = base;
         for (handle, records) in &self.batches {
             handle.ack.complete(Outcome::Appended(next));
@@ -110,8 +177,13 @@ impl Sending {
         }
     }
 
-    /// Completes every batch with the same failure.
-    fn failed(&self, outcome: impl Fn() -> Outcome) {
+    /// Completes every batch with the same failure. The broker may hold
+    /// them or not, so an idempotent producer's sequence numbers restart
+    /// under a new identity.
+    fn failed(&self, shared: &Shared, outcome: impl Fn() -> Outcome) {
+        if let Some(producer) = self.producer {
+            shared.accumulator.lock().reset_identity(producer);
+        }
         for (handle, _) in &self.batches {
             handle.ack.complete(outcome());
         }
@@ -154,31 +226,41 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
             // or the next request could overtake this one.)
             let _ = shared.client.produce(request).await;
             for sending in &pending {
-                sending.appended(None);
+                sending.appended(None, &[]);
             }
             return;
         }
         let retry = match shared.client.produce(request).await {
             Ok(response) => {
-                let mut results: FxHashMap<(&str, u32), (i32, &str, u64)> = FxHashMap::default();
+                let mut results: FxHashMap<(&str, u32), PartitionAnswer<'_>> = FxHashMap::default();
                 for topic in &response.topics {
                     for p in &topic.partitions {
-                        let result = (p.error, p.message.as_str(), p.base_offset);
+                        let result = (
+                            p.error,
+                            p.message.as_str(),
+                            p.base_offset,
+                            p.batch_base_offsets.as_slice(),
+                        );
                         results.insert((topic.name.as_str(), p.partition), result);
                     }
                 }
                 let mut retry = Vec::new();
                 for sending in pending.drain(..) {
-                    let (code, message, base) = results
+                    let (code, message, base, each) = results
                         .get(&(sending.topic(), sending.partition()))
                         .copied()
-                        .unwrap_or((ErrorCode::Unknown as i32, "no result for the partition", 0));
+                        .unwrap_or((
+                            ErrorCode::Unknown as i32,
+                            "no result for the partition",
+                            0,
+                            &[],
+                        ));
                     match LogError::from_code(code, message) {
-                        None => sending.appended(Some(base)),
+                        None => sending.appended(Some(base), each),
                         Some(e) if e.is_retriable() && attempt < config.retries => {
                             retry.push(sending)
                         }
-                        Some(e) => sending.failed(|| Outcome::Refused {
+                        Some(e) => sending.failed(&shared, || Outcome::Refused {
                             code: e.code(),
                             message: message.to_string(),
                         }),
@@ -190,7 +272,7 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
             Err(e) => {
                 let reason = e.to_string();
                 for sending in pending.drain(..) {
-                    sending.failed(|| Outcome::Unreachable {
+                    sending.failed(&shared, || Outcome::Unreachable {
                         reason: reason.clone(),
                     });
                 }
@@ -206,6 +288,10 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
         pending = retry;
     }
 }
+
+/// A partition's answer: error code, message, base offset, and each
+/// batch's base offset when the broker names them.
+type PartitionAnswer<'a> = (i32, &'a str, u64, &'a [u64]);
 
 fn build_request(pending: &[Sending], acks: Acks) -> ProduceRequest {
     let mut topics: Vec<ProduceTopic> = Vec::new();
