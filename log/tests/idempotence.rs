@@ -73,9 +73,9 @@ async fn a_retried_request_is_appended_once_and_gets_its_offsets_back() {
         .init_producer_id(InitProducerIdRequest::default())
         .producer_id;
     let first = batch(id, 0, 0, 3);
-    assert_eq!(ok(&produce(&broker, &[first.clone()]).await), 0);
+    assert_eq!(ok(&produce(&broker, std::slice::from_ref(&first)).await), 0);
     // The response was lost; the producer sends the same batch again.
-    assert_eq!(ok(&produce(&broker, &[first.clone()]).await), 0);
+    assert_eq!(ok(&produce(&broker, std::slice::from_ref(&first)).await), 0);
     assert_eq!(log_end(&broker), 3, "the retry appended nothing");
     // A retried request of two batches, the first of which had landed:
     // each batch is answered with its own offset.
@@ -111,7 +111,7 @@ async fn the_producer_table_survives_restarts_crashes_and_a_damaged_file() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open_with_topic(dir.path()).await;
     let first = batch(11, 0, 0, 4);
-    ok(&produce(&broker, &[first.clone()]).await);
+    ok(&produce(&broker, std::slice::from_ref(&first)).await);
     broker.shutdown().unwrap();
     drop(broker);
     let state_file = dir.path().join(format!("{TOPIC}-0")).join("producer-state");
@@ -119,14 +119,17 @@ async fn the_producer_table_survives_restarts_crashes_and_a_damaged_file() {
 
     // After a clean restart, from the file.
     let broker = open(dir.path());
-    assert_eq!(ok(&produce(&broker, &[first.clone()]).await), 0);
+    assert_eq!(ok(&produce(&broker, std::slice::from_ref(&first)).await), 0);
     let second = batch(11, 0, 4, 2);
-    ok(&produce(&broker, &[second.clone()]).await);
+    ok(&produce(&broker, std::slice::from_ref(&second)).await);
     // After a crash (no shutdown): the file covers offset 4, the rest is
     // read back from the log.
     drop(broker);
     let broker = open(dir.path());
-    assert_eq!(ok(&produce(&broker, &[second.clone()]).await), 4);
+    assert_eq!(
+        ok(&produce(&broker, std::slice::from_ref(&second)).await),
+        4
+    );
     assert_eq!(log_end(&broker), 6);
     drop(broker);
 
@@ -151,7 +154,7 @@ async fn producer_ids_are_unique_and_batches_without_one_are_not_checked() {
     assert_eq!((a.error, b.error), (0, 0));
     assert_ne!(a.producer_id, b.producer_id);
     let plain = batch(-1, -1, -1, 2);
-    ok(&produce(&broker, &[plain.clone()]).await);
+    ok(&produce(&broker, std::slice::from_ref(&plain)).await);
     ok(&produce(&broker, &[plain]).await);
     assert_eq!(
         log_end(&broker),

@@ -330,3 +330,23 @@ async fn replicas_on_real_sockets_commit_and_fail_over() {
         node.server.abort();
     }
 }
+
+#[test]
+fn the_history_checker_reports_every_kind_of_fault() {
+    let mut history = cluster::history::History::default();
+    for value in ["a", "b"] {
+        history.sent(value);
+    }
+    history.acknowledged(0, "a");
+    history.acknowledged(1, "b");
+    history.read(0, &[(0, "a".into()), (2, "x".into())]);
+    let final_log = vec![(0, "a".into()), (1, "c".into()), (2, "a".into())];
+    let report = history.check(&[(1, final_log)]);
+    assert_eq!(report.lost, vec!["node 1 lacks `b` at 1"]);
+    assert_eq!(report.backwards.len(), 1, "{report:?}");
+    assert_eq!(
+        report.conflicting,
+        vec!["offset 1: `b` and `c`", "offset 2: `x` and `a`"]
+    );
+    assert_eq!(report.duplicated, vec!["node 1 holds `a` at [0, 2]"]);
+}

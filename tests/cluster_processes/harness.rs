@@ -37,6 +37,10 @@ pub struct Cluster {
     isolated: BTreeSet<u64>,
     /// A broker configuration file every broker is started with.
     config: Option<(TempDir, String)>,
+    /// The sequence number of the next record [`produce`] sends: the test
+    /// writes as one idempotent producer, so a retry after a lost answer
+    /// is appended once.
+    next_sequence: std::sync::atomic::AtomicI32,
     /// Dropped last, after the brokers.
     _slot: Slot,
 }
@@ -112,6 +116,7 @@ impl Cluster {
             paused: BTreeSet::new(),
             isolated: BTreeSet::new(),
             config: None,
+            next_sequence: Default::default(),
             _slot: slot,
         }
     }
@@ -322,13 +327,28 @@ pub fn batch(value: &str) -> Vec<u8> {
     builder.build()
 }
 
+/// The producer id the test's idempotent writes use.
+const PRODUCER_ID: i64 = 1;
+
+/// [`batch`] of the test's idempotent producer at `sequence`.
+fn idempotent_batch(value: &str, sequence: i32) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None).producer(PRODUCER_ID, 0, sequence);
+    builder.push(1_000, None, Some(value.as_bytes()), &[]);
+    builder.build()
+}
+
 /// Produces `value` with acks=all at the leader, following not-leader
-/// answers; returns its offset.
+/// answers and resending the same batch after a failure (idempotently:
+/// see [`Cluster::next_sequence`]); returns its offset.
 pub async fn produce(cluster: &Cluster, value: &str) -> u64 {
     let deadline = Instant::now() + PATIENCE;
+    let sequence = cluster
+        .next_sequence
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let batch = idempotent_batch(value, sequence);
     loop {
         let node = leader(cluster).await;
-        let outcome = produce_at(cluster, node, value, Duration::from_secs(5)).await;
+        let outcome = send_at(cluster, node, batch.clone(), Duration::from_secs(5)).await;
         if let Ok(offset) = outcome {
             return offset;
         }
@@ -348,6 +368,16 @@ pub async fn produce_at(
     value: &str,
     timeout: Duration,
 ) -> Result<u64, String> {
+    send_at(cluster, node, batch(value), timeout).await
+}
+
+/// One acks=all produce of `batch` to broker `node` (see [`produce_at`]).
+async fn send_at(
+    cluster: &Cluster,
+    node: u64,
+    batch: Vec<u8>,
+    timeout: Duration,
+) -> Result<u64, String> {
     let request = ProduceRequest {
         acks: Acks::All as i32,
         timeout_ms: timeout.as_millis() as u32,
@@ -355,7 +385,7 @@ pub async fn produce_at(
             name: TOPIC.into(),
             partitions: vec![ProducePartition {
                 partition: 0,
-                records: batch(value).into(),
+                records: batch.into(),
             }],
         }],
     };
@@ -482,9 +512,8 @@ pub async fn wait_for_records(cluster: &Cluster, node: u64, count: usize) -> Vec
     }
 }
 
-/// Every broker serves every acknowledged record at its offset, and they
-/// all hold the same committed log. (Writes whose answer was lost may be
-/// there too: no idempotence yet.)
+/// Every broker serves every acknowledged record at its offset, holds no
+/// value twice, and they all hold the same committed log.
 pub async fn check_every_broker(cluster: &Cluster, acknowledged: &[(u64, String)]) {
     let logs = check_retained(cluster, acknowledged).await;
     for (node, records) in &logs {
@@ -555,7 +584,8 @@ pub async fn wait_for_offset(cluster: &Cluster, node: u64, offset: u64) -> Vec<(
 }
 
 /// Every acknowledged record from the first offset of `records` on is at
-/// its offset in `records`, which has no gaps or repeats.
+/// its offset in `records`, which has no gaps or repeated offsets, and no
+/// value twice (every test writes unique values, retried idempotently).
 pub fn assert_holds(node: u64, records: &[(u64, String)], acknowledged: &[(u64, String)]) {
     let start = records.first().map_or(0, |(o, _)| *o);
     let held: BTreeMap<u64, &String> = records.iter().map(|(o, v)| (*o, v)).collect();
@@ -571,5 +601,14 @@ pub fn assert_holds(node: u64, records: &[(u64, String)], acknowledged: &[(u64, 
     assert_eq!(
         offsets, expected,
         "node {node}: offsets without gaps or repeats"
+    );
+    let mut offsets_of: BTreeMap<&String, Vec<u64>> = BTreeMap::new();
+    for (offset, value) in records {
+        offsets_of.entry(value).or_default().push(*offset);
+    }
+    let duplicated: Vec<_> = offsets_of.iter().filter(|(_, o)| o.len() > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "node {node} holds values twice: {duplicated:?}"
     );
 }

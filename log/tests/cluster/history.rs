@@ -6,13 +6,17 @@
 //! - conflicting: an offset seen with two different values anywhere (an
 //!   acknowledgement, a read during the run, a replica's final log);
 //! - backwards: a read that returned a record before the reader's
-//!   position, or after a gap.
+//!   position, or after a gap;
+//! - duplicated: a value the workload sent once (with retries) held at
+//!   two offsets of a replica's final log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default)]
 pub struct History {
     acknowledged: BTreeMap<u64, String>,
+    /// Every value the workload sent, acknowledged or not.
+    sent: BTreeSet<String>,
     seen: BTreeMap<u64, String>,
     conflicting: Vec<String>,
     backwards: Vec<String>,
@@ -24,9 +28,16 @@ pub struct Report {
     pub lost: Vec<String>,
     pub conflicting: Vec<String>,
     pub backwards: Vec<String>,
+    pub duplicated: Vec<String>,
 }
 
 impl History {
+    /// Records that the workload is about to send `value` (once, however
+    /// often it retries).
+    pub fn sent(&mut self, value: &str) {
+        self.sent.insert(value.to_string());
+    }
+
     pub fn acknowledged(&mut self, offset: u64, value: &str) {
         self.acknowledged.insert(offset, value.to_string());
         self.saw(offset, value);
@@ -61,8 +72,16 @@ impl History {
     /// Checks the final logs of the replicas (node, records from offset 0).
     pub fn check(mut self, final_logs: &[(u64, Vec<(u64, String)>)]) -> Report {
         let mut lost = Vec::new();
+        let mut duplicated = Vec::new();
         for (node, records) in final_logs {
             self.read(0, records);
+            let mut offsets_of: BTreeMap<&String, Vec<u64>> = BTreeMap::new();
+            for (offset, value) in records.iter().filter(|(_, v)| self.sent.contains(v)) {
+                offsets_of.entry(value).or_default().push(*offset);
+            }
+            for (value, offsets) in offsets_of.iter().filter(|(_, o)| o.len() > 1) {
+                duplicated.push(format!("node {node} holds `{value}` at {offsets:?}"));
+            }
             let held: BTreeMap<u64, &String> = records.iter().map(|(o, v)| (*o, v)).collect();
             for (offset, value) in &self.acknowledged {
                 if held.get(offset) != Some(&value) {
@@ -75,19 +94,24 @@ impl History {
             lost,
             conflicting: self.conflicting,
             backwards: self.backwards,
+            duplicated,
         }
     }
 }
 
 impl Report {
-    /// Fails the test unless nothing was lost, conflicting or backwards.
+    /// Fails the test unless nothing was lost, conflicting, backwards or
+    /// duplicated.
     pub fn assert_clean(&self) {
         assert!(
             self.acknowledged > 0,
             "the test acknowledged nothing: {self:?}"
         );
         assert!(
-            self.lost.is_empty() && self.conflicting.is_empty() && self.backwards.is_empty(),
+            self.lost.is_empty()
+                && self.conflicting.is_empty()
+                && self.backwards.is_empty()
+                && self.duplicated.is_empty(),
             "history check failed: {self:#?}"
         );
     }

@@ -197,6 +197,17 @@ impl ClusterClient {
         value: &str,
         timeout: Duration,
     ) -> Result<CommittedBatch, LogError> {
+        self.produce_batch(value_batch(value), timeout).await
+    }
+
+    /// Appends `batch` through the leader the nodes name, following
+    /// not-leader answers and retrying the same bytes after any failure,
+    /// until it is acknowledged or `timeout` passes.
+    pub async fn produce_batch(
+        &self,
+        batch: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<CommittedBatch, LogError> {
         let deadline = Instant::now() + timeout;
         let mut target = self.last_leader.lock().or_else(|| {
             self.running_nodes()
@@ -213,7 +224,7 @@ impl ClusterClient {
                 continue;
             };
             let result = replica
-                .append(value_batch(value), left.min(Duration::from_secs(2)))
+                .append(batch.clone(), left.min(Duration::from_secs(2)))
                 .await;
             match result {
                 Ok(batch) => {
@@ -273,13 +284,24 @@ impl Workload {
                 prefix.to_string(),
             );
             tokio::spawn(async move {
-                let mut sequence = 0u64;
+                // An idempotent producer: a retry after a lost answer is
+                // appended once. A value that fails for good may be in the
+                // log or not, so the next one starts a new producer id, as
+                // the real producer does.
+                let (mut producer_id, mut sequence) = (1i64, 0i32);
+                let mut count = 0u64;
                 while !*stopped.borrow() {
-                    let value = format!("{prefix}-{sequence}");
-                    sequence += 1;
-                    if let Ok(batch) = client.produce(&value, Duration::from_secs(5)).await {
-                        history.lock().acknowledged(batch.base_offset, &value);
-                        acked.send_modify(|count| *count += 1);
+                    let value = format!("{prefix}-{count}");
+                    count += 1;
+                    history.lock().sent(&value);
+                    let batch = idempotent_batch(&value, producer_id, sequence);
+                    match client.produce_batch(batch, Duration::from_secs(5)).await {
+                        Ok(batch) => {
+                            sequence += 1;
+                            history.lock().acknowledged(batch.base_offset, &value);
+                            acked.send_modify(|count| *count += 1);
+                        }
+                        Err(_) => (producer_id, sequence) = (producer_id + 1, 0),
                     }
                 }
             })
@@ -336,6 +358,14 @@ impl Workload {
 /// One batch holding one record with `value`.
 pub fn value_batch(value: &str) -> Vec<u8> {
     let mut builder = BatchBuilder::new(Compression::None);
+    builder.push(1_000, None, Some(value.as_bytes()), &[]);
+    builder.build()
+}
+
+/// One batch of producer `producer_id` (epoch 0) holding one record with
+/// `value` at `sequence`.
+pub fn idempotent_batch(value: &str, producer_id: i64, sequence: i32) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None).producer(producer_id, 0, sequence);
     builder.push(1_000, None, Some(value.as_bytes()), &[]);
     builder.build()
 }

@@ -65,6 +65,11 @@ pub struct ProducerConfig {
     /// twice, and a lost one is reported rather than skipped. Off with
     /// `acks=none`, where nothing is retried.
     pub idempotence: bool,
+    /// How long the producer waits for a produce response before it counts
+    /// the request as failed and retries it (default 30 s, Kafka's
+    /// `request.timeout.ms`); the broker is given the same time. Without
+    /// it a response lost on a live connection would stall the partition.
+    pub request_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -80,6 +85,7 @@ impl Default for ProducerConfig {
             buffer_records: 100_000,
             max_request_bytes: 4 << 20,
             idempotence: true,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

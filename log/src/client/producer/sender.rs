@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::accumulator::{ProducerIdentity, ReadyBatch};
 use super::ack::{BatchAck, BatchHandle, Outcome};
-use super::Shared;
+use super::{ProducerConfig, Shared};
 use crate::proto::{
     Acks, ErrorCode, InitProducerIdRequest, ProducePartition, ProduceRequest, ProduceTopic,
 };
@@ -217,7 +217,7 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
     let config = &shared.config;
     let mut attempt = 0;
     while !pending.is_empty() {
-        let request = build_request(&pending, config.acks);
+        let request = build_request(&pending, config);
         if config.acks == Acks::None {
             // No offset and no error is reported, but the records resolve
             // only once the request is over: `flush`, which waits for them,
@@ -230,7 +230,14 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
             }
             return;
         }
-        let retry = match shared.client.produce(request).await {
+        let answer = tokio::time::timeout(config.request_timeout, shared.client.produce(request));
+        let answer = answer.await.unwrap_or_else(|_| {
+            Err(LogError::Timeout(format!(
+                "no produce response within {:?}",
+                config.request_timeout
+            )))
+        });
+        let retry = match answer {
             Ok(response) => {
                 let mut results: FxHashMap<(&str, u32), PartitionAnswer<'_>> = FxHashMap::default();
                 for topic in &response.topics {
@@ -293,7 +300,7 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
 /// batch's base offset when the broker names them.
 type PartitionAnswer<'a> = (i32, &'a str, u64, &'a [u64]);
 
-fn build_request(pending: &[Sending], acks: Acks) -> ProduceRequest {
+fn build_request(pending: &[Sending], config: &ProducerConfig) -> ProduceRequest {
     let mut topics: Vec<ProduceTopic> = Vec::new();
     for sending in pending {
         let partition = ProducePartition {
@@ -309,8 +316,8 @@ fn build_request(pending: &[Sending], acks: Acks) -> ProduceRequest {
         }
     }
     ProduceRequest {
-        acks: acks as i32,
-        timeout_ms: 30_000,
+        acks: config.acks as i32,
+        timeout_ms: u32::try_from(config.request_timeout.as_millis()).unwrap_or(u32::MAX),
         topics,
     }
 }
