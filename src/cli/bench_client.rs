@@ -57,6 +57,10 @@ pub struct ProduceArgs {
     /// (`Producer::send_batch`); 1 uses `send` for each record.
     #[arg(long, default_value_t = 1)]
     send_batch: u64,
+    /// Send without producer ids and sequence numbers (idempotence is on
+    /// by default), to measure what it costs.
+    #[arg(long)]
+    no_idempotence: bool,
 }
 
 #[derive(clap::Args)]
@@ -146,6 +150,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         linger: Duration::from_millis(args.linger_ms),
         compression,
+        idempotence: !args.no_idempotence,
         ..Default::default()
     });
     let value = Bytes::from(
