@@ -8,7 +8,7 @@
 //! after that offset are read again. A file that covers more than the log
 //! holds (a crash lost an unsynced tail) or that cannot be read is not
 //! trusted: the table is rebuilt from the whole log, which is always
-//! correct and only costs a read of the batch headers.
+//! correct and only costs a read of the log at open.
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};

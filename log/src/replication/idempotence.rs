@@ -13,8 +13,10 @@
 //! holds every committed entry, since Raft elects only such a leader), and
 //! in that term only this leader appends, always through the view (the
 //! replica proposes under one lock). A proposal rejected because the
-//! leadership was lost only leaves the view of a term that is over. So a
-//! batch is in the view exactly when it is in the log or on its way there.
+//! leadership was lost only leaves the view of a term that is over, and a
+//! write abandoned between admitting and proposing its batches drops the
+//! view (see [`Proposing`]). So a batch is in the view exactly when it is
+//! in the log or on its way there.
 
 use std::time::Duration;
 
@@ -63,13 +65,21 @@ impl LeaderView {
         if matches!(&*self.view.lock(), Some((t, _)) if *t == term) {
             return Ok(());
         }
-        raft.wait(Some(timeout))
+        let caught_up = raft
+            .wait(Some(timeout))
             .metrics(
                 |m| m.current_term != term || m.last_applied.map(|l| l.index) >= m.last_log_index,
                 "the leader applied its whole log",
             )
             .await
             .map_err(|e| LogError::Timeout(format!("building the producer view: {e}")))?;
+        if caught_up.current_term != term {
+            // Led by someone else meanwhile, or by this replica again in a
+            // newer term, whose log may hold entries this view would miss.
+            return Err(LogError::NotLeader {
+                leader: caught_up.current_leader,
+            });
+        }
         let states = applied.lock().clone();
         *self.view.lock() = Some((term, states));
         Ok(())
@@ -113,6 +123,42 @@ impl LeaderView {
             }
         }
         Ok(decisions)
+    }
+}
+
+/// Invalidates the view when dropped before [`Proposing::done`]: batches
+/// admitted into the view must all be proposed, and a caller that gives
+/// up in between (a client that hung up cancels the request) would leave
+/// the view holding batches that never reach the log, whose retries would
+/// then wait forever for an original. The next write rebuilds the view
+/// from the applied table once the log is applied.
+pub(super) struct Proposing<'a> {
+    view: &'a LeaderView,
+    done: bool,
+}
+
+impl LeaderView {
+    /// A guard to hold from [`LeaderView::admit`] until every admitted
+    /// batch is proposed.
+    pub(super) fn proposing(&self) -> Proposing<'_> {
+        Proposing {
+            view: self,
+            done: false,
+        }
+    }
+}
+
+impl Proposing<'_> {
+    pub(super) fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Proposing<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            *self.view.view.lock() = None;
+        }
     }
 }
 

@@ -217,6 +217,7 @@ impl PartitionReplica {
                     .prepare(&self.raft, &self.producers, timeout)
                     .await?;
                 let decisions = self.producer_view.admit(&producers, now_ms())?;
+                let proposing = self.producer_view.proposing();
                 for (batch, decision) in batches.into_iter().zip(decisions) {
                     pending.push(match decision {
                         Decision::Propose => Pending::Proposed(
@@ -229,6 +230,7 @@ impl PartitionReplica {
                         Decision::Duplicate(batch, None) => Pending::Original(batch),
                     });
                 }
+                proposing.done();
             }
             let mut offsets = Vec::with_capacity(pending.len());
             for pending in pending {
