@@ -177,20 +177,7 @@ async fn a_follower_behind_the_leaders_purge_point_catches_up_by_snapshot() {
     // The leader snapshots and purges everything it applied: the stopped
     // follower's next entry is no longer offered by the log.
     let leader = cluster.wait_for_leader(PATIENCE).await;
-    let raft = cluster.replica(leader).raft().clone();
-    raft.trigger().snapshot().await.unwrap();
-    let applied = raft
-        .wait(Some(PATIENCE))
-        .metrics(|m| m.snapshot.is_some(), "snapshot built")
-        .await
-        .unwrap()
-        .snapshot
-        .unwrap();
-    raft.trigger().purge_log(applied.index).await.unwrap();
-    raft.wait(Some(PATIENCE))
-        .metrics(|m| m.purged == Some(applied), "log purged")
-        .await
-        .unwrap();
+    let applied = cluster::snapshot_and_purge(&cluster.replica(leader), PATIENCE).await;
 
     cluster.start_node(follower).await;
     converge_and_check(&cluster, history).await;

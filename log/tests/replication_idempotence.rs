@@ -105,20 +105,7 @@ async fn a_replica_that_installs_a_snapshot_receives_the_producer_table() {
         sequence += 4;
     }
     let leader = cluster.wait_for_leader(PATIENCE).await;
-    let raft = cluster.replica(leader).raft().clone();
-    raft.trigger().snapshot().await.unwrap();
-    let applied = raft
-        .wait(Some(PATIENCE))
-        .metrics(|m| m.snapshot.is_some(), "snapshot built")
-        .await
-        .unwrap()
-        .snapshot
-        .unwrap();
-    raft.trigger().purge_log(applied.index).await.unwrap();
-    raft.wait(Some(PATIENCE))
-        .metrics(|m| m.purged == Some(applied), "log purged")
-        .await
-        .unwrap();
+    let applied = cluster::snapshot_and_purge(&cluster.replica(leader), PATIENCE).await;
 
     cluster.start_node(follower).await;
     let follower_raft = cluster.replica(follower).raft().clone();

@@ -17,7 +17,7 @@ use spool_log::config::LogConfig;
 use spool_log::record::{BatchBuilder, BatchIter, Compression};
 use spool_log::replication::in_process::InProcessNetwork;
 use spool_log::replication::network::RaftRouter;
-use spool_log::replication::{CommittedBatch, NodeId, PartitionReplica};
+use spool_log::replication::{CommittedBatch, LogId, NodeId, PartitionReplica};
 use spool_log::storage::{PartitionLog, SystemClock};
 use spool_log::LogError;
 use tempfile::TempDir;
@@ -353,6 +353,27 @@ impl Workload {
             .expect("tasks ended")
             .into_inner()
     }
+}
+
+/// Makes `replica` snapshot everything it applied and purge its Raft log
+/// up to there, so that a replica lacking those entries must install the
+/// snapshot; returns the snapshot's last log id.
+pub async fn snapshot_and_purge(replica: &PartitionReplica, timeout: Duration) -> LogId {
+    let raft = replica.raft().clone();
+    raft.trigger().snapshot().await.unwrap();
+    let applied = raft
+        .wait(Some(timeout))
+        .metrics(|m| m.snapshot.is_some(), "snapshot built")
+        .await
+        .unwrap()
+        .snapshot
+        .unwrap();
+    raft.trigger().purge_log(applied.index).await.unwrap();
+    raft.wait(Some(timeout))
+        .metrics(|m| m.purged == Some(applied), "log purged")
+        .await
+        .unwrap();
+    applied
 }
 
 /// One batch holding one record with `value`.
