@@ -104,6 +104,20 @@ async fn a_gap_or_an_old_epoch_is_refused_and_appends_nothing() {
     assert_eq!(ok(&produce(&broker, &[batch(7, 1, 3, 1)]).await), 3);
     // A newer epoch starts over at sequence 0.
     assert_eq!(ok(&produce(&broker, &[batch(7, 2, 0, 1)]).await), 4);
+
+    // The partition's description shows the producer as it now stands.
+    let info = Client::from_broker(Arc::clone(&broker))
+        .admin()
+        .describe_topic(TOPIC)
+        .await
+        .unwrap();
+    let producers = &info.partitions[0].producers;
+    assert_eq!(producers.len(), 1, "{producers:?}");
+    let p = &producers[0];
+    assert_eq!(
+        (p.producer_id, p.epoch, p.last_sequence, p.last_offset),
+        (7, 2, 0, 4)
+    );
 }
 
 #[tokio::test]

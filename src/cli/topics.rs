@@ -104,6 +104,24 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     p.partition, p.leader, p.log_start_offset, p.high_watermark, p.size_bytes
                 );
             }
+            let producers: Vec<_> = info
+                .partitions
+                .iter()
+                .flat_map(|p| p.producers.iter().map(move |s| (p.partition, s)))
+                .collect();
+            if !producers.is_empty() {
+                println!("active producers:");
+                println!(
+                    "{:>9} {:>20} {:>6} {:>14} {:>16}",
+                    "partition", "producer-id", "epoch", "last-sequence", "last-offset"
+                );
+                for (partition, s) in producers {
+                    println!(
+                        "{:>9} {:>20} {:>6} {:>14} {:>16}",
+                        partition, s.producer_id, s.epoch, s.last_sequence, s.last_offset
+                    );
+                }
+            }
             println!("configs:");
             for (key, value) in &info.configs {
                 println!("  {key}={value}");

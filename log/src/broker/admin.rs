@@ -295,6 +295,7 @@ impl Broker {
                             log_start_offset: p.log.log_start_offset(),
                             high_watermark: p.high_watermark(),
                             size_bytes: p.log.size_bytes(),
+                            producers: p.describe_producers(),
                         })
                         .collect(),
                     name,

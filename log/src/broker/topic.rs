@@ -77,6 +77,20 @@ impl Partition {
         self.local_producers.as_ref()
     }
 
+    /// The idempotent producers, as metadata responses describe them.
+    pub fn describe_producers(&self) -> Vec<crate::proto::ProducerState> {
+        self.producer_states()
+            .iter()
+            .map(|(producer_id, entry)| crate::proto::ProducerState {
+                producer_id,
+                epoch: i32::from(entry.epoch),
+                last_sequence: entry.last_sequence().unwrap_or(-1),
+                last_offset: entry.last_offsets().map_or(0, |o| o.next.saturating_sub(1)),
+                last_append_ms: entry.last_append_ms,
+            })
+            .collect()
+    }
+
     /// What this partition knows of its idempotent producers: on a
     /// replica, as applied (a leader's proposals not yet committed are not
     /// in it).

@@ -9,17 +9,19 @@ use crate::proto::{
 use crate::{LogError, Result};
 
 /// One partition as `describe_topic` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PartitionInfo {
     pub partition: u32,
     pub leader: u32,
     pub log_start_offset: u64,
     pub high_watermark: u64,
     pub size_bytes: u64,
+    /// Its idempotent producers, as the answering broker knows them.
+    pub producers: Vec<crate::proto::ProducerState>,
 }
 
 /// A topic's partitions and settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TopicInfo {
     pub name: String,
     pub partitions: Vec<PartitionInfo>,
@@ -116,6 +118,7 @@ impl Admin {
                     log_start_offset: p.log_start_offset,
                     high_watermark: p.high_watermark,
                     size_bytes: p.size_bytes,
+                    producers: p.producers,
                 })
                 .collect(),
             configs: configs.into_iter().map(|c| (c.key, c.value)).collect(),
