@@ -58,7 +58,7 @@ fn data_entry(term: u64, index: u64, value: &str) -> PartitionEntry {
     let batch = values_batch(&[value.as_bytes().to_vec(), b"second".to_vec()], 7);
     PartitionEntry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(BatchPayload(Bytes::from(batch))),
+        payload: EntryPayload::Normal(BatchPayload::new(Bytes::from(batch))),
     }
 }
 
@@ -91,7 +91,7 @@ fn history(count: u64) -> Vec<PartitionEntry> {
 fn describe(entry: &PartitionEntry) -> String {
     match &entry.payload {
         EntryPayload::Normal(batch) => {
-            let records = common::decode(&batch.0);
+            let records = common::decode(&batch.batch);
             let values: Vec<String> = records
                 .iter()
                 .map(|r| {

@@ -14,7 +14,7 @@ use cluster::{Cluster, Workload};
 use spool_log::config::LogConfig;
 use spool_log::replication::grpc::{serve_raft_peer, GrpcTransport};
 use spool_log::replication::network::RaftRouter;
-use spool_log::replication::{partition_raft_config, NodeId, PartitionReplica};
+use spool_log::replication::{partition_raft_config, AnswerWhen, NodeId, PartitionReplica};
 use spool_log::storage::{PartitionLog, SystemClock};
 use spool_log::LogError;
 use tokio::net::TcpListener;
@@ -135,6 +135,50 @@ async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
             "node {node} committed the minority leader's write"
         );
     }
+    cluster.shutdown().await;
+}
+
+/// `acks=leader` is answered once the leader's own log holds the batch,
+/// even when no follower can be reached; the batch stays invisible to
+/// readers until a majority holds it, and `acks=all` still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_append_is_answered_before_its_commit_and_read_only_after() {
+    let cluster = Cluster::start(&[1, 2, 3], 12).await;
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    let replica = cluster.replica(leader);
+    let first = replica
+        .append(cluster::value_batch("committed"), PATIENCE)
+        .await
+        .unwrap();
+    cluster.network.isolate(leader);
+    let appended = replica
+        .append_batches(
+            vec![cluster::value_batch("appended").into()],
+            AnswerWhen::LeaderAppended,
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("the leader's own append answers acks=leader");
+    assert_eq!(appended.len(), 1);
+    assert_eq!(appended[0].base, first.next_offset);
+    assert_eq!(replica.high_watermark(), first.next_offset);
+    let read = cluster::read_committed(&replica, 0);
+    assert!(
+        read.iter().all(|(_, value)| value != "appended"),
+        "a reader saw an uncommitted batch: {read:?}"
+    );
+    let refused = replica
+        .append_batches(
+            vec![cluster::value_batch("all").into()],
+            AnswerWhen::Committed,
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(LogError::Timeout(_))),
+        "acks=all was answered without a majority: {refused:?}"
+    );
+    cluster.network.heal();
     cluster.shutdown().await;
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use cluster::Cluster;
 use spool_log::producers::{BatchOffsets, ProducerEntry};
 use spool_log::record::{BatchBuilder, Compression};
+use spool_log::replication::AnswerWhen;
 use spool_log::LogError;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -35,7 +36,7 @@ async fn append(cluster: &Cluster, batches: &[Bytes]) -> Result<Vec<BatchOffsets
         let leader = cluster.wait_for_leader(PATIENCE).await;
         let outcome = cluster
             .replica(leader)
-            .append_batches(batches.to_vec(), PATIENCE)
+            .append_batches(batches.to_vec(), AnswerWhen::Committed, PATIENCE)
             .await;
         match outcome {
             Err(LogError::NotLeader { .. }) if Instant::now() < deadline => {

@@ -11,6 +11,7 @@ use crate::proto::{
     Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
 use crate::record::BatchIter;
+use crate::replication::AnswerWhen;
 use crate::{LogError, Result};
 
 impl Broker {
@@ -61,7 +62,7 @@ impl Broker {
         let committed = futures::future::join_all(replicated.into_iter().map(
             |(topic, index, records, partition)| async move {
                 let outcome = match partition {
-                    Ok(p) => append_replicated(&p, records, timeout)
+                    Ok(p) => append_replicated(&p, records, acks, timeout)
                         .await
                         .map(|placed| (p, placed)),
                     Err(e) => Err(e),
@@ -153,11 +154,13 @@ fn produce_timeout(timeout_ms: u32) -> Duration {
 }
 
 /// Proposes each batch of a replicated partition as one Raft entry and
-/// waits until all are committed, whatever `acks` asked: a replicated
-/// partition acknowledges only what a majority holds on disk.
+/// waits until all are committed (`acks=all`: on disk on a majority) or
+/// in the leader's log (`acks=leader`, and `acks=none`, whose producer
+/// does not wait for the answer anyway).
 async fn append_replicated(
     partition: &Partition,
     records: Bytes,
+    acks: Acks,
     timeout: Duration,
 ) -> Result<Vec<BatchOffsets>> {
     let replica = partition
@@ -170,7 +173,11 @@ async fn append_replicated(
         batches.push(records.slice(position..position + size));
         position += size;
     }
-    replica.append_batches(batches, timeout).await
+    let answer = match acks {
+        Acks::All => AnswerWhen::Committed,
+        Acks::Leader | Acks::None => AnswerWhen::LeaderAppended,
+    };
+    replica.append_batches(batches, answer, timeout).await
 }
 
 /// Syncs each partition on the blocking pool; returns the ones that failed.

@@ -10,23 +10,76 @@
 //! The log id is not stored separately: the term is in the header and the
 //! index is the batch's position in the log.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use openraft::{CommittedLeaderId, EntryPayload, Membership};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use super::{LogId, NodeId, PartitionEntry};
+use crate::producers::BatchOffsets;
 use crate::record::{stamp, BatchBuilder, BatchIter, RecordBatch};
 use crate::{LogError, Result};
 
 /// The data of a Raft entry that carries records: one Kafka v2 record
 /// batch. `Bytes`, so that handing an entry to several followers shares
 /// the buffer instead of copying it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchPayload(pub Bytes);
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BatchPayload {
+    pub batch: Bytes,
+    /// Told where the batch landed once this node's log holds it (in the
+    /// page cache, before any sync): set only on a proposal the leader
+    /// makes for an `acks=leader` write. It never travels: followers and
+    /// entries read back from the log have none.
+    #[serde(skip)]
+    appended: Option<AppendNotice>,
+}
+
+/// Where a proposed batch's records landed in the leader's log.
+pub type AppendNotice = Arc<Mutex<Option<oneshot::Sender<BatchOffsets>>>>;
+
+impl BatchPayload {
+    pub fn new(batch: Bytes) -> BatchPayload {
+        BatchPayload {
+            batch,
+            appended: None,
+        }
+    }
+
+    /// A payload whose append to this node's log is reported on the
+    /// returned receiver.
+    pub fn noticed(batch: Bytes) -> (BatchPayload, oneshot::Receiver<BatchOffsets>) {
+        let (tell, told) = oneshot::channel();
+        let payload = BatchPayload {
+            batch,
+            appended: Some(Arc::new(Mutex::new(Some(tell)))),
+        };
+        (payload, told)
+    }
+
+    /// The notice to send once the batch is in the log, taken (a payload
+    /// is appended once).
+    pub(super) fn take_notice(&self) -> Option<oneshot::Sender<BatchOffsets>> {
+        self.appended
+            .as_ref()
+            .and_then(|notice| notice.lock().take())
+    }
+}
+
+/// Payloads are equal when their batches are: the notice is not data.
+impl PartialEq for BatchPayload {
+    fn eq(&self, other: &BatchPayload) -> bool {
+        self.batch == other.batch
+    }
+}
+
+impl Eq for BatchPayload {}
 
 impl std::fmt::Debug for BatchPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BatchPayload({} bytes)", self.0.len())
+        write!(f, "BatchPayload({} bytes)", self.batch.len())
     }
 }
 
@@ -57,7 +110,7 @@ pub fn encode_entry(entry: &PartitionEntry, out: &mut Vec<u8>) -> Result<()> {
                 .map_err(|e| LogError::InvalidBatch(format!("unencodable membership: {e}")))?;
             out.extend(BatchBuilder::raft_meta(&payload).build());
         }
-        EntryPayload::Normal(BatchPayload(bytes)) => {
+        EntryPayload::Normal(BatchPayload { batch: bytes, .. }) => {
             let (batch, rest) = RecordBatch::parse(bytes)?;
             if !rest.is_empty() || batch.is_raft_meta() {
                 return Err(LogError::InvalidBatch(
@@ -85,7 +138,7 @@ pub fn decode_entries(bytes: Bytes, first_index: u64) -> Result<Vec<PartitionEnt
         let payload = if batch.is_raft_meta() {
             decode_meta(batch.raft_meta_payload(), log_id.index)?
         } else {
-            EntryPayload::Normal(BatchPayload(bytes.slice(position..position + size)))
+            EntryPayload::Normal(BatchPayload::new(bytes.slice(position..position + size)))
         };
         entries.push(PartitionEntry { log_id, payload });
         position += size;

@@ -32,6 +32,7 @@ use parking_lot::RwLock;
 use super::entry::{decode_entries, encode_entry};
 use super::raft_state::{RaftStateFile, RAFT_STATE_FILE};
 use super::{LogId, NodeId, PartitionEntry, PartitionRaftConfig, StorageError};
+use crate::producers::BatchOffsets;
 use crate::record::BatchIter;
 use crate::storage::PartitionLog;
 use crate::storage::{read_durable, write_durable};
@@ -140,6 +141,7 @@ impl PartitionLogStore {
 
     fn append_entries(&mut self, entries: impl IntoIterator<Item = PartitionEntry>) -> Result<()> {
         let mut encoded = Vec::new();
+        let mut notices = Vec::new();
         let mut first = None;
         let mut expected = 0;
         for entry in entries {
@@ -152,14 +154,41 @@ impl PartitionLogStore {
             }
             first.get_or_insert(index);
             expected = index + 1;
+            notices.push(match &entry.payload {
+                openraft::EntryPayload::Normal(payload) => payload.take_notice(),
+                _ => None,
+            });
             encode_entry(&entry, &mut encoded)?;
         }
         if let Some(first) = first {
             self.prepare_append_at(first)?;
             append_stored_batches(&self.log, &mut encoded)?;
+            tell_where_appended(&encoded, notices)?;
         }
         Ok(())
     }
+}
+
+/// Tells each noticed proposal where its batch landed: `stored` holds the
+/// batches as the log stamped them, one per notice slot.
+fn tell_where_appended(
+    stored: &[u8],
+    notices: Vec<Option<tokio::sync::oneshot::Sender<BatchOffsets>>>,
+) -> Result<()> {
+    if notices.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    for (batch, notice) in BatchIter::new(stored).zip(notices) {
+        let batch = batch?;
+        if let Some(notice) = notice {
+            // The proposer may have given up waiting; nothing to tell then.
+            let _ = notice.send(BatchOffsets {
+                base: batch.base_offset(),
+                next: batch.next_offset(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Appends whole stored batches, each keeping the term in its header (the
@@ -226,7 +255,7 @@ impl PartitionLogReader {
 
 fn entry_size(entry: &PartitionEntry) -> usize {
     match &entry.payload {
-        openraft::EntryPayload::Normal(batch) => batch.0.len(),
+        openraft::EntryPayload::Normal(payload) => payload.batch.len(),
         _ => 64,
     }
 }

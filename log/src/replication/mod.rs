@@ -53,7 +53,7 @@ pub mod state_machine;
 pub use entry::{AppliedEntry, BatchPayload};
 pub use log_store::{PartitionLogReader, PartitionLogStore};
 pub use raft_state::RaftStateFile;
-pub use replica::{partition_raft_config, CommittedBatch, PartitionReplica};
+pub use replica::{partition_raft_config, AnswerWhen, CommittedBatch, PartitionReplica};
 pub use state_machine::{AppliedState, PartitionStateMachine};
 
 /// A partition's producer table as its state machine applied it, shared

@@ -108,7 +108,7 @@ mod tests {
             builder.push(1_000, None, Some(format!("v{index}").as_bytes()), &[]);
             let entry = PartitionEntry {
                 log_id: log_id(1, index),
-                payload: EntryPayload::Normal(BatchPayload(builder.build().into())),
+                payload: EntryPayload::Normal(BatchPayload::new(builder.build().into())),
             };
             encode_entry(&entry, &mut encoded).unwrap();
         }

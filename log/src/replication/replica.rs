@@ -80,9 +80,27 @@ pub struct CommittedBatch {
 type ProposalReceiver =
     tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<PartitionRaftConfig>>;
 
+/// When a write to a replicated partition is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerWhen {
+    /// Once the leader's own log holds the batches (in the page cache,
+    /// before any sync): Kafka's `acks=1`. Such a write is lost if the
+    /// leader fails before a majority holds it; readers still see it only
+    /// once it is committed.
+    LeaderAppended,
+    /// Once committed: on disk on a majority of the voters.
+    Committed,
+}
+
 /// One batch of a request on its way to an answer.
 enum Pending {
     Proposed(ProposalReceiver),
+    /// Answered once the leader's log holds it; the commit's answer tells
+    /// why, should it never get there.
+    Appended(
+        tokio::sync::oneshot::Receiver<BatchOffsets>,
+        ProposalReceiver,
+    ),
     /// A duplicate whose original's offsets are known.
     Known(BatchOffsets),
     /// A duplicate of a batch still on its way.
@@ -174,7 +192,7 @@ impl PartitionReplica {
     /// such a batch may still commit later, as in Kafka.
     pub async fn append(&self, batch: Vec<u8>, timeout: Duration) -> Result<CommittedBatch> {
         let offsets = self
-            .append_batches(vec![Bytes::from(batch)], timeout)
+            .append_batches(vec![Bytes::from(batch)], AnswerWhen::Committed, timeout)
             .await?;
         let placed = offsets.first().ok_or_else(|| {
             LogError::Replication("a committed append reported no offsets".into())
@@ -189,8 +207,9 @@ impl PartitionReplica {
     /// each, proposed in order without waiting in between (openraft
     /// batches them into few appends and replication rounds) and with no
     /// other call's entries between them. Answers with where each batch
-    /// is once all are committed; fails if any fails (earlier ones may
-    /// then be committed).
+    /// is once all are committed, or with `AnswerWhen::LeaderAppended`
+    /// once all are in this leader's log; fails if any fails (earlier ones
+    /// may then be committed).
     ///
     /// A batch of an idempotent producer that the partition already holds
     /// (or that this leader proposed) is not proposed again: it is
@@ -199,6 +218,7 @@ impl PartitionReplica {
     pub async fn append_batches(
         &self,
         batches: Vec<Bytes>,
+        answer: AnswerWhen,
         timeout: Duration,
     ) -> Result<Vec<BatchOffsets>> {
         // Validated here, once: the log stores of the leader and followers
@@ -220,12 +240,7 @@ impl PartitionReplica {
                 let proposing = self.producer_view.proposing();
                 for (batch, decision) in batches.into_iter().zip(decisions) {
                     pending.push(match decision {
-                        Decision::Propose => Pending::Proposed(
-                            self.raft
-                                .client_write_ff(BatchPayload(batch))
-                                .await
-                                .map_err(|e| self.replication_error(e))?,
-                        ),
+                        Decision::Propose => self.propose(batch, answer).await?,
                         Decision::Duplicate(_, Some(offsets)) => Pending::Known(offsets),
                         Decision::Duplicate(batch, None) => Pending::Original(batch),
                     });
@@ -236,6 +251,11 @@ impl PartitionReplica {
             for pending in pending {
                 offsets.push(match pending {
                     Pending::Proposed(receiver) => self.committed(receiver).await?,
+                    Pending::Appended(appended, receiver) => match appended.await {
+                        Ok(offsets) => offsets,
+                        // Never appended: the commit's answer says why.
+                        Err(_) => self.committed(receiver).await?,
+                    },
                     Pending::Known(offsets) => offsets,
                     Pending::Original(batch) => {
                         original_offsets(&self.producers, &self.high_watermark, &batch, timeout)
@@ -255,6 +275,23 @@ impl PartitionReplica {
                 self.group, self.node
             ))),
         }
+    }
+
+    /// Proposes one batch, to be answered as `answer` says.
+    async fn propose(&self, batch: Bytes, answer: AnswerWhen) -> Result<Pending> {
+        let write = |payload| async {
+            self.raft
+                .client_write_ff(payload)
+                .await
+                .map_err(|e| self.replication_error(e))
+        };
+        Ok(match answer {
+            AnswerWhen::Committed => Pending::Proposed(write(BatchPayload::new(batch)).await?),
+            AnswerWhen::LeaderAppended => {
+                let (payload, appended) = BatchPayload::noticed(batch);
+                Pending::Appended(appended, write(payload).await?)
+            }
+        })
     }
 
     /// Where a proposed batch landed, once it is committed and applied.

@@ -216,7 +216,7 @@ impl PartitionStateMachine {
                 Ok(AppliedEntry::default())
             }
             EntryPayload::Normal(batch) => {
-                let (batch, _) = RecordBatch::parse(&batch.0)?;
+                let (batch, _) = RecordBatch::parse(&batch.batch)?;
                 self.applied.high_watermark = batch.next_offset();
                 let offsets = BatchOffsets {
                     base: batch.base_offset(),
