@@ -197,6 +197,15 @@ impl LogConfig {
     }
 
     /// The config as `key=value` pairs, the inverse of [`LogConfig::from_pairs`].
+    /// [`LogConfig::to_pairs`] with owned keys, as cluster metadata stores
+    /// a topic's settings.
+    pub fn to_owned_pairs(&self) -> Vec<(String, String)> {
+        self.to_pairs()
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect()
+    }
+
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
         let opt = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
         vec![

@@ -20,7 +20,6 @@
 
 use std::time::Duration;
 
-use openraft::ServerState;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -52,34 +51,11 @@ impl LeaderView {
         applied: &SharedProducers,
         timeout: Duration,
     ) -> Result<()> {
-        let term = {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            if metrics.state != ServerState::Leader {
-                return Err(LogError::NotLeader {
-                    leader: metrics.current_leader,
-                });
-            }
-            metrics.current_term
-        };
+        let term = super::replica::current_leader_term(raft)?;
         if matches!(&*self.view.lock(), Some((t, _)) if *t == term) {
             return Ok(());
         }
-        let caught_up = raft
-            .wait(Some(timeout))
-            .metrics(
-                |m| m.current_term != term || m.last_applied.map(|l| l.index) >= m.last_log_index,
-                "the leader applied its whole log",
-            )
-            .await
-            .map_err(|e| LogError::Timeout(format!("building the producer view: {e}")))?;
-        if caught_up.current_term != term {
-            // Led by someone else meanwhile, or by this replica again in a
-            // newer term, whose log may hold entries this view would miss.
-            return Err(LogError::NotLeader {
-                leader: caught_up.current_leader,
-            });
-        }
+        super::replica::caught_up_in(raft, term, timeout).await?;
         let states = applied.lock().clone();
         *self.view.lock() = Some((term, states));
         Ok(())

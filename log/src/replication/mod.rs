@@ -25,6 +25,9 @@
 //!   answered once committed, reads below the high watermark; its
 //!   retention purges the Raft log through openraft before it deletes
 //!   segments, and its start repairs an install a crash interrupted.
+//! - `write`: the replica's write path, proposing batches in order and
+//!   answering once they are committed (or, for `acks=leader`, in the
+//!   leader's log).
 //!
 //! - [`grpc`]: the `RaftPeer` gRPC service between brokers and the
 //!   transport that sends over it.
@@ -49,12 +52,14 @@ pub mod replica;
 mod retention;
 pub mod snapshot_data;
 pub mod state_machine;
+mod write;
 
 pub use entry::{AppliedEntry, BatchPayload};
 pub use log_store::{PartitionLogReader, PartitionLogStore};
 pub use raft_state::RaftStateFile;
-pub use replica::{partition_raft_config, AnswerWhen, CommittedBatch, PartitionReplica};
+pub use replica::{partition_raft_config, PartitionReplica};
 pub use state_machine::{AppliedState, PartitionStateMachine};
+pub use write::{AnswerWhen, CommittedBatch, ProposedBatches};
 
 /// A partition's producer table as its state machine applied it, shared
 /// with the replica whose leader checks new batches against it.

@@ -6,21 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Raft, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
-use super::idempotence::{original_offsets, Decision, LeaderView};
+use super::idempotence::LeaderView;
 use super::log_store::{PurgePoint, WriteGate};
 use super::network::{GroupNetwork, RaftTransport};
 use super::state_machine::CurrentSnapshot;
 use super::{
-    BatchPayload, NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine,
-    SharedProducers,
+    NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine, SharedProducers,
 };
-use crate::producers::{now_ms, BatchOffsets, ProducerBatch, ProducerStates};
-use crate::record::{BatchIter, RecordBatch};
+use crate::producers::ProducerStates;
+use crate::record::BatchIter;
 use crate::storage::{LogRead, PartitionLog};
 use crate::{LogError, Result};
 
@@ -68,52 +66,13 @@ pub const MOVE_LAG_ENTRIES: u64 = 16;
 /// it without having heard that it holds the new membership.
 pub const LEFTOVER_LEARNER_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Where a committed batch landed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommittedBatch {
-    pub base_offset: u64,
-    /// The offset after the batch.
-    pub next_offset: u64,
-}
-
-/// What answers a proposed entry.
-type ProposalReceiver =
-    tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<PartitionRaftConfig>>;
-
-/// When a write to a replicated partition is answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AnswerWhen {
-    /// Once the leader's own log holds the batches (in the page cache,
-    /// before any sync): Kafka's `acks=1`. Such a write is lost if the
-    /// leader fails before a majority holds it; readers still see it only
-    /// once it is committed.
-    LeaderAppended,
-    /// Once committed: on disk on a majority of the voters.
-    Committed,
-}
-
-/// One batch of a request on its way to an answer.
-enum Pending {
-    Proposed(ProposalReceiver),
-    /// Answered once the leader's log holds it; the commit's answer tells
-    /// why, should it never get there.
-    Appended(
-        tokio::sync::oneshot::Receiver<BatchOffsets>,
-        ProposalReceiver,
-    ),
-    /// A duplicate whose original's offsets are known.
-    Known(BatchOffsets),
-    /// A duplicate of a batch still on its way.
-    Original(ProducerBatch),
-}
-
 /// One node's replica of one partition.
 pub struct PartitionReplica {
-    node: NodeId,
-    group: Arc<str>,
-    raft: Raft<PartitionRaftConfig>,
-    log: Arc<PartitionLog>,
-    high_watermark: watch::Receiver<u64>,
+    pub(super) node: NodeId,
+    pub(super) group: Arc<str>,
+    pub(super) raft: Raft<PartitionRaftConfig>,
+    pub(super) log: Arc<PartitionLog>,
+    pub(super) high_watermark: watch::Receiver<u64>,
     /// Shared with the log store and the state machine: retention deletes
     /// segments under it, so never during an install's log restart.
     pub(super) gate: WriteGate,
@@ -122,10 +81,10 @@ pub struct PartitionReplica {
     /// Held while one request's batches are proposed, so that they are
     /// consecutive entries (and records) in the log: a producer computes
     /// each batch's offset from the first one's.
-    proposing: tokio::sync::Mutex<()>,
+    pub(super) proposing: tokio::sync::Mutex<()>,
     /// The producer table as applied, and the leader's view of it.
-    producers: SharedProducers,
-    producer_view: LeaderView,
+    pub(super) producers: SharedProducers,
+    pub(super) producer_view: LeaderView,
     /// When each learner a move left out was first seen (on the leader).
     leftover_since: parking_lot::Mutex<BTreeMap<NodeId, std::time::Instant>>,
 }
@@ -183,133 +142,6 @@ impl PartitionReplica {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(self.replication_error(e)),
         }
-    }
-
-    /// Appends one record batch through Raft and answers once it is
-    /// committed: on disk on a majority of the voters. Fails with
-    /// [`LogError::NotLeader`] on a follower, and with a timeout when no
-    /// commit came within `timeout` (a leader cut off from its majority):
-    /// such a batch may still commit later, as in Kafka.
-    pub async fn append(&self, batch: Vec<u8>, timeout: Duration) -> Result<CommittedBatch> {
-        let offsets = self
-            .append_batches(vec![Bytes::from(batch)], AnswerWhen::Committed, timeout)
-            .await?;
-        let placed = offsets.first().ok_or_else(|| {
-            LogError::Replication("a committed append reported no offsets".into())
-        })?;
-        Ok(CommittedBatch {
-            base_offset: placed.base,
-            next_offset: placed.next,
-        })
-    }
-
-    /// [`PartitionReplica::append`] for several batches, one Raft entry
-    /// each, proposed in order without waiting in between (openraft
-    /// batches them into few appends and replication rounds) and with no
-    /// other call's entries between them. Answers with where each batch
-    /// is once all are committed, or with `AnswerWhen::LeaderAppended`
-    /// once all are in this leader's log; fails if any fails (earlier ones
-    /// may then be committed).
-    ///
-    /// A batch of an idempotent producer that the partition already holds
-    /// (or that this leader proposed) is not proposed again: it is
-    /// answered with the original's offsets. One out of sequence, or of a
-    /// fenced epoch, fails the call before anything is proposed.
-    pub async fn append_batches(
-        &self,
-        batches: Vec<Bytes>,
-        answer: AnswerWhen,
-        timeout: Duration,
-    ) -> Result<Vec<BatchOffsets>> {
-        // Validated here, once: the log stores of the leader and followers
-        // check only framing and CRC, and an entry they refused would stop
-        // the group.
-        let mut producers = Vec::with_capacity(batches.len());
-        for batch in &batches {
-            self.log.validate_producer_batches(batch)?;
-            producers.push(ProducerBatch::of(&RecordBatch::parse(batch)?.0)?);
-        }
-        let write = async {
-            let mut pending = Vec::with_capacity(batches.len());
-            {
-                let _proposing = self.proposing.lock().await;
-                self.producer_view
-                    .prepare(&self.raft, &self.producers, timeout)
-                    .await?;
-                let decisions = self.producer_view.admit(&producers, now_ms())?;
-                let proposing = self.producer_view.proposing();
-                for (batch, decision) in batches.into_iter().zip(decisions) {
-                    pending.push(match decision {
-                        Decision::Propose => self.propose(batch, answer).await?,
-                        Decision::Duplicate(_, Some(offsets)) => Pending::Known(offsets),
-                        Decision::Duplicate(batch, None) => Pending::Original(batch),
-                    });
-                }
-                proposing.done();
-            }
-            let mut offsets = Vec::with_capacity(pending.len());
-            for pending in pending {
-                offsets.push(match pending {
-                    Pending::Proposed(receiver) => self.committed(receiver).await?,
-                    Pending::Appended(appended, receiver) => match appended.await {
-                        Ok(offsets) => offsets,
-                        // Never appended: the commit's answer says why.
-                        Err(_) => self.committed(receiver).await?,
-                    },
-                    Pending::Known(offsets) => offsets,
-                    Pending::Original(batch) => {
-                        original_offsets(&self.producers, &self.high_watermark, &batch, timeout)
-                            .await?
-                    }
-                });
-            }
-            match offsets.is_empty() {
-                true => Err(LogError::InvalidRequest("no batches to append".into())),
-                false => Ok(offsets),
-            }
-        };
-        match tokio::time::timeout(timeout, write).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(LogError::Timeout(format!(
-                "group {} on node {}: no commit within {timeout:?}",
-                self.group, self.node
-            ))),
-        }
-    }
-
-    /// Proposes one batch, to be answered as `answer` says.
-    async fn propose(&self, batch: Bytes, answer: AnswerWhen) -> Result<Pending> {
-        let write = |payload| async {
-            self.raft
-                .client_write_ff(payload)
-                .await
-                .map_err(|e| self.replication_error(e))
-        };
-        Ok(match answer {
-            AnswerWhen::Committed => Pending::Proposed(write(BatchPayload::new(batch)).await?),
-            AnswerWhen::LeaderAppended => {
-                let (payload, appended) = BatchPayload::noticed(batch);
-                Pending::Appended(appended, write(payload).await?)
-            }
-        })
-    }
-
-    /// Where a proposed batch landed, once it is committed and applied.
-    async fn committed(&self, receiver: ProposalReceiver) -> Result<BatchOffsets> {
-        let response = match receiver.await {
-            Ok(Ok(response)) => response,
-            Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
-                return Err(LogError::NotLeader {
-                    leader: forward.leader_id,
-                })
-            }
-            Ok(Err(e)) => return Err(self.replication_error(e)),
-            Err(_) => return Err(self.replication_error("the group stopped before answering")),
-        };
-        let (base, next) = response.data.offsets.ok_or_else(|| {
-            LogError::Replication("a data entry was applied without offsets".into())
-        })?;
-        Ok(BatchOffsets { base, next })
     }
 
     /// The producer table as this replica applied it.
@@ -476,6 +308,23 @@ impl PartitionReplica {
         (membership.voter_ids().collect(), joint)
     }
 
+    /// The term this replica leads, once it has applied its whole log in
+    /// that term, so that its applied state holds everything committed
+    /// before the term began: what a new leader waits for before serving
+    /// state folded from the log (its producer table, committed offsets).
+    /// Fails with [`LogError::NotLeader`] on a follower, or when the
+    /// leadership moved meanwhile.
+    pub async fn caught_up_term(&self, timeout: Duration) -> Result<u64> {
+        let term = current_leader_term(&self.raft)?;
+        caught_up_in(&self.raft, term, timeout).await?;
+        Ok(term)
+    }
+
+    /// The term this replica leads now, if it leads.
+    pub fn leading_term(&self) -> Option<u64> {
+        current_leader_term(&self.raft).ok()
+    }
+
     /// The node this replica believes leads the group.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
@@ -517,4 +366,42 @@ impl PartitionReplica {
     pub(super) fn replication_error<E: std::fmt::Display>(&self, e: E) -> LogError {
         LogError::Replication(format!("group {} on node {}: {e}", self.group, self.node))
     }
+}
+
+/// The term `raft` leads, or [`LogError::NotLeader`] naming the leader it
+/// knows.
+pub(super) fn current_leader_term(raft: &Raft<PartitionRaftConfig>) -> Result<u64> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    match metrics.state {
+        ServerState::Leader => Ok(metrics.current_term),
+        _ => Err(LogError::NotLeader {
+            leader: metrics.current_leader,
+        }),
+    }
+}
+
+/// Waits (up to `timeout`) until `raft`, leading in `term`, has applied
+/// its whole log; fails with [`LogError::NotLeader`] if it stopped leading
+/// in `term` meanwhile (led by someone else, or by this replica again in a
+/// newer term, whose log may hold entries a view built now would miss).
+pub(super) async fn caught_up_in(
+    raft: &Raft<PartitionRaftConfig>,
+    term: u64,
+    timeout: Duration,
+) -> Result<()> {
+    let caught_up = raft
+        .wait(Some(timeout))
+        .metrics(
+            |m| m.current_term != term || m.last_applied.map(|l| l.index) >= m.last_log_index,
+            "the leader applied its whole log",
+        )
+        .await
+        .map_err(|e| LogError::Timeout(format!("waiting for the leader to apply its log: {e}")))?;
+    if caught_up.current_term != term || caught_up.state != ServerState::Leader {
+        return Err(LogError::NotLeader {
+            leader: caught_up.current_leader,
+        });
+    }
+    Ok(())
 }

@@ -161,6 +161,7 @@ impl PartitionStateMachine {
             _ => from_snapshot,
         };
         let (high_watermark, _) = watch::channel(start.applied.high_watermark);
+        log.set_cleanable_below(start.applied.high_watermark);
         Ok(PartitionStateMachine {
             log,
             applied: start.applied,
@@ -280,6 +281,7 @@ impl PartitionStateMachine {
         };
         *self.producers.lock() = header.producers;
         self.high_watermark.send_replace(header.high_watermark);
+        self.log.set_cleanable_below(header.high_watermark);
         Ok(())
     }
 }
@@ -434,6 +436,7 @@ impl RaftStateMachine<PartitionRaftConfig> for PartitionStateMachine {
             self.persist_applied()
                 .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
         }
+        self.log.set_cleanable_below(self.applied.high_watermark);
         self.high_watermark.send_if_modified(|hw| {
             let moved = *hw != self.applied.high_watermark;
             *hw = self.applied.high_watermark;

@@ -42,6 +42,7 @@ pub struct CleanOutcome {
 
 struct CleanableSegment {
     base_offset: u64,
+    next_offset: u64,
     file: Arc<File>,
     path: PathBuf,
     size: u64,
@@ -53,14 +54,9 @@ impl PartitionLog {
     /// `min.cleanable.dirty.ratio`.
     pub fn dirty_ratio(&self) -> f64 {
         let state = self.state.read();
-        let active_base = state.active().base_offset;
         let cleaned_to = state.checkpoint.cleaner_offset;
         let (mut total, mut dirty) = (0u64, 0u64);
-        for segment in state
-            .segments
-            .values()
-            .filter(|s| s.base_offset < active_base)
-        {
+        for segment in self.cleanable_segments(&state) {
             total += segment.size;
             if segment.next_offset > cleaned_to {
                 dirty += segment.size;
@@ -71,6 +67,22 @@ impl PartitionLog {
         } else {
             dirty as f64 / total as f64
         }
+    }
+
+    /// The segments a pass may compact: those before the active one that
+    /// end at or below [`PartitionLog::set_cleanable_below`]'s bound.
+    fn cleanable_segments<'a>(
+        &self,
+        state: &'a super::log::LogState,
+    ) -> impl Iterator<Item = &'a Segment> {
+        let active_base = state.active().base_offset;
+        let bound = self
+            .cleanable_below
+            .load(std::sync::atomic::Ordering::Acquire);
+        state
+            .segments
+            .values()
+            .take_while(move |s| s.base_offset < active_base && s.next_offset <= bound)
     }
 
     /// Runs a pass when the policy includes `compact` and the dirty ratio
@@ -94,19 +106,20 @@ impl PartitionLog {
         let config = self.config.read().clone();
         let (segments, clean_end) = {
             let state = self.state.read();
-            let active_base = state.active().base_offset;
-            let segments: Vec<CleanableSegment> = state
-                .segments
-                .values()
-                .filter(|s| s.base_offset < active_base)
+            let segments: Vec<CleanableSegment> = self
+                .cleanable_segments(&state)
                 .map(|s| CleanableSegment {
                     base_offset: s.base_offset,
+                    next_offset: s.next_offset,
                     file: Arc::clone(&s.file),
                     path: s.log_path.clone(),
                     size: s.size,
                 })
                 .collect();
-            (segments, active_base)
+            let clean_end = segments
+                .last()
+                .map_or(state.log_start_offset, |s| s.next_offset);
+            (segments, clean_end)
         };
         let latest = latest_offsets(&segments)?;
         let now = self.clock.now_ms();

@@ -54,6 +54,12 @@ pub struct PartitionLog {
     /// Set when the partition is deleted: from then on nothing writes to
     /// its directory, which a re-created topic of the same name may reuse.
     deleted: std::sync::atomic::AtomicBool,
+    /// The cleaner compacts only segments that end at or below this offset
+    /// (all of them by default). A replicated log sets it to its high
+    /// watermark: compacting records not yet committed would let a later
+    /// record of a key remove an earlier one, and truncating that later
+    /// record (a new leader overwrote it) would leave the key with neither.
+    pub(crate) cleanable_below: AtomicU64,
 }
 
 pub(crate) struct LogState {
@@ -125,6 +131,7 @@ impl PartitionLog {
             flush_failure: Mutex::new(None),
             flush_count: AtomicU64::new(0),
             deleted: std::sync::atomic::AtomicBool::new(false),
+            cleanable_below: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -343,6 +350,12 @@ impl PartitionLog {
 
     /// Stops every later write to this log's files (taken under the state
     /// lock, so an operation already holding it finishes first).
+    /// Limits compaction to segments ending at or below `offset` (see
+    /// the field's docs); a replicated log calls this as it commits.
+    pub fn set_cleanable_below(&self, offset: u64) {
+        self.cleanable_below.store(offset, Ordering::Release);
+    }
+
     pub fn mark_deleted(&self) {
         let _state = self.state.write();
         self.deleted.store(true, Ordering::SeqCst);
@@ -459,8 +472,11 @@ fn validate_for_append(
             // A Raft entry's records were validated by the leader before it
             // proposed them (`validate_producer_batches`); the CRC above
             // shows they arrived as the leader checked them. Parsing every
-            // record again on each replica would only cost time.
-            (false, MetaBatches::Allowed) => check_record_count(&batch)?,
+            // record again on each replica would only cost time. The entry
+            // may come from a compacted segment (replication or a snapshot
+            // reads what the leader's log holds now), so it may hold fewer
+            // records than offsets, never more.
+            (false, MetaBatches::Allowed) => check_compacted_record_count(&batch)?,
             (false, MetaBatches::Refused) => {
                 check_record_count(&batch)?;
                 batch.validate_records()?;
@@ -485,6 +501,19 @@ fn check_record_count(batch: &crate::record::RecordBatch<'_>) -> Result<()> {
     if batch.record_count() < 1 || batch.record_count() != batch.last_offset_delta() + 1 {
         return Err(LogError::InvalidBatch(format!(
             "a new batch must hold last offset delta + 1 records, with at least one; it holds {} for delta {}",
+            batch.record_count(),
+            batch.last_offset_delta()
+        )));
+    }
+    Ok(())
+}
+
+/// A stored batch holds at most one record per offset; compaction may
+/// have removed some, or all.
+fn check_compacted_record_count(batch: &crate::record::RecordBatch<'_>) -> Result<()> {
+    if batch.record_count() < 0 || batch.record_count() > batch.last_offset_delta() + 1 {
+        return Err(LogError::InvalidBatch(format!(
+            "a stored batch holds at most last offset delta + 1 records; it holds {} for delta {}",
             batch.record_count(),
             batch.last_offset_delta()
         )));

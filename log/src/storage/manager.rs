@@ -1,6 +1,8 @@
 //! [`LogManager`]: the partition logs of a broker and the background work on
-//! them. One maintenance thread applies `flush.ms` and retention; one cleaner
-//! thread compacts. Both work on one log at a time through the log's own
+//! them. One maintenance thread applies `flush.ms` and retention to local
+//! logs; one cleaner thread compacts. A replicated log (a Raft replica's)
+//! is only compacted and closed here: it is synced by its Raft log store,
+//! and its retention goes through openraft (`crate::replication`). Both work on one log at a time through the log's own
 //! methods, so appends and reads on other logs (and on the same log, outside
 //! the brief swap of a cleaned segment) are never blocked by them.
 
@@ -39,7 +41,14 @@ impl Default for ManagerConfig {
     }
 }
 
-type LogMap = RwLock<BTreeMap<String, Arc<PartitionLog>>>;
+/// A log and whether its flushing and retention are the manager's.
+#[derive(Clone)]
+struct Managed {
+    log: Arc<PartitionLog>,
+    local: bool,
+}
+
+type LogMap = RwLock<BTreeMap<String, Managed>>;
 
 /// A stop flag the background threads sleep on.
 struct Stop {
@@ -93,16 +102,25 @@ impl LogManager {
         }
     }
 
+    /// Takes on every background duty of a local log.
     pub fn insert(&self, name: impl Into<String>, log: Arc<PartitionLog>) {
-        self.logs.write().insert(name.into(), log);
+        let managed = Managed { log, local: true };
+        self.logs.write().insert(name.into(), managed);
+    }
+
+    /// Takes on compaction and the closing of a Raft replica's log, whose
+    /// syncs and retention are the replica's.
+    pub fn insert_replicated(&self, name: impl Into<String>, log: Arc<PartitionLog>) {
+        let managed = Managed { log, local: false };
+        self.logs.write().insert(name.into(), managed);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<PartitionLog>> {
-        self.logs.read().get(name).cloned()
+        self.logs.read().get(name).map(|m| Arc::clone(&m.log))
     }
 
     pub fn remove(&self, name: &str) -> Option<Arc<PartitionLog>> {
-        self.logs.write().remove(name)
+        self.logs.write().remove(name).map(|m| m.log)
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -114,7 +132,7 @@ impl LogManager {
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_threads();
         let logs: Vec<_> = self.logs.read().values().cloned().collect();
-        logs.iter().try_for_each(|log| log.close())
+        logs.iter().try_for_each(|managed| managed.log.close())
     }
 
     fn stop_threads(&mut self) {
@@ -132,10 +150,12 @@ impl Drop for LogManager {
     }
 }
 
-fn snapshot(logs: &LogMap) -> Vec<(String, Arc<PartitionLog>)> {
+/// The managed logs, local ones only when `local_only`.
+fn snapshot(logs: &LogMap, local_only: bool) -> Vec<(String, Arc<PartitionLog>)> {
     logs.read()
         .iter()
-        .map(|(n, l)| (n.clone(), Arc::clone(l)))
+        .filter(|(_, m)| m.local || !local_only)
+        .map(|(n, m)| (n.clone(), Arc::clone(&m.log)))
         .collect()
 }
 
@@ -143,7 +163,7 @@ fn maintenance_loop(logs: &LogMap, stop: &Stop, config: &ManagerConfig) {
     let mut last_retention = Instant::now();
     while !stop.wait(config.flush_check_interval) {
         let retention_due = last_retention.elapsed() >= config.retention_check_interval;
-        for (name, log) in snapshot(logs) {
+        for (name, log) in snapshot(logs, true) {
             if let Err(e) = log.flush_if_due() {
                 tracing::error!(log = %name, error = %e, "scheduled flush failed");
             }
@@ -161,7 +181,7 @@ fn maintenance_loop(logs: &LogMap, stop: &Stop, config: &ManagerConfig) {
 
 fn cleaner_loop(logs: &LogMap, stop: &Stop, backoff: Duration) {
     while !stop.wait(backoff) {
-        for (name, log) in snapshot(logs) {
+        for (name, log) in snapshot(logs, false) {
             match log.clean_if_dirty() {
                 Ok(Some(outcome)) => tracing::info!(log = %name, ?outcome, "compacted"),
                 Ok(None) => {}

@@ -392,7 +392,21 @@ pub fn idempotent_batch(value: &str, producer_id: i64, sequence: i32) -> Vec<u8>
 }
 
 /// The committed records of `replica` from `offset` on.
-pub fn read_committed(replica: &PartitionReplica, mut offset: u64) -> Vec<(u64, String)> {
+pub fn read_committed(replica: &PartitionReplica, offset: u64) -> Vec<(u64, String)> {
+    read_committed_keyed(replica, offset)
+        .into_iter()
+        .map(|(offset, _, value)| (offset, value))
+        .collect()
+}
+
+/// The committed records of `replica` from `offset` on, with their keys
+/// (empty for none).
+pub fn read_committed_keyed(
+    replica: &PartitionReplica,
+    mut offset: u64,
+) -> Vec<(u64, String, String)> {
+    let text =
+        |bytes: Option<&[u8]>| String::from_utf8(bytes.unwrap_or_default().to_vec()).unwrap();
     let mut records = Vec::new();
     loop {
         let read = replica.read_committed(offset, 64 * 1024).unwrap();
@@ -403,8 +417,7 @@ pub fn read_committed(replica: &PartitionReplica, mut offset: u64) -> Vec<(u64, 
             for record in batch.unwrap().records().unwrap().iter() {
                 let record = record.unwrap();
                 if record.offset >= offset {
-                    let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-                    records.push((record.offset, value));
+                    records.push((record.offset, text(record.key), text(record.value)));
                 }
             }
         }
