@@ -15,7 +15,7 @@ use spool::log::proto::Acks;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let client = Client::embedded(dir.path())?;
+    let client = Client::embedded(dir.path()).await?;
     client
         .admin()
         .create_topic("orders", 3, &[("retention.ms", "86400000")])
@@ -76,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
     let (generation, member) = consumer.group_generation().unwrap_or_default();
     println!("group billing: generation {generation}, member {member}, offsets committed");
     consumer.close().await?;
-    client.embedded_broker().map(|b| b.shutdown()).transpose()?;
+    if let Some(broker) = client.embedded_broker() {
+        broker.shutdown().await?;
+    }
     Ok(())
 }

@@ -78,6 +78,15 @@ pub enum LogError {
     /// node that does, when known; clients refresh metadata and retry there.
     #[error("not the leader{}", leader.map(|l| format!("; node {l} leads")).unwrap_or_default())]
     NotLeader { leader: Option<u64> },
+    /// This broker does not coordinate the group: it does not lead the
+    /// group's partition of `__consumer_offsets` (`leader` does, when
+    /// known). Clients find the coordinator again and retry there.
+    #[error("this broker does not coordinate group `{group}`{}", leader.map(|l| format!("; node {l} leads its offsets partition")).unwrap_or_default())]
+    NotCoordinator { group: String, leader: Option<u64> },
+    /// No broker can coordinate the group yet: its offsets partition has
+    /// no leader, or the internal topic does not exist yet.
+    #[error("the coordinator of group `{group}` is not available: {reason}")]
+    CoordinatorNotAvailable { group: String, reason: String },
     /// An idempotent producer's batch does not follow the last one the
     /// partition holds from it: a batch in between is missing.
     #[error("out-of-order sequence from producer {producer_id}: expected {expected}, got {got}")]
@@ -130,6 +139,8 @@ impl LogError {
             LogError::Broker { code, .. } => *code,
             LogError::Timeout(_) => C::RequestTimedOut,
             LogError::NotLeader { .. } => C::NotLeader,
+            LogError::NotCoordinator { .. } => C::NotCoordinator,
+            LogError::CoordinatorNotAvailable { .. } => C::CoordinatorNotAvailable,
             LogError::OutOfOrderSequence { .. } => C::OutOfOrderSequence,
             LogError::ProducerFenced { .. } => C::InvalidProducerEpoch,
             LogError::Replication(_) => C::RequestTimedOut,
@@ -154,10 +165,17 @@ impl LogError {
             LogError::Transport { .. }
             | LogError::Timeout(_)
             | LogError::NotLeader { .. }
+            | LogError::NotCoordinator { .. }
+            | LogError::CoordinatorNotAvailable { .. }
             | LogError::Replication(_) => true,
-            LogError::Broker { code, .. } => {
-                matches!(code, C::RequestTimedOut | C::StorageError | C::NotLeader)
-            }
+            LogError::Broker { code, .. } => matches!(
+                code,
+                C::RequestTimedOut
+                    | C::StorageError
+                    | C::NotLeader
+                    | C::NotCoordinator
+                    | C::CoordinatorNotAvailable
+            ),
             _ => false,
         }
     }

@@ -48,12 +48,13 @@ macro_rules! with_rpcs {
             async create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
             async join_group(JoinGroupRequest) -> JoinGroupResponse;
             async sync_group(SyncGroupRequest) -> SyncGroupResponse;
-            sync heartbeat(HeartbeatRequest) -> HeartbeatResponse;
-            sync leave_group(LeaveGroupRequest) -> LeaveGroupResponse;
+            async heartbeat(HeartbeatRequest) -> HeartbeatResponse;
+            async leave_group(LeaveGroupRequest) -> LeaveGroupResponse;
             async offset_commit(OffsetCommitRequest) -> OffsetCommitResponse;
-            sync offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
+            async offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
             sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
-            sync describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
+            async describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
+            sync find_coordinator(FindCoordinatorRequest) -> FindCoordinatorResponse;
             sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
             async join_cluster(JoinClusterRequest) -> ClusterChangeResponse;
             async move_partition(MovePartitionRequest) -> ClusterChangeResponse;

@@ -45,7 +45,7 @@ async fn consume_all(
 #[tokio::test]
 async fn produce_and_consume_keep_order_per_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client.admin().create_topic("orders", 3, &[]).await.unwrap();
     let producer = client.producer(ProducerConfig {
         acks: Acks::All,
@@ -89,7 +89,7 @@ async fn produce_and_consume_keep_order_per_partition() {
 #[tokio::test]
 async fn keyless_records_are_sticky_and_compression_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client.admin().create_topic("logs", 4, &[]).await.unwrap();
     let producer = client.producer(ProducerConfig {
         compression: Compression::Zstd,
@@ -120,7 +120,7 @@ async fn keyless_records_are_sticky_and_compression_round_trips() {
 #[tokio::test]
 async fn seeking_by_offset_time_and_end() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client.admin().create_topic("t", 1, &[]).await.unwrap();
     let producer = client.producer(ProducerConfig::default());
     for i in 0..10i64 {
@@ -160,7 +160,7 @@ async fn seeking_by_offset_time_and_end() {
 #[tokio::test]
 async fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client.admin().create_topic("wake", 1, &[]).await.unwrap();
     let mut consumer = client.consumer(ConsumerConfig {
         max_wait: Duration::from_secs(10),
@@ -186,7 +186,7 @@ async fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
 #[tokio::test]
 async fn admin_describes_alters_grows_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     let admin = client.admin();
     admin
         .create_topic("a", 2, &[("cleanup.policy", "compact")])
@@ -215,10 +215,10 @@ async fn admin_describes_alters_grows_and_deletes() {
     assert_eq!(admin.list_topics().await.unwrap(), vec!["a"]);
 
     // Everything survives a restart of the embedded broker.
-    client.embedded_broker().unwrap().shutdown().unwrap();
+    client.embedded_broker().unwrap().shutdown().await.unwrap();
     drop(admin);
     drop(client);
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     let info = client.admin().describe_topic("a").await.unwrap();
     assert_eq!(info.partitions.len(), 5);
     assert!(info
@@ -234,7 +234,7 @@ fn code_of(e: LogError) -> ErrorCode {
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     let admin = client.admin();
     admin
         .create_topic("ok", 1, &[("max.message.bytes", "1000")])
@@ -318,7 +318,7 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_in_flight_keep_partition_order() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client
         .admin()
         .create_topic("ordered", 2, &[])
@@ -370,7 +370,7 @@ async fn many_requests_in_flight_keep_partition_order() {
 #[tokio::test]
 async fn send_batch_acknowledges_every_record_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client.admin().create_topic("bulk", 2, &[]).await.unwrap();
     let producer = client.producer(ProducerConfig {
         batch_size: 1024,
@@ -403,7 +403,7 @@ async fn send_batch_acknowledges_every_record_in_order() {
 #[tokio::test]
 async fn a_re_created_topic_starts_empty_and_stays_intact() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     let admin = client.admin();
     let producer = client.producer(ProducerConfig {
         acks: Acks::All,
@@ -439,8 +439,8 @@ async fn a_re_created_topic_starts_empty_and_stays_intact() {
     assert!(old_partition.log.apply_retention().is_err());
     assert!(old_partition.log.clean().is_err());
     drop(old_partition);
-    client.embedded_broker().unwrap().shutdown().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    client.embedded_broker().unwrap().shutdown().await.unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     assert_eq!(
         consume_all(&client, "again", 1, 1).await,
         vec![(0, 0, Bytes::from("new"))]

@@ -34,14 +34,14 @@ enum Stop {
     Close,
 }
 
-fn broker(dir: &std::path::Path) -> Client {
+async fn broker(dir: &std::path::Path) -> Client {
     let mut config = BrokerConfig::new(dir);
     config.groups = GroupConfig {
         min_session_timeout: Duration::from_millis(100),
         tick: Duration::from_millis(20),
         ..Default::default()
     };
-    Client::from_broker(Arc::new(Broker::open(config).unwrap()))
+    Client::from_broker(Broker::open(config).await.unwrap())
 }
 
 fn settings(assignor: Assignor, instance: Option<&str>) -> GroupSettings {
@@ -137,7 +137,7 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 async fn scenario(assignor: Assignor) {
     let dir = tempfile::tempdir().unwrap();
-    let client = broker(dir.path());
+    let client = broker(dir.path()).await;
     client
         .admin()
         .create_topic(TOPIC, PARTITIONS, &[])
@@ -343,7 +343,7 @@ async fn cooperative_sticky_group_survives_kill_leave_and_static_restart() {
 #[tokio::test]
 async fn cooperative_members_keep_what_they_still_own() {
     let dir = tempfile::tempdir().unwrap();
-    let client = broker(dir.path());
+    let client = broker(dir.path()).await;
     client
         .admin()
         .create_topic(TOPIC, PARTITIONS, &[])
@@ -386,7 +386,7 @@ async fn cooperative_members_keep_what_they_still_own() {
 #[tokio::test]
 async fn async_commits_land_and_stale_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let client = broker(dir.path());
+    let client = broker(dir.path()).await;
     client.admin().create_topic(TOPIC, 1, &[]).await.unwrap();
     let producer = client.producer(ProducerConfig::default());
     for i in 0..10 {
@@ -434,7 +434,7 @@ async fn async_commits_land_and_stale_ones_are_refused() {
 async fn a_leader_that_never_syncs_does_not_stall_the_group() {
     use spool_log::proto::{ErrorCode, GroupProtocol, JoinGroupRequest, SyncGroupRequest};
     let dir = tempfile::tempdir().unwrap();
-    let client = broker(dir.path());
+    let client = broker(dir.path()).await;
     let join = |member: &str| JoinGroupRequest {
         group_id: "stalled".into(),
         member_id: member.into(),

@@ -28,7 +28,7 @@ async fn read_values(client: &Client, topic: &str, expected: usize) -> Vec<Strin
 #[tokio::test]
 async fn a_buffer_smaller_than_the_work_applies_backpressure_without_deadlock() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client.admin().create_topic("small", 1, &[]).await.unwrap();
     let producer = client.producer(ProducerConfig {
         buffer_records: 8,
@@ -64,7 +64,7 @@ async fn a_buffer_smaller_than_the_work_applies_backpressure_without_deadlock() 
 #[tokio::test]
 async fn records_queued_when_the_last_handle_drops_are_still_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client
         .admin()
         .create_topic("dropped", 1, &[])
@@ -101,7 +101,7 @@ async fn records_queued_when_the_last_handle_drops_are_still_delivered() {
 #[tokio::test]
 async fn flush_sends_lingering_batches_and_waits_for_their_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::embedded(dir.path()).unwrap();
+    let client = Client::embedded(dir.path()).await.unwrap();
     client
         .admin()
         .create_topic("flushed", 1, &[])

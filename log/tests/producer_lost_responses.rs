@@ -98,7 +98,7 @@ async fn broker_behind_proxy(dir: &std::path::Path) -> Proxy {
     let proxy = Proxy::start(listener.local_addr().unwrap().to_string()).await;
     let mut config = BrokerConfig::new(dir);
     config.advertised_address = proxy.address.clone();
-    let broker = Arc::new(Broker::open(config).unwrap());
+    let broker = Broker::open(config).await.unwrap();
     Client::from_broker(Arc::clone(&broker))
         .admin()
         .create_topic(TOPIC, 1, &[])

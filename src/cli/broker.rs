@@ -60,6 +60,12 @@ struct FileConfig {
     /// Shortest consumer-group session timeout a member may ask for
     /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
     group_min_session_timeout_ms: Option<u64>,
+    /// Partitions of `__consumer_offsets`, fixed when a cluster first
+    /// starts (default 8; see docs/operations.md).
+    offsets_topic_partitions: Option<u32>,
+    /// Replicas of each offsets partition (default 3, or the cluster's
+    /// broker count if smaller).
+    offsets_topic_replication_factor: Option<u32>,
     /// How often retention runs, in ms (default 300000, Kafka's
     /// `log.retention.check.interval.ms`: retention frees whole segments,
     /// so running it more often buys little).
@@ -96,6 +102,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(ms) = file.group_min_session_timeout_ms {
         config.groups.min_session_timeout = std::time::Duration::from_millis(ms);
     }
+    if let Some(partitions) = file.offsets_topic_partitions {
+        spool_log::config::validate_partition_count(partitions)
+            .context("invalid offsets_topic_partitions")?;
+        config.groups.offsets_partitions = partitions;
+    }
+    if let Some(factor) = file.offsets_topic_replication_factor {
+        anyhow::ensure!(
+            factor >= 1,
+            "offsets_topic_replication_factor must be at least 1"
+        );
+        config.groups.offsets_replication_factor = factor;
+    }
     if let Some(ms) = file.retention_check_interval_ms {
         config.manager.retention_check_interval = std::time::Duration::from_millis(ms.max(1));
     }
@@ -111,7 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.peers
     };
     let broker = if peers.is_empty() {
-        Arc::new(Broker::open(config).with_context(|| format!("opening {}", data_dir.display()))?)
+        Broker::open(config)
+            .await
+            .with_context(|| format!("opening {}", data_dir.display()))?
     } else {
         let peers = parse_peers(&peers)?;
         let node = u64::from(config.node_id);
@@ -164,8 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = stopped.wait_for(|s| *s).await;
     })
     .await?;
-    broker.leave_cluster().await?;
-    broker.shutdown()?;
+    broker.shutdown().await?;
     eprintln!("spool broker stopped cleanly");
     Ok(())
 }

@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long, value_name = "SEP")]
     key_separator: Option<String>,
     /// none, leader or all.
-    #[arg(long, default_value = "leader", value_parser = parse_acks)]
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
     acks: Acks,
     /// Send every record to this partition.
     #[arg(long)]

@@ -337,6 +337,12 @@ fn idempotent_batch(value: &str, sequence: i32) -> Vec<u8> {
     builder.build()
 }
 
+/// The leader a not-leader answer names (`...; node N leads`).
+fn named_leader(answer: &str) -> Option<u64> {
+    let (_, rest) = answer.split_once("; node ")?;
+    rest.split_once(" leads")?.0.parse().ok()
+}
+
 /// Produces `value` with acks=all at the leader, following not-leader
 /// answers and resending the same batch after a failure (idempotently:
 /// see [`Cluster::next_sequence`]); returns its offset.
@@ -346,15 +352,26 @@ pub async fn produce(cluster: &Cluster, value: &str) -> u64 {
         .next_sequence
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let batch = idempotent_batch(value, sequence);
+    let mut failures = Vec::new();
+    let mut hint = None;
     loop {
-        let node = leader(cluster).await;
+        // A not-leader answer names the leader its broker knows: a broker
+        // holding no replica can only guess the preferred one in metadata.
+        let node = match hint.filter(|n| cluster.answering().contains(n)) {
+            Some(node) => node,
+            None => leader(cluster).await,
+        };
         let outcome = send_at(cluster, node, batch.clone(), Duration::from_secs(5)).await;
-        if let Ok(offset) = outcome {
-            return offset;
+        match outcome {
+            Ok(offset) => return offset,
+            Err(e) => {
+                hint = named_leader(&e);
+                failures.push(format!("at {node}: {e}"));
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "`{value}` never acknowledged: {outcome:?}"
+            "`{value}` never acknowledged: {failures:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

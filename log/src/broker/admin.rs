@@ -1,39 +1,39 @@
 //! Topic administration and metadata.
 
-use std::sync::Arc;
-
-use super::topic::Topic;
 use super::Broker;
 use crate::cluster::MetadataCommand;
 use crate::config::{validate_partition_count, validate_topic_name, LogConfig};
 use crate::proto::ErrorCode;
 use crate::proto::{
-    AlterConfigsRequest, AlterConfigsResponse, BrokerInfo, ConfigEntry, CreatePartitionsRequest,
+    AlterConfigsRequest, AlterConfigsResponse, ConfigEntry, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
     DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest,
-    MetadataResponse, NewTopic, PartitionMetadata, TopicConfigs, TopicMetadata, TopicResult,
+    MetadataResponse, NewTopic, TopicConfigs, TopicMetadata, TopicResult,
 };
 use crate::{LogError, Result};
+
+/// How long a topic's creation waits for this broker's replicas of it to
+/// know their leaders: a few election timeouts.
+const LOCAL_LEADER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Broker {
     pub async fn create_topics(&self, request: CreateTopicsRequest) -> CreateTopicsResponse {
         let mut topics = Vec::new();
         for new in request.topics {
             let name = new.name.clone();
-            let outcome = match self.cluster.get() {
-                Some(_) => self.create_cluster_topic(new, request.validate_only).await,
-                None => self.create_topic(new, request.validate_only),
-            };
+            let outcome = self.create_topic(new, request.validate_only).await;
+            if outcome.is_ok() && !request.validate_only {
+                self.await_local_leaders(&name, LOCAL_LEADER_PATIENCE).await;
+            }
             topics.push(topic_result(name, outcome));
         }
         CreateTopicsResponse { topics }
     }
 
     /// Creates a topic through the controller, which places its replicas.
-    async fn create_cluster_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
+    async fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
         let config = validate_new_topic(&new, &self.config().topic_defaults)?;
-        super::cluster::refuse_compaction(&config)?;
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let forwarded = cluster.forward_until_answered(
             |mut client| {
                 let request = CreateTopicsRequest {
@@ -68,11 +68,7 @@ impl Broker {
         // Every setting, resolved here: replicas on brokers with other
         // `topic_defaults` must still validate entries alike (a follower
         // refusing a batch its leader took would stop the group).
-        let pairs = config
-            .to_pairs()
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect();
+        let pairs = config.to_owned_pairs();
         cluster
             .controller
             .create_topic(
@@ -87,34 +83,25 @@ impl Broker {
         Ok(())
     }
 
-    fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<()> {
-        let config = validate_new_topic(&new, &self.config().topic_defaults)?;
-        let mut topics = self.topics.write();
-        if topics.contains_key(&new.name) {
-            return Err(LogError::TopicAlreadyExists(new.name));
+    /// Waits, up to `patience`, until every partition of `topic` placed on
+    /// this broker runs here and knows its leader, so that a program that
+    /// created a topic can write to it at once (on a single node, always).
+    /// Past that the topic still exists; clients retry while leaders are
+    /// elected elsewhere.
+    async fn await_local_leaders(&self, topic: &str, patience: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        while tokio::time::Instant::now() < deadline {
+            if self.local_replicas_led(topic) != Some(false) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        if validate_only {
-            return Ok(());
-        }
-        let topic = Arc::new(Topic::create(
-            &self.config().data_dir,
-            &new.name,
-            new.partitions,
-            config,
-        )?);
-        self.register_logs(&topic);
-        topics.insert(new.name.clone(), topic);
-        tracing::info!(topic = %new.name, partitions = new.partitions, "created topic");
-        Ok(())
     }
 
     pub async fn delete_topics(&self, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
         let mut topics = Vec::new();
         for name in request.names {
-            let outcome = match self.cluster.get() {
-                Some(_) => self.delete_cluster_topic(&name).await,
-                None => self.delete_topic(&name),
-            };
+            let outcome = self.delete_cluster_topic(&name).await;
             topics.push(topic_result(name, outcome));
         }
         DeleteTopicsResponse { topics }
@@ -123,7 +110,7 @@ impl Broker {
     /// Deletes a topic through the controller (forwarded to its leader).
     async fn delete_cluster_topic(&self, name: &str) -> Result<()> {
         refuse_internal(name)?;
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let forwarded = cluster.forward_until_answered(
             |mut client| {
                 let request = DeleteTopicsRequest {
@@ -148,60 +135,43 @@ impl Broker {
             .map(|_| ())
     }
 
-    fn delete_topic(&self, name: &str) -> Result<()> {
-        refuse_internal(name)?;
-        // The name stays taken until the files are gone, so a create of
-        // the same name cannot open the old directories.
-        let mut topics = self.topics.write();
-        let topic = topics
-            .remove(name)
-            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
-        if let Some(manager) = self.manager.lock().as_ref() {
-            for partition in topic.partitions() {
-                manager.remove(&partition.log_name());
-            }
-        }
-        // Requests and background work that still hold a partition must not
-        // write into a directory a re-created topic may reuse.
-        for partition in topic.partitions() {
-            partition.log.mark_deleted();
-        }
-        topic.delete(&self.config().data_dir)?;
-        drop(topics);
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(())
-    }
-
+    /// Every setting of each topic (of every topic when none is named),
+    /// as the cluster metadata holds them over this broker's defaults.
     pub fn describe_configs(&self, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+        let image = self.cluster.controller.image();
         let names = if request.names.is_empty() {
-            self.topic_names()
+            image.topics.keys().cloned().collect()
         } else {
             request.names
         };
+        let defaults = &self.config().topic_defaults;
         let topics = names
             .into_iter()
-            .map(|name| match self.topic(&name) {
-                Some(topic) => TopicConfigs {
-                    configs: topic
-                        .config()
-                        .to_pairs()
-                        .into_iter()
-                        .map(|(key, value)| ConfigEntry {
-                            key: key.to_string(),
-                            value,
-                        })
-                        .collect(),
-                    name,
-                    ..Default::default()
-                },
-                None => {
-                    let e = LogError::UnknownTopic(name.clone());
-                    TopicConfigs {
+            .map(|name| {
+                let config = image
+                    .topics
+                    .get(&name)
+                    .ok_or_else(|| LogError::UnknownTopic(name.clone()))
+                    .and_then(|t| super::cluster::topic_config(defaults, &t.config));
+                match config {
+                    Ok(config) => TopicConfigs {
+                        configs: config
+                            .to_pairs()
+                            .into_iter()
+                            .map(|(key, value)| ConfigEntry {
+                                key: key.to_string(),
+                                value,
+                            })
+                            .collect(),
+                        name,
+                        ..Default::default()
+                    },
+                    Err(e) => TopicConfigs {
                         name,
                         error: e.code() as i32,
                         message: e.to_string(),
                         configs: vec![],
-                    }
+                    },
                 }
             })
             .collect();
@@ -212,27 +182,12 @@ impl Broker {
     pub async fn alter_configs(&self, request: AlterConfigsRequest) -> AlterConfigsResponse {
         let mut topics = Vec::new();
         for change in request.topics {
-            let outcome = match self.cluster.get() {
-                Some(_) => {
-                    self.alter_cluster_topic(&change.name, &change.configs)
-                        .await
-                }
-                None => self.alter_topic(&change.name, &change.configs),
-            };
+            let outcome = self
+                .alter_cluster_topic(&change.name, &change.configs)
+                .await;
             topics.push(topic_result(change.name, outcome));
         }
         AlterConfigsResponse { topics }
-    }
-
-    fn alter_topic(&self, name: &str, entries: &[ConfigEntry]) -> Result<()> {
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
-        let mut config: LogConfig = topic.config();
-        for entry in entries {
-            config.set(&entry.key, &entry.value)?;
-        }
-        topic.set_config(&self.config().data_dir, config)
     }
 
     /// Raises a topic's partition count; lowering it is an error.
@@ -242,75 +197,14 @@ impl Broker {
     ) -> CreatePartitionsResponse {
         let mut topics = Vec::new();
         for change in request.topics {
-            let outcome = match self.cluster.get() {
-                Some(_) => self.grow_cluster_topic(&change.name, change.count).await,
-                None => self.grow_topic(&change.name, change.count),
-            };
+            let outcome = self.grow_cluster_topic(&change.name, change.count).await;
             topics.push(topic_result(change.name, outcome));
         }
         CreatePartitionsResponse { topics }
     }
 
-    fn grow_topic(&self, name: &str, count: u32) -> Result<()> {
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
-        validate_partition_count(count)?;
-        if count <= topic.partition_count() {
-            return Err(LogError::InvalidConfig {
-                key: "partitions".into(),
-                value: count.to_string(),
-                reason: format!(
-                    "the topic has {} partitions; the count can only grow",
-                    topic.partition_count()
-                ),
-            });
-        }
-        topic.grow(&self.config().data_dir, count)?;
-        topic.save(&self.config().data_dir)?;
-        self.register_logs(&topic);
-        Ok(())
-    }
-
     pub fn metadata(&self, request: MetadataRequest) -> MetadataResponse {
-        if let Some(cluster) = self.cluster.get() {
-            return self.cluster_metadata(cluster, request);
-        }
-        let names = if request.topics.is_empty() {
-            self.topic_names()
-        } else {
-            request.topics
-        };
-        let node_id = self.config().node_id;
-        let topics = names
-            .into_iter()
-            .map(|name| match self.topic(&name) {
-                Some(topic) => TopicMetadata {
-                    partitions: topic
-                        .partitions()
-                        .iter()
-                        .map(|p| PartitionMetadata {
-                            partition: p.index,
-                            leader: node_id,
-                            log_start_offset: p.log.log_start_offset(),
-                            high_watermark: p.high_watermark(),
-                            size_bytes: p.log.size_bytes(),
-                            producers: p.describe_producers(),
-                        })
-                        .collect(),
-                    name,
-                    ..Default::default()
-                },
-                None => unknown_topic_metadata(name),
-            })
-            .collect();
-        MetadataResponse {
-            brokers: vec![BrokerInfo {
-                node_id,
-                address: self.config().advertised_address.clone(),
-            }],
-            topics,
-        }
+        self.cluster_metadata(request)
     }
 }
 

@@ -1,25 +1,28 @@
-//! The broker: topics and their partitions on top of the storage engine,
-//! answering produce, fetch, offset and administration requests expressed in
-//! the protocol types of [`crate::proto`].
+//! The broker: topics and their partitions over Raft replicas of segment
+//! logs, answering produce, fetch, offset, group and administration
+//! requests expressed in the protocol types of [`crate::proto`].
 //!
-//! The broker owns the data directory (one directory per partition, named
-//! `<topic>-<partition>`, plus topic metadata under `topics/`) and the
-//! [`LogManager`] that runs background flushing, retention and compaction.
-//! It does not know about transports: the gRPC server and the embedded client
-//! call the same methods.
+//! Every broker is a member of a cluster; a single node is a cluster of one
+//! (one voter in every group), running exactly the code a three-broker
+//! cluster runs. The cluster side (`cluster`) keeps the controller member
+//! and the replicas placed on this broker; the broker owns the data
+//! directory, the [`LogManager`] that compacts and closes the logs, the
+//! group coordinator and the producer id allocator. It does not know about
+//! transports: the gRPC server and the embedded client call the same
+//! methods.
 
 mod admin;
 mod cluster;
 mod fetch;
 pub mod groups;
-mod idempotence;
 mod produce;
 mod producer_ids;
 mod topic;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
@@ -35,9 +38,9 @@ use crate::{LogError, Result};
 /// How a broker is set up.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// Where partitions and topic metadata live.
+    /// Where partitions and cluster metadata live.
     pub data_dir: PathBuf,
-    /// This broker's id in metadata responses (1 for a single node).
+    /// This broker's id (1 for a single node).
     pub node_id: u32,
     /// The address clients are told to use for this broker.
     pub advertised_address: String,
@@ -45,7 +48,7 @@ pub struct BrokerConfig {
     pub topic_defaults: LogConfig,
     /// Background work timing.
     pub manager: ManagerConfig,
-    /// Consumer group limits.
+    /// Consumer group limits, and the offsets topic's shape.
     pub groups: GroupConfig,
 }
 
@@ -62,70 +65,36 @@ impl BrokerConfig {
     }
 }
 
-/// A single-node broker. Cheap to share: wrap it in an `Arc`.
+/// How long [`Broker::open`] waits for a single node to serve: its
+/// groups elect themselves at once, so this only bounds a stuck start.
+const SINGLE_NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A broker. Cheap to share: it lives in an `Arc`.
 pub struct Broker {
     config: BrokerConfig,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     manager: parking_lot::Mutex<Option<LogManager>>,
     groups: Arc<GroupCoordinator>,
-    /// Set once, when the broker runs as part of a cluster.
-    cluster: std::sync::OnceLock<cluster::ClusterState>,
+    cluster: cluster::ClusterState,
     producer_ids: producer_ids::ProducerIds,
 }
 
 impl Broker {
-    /// Opens the data directory, recovering every partition found there.
-    pub fn open(config: BrokerConfig) -> Result<Broker> {
-        let manager = LogManager::start(config.manager.clone());
-        let mut topics = topic::load_all(&config.data_dir, &config.topic_defaults)?;
-        let offsets_topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => Arc::clone(topic),
-            None => {
-                let mut compacted = config.topic_defaults.clone();
-                compacted.cleanup_policy = crate::config::CleanupPolicy::COMPACT;
-                compacted.retention_ms = None;
-                let topic = Arc::new(Topic::create(
-                    &config.data_dir,
-                    OFFSETS_TOPIC,
-                    1,
-                    compacted,
-                )?);
-                topics.insert(OFFSETS_TOPIC.to_string(), Arc::clone(&topic));
-                topic
-            }
-        };
-        let offsets_partition =
-            offsets_topic
-                .partition(0)
-                .ok_or_else(|| LogError::UnknownTopicOrPartition {
-                    topic: OFFSETS_TOPIC.into(),
-                    partition: 0,
-                })?;
-        let groups = Arc::new(GroupCoordinator::open(
-            config.groups.clone(),
-            offsets_partition,
-        )?);
-        for topic in topics.values() {
-            for partition in topic.partitions() {
-                manager.insert(partition.log_name(), Arc::clone(&partition.log));
-            }
-        }
-        let producer_ids =
-            producer_ids::ProducerIds::open(&config.data_dir, u64::from(config.node_id))?;
-        tracing::info!(dir = %config.data_dir.display(), topics = topics.len(), "broker opened");
-        Ok(Broker {
-            producer_ids,
-            config,
-            topics: RwLock::new(topics),
-            manager: parking_lot::Mutex::new(Some(manager)),
-            groups,
-            cluster: std::sync::OnceLock::new(),
-        })
+    /// Opens a single node: a cluster of one broker, every group with one
+    /// voter. Answers once the node serves (its controller leads, it is
+    /// registered, and the offsets topic is up), so that a program can
+    /// create topics and join groups at once.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        let node = u64::from(config.node_id);
+        let peers = BTreeMap::from([(node, config.advertised_address.clone())]);
+        let broker = Broker::open_cluster(config, ClusterConfig::new(node, peers)?).await?;
+        broker.wait_until_serving(SINGLE_NODE_READY_TIMEOUT).await?;
+        Ok(broker)
     }
 
-    /// Opens the broker as a member of a cluster: its local topics as
-    /// [`Broker::open`] does, then its member of the controller group and
-    /// the replicas the metadata places on it. Serve
+    /// Opens the broker as a member of the cluster `cluster` describes:
+    /// its member of the controller group, then (in the background, as the
+    /// metadata shows them) the replicas placed on it. Serve
     /// [`Broker::raft_router`] beside the client service so peers reach it.
     pub async fn open_cluster(
         mut config: BrokerConfig,
@@ -137,17 +106,27 @@ impl Broker {
             value: cluster.node_id.to_string(),
             reason: "node ids must fit in 32 bits".into(),
         })?;
-        let data_dir = config.data_dir.clone();
+        refuse_old_layout(&config.data_dir)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| LogError::io(&config.data_dir, e))?;
         let retention_interval = config.manager.retention_check_interval;
         let joining = cluster.join;
-        let broker = Arc::new(Broker::open(config)?);
-        let state = cluster::ClusterState::start(cluster, &data_dir).await?;
+        let manager = LogManager::start(config.manager.clone());
+        let state = cluster::ClusterState::start(cluster, &config.data_dir).await?;
+        let metadata_log = Arc::clone(state.controller.replica().log());
+        manager.insert_replicated(crate::cluster::METADATA_GROUP, metadata_log);
         let images = state.controller.subscribe();
-        if broker.cluster.set(state).is_err() {
-            return Err(LogError::InvalidRequest(
-                "the broker joined a cluster twice".into(),
-            ));
-        }
+        let producer_ids =
+            producer_ids::ProducerIds::open(&config.data_dir, u64::from(config.node_id))?;
+        let groups = Arc::new(GroupCoordinator::new(config.groups.clone()));
+        tracing::info!(dir = %config.data_dir.display(), node = config.node_id, "broker opened");
+        let broker = Arc::new(Broker {
+            config,
+            topics: RwLock::default(),
+            manager: parking_lot::Mutex::new(Some(manager)),
+            groups,
+            cluster: state,
+            producer_ids,
+        });
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
         tokio::spawn(cluster::register_brokers(Arc::downgrade(&broker)));
         if joining {
@@ -160,40 +139,22 @@ impl Broker {
         Ok(broker)
     }
 
-    /// This broker's node id in its cluster; `None` on a single node.
-    pub fn cluster_node(&self) -> Option<crate::replication::NodeId> {
-        self.cluster.get().map(|c| c.config.node_id)
+    /// This broker's node id in its cluster.
+    pub fn cluster_node(&self) -> crate::replication::NodeId {
+        self.cluster.config.node_id
     }
 
-    /// Where Raft messages for this broker's groups go; `None` on a
-    /// single node.
-    pub fn raft_router(&self) -> Option<Arc<crate::replication::network::RaftRouter>> {
-        self.cluster.get().map(|c| Arc::clone(&c.router))
+    /// Where Raft messages for this broker's groups go.
+    pub fn raft_router(&self) -> Arc<crate::replication::network::RaftRouter> {
+        Arc::clone(&self.cluster.router)
     }
 
-    /// Stops every Raft group of this broker (a no-op on a single node).
-    /// Call before [`Broker::shutdown`].
-    pub async fn leave_cluster(&self) -> Result<()> {
-        let Some(cluster) = self.cluster.get() else {
-            return Ok(());
-        };
-        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
-        for topic in topics {
-            for partition in topic.partitions() {
-                if let Some(replica) = partition.replica() {
-                    replica.shutdown().await?;
-                }
-            }
-        }
-        cluster.controller.shutdown().await
-    }
-
-    /// The consumer group coordinator.
     /// Answers `InitProducerId`: a new producer id (see `producer_ids`).
     pub fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
         self.producer_ids.init_producer_id(&request)
     }
 
+    /// The consumer group coordinator.
     pub fn groups(&self) -> &Arc<GroupCoordinator> {
         &self.groups
     }
@@ -202,31 +163,32 @@ impl Broker {
         &self.config
     }
 
+    /// A topic this broker holds partitions of.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
     }
 
+    /// The topics this broker holds partitions of.
     pub fn topic_names(&self) -> Vec<String> {
         self.topics.read().keys().cloned().collect()
     }
 
-    /// The partition, or `UnknownTopicOrPartition`. In a cluster, a
-    /// partition placed on other brokers is `NotLeader` naming its leader.
+    /// The partition, if this broker holds it. A partition of a known
+    /// topic placed on other brokers is `NotLeader` naming its leader; any
+    /// other is `UnknownTopicOrPartition`.
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         if let Some(found) = self.topic(topic).and_then(|t| t.partition(partition)) {
             return Ok(found);
         }
-        if let Some(cluster) = self.cluster.get() {
-            let image = cluster.controller.image();
-            if let Some(replicas) = image
-                .topics
-                .get(topic)
-                .and_then(|t| t.replicas.get(partition as usize))
-            {
-                return Err(LogError::NotLeader {
-                    leader: cluster.leader_of(topic, partition, replicas),
-                });
-            }
+        let image = self.cluster.controller.image();
+        if let Some(replicas) = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.replicas.get(partition as usize))
+        {
+            return Err(LogError::NotLeader {
+                leader: self.cluster.leader_of(topic, partition, replicas),
+            });
         }
         Err(LogError::UnknownTopicOrPartition {
             topic: topic.to_string(),
@@ -234,30 +196,102 @@ impl Broker {
         })
     }
 
-    fn register_logs(&self, topic: &Topic) {
-        if let Some(manager) = self.manager.lock().as_ref() {
-            for partition in topic.partitions() {
-                manager.insert(partition.log_name(), Arc::clone(&partition.log));
+    /// Waits until this broker serves: its controller group has a leader
+    /// that registered it, the offsets topic exists and every partition of
+    /// it placed here has a leader. A single node waits for this at open;
+    /// on a cluster it also waits for the other brokers.
+    pub async fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
+        let ready = async {
+            loop {
+                if self.serving() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
+        };
+        tokio::time::timeout(timeout, ready).await.map_err(|_| {
+            LogError::Timeout(format!(
+                "broker {} did not start serving within {timeout:?}",
+                self.config.node_id
+            ))
+        })
+    }
+
+    fn serving(&self) -> bool {
+        let image = self.cluster.controller.image();
+        self.cluster.controller.leader().is_some()
+            && image.brokers.contains_key(&self.cluster.config.node_id)
+            && self.local_replicas_led(OFFSETS_TOPIC) == Some(true)
+    }
+
+    /// Whether every partition of `topic` placed on this broker runs here
+    /// and knows its leader; `None` for a topic the metadata lacks.
+    fn local_replicas_led(&self, topic: &str) -> Option<bool> {
+        let image = self.cluster.controller.image();
+        let node = self.cluster.config.node_id;
+        let assignment = image.topics.get(topic)?;
+        Some(
+            assignment
+                .replicas
+                .iter()
+                .enumerate()
+                .all(|(index, replicas)| {
+                    !replicas.contains(&node)
+                        || self
+                            .cluster
+                            .replica(topic, index as u32)
+                            .is_some_and(|r| r.leader().is_some())
+                }),
+        )
+    }
+
+    /// Registers a replica's log with the manager, which compacts it (if
+    /// its topic says so) and closes it at shutdown.
+    fn manage_log(&self, partition: &Partition) {
+        if let Some(manager) = self.manager.lock().as_ref() {
+            manager.insert_replicated(partition.log_name(), Arc::clone(&partition.log));
         }
     }
 
-    /// Stops background work and closes every partition cleanly (flushed,
-    /// indexed, checkpointed), so the next start recovers nothing.
-    pub fn shutdown(&self) -> Result<()> {
+    fn unmanage_log(&self, topic: &str, index: u32) {
+        if let Some(manager) = self.manager.lock().as_ref() {
+            manager.remove(&format!("{topic}-{index}"));
+        }
+    }
+
+    /// Stops every Raft group of this broker, then background work, and
+    /// closes every log cleanly (flushed, indexed, checkpointed), so the
+    /// next start recovers nothing.
+    pub async fn shutdown(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        for topic in topics {
+            for partition in topic.partitions() {
+                partition.replica().shutdown().await?;
+            }
+        }
+        self.cluster.controller.shutdown().await?;
         if let Some(manager) = self.manager.lock().take() {
             manager.shutdown()?;
-        }
-        // After the logs are flushed: the tables then cover synced data, and
-        // the next start reads nothing again.
-        for topic in self.topics.read().values() {
-            for partition in topic.partitions() {
-                if let Some(producers) = partition.local_producers() {
-                    producers.persist(&partition.log)?;
-                }
-            }
         }
         tracing::info!(dir = %self.config.data_dir.display(), "broker shut down cleanly");
         Ok(())
     }
+}
+
+/// Before single nodes ran as clusters of one, a single node kept topics
+/// under `topics/` and partitions in `<topic>-<partition>`; such a
+/// directory cannot be served as it is, and starting over it would hide
+/// its data. Refused with a clear error instead.
+fn refuse_old_layout(data_dir: &Path) -> Result<()> {
+    if data_dir.join("topics").is_dir() && !data_dir.join("cluster").exists() {
+        return Err(LogError::InvalidConfig {
+            key: "data_dir".into(),
+            value: data_dir.display().to_string(),
+            reason: "it holds a single-node broker's data in the layout of spool before \
+                     single nodes ran as one-voter clusters (a `topics/` directory); \
+                     start the broker on a new directory and produce the data again"
+                .into(),
+        });
+    }
+    Ok(())
 }

@@ -119,9 +119,9 @@ pub struct Client {
 
 impl Client {
     /// Runs a broker on `data_dir` inside this process.
-    pub fn embedded(data_dir: impl AsRef<Path>) -> Result<Client> {
-        let broker = Broker::open(BrokerConfig::new(data_dir.as_ref()))?;
-        Ok(Client::from_broker(Arc::new(broker)))
+    pub async fn embedded(data_dir: impl AsRef<Path>) -> Result<Client> {
+        let broker = Broker::open(BrokerConfig::new(data_dir.as_ref())).await?;
+        Ok(Client::from_broker(broker))
     }
 
     /// Wraps a broker this process already runs.
@@ -212,6 +212,26 @@ macro_rules! rpc {
     // Topic creation and deletion go to the controller's leader.
     (@grpc create_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller create_topics $routes $address $request) };
     (@grpc delete_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller delete_topics $routes $address $request) };
+    // Group requests go to the group's coordinator.
+    (@grpc join_group $routes:ident $address:ident $request:ident) => { rpc!(@group join_group $routes $address $request) };
+    (@grpc sync_group $routes:ident $address:ident $request:ident) => { rpc!(@group sync_group $routes $address $request) };
+    (@grpc heartbeat $routes:ident $address:ident $request:ident) => { rpc!(@group heartbeat $routes $address $request) };
+    (@grpc leave_group $routes:ident $address:ident $request:ident) => { rpc!(@group leave_group $routes $address $request) };
+    (@grpc offset_commit $routes:ident $address:ident $request:ident) => { rpc!(@group offset_commit $routes $address $request) };
+    (@grpc offset_fetch $routes:ident $address:ident $request:ident) => { rpc!(@group offset_fetch $routes $address $request) };
+    (@group $name:ident $routes:ident $address:ident $request:ident) => {
+        $routes.call_group($request, rpc!(@send $name $address)).await
+    };
+    // Each broker lists the groups it coordinates.
+    (@grpc list_groups $routes:ident $address:ident $request:ident) => {
+        $routes
+            .call_all($request, rpc!(@send list_groups $address), merge_group_listings)
+            .await
+    };
+    // Each group is described by its coordinator.
+    (@grpc describe_groups $routes:ident $address:ident $request:ident) => {
+        describe_each_group($routes, $address, $request).await
+    };
     (@controller $name:ident $routes:ident $address:ident $request:ident) => {
         $routes.call_controller($request, rpc!(@send $name $address)).await
     };
@@ -225,13 +245,9 @@ macro_rules! rpc {
                 .map_err(|status| status_error($address, status))
         }
     };
+    // Any broker answers the rest alike.
     (@grpc $name:ident $routes:ident $address:ident $request:ident) => {
-        $routes
-            .bootstrap()
-            .$name($request)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| status_error($address, status))
+        $routes.call_any($request, rpc!(@send $name $address)).await
     };
     (@routed $name:ident $routes:ident $address:ident $request:ident) => {
         $routes.call($request, rpc!(@send $name $address)).await
@@ -251,6 +267,50 @@ macro_rules! rpc {
 }
 
 with_rpcs!(rpc);
+
+/// Merges the group listings of several brokers, each group once.
+fn merge_group_listings(into: &mut ListGroupsResponse, part: ListGroupsResponse) {
+    for listing in part.groups {
+        if !into.groups.iter().any(|g| g.group_id == listing.group_id) {
+            into.groups.push(listing);
+        }
+    }
+    into.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+}
+
+/// DescribeGroups split into one request per group, each sent to the
+/// group's coordinator.
+async fn describe_each_group(
+    routes: &routing::Routes,
+    address: &str,
+    request: DescribeGroupsRequest,
+) -> Result<DescribeGroupsResponse> {
+    let mut groups = Vec::with_capacity(request.group_ids.len());
+    for group_id in request.group_ids {
+        let one = routing::DescribeOneGroup(group_id);
+        let described = routes
+            .call_group(
+                one,
+                |mut client, one: routing::DescribeOneGroup| async move {
+                    let response = client
+                        .describe_groups(DescribeGroupsRequest {
+                            group_ids: vec![one.0],
+                        })
+                        .await
+                        .map_err(|status| status_error(address, status))?;
+                    Ok(response
+                        .into_inner()
+                        .groups
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default())
+                },
+            )
+            .await?;
+        groups.push(described);
+    }
+    Ok(DescribeGroupsResponse { groups })
+}
 
 fn status_error(address: &str, status: tonic::Status) -> LogError {
     LogError::Transport {

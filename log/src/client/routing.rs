@@ -142,6 +142,58 @@ partitioned!(
     ListOffsetsPartitionResult
 );
 
+/// A request for a group's coordinator.
+pub(crate) trait GroupRequest: Clone + Send + 'static {
+    type Response: Send;
+    fn group_id(&self) -> &str;
+    /// The answer's error code.
+    fn error(response: &Self::Response) -> i32;
+}
+
+macro_rules! group_request {
+    ($($request:ident => $response:ident),* $(,)?) => {
+        $(
+            impl GroupRequest for $request {
+                type Response = $response;
+                fn group_id(&self) -> &str {
+                    &self.group_id
+                }
+                fn error(response: &$response) -> i32 {
+                    response.error
+                }
+            }
+        )*
+    };
+}
+
+group_request!(
+    JoinGroupRequest => JoinGroupResponse,
+    SyncGroupRequest => SyncGroupResponse,
+    HeartbeatRequest => HeartbeatResponse,
+    LeaveGroupRequest => LeaveGroupResponse,
+    OffsetCommitRequest => OffsetCommitResponse,
+    OffsetFetchRequest => OffsetFetchResponse,
+);
+
+/// One group of a DescribeGroups request, which the client sends to each
+/// group's coordinator on its own.
+#[derive(Clone)]
+pub(crate) struct DescribeOneGroup(pub String);
+
+impl GroupRequest for DescribeOneGroup {
+    type Response = GroupDescription;
+    fn group_id(&self) -> &str {
+        &self.0
+    }
+    fn error(response: &GroupDescription) -> i32 {
+        response.error
+    }
+}
+
+/// How long a group request keeps finding its coordinator again: a dead
+/// coordinator's shard gets a new leader within a few election timeouts.
+const COORDINATOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A request for the controller's leader (topic creation and deletion).
 pub(crate) trait ControllerRequest: Clone + Send + 'static {
     type Response: Send;
@@ -200,15 +252,17 @@ impl ControllerRequest for DeleteTopicsRequest {
     }
 }
 
-/// What a client knows about where partitions live.
+/// What a client knows about where partitions and groups live.
 #[derive(Default)]
 struct RouteState {
     /// Brokers by node id, with a connection each; empty until the first
-    /// metadata answer.
+    /// metadata answer, and on a single node.
     brokers: HashMap<u32, (String, SpoolClient<Channel>)>,
     leaders: HashMap<(String, u32), u32>,
     /// Topics whose leaders are cached.
     known: HashSet<String>,
+    /// Each group's coordinator, once found.
+    coordinators: HashMap<String, u32>,
 }
 
 pub(crate) struct Routes {
@@ -258,26 +312,25 @@ impl Routes {
         Fut: Future<Output = Result<R::Response>>,
     {
         self.learn(&request.topic_names()).await;
-        let parts = {
-            let state = self.state.read();
-            if state.brokers.len() <= 1 {
-                vec![(None, request)]
-            } else {
-                request.split(|topic, partition| {
-                    state.leaders.get(&(topic.to_string(), partition)).copied()
-                })
-            }
-        };
-        if parts.len() == 1 && parts[0].0.is_none() {
-            let (_, request) = parts.into_iter().next().expect("one part");
+        let single_node = self.state.read().brokers.len() <= 1;
+        if single_node {
             let answer = send(self.bootstrap(), request).await?;
             self.forget(R::stale(&answer));
             return Ok(answer);
         }
+        let parts = {
+            let state = self.state.read();
+            request.split(|topic, partition| {
+                state.leaders.get(&(topic.to_string(), partition)).copied()
+            })
+        };
         let sends = parts.into_iter().map(|(leader, part)| {
+            // A partition whose leader is unknown goes to the brokers in
+            // turn (its answer names the leader): the bootstrap broker
+            // may be the one that died.
             let client = leader
                 .and_then(|node| self.state.read().brokers.get(&node).map(|(_, c)| c.clone()))
-                .unwrap_or_else(|| self.bootstrap());
+                .unwrap_or_else(|| self.metadata_source());
             // An unreachable leader answers for its partitions with
             // NOT_LEADER: they are forgotten and retried after a refresh.
             let unreachable = part.failed(
@@ -315,13 +368,7 @@ impl Routes {
             return Ok(answer);
         }
         self.learn_brokers().await;
-        let others: Vec<SpoolClient<Channel>> = self
-            .state
-            .read()
-            .brokers
-            .values()
-            .map(|(_, c)| c.clone())
-            .collect();
+        let others = self.known_brokers();
         let mut last = answer;
         for client in others {
             match send(client, request.clone()).await {
@@ -334,6 +381,168 @@ impl Routes {
             }
         }
         Ok(last)
+    }
+
+    /// Sends a group request to the group's coordinator, finding it first
+    /// (`FindCoordinator`, asking the brokers in turn). An answer of
+    /// `NOT_COORDINATOR` or `COORDINATOR_NOT_AVAILABLE`, or a coordinator
+    /// that cannot be reached, makes the client find the coordinator again
+    /// and retry, for up to [`COORDINATOR_PATIENCE`]: a coordinator's
+    /// broker may have died, and its shard's new leader takes a few
+    /// election timeouts to take over.
+    pub async fn call_group<R, F, Fut>(&self, request: R, send: F) -> Result<R::Response>
+    where
+        R: GroupRequest,
+        F: Fn(SpoolClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<R::Response>>,
+    {
+        let deadline = tokio::time::Instant::now() + COORDINATOR_PATIENCE;
+        loop {
+            let outcome = match self.coordinator(request.group_id()).await {
+                Ok(client) => send(client, request.clone()).await,
+                Err(e) => Err(e),
+            };
+            let moved = match &outcome {
+                Ok(answer) => matches!(
+                    ErrorCode::try_from(R::error(answer)),
+                    Ok(ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)
+                ),
+                Err(e) => e.is_retriable(),
+            };
+            if !moved || tokio::time::Instant::now() >= deadline {
+                return outcome;
+            }
+            self.state.write().coordinators.remove(request.group_id());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A connection to `group`'s coordinator (the bootstrap connection on
+    /// a single node).
+    async fn coordinator(&self, group: &str) -> Result<SpoolClient<Channel>> {
+        if self.state.read().brokers.is_empty() {
+            self.learn_brokers().await;
+        }
+        {
+            let state = self.state.read();
+            if state.brokers.is_empty() {
+                return Ok(self.bootstrap());
+            }
+            if let Some(node) = state.coordinators.get(group) {
+                if let Some((_, client)) = state.brokers.get(node) {
+                    return Ok(client.clone());
+                }
+            }
+        }
+        let mut source = self.metadata_source();
+        let asked = source.find_coordinator(FindCoordinatorRequest {
+            group_id: group.to_string(),
+        });
+        let found = match tokio::time::timeout(METADATA_TIMEOUT, asked).await {
+            Ok(Ok(found)) => found.into_inner(),
+            Ok(Err(status)) => return Err(self.unreachable(status.to_string())),
+            Err(_) => return Err(self.unreachable("no answer to FindCoordinator".into())),
+        };
+        if let Some(e) = LogError::from_code(found.error, &found.message) {
+            return Err(e);
+        }
+        let mut state = self.state.write();
+        let client = match state.brokers.entry(found.node_id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.get().1.clone(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                let client = lazy_client(&found.address).ok_or_else(|| {
+                    self.unreachable(format!("unusable coordinator address {}", found.address))
+                })?;
+                new.insert((found.address.clone(), client)).1.clone()
+            }
+        };
+        state.coordinators.insert(group.to_string(), found.node_id);
+        Ok(client)
+    }
+
+    /// Sends `request` to every broker (the bootstrap one on a single
+    /// node) and merges the answers; brokers that do not answer are left
+    /// out.
+    pub async fn call_all<R, A, F, Fut>(
+        &self,
+        request: R,
+        send: F,
+        merge: impl Fn(&mut A, A),
+    ) -> Result<A>
+    where
+        R: Clone,
+        A: Default,
+        F: Fn(SpoolClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<A>>,
+    {
+        self.learn_brokers().await;
+        let clients: Vec<SpoolClient<Channel>> = {
+            let state = self.state.read();
+            match state.brokers.is_empty() {
+                true => vec![self.bootstrap()],
+                false => state.brokers.values().map(|(_, c)| c.clone()).collect(),
+            }
+        };
+        let answers = futures::future::join_all(
+            clients
+                .into_iter()
+                .map(|client| send(client, request.clone())),
+        )
+        .await;
+        let mut merged = A::default();
+        let mut last_error = None;
+        let mut answered = false;
+        for answer in answers {
+            match answer {
+                Ok(answer) => {
+                    merge(&mut merged, answer);
+                    answered = true;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (answered, last_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(merged),
+        }
+    }
+
+    /// Sends a request any broker answers alike (metadata, configs,
+    /// producer ids) to the bootstrap broker, then, while the broker that
+    /// was asked cannot be reached, to each other known broker: a client
+    /// outlives the death of the broker it bootstrapped from.
+    pub async fn call_any<R, A, F, Fut>(&self, request: R, send: F) -> Result<A>
+    where
+        R: Clone,
+        F: Fn(SpoolClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<A>>,
+    {
+        let first = send(self.bootstrap(), request.clone()).await;
+        if !matches!(first, Err(LogError::Transport { .. })) {
+            return first;
+        }
+        let others = self.known_brokers();
+        let mut last = first;
+        for client in others {
+            last = send(client, request.clone()).await;
+            if !matches!(last, Err(LogError::Transport { .. })) {
+                return last;
+            }
+        }
+        last
+    }
+
+    /// A connection to every broker the client knows of.
+    fn known_brokers(&self) -> Vec<SpoolClient<Channel>> {
+        let state = self.state.read();
+        state.brokers.values().map(|(_, c)| c.clone()).collect()
+    }
+
+    fn unreachable(&self, reason: String) -> LogError {
+        LogError::Transport {
+            address: self.bootstrap_address.clone(),
+            reason,
+        }
     }
 
     /// Waits (a bounded time) until the bootstrap broker's metadata shows
@@ -373,13 +582,12 @@ impl Routes {
         }
     }
 
-    /// Learns the cluster's brokers (metadata of no topic in particular).
+    /// Learns the cluster's brokers (metadata of no topic in particular),
+    /// asking the brokers in turn.
     async fn learn_brokers(&self) {
-        if let Ok(response) = self
-            .bootstrap()
-            .metadata(MetadataRequest { topics: vec![] })
-            .await
-        {
+        let mut source = self.metadata_source();
+        let asked = source.metadata(MetadataRequest { topics: vec![] });
+        if let Ok(Ok(response)) = tokio::time::timeout(METADATA_TIMEOUT, asked).await {
             let metadata = response.into_inner();
             let mut state = self.state.write();
             for broker in &metadata.brokers {

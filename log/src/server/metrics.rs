@@ -157,27 +157,16 @@ fn render_partitions(out: &mut String, broker: &Broker) {
 fn render_lag(out: &mut String, broker: &Broker) {
     let _ = writeln!(out, "# HELP spool_consumer_group_lag records between a group's committed offset and the log end");
     let _ = writeln!(out, "# TYPE spool_consumer_group_lag gauge");
-    for listing in broker.groups().list_groups().groups {
-        let request = OffsetFetchRequest {
-            group_id: listing.group_id.clone(),
-            topics: vec![],
+    for (group, topic, index, committed) in broker.groups().committed_offsets() {
+        let Ok(partition) = broker.partition(&topic, index) else {
+            continue;
         };
-        for committed in broker.groups().fetch_offsets(request).offsets {
-            let Ok(partition) = broker.partition(&committed.topic, committed.partition) else {
-                continue;
-            };
-            let lag = partition
-                .log
-                .log_end_offset()
-                .saturating_sub(committed.offset);
-            let _ = writeln!(
-                out,
-                "spool_consumer_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {lag}",
-                label(&listing.group_id),
-                committed.topic,
-                committed.partition
-            );
-        }
+        let lag = partition.high_watermark().saturating_sub(committed);
+        let _ = writeln!(
+            out,
+            "spool_consumer_group_lag{{group=\"{}\",topic=\"{topic}\",partition=\"{index}\"}} {lag}",
+            label(&group)
+        );
     }
 }
 
@@ -253,6 +242,8 @@ macro_rules! no_payload {
 }
 
 no_payload!(
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
     ProduceResponse,
     FetchRequest,
     ListOffsetsRequest,

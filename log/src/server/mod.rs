@@ -69,17 +69,14 @@ pub async fn serve(
         .map_err(|e| LogError::io("listener", e))?;
     tracing::info!(address = %local, "serving gRPC");
     let incoming = tokio_stream_listener(listener);
-    // In a cluster, peers' Raft messages arrive on the same port.
-    let raft_peer = broker
-        .cluster_node()
-        .zip(broker.raft_router())
-        .map(|(node, router)| RaftPeerService::new(node, router).into_server());
+    // Peers' Raft messages arrive on the same port.
+    let raft_peer = RaftPeerService::new(broker.cluster_node(), broker.raft_router()).into_server();
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .add_service(SpoolService::new(broker, metrics).into_server())
-        .add_optional_service(raft_peer)
+        .add_service(raft_peer)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| LogError::io("grpc server", std::io::Error::other(e)))

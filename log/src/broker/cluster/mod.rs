@@ -33,7 +33,6 @@ use parking_lot::RwLock;
 
 pub(crate) use moves::ask_to_join;
 pub(crate) use reconcile::{enforce_retention, reconcile, register_brokers};
-pub(crate) use topic_changes::refuse_compaction;
 
 use crate::cluster::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use crate::config::LogConfig;

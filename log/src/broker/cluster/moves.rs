@@ -49,7 +49,7 @@ impl Broker {
     }
 
     async fn admit_broker(&self, request: JoinClusterRequest) -> Result<()> {
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let node = NodeId::from(request.node_id);
         let forwarded = cluster.forward_until_answered(
             |mut client| {
@@ -72,7 +72,7 @@ impl Broker {
     }
 
     async fn record_move(&self, request: MovePartitionRequest) -> Result<()> {
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let replicas: Vec<NodeId> = request.replicas.iter().map(|&n| n.into()).collect();
         let placed = |image: &ClusterImage| {
             image
@@ -127,9 +127,7 @@ fn topic_result(response: tonic::Response<ClusterChangeResponse>) -> TopicResult
 /// Starts a move step for every group this broker leads whose membership
 /// is not yet what the metadata says (one task per group at a time).
 pub(super) fn drive_moves(broker: &Arc<Broker>, image: &ClusterImage) {
-    let Ok(cluster) = broker.cluster() else {
-        return;
-    };
+    let cluster = &broker.cluster;
     let node = cluster.config.node_id;
     let hosted: Vec<_> = cluster
         .replicas
@@ -172,9 +170,7 @@ async fn move_step(
         Err(_) => tracing::warn!(group = %group, "partition move step timed out; will retry"),
     }
     if let Some(broker) = broker.upgrade() {
-        if let Ok(cluster) = broker.cluster() {
-            cluster.moving.lock().remove(&group);
-        }
+        broker.cluster.moving.lock().remove(&group);
     }
 }
 
@@ -195,9 +191,7 @@ pub(crate) async fn ask_to_join(broker: Weak<Broker>) {
         let Some(strong) = broker.upgrade() else {
             return;
         };
-        let Ok(cluster) = strong.cluster() else {
-            return;
-        };
+        let cluster = &strong.cluster;
         let node = cluster.config.node_id;
         let peers = cluster.config.peers.clone();
         drop(strong);

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{moves, topic_config, ClusterState};
+use super::{moves, topic_config};
 use crate::broker::topic::Partition;
-use crate::broker::{Broker, Topic};
+use crate::broker::{Broker, Topic, OFFSETS_TOPIC};
 use crate::cluster::{ClusterImage, MetadataCommand};
-use crate::{LogError, Result};
+use crate::Result;
 
 impl Broker {
     /// Brings the partitions this broker holds in line with `image`: stops
@@ -19,7 +19,7 @@ impl Broker {
     /// away once its group no longer counts this broker as a voter), then
     /// starts the missing ones.
     async fn apply_image(&self, image: &ClusterImage) -> Result<()> {
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let node = cluster.config.node_id;
         for (&broker, address) in &image.brokers {
             cluster.grpc.learn_peer(broker, address)?;
@@ -41,6 +41,7 @@ impl Broker {
             .collect();
         for (topic, index) in stale {
             self.forget_partition(&topic, index);
+            self.unmanage_log(&topic, index);
             cluster.stop_replica(&topic, index).await?;
             tracing::info!(topic = %topic, partition = index, "stopped a replica no longer placed here");
         }
@@ -80,9 +81,11 @@ impl Broker {
                     self.topics
                         .write()
                         .entry(name.clone())
-                        .or_insert_with(|| Arc::new(Topic::in_cluster(name, config.clone()))),
+                        .or_insert_with(|| Arc::new(Topic::new(name, config.clone()))),
                 );
-                topic.add_partition(Arc::new(Partition::replicated(name, index, replica)));
+                let partition = Arc::new(Partition::new(name, index, replica));
+                self.manage_log(&partition);
+                topic.add_partition(partition);
                 tracing::info!(topic = %name, partition = index, "started replica");
             }
         }
@@ -99,12 +102,6 @@ impl Broker {
                 topics.remove(topic);
             }
         }
-    }
-
-    pub(crate) fn cluster(&self) -> Result<&ClusterState> {
-        self.cluster
-            .get()
-            .ok_or_else(|| LogError::InvalidRequest("this broker is not part of a cluster".into()))
     }
 }
 
@@ -139,36 +136,79 @@ pub(crate) async fn reconcile(
 }
 
 /// On the controller's leader, registers every configured broker the
-/// metadata lacks (or knows at another address), once a second.
+/// metadata lacks (or knows at another address), then creates the
+/// internal topics once every configured broker is registered (so their
+/// replicas spread over all of them); again once a second, since the
+/// leadership may move. The first pass runs at once: a single node is
+/// ready as soon as it has registered itself and created the offsets
+/// topic.
 pub(crate) async fn register_brokers(broker: Weak<Broker>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut leadership = {
         let Some(strong) = broker.upgrade() else {
             return;
         };
-        let Ok(cluster) = strong.cluster() else {
+        strong.cluster.controller.replica().raft().metrics()
+    };
+    loop {
+        let Some(strong) = broker.upgrade() else {
             return;
         };
+        if let Err(e) = strong.settle_metadata().await {
+            tracing::warn!(error = %e, "settling the cluster metadata failed; will retry");
+        }
+        drop(strong);
+        // Wake early when the controller's leadership changes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), leadership.changed()).await;
+    }
+}
+
+impl Broker {
+    /// One pass of [`register_brokers`] (a no-op off the controller's
+    /// leader).
+    async fn settle_metadata(&self) -> Result<()> {
+        let cluster = &self.cluster;
         let controller = &cluster.controller;
         if controller.leader() != Some(cluster.config.node_id) {
-            continue;
+            return Ok(());
         }
-        let image = controller.image();
+        let timeout = cluster.config.metadata_timeout;
         for (&node, address) in &cluster.config.peers {
-            if image.brokers.get(&node) == Some(address) {
+            if controller.image().brokers.get(&node) == Some(address) {
                 continue;
             }
             let command = MetadataCommand::RegisterBroker {
                 node,
                 address: address.clone(),
             };
-            if let Err(e) = controller
-                .propose(command, cluster.config.metadata_timeout)
-                .await
-            {
-                tracing::warn!(error = %e, node, "registering a broker failed; will retry");
-            }
+            controller.propose(command, timeout).await?;
         }
+        let image = controller.image();
+        let all_registered = cluster
+            .config
+            .peers
+            .keys()
+            .all(|node| image.brokers.contains_key(node));
+        if all_registered && !image.topics.contains_key(OFFSETS_TOPIC) {
+            let groups = &self.config().groups;
+            let factor = (image.brokers.len() as u32).min(groups.offsets_replication_factor);
+            let config = crate::broker::groups::offsets_topic_config(&self.config().topic_defaults);
+            let pairs = config.to_owned_pairs();
+            controller
+                .create_topic(
+                    OFFSETS_TOPIC,
+                    groups.offsets_partitions,
+                    factor,
+                    pairs,
+                    timeout,
+                )
+                .await?;
+            tracing::info!(
+                partitions = groups.offsets_partitions,
+                factor,
+                "created the offsets topic"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -187,10 +227,8 @@ pub(crate) async fn enforce_retention(broker: Weak<Broker>, interval: Duration) 
         let Some(strong) = broker.upgrade() else {
             return;
         };
-        let Ok(cluster) = strong.cluster() else {
-            return;
-        };
-        let replicas: Vec<_> = cluster
+        let replicas: Vec<_> = strong
+            .cluster
             .replicas
             .read()
             .iter()

@@ -14,11 +14,8 @@ impl Broker {
     /// Metadata from the cluster's image: every registered broker, and for
     /// each partition the leader as this broker knows it (0 when unknown;
     /// node ids start at 1) and, where it holds a replica, its offsets.
-    pub(crate) fn cluster_metadata(
-        &self,
-        cluster: &ClusterState,
-        request: MetadataRequest,
-    ) -> MetadataResponse {
+    pub(crate) fn cluster_metadata(&self, request: MetadataRequest) -> MetadataResponse {
+        let cluster = &self.cluster;
         let image = cluster.controller.image();
         let names: Vec<String> = if request.topics.is_empty() {
             image.topics.keys().cloned().collect()
@@ -77,12 +74,9 @@ impl Broker {
 }
 
 impl Broker {
-    /// This broker's view of the cluster (see `ClusterStatusResponse`); a
-    /// single node answers with node id 0 and nothing else.
+    /// This broker's view of the cluster (see `ClusterStatusResponse`).
     pub fn cluster_status(&self, _request: ClusterStatusRequest) -> ClusterStatusResponse {
-        let Some(cluster) = self.cluster.get() else {
-            return ClusterStatusResponse::default();
-        };
+        let cluster = &self.cluster;
         let node = cluster.config.node_id;
         let image = cluster.controller.image();
         let mut partitions = Vec::new();

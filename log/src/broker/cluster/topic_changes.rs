@@ -7,26 +7,12 @@
 use super::topic_config;
 use crate::broker::Broker;
 use crate::cluster::MetadataCommand;
-use crate::config::{validate_partition_count, LogConfig};
+use crate::config::validate_partition_count;
 use crate::proto::{
     AlterConfigsRequest, ConfigEntry, CreatePartitionsRequest, ErrorCode, PartitionCount,
     TopicConfigs,
 };
 use crate::{LogError, Result};
-
-/// Compaction of replicated topics is refused (for now): a compacted
-/// segment no longer holds one batch per Raft entry, which a snapshot sent
-/// to a lagging replica relies on.
-pub(crate) fn refuse_compaction(config: &LogConfig) -> Result<()> {
-    match config.cleanup_policy.compact {
-        true => Err(LogError::InvalidConfig {
-            key: "cleanup.policy".into(),
-            value: "compact".into(),
-            reason: "compaction of replicated topics is not supported yet; use delete".into(),
-        }),
-        false => Ok(()),
-    }
-}
 
 impl Broker {
     /// Sets `entries` on a replicated topic; its other settings keep their
@@ -36,7 +22,7 @@ impl Broker {
         name: &str,
         entries: &[ConfigEntry],
     ) -> Result<()> {
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let image = cluster.controller.image();
         let before = image
             .topics
@@ -47,12 +33,7 @@ impl Broker {
         for entry in entries {
             config.set(&entry.key, &entry.value)?;
         }
-        refuse_compaction(&config)?;
-        let pairs: Vec<(String, String)> = config
-            .to_pairs()
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect();
+        let pairs: Vec<(String, String)> = config.to_owned_pairs();
         if pairs == before {
             return Ok(());
         }
@@ -88,7 +69,7 @@ impl Broker {
     /// places the new ones.
     pub(crate) async fn grow_cluster_topic(&self, name: &str, count: u32) -> Result<()> {
         validate_partition_count(count)?;
-        let cluster = self.cluster()?;
+        let cluster = &self.cluster;
         let request = CreatePartitionsRequest {
             topics: vec![PartitionCount {
                 name: name.to_string(),

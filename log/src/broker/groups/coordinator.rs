@@ -1,10 +1,16 @@
 //! [`GroupCoordinator`]: the request handlers of the group protocol.
 //!
+//! A broker coordinates the groups whose shard (partition of the offsets
+//! topic) it leads; every handler is given the group's loaded shard by
+//! the broker (`super::Broker`), which answers `NOT_COORDINATOR` itself
+//! when this broker does not lead it.
+//!
 //! All group state sits behind one mutex that is never held across an
 //! `.await`: a JoinGroup or SyncGroup that has to wait parks a oneshot
 //! sender in the member and awaits the receiver after unlocking. A ticker
-//! task (started with the first group request) expires silent members and
-//! ends join phases that ran past their deadline.
+//! task (started with the first group request) expires silent members,
+//! ends join phases that ran past their deadline, and lets go of the
+//! groups of shards this broker no longer leads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,13 +21,14 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::offsets::{validate_group_id, OffsetStore};
+use super::offsets::validate_group_id;
+use super::shards::Shard;
 use super::state::{Group, GroupState, Member};
 use crate::broker::Partition;
 use crate::proto::*;
 use crate::Result;
 
-/// Group timing limits.
+/// Group timing limits and the offsets topic's shape.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
     /// Shortest session timeout a member may ask for (default 6 s, Kafka's
@@ -33,6 +40,14 @@ pub struct GroupConfig {
     /// How often silent members and overdue join phases are checked
     /// (default 100 ms: a small fraction of any session timeout).
     pub tick: Duration,
+    /// Partitions of `__consumer_offsets`, fixed when the cluster first
+    /// creates it (default 8: coordinators spread over up to eight
+    /// brokers; each partition is a Raft group that heartbeats, so the
+    /// default stays well below Kafka's 50, which is sized for large
+    /// clusters).
+    pub offsets_partitions: u32,
+    /// Replicas of each (default 3, Kafka's; fewer on smaller clusters).
+    pub offsets_replication_factor: u32,
 }
 
 impl Default for GroupConfig {
@@ -41,6 +56,8 @@ impl Default for GroupConfig {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(1800),
             tick: Duration::from_millis(100),
+            offsets_partitions: 8,
+            offsets_replication_factor: 3,
         }
     }
 }
@@ -48,7 +65,10 @@ impl Default for GroupConfig {
 pub struct GroupCoordinator {
     config: GroupConfig,
     pub(super) groups: Mutex<HashMap<String, Group>>,
-    pub(super) offsets: Arc<OffsetStore>,
+    /// The shards this broker loaded, by partition.
+    pub(super) shards: Mutex<HashMap<u32, Arc<Shard>>>,
+    /// Loads one shard at a time, so a shard is loaded once per term.
+    loading: tokio::sync::Mutex<()>,
     next_member: AtomicU64,
     ticker: OnceLock<()>,
 }
@@ -74,17 +94,62 @@ pub(super) fn error_pair(code: ErrorCode, message: String) -> (i32, String) {
 }
 
 impl GroupCoordinator {
-    pub fn open(
-        config: GroupConfig,
-        offsets_partition: Arc<Partition>,
-    ) -> Result<GroupCoordinator> {
-        Ok(GroupCoordinator {
+    pub fn new(config: GroupConfig) -> GroupCoordinator {
+        GroupCoordinator {
             config,
             groups: Mutex::new(HashMap::new()),
-            offsets: Arc::new(OffsetStore::load(offsets_partition)?),
+            shards: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
             next_member: AtomicU64::new(1),
             ticker: OnceLock::new(),
-        })
+        }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Shard `index` over `partition`, this broker's replica of it, loaded
+    /// for the current term (see `shards`); `NotCoordinator` for `group`
+    /// when this broker does not lead it.
+    pub(super) async fn shard(
+        &self,
+        group: &str,
+        index: u32,
+        partition: Arc<Partition>,
+    ) -> Result<Arc<Shard>> {
+        let loaded = |shards: &HashMap<u32, Arc<Shard>>| {
+            shards
+                .get(&index)
+                .filter(|s| s.is_current_for(&partition))
+                .cloned()
+        };
+        if let Some(shard) = loaded(&self.shards.lock()) {
+            return Ok(shard);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(shard) = loaded(&self.shards.lock()) {
+            return Ok(shard);
+        }
+        let shard = Arc::new(Shard::load(group, index, partition).await?);
+        // Groups of an earlier term are stale: their members may have
+        // moved on to another coordinator meanwhile.
+        self.abandon_groups(|g| g.shard == index);
+        self.shards.lock().insert(index, Arc::clone(&shard));
+        Ok(shard)
+    }
+
+    /// Drops the groups `which` picks, answering their waiting members
+    /// `NOT_COORDINATOR`.
+    fn abandon_groups(&self, which: impl Fn(&Group) -> bool) {
+        self.groups.lock().retain(|_, group| {
+            if !which(group) {
+                return true;
+            }
+            group.abandon(ErrorCode::NotCoordinator);
+            tracing::info!(group = %group.id, "no longer coordinating the group");
+            false
+        });
     }
 
     fn start_ticker(self: &Arc<Self>) {
@@ -116,9 +181,13 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup: waits until the rebalance's join phase ends.
-    pub async fn join(self: &Arc<Self>, request: JoinGroupRequest) -> JoinGroupResponse {
+    pub async fn join(
+        self: &Arc<Self>,
+        shard: &Shard,
+        request: JoinGroupRequest,
+    ) -> JoinGroupResponse {
         self.start_ticker();
-        let reply = match self.register_join(request) {
+        let reply = match self.register_join(shard, request) {
             Ok(JoinOutcome::Wait(reply)) => reply,
             Ok(JoinOutcome::Done(response)) => return response,
             Err(response) => return *response,
@@ -130,6 +199,7 @@ impl GroupCoordinator {
 
     fn register_join(
         &self,
+        shard: &Shard,
         request: JoinGroupRequest,
     ) -> std::result::Result<JoinOutcome, Box<JoinGroupResponse>> {
         validate_group_id(&request.group_id)
@@ -160,7 +230,7 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let group = groups
             .entry(request.group_id.clone())
-            .or_insert_with(|| Group::new(&request.group_id));
+            .or_insert_with(|| Group::new(&request.group_id, shard.index));
         if !group.supports(&protocols) {
             return Err(Box::new(join_error(
                 ErrorCode::InconsistentGroupProtocol,
@@ -345,8 +415,22 @@ impl GroupCoordinator {
         LeaveGroupResponse::default()
     }
 
-    /// Expires members whose session ran out and ends overdue join phases.
+    /// Lets go of shards this broker no longer leads (and their groups),
+    /// expires members whose session ran out and ends overdue join phases.
     pub fn tick(&self, now: Instant) {
+        let lost: Vec<u32> = {
+            let mut shards = self.shards.lock();
+            let lost = shards
+                .iter()
+                .filter(|(_, shard)| !shard.is_current())
+                .map(|(&index, _)| index)
+                .collect::<Vec<_>>();
+            shards.retain(|index, _| !lost.contains(index));
+            lost
+        };
+        if !lost.is_empty() {
+            self.abandon_groups(|g| lost.contains(&g.shard));
+        }
         let mut groups = self.groups.lock();
         for group in groups.values_mut() {
             let expired: Vec<String> = group

@@ -1,22 +1,33 @@
 //! Committed offsets, kept in the compacted internal topic
-//! `__consumer_offsets` and mirrored in memory.
+//! `__consumer_offsets` and folded into memory.
 //!
-//! Each commit appends one record per partition, keyed by (group, topic,
-//! partition) so compaction keeps only the latest, and syncs it to disk
-//! before the commit is acknowledged. At startup the topic is read from the
-//! beginning to rebuild the map.
+//! The topic has several partitions; a group's offsets live in the one its
+//! id hashes to, and the broker leading that partition coordinates the
+//! group. Each commit is one record batch, one record per partition keyed
+//! by (group, topic, partition) so compaction keeps only the latest,
+//! proposed through the partition's Raft group and acknowledged once
+//! committed: on disk on a majority. The in-memory map is folded from the
+//! partition's committed records in log order, never from the requests,
+//! so it always agrees with the log: a commit returns only once the map
+//! has folded it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::broker::Partition;
 use crate::record::{BatchBuilder, BatchIter, Compression};
+use crate::replication::{AnswerWhen, ProposedBatches};
 use crate::{LogError, Result};
 
 /// The internal topic's name, as in Kafka.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How many bytes of the offsets log one read folds.
+const FOLD_READ_BYTES: usize = 1 << 20;
 
 /// A committed offset and the metadata string the committer attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,54 +38,76 @@ pub struct Committed {
 
 type OffsetKey = (String, String, u32);
 
+/// The committed offsets of one partition of the offsets topic.
 pub struct OffsetStore {
     partition: Arc<Partition>,
-    offsets: RwLock<BTreeMap<OffsetKey, Committed>>,
+    folded: RwLock<Folded>,
+}
+
+#[derive(Default)]
+struct Folded {
+    offsets: BTreeMap<OffsetKey, Committed>,
+    /// The next offset of the log to fold.
+    next: u64,
 }
 
 impl OffsetStore {
-    /// Loads every committed offset from the offsets topic's partition.
+    /// A store over `partition` that has folded everything committed.
     pub fn load(partition: Arc<Partition>) -> Result<OffsetStore> {
-        let mut offsets = BTreeMap::new();
-        let log = &partition.log;
-        let mut offset = log.log_start_offset();
-        while offset < log.log_end_offset() {
-            let read = log.read(offset, 1 << 20)?;
+        let next = partition.log.log_start_offset();
+        let store = OffsetStore {
+            partition,
+            folded: RwLock::new(Folded {
+                next,
+                ..Folded::default()
+            }),
+        };
+        store.catch_up()?;
+        tracing::info!(
+            partition = store.partition.index,
+            committed = store.folded.read().offsets.len(),
+            "loaded committed offsets"
+        );
+        Ok(store)
+    }
+
+    /// Folds the records committed since the last call.
+    pub fn catch_up(&self) -> Result<()> {
+        let mut folded = self.folded.write();
+        while folded.next < self.partition.high_watermark() {
+            let read = self.partition.read(folded.next, FOLD_READ_BYTES)?;
             if read.bytes.is_empty() {
                 break;
             }
+            let from = folded.next;
             for batch in BatchIter::new(&read.bytes) {
                 for record in batch?.records()?.iter() {
                     let record = record?;
-                    if record.offset < offset {
+                    if record.offset < from {
                         continue;
                     }
                     let Some(key) = record.key.and_then(decode_key) else {
                         continue;
                     };
                     match record.value.and_then(decode_value) {
-                        Some(committed) => offsets.insert(key, committed),
-                        None => offsets.remove(&key),
+                        Some(committed) => folded.offsets.insert(key, committed),
+                        None => folded.offsets.remove(&key),
                     };
                 }
             }
-            offset = read.next_offset;
+            folded.next = read.next_offset;
         }
-        tracing::info!(committed = offsets.len(), "loaded committed offsets");
-        Ok(OffsetStore {
-            partition,
-            offsets: RwLock::new(offsets),
-        })
+        Ok(())
     }
 
-    /// Appends the commits to the offsets log and makes them visible, in
-    /// one step under the map's lock, so the log and the map always agree
-    /// on which commit came last. Not yet durable: call [`OffsetStore::sync`]
-    /// before acknowledging.
-    pub fn append(&self, group: &str, commits: &[(String, u32, Committed)]) -> Result<()> {
-        if commits.is_empty() {
-            return Ok(());
-        }
+    /// Proposes the commits of `group` as one batch; the caller keeps the
+    /// order of proposals and waits with [`OffsetStore::committed`].
+    pub async fn propose(
+        &self,
+        group: &str,
+        commits: &[(String, u32, Committed)],
+        timeout: Duration,
+    ) -> Result<ProposedBatches> {
         for (topic, _, _) in commits {
             crate::config::validate_topic_name(topic)?;
         }
@@ -84,36 +117,35 @@ impl OffsetStore {
             let key = encode_key(group, topic, *partition);
             builder.push(now, Some(&key), Some(&encode_value(committed)), &[]);
         }
-        let mut bytes = builder.build();
-        let mut offsets = self.offsets.write();
-        self.partition.log.append(&mut bytes, 0)?;
-        for (topic, partition, committed) in commits {
-            offsets.insert(
-                (group.to_string(), topic.clone(), *partition),
-                committed.clone(),
-            );
-        }
-        drop(offsets);
-        self.partition.notify_appended();
-        Ok(())
+        self.partition
+            .replica()
+            .propose_batches(
+                vec![Bytes::from(builder.build())],
+                AnswerWhen::Committed,
+                timeout,
+            )
+            .await
     }
 
-    /// Makes every appended commit durable.
-    pub fn sync(&self) -> Result<()> {
-        self.partition.log.flush().map(|_| ())
+    /// Waits for proposed commits to be committed, then folds them.
+    pub async fn committed(&self, proposed: ProposedBatches) -> Result<()> {
+        proposed.answered().await?;
+        self.catch_up()
     }
 
     pub fn fetch(&self, group: &str, topic: &str, partition: u32) -> Option<Committed> {
-        self.offsets
+        self.folded
             .read()
+            .offsets
             .get(&(group.to_string(), topic.to_string(), partition))
             .cloned()
     }
 
     /// Every committed partition of a group.
     pub fn fetch_all(&self, group: &str) -> Vec<(String, u32, Committed)> {
-        self.offsets
+        self.folded
             .read()
+            .offsets
             .iter()
             .filter(|((g, _, _), _)| g == group)
             .map(|((_, t, p), c)| (t.clone(), *p, c.clone()))
@@ -123,8 +155,9 @@ impl OffsetStore {
     /// Groups that have committed offsets.
     pub fn groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = self
-            .offsets
+            .folded
             .read()
+            .offsets
             .keys()
             .map(|(g, _, _)| g.clone())
             .collect();

@@ -6,14 +6,23 @@ use std::sync::Arc;
 
 use super::coordinator::{check_member, error_pair, GroupCoordinator};
 use super::offsets::{validate_group_id, Committed};
+use super::shards::Shard;
 use super::state::GroupState;
 use crate::proto::*;
+
+/// How long a commit waits for its batch to be committed: Kafka's
+/// `offsets.commit.timeout.ms` default.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl GroupCoordinator {
     /// OffsetCommit. Members commit with their generation; a commit with
     /// generation -1 comes from outside the protocol and is accepted only
     /// while the group has no members.
-    pub async fn commit_offsets(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    pub async fn commit_offsets(
+        &self,
+        shard: &Shard,
+        request: OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
         let commits: Vec<(String, u32, Committed)> = request
             .topics
             .iter()
@@ -30,57 +39,71 @@ impl GroupCoordinator {
                 })
             })
             .collect();
-        // The generation check and the append happen under the group lock,
-        // so a member that has just lost its partitions cannot append after
-        // the new owner: commits reach the log in the order they were
-        // accepted. The append only touches the page cache; the fsync comes
-        // after the lock is released.
-        let appended = {
-            let groups = self.groups.lock();
-            let checked = match groups.get(&request.group_id) {
-                Some(group) if request.generation_id < 0 && !group.members.is_empty() => {
-                    Err(error_pair(
-                        ErrorCode::IllegalGeneration,
-                        "the group has members; commit as one of them".into(),
-                    ))
-                }
-                Some(group) if request.generation_id >= 0 => {
-                    check_member(group, &request.member_id, request.generation_id)
-                        .map_err(|code| error_pair(code, format!("{code:?}")))
-                }
-                None if request.generation_id >= 0 => Err(error_pair(
-                    ErrorCode::UnknownMemberId,
-                    "unknown group".into(),
-                )),
-                _ => validate_group_id(&request.group_id)
-                    .map_err(|e| error_pair(ErrorCode::InvalidGroupId, e.to_string())),
-            };
-            checked.and_then(|()| {
-                self.offsets
-                    .append(&request.group_id, &commits)
-                    .map_err(|e| (e.code() as i32, e.to_string()))
-            })
+        // The generation check and the proposal happen under the shard's
+        // order lock, so a member that has just lost its partitions cannot
+        // propose after the new owner: commits reach the log in the order
+        // they were accepted. The wait for the commit comes after.
+        let proposed = {
+            let _order = shard.order.lock().await;
+            let checked = self.check_committer(&request);
+            match checked {
+                Ok(()) => shard
+                    .offsets
+                    .propose(&request.group_id, &commits, COMMIT_TIMEOUT)
+                    .await
+                    .map_err(|e| (e.code() as i32, e.to_string())),
+                Err(e) => Err(e),
+            }
         };
-        if let Err((error, message)) = appended {
-            return OffsetCommitResponse { error, message };
-        }
-        let store = Arc::clone(&self.offsets);
-        match tokio::task::spawn_blocking(move || store.sync()).await {
-            Ok(Ok(())) => OffsetCommitResponse::default(),
-            Ok(Err(e)) => OffsetCommitResponse {
-                error: e.code() as i32,
-                message: e.to_string(),
-            },
-            Err(e) => OffsetCommitResponse {
-                error: ErrorCode::StorageError as i32,
-                message: e.to_string(),
-            },
+        let outcome = match proposed {
+            Ok(proposed) => shard
+                .offsets
+                .committed(proposed)
+                .await
+                .map_err(|e| (e.code() as i32, e.to_string())),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => OffsetCommitResponse::default(),
+            Err((error, message)) => OffsetCommitResponse { error, message },
         }
     }
 
-    pub fn fetch_offsets(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    /// Whether `request` may commit for its group: a member of the current
+    /// generation, or (generation -1) anyone while the group has none.
+    fn check_committer(&self, request: &OffsetCommitRequest) -> Result<(), (i32, String)> {
+        let groups = self.groups.lock();
+        match groups.get(&request.group_id) {
+            Some(group) if request.generation_id < 0 && !group.members.is_empty() => {
+                Err(error_pair(
+                    ErrorCode::IllegalGeneration,
+                    "the group has members; commit as one of them".into(),
+                ))
+            }
+            Some(group) if request.generation_id >= 0 => {
+                check_member(group, &request.member_id, request.generation_id)
+                    .map_err(|code| error_pair(code, format!("{code:?}")))
+            }
+            None if request.generation_id >= 0 => Err(error_pair(
+                ErrorCode::UnknownMemberId,
+                "unknown group".into(),
+            )),
+            _ => validate_group_id(&request.group_id)
+                .map_err(|e| error_pair(ErrorCode::InvalidGroupId, e.to_string())),
+        }
+    }
+
+    pub fn fetch_offsets(&self, shard: &Shard, request: OffsetFetchRequest) -> OffsetFetchResponse {
+        if let Err(e) = shard.offsets.catch_up() {
+            return OffsetFetchResponse {
+                error: e.code() as i32,
+                message: e.to_string(),
+                ..Default::default()
+            };
+        }
         let offsets = if request.topics.is_empty() {
-            self.offsets
+            shard
+                .offsets
                 .fetch_all(&request.group_id)
                 .into_iter()
                 .map(|(topic, partition, c)| CommittedOffset {
@@ -101,7 +124,7 @@ impl GroupCoordinator {
                         .map(move |p| (t.name.clone(), p.partition))
                 })
                 .map(|(topic, partition)| {
-                    match self.offsets.fetch(&request.group_id, &topic, partition) {
+                    match shard.offsets.fetch(&request.group_id, &topic, partition) {
                         Some(c) => CommittedOffset {
                             topic,
                             partition,
@@ -124,7 +147,16 @@ impl GroupCoordinator {
         }
     }
 
+    /// The groups this broker coordinates now: those in memory and those
+    /// with committed offsets in the shards it leads.
     pub fn list_groups(&self) -> ListGroupsResponse {
+        let shards: Vec<Arc<Shard>> = self
+            .shards
+            .lock()
+            .values()
+            .filter(|s| s.is_current())
+            .cloned()
+            .collect();
         let groups = self.groups.lock();
         let mut listings: Vec<GroupListing> = groups
             .values()
@@ -133,7 +165,7 @@ impl GroupCoordinator {
                 state: g.state.name().into(),
             })
             .collect();
-        for id in self.offsets.groups() {
+        for id in shards.iter().flat_map(|s| s.offsets.groups()) {
             if !groups.contains_key(&id) {
                 listings.push(GroupListing {
                     group_id: id,
@@ -145,35 +177,46 @@ impl GroupCoordinator {
         ListGroupsResponse { groups: listings }
     }
 
-    pub fn describe_groups(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    /// Every committed offset in the shards this broker leads now, as
+    /// (group, topic, partition, offset), for metrics.
+    pub fn committed_offsets(&self) -> Vec<(String, String, u32, u64)> {
+        let shards: Vec<Arc<Shard>> = self.shards.lock().values().cloned().collect();
+        let mut all = Vec::new();
+        for shard in shards.iter().filter(|s| s.is_current()) {
+            for group in shard.offsets.groups() {
+                for (topic, partition, committed) in shard.offsets.fetch_all(&group) {
+                    all.push((group.clone(), topic, partition, committed.offset));
+                }
+            }
+        }
+        all
+    }
+
+    /// One group as this coordinator sees it.
+    pub fn describe_group(&self, id: String) -> GroupDescription {
         let groups = self.groups.lock();
-        let described = request
-            .group_ids
-            .into_iter()
-            .map(|id| match groups.get(&id) {
-                Some(g) => GroupDescription {
-                    group_id: id,
-                    state: g.state.name().into(),
-                    protocol_name: g.protocol.clone().unwrap_or_default(),
-                    generation_id: g.generation,
-                    members: g
-                        .members
-                        .values()
-                        .map(|m| GroupMemberDescription {
-                            member_id: m.id.clone(),
-                            group_instance_id: m.instance_id.clone().unwrap_or_default(),
-                            assignment: m.assignment.clone(),
-                        })
-                        .collect(),
-                    ..Default::default()
-                },
-                None => GroupDescription {
-                    group_id: id,
-                    state: GroupState::Empty.name().into(),
-                    ..Default::default()
-                },
-            })
-            .collect();
-        DescribeGroupsResponse { groups: described }
+        match groups.get(&id) {
+            Some(g) => GroupDescription {
+                group_id: id,
+                state: g.state.name().into(),
+                protocol_name: g.protocol.clone().unwrap_or_default(),
+                generation_id: g.generation,
+                members: g
+                    .members
+                    .values()
+                    .map(|m| GroupMemberDescription {
+                        member_id: m.id.clone(),
+                        group_instance_id: m.instance_id.clone().unwrap_or_default(),
+                        assignment: m.assignment.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            None => GroupDescription {
+                group_id: id,
+                state: GroupState::Empty.name().into(),
+                ..Default::default()
+            },
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::proto::{JoinGroupResponse, SyncGroupResponse};
+use crate::proto::{ErrorCode, JoinGroupResponse, SyncGroupResponse};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupState {
@@ -57,6 +57,8 @@ impl Member {
 
 pub struct Group {
     pub id: String,
+    /// The partition of the offsets topic the group id hashes to.
+    pub shard: u32,
     pub state: GroupState,
     pub generation: i32,
     pub protocol: Option<String>,
@@ -70,9 +72,10 @@ pub struct Group {
 }
 
 impl Group {
-    pub fn new(id: &str) -> Group {
+    pub fn new(id: &str, shard: u32) -> Group {
         Group {
             id: id.to_string(),
+            shard,
             state: GroupState::Empty,
             generation: 0,
             protocol: None,
@@ -112,6 +115,23 @@ impl Group {
             }
         }
         self.state = GroupState::PreparingRebalance;
+    }
+
+    /// Answers every member waiting in JoinGroup or SyncGroup with `code`:
+    /// the group is going away from this coordinator.
+    pub fn abandon(&mut self, code: ErrorCode) {
+        for member in self.members.values_mut() {
+            if let Some(join) = member.pending_join.take() {
+                let _ = join.send(JoinGroupResponse {
+                    error: code as i32,
+                    message: format!("{code:?}"),
+                    ..Default::default()
+                });
+            }
+            if let Some(sync) = member.pending_sync.take() {
+                let _ = sync.send(super::coordinator::sync_error(code));
+            }
+        }
     }
 
     /// True once every member has rejoined.

@@ -31,8 +31,11 @@ use crate::{LogError, Result};
 /// Producer settings; the defaults follow Kafka's where they apply.
 #[derive(Clone, Debug)]
 pub struct ProducerConfig {
-    /// `leader` (default): the leader appended it. `all`: on disk on a
-    /// majority. `none`: do not wait for the broker.
+    /// `all` (default, as in Kafka 3+): committed, on disk on a majority,
+    /// and so readable once acknowledged. `leader`: in the leader's log,
+    /// not yet committed (lost if the leader fails before a majority has
+    /// it; a consumer sees it a replication round later). `none`: do not
+    /// wait for the broker.
     pub acks: Acks,
     /// How long a batch waits for more records before it is sent (default
     /// 5 ms, Kafka 4's `linger.ms`): a few milliseconds of latency buy much
@@ -75,7 +78,7 @@ pub struct ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            acks: Acks::Leader,
+            acks: Acks::All,
             linger: Duration::from_millis(5),
             batch_size: 64 * 1024,
             compression: Compression::None,
