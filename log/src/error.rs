@@ -175,6 +175,8 @@ impl LogError {
                     | C::NotLeader
                     | C::NotCoordinator
                     | C::CoordinatorNotAvailable
+                    | C::UnstableOffsetCommit
+                    | C::ConcurrentTransactions
             ),
             _ => false,
         }

@@ -58,7 +58,16 @@ macro_rules! with_rpcs {
             sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
             async join_cluster(JoinClusterRequest) -> ClusterChangeResponse;
             async move_partition(MovePartitionRequest) -> ClusterChangeResponse;
-            sync init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
+            async init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
+            async add_partitions_to_txn(AddPartitionsToTxnRequest) -> TxnResponse;
+            async add_offsets_to_txn(AddOffsetsToTxnRequest) -> TxnResponse;
+            async end_txn(EndTxnRequest) -> EndTxnResponse;
+            async verify_txn_partition(VerifyTxnPartitionRequest) -> TxnResponse;
+            async describe_transactions(DescribeTransactionsRequest) -> DescribeTransactionsResponse;
+            async list_transactions(ListTransactionsRequest) -> ListTransactionsResponse;
+            async abort_transaction(AbortTransactionRequest) -> TxnResponse;
+            async txn_offset_commit(TxnOffsetCommitRequest) -> TxnResponse;
+            async write_txn_markers(WriteTxnMarkersRequest) -> WriteTxnMarkersResponse;
         }
     };
 }

@@ -281,6 +281,7 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
     let request = ProduceRequest {
+        transactional_id: String::new(),
         acks: Acks::Leader as i32,
         timeout_ms: 1000,
         topics: vec![ProduceTopic {

@@ -111,6 +111,7 @@ fn run_consumer(
 async fn committed(client: &Client) -> BTreeMap<u32, u64> {
     let response = client
         .offset_fetch(OffsetFetchRequest {
+            require_stable: false,
             group_id: GROUP.into(),
             topics: vec![],
         })

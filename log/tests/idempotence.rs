@@ -46,6 +46,7 @@ async fn produce(broker: &Broker, batches: &[Vec<u8>]) -> ProducePartitionResult
     let request = ProduceRequest {
         acks: Acks::All as i32,
         timeout_ms: 5_000,
+        transactional_id: String::new(),
         topics: vec![ProduceTopic {
             name: TOPIC.into(),
             partitions: vec![ProducePartition {
@@ -73,6 +74,7 @@ async fn a_retried_request_is_appended_once_and_gets_its_offsets_back() {
     let broker = open_with_topic(dir.path()).await;
     let id = broker
         .init_producer_id(InitProducerIdRequest::default())
+        .await
         .producer_id;
     let first = batch(id, 0, 0, 3);
     assert_eq!(ok(&produce(&broker, std::slice::from_ref(&first)).await), 0);
@@ -146,8 +148,12 @@ async fn the_producer_table_survives_a_restart() {
 async fn producer_ids_are_unique_and_batches_without_one_are_not_checked() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open_with_topic(dir.path()).await;
-    let a = broker.init_producer_id(InitProducerIdRequest::default());
-    let b = broker.init_producer_id(InitProducerIdRequest::default());
+    let a = broker
+        .init_producer_id(InitProducerIdRequest::default())
+        .await;
+    let b = broker
+        .init_producer_id(InitProducerIdRequest::default())
+        .await;
     assert_eq!((a.error, b.error), (0, 0));
     assert_ne!(a.producer_id, b.producer_id);
     let plain = batch(-1, -1, -1, 2);

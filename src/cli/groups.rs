@@ -143,6 +143,7 @@ async fn describe(client: &Client, group: &str) -> anyhow::Result<()> {
     }
     let committed = client
         .offset_fetch(OffsetFetchRequest {
+            require_stable: false,
             group_id: group.to_string(),
             topics: vec![],
         })
@@ -245,6 +246,7 @@ async fn reset(
         .collect();
     let committed: BTreeMap<u32, u64> = client
         .offset_fetch(OffsetFetchRequest {
+            require_stable: false,
             group_id: group.to_string(),
             topics: vec![],
         })

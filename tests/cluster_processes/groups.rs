@@ -138,6 +138,7 @@ async fn a_group_spans_brokers_and_survives_its_coordinators_death() {
         .client(3)
         .await
         .find_coordinator(FindCoordinatorRequest {
+            key_type: 0,
             group_id: GROUP.into(),
         })
         .await
@@ -171,6 +172,7 @@ async fn a_group_spans_brokers_and_survives_its_coordinators_death() {
     loop {
         let fetched = client
             .offset_fetch(OffsetFetchRequest {
+                require_stable: false,
                 group_id: GROUP.into(),
                 topics: vec![],
             })
@@ -188,6 +190,7 @@ async fn a_group_spans_brokers_and_survives_its_coordinators_death() {
     }
     let moved = client
         .find_coordinator(FindCoordinatorRequest {
+            key_type: 0,
             group_id: GROUP.into(),
         })
         .await

@@ -396,6 +396,7 @@ async fn send_at(
     timeout: Duration,
 ) -> Result<u64, String> {
     let request = ProduceRequest {
+        transactional_id: String::new(),
         acks: Acks::All as i32,
         timeout_ms: timeout.as_millis() as u32,
         topics: vec![ProduceTopic {
@@ -443,6 +444,7 @@ pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>
     let mut offset = log_start(cluster, node).await?;
     loop {
         let request = FetchRequest {
+            isolation_level: 0,
             max_wait_ms: 0,
             min_bytes: 0,
             max_bytes: 1 << 20,

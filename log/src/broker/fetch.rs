@@ -8,9 +8,9 @@ use tokio::time::Instant;
 
 use super::{Broker, Partition};
 use crate::proto::{
-    FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult,
-    ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResult,
-    OffsetSpec,
+    AbortedTransaction, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult,
+    IsolationLevel, ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse,
+    ListOffsetsTopicResult, OffsetSpec,
 };
 use crate::{LogError, Result};
 
@@ -31,6 +31,8 @@ struct Wanted {
     partition: u32,
     offset: u64,
     max_bytes: u32,
+    /// read_committed: stop at the last stable offset.
+    committed_only: bool,
     resolved: Result<Arc<Partition>>,
 }
 
@@ -39,6 +41,7 @@ impl Broker {
     /// hold at least `min_bytes` (or any partition has an error), otherwise
     /// waits until new data arrives or `max_wait_ms` passes, then reads again.
     pub async fn fetch(&self, request: FetchRequest) -> FetchResponse {
+        let committed_only = request.isolation_level == IsolationLevel::ReadCommitted as i32;
         let wanted: Vec<Wanted> = request
             .topics
             .iter()
@@ -52,6 +55,7 @@ impl Broker {
                     } else {
                         p.max_bytes.min(MAX_FETCH_BYTES)
                     },
+                    committed_only,
                     resolved: self.partition(&t.name, p.partition),
                 })
             })
@@ -158,7 +162,7 @@ fn read_all(
             let budget = (w.max_bytes as usize).min(request_max.saturating_sub(total));
             let result = match &w.resolved {
                 Ok(partition) if budget > 0 || total == 0 => {
-                    read_one(partition, w.offset, budget.max(1))
+                    read_one(partition, w.offset, budget.max(1), w.committed_only)
                 }
                 Ok(partition) => Ok(empty_result(partition)),
                 Err(e) => Err(e.to_string_with_code()),
@@ -188,7 +192,28 @@ fn read_one(
     partition: &Partition,
     offset: u64,
     max_bytes: usize,
+    committed_only: bool,
 ) -> Result<FetchPartitionResult, (i32, String)> {
+    if committed_only {
+        let (read, stable, aborted) = partition
+            .replica()
+            .read_stable(offset, max_bytes)
+            .map_err(|e| e.to_string_with_code())?;
+        return Ok(FetchPartitionResult {
+            high_watermark: read.log_end_offset,
+            log_start_offset: read.log_start_offset,
+            records: read.bytes.into(),
+            last_stable_offset: stable,
+            aborted_transactions: aborted
+                .into_iter()
+                .map(|a| AbortedTransaction {
+                    producer_id: a.producer_id,
+                    first_offset: a.first_offset,
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
     let read = partition
         .read(offset, max_bytes)
         .map_err(|e| e.to_string_with_code())?;
@@ -196,6 +221,7 @@ fn read_one(
         high_watermark: read.log_end_offset,
         log_start_offset: read.log_start_offset,
         records: read.bytes.into(),
+        last_stable_offset: partition.replica().last_stable_offset(),
         ..Default::default()
     })
 }
@@ -204,6 +230,7 @@ fn empty_result(partition: &Partition) -> FetchPartitionResult {
     FetchPartitionResult {
         high_watermark: partition.high_watermark(),
         log_start_offset: partition.log.log_start_offset(),
+        last_stable_offset: partition.replica().last_stable_offset(),
         ..Default::default()
     }
 }

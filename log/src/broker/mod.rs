@@ -18,6 +18,7 @@ pub mod groups;
 mod produce;
 mod producer_ids;
 mod topic;
+pub mod transactions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,9 +30,9 @@ use parking_lot::RwLock;
 pub use cluster::ClusterConfig;
 pub use groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 pub use topic::{Partition, Topic};
+pub use transactions::{TransactionConfig, TRANSACTIONS_TOPIC};
 
 use crate::config::LogConfig;
-use crate::proto::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::storage::{LogManager, ManagerConfig};
 use crate::{LogError, Result};
 
@@ -50,6 +51,8 @@ pub struct BrokerConfig {
     pub manager: ManagerConfig,
     /// Consumer group limits, and the offsets topic's shape.
     pub groups: GroupConfig,
+    /// Transaction limits, and the transaction state topic's shape.
+    pub transactions: TransactionConfig,
 }
 
 impl BrokerConfig {
@@ -61,6 +64,7 @@ impl BrokerConfig {
             topic_defaults: LogConfig::default(),
             manager: ManagerConfig::default(),
             groups: GroupConfig::default(),
+            transactions: TransactionConfig::default(),
         }
     }
 }
@@ -77,6 +81,10 @@ pub struct Broker {
     groups: Arc<GroupCoordinator>,
     cluster: cluster::ClusterState,
     producer_ids: producer_ids::ProducerIds,
+    transactions: transactions::TransactionCoordinator,
+    /// A client of the cluster for requests to other brokers, made once
+    /// it is first needed.
+    peer_client: tokio::sync::OnceCell<crate::client::Client>,
 }
 
 impl Broker {
@@ -118,6 +126,7 @@ impl Broker {
         let producer_ids =
             producer_ids::ProducerIds::open(&config.data_dir, u64::from(config.node_id))?;
         let groups = Arc::new(GroupCoordinator::new(config.groups.clone()));
+        let transactions = transactions::TransactionCoordinator::new(config.transactions.clone());
         tracing::info!(dir = %config.data_dir.display(), node = config.node_id, "broker opened");
         let broker = Arc::new(Broker {
             config,
@@ -126,7 +135,10 @@ impl Broker {
             groups,
             cluster: state,
             producer_ids,
+            transactions,
+            peer_client: tokio::sync::OnceCell::new(),
         });
+        tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
         tokio::spawn(cluster::register_brokers(Arc::downgrade(&broker)));
         if joining {
@@ -147,11 +159,6 @@ impl Broker {
     /// Where Raft messages for this broker's groups go.
     pub fn raft_router(&self) -> Arc<crate::replication::network::RaftRouter> {
         Arc::clone(&self.cluster.router)
-    }
-
-    /// Answers `InitProducerId`: a new producer id (see `producer_ids`).
-    pub fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
-        self.producer_ids.init_producer_id(&request)
     }
 
     /// The consumer group coordinator.
@@ -197,8 +204,8 @@ impl Broker {
     }
 
     /// Waits until this broker serves: its controller group has a leader
-    /// that registered it, the offsets topic exists and every partition of
-    /// it placed here has a leader. A single node waits for this at open;
+    /// that registered it, the offsets and transaction state topics exist
+    /// and every partition of them placed here has a leader. A single node waits for this at open;
     /// on a cluster it also waits for the other brokers.
     pub async fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
         let ready = async {
@@ -222,6 +229,7 @@ impl Broker {
         self.cluster.controller.leader().is_some()
             && image.brokers.contains_key(&self.cluster.config.node_id)
             && self.local_replicas_led(OFFSETS_TOPIC) == Some(true)
+            && self.local_replicas_led(TRANSACTIONS_TOPIC) == Some(true)
     }
 
     /// Whether every partition of `topic` placed on this broker runs here

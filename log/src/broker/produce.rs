@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Broker, Partition};
-use crate::producers::BatchOffsets;
+use crate::producers::{BatchKind, BatchOffsets, BatchOrigin, ProducerBatch};
 use crate::proto::{
-    Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
+    Acks, ErrorCode, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
 use crate::record::BatchIter;
 use crate::replication::{AnswerWhen, ProposedBatches};
@@ -56,9 +56,21 @@ impl Broker {
                         request.acks
                     ))),
                     Ok(acks) => match self.partition(&topic.name, part.partition) {
-                        Ok(partition) => propose_to(&partition, part.records, acks, timeout)
-                            .await
-                            .map(|proposed| (partition, proposed)),
+                        Ok(partition) => {
+                            let checked = self
+                                .check_producer_batches(
+                                    &partition,
+                                    &request.transactional_id,
+                                    &part.records,
+                                )
+                                .await;
+                            match checked {
+                                Ok(()) => propose_to(&partition, part.records, acks, timeout)
+                                    .await
+                                    .map(|proposed| (partition, proposed)),
+                                Err(e) => Err(e),
+                            }
+                        }
                         Err(e) => Err(e),
                     },
                 };
@@ -70,6 +82,51 @@ impl Broker {
             }
         }
         writes
+    }
+}
+
+impl Broker {
+    /// Refuses what a producer may not write (control batches, producer
+    /// batches without sequences), and checks with the transaction's
+    /// coordinator that the partition was added to the transaction before
+    /// its first transactional records here: a leader that already holds
+    /// records of the producer's open transaction at this epoch knows.
+    async fn check_producer_batches(
+        &self,
+        partition: &Partition,
+        transactional_id: &str,
+        records: &Bytes,
+    ) -> Result<()> {
+        let mut unverified = None;
+        for batch in BatchIter::new(records) {
+            let batch = batch?;
+            let Some(producer) = ProducerBatch::from_origin(&batch, BatchOrigin::Client)? else {
+                continue;
+            };
+            if producer.kind == BatchKind::Transactional
+                && !partition
+                    .replica()
+                    .transaction_open(producer.producer_id, producer.epoch)
+            {
+                unverified = Some((producer.producer_id, producer.epoch));
+            }
+        }
+        let Some(producer) = unverified else {
+            return Ok(());
+        };
+        if transactional_id.is_empty() {
+            return Err(LogError::Broker {
+                code: ErrorCode::InvalidTxnState,
+                message: "transactional batches need the request's transactional id".into(),
+            });
+        }
+        self.verify_with_coordinator(
+            transactional_id,
+            producer,
+            &partition.topic,
+            partition.index,
+        )
+        .await
     }
 }
 

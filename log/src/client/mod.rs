@@ -23,7 +23,7 @@ pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset};
 pub use group::{Assignor, GroupSettings, RebalanceListener};
 pub use partitioner::murmur2;
-pub use producer::{Producer, ProducerConfig, RecordMetadata};
+pub use producer::{GroupMetadata, Producer, ProducerConfig, RecordMetadata};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::proto::*;
@@ -209,6 +209,30 @@ macro_rules! rpc {
     (@grpc produce $routes:ident $address:ident $request:ident) => { rpc!(@routed produce $routes $address $request) };
     (@grpc fetch $routes:ident $address:ident $request:ident) => { rpc!(@routed fetch $routes $address $request) };
     (@grpc list_offsets $routes:ident $address:ident $request:ident) => { rpc!(@routed list_offsets $routes $address $request) };
+    (@grpc write_txn_markers $routes:ident $address:ident $request:ident) => { rpc!(@routed write_txn_markers $routes $address $request) };
+    // Transaction requests go to the transactional id's coordinator; a
+    // producer without one asks any broker for its id.
+    (@grpc init_producer_id $routes:ident $address:ident $request:ident) => {
+        match $request.transactional_id.is_empty() {
+            true => $routes.call_any($request, rpc!(@send init_producer_id $address)).await,
+            false => rpc!(@group init_producer_id $routes $address $request),
+        }
+    };
+    (@grpc add_partitions_to_txn $routes:ident $address:ident $request:ident) => { rpc!(@group add_partitions_to_txn $routes $address $request) };
+    (@grpc add_offsets_to_txn $routes:ident $address:ident $request:ident) => { rpc!(@group add_offsets_to_txn $routes $address $request) };
+    (@grpc end_txn $routes:ident $address:ident $request:ident) => { rpc!(@group end_txn $routes $address $request) };
+    (@grpc verify_txn_partition $routes:ident $address:ident $request:ident) => { rpc!(@group verify_txn_partition $routes $address $request) };
+    (@grpc abort_transaction $routes:ident $address:ident $request:ident) => { rpc!(@group abort_transaction $routes $address $request) };
+    (@grpc txn_offset_commit $routes:ident $address:ident $request:ident) => { rpc!(@group txn_offset_commit $routes $address $request) };
+    // Each broker lists the transactional ids it coordinates.
+    (@grpc list_transactions $routes:ident $address:ident $request:ident) => {
+        $routes
+            .call_all($request, rpc!(@send list_transactions $address), merge_transaction_listings)
+            .await
+    };
+    (@grpc describe_transactions $routes:ident $address:ident $request:ident) => {
+        describe_each_transaction($routes, $address, $request).await
+    };
     // Topic creation and deletion go to the controller's leader.
     (@grpc create_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller create_topics $routes $address $request) };
     (@grpc delete_topics $routes:ident $address:ident $request:ident) => { rpc!(@controller delete_topics $routes $address $request) };
@@ -276,6 +300,55 @@ fn merge_group_listings(into: &mut ListGroupsResponse, part: ListGroupsResponse)
         }
     }
     into.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+}
+
+/// Merges the transaction listings of several brokers, each id once.
+fn merge_transaction_listings(into: &mut ListTransactionsResponse, part: ListTransactionsResponse) {
+    for listing in part.transactions {
+        if !into
+            .transactions
+            .iter()
+            .any(|t| t.transactional_id == listing.transactional_id)
+        {
+            into.transactions.push(listing);
+        }
+    }
+    into.transactions
+        .sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+}
+
+/// DescribeTransactions split into one request per id, each sent to the
+/// id's coordinator.
+async fn describe_each_transaction(
+    routes: &routing::Routes,
+    address: &str,
+    request: DescribeTransactionsRequest,
+) -> Result<DescribeTransactionsResponse> {
+    let mut transactions = Vec::with_capacity(request.transactional_ids.len());
+    for id in request.transactional_ids {
+        let one = routing::DescribeOneTransaction(id);
+        let described = routes
+            .call_group(
+                one,
+                |mut client, one: routing::DescribeOneTransaction| async move {
+                    let response = client
+                        .describe_transactions(DescribeTransactionsRequest {
+                            transactional_ids: vec![one.0],
+                        })
+                        .await
+                        .map_err(|status| status_error(address, status))?;
+                    Ok(response
+                        .into_inner()
+                        .transactions
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default())
+                },
+            )
+            .await?;
+        transactions.push(described);
+    }
+    Ok(DescribeTransactionsResponse { transactions })
 }
 
 /// DescribeGroups split into one request per group, each sent to the

@@ -95,6 +95,8 @@ macro_rules! partitioned {
                     .collect()
             }
 
+            // Some partition results have no fields beyond these.
+            #[allow(clippy::needless_update)]
             fn failed(&self, code: ErrorCode, message: &str) -> $response {
                 $response {
                     topics: self
@@ -135,6 +137,13 @@ partitioned!(
     FetchPartitionResult
 );
 partitioned!(
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersTopic,
+    WriteTxnMarkersResponse,
+    WriteTxnMarkersTopicResult,
+    WriteTxnMarkersPartitionResult
+);
+partitioned!(
     ListOffsetsRequest,
     ListOffsetsTopic,
     ListOffsetsResponse,
@@ -142,10 +151,13 @@ partitioned!(
     ListOffsetsPartitionResult
 );
 
-/// A request for a group's coordinator.
+/// A request for a group's (or a transactional id's) coordinator.
 pub(crate) trait GroupRequest: Clone + Send + 'static {
     type Response: Send;
-    fn group_id(&self) -> &str;
+    /// `FindCoordinator`'s key type: 0 for a group, 1 for a transactional id.
+    const KEY_TYPE: u32 = 0;
+    /// The group id, or the transactional id.
+    fn coordinator_key(&self) -> &str;
     /// The answer's error code.
     fn error(response: &Self::Response) -> i32;
 }
@@ -155,7 +167,7 @@ macro_rules! group_request {
         $(
             impl GroupRequest for $request {
                 type Response = $response;
-                fn group_id(&self) -> &str {
+                fn coordinator_key(&self) -> &str {
                     &self.group_id
                 }
                 fn error(response: &$response) -> i32 {
@@ -173,7 +185,50 @@ group_request!(
     LeaveGroupRequest => LeaveGroupResponse,
     OffsetCommitRequest => OffsetCommitResponse,
     OffsetFetchRequest => OffsetFetchResponse,
+    TxnOffsetCommitRequest => TxnResponse,
 );
+
+macro_rules! transaction_request {
+    ($($request:ident => $response:ident),* $(,)?) => {
+        $(
+            impl GroupRequest for $request {
+                type Response = $response;
+                const KEY_TYPE: u32 = crate::broker::transactions::KEY_TYPE_TRANSACTION;
+                fn coordinator_key(&self) -> &str {
+                    &self.transactional_id
+                }
+                fn error(response: &$response) -> i32 {
+                    response.error
+                }
+            }
+        )*
+    };
+}
+
+transaction_request!(
+    InitProducerIdRequest => InitProducerIdResponse,
+    AddPartitionsToTxnRequest => TxnResponse,
+    AddOffsetsToTxnRequest => TxnResponse,
+    EndTxnRequest => EndTxnResponse,
+    VerifyTxnPartitionRequest => TxnResponse,
+    AbortTransactionRequest => TxnResponse,
+);
+
+/// One transactional id of a DescribeTransactions request, sent to its
+/// coordinator on its own.
+#[derive(Clone)]
+pub(crate) struct DescribeOneTransaction(pub String);
+
+impl GroupRequest for DescribeOneTransaction {
+    type Response = TransactionDescription;
+    const KEY_TYPE: u32 = crate::broker::transactions::KEY_TYPE_TRANSACTION;
+    fn coordinator_key(&self) -> &str {
+        &self.0
+    }
+    fn error(response: &TransactionDescription) -> i32 {
+        response.error
+    }
+}
 
 /// One group of a DescribeGroups request, which the client sends to each
 /// group's coordinator on its own.
@@ -182,7 +237,7 @@ pub(crate) struct DescribeOneGroup(pub String);
 
 impl GroupRequest for DescribeOneGroup {
     type Response = GroupDescription;
-    fn group_id(&self) -> &str {
+    fn coordinator_key(&self) -> &str {
         &self.0
     }
     fn error(response: &GroupDescription) -> i32 {
@@ -262,7 +317,8 @@ struct RouteState {
     /// Topics whose leaders are cached.
     known: HashSet<String>,
     /// Each group's coordinator, once found.
-    coordinators: HashMap<String, u32>,
+    /// Coordinators by key type and id.
+    coordinators: HashMap<(u32, String), u32>,
 }
 
 pub(crate) struct Routes {
@@ -398,7 +454,10 @@ impl Routes {
     {
         let deadline = tokio::time::Instant::now() + COORDINATOR_PATIENCE;
         loop {
-            let outcome = match self.coordinator(request.group_id()).await {
+            let outcome = match self
+                .coordinator(R::KEY_TYPE, request.coordinator_key())
+                .await
+            {
                 Ok(client) => send(client, request.clone()).await,
                 Err(e) => Err(e),
             };
@@ -412,14 +471,17 @@ impl Routes {
             if !moved || tokio::time::Instant::now() >= deadline {
                 return outcome;
             }
-            self.state.write().coordinators.remove(request.group_id());
+            self.state
+                .write()
+                .coordinators
+                .remove(&(R::KEY_TYPE, request.coordinator_key().to_string()));
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
     /// A connection to `group`'s coordinator (the bootstrap connection on
     /// a single node).
-    async fn coordinator(&self, group: &str) -> Result<SpoolClient<Channel>> {
+    async fn coordinator(&self, key_type: u32, group: &str) -> Result<SpoolClient<Channel>> {
         if self.state.read().brokers.is_empty() {
             self.learn_brokers().await;
         }
@@ -428,7 +490,7 @@ impl Routes {
             if state.brokers.is_empty() {
                 return Ok(self.bootstrap());
             }
-            if let Some(node) = state.coordinators.get(group) {
+            if let Some(node) = state.coordinators.get(&(key_type, group.to_string())) {
                 if let Some((_, client)) = state.brokers.get(node) {
                     return Ok(client.clone());
                 }
@@ -437,6 +499,7 @@ impl Routes {
         let mut source = self.metadata_source();
         let asked = source.find_coordinator(FindCoordinatorRequest {
             group_id: group.to_string(),
+            key_type,
         });
         let found = match tokio::time::timeout(METADATA_TIMEOUT, asked).await {
             Ok(Ok(found)) => found.into_inner(),
@@ -456,7 +519,9 @@ impl Routes {
                 new.insert((found.address.clone(), client)).1.clone()
             }
         };
-        state.coordinators.insert(group.to_string(), found.node_id);
+        state
+            .coordinators
+            .insert((key_type, group.to_string()), found.node_id);
         Ok(client)
     }
 

@@ -29,8 +29,8 @@
 mod state;
 
 pub use state::{
-    next_sequence, Admission, BatchOffsets, ProducerBatch, ProducerEntry, ProducerStates,
-    DUPLICATE_WINDOW,
+    next_sequence, AbortedTxn, Admission, BatchKind, BatchOffsets, BatchOrigin, ProducerBatch,
+    ProducerEntry, ProducerStates, DUPLICATE_WINDOW,
 };
 
 /// How long a partition remembers a producer that appends nothing (Kafka's

@@ -19,16 +19,77 @@ pub struct ProducerBatch {
     pub epoch: i16,
     pub first_sequence: i32,
     pub last_sequence: i32,
+    pub kind: BatchKind,
+}
+
+/// What a producer's batch is to the partition's transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchKind {
+    /// Records of an idempotent producer outside any transaction.
+    Idempotent,
+    /// Records of a transaction; the first opens it on this partition.
+    Transactional,
+    /// Records a coordinator writes for a transaction (offsets committed
+    /// in it): fenced by epoch, but without sequence numbers.
+    CoordinatorTransactional,
+    /// A commit (`true`) or abort marker, which closes the transaction.
+    Marker { commit: bool },
+}
+
+/// Who hands a batch to a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOrigin {
+    /// A producer: control batches and unsequenced batches of a producer
+    /// id are refused.
+    Client,
+    /// The broker's own coordinators: markers, and transactional offset
+    /// commits without sequence numbers.
+    Coordinator,
 }
 
 impl ProducerBatch {
     /// The idempotence fields of `batch`, or `None` for a batch of no
-    /// producer (id -1), which is appended without checks. A batch that
-    /// names a producer must carry a sequence.
+    /// producer (id -1), which is appended without checks. A producer's
+    /// batch that names a producer id must carry a sequence.
     pub fn of(batch: &RecordBatch<'_>) -> Result<Option<ProducerBatch>> {
+        ProducerBatch::from_origin(batch, BatchOrigin::Coordinator)
+    }
+
+    /// [`ProducerBatch::of`], refusing what `origin` may not write.
+    pub fn from_origin(
+        batch: &RecordBatch<'_>,
+        origin: BatchOrigin,
+    ) -> Result<Option<ProducerBatch>> {
         let producer_id = batch.producer_id();
+        let attributes = batch.attributes();
+        if attributes.is_control() && origin == BatchOrigin::Client {
+            return Err(LogError::InvalidBatch(
+                "control batches are written only by the transaction coordinator".into(),
+            ));
+        }
         if producer_id < 0 || batch.is_raft_meta() {
             return Ok(None);
+        }
+        let epoch = batch.producer_epoch();
+        let unsequenced = |kind| {
+            Ok(Some(ProducerBatch {
+                producer_id,
+                epoch,
+                first_sequence: -1,
+                last_sequence: -1,
+                kind,
+            }))
+        };
+        if attributes.is_control() {
+            return unsequenced(BatchKind::Marker {
+                commit: crate::record::control_marker_is_commit(batch)?,
+            });
+        }
+        if origin == BatchOrigin::Coordinator
+            && attributes.is_transactional()
+            && batch.base_sequence() < 0
+        {
+            return unsequenced(BatchKind::CoordinatorTransactional);
         }
         let first_sequence = batch.base_sequence();
         // The last offset delta, not the record count: compaction removes
@@ -42,10 +103,26 @@ impl ProducerBatch {
         }
         Ok(Some(ProducerBatch {
             producer_id,
-            epoch: batch.producer_epoch(),
+            epoch,
             first_sequence,
             last_sequence: next_sequence(first_sequence, delta),
+            kind: match attributes.is_transactional() {
+                true => BatchKind::Transactional,
+                false => BatchKind::Idempotent,
+            },
         }))
+    }
+
+    /// Whether the batch carries sequence numbers to check.
+    fn is_sequenced(&self) -> bool {
+        matches!(self.kind, BatchKind::Idempotent | BatchKind::Transactional)
+    }
+
+    fn is_transactional_data(&self) -> bool {
+        matches!(
+            self.kind,
+            BatchKind::Transactional | BatchKind::CoordinatorTransactional
+        )
     }
 }
 
@@ -81,6 +158,9 @@ pub struct ProducerEntry {
     /// Wall-clock milliseconds of the last batch recorded (append time,
     /// not the batch's own timestamps: replayed history carries old ones).
     pub last_append_ms: i64,
+    /// Whether a transaction of the producer is open on this partition:
+    /// it wrote transactional records and no marker closed them yet.
+    pub in_transaction: bool,
 }
 
 impl ProducerEntry {
@@ -105,10 +185,28 @@ pub enum Admission {
     Duplicate(Option<BatchOffsets>),
 }
 
-/// The producers of one partition, by producer id.
+/// An aborted transaction's records on one partition: Kafka's
+/// aborted-transaction index entry. A read_committed consumer drops the
+/// producer's batches from `first_offset` up to the marker at `last_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: u64,
+    /// The offset of the abort marker.
+    pub last_offset: u64,
+}
+
+/// The producers of one partition, by producer id, and its transactions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Open transactions that have applied records here: producer id to
+    /// the offset of its first record. The smallest bounds the last
+    /// stable offset.
+    open_transactions: BTreeMap<i64, u64>,
+    /// Aborted transactions, in marker order; pruned as the log start
+    /// passes their markers.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStates {
@@ -125,6 +223,9 @@ impl ProducerStates {
                 epoch: batch.epoch,
                 current: entry.epoch,
             });
+        }
+        if !batch.is_sequenced() {
+            return Ok(Admission::Append);
         }
         if batch.epoch > entry.epoch {
             return match batch.first_sequence {
@@ -160,12 +261,41 @@ impl ProducerStates {
                 epoch: batch.epoch,
                 batches: VecDeque::new(),
                 last_append_ms: now_ms,
+                in_transaction: false,
             });
-        if batch.epoch != entry.epoch {
+        if batch.epoch > entry.epoch {
             entry.epoch = batch.epoch;
             entry.batches.clear();
         }
         entry.last_append_ms = now_ms;
+        match batch.kind {
+            BatchKind::Marker { commit } => {
+                entry.in_transaction = false;
+                if let Some(marker) = offsets {
+                    let first = self.open_transactions.remove(&batch.producer_id);
+                    if let (false, Some(first_offset)) = (commit, first) {
+                        self.aborted.push(AbortedTxn {
+                            producer_id: batch.producer_id,
+                            first_offset,
+                            last_offset: marker.base,
+                        });
+                    }
+                }
+                return;
+            }
+            _ if batch.is_transactional_data() => {
+                entry.in_transaction = true;
+                if let Some(placed) = offsets {
+                    self.open_transactions
+                        .entry(batch.producer_id)
+                        .or_insert(placed.base);
+                }
+                if !batch.is_sequenced() {
+                    return;
+                }
+            }
+            _ => {}
+        }
         let remembered = RememberedBatch {
             first_sequence: batch.first_sequence,
             last_sequence: batch.last_sequence,
@@ -187,9 +317,38 @@ impl ProducerStates {
     /// `now_ms` (Kafka's `producer.id.expiration.ms`); returns how many.
     pub fn expire_idle(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) < max_idle_ms);
+        self.producers.retain(|_, entry| {
+            entry.in_transaction || now_ms.saturating_sub(entry.last_append_ms) < max_idle_ms
+        });
         before - self.producers.len()
+    }
+
+    /// The offset of the first record of the oldest open transaction,
+    /// below which every transaction is decided.
+    pub fn first_unstable_offset(&self) -> Option<u64> {
+        self.open_transactions.values().min().copied()
+    }
+
+    /// The open transactions with records here: producer id and first offset.
+    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        self.open_transactions
+            .iter()
+            .map(|(&id, &first)| (id, first))
+    }
+
+    /// Aborted transactions whose records may lie in `[from, to)`.
+    pub fn aborted_between(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions whose markers are below `log_start`:
+    /// their records are gone with the segments retention deleted.
+    pub fn prune_aborted_below(&mut self, log_start: u64) {
+        self.aborted.retain(|a| a.last_offset >= log_start);
     }
 
     /// Puts back what [`ProducerStates::get`] returned before a change
@@ -238,7 +397,72 @@ mod tests {
             epoch,
             first_sequence: first,
             last_sequence: next_sequence(first, count - 1),
+            kind: BatchKind::Idempotent,
         }
+    }
+
+    fn marker(epoch: i16, commit: bool) -> ProducerBatch {
+        ProducerBatch {
+            first_sequence: -1,
+            last_sequence: -1,
+            kind: BatchKind::Marker { commit },
+            ..batch(epoch, 0, 1)
+        }
+    }
+
+    #[test]
+    fn transactions_open_with_their_first_record_and_close_with_a_marker() {
+        let mut states = ProducerStates::default();
+        let data = ProducerBatch {
+            kind: BatchKind::Transactional,
+            ..batch(0, 0, 3)
+        };
+        states.record(&data, offsets(10, 13), 0);
+        let more = ProducerBatch {
+            kind: BatchKind::Transactional,
+            ..batch(0, 3, 2)
+        };
+        states.record(&more, offsets(20, 22), 0);
+        assert_eq!(states.first_unstable_offset(), Some(10));
+        assert!(states.get(7).is_some_and(|e| e.in_transaction));
+        // The marker carries the bumped epoch: a late batch of the ended
+        // transaction is fenced, and the next one starts at sequence 0.
+        assert_eq!(states.check(&marker(1, false)).unwrap(), Admission::Append);
+        states.record(&marker(1, false), offsets(22, 23), 0);
+        assert_eq!(states.first_unstable_offset(), None);
+        assert_eq!(
+            states.aborted_between(0, 100),
+            vec![AbortedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 22
+            }]
+        );
+        assert!(states.aborted_between(23, 100).is_empty());
+        assert!(matches!(
+            states.check(&more),
+            Err(LogError::ProducerFenced { .. })
+        ));
+        assert_eq!(states.check(&batch(1, 0, 1)).unwrap(), Admission::Append);
+        states.prune_aborted_below(23);
+        assert!(states.aborted_between(0, 100).is_empty());
+    }
+
+    #[test]
+    fn a_committed_transaction_leaves_no_aborted_entry_and_an_old_marker_is_fenced() {
+        let mut states = ProducerStates::default();
+        let data = ProducerBatch {
+            kind: BatchKind::Transactional,
+            ..batch(2, 0, 1)
+        };
+        states.record(&data, offsets(0, 1), 0);
+        states.record(&marker(3, true), offsets(1, 2), 0);
+        assert!(states.aborted_between(0, 10).is_empty());
+        assert_eq!(states.first_unstable_offset(), None);
+        assert!(matches!(
+            states.check(&marker(2, true)),
+            Err(LogError::ProducerFenced { .. })
+        ));
     }
 
     fn offsets(base: u64, next: u64) -> Option<BatchOffsets> {

@@ -36,6 +36,7 @@
 mod batch;
 mod builder;
 mod compression;
+mod control;
 mod records;
 pub mod varint;
 
@@ -44,4 +45,5 @@ pub use batch::{
 };
 pub use builder::BatchBuilder;
 pub use compression::Compression;
+pub use control::{control_marker, control_marker_is_commit};
 pub use records::{Header, Record, Records};

@@ -61,6 +61,15 @@ impl LeaderView {
         Ok(())
     }
 
+    /// Whether the view has a transaction of `producer_id` at `epoch`
+    /// open on the partition.
+    pub(super) fn transaction_open(&self, producer_id: i64, epoch: i16) -> bool {
+        let view = self.view.lock();
+        view.as_ref()
+            .and_then(|(_, states)| states.get(producer_id))
+            .is_some_and(|entry| entry.epoch == epoch && entry.in_transaction)
+    }
+
     /// Checks one request's batches (each a producer's, or `None`) in
     /// order and records those to propose in the view; if any is refused,
     /// the view is left as it was. Call after [`LeaderView::prepare`],

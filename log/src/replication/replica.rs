@@ -17,7 +17,7 @@ use super::state_machine::CurrentSnapshot;
 use super::{
     NodeId, PartitionLogStore, PartitionRaftConfig, PartitionStateMachine, SharedProducers,
 };
-use crate::producers::ProducerStates;
+use crate::producers::{AbortedTxn, ProducerStates};
 use crate::record::BatchIter;
 use crate::storage::{LogRead, PartitionLog};
 use crate::{LogError, Result};
@@ -153,7 +153,55 @@ impl PartitionReplica {
     /// watermark: a reader never sees a record that is not committed.
     pub fn read_committed(&self, offset: u64, max_bytes: usize) -> Result<LogRead> {
         let high_watermark = self.high_watermark();
-        if offset >= high_watermark {
+        self.read_below(offset, max_bytes, high_watermark, high_watermark)
+    }
+
+    /// Whole batches from `offset` on below the last stable offset, which
+    /// no open transaction's record passes, with the aborted transactions
+    /// whose records they may hold (Kafka's read_committed fetch). Answers
+    /// the read, the last stable offset and the aborted transactions.
+    pub fn read_stable(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<(LogRead, u64, Vec<AbortedTxn>)> {
+        // The high watermark first: the state machine records a batch's
+        // transaction before it moves the watermark past the batch, so
+        // every transaction open below this watermark is in the table read
+        // next (one that closed meanwhile is in its aborted list).
+        let high_watermark = self.high_watermark();
+        let producers = self.producers.lock().clone();
+        let stable = producers
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark));
+        let read = self.read_below(offset, max_bytes, stable, high_watermark)?;
+        let aborted = producers.aborted_between(offset, read.next_offset);
+        Ok((read, stable, aborted))
+    }
+
+    /// The offset below which every transaction is decided.
+    pub fn last_stable_offset(&self) -> u64 {
+        let high_watermark = self.high_watermark();
+        let first_open = self.producers.lock().first_unstable_offset();
+        first_open.map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Whether, as this leader's view stands, producer `producer_id` at
+    /// `epoch` has a transaction open here (so its partition was verified).
+    pub fn transaction_open(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producer_view.transaction_open(producer_id, epoch)
+    }
+
+    /// Whole batches from `offset` that end at or below `limit`; the read
+    /// reports `high_watermark` as the log end.
+    fn read_below(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        limit: u64,
+        high_watermark: u64,
+    ) -> Result<LogRead> {
+        if offset >= limit {
             return Ok(LogRead {
                 bytes: Vec::new(),
                 next_offset: offset,
@@ -166,7 +214,7 @@ impl PartitionReplica {
         let mut next_offset = offset;
         for batch in BatchIter::new(&read.bytes) {
             let batch = batch?;
-            if batch.next_offset() > high_watermark {
+            if batch.next_offset() > limit {
                 break;
             }
             kept += batch.size();

@@ -191,6 +191,7 @@ impl PartitionStateMachine {
         let producers = {
             let mut producers = self.producers.lock();
             producers.expire_idle(now_ms(), PRODUCER_ID_EXPIRATION_MS);
+            producers.prune_aborted_below(self.log.log_start_offset());
             producers.clone()
         };
         let file = AppliedFile {

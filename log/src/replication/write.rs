@@ -152,7 +152,7 @@ impl PartitionReplica {
                 });
             }
             proposing.done();
-            Ok(pending)
+            Ok::<_, LogError>(pending)
         };
         let pending = match tokio::time::timeout_at(deadline, propose).await {
             Ok(pending) => pending?,

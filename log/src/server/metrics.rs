@@ -282,5 +282,19 @@ no_payload!(
     ClusterChangeResponse,
     InitProducerIdRequest,
     InitProducerIdResponse,
-    DescribeGroupsResponse
+    DescribeGroupsResponse,
+    AddPartitionsToTxnRequest,
+    AddOffsetsToTxnRequest,
+    EndTxnRequest,
+    EndTxnResponse,
+    VerifyTxnPartitionRequest,
+    DescribeTransactionsRequest,
+    DescribeTransactionsResponse,
+    ListTransactionsRequest,
+    ListTransactionsResponse,
+    AbortTransactionRequest,
+    TxnOffsetCommitRequest,
+    TxnResponse,
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse
 );

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::{moves, topic_config};
 use crate::broker::topic::Partition;
-use crate::broker::{Broker, Topic, OFFSETS_TOPIC};
+use crate::broker::{Broker, Topic, OFFSETS_TOPIC, TRANSACTIONS_TOPIC};
 use crate::cluster::{ClusterImage, MetadataCommand};
 use crate::Result;
 
@@ -206,6 +206,27 @@ impl Broker {
                 partitions = groups.offsets_partitions,
                 factor,
                 "created the offsets topic"
+            );
+        }
+        if all_registered && !image.topics.contains_key(TRANSACTIONS_TOPIC) {
+            let transactions = &self.config().transactions;
+            let factor = (image.brokers.len() as u32).min(transactions.replication_factor);
+            let config = crate::broker::transactions::transactions_topic_config(
+                &self.config().topic_defaults,
+            );
+            controller
+                .create_topic(
+                    TRANSACTIONS_TOPIC,
+                    transactions.partitions,
+                    factor,
+                    config.to_owned_pairs(),
+                    timeout,
+                )
+                .await?;
+            tracing::info!(
+                partitions = transactions.partitions,
+                factor,
+                "created the transaction state topic"
             );
         }
         Ok(())

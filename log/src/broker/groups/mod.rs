@@ -22,7 +22,9 @@ mod state;
 use std::sync::Arc;
 
 pub use coordinator::{GroupConfig, GroupCoordinator};
+pub(crate) use offsets::validate_group_id;
 pub use offsets::OFFSETS_TOPIC;
+pub(crate) use shards::not_coordinator;
 
 use self::shards::Shard;
 use super::Broker;
@@ -117,6 +119,40 @@ impl Broker {
         }
     }
 
+    /// TxnOffsetCommit, after checking with the transaction's coordinator
+    /// that the group's offsets partition was added to the transaction.
+    pub async fn txn_offset_commit(&self, request: TxnOffsetCommitRequest) -> TxnResponse {
+        let checked = async {
+            let epoch = i16::try_from(request.producer_epoch).map_err(|_| {
+                LogError::InvalidRequest(format!(
+                    "producer epoch {} out of range",
+                    request.producer_epoch
+                ))
+            })?;
+            let shard = self.shard_for(&request.group_id).await?;
+            let producer = (request.producer_id, epoch);
+            self.verify_with_coordinator(
+                &request.transactional_id,
+                producer,
+                OFFSETS_TOPIC,
+                shard.index,
+            )
+            .await?;
+            Ok::<_, LogError>((shard, producer))
+        };
+        match checked.await {
+            Ok((shard, producer)) => {
+                self.groups
+                    .commit_txn_offsets(&shard, request, producer)
+                    .await
+            }
+            Err(e) => TxnResponse {
+                error: e.code() as i32,
+                message: e.to_string(),
+            },
+        }
+    }
+
     pub async fn offset_fetch(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {
         match self.shard_for(&request.group_id).await {
             Ok(shard) => self.groups.fetch_offsets(&shard, request),
@@ -153,14 +189,26 @@ impl Broker {
         DescribeGroupsResponse { groups }
     }
 
-    /// Which broker coordinates a group: the leader of its shard, as this
-    /// broker knows it.
+    /// Which broker coordinates a group (key type 0) or a transactional id
+    /// (key type 1): the leader of its shard, as this broker knows it.
     pub fn find_coordinator(&self, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
-        let group = request.group_id;
+        let key = request.group_id;
+        let topic = match request.key_type {
+            0 => OFFSETS_TOPIC,
+            super::transactions::KEY_TYPE_TRANSACTION => super::TRANSACTIONS_TOPIC,
+            other => {
+                let e = LogError::InvalidRequest(format!("unknown coordinator key type {other}"));
+                return FindCoordinatorResponse {
+                    error: e.code() as i32,
+                    message: e.to_string(),
+                    ..Default::default()
+                };
+            }
+        };
         let image = self.cluster.controller.image();
         let unavailable = |reason: &str| {
             let e = LogError::CoordinatorNotAvailable {
-                group: group.clone(),
+                group: key.clone(),
                 reason: reason.to_string(),
             };
             FindCoordinatorResponse {
@@ -169,13 +217,13 @@ impl Broker {
                 ..Default::default()
             }
         };
-        let Some(offsets) = image.topics.get(OFFSETS_TOPIC) else {
-            return unavailable("the offsets topic does not exist yet");
+        let Some(shards) = image.topics.get(topic) else {
+            return unavailable(&format!("{topic} does not exist yet"));
         };
-        let index = shard_of(&group, offsets.replicas.len() as u32);
-        let replicas = &offsets.replicas[index as usize];
-        let Some(leader) = self.cluster.leader_of(OFFSETS_TOPIC, index, replicas) else {
-            return unavailable("its offsets partition has no leader");
+        let index = shard_of(&key, shards.replicas.len() as u32);
+        let replicas = &shards.replicas[index as usize];
+        let Some(leader) = self.cluster.leader_of(topic, index, replicas) else {
+            return unavailable(&format!("its partition of {topic} has no leader"));
         };
         match image.brokers.get(&leader) {
             Some(address) => FindCoordinatorResponse {
@@ -183,7 +231,9 @@ impl Broker {
                 address: address.clone(),
                 ..Default::default()
             },
-            None => unavailable("its offsets partition's leader is not registered"),
+            None => unavailable(&format!(
+                "the leader of its partition of {topic} is not registered"
+            )),
         }
     }
 }

@@ -47,8 +47,20 @@ pub struct OffsetStore {
 #[derive(Default)]
 struct Folded {
     offsets: BTreeMap<OffsetKey, Committed>,
+    /// Offsets committed inside open transactions, by producer id: applied
+    /// when the transaction's commit marker is folded, dropped at abort.
+    pending: BTreeMap<i64, Vec<(OffsetKey, Option<Committed>)>>,
     /// The next offset of the log to fold.
     next: u64,
+}
+
+impl Folded {
+    fn apply(&mut self, key: OffsetKey, committed: Option<Committed>) {
+        match committed {
+            Some(committed) => self.offsets.insert(key, committed),
+            None => self.offsets.remove(&key),
+        };
+    }
 }
 
 impl OffsetStore {
@@ -81,7 +93,21 @@ impl OffsetStore {
             }
             let from = folded.next;
             for batch in BatchIter::new(&read.bytes) {
-                for record in batch?.records()?.iter() {
+                let batch = batch?;
+                let attributes = batch.attributes();
+                if batch.next_offset() <= from {
+                    continue;
+                }
+                if attributes.is_control() {
+                    let pending = folded.pending.remove(&batch.producer_id());
+                    if crate::record::control_marker_is_commit(&batch)? {
+                        for (key, committed) in pending.unwrap_or_default() {
+                            folded.apply(key, committed);
+                        }
+                    }
+                    continue;
+                }
+                for record in batch.records()?.iter() {
                     let record = record?;
                     if record.offset < from {
                         continue;
@@ -89,10 +115,15 @@ impl OffsetStore {
                     let Some(key) = record.key.and_then(decode_key) else {
                         continue;
                     };
-                    match record.value.and_then(decode_value) {
-                        Some(committed) => folded.offsets.insert(key, committed),
-                        None => folded.offsets.remove(&key),
-                    };
+                    let committed = record.value.and_then(decode_value);
+                    match attributes.is_transactional() {
+                        true => folded
+                            .pending
+                            .entry(batch.producer_id())
+                            .or_default()
+                            .push((key, committed)),
+                        false => folded.apply(key, committed),
+                    }
                 }
             }
             folded.next = read.next_offset;
@@ -101,17 +132,23 @@ impl OffsetStore {
     }
 
     /// Proposes the commits of `group` as one batch; the caller keeps the
-    /// order of proposals and waits with [`OffsetStore::committed`].
+    /// order of proposals and waits with [`OffsetStore::committed`]. With
+    /// `transaction` (a producer id and epoch) the batch is that
+    /// transaction's: its offsets take effect with its commit marker.
     pub async fn propose(
         &self,
         group: &str,
         commits: &[(String, u32, Committed)],
+        transaction: Option<(i64, i16)>,
         timeout: Duration,
     ) -> Result<ProposedBatches> {
         for (topic, _, _) in commits {
             crate::config::validate_topic_name(topic)?;
         }
         let mut builder = BatchBuilder::new(Compression::None);
+        if let Some((producer_id, epoch)) = transaction {
+            builder = builder.producer(producer_id, epoch, -1).transactional(true);
+        }
         let now = crate::storage::Clock::now_ms(&crate::storage::SystemClock) as i64;
         for (topic, partition, committed) in commits {
             let key = encode_key(group, topic, *partition);
@@ -139,6 +176,17 @@ impl OffsetStore {
             .offsets
             .get(&(group.to_string(), topic.to_string(), partition))
             .cloned()
+    }
+
+    /// Whether an open transaction holds an offset of `group` for the
+    /// partition (an offset fetch that requires stable offsets waits).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: u32) -> bool {
+        self.folded
+            .read()
+            .pending
+            .values()
+            .flatten()
+            .any(|((g, t, p), _)| g == group && t == topic && *p == partition)
     }
 
     /// Every committed partition of a group.

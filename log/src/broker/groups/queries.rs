@@ -14,6 +14,26 @@ use crate::proto::*;
 /// `offsets.commit.timeout.ms` default.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The commits a request carries.
+fn commits_of(request: &OffsetCommitRequest) -> Vec<(String, u32, Committed)> {
+    request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.clone(),
+                    p.partition,
+                    Committed {
+                        offset: p.offset,
+                        metadata: p.metadata.clone(),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
 impl GroupCoordinator {
     /// OffsetCommit. Members commit with their generation; a commit with
     /// generation -1 comes from outside the protocol and is accepted only
@@ -23,22 +43,7 @@ impl GroupCoordinator {
         shard: &Shard,
         request: OffsetCommitRequest,
     ) -> OffsetCommitResponse {
-        let commits: Vec<(String, u32, Committed)> = request
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions.iter().map(|p| {
-                    (
-                        t.name.clone(),
-                        p.partition,
-                        Committed {
-                            offset: p.offset,
-                            metadata: p.metadata.clone(),
-                        },
-                    )
-                })
-            })
-            .collect();
+        let commits = commits_of(&request);
         // The generation check and the proposal happen under the shard's
         // order lock, so a member that has just lost its partitions cannot
         // propose after the new owner: commits reach the log in the order
@@ -49,7 +54,7 @@ impl GroupCoordinator {
             match checked {
                 Ok(()) => shard
                     .offsets
-                    .propose(&request.group_id, &commits, COMMIT_TIMEOUT)
+                    .propose(&request.group_id, &commits, None, COMMIT_TIMEOUT)
                     .await
                     .map_err(|e| (e.code() as i32, e.to_string())),
                 Err(e) => Err(e),
@@ -101,7 +106,7 @@ impl GroupCoordinator {
                 ..Default::default()
             };
         }
-        let offsets = if request.topics.is_empty() {
+        let offsets: Vec<CommittedOffset> = if request.topics.is_empty() {
             shard
                 .offsets
                 .fetch_all(&request.group_id)
@@ -141,10 +146,86 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
+        let unstable = offsets.iter().find(|o| {
+            shard
+                .offsets
+                .has_pending(&request.group_id, &o.topic, o.partition)
+        });
+        if let (true, Some(open)) = (request.require_stable, unstable) {
+            return OffsetFetchResponse {
+                error: ErrorCode::UnstableOffsetCommit as i32,
+                message: format!(
+                    "an open transaction holds an offset of {}-{} for group `{}`",
+                    open.topic, open.partition, request.group_id
+                ),
+                ..Default::default()
+            };
+        }
         OffsetFetchResponse {
             offsets,
             ..Default::default()
         }
+    }
+
+    /// TxnOffsetCommit: offsets written as part of a transaction, fenced
+    /// like a member's commit (generation and member id, unless the
+    /// generation is -1) and by the producer's epoch; they take effect
+    /// when the transaction commits. The caller checked with the
+    /// transaction's coordinator that the group's offsets partition is in
+    /// the transaction.
+    pub async fn commit_txn_offsets(
+        &self,
+        shard: &Shard,
+        request: TxnOffsetCommitRequest,
+        producer: (i64, i16),
+    ) -> TxnResponse {
+        let as_commit = OffsetCommitRequest {
+            group_id: request.group_id,
+            generation_id: request.generation_id,
+            member_id: request.member_id,
+            group_instance_id: request.group_instance_id,
+            topics: request.topics,
+        };
+        let commits = commits_of(&as_commit);
+        let proposed = {
+            let _order = shard.order.lock().await;
+            match self.check_txn_committer(&as_commit) {
+                Ok(()) => shard
+                    .offsets
+                    .propose(
+                        &as_commit.group_id,
+                        &commits,
+                        Some(producer),
+                        COMMIT_TIMEOUT,
+                    )
+                    .await
+                    .map_err(|e| (e.code() as i32, e.to_string())),
+                Err(e) => Err(e),
+            }
+        };
+        let outcome = match proposed {
+            Ok(proposed) => shard
+                .offsets
+                .committed(proposed)
+                .await
+                .map_err(|e| (e.code() as i32, e.to_string())),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => TxnResponse::default(),
+            Err((error, message)) => TxnResponse { error, message },
+        }
+    }
+
+    /// A transactional commit with generation -1 is not fenced by the
+    /// group (Kafka's producers without group metadata); one naming a
+    /// generation must be of a current member.
+    fn check_txn_committer(&self, request: &OffsetCommitRequest) -> Result<(), (i32, String)> {
+        if request.generation_id < 0 {
+            return validate_group_id(&request.group_id)
+                .map_err(|e| error_pair(ErrorCode::InvalidGroupId, e.to_string()));
+        }
+        self.check_committer(request)
     }
 
     /// The groups this broker coordinates now: those in memory and those

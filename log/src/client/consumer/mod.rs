@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use super::group::{Membership, RebalanceListener};
 use super::{Client, ConsumerRecord, TopicPartition};
 use crate::proto::{
-    ErrorCode, FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition, ListOffsetsRequest,
-    ListOffsetsTopic, OffsetSpec,
+    AbortedTransaction, ErrorCode, FetchPartition, FetchRequest, FetchTopic, IsolationLevel,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
 };
 use crate::record::BatchIter;
 use crate::{LogError, Result};
@@ -42,6 +42,10 @@ pub struct ConsumerConfig {
     /// Most records one `poll` returns (default 500); the rest wait in the
     /// consumer for the next poll.
     pub max_poll_records: usize,
+    /// `isolation.level` (default read_uncommitted, as in Kafka):
+    /// read_committed reads only up to the last stable offset and drops
+    /// the records of aborted transactions.
+    pub isolation: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -53,13 +57,14 @@ impl Default for ConsumerConfig {
             max_bytes: 50 << 20,
             max_partition_bytes: 1 << 20,
             max_poll_records: 500,
+            isolation: IsolationLevel::ReadUncommitted,
         }
     }
 }
 
 /// The pause before fetching again after a partition answered with a
 /// retriable error (a leader moving): Kafka's `retry.backoff.ms` default.
-const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Where a partition will be read next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +274,7 @@ impl Consumer {
             min_bytes: self.config.min_bytes,
             max_bytes: self.config.max_bytes,
             topics,
+            isolation_level: self.config.isolation as i32,
         };
         let response = self.client.fetch(request).await?;
         let mut retry = false;
@@ -293,7 +299,7 @@ impl Consumer {
                     retry = true;
                     continue;
                 }
-                self.take_records(tp, &p.records)?;
+                self.take_records(tp, &p.records, p.aborted_transactions)?;
             }
         }
         if retry {
@@ -302,16 +308,23 @@ impl Consumer {
         Ok(())
     }
 
-    /// Decodes fetched batches, skipping records before the position and
-    /// control batches, and advances the position past the last batch.
-    fn take_records(&mut self, tp: TopicPartition, bytes: &bytes::Bytes) -> Result<()> {
+    /// Decodes fetched batches, skipping records before the position,
+    /// control batches and the batches of `aborted` transactions, and
+    /// advances the position past the last batch.
+    fn take_records(
+        &mut self,
+        tp: TopicPartition,
+        bytes: &bytes::Bytes,
+        aborted: Vec<AbortedTransaction>,
+    ) -> Result<()> {
         let Some(Position::At(mut position)) = self.positions.get(&tp).copied() else {
             return Ok(());
         };
+        let mut aborted = AbortedFilter::new(aborted);
         for batch in BatchIter::new(bytes) {
             let batch = batch?;
             batch.validate()?;
-            if !batch.attributes().is_control() {
+            if aborted.keeps(&batch) {
                 for record in batch.records()?.iter() {
                     let record = record?;
                     if record.offset < position {
@@ -341,6 +354,47 @@ impl Consumer {
         }
         self.positions.insert(tp, Position::At(position));
         Ok(())
+    }
+}
+
+/// Kafka's consumer-side filter of aborted transactions: the fetch names
+/// each aborted transaction by producer id and first offset; from that
+/// offset on, the producer's transactional batches are dropped until its
+/// abort marker.
+struct AbortedFilter {
+    /// Not reached yet, by first offset (largest first, popped from the end).
+    upcoming: Vec<AbortedTransaction>,
+    /// Producers whose aborted transaction the batches are inside.
+    active: BTreeSet<i64>,
+}
+
+impl AbortedFilter {
+    fn new(mut aborted: Vec<AbortedTransaction>) -> AbortedFilter {
+        aborted.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
+        AbortedFilter {
+            upcoming: aborted,
+            active: BTreeSet::new(),
+        }
+    }
+
+    /// Whether the consumer returns `batch`'s records.
+    fn keeps(&mut self, batch: &crate::record::RecordBatch<'_>) -> bool {
+        while self
+            .upcoming
+            .last()
+            .is_some_and(|a| a.first_offset <= batch.last_offset())
+        {
+            if let Some(a) = self.upcoming.pop() {
+                self.active.insert(a.producer_id);
+            }
+        }
+        let attributes = batch.attributes();
+        if attributes.is_control() {
+            // An abort (or commit) marker ends the producer's transaction.
+            self.active.remove(&batch.producer_id());
+            return false;
+        }
+        !(attributes.is_transactional() && self.active.contains(&batch.producer_id()))
     }
 }
 

@@ -15,9 +15,14 @@ use super::{Consumer, Position};
 use crate::client::group::{GroupSettings, Membership, RebalanceListener, RejoinHandle};
 use crate::client::TopicPartition;
 use crate::proto::{
-    ErrorCode, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, OffsetFetchRequest,
+    ErrorCode, IsolationLevel, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic,
+    OffsetFetchRequest,
 };
 use crate::{LogError, Result};
+
+/// How long a read_committed consumer waits for open transactions that
+/// hold offsets of its new partitions before it gives up on them.
+const UNSTABLE_OFFSETS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Consumer {
     /// Joins the group `settings.group_id` and reads the partitions of
@@ -112,14 +117,28 @@ impl Consumer {
         if partitions.is_empty() {
             return Ok(());
         }
+        // A read_committed consumer must not start from offsets an open
+        // transaction may still commit or abort: it waits for them.
+        let require_stable = self.config.isolation == IsolationLevel::ReadCommitted;
         let request = OffsetFetchRequest {
             group_id: membership.settings().group_id.clone(),
             topics: commit_topics(partitions.iter().map(|tp| (tp.clone(), 0))),
+            require_stable,
         };
-        let response = self.client.offset_fetch(request).await?;
-        if let Some(e) = LogError::from_code(response.error, &response.message) {
-            return Err(e);
-        }
+        let deadline = std::time::Instant::now() + UNSTABLE_OFFSETS_PATIENCE;
+        let response = loop {
+            let response = self.client.offset_fetch(request.clone()).await?;
+            match LogError::from_code(response.error, &response.message) {
+                Some(e)
+                    if e.code() == ErrorCode::UnstableOffsetCommit
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(super::RETRY_BACKOFF).await;
+                }
+                Some(e) => return Err(e),
+                None => break response,
+            }
+        };
         for committed in response.offsets.into_iter().filter(|c| c.found) {
             let tp = TopicPartition::new(committed.topic, committed.partition);
             if let Some(position) = self.positions.get_mut(&tp) {
@@ -141,6 +160,29 @@ impl Consumer {
             (None, Some(Position::At(offset))) => Some(*offset),
             _ => None,
         }
+    }
+
+    /// The group this consumer is a member of, for committing its offsets
+    /// inside a producer's transaction
+    /// ([`crate::client::Producer::send_offsets_to_transaction`]); `None`
+    /// outside a group.
+    pub fn group_metadata(&self) -> Option<crate::client::GroupMetadata> {
+        let membership = self.group.as_ref()?;
+        let (generation_id, member_id) = membership.generation();
+        let settings = membership.settings();
+        Some(crate::client::GroupMetadata {
+            group_id: settings.group_id.clone(),
+            generation_id,
+            member_id,
+            group_instance_id: settings.instance_id.clone(),
+        })
+    }
+
+    /// The position of every assigned partition, as `commit_sync` would
+    /// commit it: what a transactional loop sends with
+    /// `send_offsets_to_transaction`.
+    pub fn positions(&self) -> Vec<(TopicPartition, u64)> {
+        self.current_positions(&self.assignment())
     }
 
     /// Commits the position of every assigned partition: everything `poll`

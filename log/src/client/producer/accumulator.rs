@@ -44,6 +44,11 @@ pub(super) struct Accumulator {
     /// batch is taken while `identity` is unknown.
     pub(super) idempotent: bool,
     pub(super) identity: Option<ProducerIdentity>,
+    /// Whether batches belong to transactions: then a partition's batches
+    /// are taken only once it is added to the open transaction.
+    pub(super) transactional: bool,
+    /// Why the open transaction can only be aborted (a batch of it failed).
+    pub(super) transaction_failure: Option<String>,
 }
 
 /// The producer id and epoch the broker gave this producer.
@@ -68,6 +73,8 @@ struct PartitionBatches {
     in_flight: Vec<Arc<BatchAck>>,
     /// The sequence number of the next batch's first record (idempotence).
     next_sequence: i32,
+    /// Added to the open transaction (transactional producers).
+    in_transaction: bool,
 }
 
 struct OpenBatch {
@@ -205,8 +212,9 @@ impl Accumulator {
         }
         let identity = self.identity;
         let partitions = self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
+        let transactional = self.transactional;
         for batches in partitions {
-            if !batches.in_flight.is_empty() {
+            if !batches.in_flight.is_empty() || (transactional && !batches.in_transaction) {
                 continue;
             }
             let mut group = Vec::new();
@@ -231,7 +239,10 @@ impl Accumulator {
                     Some(identity) => {
                         let first = batches.next_sequence;
                         batches.next_sequence = next_sequence(first, records);
-                        batch.builder.producer(identity.id, identity.epoch, first)
+                        batch
+                            .builder
+                            .producer(identity.id, identity.epoch, first)
+                            .transactional(transactional)
                     }
                     None => batch.builder,
                 };
@@ -257,9 +268,54 @@ impl Accumulator {
         if self.identity != Some(stale) {
             return;
         }
+        if self.transactional {
+            // The identity belongs to the transactional id: the open
+            // transaction must be aborted, which starts sequences over.
+            self.transaction_failure
+                .get_or_insert_with(|| "a batch of the transaction failed".into());
+            return;
+        }
         self.identity = None;
         for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
             partition.next_sequence = 0;
+        }
+    }
+
+    /// Partitions with batches waiting that are not in the open
+    /// transaction yet.
+    pub(super) fn partitions_to_add(&self) -> Vec<(Arc<str>, u32)> {
+        let mut wanted = Vec::new();
+        for topic in &self.topics {
+            for (index, batches) in topic.partitions.iter().enumerate() {
+                if !batches.in_transaction && !batches.open.is_empty() {
+                    wanted.push((Arc::clone(&topic.name), index as u32));
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Marks partitions as added to the open transaction.
+    pub(super) fn added_to_transaction(&mut self, added: &[(Arc<str>, u32)]) {
+        for (topic, partition) in added {
+            let slot = self.index.get(topic).copied();
+            if let Some(batches) = slot
+                .and_then(|i| self.topics.get_mut(i))
+                .and_then(|t| t.partitions.get_mut(*partition as usize))
+            {
+                batches.in_transaction = true;
+            }
+        }
+    }
+
+    /// Starts a new transaction under `identity`: every partition leaves
+    /// the ended one, and sequences start over (a new epoch starts at 0).
+    pub(super) fn start_epoch(&mut self, identity: ProducerIdentity) {
+        self.identity = Some(identity);
+        self.transaction_failure = None;
+        for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.next_sequence = 0;
+            partition.in_transaction = false;
         }
     }
 

@@ -14,6 +14,9 @@
 mod accumulator;
 mod ack;
 mod sender;
+mod transaction;
+
+pub use transaction::GroupMetadata;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,6 +76,13 @@ pub struct ProducerConfig {
     /// `request.timeout.ms`); the broker is given the same time. Without
     /// it a response lost on a live connection would stall the partition.
     pub request_timeout: Duration,
+    /// `transactional.id` (default none): with one, records are sent in
+    /// transactions (`init_transactions`, `begin_transaction`,
+    /// `commit_transaction`; docs/exactly-once.md). Implies idempotence.
+    pub transactional_id: Option<String>,
+    /// How long the coordinator lets a transaction stay open before it
+    /// aborts it (default 60 s, Kafka's `transaction.timeout.ms`).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -89,6 +99,8 @@ impl Default for ProducerConfig {
             max_request_bytes: 4 << 20,
             idempotence: true,
             request_timeout: Duration::from_secs(30),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -96,7 +108,7 @@ impl Default for ProducerConfig {
 impl ProducerConfig {
     /// Whether batches carry a producer id and sequence numbers.
     pub fn is_idempotent(&self) -> bool {
-        self.idempotence && self.acks != Acks::None
+        (self.idempotence || self.transactional_id.is_some()) && self.acks != Acks::None
     }
 }
 
@@ -123,6 +135,8 @@ struct Shared {
     /// One permit per record the producer may hold; a batch gives its
     /// records' permits back when it is answered.
     buffer: Arc<Semaphore>,
+    /// Whether a transaction is open (transactional producers).
+    transaction: Mutex<transaction::TxnPhase>,
 }
 
 /// A producer. Clone it freely: clones share batches and connections.
@@ -148,12 +162,14 @@ impl Producer {
         let permits = config.buffer_records.clamp(1, Semaphore::MAX_PERMITS);
         let mut accumulator = Accumulator::default();
         accumulator.idempotent = config.is_idempotent();
+        accumulator.transactional = config.transactional_id.is_some();
         let shared = Arc::new(Shared {
             client,
             config,
             accumulator: Mutex::new(accumulator),
             wake_sender: Notify::new(),
             buffer: Arc::new(Semaphore::new(permits)),
+            transaction: Mutex::new(transaction::TxnPhase::Uninitialized),
         });
         tokio::spawn(sender::run(Arc::clone(&shared)));
         Producer {
@@ -168,6 +184,7 @@ impl Producer {
         &self,
         record: ProducerRecord,
     ) -> Result<impl std::future::Future<Output = Result<RecordMetadata>>> {
+        self.check_transaction_open()?;
         // Held, not forgotten, until the record is in a batch: a send
         // cancelled while it learns the topic gives its permit back.
         let permit = self.reserve(1).await?;
@@ -205,6 +222,7 @@ impl Producer {
         &self,
         records: Vec<ProducerRecord>,
     ) -> Result<impl std::future::Future<Output = Result<Vec<RecordMetadata>>>> {
+        self.check_transaction_open()?;
         let mut previous: Option<&Arc<str>> = None;
         for record in &records {
             if previous.is_none_or(|p| *p != record.topic) {

@@ -16,7 +16,8 @@ use super::accumulator::{ProducerIdentity, ReadyBatch};
 use super::ack::{BatchAck, BatchHandle, Outcome};
 use super::{ProducerConfig, Shared};
 use crate::proto::{
-    Acks, ErrorCode, InitProducerIdRequest, ProducePartition, ProduceRequest, ProduceTopic,
+    Acks, AddPartitionsToTxnRequest, ErrorCode, InitProducerIdRequest, ProducePartition,
+    ProduceRequest, ProduceTopic, TxnTopic,
 };
 use crate::LogError;
 
@@ -27,6 +28,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
     loop {
         if needs_identity(&shared) {
             learn_identity(&shared).await;
+        }
+        let to_add = shared.accumulator.lock().partitions_to_add();
+        if shared.config.transactional_id.is_some() && !to_add.is_empty() {
+            add_to_transaction(&shared, to_add).await;
         }
         let (ready, deadline, finished) = {
             let mut accumulator = shared.accumulator.lock();
@@ -58,10 +63,66 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Whether batches wait for a producer identity.
+/// Whether batches wait for a producer identity (a transactional
+/// producer's comes from `init_transactions`).
 fn needs_identity(shared: &Shared) -> bool {
     let accumulator = shared.accumulator.lock();
-    accumulator.idempotent && accumulator.identity.is_none() && !accumulator.is_empty()
+    accumulator.idempotent
+        && !accumulator.transactional
+        && accumulator.identity.is_none()
+        && !accumulator.is_empty()
+}
+
+/// Adds partitions to the open transaction before their first batches
+/// go out (AddPartitionsToTxn, retried as a produce is). If the
+/// coordinator refuses, their batches fail and the transaction can only
+/// be aborted.
+async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
+    let Some(identity) = shared.accumulator.lock().identity else {
+        return;
+    };
+    let mut topics: Vec<TxnTopic> = Vec::new();
+    for (topic, partition) in &partitions {
+        match topics.iter_mut().find(|t| *t.name == **topic) {
+            Some(t) => t.partitions.push(*partition),
+            None => topics.push(TxnTopic {
+                name: topic.to_string(),
+                partitions: vec![*partition],
+            }),
+        }
+    }
+    let request = AddPartitionsToTxnRequest {
+        transactional_id: shared.config.transactional_id.clone().unwrap_or_default(),
+        producer_id: identity.id,
+        producer_epoch: i32::from(identity.epoch),
+        topics,
+    };
+    let config = &shared.config;
+    let mut attempt = 0;
+    let failure = loop {
+        let answer = shared
+            .client
+            .add_partitions_to_txn(request.clone())
+            .await
+            .and_then(|r| LogError::from_code(r.error, &r.message).map_or(Ok(()), Err));
+        match answer {
+            Ok(()) => {
+                shared.accumulator.lock().added_to_transaction(&partitions);
+                return;
+            }
+            Err(e) if e.is_retriable() && attempt < config.retries => {
+                attempt += 1;
+                tokio::time::sleep(config.retry_backoff).await;
+            }
+            Err(e) => break e,
+        }
+    };
+    let reason = format!("partitions not added to the transaction: {failure}");
+    let mut accumulator = shared.accumulator.lock();
+    accumulator.transaction_failure = Some(reason.clone());
+    accumulator.fail_open(|| Outcome::Unreachable {
+        reason: reason.clone(),
+    });
 }
 
 /// Asks the broker for a producer id (retrying retriable failures as a
@@ -316,6 +377,7 @@ fn build_request(pending: &[Sending], config: &ProducerConfig) -> ProduceRequest
         }
     }
     ProduceRequest {
+        transactional_id: config.transactional_id.clone().unwrap_or_default(),
         acks: config.acks as i32,
         timeout_ms: u32::try_from(config.request_timeout.as_millis()).unwrap_or(u32::MAX),
         topics,
