@@ -61,6 +61,13 @@ pub struct ProduceArgs {
     /// by default), to measure what it costs.
     #[arg(long)]
     no_idempotence: bool,
+    /// Send in transactions of `--records-per-txn` records each, committed
+    /// one after the other; the latency is then each transaction's, from
+    /// its first send to its commit.
+    #[arg(long)]
+    transactional: bool,
+    #[arg(long, default_value_t = 100_000)]
+    records_per_txn: u64,
 }
 
 #[derive(clap::Args)]
@@ -151,6 +158,9 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         linger: Duration::from_millis(args.linger_ms),
         compression,
         idempotence: !args.no_idempotence,
+        transactional_id: args
+            .transactional
+            .then(|| format!("spool-bench-{}", std::process::id())),
         ..Default::default()
     });
     let value = Bytes::from(
@@ -160,7 +170,13 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     );
     let topic: std::sync::Arc<str> = args.common.topic.as_str().into();
     let start = Instant::now();
-    let latencies = if args.send_batch > 1 {
+    let latencies = if args.transactional {
+        ensure!(
+            args.records_per_txn > 0,
+            "--records-per-txn must be at least 1"
+        );
+        produce_transactional(&producer, &args, topic, value).await?
+    } else if args.send_batch > 1 {
         produce_batched(&producer, &args, topic, value).await?
     } else {
         produce_each(&producer, &args, topic, value).await?
@@ -220,6 +236,43 @@ async fn produce_batched(
         progress.update(sent - sent % 4096);
     }
     Ok(window.finish().await?)
+}
+
+/// `--transactional`: transactions of `--records-per-txn` records, handed
+/// over `--send-batch` at a time, each committed before the next begins.
+async fn produce_transactional(
+    producer: &Producer,
+    args: &ProduceArgs,
+    topic: std::sync::Arc<str>,
+    value: Bytes,
+) -> anyhow::Result<Latencies> {
+    producer.init_transactions().await?;
+    let mut progress = Progress::new("produced", args.records);
+    let mut latencies = Latencies::default();
+    let mut sent = 0u64;
+    while sent < args.records {
+        let began = Instant::now();
+        producer.begin_transaction()?;
+        let in_txn = args.records_per_txn.min(args.records - sent);
+        let mut acks = Vec::new();
+        let mut queued = 0u64;
+        while queued < in_txn {
+            let n = args.send_batch.max(1).min(in_txn - queued);
+            let records = (0..n)
+                .map(|_| ProducerRecord::new(topic.clone(), value.clone()))
+                .collect();
+            acks.push(producer.send_batch(records).await?);
+            queued += n;
+        }
+        producer.commit_transaction().await?;
+        for ack in acks {
+            ack.await?;
+        }
+        latencies.record(began.elapsed());
+        sent += in_txn;
+        progress.update(sent);
+    }
+    Ok(latencies)
 }
 
 /// Outstanding acknowledgements, awaited oldest first (they complete in

@@ -10,6 +10,7 @@ mod groups;
 mod produce;
 mod stats;
 mod topics;
+mod transactions;
 
 use clap::{Args, Parser, Subcommand};
 use spool_log::client::{Client, DEFAULT_BOOTSTRAP};
@@ -45,6 +46,9 @@ enum Command {
     /// List and describe consumer groups (with lag) and reset their offsets.
     #[command(subcommand)]
     Groups(groups::Command),
+    /// List and describe transactional ids, and abort a hung transaction.
+    #[command(subcommand)]
+    Transactions(transactions::Command),
     /// Measure spool's components and print one JSON summary line.
     #[command(subcommand)]
     Bench(Bench),
@@ -94,6 +98,7 @@ impl Cli {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Groups(command) => groups::run(command).await,
+            Command::Transactions(command) => transactions::run(command).await,
             Command::Bench(Bench::Log(args)) => {
                 tokio::task::spawn_blocking(move || bench_log::run(args)).await?
             }
