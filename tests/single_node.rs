@@ -245,3 +245,70 @@ fn metrics_endpoint_reports_traffic_partitions_and_lag() {
         6.0
     );
 }
+
+#[test]
+fn transactions_from_the_command_line_commit_abort_and_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let address = broker.address.clone();
+    spool(&address, &["topics", "create", "payments"], None);
+    let produce = |lines: &str, extra: &[&str]| {
+        let mut args = vec!["produce", "payments", "--transactional-id", "cli-tx"];
+        args.extend_from_slice(extra);
+        spool(&address, &args, Some(lines));
+    };
+    produce("kept-1\nkept-2\n", &[]);
+    produce("dropped\n", &["--abort"]);
+    produce("kept-3\n", &[]);
+    let read = |isolation: &str| -> Vec<String> {
+        let out = spool(
+            &address,
+            &[
+                "consume",
+                "payments",
+                "--from-beginning",
+                "--isolation",
+                isolation,
+                "--idle-timeout-ms",
+                "1500",
+            ],
+            None,
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(read("read_committed"), ["kept-1", "kept-2", "kept-3"]);
+    assert_eq!(
+        read("read_uncommitted"),
+        ["kept-1", "kept-2", "dropped", "kept-3"]
+    );
+    let listed =
+        String::from_utf8(spool(&address, &["transactions", "list"], None).stdout).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("cli-tx") && l.ends_with("CompleteCommit")),
+        "{listed}"
+    );
+    let described =
+        String::from_utf8(spool(&address, &["transactions", "describe", "cli-tx"], None).stdout)
+            .unwrap();
+    // Three inits and three ends, each bumping the epoch once.
+    assert!(described.contains("(epoch 5)"), "{described}");
+    // Nothing is open, so there is nothing to abort: a clear refusal.
+    let refused = Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(["transactions", "abort", "cli-tx"])
+        .env("SPOOL_BOOTSTRAP", &address)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no open transaction"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    drop(broker);
+}

@@ -8,6 +8,8 @@ use spool_log::client::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, OffsetReset, TopicPartition,
 };
 
+use spool_log::proto::IsolationLevel;
+
 use super::Connection;
 
 #[derive(clap::Args)]
@@ -51,6 +53,10 @@ pub struct Args {
     format: String,
     #[arg(long)]
     print_key: bool,
+    /// read_uncommitted (every record) or read_committed (only committed
+    /// transactions' records, and none of aborted ones).
+    #[arg(long, default_value = "read_uncommitted", value_parser = ["read_uncommitted", "read_committed"])]
+    isolation: String,
     #[command(flatten)]
     connection: Connection,
 }
@@ -65,6 +71,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut consumer = client.consumer(ConsumerConfig {
         offset_reset: reset,
+        isolation: match args.isolation.as_str() {
+            "read_committed" => IsolationLevel::ReadCommitted,
+            _ => IsolationLevel::ReadUncommitted,
+        },
         ..Default::default()
     });
     if let Some(group) = &args.group {

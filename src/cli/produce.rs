@@ -18,6 +18,15 @@ pub struct Args {
     /// Send every record to this partition.
     #[arg(long)]
     partition: Option<u32>,
+    /// Send all the lines in one transaction of this transactional id,
+    /// committed at the end of the input (fencing an earlier producer with
+    /// the same id).
+    #[arg(long, value_name = "ID")]
+    transactional_id: Option<String>,
+    /// With --transactional-id: abort the transaction instead of
+    /// committing it (read_committed consumers never see its records).
+    #[arg(long, requires = "transactional_id")]
+    abort: bool,
     #[command(flatten)]
     connection: Connection,
 }
@@ -35,8 +44,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.connection.client().await?;
     let producer = client.producer(ProducerConfig {
         acks: args.acks,
+        transactional_id: args.transactional_id.clone(),
         ..Default::default()
     });
+    if args.transactional_id.is_some() {
+        producer.init_transactions().await?;
+        producer.begin_transaction()?;
+    }
     let topic: std::sync::Arc<str> = args.topic.as_str().into();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut pending = Vec::new();
@@ -65,6 +79,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ack.await?;
     }
     producer.flush().await?;
-    eprintln!("produced {count} record(s) to {}", args.topic);
+    match (&args.transactional_id, args.abort) {
+        (None, _) => eprintln!("produced {count} record(s) to {}", args.topic),
+        (Some(_), false) => {
+            producer.commit_transaction().await?;
+            eprintln!("produced {count} record(s) to {} and committed", args.topic);
+        }
+        (Some(_), true) => {
+            producer.abort_transaction().await?;
+            eprintln!("produced {count} record(s) to {} and aborted", args.topic);
+        }
+    }
     Ok(())
 }
