@@ -539,3 +539,96 @@ async fn a_consume_transform_produce_loop_killed_at_random_writes_every_output_o
         "no aborted output was written; the crashes tested nothing"
     );
 }
+
+#[tokio::test]
+async fn a_coordinator_that_stops_between_its_decision_and_the_markers_is_completed_after_restart()
+{
+    use spool_log::broker::{Broker, BrokerConfig};
+    use spool_log::proto::EndTxnRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.transactions.crash_after_decision = true;
+    // No sweep on this instance: only the restarted coordinator may finish.
+    config.transactions.sweep_interval = Duration::from_secs(3600);
+    let broker = Broker::open(config).await.unwrap();
+    let client = Client::from_broker(broker.clone());
+    client.admin().create_topic("t", 2, &[]).await.unwrap();
+    let producer = transactional(&client, "tx-crash");
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..6u32 {
+        let _ack = producer
+            .send(ProducerRecord::new("t", format!("v{i}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let described = client
+        .describe_transactions(spool_log::proto::DescribeTransactionsRequest {
+            transactional_ids: vec!["tx-crash".into()],
+        })
+        .await
+        .unwrap();
+    let (producer_id, epoch) = (
+        described.transactions[0].producer_id,
+        described.transactions[0].producer_epoch,
+    );
+    let end = EndTxnRequest {
+        transactional_id: "tx-crash".into(),
+        producer_id,
+        producer_epoch: epoch,
+        commit: true,
+        prepare: false,
+    };
+    let failed = client.end_txn(end.clone()).await.unwrap();
+    assert_ne!(failed.error, 0, "the injected fault did not happen");
+    drop(producer);
+    let pending = read_values(
+        &client,
+        "t",
+        2,
+        IsolationLevel::ReadCommitted,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(
+        count(&pending),
+        0,
+        "records of an unmarked transaction leaked"
+    );
+    drop(client);
+    broker.shutdown().await.unwrap();
+    drop(broker);
+
+    // The restarted coordinator finds the decision and writes the markers.
+    let client = Client::embedded(dir.path()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let values = read_values(
+            &client,
+            "t",
+            2,
+            IsolationLevel::ReadCommitted,
+            Duration::from_millis(200),
+        )
+        .await;
+        if count(&values) == 6 {
+            assert_eq!(values[&0], ["v0", "v2", "v4"]);
+            assert_eq!(values[&1], ["v1", "v3", "v5"]);
+            break;
+        }
+        assert_eq!(
+            count(&values),
+            0,
+            "a transaction became visible in part: {values:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the decided transaction was never completed"
+        );
+    }
+    // The producer's retry of the lost EndTxn is answered as a success.
+    let retried = client.end_txn(end).await.unwrap();
+    assert_eq!(retried.error, 0, "{}", retried.message);
+    assert_eq!(retried.producer_epoch, epoch + 1);
+}

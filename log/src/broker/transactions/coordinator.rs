@@ -38,6 +38,11 @@ pub struct TransactionConfig {
     /// Kafka checks every 10 s, but a stuck transaction holds back every
     /// read_committed consumer of its partitions).
     pub sweep_interval: Duration,
+    /// Fault injection for tests, never set in production: `EndTxn` fails
+    /// right after the decision is written, before any marker, as if the
+    /// coordinator crashed there.
+    #[doc(hidden)]
+    pub crash_after_decision: bool,
 }
 
 impl Default for TransactionConfig {
@@ -47,6 +52,7 @@ impl Default for TransactionConfig {
             replication_factor: 3,
             max_timeout: Duration::from_secs(15 * 60),
             sweep_interval: Duration::from_secs(1),
+            crash_after_decision: false,
         }
     }
 }
@@ -299,6 +305,11 @@ impl Broker {
         }
         metadata.decide(commit)?;
         shard.store.write(id, &metadata, WRITE_TIMEOUT).await?;
+        if self.transactions.config.crash_after_decision {
+            return Err(LogError::Replication(
+                "fault injection: the coordinator stopped after its decision".into(),
+            ));
+        }
         self.complete_decided(shard, id, &mut metadata).await?;
         Ok(metadata.epoch)
     }
