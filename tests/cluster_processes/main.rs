@@ -11,6 +11,7 @@ mod groups;
 mod harness;
 mod links;
 mod moves;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
