@@ -291,3 +291,42 @@ fn cleaning_does_not_block_or_disturb_appends_and_reads() {
         assert!(offset >= 2950, "only the last write of each key survives");
     }
 }
+
+#[test]
+fn compaction_keeps_transactional_records_and_the_values_they_may_replace() {
+    use spool_log::record::{control_marker, BatchBuilder, Compression};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(100_000);
+    let cfg = config(&[("cleanup.policy", "compact"), ("segment.bytes", "300")]);
+    let log = open(dir.path(), cfg, &clock);
+    log.append(&mut keyed("a", Some("committed"), 99_500), 1)
+        .unwrap();
+    // An aborted transaction rewrote the key: its record must not make the
+    // committed value go away, and it stays itself (the cleaner does not
+    // know the outcome).
+    let mut builder = BatchBuilder::new(Compression::None)
+        .producer(7, 0, 0)
+        .transactional(true);
+    builder.push(99_600, Some(b"a"), Some(b"aborted"), &[]);
+    log.append(&mut builder.build(), 1).unwrap();
+    log.append(&mut control_marker(7, 1, false, 99_700), 1)
+        .unwrap();
+    for i in 0..4 {
+        log.append(&mut keyed("b", Some(&format!("b{i}")), 99_800), 1)
+            .unwrap();
+    }
+    log.roll().unwrap();
+    log.append(&mut keyed("z", Some("active"), 99_900), 1)
+        .unwrap();
+    let outcome = log.clean().unwrap();
+    assert_eq!(outcome.records_removed, 3, "only b's older values go");
+    let values: Vec<(u64, String, Option<String>)> = key_values(&log);
+    assert!(
+        values.contains(&(0, "a".into(), Some("committed".into()))),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&(1, "a".into(), Some("aborted".into()))),
+        "{values:?}"
+    );
+}

@@ -221,12 +221,20 @@ fn first_cleaned_at(log_path: &std::path::Path, now: u64) -> Result<u64> {
 }
 
 /// The offset of the latest record of each key in `segments`.
+///
+/// Records of transactions neither count nor are removed (`clean_batch`
+/// keeps their batches whole): whether one supersedes the key's earlier
+/// record depends on its transaction's outcome, which the cleaner does not
+/// track, and an aborted record that replaced a committed one would lose
+/// the committed value. Kafka's cleaner decides by the transaction index;
+/// spool keeps transactional records until that is built.
 fn latest_offsets(segments: &[CleanableSegment]) -> Result<HashMap<Vec<u8>, u64>> {
     let mut latest = HashMap::new();
     for segment in segments {
         let mut failure = None;
         let end = scan_file(&segment.file, &segment.path, 0, segment.size, |_, batch| {
-            if batch.attributes().is_control() {
+            let attributes = batch.attributes();
+            if attributes.is_control() || attributes.is_transactional() {
                 return Ok(());
             }
             let result = batch.records().and_then(|records| {
@@ -315,8 +323,10 @@ fn clean_batch(
     latest: &HashMap<Vec<u8>, u64>,
     drop_tombstones: bool,
 ) -> Result<(Kept, u64)> {
-    // Control batches and Raft entries without records are not keyed data.
-    if batch.attributes().is_control() || batch.is_raft_meta() {
+    // Control batches and Raft entries without records are not keyed
+    // data; transactions' records are kept (see `latest_offsets`).
+    let attributes = batch.attributes();
+    if attributes.is_control() || attributes.is_transactional() || batch.is_raft_meta() {
         return Ok((Kept::All, 0));
     }
     let records = batch.records()?;
@@ -333,7 +343,6 @@ fn clean_batch(
     if kept.len() == records.len() {
         return Ok((Kept::All, 0));
     }
-    let attributes = batch.attributes();
     let mut builder = BatchBuilder::new(attributes.compression()?)
         .producer(
             batch.producer_id(),
