@@ -178,3 +178,82 @@ async fn lost_responses_with_retries_append_every_record_once() {
         "without idempotence the retries were expected to append again"
     );
 }
+
+/// A transaction whose produce responses and then whose `EndTxn` response
+/// are lost: the retried batches are appended once, the retried `EndTxn`
+/// is answered as the first was, and a read_committed consumer sees every
+/// record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_survives_lost_produce_and_commit_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = broker_behind_proxy(dir.path()).await;
+    let client = Client::connect(&proxy.address).await.unwrap();
+    let producer = client.producer(ProducerConfig {
+        transactional_id: Some("lost-tx".into()),
+        request_timeout: Duration::from_millis(700),
+        retry_backoff: Duration::from_millis(50),
+        ..Default::default()
+    });
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    // The first record learns the topic and adds the partition.
+    let first = ProducerRecord::new(TOPIC, b"value-0".to_vec());
+    producer.send_and_wait(first).await.unwrap();
+    proxy.set_deaf(true);
+    let mut acks = Vec::new();
+    for i in 1..RECORDS {
+        let record = ProducerRecord::new(TOPIC, format!("value-{i}").into_bytes());
+        acks.push(producer.send(record).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    proxy.set_deaf(false);
+    proxy.reset();
+    producer.flush().await.unwrap();
+    for ack in acks {
+        ack.await.expect("every record is acknowledged in the end");
+    }
+    // The commit reaches the coordinator, its answer does not.
+    proxy.set_deaf(true);
+    let commit = tokio::spawn({
+        let producer = producer.clone();
+        async move { producer.commit_transaction().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    proxy.set_deaf(false);
+    proxy.reset();
+    commit.await.unwrap().expect("the retried commit succeeds");
+
+    let mut consumer = client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        max_wait: Duration::from_millis(100),
+        isolation: spool_log::proto::IsolationLevel::ReadCommitted,
+        ..Default::default()
+    });
+    consumer.assign([TopicPartition::new(TOPIC, 0)]);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while counts.len() < RECORDS && tokio::time::Instant::now() < deadline {
+        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            *counts.entry(value).or_default() += 1;
+        }
+    }
+    // Anything left behind would show up now.
+    for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+        let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+        *counts.entry(value).or_default() += 1;
+    }
+    assert_eq!(counts.len(), RECORDS, "every value is visible");
+    let twice: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "duplicates: {twice:?}");
+    // One transaction, whatever the retries: its producer is at the epoch
+    // after one end.
+    let described = client
+        .describe_transactions(spool_log::proto::DescribeTransactionsRequest {
+            transactional_ids: vec!["lost-tx".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(described.transactions[0].state, "CompleteCommit");
+    assert_eq!(described.transactions[0].producer_epoch, 1);
+}

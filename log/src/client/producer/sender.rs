@@ -100,10 +100,15 @@ async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
     let config = &shared.config;
     let mut attempt = 0;
     let failure = loop {
-        let answer = shared
-            .client
-            .add_partitions_to_txn(request.clone())
+        let asked = shared.client.add_partitions_to_txn(request.clone());
+        let answer = tokio::time::timeout(config.request_timeout, asked)
             .await
+            .unwrap_or_else(|_| {
+                Err(LogError::Timeout(format!(
+                    "no AddPartitionsToTxn answer within {:?}",
+                    config.request_timeout
+                )))
+            })
             .and_then(|r| LogError::from_code(r.error, &r.message).map_or(Ok(()), Err));
         match answer {
             Ok(()) => {

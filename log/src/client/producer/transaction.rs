@@ -113,11 +113,12 @@ impl Producer {
             keep_prepared_txn: keep_prepared,
         };
         let client = &self.shared.client;
-        let answer = retry(|| async {
-            let r = client.init_producer_id(request.clone()).await?;
-            LogError::from_code(r.error, &r.message).map_or(Ok(r), Err)
-        })
-        .await?;
+        let answer = self
+            .retry(|| async {
+                let r = client.init_producer_id(request.clone()).await?;
+                LogError::from_code(r.error, &r.message).map_or(Ok(r), Err)
+            })
+            .await?;
         let epoch = i16::try_from(answer.producer_epoch)
             .map_err(|_| invalid_state("the coordinator gave an epoch out of range"))?;
         self.shared
@@ -168,7 +169,8 @@ impl Producer {
             producer_epoch: i32::from(identity.epoch),
             group_id: group.group_id.clone(),
         };
-        retry(|| async { answered(client.add_offsets_to_txn(add.clone()).await?) }).await?;
+        self.retry(|| async { answered(client.add_offsets_to_txn(add.clone()).await?) })
+            .await?;
         let mut topics: Vec<OffsetCommitTopic> = Vec::new();
         for (tp, offset) in offsets {
             let partition = OffsetCommitPartition {
@@ -194,7 +196,8 @@ impl Producer {
             group_instance_id: group.group_instance_id.clone().unwrap_or_default(),
             topics,
         };
-        retry(|| async { answered(client.txn_offset_commit(commit.clone()).await?) }).await
+        self.retry(|| async { answered(client.txn_offset_commit(commit.clone()).await?) })
+            .await
     }
 
     /// Sends every record of the open transaction, then commits it: its
@@ -245,11 +248,12 @@ impl Producer {
             prepare,
         };
         let client = &self.shared.client;
-        let answer = retry(|| async {
-            let r = client.end_txn(request.clone()).await?;
-            LogError::from_code(r.error, &r.message).map_or(Ok(r), Err)
-        })
-        .await?;
+        let answer = self
+            .retry(|| async {
+                let r = client.end_txn(request.clone()).await?;
+                LogError::from_code(r.error, &r.message).map_or(Ok(r), Err)
+            })
+            .await?;
         if prepare {
             self.set_phase(TxnPhase::Prepared);
             return Ok(());
@@ -279,20 +283,33 @@ fn answered(response: TxnResponse) -> Result<()> {
     LogError::from_code(response.error, &response.message).map_or(Ok(()), Err)
 }
 
-/// Runs `call` until it succeeds, fails for good, or
-/// [`COORDINATOR_PATIENCE`] passes.
-async fn retry<T, F, Fut>(call: F) -> Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + COORDINATOR_PATIENCE;
-    loop {
-        match call().await {
-            Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+impl Producer {
+    /// Runs `call` until it succeeds, fails for good, or
+    /// [`COORDINATOR_PATIENCE`] passes. An answer that does not come within
+    /// `request_timeout` counts as a retriable failure: a response lost on
+    /// a live connection must not hang the transaction (a retried request
+    /// is answered as the first: see the coordinator).
+    async fn retry<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let timeout = self.shared.config.request_timeout;
+        let deadline = tokio::time::Instant::now() + COORDINATOR_PATIENCE.max(timeout);
+        loop {
+            let answered = tokio::time::timeout(timeout, call())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LogError::Timeout(format!(
+                        "no answer from the transaction coordinator within {timeout:?}"
+                    )))
+                });
+            match answered {
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                outcome => return outcome,
             }
-            outcome => return outcome,
         }
     }
 }
