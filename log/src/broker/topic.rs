@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::LogConfig;
 use crate::producers::ProducerStates;
+use crate::record::{BatchIter, RecordBatch};
 use crate::replication::PartitionReplica;
 use crate::storage::{LogRead, PartitionLog};
 use crate::Result;
@@ -63,6 +64,29 @@ impl Partition {
     /// Whole committed batches from `offset`.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<LogRead> {
         self.replica.read_committed(offset, max_bytes)
+    }
+
+    /// Folds the committed batches from `*next` on into a coordinator's
+    /// state, reading `read_bytes` at a time, and moves `*next` past them.
+    /// `fold` gets each batch and the offset below which its records were
+    /// folded before (the first batch read may start below `*next`).
+    pub fn fold_committed(
+        &self,
+        next: &mut u64,
+        read_bytes: usize,
+        mut fold: impl FnMut(&RecordBatch<'_>, u64) -> Result<()>,
+    ) -> Result<()> {
+        while *next < self.high_watermark() {
+            let read = self.read(*next, read_bytes)?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            for batch in BatchIter::new(&read.bytes) {
+                fold(&batch?, *next)?;
+            }
+            *next = read.next_offset;
+        }
+        Ok(())
     }
 
     /// The offset after the last committed record.

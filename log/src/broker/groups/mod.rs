@@ -123,12 +123,7 @@ impl Broker {
     /// that the group's offsets partition was added to the transaction.
     pub async fn txn_offset_commit(&self, request: TxnOffsetCommitRequest) -> TxnResponse {
         let checked = async {
-            let epoch = i16::try_from(request.producer_epoch).map_err(|_| {
-                LogError::InvalidRequest(format!(
-                    "producer epoch {} out of range",
-                    request.producer_epoch
-                ))
-            })?;
+            let epoch = super::transactions::epoch_of(request.producer_epoch)?;
             let shard = self.shard_for(&request.group_id).await?;
             let producer = (request.producer_id, epoch);
             self.verify_with_coordinator(

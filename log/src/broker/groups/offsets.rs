@@ -19,7 +19,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::broker::Partition;
-use crate::record::{BatchBuilder, BatchIter, Compression};
+use crate::record::{BatchBuilder, Compression};
 use crate::replication::{AnswerWhen, ProposedBatches};
 use crate::{LogError, Result};
 
@@ -86,26 +86,22 @@ impl OffsetStore {
     /// Folds the records committed since the last call.
     pub fn catch_up(&self) -> Result<()> {
         let mut folded = self.folded.write();
-        while folded.next < self.partition.high_watermark() {
-            let read = self.partition.read(folded.next, FOLD_READ_BYTES)?;
-            if read.bytes.is_empty() {
-                break;
-            }
-            let from = folded.next;
-            for batch in BatchIter::new(&read.bytes) {
-                let batch = batch?;
-                let attributes = batch.attributes();
+        let mut next = folded.next;
+        let outcome = self
+            .partition
+            .fold_committed(&mut next, FOLD_READ_BYTES, |batch, from| {
                 if batch.next_offset() <= from {
-                    continue;
+                    return Ok(());
                 }
+                let attributes = batch.attributes();
                 if attributes.is_control() {
                     let pending = folded.pending.remove(&batch.producer_id());
-                    if crate::record::control_marker_is_commit(&batch)? {
+                    if crate::record::control_marker_is_commit(batch)? {
                         for (key, committed) in pending.unwrap_or_default() {
                             folded.apply(key, committed);
                         }
                     }
-                    continue;
+                    return Ok(());
                 }
                 for record in batch.records()?.iter() {
                     let record = record?;
@@ -125,10 +121,10 @@ impl OffsetStore {
                         false => folded.apply(key, committed),
                     }
                 }
-            }
-            folded.next = read.next_offset;
-        }
-        Ok(())
+                Ok(())
+            });
+        folded.next = next;
+        outcome
     }
 
     /// Proposes the commits of `group` as one batch; the caller keeps the

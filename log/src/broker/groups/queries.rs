@@ -43,35 +43,38 @@ impl GroupCoordinator {
         shard: &Shard,
         request: OffsetCommitRequest,
     ) -> OffsetCommitResponse {
-        let commits = commits_of(&request);
-        // The generation check and the proposal happen under the shard's
-        // order lock, so a member that has just lost its partitions cannot
-        // propose after the new owner: commits reach the log in the order
-        // they were accepted. The wait for the commit comes after.
-        let proposed = {
-            let _order = shard.order.lock().await;
-            let checked = self.check_committer(&request);
-            match checked {
-                Ok(()) => shard
-                    .offsets
-                    .propose(&request.group_id, &commits, None, COMMIT_TIMEOUT)
-                    .await
-                    .map_err(|e| (e.code() as i32, e.to_string())),
-                Err(e) => Err(e),
-            }
-        };
-        let outcome = match proposed {
-            Ok(proposed) => shard
-                .offsets
-                .committed(proposed)
-                .await
-                .map_err(|e| (e.code() as i32, e.to_string())),
-            Err(e) => Err(e),
-        };
-        match outcome {
+        let check = || self.check_committer(&request);
+        match self.write_commits(shard, &request, None, check).await {
             Ok(()) => OffsetCommitResponse::default(),
             Err((error, message)) => OffsetCommitResponse { error, message },
         }
+    }
+
+    /// Proposes `request`'s commits (as `transaction`'s, when given) if
+    /// `check` lets them through, and waits until they are committed.
+    /// The check and the proposal happen under the shard's
+    /// order lock, so a member that has just lost its partitions cannot
+    /// propose after the new owner: commits reach the log in the order
+    /// they were accepted. The wait for the commit comes after.
+    async fn write_commits(
+        &self,
+        shard: &Shard,
+        request: &OffsetCommitRequest,
+        transaction: Option<(i64, i16)>,
+        check: impl FnOnce() -> Result<(), (i32, String)>,
+    ) -> Result<(), (i32, String)> {
+        let pair = |e: crate::LogError| (e.code() as i32, e.to_string());
+        let commits = commits_of(request);
+        let proposed = {
+            let _order = shard.order.lock().await;
+            check()?;
+            shard
+                .offsets
+                .propose(&request.group_id, &commits, transaction, COMMIT_TIMEOUT)
+                .await
+                .map_err(pair)?
+        };
+        shard.offsets.committed(proposed).await.map_err(pair)
     }
 
     /// Whether `request` may commit for its group: a member of the current
@@ -186,32 +189,11 @@ impl GroupCoordinator {
             group_instance_id: request.group_instance_id,
             topics: request.topics,
         };
-        let commits = commits_of(&as_commit);
-        let proposed = {
-            let _order = shard.order.lock().await;
-            match self.check_txn_committer(&as_commit) {
-                Ok(()) => shard
-                    .offsets
-                    .propose(
-                        &as_commit.group_id,
-                        &commits,
-                        Some(producer),
-                        COMMIT_TIMEOUT,
-                    )
-                    .await
-                    .map_err(|e| (e.code() as i32, e.to_string())),
-                Err(e) => Err(e),
-            }
-        };
-        let outcome = match proposed {
-            Ok(proposed) => shard
-                .offsets
-                .committed(proposed)
-                .await
-                .map_err(|e| (e.code() as i32, e.to_string())),
-            Err(e) => Err(e),
-        };
-        match outcome {
+        let check = || self.check_txn_committer(&as_commit);
+        match self
+            .write_commits(shard, &as_commit, Some(producer), check)
+            .await
+        {
             Ok(()) => TxnResponse::default(),
             Err((error, message)) => TxnResponse { error, message },
         }

@@ -108,15 +108,9 @@ impl Broker {
         &self,
         request: WriteTxnMarkersRequest,
     ) -> WriteTxnMarkersResponse {
-        let epoch = match i16::try_from(request.producer_epoch) {
+        let epoch = match super::epoch_of(request.producer_epoch) {
             Ok(epoch) => epoch,
-            Err(_) => {
-                let e = LogError::InvalidRequest(format!(
-                    "epoch {} out of range",
-                    request.producer_epoch
-                ));
-                return failed_markers(&request, &e);
-            }
+            Err(e) => return failed_markers(&request, &e),
         };
         let marker = Bytes::from(control_marker(
             request.producer_id,

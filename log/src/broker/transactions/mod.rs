@@ -57,7 +57,8 @@ fn txn_response(outcome: Result<()>) -> TxnResponse {
     }
 }
 
-fn epoch_of(epoch: i32) -> Result<i16> {
+/// A producer epoch from a request, refused when it does not fit.
+pub(crate) fn epoch_of(epoch: i32) -> Result<i16> {
     i16::try_from(epoch)
         .map_err(|_| LogError::InvalidRequest(format!("producer epoch {epoch} out of range")))
 }

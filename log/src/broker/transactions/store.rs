@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 
 use super::state::TxnMetadata;
 use crate::broker::Partition;
-use crate::record::{BatchBuilder, BatchIter, Compression};
+use crate::record::{BatchBuilder, Compression};
 use crate::replication::AnswerWhen;
 use crate::{LogError, Result};
 
@@ -52,14 +52,10 @@ impl TxnStore {
     /// Folds the records committed since the last call.
     pub fn catch_up(&self) -> Result<()> {
         let mut folded = self.folded.write();
-        while folded.next < self.partition.high_watermark() {
-            let read = self.partition.read(folded.next, FOLD_READ_BYTES)?;
-            if read.bytes.is_empty() {
-                break;
-            }
-            let from = folded.next;
-            for batch in BatchIter::new(&read.bytes) {
-                for record in batch?.records()?.iter() {
+        let Folded { ids, next } = &mut *folded;
+        self.partition
+            .fold_committed(next, FOLD_READ_BYTES, |batch, from| {
+                for record in batch.records()?.iter() {
                     let record = record?;
                     let id = match record.key {
                         Some([KEY_VERSION, id @ ..]) if record.offset >= from => {
@@ -69,20 +65,18 @@ impl TxnStore {
                     };
                     match record.value.map(bincode::deserialize::<TxnMetadata>) {
                         Some(Ok(metadata)) => {
-                            folded.ids.insert(id, metadata);
+                            ids.insert(id, metadata);
                         }
                         Some(Err(e)) => {
                             tracing::warn!(id = %id, error = %e, "skipping an unreadable transaction state record")
                         }
                         None => {
-                            folded.ids.remove(&id);
+                            ids.remove(&id);
                         }
                     }
                 }
-            }
-            folded.next = read.next_offset;
-        }
-        Ok(())
+                Ok(())
+            })
     }
 
     /// Writes `metadata` as the state of `id` and returns once it is

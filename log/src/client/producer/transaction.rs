@@ -79,6 +79,20 @@ impl Producer {
         *self.shared.transaction.lock() = phase;
     }
 
+    /// Takes the identity the coordinator gave: sequences start over.
+    fn start_epoch(&self, producer_id: i64, epoch: i32) -> Result<()> {
+        let epoch = i16::try_from(epoch)
+            .map_err(|_| invalid_state("the coordinator gave an epoch out of range"))?;
+        self.shared
+            .accumulator
+            .lock()
+            .start_epoch(ProducerIdentity {
+                id: producer_id,
+                epoch,
+            });
+        Ok(())
+    }
+
     /// For `send`: a transactional producer sends only inside a transaction.
     pub(super) fn check_transaction_open(&self) -> Result<()> {
         match (&self.shared.config.transactional_id, self.phase()) {
@@ -119,15 +133,7 @@ impl Producer {
                 LogError::from_code(r.error, &r.message).map_or(Ok(r), Err)
             })
             .await?;
-        let epoch = i16::try_from(answer.producer_epoch)
-            .map_err(|_| invalid_state("the coordinator gave an epoch out of range"))?;
-        self.shared
-            .accumulator
-            .lock()
-            .start_epoch(ProducerIdentity {
-                id: answer.producer_id,
-                epoch,
-            });
+        self.start_epoch(answer.producer_id, answer.producer_epoch)?;
         self.set_phase(match answer.has_prepared_txn {
             true => TxnPhase::Prepared,
             false => TxnPhase::Ready,
@@ -258,15 +264,7 @@ impl Producer {
             self.set_phase(TxnPhase::Prepared);
             return Ok(());
         }
-        let epoch = i16::try_from(answer.producer_epoch)
-            .map_err(|_| invalid_state("the coordinator gave an epoch out of range"))?;
-        self.shared
-            .accumulator
-            .lock()
-            .start_epoch(ProducerIdentity {
-                id: identity.id,
-                epoch,
-            });
+        self.start_epoch(identity.id, answer.producer_epoch)?;
         self.set_phase(TxnPhase::Ready);
         Ok(())
     }
