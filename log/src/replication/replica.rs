@@ -170,12 +170,17 @@ impl PartitionReplica {
         // every transaction open below this watermark is in the table read
         // next (one that closed meanwhile is in its aborted list).
         let high_watermark = self.high_watermark();
-        let producers = self.producers.lock().clone();
-        let stable = producers
-            .first_unstable_offset()
-            .map_or(high_watermark, |first| first.min(high_watermark));
+        let first_open = self.producers.lock().first_unstable_offset();
+        let stable = first_open.map_or(high_watermark, |first| first.min(high_watermark));
         let read = self.read_below(offset, max_bytes, stable, high_watermark)?;
-        let aborted = producers.aborted_between(offset, read.next_offset);
+        // Looked up again after the read rather than copying the table:
+        // the read ends at or below `stable`, so a transaction that closed
+        // in between has no records in it, and aborted entries are only
+        // added (or pruned below the log start).
+        let aborted = self
+            .producers
+            .lock()
+            .aborted_between(offset, read.next_offset);
         Ok((read, stable, aborted))
     }
 
