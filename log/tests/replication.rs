@@ -21,38 +21,6 @@ use tokio::net::TcpListener;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Acknowledges one more record, waits until every running replica has
-/// committed everything up to it, and returns each one's committed log.
-async fn converged_logs(cluster: &Cluster) -> Vec<(NodeId, Vec<(u64, String)>)> {
-    let last = cluster
-        .produce("sentinel", PATIENCE)
-        .await
-        .expect("a final write");
-    cluster
-        .wait_for_convergence(last.next_offset, PATIENCE)
-        .await;
-    cluster
-        .running()
-        .into_iter()
-        .map(|node| (node, cluster.committed_records(node)))
-        .collect()
-}
-
-/// [`converged_logs`], then: the logs are identical and the history is
-/// clean.
-async fn converge_and_check(cluster: &Cluster, history: cluster::history::History) {
-    let finals = converged_logs(cluster).await;
-    let first = &finals[0].1;
-    for (node, records) in &finals {
-        assert_eq!(
-            records, first,
-            "node {node} and node {} hold different logs",
-            finals[0].0
-        );
-    }
-    history.check(&finals).assert_clean();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_leader_loses_no_acknowledged_record_and_catches_up_after_restart() {
     let mut cluster = Cluster::start(&[1, 2, 3], 7).await;
@@ -67,7 +35,7 @@ async fn a_crashed_leader_loses_no_acknowledged_record_and_catches_up_after_rest
     cluster.start_node(leader).await;
     workload.wait_for_acks(90, PATIENCE).await;
     let history = workload.stop().await;
-    converge_and_check(&cluster, history).await;
+    cluster.converge_and_check(history).await;
     cluster.shutdown().await;
 }
 
@@ -127,7 +95,7 @@ async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
     cluster.network.heal();
     workload.wait_for_acks(70, PATIENCE).await;
     let history = workload.stop().await;
-    converge_and_check(&cluster, history).await;
+    cluster.converge_and_check(history).await;
     for node in cluster.running() {
         let records = cluster.committed_records(node);
         assert!(
@@ -198,7 +166,7 @@ async fn the_whole_cluster_restarts_with_every_acknowledged_record() {
     let mut workload = Workload::start(cluster.client(), "after");
     workload.wait_for_acks(20, PATIENCE).await;
     let after = workload.stop().await;
-    let finals = converged_logs(&cluster).await;
+    let finals = cluster.converged_logs(PATIENCE).await;
     before.check(&finals).assert_clean();
     after.check(&finals).assert_clean();
     cluster.shutdown().await;
@@ -224,7 +192,7 @@ async fn a_follower_behind_the_leaders_purge_point_catches_up_by_snapshot() {
     let applied = cluster::snapshot_and_purge(&cluster.replica(leader), PATIENCE).await;
 
     cluster.start_node(follower).await;
-    converge_and_check(&cluster, history).await;
+    cluster.converge_and_check(history).await;
     let snapshot = cluster.replica(follower).raft().metrics().borrow().snapshot;
     assert_eq!(
         snapshot,
@@ -246,7 +214,7 @@ async fn a_lossy_slow_network_loses_no_acknowledged_record() {
     let history = workload.stop().await;
     cluster.network.set_loss_percent(0);
     cluster.network.set_delay(None);
-    converge_and_check(&cluster, history).await;
+    cluster.converge_and_check(history).await;
     cluster.shutdown().await;
 }
 

@@ -11,7 +11,10 @@ use spool_log::client::{
     Client, ConsumerConfig, GroupMetadata, OffsetReset, Producer, ProducerConfig, ProducerRecord,
     TopicPartition,
 };
-use spool_log::proto::{ErrorCode, IsolationLevel, OffsetCommitTopic, OffsetFetchRequest};
+use spool_log::proto::{
+    ErrorCode, IsolationLevel, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    OffsetCommitTopic, OffsetFetchRequest, OffsetSpec,
+};
 use spool_log::LogError;
 
 fn reader(isolation: IsolationLevel) -> ConsumerConfig {
@@ -84,6 +87,27 @@ async fn committed_offset(
         .map(|o| o.offset))
 }
 
+/// ListOffsets "latest" of `topic`'s partition 0 for `isolation`.
+async fn latest_offset(client: &Client, topic: &str, isolation: IsolationLevel) -> u64 {
+    let response = client
+        .list_offsets(ListOffsetsRequest {
+            topics: vec![ListOffsetsTopic {
+                name: topic.into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition: 0,
+                    spec: OffsetSpec::Latest as i32,
+                    timestamp: 0,
+                }],
+            }],
+            isolation_level: isolation as i32,
+        })
+        .await
+        .unwrap();
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error, 0, "{}", partition.message);
+    partition.offset
+}
+
 fn code_of(e: &LogError) -> ErrorCode {
     e.code()
 }
@@ -139,8 +163,21 @@ async fn records_on_two_partitions_and_offsets_become_visible_at_once() {
         Err(ErrorCode::UnstableOffsetCommit)
     );
     assert_eq!(committed_offset(&client, "g", "in", false).await, Ok(None));
+    assert_eq!(
+        latest_offset(&client, "out", IsolationLevel::ReadUncommitted).await,
+        5
+    );
+    assert_eq!(
+        latest_offset(&client, "out", IsolationLevel::ReadCommitted).await,
+        0
+    );
 
     producer.commit_transaction().await.unwrap();
+    // The commit marker takes an offset of its own.
+    assert_eq!(
+        latest_offset(&client, "out", IsolationLevel::ReadCommitted).await,
+        6
+    );
     let committed = read_values(
         &client,
         "out",

@@ -204,7 +204,12 @@ async fn list_offsets(
             }),
         }
     }
-    let response = client.list_offsets(ListOffsetsRequest { topics }).await?;
+    let response = client
+        .list_offsets(ListOffsetsRequest {
+            topics,
+            ..Default::default()
+        })
+        .await?;
     let mut out = Vec::new();
     for topic in response.topics {
         for p in topic.partitions {

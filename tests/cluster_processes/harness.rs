@@ -502,6 +502,7 @@ pub async fn log_start(cluster: &Cluster, node: u64) -> Result<u64, String> {
                 timestamp: 0,
             }],
         }],
+        ..Default::default()
     };
     let response = client
         .list_offsets(request)

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::{Broker, Partition};
 use crate::proto::{
     AbortedTransaction, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult,
-    IsolationLevel, ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopicResult, OffsetSpec,
+    IsolationLevel, ListOffsetsPartition, ListOffsetsPartitionResult, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopicResult, OffsetSpec,
 };
 use crate::{LogError, Result};
 
@@ -95,6 +95,7 @@ impl Broker {
 
     /// Resolves offsets: earliest, latest, or the first at or after a time.
     pub fn list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+        let read_committed = request.isolation_level == IsolationLevel::ReadCommitted as i32;
         let topics = request
             .topics
             .into_iter()
@@ -102,8 +103,8 @@ impl Broker {
                 partitions: topic
                     .partitions
                     .iter()
-                    .map(|p| {
-                        match self.resolve_offset(&topic.name, p.partition, p.spec, p.timestamp) {
+                    .map(
+                        |p| match self.resolve_offset(&topic.name, p, read_committed) {
                             Ok((offset, found)) => ListOffsetsPartitionResult {
                                 partition: p.partition,
                                 offset,
@@ -116,8 +117,8 @@ impl Broker {
                                 message: e.to_string(),
                                 ..Default::default()
                             },
-                        }
-                    })
+                        },
+                    )
                     .collect(),
                 name: topic.name,
             })
@@ -125,16 +126,21 @@ impl Broker {
         ListOffsetsResponse { topics }
     }
 
+    /// Resolves one partition's offset; a read_committed lookup ends at
+    /// the last stable offset instead of the high watermark.
     fn resolve_offset(
         &self,
         topic: &str,
-        partition: u32,
-        spec: i32,
-        timestamp: i64,
+        wanted: &ListOffsetsPartition,
+        read_committed: bool,
     ) -> Result<(u64, bool)> {
-        let partition = self.partition(topic, partition)?;
+        let (spec, timestamp) = (wanted.spec, wanted.timestamp);
+        let partition = self.partition(topic, wanted.partition)?;
         let log = &partition.log;
-        let end = partition.high_watermark();
+        let end = match read_committed {
+            true => partition.replica().last_stable_offset(),
+            false => partition.high_watermark(),
+        };
         match OffsetSpec::try_from(spec) {
             Ok(OffsetSpec::Earliest) => Ok((log.log_start_offset(), true)),
             Ok(OffsetSpec::Latest) => Ok((end, true)),

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tonic::transport::Channel;
 
 pub use admin::{Admin, PartitionInfo, TopicInfo};
-pub use consumer::{Consumer, ConsumerConfig, OffsetReset};
+pub use consumer::{AbortedFilter, Consumer, ConsumerConfig, OffsetReset};
 pub use group::{Assignor, GroupSettings, RebalanceListener};
 pub use partitioner::murmur2;
 pub use producer::{GroupMetadata, Producer, ProducerConfig, RecordMetadata};

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod transactional;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -158,6 +159,36 @@ impl Cluster {
                 .await
                 .unwrap();
         }
+    }
+
+    /// Acknowledges one more record, waits until every running replica has
+    /// committed everything up to it, and returns each one's committed log.
+    pub async fn converged_logs(&self, timeout: Duration) -> Vec<(NodeId, Vec<(u64, String)>)> {
+        let last = self
+            .produce("sentinel", timeout)
+            .await
+            .expect("a final write");
+        self.wait_for_convergence(last.next_offset, timeout).await;
+        self.running()
+            .into_iter()
+            .map(|node| (node, self.committed_records(node)))
+            .collect()
+    }
+
+    /// [`Cluster::converged_logs`], then: the logs are identical, and the
+    /// history is clean, each replica's final read_committed view included.
+    pub async fn converge_and_check(&self, mut history: History) {
+        let finals = self.converged_logs(Duration::from_secs(30)).await;
+        let (first_node, first) = &finals[0];
+        for (node, records) in &finals {
+            assert_eq!(
+                records, first,
+                "node {node} and node {first_node} hold different logs"
+            );
+            let (stable, _) = transactional::read_stable(&self.replica(*node), 0);
+            history.final_stable_view(*node, &stable);
+        }
+        history.check(&finals).assert_clean();
     }
 
     /// Every committed record `node` holds, as (offset, value).

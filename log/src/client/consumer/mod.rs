@@ -5,7 +5,10 @@
 //! or joins a group and reads what the group gives it
 //! ([`Consumer::subscribe`], in `subscribe.rs`).
 
+mod aborted;
 mod subscribe;
+
+pub use aborted::AbortedFilter;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -225,7 +228,10 @@ impl Consumer {
         }
         let response = self
             .client
-            .list_offsets(ListOffsetsRequest { topics })
+            .list_offsets(ListOffsetsRequest {
+                topics,
+                isolation_level: self.config.isolation as i32,
+            })
             .await?;
         for topic in response.topics {
             for p in topic.partitions {
@@ -354,47 +360,6 @@ impl Consumer {
         }
         self.positions.insert(tp, Position::At(position));
         Ok(())
-    }
-}
-
-/// Kafka's consumer-side filter of aborted transactions: the fetch names
-/// each aborted transaction by producer id and first offset; from that
-/// offset on, the producer's transactional batches are dropped until its
-/// abort marker.
-struct AbortedFilter {
-    /// Not reached yet, by first offset (largest first, popped from the end).
-    upcoming: Vec<AbortedTransaction>,
-    /// Producers whose aborted transaction the batches are inside.
-    active: BTreeSet<i64>,
-}
-
-impl AbortedFilter {
-    fn new(mut aborted: Vec<AbortedTransaction>) -> AbortedFilter {
-        aborted.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
-        AbortedFilter {
-            upcoming: aborted,
-            active: BTreeSet::new(),
-        }
-    }
-
-    /// Whether the consumer returns `batch`'s records.
-    fn keeps(&mut self, batch: &crate::record::RecordBatch<'_>) -> bool {
-        while self
-            .upcoming
-            .last()
-            .is_some_and(|a| a.first_offset <= batch.last_offset())
-        {
-            if let Some(a) = self.upcoming.pop() {
-                self.active.insert(a.producer_id);
-            }
-        }
-        let attributes = batch.attributes();
-        if attributes.is_control() {
-            // An abort (or commit) marker ends the producer's transaction.
-            self.active.remove(&batch.producer_id());
-            return false;
-        }
-        !(attributes.is_transactional() && self.active.contains(&batch.producer_id()))
     }
 }
 
