@@ -78,6 +78,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer_protocol;
 pub mod error;
+pub mod kafka;
 pub mod producers;
 pub mod record;
 pub mod replication;

@@ -616,6 +616,7 @@ async fn a_coordinator_that_stops_between_its_decision_and_the_markers_is_comple
         producer_epoch: epoch,
         commit: true,
         prepare: false,
+        keep_epoch: false,
     };
     let failed = client.end_txn(end.clone()).await.unwrap();
     assert_ne!(failed.error, 0, "the injected fault did not happen");

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use spool_log::broker::{Broker, BrokerConfig, ClusterConfig};
 use spool_log::client::DEFAULT_BOOTSTRAP;
+use spool_log::kafka::KafkaConfig;
 use spool_log::server::{serve_metrics, Metrics};
 
 #[derive(clap::Args)]
@@ -29,6 +30,13 @@ pub struct Args {
     /// Address of the Prometheus metrics endpoint (`off` to disable).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Address of the Kafka protocol listener (`off` to disable).
+    #[arg(long)]
+    kafka_listen: Option<String>,
+    /// Host Kafka clients are told to connect to (default: the Kafka
+    /// listener's host; give it when listening on 0.0.0.0).
+    #[arg(long)]
+    kafka_advertised_host: Option<String>,
     /// Run as part of a cluster: every broker's `id=host:port` (this one
     /// included), comma-separated, e.g. `1=127.0.0.1:9292,2=127.0.0.1:9392`.
     /// Every broker gets the same list and its own `--node-id`.
@@ -57,6 +65,19 @@ struct FileConfig {
     /// Prometheus endpoint (default 127.0.0.1:9293, next to the client port;
     /// `off` disables it).
     metrics_listen: Option<String>,
+    /// Kafka protocol listener (default 127.0.0.1:9092, Kafka's port, so
+    /// Kafka clients and tools find it where they look; `off` disables it).
+    kafka_listen: Option<String>,
+    /// Host given to Kafka clients in Metadata and FindCoordinator
+    /// (default: the listener's host). Clients connect to this host, so it
+    /// must be one they can reach.
+    kafka_advertised_host: Option<String>,
+    /// Create topics that Kafka clients ask metadata for (default true, as
+    /// Kafka's `auto.create.topics.enable`).
+    kafka_auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic (default 1, Kafka's
+    /// `num.partitions`).
+    kafka_auto_create_partitions: Option<u32>,
     /// Shortest consumer-group session timeout a member may ask for
     /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
     group_min_session_timeout_ms: Option<u64>,
@@ -168,6 +189,44 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let _ = stopped.wait_for(|s| *s).await;
             },
         ));
+    }
+    let kafka_listen = args
+        .kafka_listen
+        .or(file.kafka_listen)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    if kafka_listen != "off" {
+        let kafka_listener = tokio::net::TcpListener::bind(&kafka_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the Kafka listener {kafka_listen} (use --kafka-listen off to disable)"
+                )
+            })?;
+        let local = kafka_listener.local_addr()?;
+        let host = args
+            .kafka_advertised_host
+            .or(file.kafka_advertised_host)
+            .unwrap_or_else(|| local.ip().to_string());
+        let mut kafka = KafkaConfig::new(host, local.port());
+        if let Some(on) = file.kafka_auto_create_topics {
+            kafka.auto_create_topics = on;
+        }
+        if let Some(partitions) = file.kafka_auto_create_partitions {
+            spool_log::config::validate_partition_count(partitions)
+                .context("invalid kafka_auto_create_partitions")?;
+            kafka.auto_create_partitions = partitions;
+        }
+        eprintln!("spool broker Kafka protocol on {local}");
+        let mut stopped = stopped.clone();
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let served = spool_log::kafka::serve(broker, kafka, kafka_listener, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            if let Err(e) = served.await {
+                eprintln!("the Kafka listener stopped: {e}");
+            }
+        });
     }
     eprintln!(
         "spool broker {} listening on {} with data in {}",

@@ -13,6 +13,8 @@ pub struct BrokerProcess {
     child: Child,
     pub address: String,
     pub metrics_address: Option<String>,
+    /// Where its Kafka protocol listener is (port 0 by default too).
+    pub kafka_address: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -27,6 +29,9 @@ impl BrokerProcess {
         if !args.contains(&"--metrics-listen") {
             command.args(["--metrics-listen", "127.0.0.1:0"]);
         }
+        if !args.contains(&"--kafka-listen") {
+            command.args(["--kafka-listen", "127.0.0.1:0"]);
+        }
         let mut child = command
             .stderr(Stdio::piped())
             .spawn()
@@ -34,6 +39,7 @@ impl BrokerProcess {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(String::new()));
         let mut metrics_address = None;
+        let mut kafka_address = None;
         let address = loop {
             let line = lines
                 .next()
@@ -42,6 +48,9 @@ impl BrokerProcess {
             log.lock().unwrap().push_str(&format!("{line}\n"));
             if let Some(rest) = line.split(" metrics on ").nth(1) {
                 metrics_address = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.split(" Kafka protocol on ").nth(1) {
+                kafka_address = Some(rest.trim().to_string());
             }
             if let Some(rest) = line.split(" listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
@@ -58,6 +67,7 @@ impl BrokerProcess {
             child,
             address,
             metrics_address,
+            kafka_address,
             log,
         }
     }

@@ -63,10 +63,12 @@ impl Broker {
                 high_watermark: p.high_watermark(),
                 size_bytes: p.log.size_bytes(),
                 producers: p.describe_producers(),
+                replicas: replica_ids(replicas),
             },
             None => PartitionMetadata {
                 partition: index,
                 leader,
+                replicas: replica_ids(replicas),
                 ..Default::default()
             },
         }
@@ -137,4 +139,8 @@ fn leader_status(topic: &str, partition: u32, replica: &PartitionReplica) -> Opt
         high_watermark: replica.high_watermark(),
         followers,
     })
+}
+
+fn replica_ids(replicas: &[u64]) -> Vec<u32> {
+    replicas.iter().map(|&node| node as u32).collect()
 }

@@ -193,7 +193,7 @@ impl Broker {
         };
         let kept = keep_prepared && metadata.state == TxnState::Prepared;
         if metadata.state.is_open() && !kept {
-            metadata.decide(false)?;
+            metadata.decide(false, true)?;
             shard.store.write(id, &metadata, WRITE_TIMEOUT).await?;
         }
         if metadata.state.is_deciding() {
@@ -264,6 +264,7 @@ impl Broker {
         producer: (i64, i16),
         commit: bool,
         prepare: bool,
+        bump_epoch: bool,
     ) -> Result<i16> {
         let lock = self.transactions.lock_of(id);
         let _held = lock.lock().await;
@@ -271,9 +272,10 @@ impl Broker {
         if !prepare && metadata.completed_by(producer.0, producer.1, commit) {
             return Ok(metadata.epoch);
         }
+        let epoch_gap = i32::from(metadata.epoch) - i32::from(producer.1);
         if metadata.state.is_deciding()
             && producer.0 == metadata.producer_id
-            && i32::from(producer.1) + 1 == i32::from(metadata.epoch)
+            && (epoch_gap == 1 || epoch_gap == 0)
         {
             // A retry while a new coordinator completes the decision.
             return Err(Refusal::new(
@@ -303,7 +305,7 @@ impl Broker {
             // mark, and the epoch stays.
             return Ok(metadata.epoch);
         }
-        metadata.decide(commit)?;
+        metadata.decide(commit, bump_epoch)?;
         shard.store.write(id, &metadata, WRITE_TIMEOUT).await?;
         if self.transactions.config.crash_after_decision {
             return Err(LogError::Replication(
@@ -346,7 +348,7 @@ impl Broker {
         let _held = lock.lock().await;
         let mut metadata = shard.store.get(id).ok_or_else(|| unknown_id(id))?;
         if metadata.state.is_open() {
-            metadata.decide(false)?;
+            metadata.decide(false, true)?;
             shard.store.write(id, &metadata, WRITE_TIMEOUT).await?;
         }
         if metadata.state.is_deciding() {
@@ -378,7 +380,7 @@ impl Broker {
             let outcome = async {
                 if metadata.timed_out(crate::producers::now_ms()) {
                     tracing::info!(id = %id, producer = metadata.producer_id, "aborting a transaction past its timeout");
-                    metadata.decide(false)?;
+                    metadata.decide(false, true)?;
                     shard.store.write(&id, &metadata, WRITE_TIMEOUT).await?;
                 }
                 if metadata.state.is_deciding() {

@@ -203,6 +203,7 @@ impl Broker {
                 producer,
                 request.commit,
                 request.prepare,
+                !request.keep_epoch,
             )
             .await
         };

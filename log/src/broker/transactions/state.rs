@@ -147,8 +147,10 @@ impl TxnMetadata {
     }
 
     /// The state after `EndTxn` decides (commit or abort) the open
-    /// transaction, with the epoch bumped.
-    pub fn decide(&mut self, commit: bool) -> Result<(), Refusal> {
+    /// transaction, with the epoch bumped unless `bump_epoch` is false: a
+    /// Kafka client older than per-transaction epochs (`EndTxn` before v5)
+    /// keeps writing with its epoch, so its markers carry that one.
+    pub fn decide(&mut self, commit: bool, bump_epoch: bool) -> Result<(), Refusal> {
         if !self.state.is_open() {
             return Err(Refusal::new(
                 ErrorCode::InvalidTxnState,
@@ -159,7 +161,9 @@ impl TxnMetadata {
             true => TxnState::PrepareCommit,
             false => TxnState::PrepareAbort,
         };
-        self.epoch = self.epoch.saturating_add(1);
+        if bump_epoch {
+            self.epoch = self.epoch.saturating_add(1);
+        }
         Ok(())
     }
 
@@ -217,7 +221,7 @@ mod tests {
         assert_eq!(txn.add_partitions([("t".into(), 0)], 150), Ok(false));
         assert_eq!(txn.state, TxnState::Ongoing);
         assert!(!txn.timed_out(1100) && txn.timed_out(1101));
-        txn.decide(true).unwrap();
+        txn.decide(true, true).unwrap();
         assert_eq!((txn.state, txn.epoch), (TxnState::PrepareCommit, 1));
         assert_eq!(
             txn.add_partitions([("t".into(), 1)], 200).unwrap_err().code,
@@ -228,7 +232,7 @@ mod tests {
         assert!(txn.partitions.is_empty());
         assert!(txn.completed_by(9, 0, true) && !txn.completed_by(9, 0, false));
         assert_eq!(
-            txn.decide(true).unwrap_err().code,
+            txn.decide(true, true).unwrap_err().code,
             ErrorCode::InvalidTxnState
         );
         assert_eq!(
@@ -248,7 +252,7 @@ mod tests {
             txn.add_partitions([("t".into(), 1)], 0).unwrap_err().code,
             ErrorCode::InvalidTxnState
         );
-        txn.decide(false).unwrap();
+        txn.decide(false, true).unwrap();
         assert_eq!(txn.state, TxnState::PrepareAbort);
     }
 }

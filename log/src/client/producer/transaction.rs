@@ -252,6 +252,7 @@ impl Producer {
             producer_epoch: i32::from(identity.epoch),
             commit,
             prepare,
+            keep_epoch: false,
         };
         let client = &self.shared.client;
         let answer = self
