@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond the build, when it is missing: the
+# Kafka clients that the Kafka-protocol tests run against a broker
+# (Debian's kcat; confluent-kafka and kafka-python from PyPI, pinned so a
+# new release cannot change a run). Sourced by scripts/test.sh; safe to
+# run repeatedly.
+set -euo pipefail
+
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+apt_install() {
+    echo "installing system packages: $*" >&2
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "$@"
+}
+
+test_packages=()
+command -v kcat >/dev/null 2>&1 || test_packages+=(kcat)
+command -v python3 >/dev/null 2>&1 || test_packages+=(python3 python3-pip)
+if ((${#test_packages[@]})); then
+    apt_install "${test_packages[@]}"
+fi
+
+python_clients=("confluent-kafka==2.16.1" "kafka-python==3.0.12")
+if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+    echo "installing Python packages: ${python_clients[*]}" >&2
+    # Debian's own Python refuses pip without the second flag (PEP 668).
+    python3 -m pip install --quiet "${python_clients[@]}" 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages "${python_clients[@]}"
+fi
