@@ -13,14 +13,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 mod common;
 
-use common::BrokerProcess;
+use common::{kafka_clients, run, BrokerProcess};
 
 /// A broker with its Kafka listener on a free port.
 struct Broker {
@@ -66,9 +66,7 @@ impl Broker {
     }
 
     fn python(&self, args: &[&str]) -> String {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/clients.py");
-        let output = run(Command::new("python3").arg(script).args(args), "");
-        String::from_utf8(output.stdout).unwrap()
+        kafka_clients(args)
     }
 
     fn python_produce(&self, lib: &str, topic: &str, prefix: &str, count: usize) {
@@ -124,27 +122,6 @@ impl Broker {
             })
             .collect()
     }
-}
-
-/// Runs `command` with `stdin`, failing the test on a non-zero exit.
-fn run(command: &mut Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {command:?}: {e} (scripts/test.sh installs it)"));
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_string();
-    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn json_lines(text: &str) -> Vec<Value> {

@@ -58,6 +58,7 @@ macro_rules! with_rpcs {
             sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
             async join_cluster(JoinClusterRequest) -> ClusterChangeResponse;
             async move_partition(MovePartitionRequest) -> ClusterChangeResponse;
+            async advertise_listener(AdvertiseListenerRequest) -> ClusterChangeResponse;
             async init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
             async add_partitions_to_txn(AddPartitionsToTxnRequest) -> TxnResponse;
             async add_offsets_to_txn(AddOffsetsToTxnRequest) -> TxnResponse;

@@ -9,6 +9,7 @@
 mod common;
 mod groups;
 mod harness;
+mod kafka;
 mod links;
 mod moves;
 mod transactions;

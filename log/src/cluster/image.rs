@@ -50,6 +50,13 @@ pub enum MetadataCommand {
         name: String,
         replicas: Vec<Vec<NodeId>>,
     },
+    /// A broker announces (or changes) where Kafka clients reach its
+    /// Kafka protocol listener. Appended last: variants are encoded by
+    /// position, so older metadata logs still decode.
+    AdvertiseKafkaListener {
+        node: NodeId,
+        address: String,
+    },
 }
 
 /// A topic as the cluster knows it.
@@ -74,6 +81,8 @@ pub struct TopicAssignment {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterImage {
     pub brokers: BTreeMap<NodeId, String>,
+    /// Each broker's Kafka listener (`host:port`), once it announced one.
+    pub kafka_listeners: BTreeMap<NodeId, String>,
     pub topics: BTreeMap<String, TopicAssignment>,
     /// The metadata-log offset after the last applied command.
     pub next_offset: u64,
@@ -86,7 +95,8 @@ impl ClusterImage {
     /// to, with the error a user should see if not.
     pub fn check(&self, command: &MetadataCommand) -> Result<()> {
         match command {
-            MetadataCommand::RegisterBroker { .. } => Ok(()),
+            MetadataCommand::RegisterBroker { .. }
+            | MetadataCommand::AdvertiseKafkaListener { .. } => Ok(()),
             MetadataCommand::CreateTopic { name, replicas, .. } => {
                 if self.topics.contains_key(name) {
                     return Err(LogError::TopicAlreadyExists(name.clone()));
@@ -158,6 +168,9 @@ impl ClusterImage {
             match command {
                 MetadataCommand::RegisterBroker { node, address } => {
                     self.brokers.insert(node, address);
+                }
+                MetadataCommand::AdvertiseKafkaListener { node, address } => {
+                    self.kafka_listeners.insert(node, address);
                 }
                 MetadataCommand::CreateTopic {
                     name,

@@ -62,12 +62,18 @@ pub(super) async fn metadata(
         }
     };
     let node = session.broker.config().node_id as i32;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node))
-        .with_host(session.config.advertised_host.clone().into())
-        .with_port(i32::from(session.config.advertised_port));
+    let brokers = session
+        .kafka_addresses()
+        .into_iter()
+        .map(|(id, (host, port))| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id as i32))
+                .with_host(host.into())
+                .with_port(port)
+        })
+        .collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_topics(
             topics
                 .into_iter()

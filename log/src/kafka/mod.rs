@@ -75,17 +75,35 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Where Kafka clients reach broker `node`: this broker's advertised
-    /// listener. Other brokers' Kafka listeners are not registered with
-    /// the controller yet, so a cluster serves Kafka clients only what
-    /// this broker leads (docs/kafka-compatibility.md).
+    /// Where Kafka clients reach broker `node`: this broker's own
+    /// advertised listener, or the one another broker announced to the
+    /// cluster metadata.
     pub fn kafka_address(&self, node: u32) -> Option<(String, i32)> {
-        (node == self.broker.config().node_id).then(|| {
+        self.kafka_addresses().remove(&node)
+    }
+
+    /// Every broker's Kafka listener this broker knows of, by node id.
+    pub fn kafka_addresses(&self) -> std::collections::BTreeMap<u32, (String, i32)> {
+        let mut addresses: std::collections::BTreeMap<u32, (String, i32)> = self
+            .broker
+            .kafka_listeners()
+            .into_iter()
+            .filter_map(|(node, address)| {
+                let (host, port) = address.rsplit_once(':')?;
+                Some((
+                    u32::try_from(node).ok()?,
+                    (host.to_string(), port.parse().ok()?),
+                ))
+            })
+            .collect();
+        addresses.insert(
+            self.broker.config().node_id,
             (
                 self.config.advertised_host.clone(),
                 i32::from(self.config.advertised_port),
-            )
-        })
+            ),
+        );
+        addresses
     }
 }
 
@@ -101,6 +119,10 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| LogError::io("kafka listener", e))?;
     tracing::info!(address = %local, "serving the Kafka protocol");
+    broker.announce_kafka_listener(format!(
+        "{}:{}",
+        config.advertised_host, config.advertised_port
+    ));
     let session = Arc::new(Session { broker, config });
     tokio::pin!(shutdown);
     loop {

@@ -278,6 +278,7 @@ no_payload!(
     ClusterStatusRequest,
     ClusterStatusResponse,
     JoinClusterRequest,
+    AdvertiseListenerRequest,
     MovePartitionRequest,
     ClusterChangeResponse,
     InitProducerIdRequest,

@@ -19,6 +19,7 @@
 //! running replicas); [`reconcile`] keeps the replicas in line with the
 //! metadata and [`status`] answers metadata and cluster-status requests.
 
+mod listeners;
 mod moves;
 mod reconcile;
 mod status;

@@ -104,7 +104,7 @@ impl Broker {
     }
 }
 
-fn change_response(outcome: Result<()>) -> ClusterChangeResponse {
+pub(super) fn change_response(outcome: Result<()>) -> ClusterChangeResponse {
     match outcome {
         Ok(()) => ClusterChangeResponse::default(),
         Err(e) => ClusterChangeResponse {
@@ -115,7 +115,7 @@ fn change_response(outcome: Result<()>) -> ClusterChangeResponse {
 }
 
 /// A forwarded change's answer in the shape the forwarding loop reads.
-fn topic_result(response: tonic::Response<ClusterChangeResponse>) -> TopicResult {
+pub(super) fn topic_result(response: tonic::Response<ClusterChangeResponse>) -> TopicResult {
     let response = response.into_inner();
     TopicResult {
         name: String::new(),
