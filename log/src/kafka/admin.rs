@@ -52,11 +52,22 @@ pub(super) async fn metadata(
             let mut answered = session.broker.metadata(proto::MetadataRequest {
                 topics: names.unwrap_or_default(),
             });
-            if may_create && create_unknown(session, &answered).await {
-                let names = answered.topics.iter().map(|t| t.name.clone()).collect();
-                answered = session
-                    .broker
-                    .metadata(proto::MetadataRequest { topics: names });
+            let mut invalid = Vec::new();
+            if may_create {
+                let (created, refused) = create_unknown(session, &answered).await;
+                invalid = refused;
+                if created {
+                    let names = answered.topics.iter().map(|t| t.name.clone()).collect();
+                    answered = session
+                        .broker
+                        .metadata(proto::MetadataRequest { topics: names });
+                }
+            }
+            // A name that can never be created is an invalid topic, not
+            // an unknown one: Kafka clients fail its records instead of
+            // waiting for it to appear.
+            for topic in answered.topics.iter_mut().filter(|t| invalid.contains(&t.name)) {
+                topic.error = proto::ErrorCode::InvalidTopic as i32;
             }
             answered.topics
         }
@@ -89,9 +100,13 @@ pub(super) async fn metadata(
     response
 }
 
-/// Creates the topics `answered` reports unknown (internal names and
-/// invalid ones are left to fail); whether any was created.
-async fn create_unknown(session: &Session, answered: &proto::MetadataResponse) -> bool {
+/// Creates the topics `answered` reports unknown (internal names are
+/// left alone); answers whether any was created, and the names refused
+/// as invalid topic names.
+async fn create_unknown(
+    session: &Session,
+    answered: &proto::MetadataResponse,
+) -> (bool, Vec<String>) {
     let unknown = proto::ErrorCode::UnknownTopicOrPartition as i32;
     let topics: Vec<proto::NewTopic> = answered
         .topics
@@ -104,7 +119,7 @@ async fn create_unknown(session: &Session, answered: &proto::MetadataResponse) -
         })
         .collect();
     if topics.is_empty() {
-        return false;
+        return (false, Vec::new());
     }
     let created = session
         .broker
@@ -113,7 +128,14 @@ async fn create_unknown(session: &Session, answered: &proto::MetadataResponse) -
             validate_only: false,
         })
         .await;
-    created.topics.iter().any(|t| t.error == 0)
+    let invalid = proto::ErrorCode::InvalidTopic as i32;
+    let refused = created
+        .topics
+        .iter()
+        .filter(|t| t.error == invalid)
+        .map(|t| t.name.clone())
+        .collect();
+    (created.topics.iter().any(|t| t.error == 0), refused)
 }
 
 fn topic_metadata(topic: proto::TopicMetadata, version: i16) -> MetadataResponseTopic {

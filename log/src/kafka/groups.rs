@@ -19,7 +19,9 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::codes::{kafka_code, COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST};
+use super::codes::{
+    kafka_code, COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use super::Session;
 use crate::proto;
 
@@ -253,34 +255,34 @@ pub(super) async fn offset_commit(
     request: OffsetCommitRequest,
     _version: i16,
 ) -> OffsetCommitResponse {
-    let mut refused = Vec::new();
-    let topics: Vec<proto::OffsetCommitTopic> = request
-        .topics
-        .iter()
-        .map(|topic| proto::OffsetCommitTopic {
-            name: topic.name.0.to_string(),
-            partitions: topic
-                .partitions
-                .iter()
-                .filter_map(|p| {
-                    match (
-                        u32::try_from(p.partition_index),
-                        u64::try_from(p.committed_offset),
-                    ) {
-                        (Ok(partition), Ok(offset)) => Some(proto::OffsetCommitPartition {
-                            partition,
-                            offset,
-                            metadata: optional_text(&p.committed_metadata),
-                        }),
-                        _ => {
-                            refused.push((topic.name.clone(), p.partition_index));
-                            None
-                        }
-                    }
-                })
-                .collect(),
-        })
-        .collect();
+    // Kafka refuses, partition by partition, commits to partitions that
+    // do not exist and negative offsets; the rest are committed.
+    let mut refused: Vec<(TopicName, i32, i16)> = Vec::new();
+    let mut topics: Vec<proto::OffsetCommitTopic> = Vec::new();
+    for topic in &request.topics {
+        let count = session.broker.partition_count(&topic.name.0);
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            let exists = u32::try_from(p.partition_index)
+                .ok()
+                .filter(|&index| count.is_some_and(|count| index < count));
+            match (exists, u64::try_from(p.committed_offset)) {
+                (Some(partition), Ok(offset)) => partitions.push(proto::OffsetCommitPartition {
+                    partition,
+                    offset,
+                    metadata: optional_text(&p.committed_metadata),
+                }),
+                (None, _) => refused.push((topic.name.clone(), p.partition_index, UNKNOWN_TOPIC_OR_PARTITION)),
+                (Some(_), Err(_)) => refused.push((topic.name.clone(), p.partition_index, INVALID_REQUEST)),
+            }
+        }
+        if !partitions.is_empty() {
+            topics.push(proto::OffsetCommitTopic {
+                name: topic.name.0.to_string(),
+                partitions,
+            });
+        }
+    }
     let answered = session
         .broker
         .offset_commit(proto::OffsetCommitRequest {
@@ -300,10 +302,13 @@ pub(super) async fn offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let refused = refused.contains(&(topic.name.clone(), p.partition_index));
+                    let refusal = refused
+                        .iter()
+                        .find(|(name, index, _)| *name == topic.name && *index == p.partition_index)
+                        .map(|(_, _, refusal)| *refusal);
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(if refused { INVALID_REQUEST } else { code })
+                        .with_error_code(refusal.unwrap_or(code))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

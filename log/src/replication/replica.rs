@@ -207,6 +207,16 @@ impl PartitionReplica {
         high_watermark: u64,
     ) -> Result<LogRead> {
         if offset >= limit {
+            // Past the log's end is out of range (Kafka's rule: the
+            // consumer resets), between the limit and the end only early.
+            let (log_start, log_end) = (self.log.log_start_offset(), self.log.log_end_offset());
+            if offset > log_end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    log_end,
+                });
+            }
             return Ok(LogRead {
                 bytes: Vec::new(),
                 next_offset: offset,

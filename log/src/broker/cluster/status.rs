@@ -76,6 +76,13 @@ impl Broker {
 }
 
 impl Broker {
+    /// How many partitions `topic` has in the cluster metadata; `None`
+    /// for a topic the cluster does not know.
+    pub fn partition_count(&self, topic: &str) -> Option<u32> {
+        let image = self.cluster.controller.image();
+        image.topics.get(topic).map(|t| t.replicas.len() as u32)
+    }
+
     /// This broker's view of the cluster (see `ClusterStatusResponse`).
     pub fn cluster_status(&self, _request: ClusterStatusRequest) -> ClusterStatusResponse {
         let cluster = &self.cluster;

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Runs librdkafka's own integration tests against a spool broker's Kafka
+# listener at 127.0.0.1:9092 (docs/kafka-compatibility.md).
+#
+#   bash scripts/librdkafka-suite.sh            # the allowlist; fails if one fails
+#   bash scripts/librdkafka-suite.sh 0042 0103  # chosen tests, reported only
+#   bash scripts/librdkafka-suite.sh 0103:do_test_empty_txn  # one test's subtests
+#   bash scripts/librdkafka-suite.sh 0018@full  # without quick mode
+#
+# The tests are the numbered ones of Debian's librdkafka source package
+# (`apt-get source librdkafka`, 2.0.2 on bookworm), built once into
+# ~/.cache/spool (about 3 minutes) and run by their own test runner, one
+# process per test, in quick mode (-Q) without socket emulation (-E) and
+# without the broker-less local tests (-L), against three brokers as
+# librdkafka's own test clusters are (the transaction tests ask for three
+# replicas). Environment: SPOOL_BIN (the broker binary; default the debug
+# build in CARGO_TARGET_DIR), LIBRDKAFKA_DIR (the built source tree),
+# PER_TEST_TIMEOUT (seconds, 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+version=2.0.2
+target=${CARGO_TARGET_DIR:-$root/target}
+spool_bin=${SPOOL_BIN:-$target/debug/spool}
+tree=${LIBRDKAFKA_DIR:-$HOME/.cache/spool/librdkafka-$version}
+per_test_timeout=${PER_TEST_TIMEOUT:-300}
+
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+
+fetch_and_build() {
+    echo "building librdkafka $version and its tests into $tree" >&2
+    # apt-get source needs deb-src entries; Debian images ship binary ones.
+    if ! grep -rqs '^Types:.*deb-src\|^deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        "${sudo_cmd[@]}" tee /etc/apt/sources.list.d/spool-deb-src.sources >/dev/null <<'SOURCES'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    fi
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+        dpkg-dev build-essential pkg-config python3 zlib1g-dev libssl-dev libsasl2-dev \
+        libzstd-dev liblz4-dev rapidjson-dev
+    local work
+    work=$(mktemp -d)
+    (cd "$work" && apt-get source -qq "librdkafka=$version-1")
+    mkdir -p "$(dirname "$tree")"
+    rm -rf "$tree"
+    mv "$work/librdkafka-$version" "$tree"
+    rm -rf "$work"
+    (cd "$tree" && ./configure >/dev/null && make -j2 libs >/dev/null && make -j2 -C tests build >/dev/null)
+}
+
+[[ -x $tree/tests/test-runner ]] || fetch_and_build
+[[ -x $spool_bin ]] || { echo "no spool binary at $spool_bin (cargo build -p spool)" >&2; exit 1; }
+
+if (($#)); then
+    tests=("$@")
+    enforce=false
+else
+    # Lines: NNNN[:SUBTEST] [full]  # why it is there
+    mapfile -t tests < <(awk '/^[0-9]{4}/ { print ($2 == "full") ? $1 "@full" : $1 }' \
+        tests/librdkafka/allowlist.txt)
+    enforce=true
+fi
+
+# Three brokers, configured as librdkafka's test clusters are: new topics
+# get 4 partitions, and groups may use 5-6 s session timeouts. Broker 1's
+# Kafka listener is the bootstrap address the tests use.
+work=$(mktemp -d)
+cat >"$work/broker.toml" <<'CONF'
+kafka_auto_create_partitions = 4
+group_min_session_timeout_ms = 1000
+metrics_listen = "off"
+CONF
+peers=1=127.0.0.1:19192,2=127.0.0.1:19292,3=127.0.0.1:19392
+kafka_ports=([1]=9092 [2]=19093 [3]=19094)
+brokers=()
+trap 'kill "${brokers[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+for node in 1 2 3; do
+    "$spool_bin" broker --config "$work/broker.toml" --node-id $node --peers $peers \
+        --data-dir "$work/data$node" --listen 127.0.0.1:19${node}92 \
+        --kafka-listen 127.0.0.1:${kafka_ports[$node]} >"$work/broker$node.log" 2>&1 &
+    brokers+=($!)
+done
+for node in 1 2 3; do
+    for _ in $(seq 100); do
+        grep -q "listening on" "$work/broker$node.log" && break
+        sleep 0.1
+    done
+    grep -q "listening on" "$work/broker$node.log" || { cat "$work/broker$node.log" >&2; exit 1; }
+done
+# Every broker's Kafka listener is in the metadata before the tests start.
+for _ in $(seq 120); do
+    kcat -b 127.0.0.1:9092 -L -m 5 2>/dev/null | grep -q " 3 brokers:" && break
+    sleep 0.5
+done
+
+cat >"$work/test.conf" <<'CONF'
+bootstrap.servers=127.0.0.1:9092
+broker.address.family=v4
+test.timeout.multiplier=2
+CONF
+export RDKAFKA_TEST_CONF=$work/test.conf
+export LD_LIBRARY_PATH=$tree/src:$tree/src-cpp
+# The Kafka version whose behaviour spool's listener matches (the tests
+# branch on it); unset CI so the runner keeps its own concurrency.
+export TEST_KAFKA_VERSION=2.8.0
+unset CI
+
+passed=0 failed=() skipped=0
+cd "$tree/tests"
+for entry in "${tests[@]}"; do
+    # NNNN, or NNNN:SUBTEST to run only the subtests whose name has SUBTEST.
+    # NNNN@full: without quick mode, for tests that quick mode reduces to
+    # nothing (they would pass without touching the broker).
+    quick=-Q
+    [[ $entry == *@full ]] && quick=
+    spec=${entry%@full}
+    test=${spec%%:*}
+    subtests=${spec#"$test"}
+    subtests=${subtests#:}
+    started=$SECONDS
+    set +e
+    TESTS=$test SUBTESTS=$subtests TEST_REPORT=$work/$test.json timeout -k 10 "$per_test_timeout" \
+        ./test-runner $quick -E -L -p1 >"$work/$test.log" 2>&1
+    rc=$?
+    set -e
+    states=$(python3 - "$work/$test.json" "$test" <<'PY'
+import json, sys
+try:
+    report = json.load(open(sys.argv[1]))
+except Exception:
+    print("NO-REPORT")
+    sys.exit()
+states = [t["state"] for name, t in report["tests"].items() if name.startswith(sys.argv[2])]
+print(",".join(states) or "NOT-RUN")
+PY
+)
+    if [[ $rc -eq 0 && $states == *PASSED* && $states != *FAILED* ]]; then
+        result=PASS passed=$((passed + 1))
+    elif [[ $rc -eq 0 && $states != *PASSED* && $states != *FAILED* ]]; then
+        result=SKIP skipped=$((skipped + 1))
+    else
+        result=FAIL failed+=("$entry")
+        tail -n 15 "$work/$test.log" | sed "s/^/    $test| /"
+    fi
+    printf '%s %-4s %4ss  exit %-3s %s\n' "$entry" "$result" $((SECONDS - started)) "$rc" "$states"
+done
+echo "librdkafka $version tests: $passed passed, ${#failed[@]} failed (${failed[*]:-none}), $skipped skipped"
+if $enforce && ((${#failed[@]})); then
+    for node in 1 2 3; do
+        echo "broker $node log tail:" >&2
+        tail -n 20 "$work/broker$node.log" >&2
+    done
+    exit 1
+fi
