@@ -6,14 +6,14 @@
 #   bash scripts/librdkafka-suite.sh 0042 0103  # chosen tests, reported only
 #   bash scripts/librdkafka-suite.sh 0103:do_test_empty_txn  # one test's subtests
 #   bash scripts/librdkafka-suite.sh 0018@full  # without quick mode
+#   bash scripts/librdkafka-suite.sh 0103@cluster  # against three brokers
 #
 # The tests are the numbered ones of Debian's librdkafka source package
 # (`apt-get source librdkafka`, 2.0.2 on bookworm), built once into
 # ~/.cache/spool (about 3 minutes) and run by their own test runner, one
 # process per test, in quick mode (-Q) without socket emulation (-E) and
-# without the broker-less local tests (-L), against three brokers as
-# librdkafka's own test clusters are (the transaction tests ask for three
-# replicas). Environment: SPOOL_BIN (the broker binary; default the debug
+# without the broker-less local tests (-L), against one broker, or three
+# for the tests that ask for three replicas (marked `cluster`). Environment: SPOOL_BIN (the broker binary; default the debug
 # build in CARGO_TARGET_DIR), LIBRDKAFKA_DIR (the built source tree),
 # PER_TEST_TIMEOUT (seconds, 300).
 set -euo pipefail
@@ -43,61 +43,82 @@ SOURCES
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
         dpkg-dev build-essential pkg-config python3 zlib1g-dev libssl-dev libsasl2-dev \
-        libzstd-dev liblz4-dev rapidjson-dev
+        libzstd-dev liblz4-dev rapidjson-dev >/dev/null
     local work
     work=$(mktemp -d)
-    (cd "$work" && apt-get source -qq "librdkafka=$version-1")
+    (cd "$work" && apt-get source -qq "librdkafka=$version-1" >/dev/null 2>&1)
     mkdir -p "$(dirname "$tree")"
     rm -rf "$tree"
     mv "$work/librdkafka-$version" "$tree"
     rm -rf "$work"
-    (cd "$tree" && ./configure >/dev/null && make -j2 libs >/dev/null && make -j2 -C tests build >/dev/null)
+    # rdkafka_performance too: docs/benchmarks.md measures the Kafka
+    # listener with it.
+    local log=$tree.build.log
+    (cd "$tree" && ./configure && make -j2 libs && make -j2 -C tests build &&
+        make -C examples rdkafka_performance) >"$log" 2>&1 ||
+        { tail -n 40 "$log" >&2; echo "building librdkafka failed; log: $log" >&2; exit 1; }
 }
 
 [[ -x $tree/tests/test-runner ]] || fetch_and_build
 [[ -x $spool_bin ]] || { echo "no spool binary at $spool_bin (cargo build -p spool)" >&2; exit 1; }
 
 if (($#)); then
-    tests=("$@")
+    entries=("$@")
     enforce=false
 else
-    # Lines: NNNN[:SUBTEST] [full]  # why it is there
-    mapfile -t tests < <(awk '/^[0-9]{4}/ { print ($2 == "full") ? $1 "@full" : $1 }' \
-        tests/librdkafka/allowlist.txt)
+    # Lines: NNNN[:SUBTEST] [full] [cluster]  # why it is there
+    mapfile -t entries < <(awk '/^[0-9][0-9][0-9][0-9]/ {
+        entry = $1
+        for (i = 2; i <= 3; i++) if ($i == "full" || $i == "cluster") entry = entry "@" $i
+        print entry }' tests/librdkafka/allowlist.txt)
     enforce=true
+    ((${#entries[@]})) || { echo "no tests read from tests/librdkafka/allowlist.txt" >&2; exit 1; }
 fi
 
-# Three brokers, configured as librdkafka's test clusters are: new topics
-# get 4 partitions, and groups may use 5-6 s session timeouts. Broker 1's
-# Kafka listener is the bootstrap address the tests use.
 work=$(mktemp -d)
+brokers=()
+stop_brokers() {
+    ((${#brokers[@]})) && kill "${brokers[@]}" 2>/dev/null
+    wait 2>/dev/null || true
+    brokers=()
+}
+trap 'stop_brokers; rm -rf "$work"' EXIT
+
+# Brokers configured as librdkafka's test clusters are: new topics get 4
+# partitions, groups may use 5-6 s session timeouts and wait Kafka's
+# default 3 s for the members of a new group. Broker 1's Kafka
+# listener is the bootstrap address the tests use. Each phase starts from
+# empty data directories.
 cat >"$work/broker.toml" <<'CONF'
 kafka_auto_create_partitions = 4
 group_min_session_timeout_ms = 1000
+group_initial_rebalance_delay_ms = 3000
 metrics_listen = "off"
 CONF
-peers=1=127.0.0.1:19192,2=127.0.0.1:19292,3=127.0.0.1:19392
-kafka_ports=([1]=9092 [2]=19093 [3]=19094)
-brokers=()
-trap 'kill "${brokers[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for node in 1 2 3; do
-    "$spool_bin" broker --config "$work/broker.toml" --node-id $node --peers $peers \
-        --data-dir "$work/data$node" --listen 127.0.0.1:19${node}92 \
-        --kafka-listen 127.0.0.1:${kafka_ports[$node]} >"$work/broker$node.log" 2>&1 &
-    brokers+=($!)
-done
-for node in 1 2 3; do
-    for _ in $(seq 100); do
-        grep -q "listening on" "$work/broker$node.log" && break
-        sleep 0.1
+start_brokers() {
+    local count=$1 phase=$2 node peers=() args
+    for node in $(seq "$count"); do peers+=("$node=127.0.0.1:19${node}92"); done
+    for node in $(seq "$count"); do
+        args=(--config "$work/broker.toml" --node-id "$node" --data-dir "$work/$phase/data$node"
+            --listen "127.0.0.1:19${node}92" --kafka-listen "127.0.0.1:$((node == 1 ? 9092 : 19092 + node))")
+        ((count > 1)) && args+=(--peers "$(IFS=,; echo "${peers[*]}")")
+        "$spool_bin" broker "${args[@]}" >"$work/$phase-broker$node.log" 2>&1 &
+        brokers+=($!)
     done
-    grep -q "listening on" "$work/broker$node.log" || { cat "$work/broker$node.log" >&2; exit 1; }
-done
-# Every broker's Kafka listener is in the metadata before the tests start.
-for _ in $(seq 120); do
-    kcat -b 127.0.0.1:9092 -L -m 5 2>/dev/null | grep -q " 3 brokers:" && break
-    sleep 0.5
-done
+    for node in $(seq "$count"); do
+        for _ in $(seq 100); do
+            grep -q "listening on" "$work/$phase-broker$node.log" && break
+            sleep 0.1
+        done
+        grep -q "listening on" "$work/$phase-broker$node.log" ||
+            { cat "$work/$phase-broker$node.log" >&2; exit 1; }
+    done
+    # Every broker's Kafka listener is in the metadata before tests start.
+    for _ in $(seq 120); do
+        kcat -b 127.0.0.1:9092 -L -m 5 2>/dev/null | grep -q " $count brokers\?:" && break
+        sleep 0.5
+    done
+}
 
 cat >"$work/test.conf" <<'CONF'
 bootstrap.servers=127.0.0.1:9092
@@ -112,21 +133,21 @@ export TEST_KAFKA_VERSION=2.8.0
 unset CI
 
 passed=0 failed=() skipped=0
-cd "$tree/tests"
-for entry in "${tests[@]}"; do
-    # NNNN, or NNNN:SUBTEST to run only the subtests whose name has SUBTEST.
-    # NNNN@full: without quick mode, for tests that quick mode reduces to
-    # nothing (they would pass without touching the broker).
-    quick=-Q
-    [[ $entry == *@full ]] && quick=
-    spec=${entry%@full}
+# Runs one entry: NNNN[:SUBTEST][@full][@cluster]. SUBTEST keeps only the
+# subtests whose name has it; @full runs without quick mode, for tests
+# that quick mode reduces to nothing (they would pass without touching
+# the broker).
+run_entry() {
+    local entry=$1 spec quick=-Q test subtests started rc states result
+    [[ $entry == *@full* ]] && quick=
+    spec=${entry%%@*}
     test=${spec%%:*}
     subtests=${spec#"$test"}
     subtests=${subtests#:}
     started=$SECONDS
     set +e
-    TESTS=$test SUBTESTS=$subtests TEST_REPORT=$work/$test.json timeout -k 10 "$per_test_timeout" \
-        ./test-runner $quick -E -L -p1 >"$work/$test.log" 2>&1
+    (cd "$tree/tests" && TESTS=$test SUBTESTS=$subtests TEST_REPORT=$work/$test.json \
+        timeout -k 10 "$per_test_timeout" ./test-runner $quick -E -L -p1) >"$work/$test.log" 2>&1
     rc=$?
     set -e
     states=$(python3 - "$work/$test.json" "$test" <<'PY'
@@ -149,12 +170,30 @@ PY
         tail -n 15 "$work/$test.log" | sed "s/^/    $test| /"
     fi
     printf '%s %-4s %4ss  exit %-3s %s\n' "$entry" "$result" $((SECONDS - started)) "$rc" "$states"
+}
+
+# One broker for most tests: each test creates topics, and hundreds of
+# three-replica partitions' Raft heartbeats would load a small machine
+# more than the tests do. Three brokers for the tests marked cluster.
+for phase in single cluster; do
+    chosen=()
+    for entry in "${entries[@]}"; do
+        wanted=single
+        [[ $entry == *@cluster* ]] && wanted=cluster
+        [[ $wanted == "$phase" ]] && chosen+=("$entry")
+    done
+    ((${#chosen[@]})) || continue
+    start_brokers "$([[ $phase == cluster ]] && echo 3 || echo 1)" "$phase"
+    for entry in "${chosen[@]}"; do run_entry "$entry"; done
+    if $enforce && ((${#failed[@]})); then
+        for log in "$work/$phase"-broker*.log; do
+            echo "$(basename "$log") tail:" >&2
+            tail -n 20 "$log" >&2
+        done
+    fi
+    stop_brokers
 done
 echo "librdkafka $version tests: $passed passed, ${#failed[@]} failed (${failed[*]:-none}), $skipped skipped"
 if $enforce && ((${#failed[@]})); then
-    for node in 1 2 3; do
-        echo "broker $node log tail:" >&2
-        tail -n 20 "$work/broker$node.log" >&2
-    done
     exit 1
 fi

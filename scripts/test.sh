@@ -7,3 +7,6 @@ source scripts/ensure-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+# librdkafka's own integration tests against the Kafka listener: the
+# allowlist in tests/librdkafka/allowlist.txt (docs/kafka-compatibility.md).
+bash scripts/librdkafka-suite.sh

@@ -50,7 +50,7 @@ pub struct ProduceArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
-    /// none, lz4 or zstd.
+    /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: String,
     /// Hand records to the producer this many at a time
@@ -146,7 +146,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     );
     let compression = Compression::from_name(&args.compression).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown compression `{}`: use none, lz4 or zstd",
+            "unknown compression `{}`: use none, gzip, snappy, lz4 or zstd",
             args.compression
         )
     })?;

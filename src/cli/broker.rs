@@ -78,6 +78,10 @@ struct FileConfig {
     /// Partitions of an auto-created topic (default 1, Kafka's
     /// `num.partitions`).
     kafka_auto_create_partitions: Option<u32>,
+    /// How long the first rebalance of a new consumer group waits for more
+    /// members, in ms (default 0; Kafka's group.initial.rebalance.delay.ms
+    /// is 3000).
+    group_initial_rebalance_delay_ms: Option<u64>,
     /// Shortest consumer-group session timeout a member may ask for
     /// (default 6000 ms, Kafka's: shorter ones turn pauses into rebalances).
     group_min_session_timeout_ms: Option<u64>,
@@ -122,6 +126,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.advertised_address = listen.clone();
     if let Some(ms) = file.group_min_session_timeout_ms {
         config.groups.min_session_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = file.group_initial_rebalance_delay_ms {
+        config.groups.initial_rebalance_delay = std::time::Duration::from_millis(ms);
     }
     if let Some(partitions) = file.offsets_topic_partitions {
         spool_log::config::validate_partition_count(partitions)

@@ -4,9 +4,10 @@ Each command uses one client library against a broker's Kafka listener
 and prints what it saw as JSON lines in the shape `spool consume
 --format json` prints, so the test compares readers field by field.
 
-  produce LIB BOOTSTRAP TOPIC PREFIX COUNT
+  produce LIB BOOTSTRAP TOPIC PREFIX COUNT [COMPRESSION]
       COUNT records: key PREFIX-kI, value PREFIX-vI, header via=LIB,
-      create time 1700000000000+I.
+      create time 1700000000000+I, batches compressed with COMPRESSION
+      (none by default).
   consume LIB BOOTSTRAP TOPIC COUNT [GROUP] [ISOLATION]
       Reads until COUNT records arrived (or 30 s passed) from the
       earliest offset, in GROUP (committing) or by assignment.
@@ -43,11 +44,17 @@ def record(partition, offset, timestamp, key, value, headers):
     )
 
 
-def produce(lib, bootstrap, topic, prefix, count):
+def produce(lib, bootstrap, topic, prefix, count, compression="none"):
     if lib == "confluent":
         from confluent_kafka import Producer
 
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "compression.type": compression,
+            }
+        )
         for i in range(count):
             producer.produce(
                 topic,
@@ -60,7 +67,11 @@ def produce(lib, bootstrap, topic, prefix, count):
     else:
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            compression_type=None if compression == "none" else compression,
+        )
         for i in range(count):
             producer.send(
                 topic,
@@ -170,7 +181,7 @@ def committed(lib, bootstrap, group, topic):
 def main(args):
     command = args[0]
     if command == "produce":
-        produce(args[1], args[2], args[3], args[4], int(args[5]))
+        produce(args[1], args[2], args[3], args[4], int(args[5]), *args[6:7])
     elif command == "consume":
         group = args[5] if len(args) > 5 and args[5] != "-" else None
         isolation = args[6] if len(args) > 6 else "read_uncommitted"

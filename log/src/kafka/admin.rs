@@ -66,7 +66,11 @@ pub(super) async fn metadata(
             // A name that can never be created is an invalid topic, not
             // an unknown one: Kafka clients fail its records instead of
             // waiting for it to appear.
-            for topic in answered.topics.iter_mut().filter(|t| invalid.contains(&t.name)) {
+            for topic in answered
+                .topics
+                .iter_mut()
+                .filter(|t| invalid.contains(&t.name))
+            {
                 topic.error = proto::ErrorCode::InvalidTopic as i32;
             }
             answered.topics

@@ -272,8 +272,14 @@ pub(super) async fn offset_commit(
                     offset,
                     metadata: optional_text(&p.committed_metadata),
                 }),
-                (None, _) => refused.push((topic.name.clone(), p.partition_index, UNKNOWN_TOPIC_OR_PARTITION)),
-                (Some(_), Err(_)) => refused.push((topic.name.clone(), p.partition_index, INVALID_REQUEST)),
+                (None, _) => refused.push((
+                    topic.name.clone(),
+                    p.partition_index,
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                )),
+                (Some(_), Err(_)) => {
+                    refused.push((topic.name.clone(), p.partition_index, INVALID_REQUEST))
+                }
             }
         }
         if !partitions.is_empty() {

@@ -250,6 +250,8 @@ mod tests {
     fn compression_strategy() -> impl Strategy<Value = Compression> {
         prop_oneof![
             Just(Compression::None),
+            Just(Compression::Gzip),
+            Just(Compression::Snappy),
             Just(Compression::Lz4),
             Just(Compression::Zstd)
         ]

@@ -48,6 +48,12 @@ pub struct GroupConfig {
     pub offsets_partitions: u32,
     /// Replicas of each (default 3, Kafka's; fewer on smaller clusters).
     pub offsets_replication_factor: u32,
+    /// How long the first rebalance of an empty group waits for more
+    /// members (Kafka's `group.initial.rebalance.delay.ms`). Default 0,
+    /// not Kafka's 3 s: a first consumer starts at once, and consumers
+    /// started together rebalance once more instead; set it where many
+    /// members start together and each rebalance is costly.
+    pub initial_rebalance_delay: Duration,
 }
 
 impl Default for GroupConfig {
@@ -58,6 +64,7 @@ impl Default for GroupConfig {
             tick: Duration::from_millis(100),
             offsets_partitions: 8,
             offsets_replication_factor: 3,
+            initial_rebalance_delay: Duration::ZERO,
         }
     }
 }
@@ -297,7 +304,7 @@ impl GroupCoordinator {
         );
         entry.pending_join = Some(reply);
         group.members.insert(member_id.clone(), entry);
-        group.prepare_rebalance(now);
+        group.prepare_rebalance(now, self.config.initial_rebalance_delay);
         complete_join_if_ready(group, now);
         Ok(JoinOutcome::Wait(waiting))
     }
@@ -310,7 +317,12 @@ impl GroupCoordinator {
             let Some(group) = groups.get_mut(&request.group_id) else {
                 return sync_error(ErrorCode::UnknownMemberId);
             };
-            if let Err(code) = check_member(group, &request.member_id, request.generation_id) {
+            if let Err(code) = check_member(
+                group,
+                &request.member_id,
+                &request.group_instance_id,
+                request.generation_id,
+            ) {
                 return sync_error(code);
             }
             match group.state {
@@ -362,7 +374,12 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let code = match groups.get_mut(&request.group_id) {
             None => ErrorCode::UnknownMemberId,
-            Some(group) => match check_member(group, &request.member_id, request.generation_id) {
+            Some(group) => match check_member(
+                group,
+                &request.member_id,
+                &request.group_instance_id,
+                request.generation_id,
+            ) {
                 Err(code) => code,
                 Ok(()) => {
                     group
@@ -505,11 +522,22 @@ fn same_subscription(before: &[(String, Bytes)], now: &[(String, Bytes)]) -> boo
             })
 }
 
+/// Checks that `member_id` of `generation` belongs to the group. A static
+/// member (`instance_id` set) replaced by a newer instance is fenced, as
+/// in Kafka, rather than told it is unknown: it must stop, not rejoin.
 pub(super) fn check_member(
     group: &Group,
     member_id: &str,
+    instance_id: &str,
     generation: i32,
 ) -> std::result::Result<(), ErrorCode> {
+    if !instance_id.is_empty()
+        && group
+            .member_by_instance(instance_id)
+            .is_some_and(|m| m.id != member_id)
+    {
+        return Err(ErrorCode::FencedInstanceId);
+    }
     if !group.members.contains_key(member_id) {
         return Err(ErrorCode::UnknownMemberId);
     }
@@ -548,7 +576,8 @@ fn rebalance_after_departure(group: &mut Group, now: Instant) {
         group.leader = None;
         group.join_deadline = None;
     } else {
-        group.prepare_rebalance(now);
+        // Not the first rebalance of a new group: no initial delay.
+        group.prepare_rebalance(now, Duration::ZERO);
         complete_join_if_ready(group, now);
     }
 }
@@ -567,6 +596,7 @@ fn complete_join_if_ready(group: &mut Group, now: Instant) {
     group.members.retain(|_, m| m.pending_join.is_some());
     group.generation += 1;
     group.join_deadline = None;
+    group.initial_delay_cap = None;
     if group.members.is_empty() {
         group.state = GroupState::Empty;
         group.leader = None;
@@ -581,13 +611,7 @@ fn complete_join_if_ready(group: &mut Group, now: Instant) {
         group.leader = group.members.keys().next().cloned();
     }
     group.state = GroupState::CompletingRebalance;
-    let timeout = group
-        .members
-        .values()
-        .map(|m| m.rebalance_timeout)
-        .max()
-        .unwrap_or_default();
-    group.sync_deadline = Some(now + timeout);
+    group.sync_deadline = Some(now + group.longest_rebalance_timeout());
     tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(), "join phase complete");
     let ids: Vec<String> = group.members.keys().cloned().collect();
     for id in ids {

@@ -88,10 +88,13 @@ impl GroupCoordinator {
                     "the group has members; commit as one of them".into(),
                 ))
             }
-            Some(group) if request.generation_id >= 0 => {
-                check_member(group, &request.member_id, request.generation_id)
-                    .map_err(|code| error_pair(code, format!("{code:?}")))
-            }
+            Some(group) if request.generation_id >= 0 => check_member(
+                group,
+                &request.member_id,
+                &request.group_instance_id,
+                request.generation_id,
+            )
+            .map_err(|code| error_pair(code, format!("{code:?}"))),
             None if request.generation_id >= 0 => Err(error_pair(
                 ErrorCode::UnknownMemberId,
                 "unknown group".into(),

@@ -66,6 +66,11 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     /// When the join phase of the current rebalance ends at the latest.
     pub join_deadline: Option<Instant>,
+    /// During the first rebalance of an empty group, with an initial
+    /// delay: the join phase waits for its deadline even when everyone
+    /// known has joined, so members starting together share one
+    /// generation. Holds the latest the delay may be extended to.
+    pub initial_delay_cap: Option<Instant>,
     /// When the leader must have sent the assignment: past it, members
     /// that did not sync are dropped and the group rebalances.
     pub sync_deadline: Option<Instant>,
@@ -82,6 +87,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             join_deadline: None,
+            initial_delay_cap: None,
             sync_deadline: None,
         }
     }
@@ -93,16 +99,22 @@ impl Group {
     }
 
     /// Starts (or continues) a rebalance: members must rejoin before the
-    /// longest rebalance timeout passes.
-    pub fn prepare_rebalance(&mut self, now: Instant) {
+    /// longest rebalance timeout passes. The first rebalance of an empty
+    /// group waits `initial_delay` for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`), extended by each member that
+    /// joins meanwhile, up to the rebalance timeout.
+    pub fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+        let timeout = self.longest_rebalance_timeout();
+        if self.state == GroupState::Empty && !initial_delay.is_zero() {
+            self.initial_delay_cap = Some(now + timeout);
+        }
+        if let Some(cap) = self.initial_delay_cap {
+            self.join_deadline = Some((now + initial_delay).min(cap));
+        }
         if self.state != GroupState::PreparingRebalance {
-            let timeout = self
-                .members
-                .values()
-                .map(|m| m.rebalance_timeout)
-                .max()
-                .unwrap_or_default();
-            self.join_deadline = Some(now + timeout);
+            if self.initial_delay_cap.is_none() {
+                self.join_deadline = Some(now + timeout);
+            }
             self.sync_deadline = None;
             // Members waiting for an assignment of the old generation must rejoin.
             for member in self.members.values_mut() {
@@ -115,6 +127,16 @@ impl Group {
             }
         }
         self.state = GroupState::PreparingRebalance;
+    }
+
+    /// The longest rebalance timeout of the members: how long each phase
+    /// of a rebalance may take.
+    pub fn longest_rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Answers every member waiting in JoinGroup or SyncGroup with `code`:
@@ -134,9 +156,10 @@ impl Group {
         }
     }
 
-    /// True once every member has rejoined.
+    /// True once every member has rejoined (and no initial delay holds
+    /// the join phase open).
     pub fn all_joined(&self) -> bool {
-        self.members.values().all(|m| m.pending_join.is_some())
+        self.initial_delay_cap.is_none() && self.members.values().all(|m| m.pending_join.is_some())
     }
 
     /// The first protocol (in the leader's order of preference) that every
