@@ -485,3 +485,62 @@ async fn a_leader_that_never_syncs_does_not_stall_the_group() {
     assert!(again.generation_id > leader.generation_id);
     assert_eq!(again.leader_id, follower.member_id);
 }
+
+/// Kafka's `group.initial.rebalance.delay.ms`: members that start
+/// together share the first generation; and a static member replaced by a
+/// newer instance is fenced, not told to rejoin.
+#[tokio::test]
+async fn a_new_group_waits_for_its_first_members_and_a_replaced_static_member_is_fenced() {
+    use spool_log::proto::{ErrorCode, GroupProtocol, HeartbeatRequest, JoinGroupRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.groups = GroupConfig {
+        min_session_timeout: Duration::from_millis(100),
+        tick: Duration::from_millis(20),
+        initial_rebalance_delay: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let client = Client::from_broker(Broker::open(config).await.unwrap());
+    let join = |instance: &str| JoinGroupRequest {
+        group_id: "starting".into(),
+        group_instance_id: instance.into(),
+        session_timeout_ms: 5_000,
+        rebalance_timeout_ms: 5_000,
+        protocols: vec![GroupProtocol {
+            name: "range".into(),
+            metadata: Default::default(),
+        }],
+        ..Default::default()
+    };
+    let early = tokio::spawn({
+        let (client, request) = (client.clone(), join("a"));
+        async move { client.join_group(request).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = client.join_group(join("b")).await.unwrap();
+    let early = early.await.unwrap();
+    assert_eq!((early.error, late.error), (0, 0));
+    assert_eq!((early.generation_id, late.generation_id), (1, 1));
+    assert_eq!(
+        early.members.len() + late.members.len(),
+        2,
+        "the leader sees both"
+    );
+
+    let newer = tokio::spawn({
+        let (client, request) = (client.clone(), join("a"));
+        async move { client.join_group(request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let beat = client
+        .heartbeat(HeartbeatRequest {
+            group_id: "starting".into(),
+            generation_id: 1,
+            member_id: early.member_id.clone(),
+            group_instance_id: "a".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(beat.error, ErrorCode::FencedInstanceId as i32);
+    newer.abort();
+}
