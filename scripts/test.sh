@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything CI checks: formatting, lints, and every test of the workspace.
+# Everything CI checks: formatting, lints, every test of the workspace, and
+# the allowlist of librdkafka's integration tests against the Kafka listener.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
