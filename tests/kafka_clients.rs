@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::{kafka_clients, run, BrokerProcess};
+use common::{json_lines, kafka_clients, run, BrokerProcess};
 
 /// A broker with its Kafka listener on a free port.
 struct Broker {
@@ -122,13 +122,6 @@ impl Broker {
             })
             .collect()
     }
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}`: {e}")))
-        .collect()
 }
 
 fn field<'a>(records: &'a [Value], name: &str) -> Vec<&'a Value> {

@@ -5,33 +5,17 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 mod common;
 
-use common::BrokerProcess;
+use common::{json_lines, run, BrokerProcess};
 
 fn spool(address: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spool"))
-        .args(args)
-        .env("SPOOL_BOOTSTRAP", address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = stdin.unwrap_or("").to_string();
-    let mut pipe = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        output.status.success(),
-        "spool {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spool"));
+    command.args(args).env("SPOOL_BOOTSTRAP", address);
+    run(&mut command, stdin.unwrap_or(""))
 }
 
 fn consumed(address: &str, topic: &str, max: usize) -> Vec<serde_json::Value> {
@@ -48,11 +32,7 @@ fn consumed(address: &str, topic: &str, max: usize) -> Vec<serde_json::Value> {
         ],
         None,
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    json_lines(&String::from_utf8(out.stdout).unwrap())
 }
 
 #[test]

@@ -25,15 +25,15 @@ const PATIENCE: Duration = Duration::from_secs(30);
 async fn a_crashed_leader_loses_no_acknowledged_record_and_catches_up_after_restart() {
     let mut cluster = Cluster::start(&[1, 2, 3], 7).await;
     let mut workload = Workload::start(cluster.client(), "crash");
-    workload.wait_for_acks(30, PATIENCE).await;
+    workload.wait_for(30, PATIENCE).await;
     let leader = cluster.wait_for_leader(PATIENCE).await;
     cluster.crash(leader).await;
-    workload.wait_for_acks(60, PATIENCE).await;
+    workload.wait_for(60, PATIENCE).await;
     let survivors = cluster.running();
     let new_leader = cluster.wait_for_leader_among(&survivors, PATIENCE).await;
     assert_ne!(new_leader, leader);
     cluster.start_node(leader).await;
-    workload.wait_for_acks(90, PATIENCE).await;
+    workload.wait_for(90, PATIENCE).await;
     let history = workload.stop().await;
     cluster.converge_and_check(history).await;
     cluster.shutdown().await;
@@ -71,7 +71,7 @@ async fn a_batch_with_malformed_records_is_refused_before_it_is_proposed() {
 async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
     let cluster = Cluster::start(&[1, 2, 3], 11).await;
     let mut workload = Workload::start(cluster.client(), "cut");
-    workload.wait_for_acks(20, PATIENCE).await;
+    workload.wait_for(20, PATIENCE).await;
     let leader = cluster.wait_for_leader(PATIENCE).await;
     cluster.network.isolate(leader);
     let cut_off = cluster.replica(leader);
@@ -85,7 +85,7 @@ async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
         ),
         "a leader without its majority acknowledged a write: {refused:?}"
     );
-    workload.wait_for_acks(50, PATIENCE).await;
+    workload.wait_for(50, PATIENCE).await;
     let majority: Vec<_> = cluster
         .running()
         .into_iter()
@@ -93,7 +93,7 @@ async fn a_leader_cut_off_in_the_minority_acknowledges_nothing_and_rejoins() {
         .collect();
     cluster.wait_for_leader_among(&majority, PATIENCE).await;
     cluster.network.heal();
-    workload.wait_for_acks(70, PATIENCE).await;
+    workload.wait_for(70, PATIENCE).await;
     let history = workload.stop().await;
     cluster.converge_and_check(history).await;
     for node in cluster.running() {
@@ -154,7 +154,7 @@ async fn a_leader_append_is_answered_before_its_commit_and_read_only_after() {
 async fn the_whole_cluster_restarts_with_every_acknowledged_record() {
     let mut cluster = Cluster::start(&[1, 2, 3], 13).await;
     let mut workload = Workload::start(cluster.client(), "before");
-    workload.wait_for_acks(40, PATIENCE).await;
+    workload.wait_for(40, PATIENCE).await;
     let before = workload.stop().await;
     for node in [1, 2, 3] {
         cluster.crash(node).await;
@@ -164,7 +164,7 @@ async fn the_whole_cluster_restarts_with_every_acknowledged_record() {
     }
     cluster.wait_for_leader(PATIENCE).await;
     let mut workload = Workload::start(cluster.client(), "after");
-    workload.wait_for_acks(20, PATIENCE).await;
+    workload.wait_for(20, PATIENCE).await;
     let after = workload.stop().await;
     let finals = cluster.converged_logs(PATIENCE).await;
     before.check(&finals).assert_clean();
@@ -183,7 +183,7 @@ async fn a_follower_behind_the_leaders_purge_point_catches_up_by_snapshot() {
         .unwrap();
     cluster.crash(follower).await;
     let mut workload = Workload::start(cluster.client(), "purged");
-    workload.wait_for_acks(40, PATIENCE).await;
+    workload.wait_for(40, PATIENCE).await;
     let history = workload.stop().await;
 
     // The leader snapshots and purges everything it applied: the stopped
@@ -210,7 +210,7 @@ async fn a_lossy_slow_network_loses_no_acknowledged_record() {
         .network
         .set_delay(Some((Duration::from_millis(1), Duration::from_millis(8))));
     let mut workload = Workload::start(cluster.client(), "lossy");
-    workload.wait_for_acks(60, PATIENCE).await;
+    workload.wait_for(60, PATIENCE).await;
     let history = workload.stop().await;
     cluster.network.set_loss_percent(0);
     cluster.network.set_delay(None);

@@ -11,7 +11,6 @@ mod cluster;
 
 use std::time::Duration;
 
-use cluster::transactional::TransactionalWorkload;
 use cluster::Cluster;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -20,18 +19,18 @@ const PRODUCERS: [i64; 2] = [501, 502];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_survive_a_leader_crash_and_a_minority_leader_without_aborted_reads() {
     let mut cluster = Cluster::start(&[1, 2, 3], 23).await;
-    let mut workload = TransactionalWorkload::start(cluster.client(), &PRODUCERS);
-    workload.wait_for_transactions(8, PATIENCE).await;
+    let mut workload = cluster::transactional::start(cluster.client(), &PRODUCERS);
+    workload.wait_for(8, PATIENCE).await;
     let leader = cluster.wait_for_leader(PATIENCE).await;
     cluster.crash(leader).await;
-    workload.wait_for_transactions(16, PATIENCE).await;
+    workload.wait_for(16, PATIENCE).await;
     cluster.start_node(leader).await;
-    workload.wait_for_transactions(20, PATIENCE).await;
+    workload.wait_for(20, PATIENCE).await;
     let leader = cluster.wait_for_leader(PATIENCE).await;
     cluster.network.isolate(leader);
-    workload.wait_for_transactions(28, PATIENCE).await;
+    workload.wait_for(28, PATIENCE).await;
     cluster.network.heal();
-    workload.wait_for_transactions(34, PATIENCE).await;
+    workload.wait_for(34, PATIENCE).await;
     let history = workload.stop().await;
     cluster.converge_and_check(history).await;
     cluster.shutdown().await;
@@ -44,8 +43,8 @@ async fn transactions_over_a_lossy_slow_network_show_no_duplicate_or_aborted_rea
     cluster
         .network
         .set_delay(Some((Duration::from_millis(1), Duration::from_millis(8))));
-    let mut workload = TransactionalWorkload::start(cluster.client(), &PRODUCERS);
-    workload.wait_for_transactions(30, PATIENCE).await;
+    let mut workload = cluster::transactional::start(cluster.client(), &PRODUCERS);
+    workload.wait_for(30, PATIENCE).await;
     let history = workload.stop().await;
     cluster.network.set_loss_percent(0);
     cluster.network.set_delay(None);

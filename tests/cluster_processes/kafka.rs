@@ -6,21 +6,15 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::common::kafka_clients;
+use crate::common::{json_lines, kafka_clients};
 use crate::harness::*;
 
 const KAFKA_TOPIC: &str = "kafka-events";
 
 fn keys(lines: &str) -> Vec<String> {
-    lines
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let record: Value = serde_json::from_str(l).unwrap();
-            record["key"].as_str().unwrap().to_string()
-        })
+    json_lines(lines)
+        .iter()
+        .map(|record| record["key"].as_str().unwrap().to_string())
         .collect()
 }
 

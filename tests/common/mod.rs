@@ -135,3 +135,12 @@ pub fn kafka_clients(args: &[&str]) -> String {
     let output = run(Command::new("python3").arg(script).args(args), "");
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// One JSON value per non-empty line of `text` (what `spool consume
+/// --format json` and tests/kafka/clients.py print).
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}`: {e}")))
+        .collect()
+}

@@ -14,7 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::codes::{kafka_code, kafka_message, INVALID_REQUEST, LEADER_NOT_AVAILABLE};
-use super::Session;
+use super::{text_or_empty, Session};
 use crate::proto;
 
 /// Kafka's DescribeConfigs resource types spool answers.
@@ -202,7 +202,7 @@ pub(super) async fn create_topics(
                 .iter()
                 .map(|c| proto::ConfigEntry {
                     key: c.name.to_string(),
-                    value: c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    value: text_or_empty(c.value.as_deref()),
                 })
                 .collect(),
         });

@@ -10,7 +10,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 
 use super::codes::{kafka_code, kafka_message, INVALID_REQUIRED_ACKS, UNKNOWN_TOPIC_OR_PARTITION};
-use super::Session;
+use super::{text_or_empty, Session};
 use crate::proto;
 
 /// Kafka's ListOffsets timestamps that are not times.
@@ -53,11 +53,9 @@ pub(super) async fn produce(
             acks: acks as i32,
             timeout_ms: u32::try_from(request.timeout_ms).unwrap_or(0),
             topics,
-            transactional_id: request
-                .transactional_id
-                .as_ref()
-                .map(|id| id.0.to_string())
-                .unwrap_or_default(),
+            transactional_id: text_or_empty(
+                request.transactional_id.as_ref().map(|id| id.as_str()),
+            ),
         })
         .await;
     if acks == proto::Acks::None {

@@ -22,24 +22,12 @@ use kafka_protocol::protocol::StrBytes;
 use super::codes::{
     kafka_code, COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION,
 };
-use super::Session;
+use super::{none_if_empty, text_or_empty, Session};
 use crate::proto;
 
 /// The protocol type of every group spool coordinates: its members are
 /// consumers.
 const CONSUMER: &str = "consumer";
-
-fn text(value: &StrBytes) -> String {
-    value.to_string()
-}
-
-fn optional_text(value: &Option<StrBytes>) -> String {
-    value.as_ref().map(text).unwrap_or_default()
-}
-
-fn optional(value: String) -> Option<StrBytes> {
-    (!value.is_empty()).then(|| value.into())
-}
 
 pub(super) async fn find_coordinator(
     session: &Session,
@@ -52,7 +40,7 @@ pub(super) async fn find_coordinator(
             .iter()
             .map(|key| {
                 let (node, host, port, code, message) =
-                    locate(session, text(key), request.key_type);
+                    locate(session, key.to_string(), request.key_type);
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(BrokerId(node))
@@ -64,7 +52,8 @@ pub(super) async fn find_coordinator(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (node, host, port, code, message) = locate(session, text(&request.key), request.key_type);
+    let (node, host, port, code, message) =
+        locate(session, request.key.to_string(), request.key_type);
     let mut response = FindCoordinatorResponse::default()
         .with_node_id(BrokerId(node))
         .with_host(host)
@@ -90,7 +79,7 @@ fn locate(
             key_type: u32::try_from(key_type).unwrap_or(u32::MAX),
         });
     let failed =
-        |code: i16, message: String| (-1, StrBytes::default(), -1, code, optional(message));
+        |code: i16, message: String| (-1, StrBytes::default(), -1, code, none_if_empty(message));
     if found.error != 0 {
         return failed(kafka_code(found.error), found.message);
     }
@@ -120,15 +109,15 @@ pub(super) async fn join_group(
         .broker
         .join_group(proto::JoinGroupRequest {
             group_id: request.group_id.0.to_string(),
-            member_id: text(&request.member_id),
-            group_instance_id: optional_text(&request.group_instance_id),
+            member_id: request.member_id.to_string(),
+            group_instance_id: text_or_empty(request.group_instance_id.as_deref()),
             session_timeout_ms: u32::try_from(request.session_timeout_ms).unwrap_or(0),
             rebalance_timeout_ms: u32::try_from(rebalance_timeout).unwrap_or(0),
             protocols: request
                 .protocols
                 .iter()
                 .map(|p| proto::GroupProtocol {
-                    name: text(&p.name),
+                    name: p.name.to_string(),
                     metadata: p.metadata.clone(),
                 })
                 .collect(),
@@ -142,7 +131,7 @@ pub(super) async fn join_group(
                 .with_member_id(m.member_id.into())
                 .with_metadata(m.metadata);
             if version >= 5 {
-                member.group_instance_id = optional(m.group_instance_id);
+                member.group_instance_id = none_if_empty(m.group_instance_id);
             }
             member
         })
@@ -174,13 +163,13 @@ pub(super) async fn sync_group(
         .sync_group(proto::SyncGroupRequest {
             group_id: request.group_id.0.to_string(),
             generation_id: request.generation_id,
-            member_id: text(&request.member_id),
-            group_instance_id: optional_text(&request.group_instance_id),
+            member_id: request.member_id.to_string(),
+            group_instance_id: text_or_empty(request.group_instance_id.as_deref()),
             assignments: request
                 .assignments
                 .iter()
                 .map(|a| proto::MemberAssignment {
-                    member_id: text(&a.member_id),
+                    member_id: a.member_id.to_string(),
                     assignment: a.assignment.clone(),
                 })
                 .collect(),
@@ -201,8 +190,8 @@ pub(super) async fn heartbeat(
         .heartbeat(proto::HeartbeatRequest {
             group_id: request.group_id.0.to_string(),
             generation_id: request.generation_id,
-            member_id: text(&request.member_id),
-            group_instance_id: optional_text(&request.group_instance_id),
+            member_id: request.member_id.to_string(),
+            group_instance_id: text_or_empty(request.group_instance_id.as_deref()),
         })
         .await;
     HeartbeatResponse::default().with_error_code(kafka_code(answered.error))
@@ -215,11 +204,11 @@ pub(super) async fn leave_group(
 ) -> LeaveGroupResponse {
     let group_id = request.group_id.0.to_string();
     let leaving: Vec<(String, Option<StrBytes>)> = match version {
-        0..=2 => vec![(text(&request.member_id), None)],
+        0..=2 => vec![(request.member_id.to_string(), None)],
         _ => request
             .members
             .iter()
-            .map(|m| (text(&m.member_id), m.group_instance_id.clone()))
+            .map(|m| (m.member_id.to_string(), m.group_instance_id.clone()))
             .collect(),
     };
     let mut members = Vec::new();
@@ -230,7 +219,7 @@ pub(super) async fn leave_group(
             .leave_group(proto::LeaveGroupRequest {
                 group_id: group_id.clone(),
                 member_id: member_id.clone(),
-                group_instance_id: optional_text(&instance),
+                group_instance_id: text_or_empty(instance.as_deref()),
             })
             .await;
         let code = kafka_code(answered.error);
@@ -270,7 +259,7 @@ pub(super) async fn offset_commit(
                 (Some(partition), Ok(offset)) => partitions.push(proto::OffsetCommitPartition {
                     partition,
                     offset,
-                    metadata: optional_text(&p.committed_metadata),
+                    metadata: text_or_empty(p.committed_metadata.as_deref()),
                 }),
                 (None, _) => refused.push((
                     topic.name.clone(),
@@ -294,8 +283,8 @@ pub(super) async fn offset_commit(
         .offset_commit(proto::OffsetCommitRequest {
             group_id: request.group_id.0.to_string(),
             generation_id: request.generation_id_or_member_epoch,
-            member_id: text(&request.member_id),
-            group_instance_id: optional_text(&request.group_instance_id),
+            member_id: request.member_id.to_string(),
+            group_instance_id: text_or_empty(request.group_instance_id.as_deref()),
             topics,
         })
         .await;
@@ -440,7 +429,7 @@ pub(super) async fn describe_groups(
                         .with_member_id(m.member_id.into())
                         .with_member_assignment(m.assignment);
                     if version >= 4 {
-                        member.group_instance_id = optional(m.group_instance_id);
+                        member.group_instance_id = none_if_empty(m.group_instance_id);
                     }
                     member
                 })

@@ -68,6 +68,16 @@ impl KafkaConfig {
     }
 }
 
+/// A Kafka nullable string as spool's, where empty means none.
+pub(crate) fn text_or_empty(value: Option<&str>) -> String {
+    value.unwrap_or_default().to_string()
+}
+
+/// spool's string as a Kafka nullable one: null when empty.
+pub(crate) fn none_if_empty(value: String) -> Option<kafka_protocol::protocol::StrBytes> {
+    (!value.is_empty()).then(|| value.into())
+}
+
 /// What every connection shares: the broker and the listener's settings.
 pub(crate) struct Session {
     pub broker: Arc<Broker>,

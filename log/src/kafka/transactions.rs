@@ -16,7 +16,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 
 use super::codes::{kafka_code, INVALID_REQUEST};
-use super::Session;
+use super::{text_or_empty, Session};
 use crate::proto;
 
 pub(super) async fn init_producer_id(
@@ -27,11 +27,9 @@ pub(super) async fn init_producer_id(
     let answered = session
         .broker
         .init_producer_id(proto::InitProducerIdRequest {
-            transactional_id: request
-                .transactional_id
-                .as_ref()
-                .map(|id| id.0.to_string())
-                .unwrap_or_default(),
+            transactional_id: text_or_empty(
+                request.transactional_id.as_ref().map(|id| id.as_str()),
+            ),
             transaction_timeout_ms: u32::try_from(request.transaction_timeout_ms).unwrap_or(0),
             keep_prepared_txn: false,
         })
@@ -151,11 +149,7 @@ pub(super) async fn txn_offset_commit(
                 .map(|p| proto::OffsetCommitPartition {
                     partition: p.partition_index as u32,
                     offset: p.committed_offset as u64,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
+                    metadata: text_or_empty(p.committed_metadata.as_deref()),
                 })
                 .collect(),
         })
@@ -169,11 +163,7 @@ pub(super) async fn txn_offset_commit(
             producer_epoch: i32::from(request.producer_epoch),
             generation_id: request.generation_id,
             member_id: request.member_id.to_string(),
-            group_instance_id: request
-                .group_instance_id
-                .as_ref()
-                .map(|i| i.to_string())
-                .unwrap_or_default(),
+            group_instance_id: text_or_empty(request.group_instance_id.as_deref()),
             topics,
         })
         .await;

@@ -292,17 +292,38 @@ impl ClusterClient {
     }
 }
 
-/// A producer writing unique values one after another and a reader
-/// following the leader's committed records, both recording what they
-/// were told in a [`History`], until stopped.
+/// Writer and reader tasks recording what they were told in a
+/// [`History`] until stopped, with a count of their progress: by
+/// [`Workload::start`], a producer writing unique values one after
+/// another and a reader following the leader's committed records.
 pub struct Workload {
     pub history: Arc<Mutex<History>>,
-    acknowledged: watch::Receiver<usize>,
+    progress: watch::Receiver<usize>,
+    /// What `progress` counts, for failure messages.
+    counts: &'static str,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Workload {
+    /// A workload of `tasks`, which stop once `stop` says so and report
+    /// their progress (`counts`) to `progress`.
+    pub fn from_tasks(
+        history: Arc<Mutex<History>>,
+        progress: watch::Receiver<usize>,
+        counts: &'static str,
+        stop: watch::Sender<bool>,
+        tasks: Vec<JoinHandle<()>>,
+    ) -> Workload {
+        Workload {
+            history,
+            progress,
+            counts,
+            stop,
+            tasks,
+        }
+    }
+
     pub fn start(client: ClusterClient, prefix: &str) -> Workload {
         let history = Arc::new(Mutex::new(History::default()));
         let (stop, stopped) = watch::channel(false);
@@ -353,27 +374,24 @@ impl Workload {
                 }
             })
         };
-        Workload {
-            history,
-            acknowledged,
-            stop,
-            tasks: vec![producer, reader],
-        }
+        let tasks = vec![producer, reader];
+        Workload::from_tasks(history, acknowledged, "records acknowledged", stop, tasks)
     }
 
-    /// Waits until `count` records in all were acknowledged.
-    pub async fn wait_for_acks(&mut self, count: usize, timeout: Duration) {
-        let waited = tokio::time::timeout(timeout, self.acknowledged.wait_for(|n| *n >= count))
+    /// Waits until the tasks' progress reaches `count`.
+    pub async fn wait_for(&mut self, count: usize, timeout: Duration) {
+        let waited = tokio::time::timeout(timeout, self.progress.wait_for(|n| *n >= count))
             .await
             .is_ok();
         assert!(
             waited,
-            "only {} of {count} records acknowledged within {timeout:?}",
-            *self.acknowledged.borrow()
+            "only {} of {count} {} within {timeout:?}",
+            *self.progress.borrow(),
+            self.counts
         );
     }
 
-    /// Stops both tasks and returns what they recorded.
+    /// Stops the tasks and returns what they recorded.
     pub async fn stop(self) -> History {
         self.stop.send_replace(true);
         for task in self.tasks {

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::history::History;
-use super::ClusterClient;
+use super::{ClusterClient, Workload};
 
 /// Records per transaction: enough that a fault lands inside one.
 const RECORDS_PER_TRANSACTION: usize = 3;
@@ -28,81 +28,44 @@ const RECORDS_PER_TRANSACTION: usize = 3;
 /// are retried through every fault, as the coordinator retries them.
 const MARKER_PATIENCE: Duration = Duration::from_secs(60);
 
-pub struct TransactionalWorkload {
-    pub history: Arc<Mutex<History>>,
-    transactions: watch::Receiver<usize>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl TransactionalWorkload {
-    /// Starts one transactional producer per id in `producer_ids` (their
-    /// transactions interleave, so an aborted one sits between committed
-    /// ones) and one read_committed reader following the leader.
-    pub fn start(client: ClusterClient, producer_ids: &[i64]) -> TransactionalWorkload {
-        let history = Arc::new(Mutex::new(History::default()));
-        let (stop, stopped) = watch::channel(false);
-        let (ended, transactions) = watch::channel(0usize);
-        let mut tasks: Vec<JoinHandle<()>> = producer_ids
-            .iter()
-            .map(|&producer_id| {
-                let producer = TransactionalProducer {
-                    client: client.clone(),
-                    history: Arc::clone(&history),
-                    producer_id,
-                    epoch: 0,
-                };
-                let (stopped, ended) = (stopped.clone(), ended.clone());
-                tokio::spawn(producer.run(stopped, ended))
-            })
-            .collect();
-        let reader = {
-            let history = Arc::clone(&history);
-            tokio::spawn(async move {
-                let mut position = 0u64;
-                while !*stopped.borrow() {
-                    if let Some(replica) = client.leader_replica() {
-                        let (records, next) = read_stable(&replica, position);
-                        history.lock().read_stable("reader", position, &records);
-                        position = next;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+/// Starts one transactional producer per id in `producer_ids` (their
+/// transactions interleave, so an aborted one sits between committed ones)
+/// and one read_committed reader following the leader, as a [`Workload`]
+/// whose progress counts ended transactions. Stopped, each producer ends
+/// its open transaction first.
+pub fn start(client: ClusterClient, producer_ids: &[i64]) -> Workload {
+    let history = Arc::new(Mutex::new(History::default()));
+    let (stop, stopped) = watch::channel(false);
+    let (ended, transactions) = watch::channel(0usize);
+    let mut tasks: Vec<JoinHandle<()>> = producer_ids
+        .iter()
+        .map(|&producer_id| {
+            let producer = TransactionalProducer {
+                client: client.clone(),
+                history: Arc::clone(&history),
+                producer_id,
+                epoch: 0,
+            };
+            let (stopped, ended) = (stopped.clone(), ended.clone());
+            tokio::spawn(producer.run(stopped, ended))
+        })
+        .collect();
+    let reader = {
+        let history = Arc::clone(&history);
+        tokio::spawn(async move {
+            let mut position = 0u64;
+            while !*stopped.borrow() {
+                if let Some(replica) = client.leader_replica() {
+                    let (records, next) = read_stable(&replica, position);
+                    history.lock().read_stable("reader", position, &records);
+                    position = next;
                 }
-            })
-        };
-        tasks.push(reader);
-        TransactionalWorkload {
-            history,
-            transactions,
-            stop,
-            tasks,
-        }
-    }
-
-    /// Waits until `count` transactions in all have ended (either way).
-    pub async fn wait_for_transactions(&mut self, count: usize, timeout: Duration) {
-        let waited = tokio::time::timeout(timeout, self.transactions.wait_for(|n| *n >= count))
-            .await
-            .is_ok();
-        assert!(
-            waited,
-            "only {} of {count} transactions ended within {timeout:?}",
-            *self.transactions.borrow()
-        );
-    }
-
-    /// Stops the tasks (each producer ends its open transaction first)
-    /// and returns what they recorded.
-    pub async fn stop(self) -> History {
-        self.stop.send_replace(true);
-        for task in self.tasks {
-            task.await.unwrap();
-        }
-        Arc::try_unwrap(self.history)
-            .ok()
-            .expect("tasks ended")
-            .into_inner()
-    }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tasks.push(reader);
+    Workload::from_tasks(history, transactions, "transactions ended", stop, tasks)
 }
 
 struct TransactionalProducer {
