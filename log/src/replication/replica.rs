@@ -207,10 +207,13 @@ impl PartitionReplica {
         high_watermark: u64,
     ) -> Result<LogRead> {
         if offset >= limit {
-            // Past the log's end is out of range (Kafka's rule: the
+            // Past the partition's end is out of range (Kafka's rule: the
             // consumer resets), between the limit and the end only early.
+            // Only a leader that applied its whole log knows the end: on a
+            // follower or a leader still catching up, the offset may yet
+            // arrive, and a reset there would skip or repeat records.
             let (log_start, log_end) = (self.log.log_start_offset(), self.log.log_end_offset());
-            if offset > log_end {
+            if offset > log_end && self.knows_the_log_end() {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
                     log_start,
@@ -239,6 +242,16 @@ impl PartitionReplica {
         read.next_offset = next_offset;
         read.log_end_offset = high_watermark;
         Ok(read)
+    }
+
+    /// Whether this replica's log end is the partition's: it leads and
+    /// has applied its whole log, so every entry it holds is committed and
+    /// every committed entry is here.
+    fn knows_the_log_end(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader
+            && metrics.last_applied.map(|l| l.index) >= metrics.last_log_index
     }
 
     /// The offset after the last committed record this replica knows of.
