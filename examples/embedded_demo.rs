@@ -1,21 +1,21 @@
 //! spool's main job at this stage: a broker embedded in the process, a
 //! producer and a consumer group on it, and the same code would run against
-//! a cluster by replacing `Client::embedded(dir)` with
-//! `Client::connect("127.0.0.1:9292")`.
+//! a cluster by replacing `node.client()` with
+//! `Client::connect("127.0.0.1:9292").await?`.
 //!
 //! Run: cargo run --release --example embedded_demo
 
 use std::time::Duration;
 
-use spool::log::client::{
-    Client, ConsumerConfig, GroupSettings, OffsetReset, ProducerConfig, ProducerRecord,
-};
-use spool::log::proto::Acks;
+use spool::broker::Node;
+use spool::client::{ConsumerConfig, GroupSettings, OffsetReset, ProducerConfig, ProducerRecord};
+use spool::protocol::proto::Acks;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let client = Client::embedded(dir.path()).await?;
+    let node = Node::embedded(dir.path()).await?;
+    let client = node.client();
     client
         .admin()
         .create_topic("orders", 3, &[("retention.ms", "86400000")])
@@ -76,8 +76,6 @@ async fn main() -> anyhow::Result<()> {
     let (generation, member) = consumer.group_generation().unwrap_or_default();
     println!("group billing: generation {generation}, member {member}, offsets committed");
     consumer.close().await?;
-    if let Some(broker) = client.embedded_broker() {
-        broker.shutdown().await?;
-    }
+    node.shutdown().await?;
     Ok(())
 }

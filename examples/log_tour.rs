@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use spool::log::config::LogConfig;
-use spool::log::record::{BatchBuilder, BatchIter, Compression};
-use spool::log::storage::{PartitionLog, SystemClock};
+use spool::record::{BatchBuilder, BatchIter, Compression};
+use spool::storage::config::LogConfig;
+use spool::storage::{PartitionLog, SystemClock};
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

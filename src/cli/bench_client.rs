@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, ensure};
 use bytes::Bytes;
 use serde::Serialize;
-use spool_log::client::{
+use spool_client::{
     Client, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use spool_log::proto::Acks;
-use spool_log::record::Compression;
+use spool_protocol::proto::Acks;
+use spool_record::Compression;
 
 use super::stats::{Latencies, Progress};
 use super::Connection;
@@ -285,7 +285,7 @@ struct AckWindow<F> {
     latencies: Latencies,
 }
 
-impl<T, F: std::future::Future<Output = spool_log::Result<T>>> AckWindow<F> {
+impl<T, F: std::future::Future<Output = spool_client::Result<T>>> AckWindow<F> {
     fn new(limit: u64) -> Self {
         AckWindow {
             pending: Default::default(),
@@ -297,7 +297,12 @@ impl<T, F: std::future::Future<Output = spool_log::Result<T>>> AckWindow<F> {
 
     /// Adds an acknowledgement covering `records`, timed from `sent` when
     /// given; waits for the oldest ones while the window is full.
-    async fn push(&mut self, sent: Option<Instant>, records: u64, ack: F) -> spool_log::Result<()> {
+    async fn push(
+        &mut self,
+        sent: Option<Instant>,
+        records: u64,
+        ack: F,
+    ) -> spool_client::Result<()> {
         self.pending.push_back((sent, records, ack));
         self.records += records;
         while self.records > self.limit {
@@ -306,7 +311,7 @@ impl<T, F: std::future::Future<Output = spool_log::Result<T>>> AckWindow<F> {
         Ok(())
     }
 
-    async fn await_oldest(&mut self) -> spool_log::Result<()> {
+    async fn await_oldest(&mut self) -> spool_client::Result<()> {
         if let Some((sent, records, ack)) = self.pending.pop_front() {
             ack.await?;
             self.records -= records;
@@ -317,7 +322,7 @@ impl<T, F: std::future::Future<Output = spool_log::Result<T>>> AckWindow<F> {
         Ok(())
     }
 
-    async fn finish(mut self) -> spool_log::Result<Latencies> {
+    async fn finish(mut self) -> spool_client::Result<Latencies> {
         while !self.pending.is_empty() {
             self.await_oldest().await?;
         }

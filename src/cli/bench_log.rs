@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use spool_log::config::{FsyncPolicy, LogConfig};
-use spool_log::record::{BatchBuilder, Compression, HEADER_LEN};
-use spool_log::storage::{Clock, PartitionLog, SystemClock};
+use spool_record::{BatchBuilder, Compression, HEADER_LEN};
+use spool_storage::config::{FsyncPolicy, LogConfig};
+use spool_storage::{Clock, PartitionLog, SystemClock};
 
 use super::stats::{Latencies, Progress};
 

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use spool_log::client::Client;
-use spool_log::proto::{
+use spool_client::Client;
+use spool_client::ClientError;
+use spool_protocol::proto::{
     ClusterStatusRequest, ClusterStatusResponse, LeaderStatus, MetadataRequest,
     MovePartitionRequest,
 };
-use spool_log::LogError;
 
 use super::Connection;
 
@@ -61,7 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 replicas: replicas.clone(),
             };
             let response = client.move_partition(request).await?;
-            if let Some(e) = LogError::from_code(response.error, &response.message) {
+            if let Some(e) = ClientError::from_code(response.error, &response.message) {
                 return Err(e.into());
             }
             println!("moving {topic}/{partition} onto brokers {replicas:?}");

@@ -4,11 +4,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use spool_log::client::{
+use spool_client::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, OffsetReset, TopicPartition,
 };
 
-use spool_log::proto::IsolationLevel;
+use spool_protocol::proto::IsolationLevel;
 
 use super::Connection;
 

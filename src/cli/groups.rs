@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Subcommand};
-use spool_log::client::group::Assignment;
-use spool_log::client::Client;
-use spool_log::proto::{
+use spool_client::group::Assignment;
+use spool_client::Client;
+use spool_protocol::proto::{
     DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
     ListOffsetsTopic, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic,
     OffsetFetchRequest, OffsetSpec,
@@ -213,7 +213,7 @@ async fn list_offsets(
     let mut out = Vec::new();
     for topic in response.topics {
         for p in topic.partitions {
-            if let Some(e) = spool_log::LogError::from_code(p.error, &p.message) {
+            if let Some(e) = spool_client::ClientError::from_code(p.error, &p.message) {
                 bail!("{}/{}: {e}", topic.name, p.partition);
             }
             out.push((topic.name.clone(), p.partition, p.offset));
@@ -314,7 +314,7 @@ async fn reset(
         ..Default::default()
     };
     let response = client.offset_commit(request).await?;
-    if let Some(e) = spool_log::LogError::from_code(response.error, &response.message) {
+    if let Some(e) = spool_client::ClientError::from_code(response.error, &response.message) {
         bail!("cannot reset offsets of {group}: {e} (stop the group's consumers first)");
     }
     println!("offsets of group {group} reset");

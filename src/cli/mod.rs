@@ -13,7 +13,7 @@ mod topics;
 mod transactions;
 
 use clap::{Args, Parser, Subcommand};
-use spool_log::client::{Client, DEFAULT_BOOTSTRAP};
+use spool_client::{Client, DEFAULT_BOOTSTRAP};
 
 /// spool: stream processing on its own replicated log.
 #[derive(Parser)]

@@ -1,7 +1,7 @@
 //! `spool produce TOPIC`: one record per line of standard input.
 
-use spool_log::client::{ProducerConfig, ProducerRecord};
-use spool_log::proto::Acks;
+use spool_client::{ProducerConfig, ProducerRecord};
+use spool_protocol::proto::Acks;
 use tokio::io::AsyncBufReadExt;
 
 use super::Connection;

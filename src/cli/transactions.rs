@@ -1,10 +1,10 @@
 //! `spool transactions`: the transactional ids of a cluster, one id's
 //! open transaction, and aborting a transaction an operator judges hung.
 
-use spool_log::proto::{
+use spool_client::ClientError;
+use spool_protocol::proto::{
     AbortTransactionRequest, DescribeTransactionsRequest, ErrorCode, ListTransactionsRequest,
 };
-use spool_log::LogError;
 
 use super::Connection;
 
@@ -62,7 +62,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 })
                 .await?;
             for t in described.transactions {
-                if let Some(e) = LogError::from_code(t.error, &t.message) {
+                if let Some(e) = ClientError::from_code(t.error, &t.message) {
                     return Err(e.into());
                 }
                 println!("transactional-id: {}", t.transactional_id);
@@ -73,7 +73,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 println!("state:            {}", t.state);
                 println!("timeout-ms:       {}", t.timeout_ms);
                 if t.start_ms > 0 {
-                    let age = spool_log::producers::now_ms().saturating_sub(t.start_ms);
+                    let age = spool_record::now_ms().saturating_sub(t.start_ms);
                     println!("open for:         {age} ms");
                 }
                 for topic in t.topics {
@@ -101,7 +101,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     transactional_id: transactional_id.clone(),
                 })
                 .await?;
-            match LogError::from_code(answer.error, &answer.message) {
+            match ClientError::from_code(answer.error, &answer.message) {
                 Some(e) if e.code() == ErrorCode::InvalidTxnState => {
                     anyhow::bail!("{transactional_id}: {}", answer.message)
                 }

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spool_log::client::{
+use spool_client::{
     Client, ConsumerConfig, GroupSettings, OffsetReset, ProducerConfig, ProducerRecord,
 };
-use spool_log::proto::{Acks, FindCoordinatorRequest, OffsetFetchRequest};
+use spool_protocol::proto::{Acks, FindCoordinatorRequest, OffsetFetchRequest};
 use tokio::sync::watch;
 
 use crate::harness::*;

@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use spool_log::client::Client;
-use spool_log::proto::spool_client::SpoolClient;
-use spool_log::proto::{
+use spool_client::Client;
+use spool_protocol::proto::spool_client::SpoolClient;
+use spool_protocol::proto::{
     Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition,
     ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, ProducePartition, ProduceRequest,
     ProduceTopic,
 };
-use spool_log::record::{BatchBuilder, BatchIter, Compression};
+use spool_record::{BatchBuilder, BatchIter, Compression};
 use tempfile::TempDir;
 use tonic::transport::Channel;
 

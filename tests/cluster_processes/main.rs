@@ -18,10 +18,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::*;
-use spool_log::client::{
+use spool_client::{
     Client, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use spool_log::proto::Acks;
+use spool_protocol::proto::Acks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_loses_no_acknowledged_record_and_rejoins() {

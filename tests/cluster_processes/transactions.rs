@@ -9,10 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use spool_log::client::{
-    ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition,
-};
-use spool_log::proto::{FindCoordinatorRequest, IsolationLevel};
+use spool_client::{ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition};
+use spool_protocol::proto::{FindCoordinatorRequest, IsolationLevel};
 
 use crate::harness::*;
 
@@ -141,7 +139,7 @@ async fn transactions_stay_atomic_when_the_coordinator_and_a_leader_are_killed()
 }
 
 /// The broker coordinating [`TXN_ID`].
-async fn coordinator_of(client: &spool_log::client::Client) -> u64 {
+async fn coordinator_of(client: &spool_client::Client) -> u64 {
     let found = client
         .find_coordinator(FindCoordinatorRequest {
             group_id: TXN_ID.into(),
@@ -154,14 +152,14 @@ async fn coordinator_of(client: &spool_log::client::Client) -> u64 {
 }
 
 /// The broker leading partition 0 of [`TOPIC`], as metadata shows it.
-async fn partition_leader(client: &spool_log::client::Client) -> u64 {
+async fn partition_leader(client: &spool_client::Client) -> u64 {
     let meta = client.topic_metadata(TOPIC).await.unwrap();
     u64::from(meta.partitions[0].leader)
 }
 
 /// Every value a read_committed consumer finds in the topic, once no new
 /// one has arrived for two seconds.
-async fn read_committed(client: &spool_log::client::Client) -> Vec<String> {
+async fn read_committed(client: &spool_client::Client) -> Vec<String> {
     let mut consumer = client.consumer(ConsumerConfig {
         offset_reset: OffsetReset::Earliest,
         max_wait: Duration::from_millis(100),

@@ -1,0 +1,308 @@
+//! The broker: topics and their partitions over Raft replicas of segment
+//! logs, answering produce, fetch, offset, group and administration
+//! requests expressed in the protocol types of [`crate::proto`].
+//!
+//! Every broker is a member of a cluster; a single node is a cluster of one
+//! (one voter in every group), running exactly the code a three-broker
+//! cluster runs. The cluster side (`cluster`) keeps the controller member
+//! and the replicas placed on this broker; the broker owns the data
+//! directory, the [`LogManager`] that compacts and closes the logs, the
+//! group coordinator and the producer id allocator. It does not know about
+//! transports: the gRPC server and the embedded client call the same
+//! methods.
+
+mod admin;
+mod cluster;
+mod fetch;
+pub mod groups;
+mod produce;
+mod producer_ids;
+mod shards;
+mod topic;
+pub mod transactions;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+pub use cluster::ClusterConfig;
+pub use groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
+pub use topic::{Partition, Topic};
+pub use transactions::{TransactionConfig, TRANSACTIONS_TOPIC};
+
+use crate::{BrokerError, Result};
+use spool_storage::config::LogConfig;
+use spool_storage::{LogManager, ManagerConfig};
+
+/// How a broker is set up.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where partitions and cluster metadata live.
+    pub data_dir: PathBuf,
+    /// This broker's id (1 for a single node).
+    pub node_id: u32,
+    /// The address clients are told to use for this broker.
+    pub advertised_address: String,
+    /// Defaults for topic settings not given when a topic is created.
+    pub topic_defaults: LogConfig,
+    /// Background work timing.
+    pub manager: ManagerConfig,
+    /// Consumer group limits, and the offsets topic's shape.
+    pub groups: GroupConfig,
+    /// Transaction limits, and the transaction state topic's shape.
+    pub transactions: TransactionConfig,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            node_id: 1,
+            advertised_address: "embedded".into(),
+            topic_defaults: LogConfig::default(),
+            manager: ManagerConfig::default(),
+            groups: GroupConfig::default(),
+            transactions: TransactionConfig::default(),
+        }
+    }
+}
+
+/// How long [`Broker::open`] waits for a single node to serve: its
+/// groups elect themselves at once, so this only bounds a stuck start.
+const SINGLE_NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A broker. Cheap to share: it lives in an `Arc`.
+pub struct Broker {
+    config: BrokerConfig,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    manager: parking_lot::Mutex<Option<LogManager>>,
+    groups: Arc<GroupCoordinator>,
+    cluster: cluster::ClusterState,
+    producer_ids: producer_ids::ProducerIds,
+    transactions: transactions::TransactionCoordinator,
+    /// A client of the cluster for requests to other brokers, made once
+    /// it is first needed.
+    peer_client: tokio::sync::OnceCell<spool_client::Client>,
+}
+
+impl Broker {
+    /// Opens a single node: a cluster of one broker, every group with one
+    /// voter. Answers once the node serves (its controller leads, it is
+    /// registered, and the offsets topic is up), so that a program can
+    /// create topics and join groups at once.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        let node = u64::from(config.node_id);
+        let peers = BTreeMap::from([(node, config.advertised_address.clone())]);
+        let broker = Broker::open_cluster(config, ClusterConfig::new(node, peers)?).await?;
+        broker.wait_until_serving(SINGLE_NODE_READY_TIMEOUT).await?;
+        Ok(broker)
+    }
+
+    /// Opens the broker as a member of the cluster `cluster` describes:
+    /// its member of the controller group, then (in the background, as the
+    /// metadata shows them) the replicas placed on it. Serve
+    /// [`Broker::raft_router`] beside the client service so peers reach it.
+    pub async fn open_cluster(
+        mut config: BrokerConfig,
+        cluster: ClusterConfig,
+    ) -> Result<Arc<Broker>> {
+        // Producer ids carry the node id: it must be the cluster's.
+        config.node_id =
+            u32::try_from(cluster.node_id).map_err(|_| BrokerError::InvalidConfig {
+                key: "node_id".into(),
+                value: cluster.node_id.to_string(),
+                reason: "node ids must fit in 32 bits".into(),
+            })?;
+        refuse_old_layout(&config.data_dir)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| BrokerError::io(&config.data_dir, e))?;
+        let retention_interval = config.manager.retention_check_interval;
+        let joining = cluster.join;
+        let manager = LogManager::start(config.manager.clone());
+        let state = cluster::ClusterState::start(cluster, &config.data_dir).await?;
+        let metadata_log = Arc::clone(state.controller.replica().log());
+        manager.insert_replicated(spool_raft::metadata::METADATA_GROUP, metadata_log);
+        let images = state.controller.subscribe();
+        let producer_ids =
+            producer_ids::ProducerIds::open(&config.data_dir, u64::from(config.node_id))?;
+        let groups = Arc::new(GroupCoordinator::new(config.groups.clone()));
+        let transactions = transactions::TransactionCoordinator::new(config.transactions.clone());
+        tracing::info!(dir = %config.data_dir.display(), node = config.node_id, "broker opened");
+        let broker = Arc::new(Broker {
+            config,
+            topics: RwLock::default(),
+            manager: parking_lot::Mutex::new(Some(manager)),
+            groups,
+            cluster: state,
+            producer_ids,
+            transactions,
+            peer_client: tokio::sync::OnceCell::new(),
+        });
+        tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
+        tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
+        tokio::spawn(cluster::register_brokers(Arc::downgrade(&broker)));
+        if joining {
+            tokio::spawn(cluster::ask_to_join(Arc::downgrade(&broker)));
+        }
+        tokio::spawn(cluster::enforce_retention(
+            Arc::downgrade(&broker),
+            retention_interval,
+        ));
+        Ok(broker)
+    }
+
+    /// This broker's node id in its cluster.
+    pub fn cluster_node(&self) -> spool_raft::NodeId {
+        self.cluster.config.node_id
+    }
+
+    /// Where Raft messages for this broker's groups go.
+    pub fn raft_router(&self) -> Arc<spool_raft::network::RaftRouter> {
+        Arc::clone(&self.cluster.router)
+    }
+
+    /// The consumer group coordinator.
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.groups
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// A topic this broker holds partitions of.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// The topics this broker holds partitions of.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.read().keys().cloned().collect()
+    }
+
+    /// The partition, if this broker holds it. A partition of a known
+    /// topic placed on other brokers is `NotLeader` naming its leader; any
+    /// other is `UnknownTopicOrPartition`.
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        if let Some(found) = self.topic(topic).and_then(|t| t.partition(partition)) {
+            return Ok(found);
+        }
+        let image = self.cluster.controller.image();
+        if let Some(replicas) = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.replicas.get(partition as usize))
+        {
+            return Err(BrokerError::NotLeader {
+                leader: self.cluster.leader_of(topic, partition, replicas),
+            });
+        }
+        Err(BrokerError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition,
+        })
+    }
+
+    /// Waits until this broker serves: its controller group has a leader
+    /// that registered it, the offsets and transaction state topics exist
+    /// and every partition of them placed here has a leader. A single node waits for this at open;
+    /// on a cluster it also waits for the other brokers.
+    pub async fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
+        let ready = async {
+            loop {
+                if self.serving() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(timeout, ready).await.map_err(|_| {
+            BrokerError::Timeout(format!(
+                "broker {} did not start serving within {timeout:?}",
+                self.config.node_id
+            ))
+        })
+    }
+
+    fn serving(&self) -> bool {
+        let image = self.cluster.controller.image();
+        self.cluster.controller.leader().is_some()
+            && image.brokers.contains_key(&self.cluster.config.node_id)
+            && self.local_replicas_led(OFFSETS_TOPIC) == Some(true)
+            && self.local_replicas_led(TRANSACTIONS_TOPIC) == Some(true)
+    }
+
+    /// Whether every partition of `topic` placed on this broker runs here
+    /// and knows its leader; `None` for a topic the metadata lacks.
+    fn local_replicas_led(&self, topic: &str) -> Option<bool> {
+        let image = self.cluster.controller.image();
+        let node = self.cluster.config.node_id;
+        let assignment = image.topics.get(topic)?;
+        Some(
+            assignment
+                .replicas
+                .iter()
+                .enumerate()
+                .all(|(index, replicas)| {
+                    !replicas.contains(&node)
+                        || self
+                            .cluster
+                            .replica(topic, index as u32)
+                            .is_some_and(|r| r.leader().is_some())
+                }),
+        )
+    }
+
+    /// Registers a replica's log with the manager, which compacts it (if
+    /// its topic says so) and closes it at shutdown.
+    fn manage_log(&self, partition: &Partition) {
+        if let Some(manager) = self.manager.lock().as_ref() {
+            manager.insert_replicated(partition.log_name(), Arc::clone(&partition.log));
+        }
+    }
+
+    fn unmanage_log(&self, topic: &str, index: u32) {
+        if let Some(manager) = self.manager.lock().as_ref() {
+            manager.remove(&format!("{topic}-{index}"));
+        }
+    }
+
+    /// Stops every Raft group of this broker, then background work, and
+    /// closes every log cleanly (flushed, indexed, checkpointed), so the
+    /// next start recovers nothing.
+    pub async fn shutdown(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        for topic in topics {
+            for partition in topic.partitions() {
+                partition.replica().shutdown().await?;
+            }
+        }
+        self.cluster.controller.shutdown().await?;
+        if let Some(manager) = self.manager.lock().take() {
+            manager.shutdown()?;
+        }
+        tracing::info!(dir = %self.config.data_dir.display(), "broker shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Before single nodes ran as clusters of one, a single node kept topics
+/// under `topics/` and partitions in `<topic>-<partition>`; such a
+/// directory cannot be served as it is, and starting over it would hide
+/// its data. Refused with a clear error instead.
+fn refuse_old_layout(data_dir: &Path) -> Result<()> {
+    if data_dir.join("topics").is_dir() && !data_dir.join("cluster").exists() {
+        return Err(BrokerError::InvalidConfig {
+            key: "data_dir".into(),
+            value: data_dir.display().to_string(),
+            reason: "it holds a single-node broker's data in the layout of spool before \
+                     single nodes ran as one-voter clusters (a `topics/` directory); \
+                     start the broker on a new directory and produce the data again"
+                .into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The gRPC service: a thin tonic layer that hands each request to the
+//! [`Broker`] and returns its response. Per-partition failures travel inside
+//! the responses; this layer adds none of its own semantics.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+mod metrics;
+
+use metrics::Payload;
+pub use metrics::{serve_metrics, Metrics};
+
+use crate::broker::Broker;
+use crate::{BrokerError, Result};
+use spool_protocol::proto::spool_server::{Spool, SpoolServer};
+use spool_protocol::proto::*;
+use spool_protocol::transport::{
+    nodelay_incoming, CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
+    STREAM_WINDOW_BYTES,
+};
+use spool_raft::grpc::RaftPeerService;
+
+/// The service implementation over a shared broker.
+#[derive(Clone)]
+pub struct SpoolService {
+    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
+}
+
+impl SpoolService {
+    pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>) -> Self {
+        SpoolService { broker, metrics }
+    }
+
+    /// The tonic server for this service, with spool's message limits.
+    pub fn into_server(self) -> SpoolServer<SpoolService> {
+        SpoolServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+/// Serves `broker` on `listener` until `shutdown` completes.
+pub async fn serve(
+    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let local: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| BrokerError::io("listener", e))?;
+    tracing::info!(address = %local, "serving gRPC");
+    let incoming = nodelay_incoming(listener);
+    // Peers' Raft messages arrive on the same port.
+    let raft_peer = RaftPeerService::new(broker.cluster_node(), broker.raft_router()).into_server();
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .add_service(SpoolService::new(broker, metrics).into_server())
+        .add_service(raft_peer)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| BrokerError::io("grpc server", std::io::Error::other(e)))
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+/// One handler per RPC: hand the request to the broker (awaiting it for the
+/// `async` ones) and record the call in the metrics.
+macro_rules! handlers {
+    (@call async $broker:expr, $method:ident, $request:expr) => { $broker.$method($request).await };
+    (@call sync $broker:expr, $method:ident, $request:expr) => { $broker.$method($request) };
+    ($($kind:ident $method:ident($request:ty) -> $response:ty;)*) => {
+        /// Every RPC's name, for the metrics.
+        pub const RPC_NAMES: &[&str] = &[$(stringify!($method)),*];
+
+        #[tonic::async_trait]
+        impl Spool for SpoolService {
+            $(
+                async fn $method(&self, request: Request<$request>) -> Reply<$response> {
+                    let started = std::time::Instant::now();
+                    let request = request.into_inner();
+                    let bytes_in = request.payload_bytes();
+                    let response = handlers!(@call $kind self.broker, $method, request);
+                    self.metrics.record(stringify!($method), started.elapsed(), bytes_in, response.payload_bytes());
+                    Ok(Response::new(response))
+                }
+            )*
+        }
+    };
+}
+
+spool_protocol::with_rpcs!(handlers);

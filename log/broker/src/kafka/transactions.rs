@@ -1,0 +1,190 @@
+//! Producer ids and transactions over Kafka's protocol: InitProducerId,
+//! AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit, all
+//! answered by spool's transaction coordinator.
+//!
+//! EndTxn is served up to v3, the versions whose clients keep their epoch
+//! across transactions; the coordinator then leaves the epoch as it is
+//! (`EndTxnRequest::keep_epoch`) instead of bumping it per transaction as
+//! spool's own producer expects.
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+
+use super::codes::{kafka_code, INVALID_REQUEST};
+use super::{text_or_empty, Session};
+use spool_protocol::proto;
+
+pub(super) async fn init_producer_id(
+    session: &Session,
+    request: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
+    let answered = session
+        .broker
+        .init_producer_id(proto::InitProducerIdRequest {
+            transactional_id: text_or_empty(
+                request.transactional_id.as_ref().map(|id| id.as_str()),
+            ),
+            transaction_timeout_ms: u32::try_from(request.transaction_timeout_ms).unwrap_or(0),
+            keep_prepared_txn: false,
+        })
+        .await;
+    if answered.error != 0 {
+        return InitProducerIdResponse::default()
+            .with_error_code(kafka_code(answered.error))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(answered.producer_id))
+        .with_producer_epoch(answered.producer_epoch as i16)
+}
+
+pub(super) async fn add_partitions(
+    session: &Session,
+    request: AddPartitionsToTxnRequest,
+    _version: i16,
+) -> AddPartitionsToTxnResponse {
+    let topics = &request.v3_and_below_topics;
+    let answered = session
+        .broker
+        .add_partitions_to_txn(proto::AddPartitionsToTxnRequest {
+            transactional_id: request.v3_and_below_transactional_id.0.to_string(),
+            producer_id: request.v3_and_below_producer_id.0,
+            producer_epoch: i32::from(request.v3_and_below_producer_epoch),
+            topics: topics
+                .iter()
+                .map(|t| proto::TxnTopic {
+                    name: t.name.0.to_string(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|&p| u32::try_from(p).unwrap_or(u32::MAX))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .await;
+    // One answer for the whole request: the coordinator adds all of the
+    // partitions or none.
+    let code = kafka_code(answered.error);
+    let results = topics
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|&p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+pub(super) async fn add_offsets(
+    session: &Session,
+    request: AddOffsetsToTxnRequest,
+    _version: i16,
+) -> AddOffsetsToTxnResponse {
+    let answered = session
+        .broker
+        .add_offsets_to_txn(proto::AddOffsetsToTxnRequest {
+            transactional_id: request.transactional_id.0.to_string(),
+            producer_id: request.producer_id.0,
+            producer_epoch: i32::from(request.producer_epoch),
+            group_id: request.group_id.0.to_string(),
+        })
+        .await;
+    AddOffsetsToTxnResponse::default().with_error_code(kafka_code(answered.error))
+}
+
+pub(super) async fn end_txn(
+    session: &Session,
+    request: EndTxnRequest,
+    _version: i16,
+) -> EndTxnResponse {
+    let answered = session
+        .broker
+        .end_txn(proto::EndTxnRequest {
+            transactional_id: request.transactional_id.0.to_string(),
+            producer_id: request.producer_id.0,
+            producer_epoch: i32::from(request.producer_epoch),
+            commit: request.committed,
+            prepare: false,
+            keep_epoch: true,
+        })
+        .await;
+    EndTxnResponse::default().with_error_code(kafka_code(answered.error))
+}
+
+pub(super) async fn txn_offset_commit(
+    session: &Session,
+    request: TxnOffsetCommitRequest,
+    _version: i16,
+) -> TxnOffsetCommitResponse {
+    let valid = |p: &txn_offset_commit_request::TxnOffsetCommitRequestPartition| {
+        p.partition_index >= 0 && p.committed_offset >= 0
+    };
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| proto::OffsetCommitTopic {
+            name: t.name.0.to_string(),
+            partitions: t
+                .partitions
+                .iter()
+                .filter(|p| valid(p))
+                .map(|p| proto::OffsetCommitPartition {
+                    partition: p.partition_index as u32,
+                    offset: p.committed_offset as u64,
+                    metadata: text_or_empty(p.committed_metadata.as_deref()),
+                })
+                .collect(),
+        })
+        .collect();
+    let answered = session
+        .broker
+        .txn_offset_commit(proto::TxnOffsetCommitRequest {
+            transactional_id: request.transactional_id.0.to_string(),
+            group_id: request.group_id.0.to_string(),
+            producer_id: request.producer_id.0,
+            producer_epoch: i32::from(request.producer_epoch),
+            generation_id: request.generation_id,
+            member_id: request.member_id.to_string(),
+            group_instance_id: text_or_empty(request.group_instance_id.as_deref()),
+            topics,
+        })
+        .await;
+    let code = kafka_code(answered.error);
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(if valid(p) { code } else { INVALID_REQUEST })
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,175 @@
+//! Topic administration over a [`Client`], with errors turned into `Result`s.
+
+use super::Client;
+use crate::{ClientError, Result};
+use spool_protocol::proto::{
+    AlterConfigsRequest, ConfigEntry, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, NewTopic, PartitionCount,
+    TopicConfigs, TopicResult,
+};
+
+/// One partition as `describe_topic` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub leader: u32,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub size_bytes: u64,
+    /// Its idempotent producers, as the answering broker knows them.
+    pub producers: Vec<spool_protocol::proto::ProducerState>,
+}
+
+/// A topic's partitions and settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: Vec<PartitionInfo>,
+    pub configs: Vec<(String, String)>,
+}
+
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub(super) fn new(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        self.create_replicated_topic(name, partitions, 0, configs)
+            .await
+    }
+
+    /// [`Admin::create_topic`] with `replication_factor` replicas per
+    /// partition in a cluster (0: min(3, brokers); a single node ignores it).
+    pub async fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            configs: entries(configs),
+            replication_factor,
+        };
+        let response = self
+            .client
+            .create_topics(CreateTopicsRequest {
+                topics: vec![topic],
+                validate_only: false,
+            })
+            .await?;
+        first_result(response.topics)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let response = self
+            .client
+            .delete_topics(DeleteTopicsRequest {
+                names: vec![name.to_string()],
+            })
+            .await?;
+        first_result(response.topics)
+    }
+
+    /// Topics, without internal ones (names starting with `__`).
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let metadata = self.client.metadata(MetadataRequest::default()).await?;
+        Ok(metadata
+            .topics
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| !n.starts_with("__"))
+            .collect())
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let topic = self.client.topic_metadata(name).await?;
+        let configs = self
+            .client
+            .describe_configs(DescribeConfigsRequest {
+                names: vec![name.to_string()],
+            })
+            .await?;
+        let configs = configs
+            .topics
+            .into_iter()
+            .next()
+            .map(|t| t.configs)
+            .unwrap_or_default();
+        Ok(TopicInfo {
+            name: topic.name,
+            partitions: topic
+                .partitions
+                .into_iter()
+                .map(|p| PartitionInfo {
+                    partition: p.partition,
+                    leader: p.leader,
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                    size_bytes: p.size_bytes,
+                    producers: p.producers,
+                })
+                .collect(),
+            configs: configs.into_iter().map(|c| (c.key, c.value)).collect(),
+        })
+    }
+
+    /// Sets the given keys; other keys keep their values.
+    pub async fn alter_configs(&self, name: &str, configs: &[(&str, &str)]) -> Result<()> {
+        let topic = TopicConfigs {
+            name: name.to_string(),
+            configs: entries(configs),
+            ..Default::default()
+        };
+        let response = self
+            .client
+            .alter_configs(AlterConfigsRequest {
+                topics: vec![topic],
+            })
+            .await?;
+        first_result(response.topics)
+    }
+
+    /// Raises the partition count to `count`.
+    pub async fn create_partitions(&self, name: &str, count: u32) -> Result<()> {
+        let request = CreatePartitionsRequest {
+            topics: vec![PartitionCount {
+                name: name.to_string(),
+                count,
+            }],
+        };
+        first_result(self.client.create_partitions(request).await?.topics)
+    }
+}
+
+fn entries(configs: &[(&str, &str)]) -> Vec<ConfigEntry> {
+    configs
+        .iter()
+        .map(|(k, v)| ConfigEntry {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
+}
+
+fn first_result(results: Vec<TopicResult>) -> Result<()> {
+    let result = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::InvalidRequest("empty response".into()))?;
+    match ClientError::from_code(result.error, &result.message) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

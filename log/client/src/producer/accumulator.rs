@@ -1,0 +1,390 @@
+//! The record accumulator: open batches per partition, appended to under a
+//! lock by the caller's own task (as in Kafka's producer), drained by the
+//! sender task.
+//!
+//! Order per partition is kept by never having two requests in flight for
+//! the same partition: a partition with a request outstanding is muted
+//! (`in_flight` is set), and its next batches wait and keep filling until
+//! the answer arrives. Without this, two requests multiplexed on one
+//! connection could be appended in either order. To make up for it, an
+//! unmuted partition sends all its ready batches in one request (up to
+//! `max_request_bytes`): what piled up during a round trip goes in the
+//! next, so a slow round (a replicated write waits for a majority's
+//! fsync) carries more instead of throttling the producer.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use tokio::sync::Semaphore;
+
+use super::ack::{BatchAck, BatchHandle, Outcome};
+use super::ProducerConfig;
+use crate::partitioner::partition_for_key;
+use crate::ProducerRecord;
+use crate::{ClientError, Result};
+use spool_record::next_sequence;
+use spool_record::now_ms;
+use spool_record::{BatchBuilder, Header};
+
+/// Open batches of every partition the producer has written to.
+#[derive(Default)]
+pub(super) struct Accumulator {
+    topics: Vec<TopicBatches>,
+    /// Where each topic is in `topics`.
+    index: FxHashMap<Arc<str>, usize>,
+    /// The topic of the last append: a program usually sends many records
+    /// to one topic in a row, and comparing a name is cheaper than hashing.
+    last: Option<(Arc<str>, usize)>,
+    /// `flush` calls in progress: while any runs, every batch is ready.
+    pub(super) flushes: usize,
+    /// Set when the last producer handle is dropped: send everything, stop.
+    pub(super) closed: bool,
+    /// Whether batches carry a producer id and sequence numbers; then no
+    /// batch is taken while `identity` is unknown.
+    pub(super) idempotent: bool,
+    pub(super) identity: Option<ProducerIdentity>,
+    /// Whether batches belong to transactions: then a partition's batches
+    /// are taken only once it is added to the open transaction.
+    pub(super) transactional: bool,
+    /// Why the open transaction can only be aborted (a batch of it failed).
+    pub(super) transaction_failure: Option<String>,
+}
+
+/// The producer id and epoch the broker gave this producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ProducerIdentity {
+    pub(super) id: i64,
+    pub(super) epoch: i16,
+}
+
+struct TopicBatches {
+    name: Arc<str>,
+    partitions: Vec<PartitionBatches>,
+    /// The partition keyless records currently go to.
+    sticky: u32,
+}
+
+#[derive(Default)]
+struct PartitionBatches {
+    /// Oldest first; only the last one grows.
+    open: VecDeque<OpenBatch>,
+    /// The batches of the request in flight for this partition, if any.
+    in_flight: Vec<Arc<BatchAck>>,
+    /// The sequence number of the next batch's first record (idempotence).
+    next_sequence: i32,
+    /// Added to the open transaction (transactional producers).
+    in_transaction: bool,
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    handle: BatchHandle,
+    deadline: Instant,
+}
+
+/// A batch taken for sending (its acknowledgement names its partition).
+pub(super) struct ReadyBatch {
+    pub(super) bytes: Vec<u8>,
+    pub(super) handle: BatchHandle,
+    pub(super) records: u32,
+    /// The identity its sequence numbers belong to, when idempotent.
+    pub(super) producer: Option<ProducerIdentity>,
+}
+
+/// Where a record went, and whether the sender must look at the
+/// accumulator (a batch was opened, so a new deadline exists, or filled).
+pub(super) struct Appended<'a> {
+    pub(super) ack: &'a Arc<BatchAck>,
+    pub(super) index: u32,
+    pub(super) wake_sender: bool,
+}
+
+impl Accumulator {
+    /// Records a topic's partition count, learned from metadata.
+    pub(super) fn add_topic(&mut self, topic: Arc<str>, partitions: u32) {
+        let sticky = random_below(partitions);
+        if self.index.contains_key(&topic) {
+            return;
+        }
+        self.index.insert(Arc::clone(&topic), self.topics.len());
+        self.topics.push(TopicBatches {
+            name: topic,
+            partitions: (0..partitions).map(|_| Default::default()).collect(),
+            sticky,
+        });
+    }
+
+    /// A known topic's partition count.
+    pub(super) fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.index
+            .get(topic)
+            .map(|&i| self.topics[i].partitions.len() as u32)
+            .ok_or_else(|| ClientError::UnknownTopic(topic.to_string()))
+    }
+
+    /// Appends a record whose buffer permit the caller holds; `None` when
+    /// the topic's partition count is not known yet (see
+    /// [`Accumulator::add_topic`]). `timestamp` stands in for the record's
+    /// own when it has none (`None`: read the clock).
+    pub(super) fn append(
+        &mut self,
+        record: &ProducerRecord,
+        timestamp: Option<i64>,
+        config: &ProducerConfig,
+        buffer: &Arc<Semaphore>,
+    ) -> Result<Option<Appended<'_>>> {
+        let Some(slot) = self.slot_of(&record.topic) else {
+            return Ok(None);
+        };
+        let topic = &mut self.topics[slot];
+        let count = topic.partitions.len() as u32;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < count => p,
+            (Some(p), _) => {
+                return Err(ClientError::UnknownTopicOrPartition {
+                    topic: record.topic.to_string(),
+                    partition: p,
+                })
+            }
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => topic.sticky,
+        };
+        let queue = &mut topic.partitions[partition as usize].open;
+        let opened = queue
+            .back()
+            .is_none_or(|b| b.builder.estimated_size() >= config.batch_size);
+        if opened {
+            let ack = BatchAck::new(Arc::clone(&topic.name), partition);
+            queue.push_back(OpenBatch {
+                // A little room past the limit for the record that fills it.
+                builder: BatchBuilder::with_capacity(
+                    config.compression,
+                    config.batch_size + config.batch_size / 8,
+                ),
+                handle: BatchHandle::new(ack, Arc::clone(buffer)),
+                deadline: Instant::now() + config.linger,
+            });
+        }
+        let batch = queue.back_mut().expect("a batch is open");
+        let headers: Vec<Header<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.as_bytes(),
+                value: v.as_deref(),
+            })
+            .collect();
+        batch.builder.push(
+            record.timestamp.or(timestamp).unwrap_or_else(now_ms),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &headers,
+        );
+        let index = batch.handle.add_record();
+        let filled = batch.builder.estimated_size() >= config.batch_size;
+        if filled && record.partition.is_none() && record.key.is_none() && count > 1 {
+            // The sticky partition's batch is full: move keyless records
+            // to another partition.
+            topic.sticky = (partition + 1 + random_below(count - 1)) % count;
+        }
+        Ok(Some(Appended {
+            ack: &batch.handle.ack,
+            index,
+            wake_sender: opened || filled,
+        }))
+    }
+
+    /// Takes, from every unmuted partition, its oldest batches that are
+    /// full, past their linger time, or followed by another (all of them
+    /// when `everything`), at most `max_request_bytes` of them (but at
+    /// least one), and mutes those partitions. One group per partition,
+    /// oldest batch first.
+    pub(super) fn take_ready(
+        &mut self,
+        now: Instant,
+        everything: bool,
+        config: &ProducerConfig,
+    ) -> Vec<Vec<ReadyBatch>> {
+        let mut ready = Vec::new();
+        if self.idempotent && self.identity.is_none() {
+            return ready;
+        }
+        let identity = self.identity;
+        let partitions = self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
+        let transactional = self.transactional;
+        for batches in partitions {
+            if !batches.in_flight.is_empty() || (transactional && !batches.in_transaction) {
+                continue;
+            }
+            let mut group = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(oldest) = batches.open.front() {
+                let size = oldest.builder.estimated_size();
+                let send = everything
+                    || batches.open.len() > 1
+                    || oldest.deadline <= now
+                    || size >= config.batch_size;
+                let fits = group.is_empty() || bytes + size <= config.max_request_bytes;
+                if !send || !fits {
+                    break;
+                }
+                let Some(batch) = batches.open.pop_front() else {
+                    break;
+                };
+                bytes += size;
+                batches.in_flight.push(Arc::clone(&batch.handle.ack));
+                let records = batch.builder.record_count().max(0);
+                let builder = match identity {
+                    Some(identity) => {
+                        let first = batches.next_sequence;
+                        batches.next_sequence = next_sequence(first, records);
+                        batch
+                            .builder
+                            .producer(identity.id, identity.epoch, first)
+                            .transactional(transactional)
+                    }
+                    None => batch.builder,
+                };
+                group.push(ReadyBatch {
+                    records: records as u32,
+                    bytes: builder.build(),
+                    handle: batch.handle,
+                    producer: identity,
+                });
+            }
+            if !group.is_empty() {
+                ready.push(group);
+            }
+        }
+        ready
+    }
+
+    /// Forgets the producer identity `stale` (if it is still the current
+    /// one) and every partition's sequence: a batch of it failed for good,
+    /// so the broker may or may not hold it, and the next batches must not
+    /// be taken for a gap. A new identity starts every sequence at 0.
+    pub(super) fn reset_identity(&mut self, stale: ProducerIdentity) {
+        if self.identity != Some(stale) {
+            return;
+        }
+        if self.transactional {
+            // The identity belongs to the transactional id: the open
+            // transaction must be aborted, which starts sequences over.
+            self.transaction_failure
+                .get_or_insert_with(|| "a batch of the transaction failed".into());
+            return;
+        }
+        self.identity = None;
+        for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.next_sequence = 0;
+        }
+    }
+
+    /// Partitions with batches waiting that are not in the open
+    /// transaction yet.
+    pub(super) fn partitions_to_add(&self) -> Vec<(Arc<str>, u32)> {
+        let mut wanted = Vec::new();
+        for topic in &self.topics {
+            for (index, batches) in topic.partitions.iter().enumerate() {
+                if !batches.in_transaction && !batches.open.is_empty() {
+                    wanted.push((Arc::clone(&topic.name), index as u32));
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Marks partitions as added to the open transaction.
+    pub(super) fn added_to_transaction(&mut self, added: &[(Arc<str>, u32)]) {
+        for (topic, partition) in added {
+            let slot = self.index.get(topic).copied();
+            if let Some(batches) = slot
+                .and_then(|i| self.topics.get_mut(i))
+                .and_then(|t| t.partitions.get_mut(*partition as usize))
+            {
+                batches.in_transaction = true;
+            }
+        }
+    }
+
+    /// Starts a new transaction under `identity`: every partition leaves
+    /// the ended one, and sequences start over (a new epoch starts at 0).
+    pub(super) fn start_epoch(&mut self, identity: ProducerIdentity) {
+        self.identity = Some(identity);
+        self.transaction_failure = None;
+        for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.next_sequence = 0;
+            partition.in_transaction = false;
+        }
+    }
+
+    /// Completes every batch not yet taken with `outcome` (the producer
+    /// could not get an identity to send them with).
+    pub(super) fn fail_open(&mut self, outcome: impl Fn() -> Outcome) {
+        for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            for batch in partition.open.drain(..) {
+                batch.handle.ack.complete(outcome());
+            }
+        }
+    }
+
+    /// The earliest linger deadline among unmuted partitions.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.partitions()
+            .filter(|p| p.in_flight.is_empty())
+            .filter_map(|p| p.open.front().map(|b| b.deadline))
+            .min()
+    }
+
+    /// Unmutes a partition whose request was answered.
+    pub(super) fn finished(&mut self, topic: &str, partition: u32) {
+        let slot = self.index.get(topic).copied();
+        if let Some(batches) = slot
+            .and_then(|i| self.topics.get_mut(i))
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        {
+            batches.in_flight.clear();
+        }
+    }
+
+    /// The acknowledgements of every batch not yet answered, open or in
+    /// flight: what a flush waits for.
+    pub(super) fn unanswered(&self) -> Vec<Arc<BatchAck>> {
+        self.partitions()
+            .flat_map(|p| {
+                let open = p.open.iter().map(|b| Arc::clone(&b.handle.ack));
+                p.in_flight.iter().cloned().chain(open)
+            })
+            .collect()
+    }
+
+    /// Whether no batch is open.
+    pub(super) fn is_empty(&self) -> bool {
+        self.partitions().all(|p| p.open.is_empty())
+    }
+
+    fn partitions(&self) -> impl Iterator<Item = &PartitionBatches> {
+        self.topics.iter().flat_map(|t| t.partitions.iter())
+    }
+
+    fn slot_of(&mut self, topic: &Arc<str>) -> Option<usize> {
+        match &self.last {
+            Some((name, slot)) if Arc::ptr_eq(name, topic) || **name == **topic => Some(*slot),
+            _ => {
+                let slot = *self.index.get(topic)?;
+                self.last = Some((Arc::clone(topic), slot));
+                Some(slot)
+            }
+        }
+    }
+}
+
+/// A cheap pseudo-random number below `n`, for spreading sticky partitions.
+fn random_below(n: u32) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos.wrapping_mul(2_654_435_761) % n.max(1)
+}

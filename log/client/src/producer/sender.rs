@@ -1,0 +1,390 @@
+//! The sender task: takes ready batches from the accumulator, sends them in
+//! one request per round (several partitions each, and for each partition
+//! every batch that is ready), keeps at most `max_in_flight` requests
+//! outstanding, and retries retriable failures. An idempotent producer
+//! first asks the broker for its identity; a retry resends the same bytes
+//! (the same sequence numbers), which the broker appends at most once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use tokio::task::JoinSet;
+
+use super::accumulator::{ProducerIdentity, ReadyBatch};
+use super::ack::{BatchAck, BatchHandle, Outcome};
+use super::{ProducerConfig, Shared};
+use crate::ClientError;
+use spool_protocol::proto::{
+    Acks, AddPartitionsToTxnRequest, ErrorCode, InitProducerIdRequest, ProducePartition,
+    ProduceRequest, ProduceTopic, TxnTopic,
+};
+
+/// Runs until the last producer handle is gone and every batch is answered.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let max_in_flight = shared.config.max_in_flight.max(1);
+    let mut in_flight = JoinSet::new();
+    loop {
+        if needs_identity(&shared) {
+            learn_identity(&shared).await;
+        }
+        let to_add = shared.accumulator.lock().partitions_to_add();
+        if shared.config.transactional_id.is_some() && !to_add.is_empty() {
+            add_to_transaction(&shared, to_add).await;
+        }
+        let (ready, deadline, finished) = {
+            let mut accumulator = shared.accumulator.lock();
+            let everything = accumulator.flushes > 0 || accumulator.closed;
+            let ready = if in_flight.len() < max_in_flight {
+                accumulator.take_ready(Instant::now(), everything, &shared.config)
+            } else {
+                Vec::new()
+            };
+            // With every slot taken, only an answer can make progress: no
+            // timer, or the loop would spin on a past deadline.
+            let slots_left = in_flight.len() + usize::from(!ready.is_empty()) < max_in_flight;
+            let deadline = slots_left.then(|| accumulator.next_deadline()).flatten();
+            let finished = accumulator.closed && accumulator.is_empty() && ready.is_empty();
+            (ready, deadline, finished)
+        };
+        if finished && in_flight.is_empty() {
+            return;
+        }
+        if !ready.is_empty() {
+            in_flight.spawn(send_request(Arc::clone(&shared), ready));
+            continue;
+        }
+        tokio::select! {
+            _ = shared.wake_sender.notified() => {}
+            _ = sleep_until(deadline) => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+}
+
+/// Whether batches wait for a producer identity (a transactional
+/// producer's comes from `init_transactions`).
+fn needs_identity(shared: &Shared) -> bool {
+    let accumulator = shared.accumulator.lock();
+    accumulator.idempotent
+        && !accumulator.transactional
+        && accumulator.identity.is_none()
+        && !accumulator.is_empty()
+}
+
+/// Adds partitions to the open transaction before their first batches
+/// go out (AddPartitionsToTxn, retried as a produce is). If the
+/// coordinator refuses, their batches fail and the transaction can only
+/// be aborted.
+async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
+    let Some(identity) = shared.accumulator.lock().identity else {
+        return;
+    };
+    let mut topics: Vec<TxnTopic> = Vec::new();
+    for (topic, partition) in &partitions {
+        match topics.iter_mut().find(|t| *t.name == **topic) {
+            Some(t) => t.partitions.push(*partition),
+            None => topics.push(TxnTopic {
+                name: topic.to_string(),
+                partitions: vec![*partition],
+            }),
+        }
+    }
+    let request = AddPartitionsToTxnRequest {
+        transactional_id: shared.config.transactional_id.clone().unwrap_or_default(),
+        producer_id: identity.id,
+        producer_epoch: i32::from(identity.epoch),
+        topics,
+    };
+    let config = &shared.config;
+    let mut attempt = 0;
+    let failure = loop {
+        let asked = shared.client.add_partitions_to_txn(request.clone());
+        let answer = tokio::time::timeout(config.request_timeout, asked)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Timeout(format!(
+                    "no AddPartitionsToTxn answer within {:?}",
+                    config.request_timeout
+                )))
+            })
+            .and_then(|r| ClientError::from_code(r.error, &r.message).map_or(Ok(()), Err));
+        match answer {
+            Ok(()) => {
+                shared.accumulator.lock().added_to_transaction(&partitions);
+                return;
+            }
+            Err(e) if e.is_retriable() && attempt < config.retries => {
+                attempt += 1;
+                tokio::time::sleep(config.retry_backoff).await;
+            }
+            Err(e) => break e,
+        }
+    };
+    let reason = format!("partitions not added to the transaction: {failure}");
+    let mut accumulator = shared.accumulator.lock();
+    accumulator.transaction_failure = Some(reason.clone());
+    accumulator.fail_open(|| Outcome::Unreachable {
+        reason: reason.clone(),
+    });
+}
+
+/// Asks the broker for a producer id (retrying retriable failures as a
+/// produce would); if none comes, fails the waiting batches with the
+/// reason rather than sending them without idempotence.
+async fn learn_identity(shared: &Shared) {
+    let config = &shared.config;
+    let mut attempt = 0;
+    let failure = loop {
+        let answer = shared
+            .client
+            .init_producer_id(InitProducerIdRequest::default())
+            .await
+            .and_then(|r| match ClientError::from_code(r.error, &r.message) {
+                Some(e) => Err(e),
+                None => Ok(r),
+            });
+        match answer {
+            Ok(r) => match i16::try_from(r.producer_epoch) {
+                Ok(epoch) => {
+                    shared.accumulator.lock().identity = Some(ProducerIdentity {
+                        id: r.producer_id,
+                        epoch,
+                    });
+                    return;
+                }
+                Err(_) => break format!("the broker gave epoch {}", r.producer_epoch),
+            },
+            Err(e) if e.is_retriable() && attempt < config.retries => {
+                attempt += 1;
+                tokio::time::sleep(config.retry_backoff).await;
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    let reason = format!("no producer id for idempotence: {failure}");
+    shared
+        .accumulator
+        .lock()
+        .fail_open(|| Outcome::Unreachable {
+            reason: reason.clone(),
+        });
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One partition's batches on their way, in order (their topic and
+/// partition are their acknowledgements'), with what unmutes the partition
+/// once they are answered. They succeed, fail or are retried together: the
+/// broker appends a partition's part of a request as a whole.
+struct Sending {
+    bytes: Bytes,
+    /// Each batch's handle and record count, oldest first.
+    batches: Vec<(BatchHandle, u32)>,
+    /// The identity the batches' sequence numbers belong to.
+    producer: Option<ProducerIdentity>,
+    _unmute: Unmute,
+}
+
+impl Sending {
+    fn new(shared: &Arc<Shared>, group: Vec<ReadyBatch>) -> Option<Sending> {
+        let first = Arc::clone(&group.first()?.handle.ack);
+        let producer = group.first()?.producer;
+        let mut bytes = Vec::new();
+        let mut batches = Vec::with_capacity(group.len());
+        for batch in group {
+            match bytes.is_empty() {
+                true => bytes = batch.bytes,
+                false => bytes.extend_from_slice(&batch.bytes),
+            }
+            batches.push((batch.handle, batch.records));
+        }
+        Some(Sending {
+            bytes: Bytes::from(bytes),
+            batches,
+            producer,
+            _unmute: Unmute {
+                shared: Arc::clone(shared),
+                batch: first,
+            },
+        })
+    }
+
+    fn topic(&self) -> &str {
+        self.batches[0].0.ack.topic()
+    }
+
+    fn partition(&self) -> u32 {
+        self.batches[0].0.ack.partition()
+    }
+
+    /// Completes every batch as appended: at `each` (the broker's base
+    /// offset of every batch) when it names them all, else the first at
+    /// `base` and each next one right after the previous one's records
+    /// (the broker appends a partition's batches of one request together,
+    /// in order).
+    fn appended(&self, base: Option<u64>, each: &[u64]) {
+        if each.len() == self.batches.len() {
+            for ((handle, _), offset) in self.batches.iter().zip(each) {
+                handle.ack.complete(Outcome::Appended(Some(*offset)));
+            }
+            return;
+        }
+        let mut next = base;
+        for (handle, records) in &self.batches {
+            handle.ack.complete(Outcome::Appended(next));
+            next = next.map(|offset| offset + u64::from(*records));
+        }
+    }
+
+    /// Completes every batch with the same failure. The broker may hold
+    /// them or not, so an idempotent producer's sequence numbers restart
+    /// under a new identity.
+    fn failed(&self, shared: &Shared, outcome: impl Fn() -> Outcome) {
+        if let Some(producer) = self.producer {
+            shared.accumulator.lock().reset_identity(producer);
+        }
+        for (handle, _) in &self.batches {
+            handle.ack.complete(outcome());
+        }
+    }
+}
+
+/// Unmutes a partition when its request is over, however it ended (a
+/// panicking task included): the partition's next batches must go on.
+struct Unmute {
+    shared: Arc<Shared>,
+    batch: Arc<BatchAck>,
+}
+
+impl Drop for Unmute {
+    fn drop(&mut self) {
+        self.shared
+            .accumulator
+            .lock()
+            .finished(self.batch.topic(), self.batch.partition());
+        self.shared.wake_sender.notify_one();
+    }
+}
+
+/// Sends one request for `batches`, retrying retriable failures, and sets
+/// every batch's outcome.
+async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
+    let mut pending: Vec<Sending> = groups
+        .into_iter()
+        .filter_map(|group| Sending::new(&shared, group))
+        .collect();
+    let config = &shared.config;
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let request = build_request(&pending, config);
+        if config.acks == Acks::None {
+            // No offset and no error is reported, but the records resolve
+            // only once the request is over: `flush`, which waits for them,
+            // then means "delivered", and dropping the producer after it
+            // loses nothing. (The partitions stay muted until then anyway,
+            // or the next request could overtake this one.)
+            let _ = shared.client.produce(request).await;
+            for sending in &pending {
+                sending.appended(None, &[]);
+            }
+            return;
+        }
+        let answer = tokio::time::timeout(config.request_timeout, shared.client.produce(request));
+        let answer = answer.await.unwrap_or_else(|_| {
+            Err(ClientError::Timeout(format!(
+                "no produce response within {:?}",
+                config.request_timeout
+            )))
+        });
+        let retry = match answer {
+            Ok(response) => {
+                let mut results: FxHashMap<(&str, u32), PartitionAnswer<'_>> = FxHashMap::default();
+                for topic in &response.topics {
+                    for p in &topic.partitions {
+                        let result = (
+                            p.error,
+                            p.message.as_str(),
+                            p.base_offset,
+                            p.batch_base_offsets.as_slice(),
+                        );
+                        results.insert((topic.name.as_str(), p.partition), result);
+                    }
+                }
+                let mut retry = Vec::new();
+                for sending in pending.drain(..) {
+                    let (code, message, base, each) = results
+                        .get(&(sending.topic(), sending.partition()))
+                        .copied()
+                        .unwrap_or((
+                            ErrorCode::Unknown as i32,
+                            "no result for the partition",
+                            0,
+                            &[],
+                        ));
+                    match ClientError::from_code(code, message) {
+                        None => sending.appended(Some(base), each),
+                        Some(e) if e.is_retriable() && attempt < config.retries => {
+                            retry.push(sending)
+                        }
+                        Some(e) => sending.failed(&shared, || Outcome::Refused {
+                            code: e.code(),
+                            message: message.to_string(),
+                        }),
+                    }
+                }
+                retry
+            }
+            Err(e) if e.is_retriable() && attempt < config.retries => std::mem::take(&mut pending),
+            Err(e) => {
+                let reason = e.to_string();
+                for sending in pending.drain(..) {
+                    sending.failed(&shared, || Outcome::Unreachable {
+                        reason: reason.clone(),
+                    });
+                }
+                Vec::new()
+            }
+        };
+        if retry.is_empty() {
+            return;
+        }
+        attempt += 1;
+        tracing::debug!(attempt, partitions = retry.len(), "retrying produce");
+        tokio::time::sleep(config.retry_backoff).await;
+        pending = retry;
+    }
+}
+
+/// A partition's answer: error code, message, base offset, and each
+/// batch's base offset when the broker names them.
+type PartitionAnswer<'a> = (i32, &'a str, u64, &'a [u64]);
+
+fn build_request(pending: &[Sending], config: &ProducerConfig) -> ProduceRequest {
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    for sending in pending {
+        let partition = ProducePartition {
+            partition: sending.partition(),
+            records: sending.bytes.clone(),
+        };
+        match topics.iter_mut().find(|t| t.name == sending.topic()) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(ProduceTopic {
+                name: sending.topic().to_string(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    ProduceRequest {
+        transactional_id: config.transactional_id.clone().unwrap_or_default(),
+        acks: config.acks as i32,
+        timeout_ms: u32::try_from(config.request_timeout.as_millis()).unwrap_or(u32::MAX),
+        topics,
+    }
+}

@@ -1,0 +1,55 @@
+//! How a client's requests reach brokers.
+
+use futures::future::BoxFuture;
+use spool_protocol::proto::*;
+
+use crate::{Client, Result};
+
+macro_rules! transport {
+    ($($kind:ident $name:ident($request:ty) -> $response:ty;)*) => {
+        /// How a [`Client`]'s requests reach brokers: one method per RPC of
+        /// the protocol (`spool_protocol::with_rpcs!`).
+        ///
+        /// The contract every method keeps:
+        ///
+        /// - **Delivery.** The request reaches the broker that must answer
+        ///   it (a partition's leader, a group's or transactional id's
+        ///   coordinator, the controller's leader), or is split among them
+        ///   with their answers merged, so the caller sees one response per
+        ///   request in the request's own order of partitions and items.
+        ///   An embedded transport has one broker and calls it directly.
+        /// - **Failures.** A broker's refusal (per partition, per topic, per
+        ///   request) travels *inside* the response as an `ErrorCode` and a
+        ///   message; `Err` means the request got no answer at all
+        ///   ([`ClientError::Transport`](crate::ClientError::Transport),
+        ///   [`ClientError::Timeout`](crate::ClientError::Timeout)), and the
+        ///   caller cannot tell whether it took effect. Callers retry by
+        ///   [`ClientError::is_retriable`](crate::ClientError::is_retriable);
+        ///   idempotent producers make a retried produce safe.
+        /// - **Following the cluster.** Answers of `NOT_LEADER` or
+        ///   `NOT_COORDINATOR`, and unreachable brokers, make the transport
+        ///   forget what it knew of that partition or coordinator, so the
+        ///   caller's retry goes where the cluster now says.
+        /// - **Cancellation.** Dropping the returned future abandons the
+        ///   wait, not the request: it may still take effect.
+        /// - **No blocking.** Methods never block the calling thread; all
+        ///   waiting happens in the returned future.
+        pub trait Transport: Send + Sync + 'static {
+            $(
+                #[doc = concat!("Sends a `", stringify!($request), "`; see the trait's contract.")]
+                fn $name(&self, request: $request) -> BoxFuture<'_, Result<$response>>;
+            )*
+        }
+
+        /// One method per RPC, sent through the client's transport.
+        impl Client {
+            $(
+                pub async fn $name(&self, request: $request) -> Result<$response> {
+                    self.transport.$name(request).await
+                }
+            )*
+        }
+    };
+}
+
+spool_protocol::with_rpcs!(transport);
