@@ -12,6 +12,7 @@
 //! methods.
 
 mod admin;
+mod checks;
 mod cluster;
 mod fetch;
 pub mod groups;
@@ -29,9 +30,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 pub use cluster::ClusterConfig;
-pub use groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
+pub use groups::{GroupConfig, GroupCoordinator};
+pub use spool_protocol::coordinator::{OFFSETS_TOPIC, TRANSACTIONS_TOPIC};
 pub use topic::{Partition, Topic};
-pub use transactions::{TransactionConfig, TRANSACTIONS_TOPIC};
+pub use transactions::TransactionConfig;
 
 use crate::{BrokerError, Result};
 use spool_storage::config::LogConfig;

@@ -21,9 +21,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::offsets::validate_group_id;
 use super::offsets::{OffsetShard, Shard, OFFSETS_TOPIC};
 use super::state::{Group, GroupState, Member};
+use crate::broker::checks::validate_group_id;
 use crate::broker::shards::Shards;
 use crate::broker::Broker;
 use crate::Result;

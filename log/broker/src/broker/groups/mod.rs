@@ -21,12 +21,12 @@ mod state;
 use std::sync::Arc;
 
 pub use coordinator::{GroupConfig, GroupCoordinator};
-pub(crate) use offsets::validate_group_id;
 pub use offsets::OFFSETS_TOPIC;
 
 use self::offsets::Shard;
 use super::Broker;
 use crate::{BrokerError, Result};
+use spool_protocol::coordinator::{shard_of, KEY_TYPE_TRANSACTION, TRANSACTIONS_TOPIC};
 use spool_protocol::proto::*;
 use spool_storage::config::{CleanupPolicy, LogConfig};
 
@@ -39,8 +39,6 @@ pub(crate) fn offsets_topic_config(defaults: &LogConfig) -> LogConfig {
     config.retention_bytes = None;
     config
 }
-
-pub use spool_protocol::coordinator::shard_of;
 
 /// The group RPCs as broker methods, so both transports reach them the same
 /// way as every other request. Each first finds the group's shard here.
@@ -89,7 +87,7 @@ impl Broker {
     /// that the group's offsets partition was added to the transaction.
     pub async fn txn_offset_commit(&self, request: TxnOffsetCommitRequest) -> TxnResponse {
         let checked = async {
-            let epoch = super::transactions::epoch_of(request.producer_epoch)?;
+            let epoch = super::checks::epoch_of(request.producer_epoch)?;
             let shard = self.shard_for(&request.group_id).await?;
             let producer = (request.producer_id, epoch);
             self.verify_with_coordinator(
@@ -147,7 +145,7 @@ impl Broker {
         let key = request.group_id;
         let topic = match request.key_type {
             0 => OFFSETS_TOPIC,
-            super::transactions::KEY_TYPE_TRANSACTION => super::TRANSACTIONS_TOPIC,
+            KEY_TYPE_TRANSACTION => TRANSACTIONS_TOPIC,
             other => {
                 let e =
                     BrokerError::InvalidRequest(format!("unknown coordinator key type {other}"));

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 
 use crate::broker::shards::ShardState;
 use crate::broker::Partition;
-use crate::{BrokerError, Result};
+use crate::Result;
 use spool_raft::{AnswerWhen, ProposedBatches};
 use spool_record::{BatchBuilder, Compression};
 
@@ -271,16 +271,6 @@ fn decode_value(bytes: &[u8]) -> Option<Committed> {
     let offset = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
     let metadata = String::from_utf8_lossy(&bytes[8..]).into_owned();
     Some(Committed { offset, metadata })
-}
-
-/// Rejects group ids that cannot be stored.
-pub fn validate_group_id(group: &str) -> Result<()> {
-    if group.is_empty() || group.len() > u16::MAX as usize {
-        return Err(BrokerError::InvalidRequest(
-            "a group id must be 1 to 65535 bytes".into(),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

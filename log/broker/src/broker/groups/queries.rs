@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use super::coordinator::{check_member, GroupCoordinator};
+use super::offsets::Committed;
 use super::offsets::Shard;
-use super::offsets::{validate_group_id, Committed};
 use super::state::GroupState;
+use crate::broker::checks::validate_group_id;
 use crate::{BrokerError, Result};
 use spool_protocol::errors::ErrorResponse;
 use spool_protocol::proto::*;

@@ -111,7 +111,7 @@ impl Broker {
         &self,
         request: WriteTxnMarkersRequest,
     ) -> WriteTxnMarkersResponse {
-        let epoch = match super::epoch_of(request.producer_epoch) {
+        let epoch = match crate::broker::checks::epoch_of(request.producer_epoch) {
             Ok(epoch) => epoch,
             Err(e) => return failed_markers(&request, &e),
         };

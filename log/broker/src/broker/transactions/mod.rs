@@ -25,13 +25,14 @@ pub use coordinator::{TransactionConfig, TransactionCoordinator, DEFAULT_TXN_TIM
 pub use state::{TxnMetadata, TxnState};
 
 use self::coordinator::TxnShard;
-use super::groups::shard_of;
 use super::Broker;
 use crate::{BrokerError, Result};
 use ::spool_client::Client;
 use spool_protocol::proto::*;
 use spool_storage::config::{CleanupPolicy, LogConfig};
 
+use super::checks::{epoch_of, validate_group_id, validate_transactional_id};
+use spool_protocol::coordinator::{shard_of, OFFSETS_TOPIC};
 pub use spool_protocol::coordinator::{KEY_TYPE_TRANSACTION, TRANSACTIONS_TOPIC};
 
 /// The transaction topic's settings: compacted and never deleted by time.
@@ -47,21 +48,11 @@ fn txn_response(outcome: Result<()>) -> TxnResponse {
     crate::respond(outcome.map(|()| TxnResponse::default()))
 }
 
-/// A producer epoch from a request, refused when it does not fit.
-pub(crate) fn epoch_of(epoch: i32) -> Result<i16> {
-    i16::try_from(epoch)
-        .map_err(|_| BrokerError::InvalidRequest(format!("producer epoch {epoch} out of range")))
-}
-
 impl Broker {
     /// The loaded shard of transactional id `id`, if this broker
     /// coordinates it.
     async fn txn_shard_for(&self, id: &str) -> Result<Arc<TxnShard>> {
-        if id.is_empty() || id.len() > u16::MAX as usize {
-            return Err(BrokerError::InvalidRequest(
-                "a transactional id must be 1 to 65535 bytes".into(),
-            ));
-        }
+        validate_transactional_id(id)?;
         self.transactions.shards.for_key(self, id, |_| {}).await
     }
 
@@ -141,7 +132,7 @@ impl Broker {
     pub async fn add_offsets_to_txn(&self, request: AddOffsetsToTxnRequest) -> TxnResponse {
         txn_response(
             async {
-                super::groups::validate_group_id(&request.group_id)?;
+                validate_group_id(&request.group_id)?;
                 let offsets = self.offsets_partition_of(&request.group_id)?;
                 let shard = self.txn_shard_for(&request.transactional_id).await?;
                 let producer = (request.producer_id, epoch_of(request.producer_epoch)?);
@@ -258,14 +249,14 @@ impl Broker {
     /// The partition of `__consumer_offsets` that holds `group`'s offsets.
     pub(crate) fn offsets_partition_of(&self, group: &str) -> Result<(String, u32)> {
         let image = self.cluster.controller.image();
-        let offsets = image.topics.get(super::OFFSETS_TOPIC).ok_or_else(|| {
+        let offsets = image.topics.get(OFFSETS_TOPIC).ok_or_else(|| {
             BrokerError::CoordinatorNotAvailable {
                 group: group.to_string(),
                 reason: "the offsets topic does not exist yet".into(),
             }
         })?;
         Ok((
-            super::OFFSETS_TOPIC.to_string(),
+            OFFSETS_TOPIC.to_string(),
             shard_of(group, offsets.replicas.len() as u32),
         ))
     }
