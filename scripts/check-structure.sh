@@ -17,12 +17,16 @@ declare -A allowed=(
     [spool-client]="spool-protocol spool-record"
     [spool-raft]="spool-storage spool-record spool-protocol"
     [spool-broker]="spool-raft spool-storage spool-record spool-protocol spool-client"
+    # Built on the client; they will also run embedded through the broker.
+    [spool-streams]="spool-client spool-protocol spool-record spool-broker spool-raft spool-storage"
+    [spool-connect]="spool-client spool-protocol spool-record spool-broker spool-raft spool-storage"
 )
 
 failed=0
 for crate in "${!allowed[@]}"; do
-    deps=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}' |
-        awk '{print $1}' | grep '^spool-' | grep -vx "$crate" | sort -u || true)
+    # A failing cargo tree must fail the check, not pass it silently.
+    tree=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}')
+    deps=$(awk '$1 ~ /^spool-/ && $1 != crate {print $1}' crate="$crate" <<<"$tree" | sort -u)
     for dep in $deps; do
         if [[ " ${allowed[$crate]} " != *" $dep "* ]]; then
             echo "layering: $crate depends on $dep (allowed: ${allowed[$crate]:-none})" >&2
@@ -58,9 +62,10 @@ for root in ("src", "log", "streams", "connect", "tests", "examples"):
                     continue
                 indent = len(m.group(1))
                 j = i
-                while j < len(lines) and not lines[j].rstrip().endswith(("{", ";")):
+                while j < len(lines) and not lines[j].rstrip().endswith(("{", ";", "}")):
                     j += 1
-                if j >= len(lines) or lines[j].rstrip().endswith(";"):
+                # A declaration, or a body on one line (`fn f() {}`).
+                if j >= len(lines) or not lines[j].rstrip().endswith("{"):
                     i = j + 1
                     continue
                 k = j + 1

@@ -50,6 +50,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => NodeConfig::default(),
     };
     args.override_file(&mut config);
+    // A node without gRPC serves only its own process; as a command it
+    // would be a broker nobody can reach.
+    anyhow::ensure!(
+        config.grpc_listen().is_some(),
+        "spool broker needs its gRPC listener: `listen` cannot be `off`"
+    );
     let mut node = Node::start(config.clone())
         .await
         .with_context(|| format!("starting the broker on {}", config.data_dir.display()))?;
@@ -59,9 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(address) = node.kafka_address() {
         eprintln!("spool broker Kafka protocol on {address}");
     }
-    let listening = node
-        .grpc_address()
-        .map_or_else(|| "no gRPC address".to_string(), |a| a.to_string());
+    let listening = node.grpc_address().context("no gRPC address")?;
     eprintln!(
         "spool broker {} listening on {listening} with data in {}",
         config.node_id,
@@ -71,8 +75,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = shutdown_signal() => Ok(()),
         failed = node.serving() => failed,
     };
-    node.shutdown().await?;
-    served?;
+    let closed = node.shutdown().await;
+    served.context("the gRPC server failed")?;
+    closed?;
     eprintln!("spool broker stopped cleanly");
     Ok(())
 }

@@ -53,15 +53,12 @@ pub enum BrokerError {
     /// This broker does not coordinate the group or transactional id: it
     /// does not lead the key's partition of the internal topic (`leader`
     /// does, when known). Clients find the coordinator again and retry.
-    #[error("this broker does not coordinate group `{group}`{}", leader.map(|l| format!("; node {l} leads its offsets partition")).unwrap_or_default())]
-    NotCoordinator {
-        group: String,
-        leader: Option<NodeId>,
-    },
+    #[error("this broker does not coordinate `{key}`{}", leader.map(|l| format!("; node {l} leads its partition")).unwrap_or_default())]
+    NotCoordinator { key: String, leader: Option<NodeId> },
     /// No broker can coordinate the key yet: its partition has no leader,
     /// or the internal topic does not exist yet.
-    #[error("the coordinator of group `{group}` is not available: {reason}")]
-    CoordinatorNotAvailable { group: String, reason: String },
+    #[error("the coordinator of `{key}` is not available: {reason}")]
+    CoordinatorNotAvailable { key: String, reason: String },
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -73,6 +70,10 @@ pub enum BrokerError {
     /// controller's leader).
     #[error("cannot reach broker at {address}: {reason}")]
     Unreachable { address: String, reason: String },
+    /// A broker configuration file that does not parse (bad TOML, an
+    /// unknown key, a value of the wrong type).
+    #[error("invalid broker config {path}: {reason}")]
+    ConfigFile { path: String, reason: String },
     /// A listener could not be served.
     #[error("{what} failed: {source}")]
     Serve {
@@ -99,6 +100,7 @@ impl BrokerError {
             BrokerError::Peer(e) => e.code(),
             BrokerError::InvalidRequest(_) => C::InvalidRequest,
             BrokerError::InvalidConfig { key, .. } => config_code(key),
+            BrokerError::ConfigFile { .. } => C::InvalidConfig,
             BrokerError::UnknownTopic(_) | BrokerError::UnknownTopicOrPartition { .. } => {
                 C::UnknownTopicOrPartition
             }

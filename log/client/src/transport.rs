@@ -20,10 +20,12 @@ macro_rules! transport {
         ///   An embedded transport has one broker and calls it directly.
         /// - **Failures.** A broker's refusal (per partition, per topic, per
         ///   request) travels *inside* the response as an `ErrorCode` and a
-        ///   message; `Err` means the request got no answer at all
-        ///   ([`ClientError::Transport`](crate::ClientError::Transport),
+        ///   message. `Err` means the request could not be delivered: it got
+        ///   no answer ([`ClientError::Transport`](crate::ClientError::Transport),
         ///   [`ClientError::Timeout`](crate::ClientError::Timeout)), and the
-        ///   caller cannot tell whether it took effect. Callers retry by
+        ///   caller cannot tell whether it took effect; or the broker to
+        ///   deliver it to could not be found (a coordinator lookup refused,
+        ///   as [`ClientError::Broker`](crate::ClientError::Broker)). Callers retry by
         ///   [`ClientError::is_retriable`](crate::ClientError::is_retriable);
         ///   idempotent producers make a retried produce safe.
         /// - **Following the cluster.** Answers of `NOT_LEADER` or

@@ -31,12 +31,20 @@
 //!
 //! - [`grpc`]: the `RaftPeer` gRPC service between brokers and the
 //!   transport that sends over it.
-//! - [`in_process`]: a network of in-process nodes whose links tests can
-//!   cut, slow down and make lossy.
+//! - `in_process` (feature `test-util`): a network of in-process nodes
+//!   whose links tests can cut, slow down and make lossy.
 //!
-//! It knows nothing of brokers or topics: the broker wires a `Raft` per
-//! partition over these parts, as openraft separates storage, network and
-//! runtime.
+//! - [`producers`]: what a partition remembers of each idempotent
+//!   producer, and the rules that admit, deduplicate or refuse a batch.
+//! - [`metadata`]: cluster metadata (brokers, topics, replica placement)
+//!   as the replicated log of the controller group, and the controller
+//!   that proposes its commands.
+//!
+//! It knows nothing of brokers' requests or of clients: the broker wires
+//! a `Raft` per partition over these parts, as openraft separates
+//! storage, network and runtime. It depends on spool-storage,
+//! spool-record and, for the envelope its gRPC transport carries,
+//! spool-protocol.
 //!
 //! [`PartitionLog`]: spool_storage::PartitionLog
 

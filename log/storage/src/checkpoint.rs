@@ -12,6 +12,9 @@ use crate::IoContext;
 use crate::{Result, StorageError};
 
 pub const FILE_NAME: &str = "checkpoint";
+/// The first line of every checkpoint file. It names spool-log, the crate
+/// this code lived in when the format was fixed; it stays, or every data
+/// directory written before would become unreadable.
 const HEADER: &str = "spool-log-checkpoint v1";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

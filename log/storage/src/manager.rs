@@ -2,8 +2,8 @@
 //! them. One maintenance thread applies `flush.ms` and retention to local
 //! logs; one cleaner thread compacts. A replicated log (a Raft replica's)
 //! is only compacted and closed here: it is synced by its Raft log store,
-//! and its retention goes through openraft (`crate::replication`). Both work on one log at a time through the log's own
-//! methods, so appends and reads on other logs (and on the same log, outside
+//! and its retention goes through openraft (spool-raft). Both work on one
+//! log at a time through the log's own methods, so appends and reads on other logs (and on the same log, outside
 //! the brief swap of a cleaned segment) are never blocked by them.
 
 use std::collections::BTreeMap;

@@ -164,7 +164,7 @@ impl PartitionLog {
     /// The first Raft index that retention keeps: a replicated log deletes
     /// nothing itself, its replica purges the Raft log up to the entry
     /// before this one and then deletes the segments (see
-    /// `replication::retention`). Rolls an expired active segment, as
+    /// `spool_raft::retention`). Rolls an expired active segment, as
     /// [`PartitionLog::apply_retention`] does.
     pub fn retained_raft_index(&self) -> Result<u64> {
         let mut state = self.state.write();

@@ -1,6 +1,6 @@
 //! The broker: topics and their partitions over Raft replicas of segment
 //! logs, answering produce, fetch, offset, group and administration
-//! requests expressed in the protocol types of [`crate::proto`].
+//! requests expressed in the protocol types of [`spool_protocol::proto`].
 //!
 //! Every broker is a member of a cluster; a single node is a cluster of one
 //! (one voter in every group), running exactly the code a three-broker

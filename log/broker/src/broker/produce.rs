@@ -38,7 +38,7 @@ impl Broker {
     /// The first phase of [`Broker::produce`]: every partition's batches
     /// proposed, in the request's order. Requests proposed one after the
     /// other reach each partition's log in that order, which lets a caller
-    /// pipeline requests and still keep their order (see `server`).
+    /// pipeline requests and still keep their order (see `crate::grpc`).
     pub(crate) async fn propose(&self, request: ProduceRequest) -> Vec<PartitionWrite> {
         let acks = Acks::try_from(request.acks);
         let timeout = match request.timeout_ms {

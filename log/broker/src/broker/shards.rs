@@ -102,7 +102,7 @@ impl<S: ShardState> Shards<S> {
             .get(self.topic)
             .map(|t| t.replicas.len() as u32)
             .ok_or_else(|| BrokerError::CoordinatorNotAvailable {
-                group: key.to_string(),
+                key: key.to_string(),
                 reason: format!("the internal topic {} does not exist yet", self.topic),
             })?;
         let index = shard_of(key, partitions);
@@ -155,15 +155,16 @@ impl<S: ShardState> Shards<S> {
     }
 
     /// Loads every shard this broker leads, so that listings and sweeps
-    /// see them before any request did.
-    pub async fn load_led(&self, broker: &Broker) {
+    /// see them before any request did; `on_load` as for
+    /// [`Shards::for_key`].
+    pub async fn load_led(&self, broker: &Broker, on_load: impl Fn(u32)) {
         let Some(topic) = broker.topic(self.topic) else {
             return;
         };
         for partition in topic.partitions() {
             if partition.replica().leading_term().is_some() {
                 let index = partition.index;
-                if let Err(e) = self.load(index, partition, |_| {}).await {
+                if let Err(e) = self.load(index, partition, &on_load).await {
                     tracing::debug!(topic = self.topic, shard = index, error = %e, "shard not loaded");
                 }
             }
@@ -202,14 +203,14 @@ pub(crate) fn not_coordinator(key: &str, e: BrokerError) -> BrokerError {
         BrokerError::NotLeader { leader }
         | BrokerError::Replication(ReplicationError::NotLeader { leader }) => {
             BrokerError::NotCoordinator {
-                group: key.to_string(),
+                key: key.to_string(),
                 leader,
             }
         }
         BrokerError::Timeout(reason)
         | BrokerError::Replication(ReplicationError::Timeout(reason)) => {
             BrokerError::CoordinatorNotAvailable {
-                group: key.to_string(),
+                key: key.to_string(),
                 reason,
             }
         }

@@ -2,7 +2,7 @@
 //! broker holds is a Raft replica of it (one voter on a single node), and
 //! a topic is the settings and the partitions placed here. Where topics
 //! exist and where their replicas go is the cluster metadata's business
-//! (`crate::cluster`); this module only holds what the reconciler started.
+//! (`spool_raft::metadata`); this module only holds what the reconciler started.
 
 use std::sync::Arc;
 

@@ -50,9 +50,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let local: SocketAddr = listener
-        .local_addr()
-        .map_err(|e| BrokerError::io("listener", e))?;
+    let local: SocketAddr = listener.local_addr().map_err(|source| BrokerError::Serve {
+        what: "reading the gRPC listener's address".into(),
+        source,
+    })?;
     tracing::info!(address = %local, "serving gRPC");
     let incoming = nodelay_incoming(listener);
     // Peers' Raft messages arrive on the same port.
@@ -65,7 +66,10 @@ pub async fn serve(
         .add_service(raft_peer)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| BrokerError::io("grpc server", std::io::Error::other(e)))
+        .map_err(|e| BrokerError::Serve {
+            what: "the gRPC server".into(),
+            source: std::io::Error::other(e),
+        })
 }
 
 type Reply<T> = std::result::Result<Response<T>, Status>;

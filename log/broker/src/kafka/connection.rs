@@ -23,7 +23,10 @@ pub(super) async fn serve_connection(session: &Session, stream: TcpStream) -> Re
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
-    let io = |e| BrokerError::io("kafka connection", e);
+    let io = |source| BrokerError::Serve {
+        what: "a Kafka connection".into(),
+        source,
+    };
     loop {
         let mut prefix = [0u8; 4];
         match reader.read_exact(&mut prefix).await {

@@ -125,9 +125,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let local = listener
-        .local_addr()
-        .map_err(|e| BrokerError::io("kafka listener", e))?;
+    let local = listener.local_addr().map_err(|source| BrokerError::Serve {
+        what: "reading the Kafka listener's address".into(),
+        source,
+    })?;
     tracing::info!(address = %local, "serving the Kafka protocol");
     broker.announce_kafka_listener(format!(
         "{}:{}",

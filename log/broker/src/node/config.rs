@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use spool_raft::NodeId;
-use spool_storage::config::MAX_PARTITIONS;
+use spool_storage::config::validate_partition_count;
+use spool_storage::StorageError;
 
 use crate::broker::{BrokerConfig, ClusterConfig};
 use crate::kafka::KafkaConfig;
@@ -136,24 +137,13 @@ impl NodeConfig {
 
     /// Parses a broker configuration file's text.
     pub fn from_toml(text: &str) -> Result<NodeConfig> {
-        toml::from_str(text).map_err(|e| BrokerError::InvalidConfig {
-            key: "broker config".into(),
-            value: String::new(),
-            reason: e.to_string(),
-        })
+        parse(text, "(text)")
     }
 
     /// Reads and parses a broker configuration file.
     pub fn from_file(path: &Path) -> Result<NodeConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| BrokerError::io(path, e))?;
-        NodeConfig::from_toml(&text).map_err(|e| match e {
-            BrokerError::InvalidConfig { reason, .. } => BrokerError::InvalidConfig {
-                key: "broker config".into(),
-                value: path.display().to_string(),
-                reason,
-            },
-            other => other,
-        })
+        parse(&text, &path.display().to_string())
     }
 
     /// The gRPC listen address, unless it is `off`.
@@ -235,6 +225,13 @@ impl NodeConfig {
     }
 }
 
+fn parse(text: &str, origin: &str) -> Result<NodeConfig> {
+    toml::from_str(text).map_err(|e| BrokerError::ConfigFile {
+        path: origin.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 fn invalid(key: &str, value: impl ToString, reason: impl ToString) -> BrokerError {
     BrokerError::InvalidConfig {
         key: key.into(),
@@ -243,15 +240,12 @@ fn invalid(key: &str, value: impl ToString, reason: impl ToString) -> BrokerErro
     }
 }
 
+/// A partition count, checked as a topic's is, but named by its own key.
 fn check_partitions(key: &str, count: u32) -> Result<()> {
-    if !(1..=MAX_PARTITIONS).contains(&count) {
-        return Err(invalid(
-            key,
-            count,
-            format!("must be between 1 and {MAX_PARTITIONS}"),
-        ));
-    }
-    Ok(())
+    validate_partition_count(count).map_err(|e| match e {
+        StorageError::InvalidConfig { reason, .. } => invalid(key, count, reason),
+        other => other.into(),
+    })
 }
 
 /// Parses `id=host:port` entries.

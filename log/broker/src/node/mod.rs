@@ -25,9 +25,10 @@ pub use config::{
 use crate::grpc::{serve_metrics, Metrics};
 use crate::{Broker, BrokerError, EmbeddedTransport, Result};
 
-/// A running broker and its listeners. Dropping it leaves them running
-/// until the process ends; [`Node::shutdown`] stops them and closes every
-/// log cleanly.
+/// A running broker and its listeners. [`Node::shutdown`] stops the
+/// listeners and closes every log cleanly. Dropping a node stops its
+/// listeners but leaves the broker to whoever still holds it (a client
+/// from [`Node::client`]), without the clean close.
 pub struct Node {
     broker: Arc<Broker>,
     grpc_address: Option<SocketAddr>,
@@ -75,13 +76,15 @@ impl Node {
         Node::start(NodeConfig::embedded(data_dir.as_ref())).await
     }
 
-    /// Binds and serves the listeners `config` enables: metrics first and
-    /// the Kafka listener next, so both are up before the gRPC listener
-    /// announces the node.
+    /// Binds every listener `config` enables, then serves them: a port
+    /// in use fails the start before anything is served or announced
+    /// (the Kafka listener announces its address to the cluster).
     async fn listen(&mut self, config: &NodeConfig) -> Result<()> {
+        let metrics_listener = bind_enabled("metrics_listen", config.metrics_listen()).await?;
+        let kafka_listener = bind_enabled("kafka_listen", config.kafka_listen()).await?;
+        let grpc_listener = bind_enabled("listen", config.grpc_listen()).await?;
         let metrics = Arc::new(Metrics::default());
-        if let Some(address) = config.metrics_listen() {
-            let listener = bind("metrics_listen", address).await?;
+        if let Some(listener) = metrics_listener {
             self.metrics_address = Some(local_address(&listener)?);
             let (broker, metrics, stopped) = (
                 Arc::clone(&self.broker),
@@ -92,8 +95,7 @@ impl Node {
                 listener, broker, metrics, stopped,
             )));
         }
-        if let Some(address) = config.kafka_listen() {
-            let listener = bind("kafka_listen", address).await?;
+        if let Some(listener) = kafka_listener {
             let local = local_address(&listener)?;
             let kafka = config.kafka_config(local)?;
             self.kafka_address = Some(local);
@@ -105,8 +107,7 @@ impl Node {
                 }
             }));
         }
-        if let Some(address) = config.grpc_listen() {
-            let listener = bind("listen", address).await?;
+        if let Some(listener) = grpc_listener {
             self.grpc_address = Some(local_address(&listener)?);
             let served =
                 crate::grpc::serve(Arc::clone(&self.broker), metrics, listener, self.stopped());
@@ -124,7 +125,10 @@ impl Node {
     }
 
     /// A client of this node that calls the broker in-process, whatever
-    /// listeners it has.
+    /// listeners it has. It reaches this broker only: on a cluster member,
+    /// requests for partitions or coordinators held elsewhere are answered
+    /// `NOT_LEADER` or `NOT_COORDINATOR`, so a program that uses the
+    /// whole cluster connects with `Client::connect` instead.
     pub fn client(&self) -> Client {
         EmbeddedTransport::client(Arc::clone(&self.broker))
     }
@@ -182,19 +186,23 @@ impl Node {
     }
 }
 
-async fn bind(key: &str, address: &str) -> Result<TcpListener> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| BrokerError::Serve {
-            what: format!("binding {key} = {address} (`{OFF}` disables it)"),
-            source,
-        })
+/// Binds the listener of setting `key` at `address`, unless it is off.
+async fn bind_enabled(key: &str, address: Option<&str>) -> Result<Option<TcpListener>> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let bound = TcpListener::bind(address).await;
+    bound.map(Some).map_err(|source| BrokerError::Serve {
+        what: format!("binding {key} = {address}"),
+        source,
+    })
 }
 
 fn local_address(listener: &TcpListener) -> Result<SocketAddr> {
-    listener
-        .local_addr()
-        .map_err(|e| BrokerError::io("listener", e))
+    listener.local_addr().map_err(|source| BrokerError::Serve {
+        what: "reading a listener's address".into(),
+        source,
+    })
 }
 
 fn serve_error(what: &str, e: impl std::fmt::Display) -> BrokerError {

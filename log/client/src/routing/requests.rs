@@ -136,7 +136,7 @@ partitioned!(
 pub(crate) trait GroupRequest: Clone + Send + 'static {
     type Response: Send;
     /// `FindCoordinator`'s key type: 0 for a group, 1 for a transactional id.
-    const KEY_TYPE: u32 = 0;
+    const KEY_TYPE: u32 = spool_protocol::coordinator::KEY_TYPE_GROUP;
     /// The group id, or the transactional id.
     fn coordinator_key(&self) -> &str;
     /// The answer's error code.

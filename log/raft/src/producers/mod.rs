@@ -2,16 +2,12 @@
 //! so that a retried batch is appended once and a lost one is noticed.
 //!
 //! This module is pure bookkeeping over batch headers; it does no I/O.
-//! Its callers own the order of events:
-//!
-//! - the single-node write path checks and records under the partition's
-//!   append lock (`broker::idempotence`), and persists the table beside
-//!   the segments;
-//! - a replicated partition records every applied entry in its state
-//!   machine (so every replica holds the same table, persisted and
-//!   snapshotted with the applied state), and its leader checks each
-//!   batch against that table plus what it has proposed since
-//!   (`replication::idempotence`).
+//! Its callers own the order of events: a partition's state machine
+//! records every applied entry (so every replica holds the same table,
+//! persisted and snapshotted with the applied state), and its leader
+//! checks each batch against that table plus what it has proposed since
+//! (`crate::idempotence`). A single node is a one-voter group and takes
+//! the same path.
 //!
 //! The rules are Kafka's (`ProducerStateManager`, since KIP-360):
 //!

@@ -240,7 +240,7 @@ const RETENTION_PATIENCE: Duration = Duration::from_secs(10);
 /// Applies retention to every replica this broker runs, every `interval`
 /// (the broker's `retention_check_interval`), until the broker is
 /// dropped. Each replica purges its Raft log through openraft before it
-/// deletes segments (`replication::retention`). The controller's metadata
+/// deletes segments (`spool_raft::retention`). The controller's metadata
 /// log is never subject to retention: it is the cluster's history.
 pub(crate) async fn enforce_retention(broker: Weak<Broker>, interval: Duration) {
     loop {

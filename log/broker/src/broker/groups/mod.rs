@@ -26,7 +26,9 @@ pub use offsets::OFFSETS_TOPIC;
 use self::offsets::Shard;
 use super::Broker;
 use crate::{BrokerError, Result};
-use spool_protocol::coordinator::{shard_of, KEY_TYPE_TRANSACTION, TRANSACTIONS_TOPIC};
+use spool_protocol::coordinator::{
+    shard_of, KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, TRANSACTIONS_TOPIC,
+};
 use spool_protocol::proto::*;
 use spool_storage::config::{CleanupPolicy, LogConfig};
 
@@ -144,7 +146,7 @@ impl Broker {
     pub fn find_coordinator(&self, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
         let key = request.group_id;
         let topic = match request.key_type {
-            0 => OFFSETS_TOPIC,
+            KEY_TYPE_GROUP => OFFSETS_TOPIC,
             KEY_TYPE_TRANSACTION => TRANSACTIONS_TOPIC,
             other => {
                 let e =
@@ -155,7 +157,7 @@ impl Broker {
         let image = self.cluster.controller.image();
         let unavailable = |reason: &str| {
             let e = BrokerError::CoordinatorNotAvailable {
-                group: key.clone(),
+                key: key.clone(),
                 reason: reason.to_string(),
             };
             e.response()
@@ -164,7 +166,9 @@ impl Broker {
             return unavailable(&format!("{topic} does not exist yet"));
         };
         let index = shard_of(&key, shards.replicas.len() as u32);
-        let replicas = &shards.replicas[index as usize];
+        let Some(replicas) = shards.replicas.get(index as usize) else {
+            return unavailable(&format!("{topic} has no partitions"));
+        };
         let Some(leader) = self.cluster.leader_of(topic, index, replicas) else {
             return unavailable(&format!("its partition of {topic} has no leader"));
         };

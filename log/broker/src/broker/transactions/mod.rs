@@ -10,7 +10,7 @@
 //! first records there; ending a transaction writes a commit or abort
 //! marker (a control batch) through each partition's Raft group
 //! (`markers`). Partitions track their open and aborted transactions in
-//! their producer table (`crate::producers`), from which fetches derive
+//! their producer table (`spool_raft::producers`), from which fetches derive
 //! the last stable offset and the aborted transactions of read_committed
 //! reads.
 
@@ -205,7 +205,7 @@ impl Broker {
         &self,
         _request: ListTransactionsRequest,
     ) -> ListTransactionsResponse {
-        self.transactions.shards.load_led(self).await;
+        self.transactions.shards.load_led(self, |_| {}).await;
         let mut transactions: Vec<TransactionListing> = self
             .transactions
             .shards
@@ -251,7 +251,7 @@ impl Broker {
         let image = self.cluster.controller.image();
         let offsets = image.topics.get(OFFSETS_TOPIC).ok_or_else(|| {
             BrokerError::CoordinatorNotAvailable {
-                group: group.to_string(),
+                key: group.to_string(),
                 reason: "the offsets topic does not exist yet".into(),
             }
         })?;
@@ -339,7 +339,7 @@ pub(crate) async fn sweep(broker: Weak<Broker>) {
         };
         let interval = strong.transactions.config.sweep_interval;
         strong.transactions.shards.forget_lost();
-        strong.transactions.shards.load_led(&strong).await;
+        strong.transactions.shards.load_led(&strong, |_| {}).await;
         for shard in strong.transactions.shards.current() {
             strong.sweep_shard(&shard).await;
         }
