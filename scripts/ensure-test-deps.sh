@@ -2,7 +2,8 @@
 # Installs what the tests need beyond the build, when it is missing: the
 # Kafka clients that the Kafka-protocol tests run against a broker
 # (Debian's kcat; confluent-kafka and kafka-python from PyPI, pinned so a
-# new release cannot change a run). Sourced by scripts/test.sh; safe to
+# new release cannot change a run; Apache Kafka's Java clients from Maven
+# Central). Sourced by scripts/test.sh; safe to
 # run repeatedly.
 set -euo pipefail
 
@@ -28,3 +29,7 @@ if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
     python3 -m pip install --quiet "${python_clients[@]}" 2>/dev/null ||
         python3 -m pip install --quiet --break-system-packages "${python_clients[@]}"
 fi
+
+# Apache Kafka's jars (and a JDK and Maven, when missing), for the Java
+# client tests: fetched once into ~/.cache/spool by the reference harness.
+bash "$(dirname "${BASH_SOURCE[0]}")/kafka-reference.sh" fetch

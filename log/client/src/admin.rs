@@ -159,6 +159,7 @@ fn entries(configs: &[(&str, &str)]) -> Vec<ConfigEntry> {
         .map(|(k, v)| ConfigEntry {
             key: k.to_string(),
             value: v.to_string(),
+            ..Default::default()
         })
         .collect()
 }

@@ -2,13 +2,13 @@
 
 use super::Broker;
 use crate::{BrokerError, Result};
-use spool_protocol::proto::ErrorCode;
 use spool_protocol::proto::{
     AlterConfigsRequest, AlterConfigsResponse, ConfigEntry, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
     DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest,
     MetadataResponse, NewTopic, TopicConfigs, TopicMetadata, TopicResult,
 };
+use spool_protocol::proto::{ConfigSource, ErrorCode};
 use spool_raft::metadata::MetadataCommand;
 use spool_storage::config::{validate_partition_count, validate_topic_name, LogConfig};
 
@@ -146,19 +146,29 @@ impl Broker {
         let topics = names
             .into_iter()
             .map(|name| {
-                let config = image
+                let topic = image
                     .topics
                     .get(&name)
-                    .ok_or_else(|| BrokerError::UnknownTopic(name.clone()))
-                    .and_then(|t| super::cluster::topic_config(defaults, &t.config));
+                    .ok_or_else(|| BrokerError::UnknownTopic(name.clone()));
+                let config = topic.and_then(|t| {
+                    let merged = super::cluster::topic_config(defaults, &t.config)?;
+                    Ok((merged, &t.config))
+                });
                 match config {
-                    Ok(config) => TopicConfigs {
+                    Ok((config, set_here)) => TopicConfigs {
                         configs: config
                             .to_pairs()
                             .into_iter()
-                            .map(|(key, value)| ConfigEntry {
-                                key: key.to_string(),
-                                value,
+                            .map(|(key, value)| {
+                                let source = match set_here.iter().any(|(k, _)| k == key) {
+                                    true => ConfigSource::Topic,
+                                    false => ConfigSource::Default,
+                                };
+                                ConfigEntry {
+                                    key: key.to_string(),
+                                    value,
+                                    source: source as i32,
+                                }
                             })
                             .collect(),
                         name,

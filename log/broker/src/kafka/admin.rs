@@ -203,6 +203,7 @@ pub(super) async fn create_topics(
                 .map(|c| proto::ConfigEntry {
                     key: c.name.to_string(),
                     value: text_or_empty(c.value.as_deref()),
+                    ..Default::default()
                 })
                 .collect(),
         });
@@ -359,9 +360,12 @@ fn topic_configs(
         .into_iter()
         .filter(|c| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == c.key)))
         .map(|c| {
+            let from_topic = c.source == proto::ConfigSource::Topic as i32;
             DescribeConfigsResourceResult::default()
                 .with_name(c.key.into())
                 .with_value(Some(c.value.into()))
+                // Kafka's DYNAMIC_TOPIC_CONFIG and DEFAULT_CONFIG.
+                .with_config_source(if from_topic { 1 } else { 5 })
         })
         .collect();
     result.with_configs(configs)
