@@ -432,6 +432,87 @@ async fn async_commits_land_and_stale_ones_are_refused() {
     consumer.close().await.unwrap();
 }
 
+/// Commits are checked as Kafka's classic coordinator checks them: a
+/// member that knows the new generation but not yet its assignment is told
+/// the rebalance is in progress; a commit naming no member waits for an
+/// empty group; an unknown group takes only such commits.
+#[tokio::test]
+async fn commits_are_refused_as_kafka_refuses_them() {
+    use spool_protocol::proto::{
+        ErrorCode, GroupProtocol, JoinGroupRequest, OffsetCommitRequest, SyncGroupRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = broker(dir.path()).await;
+    let commit = |generation: i32, member: &str, group: &str| OffsetCommitRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        ..Default::default()
+    };
+    let code = |e: i32| ErrorCode::try_from(e).unwrap();
+    let joined = client
+        .join_group(JoinGroupRequest {
+            group_id: "checked".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocols: vec![GroupProtocol {
+                name: "range".into(),
+                metadata: Default::default(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(code(joined.error), ErrorCode::None);
+    let (member, generation) = (joined.member_id.clone(), joined.generation_id);
+    // Joined, not yet synced: the group completes its rebalance.
+    let early = client
+        .offset_commit(commit(generation, &member, "checked"))
+        .await
+        .unwrap();
+    assert_eq!(code(early.error), ErrorCode::RebalanceInProgress);
+    let synced = client
+        .sync_group(SyncGroupRequest {
+            group_id: "checked".into(),
+            generation_id: generation,
+            member_id: member.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(code(synced.error), ErrorCode::None);
+    let stable = client
+        .offset_commit(commit(generation, &member, "checked"))
+        .await
+        .unwrap();
+    assert_eq!(code(stable.error), ErrorCode::None);
+    let stale = client
+        .offset_commit(commit(generation - 1, &member, "checked"))
+        .await
+        .unwrap();
+    assert_eq!(code(stale.error), ErrorCode::IllegalGeneration);
+    let anonymous = client
+        .offset_commit(commit(-1, "", "checked"))
+        .await
+        .unwrap();
+    assert_eq!(code(anonymous.error), ErrorCode::UnknownMemberId);
+    let stranger = client
+        .offset_commit(commit(-1, "nobody", "checked"))
+        .await
+        .unwrap();
+    assert_eq!(code(stranger.error), ErrorCode::UnknownMemberId);
+    let unknown = client
+        .offset_commit(commit(3, "m", "never-joined"))
+        .await
+        .unwrap();
+    assert_eq!(code(unknown.error), ErrorCode::IllegalGeneration);
+    let simple = client
+        .offset_commit(commit(-1, "", "never-joined"))
+        .await
+        .unwrap();
+    assert_eq!(code(simple.error), ErrorCode::None);
+}
+
 #[tokio::test]
 async fn a_leader_that_never_syncs_does_not_stall_the_group() {
     use spool_protocol::proto::{ErrorCode, GroupProtocol, JoinGroupRequest, SyncGroupRequest};

@@ -70,6 +70,10 @@ impl GroupCoordinator {
         let proposed = {
             let _order = shard.order.lock().await;
             check()?;
+            if commits.is_empty() {
+                // Nothing to write: the answer is the check's, as Kafka's.
+                return Ok(());
+            }
             shard
                 .offsets
                 .propose(&request.group_id, &commits, transaction, COMMIT_TIMEOUT)
@@ -78,28 +82,59 @@ impl GroupCoordinator {
         shard.offsets.committed(proposed).await
     }
 
-    /// Whether `request` may commit for its group: a member of the current
-    /// generation, or (generation -1) anyone while the group has none.
+    /// Whether `request` may commit for its group, checked as Kafka's
+    /// classic group coordinator checks it, in the same order:
+    ///
+    /// - generation -1 commits (a simple consumer, the admin client) while
+    ///   the group has no members; a group the coordinator does not know
+    ///   is such a group;
+    /// - a request naming a member (an id, an instance or a generation)
+    ///   must be of a current member (`FENCED_INSTANCE_ID`,
+    ///   `UNKNOWN_MEMBER_ID`) in the current generation
+    ///   (`ILLEGAL_GENERATION`); one naming none is refused
+    ///   (`UNKNOWN_MEMBER_ID`) while the group has members;
+    /// - a current member's commit while the group waits for its leader's
+    ///   assignment gets `REBALANCE_IN_PROGRESS` (it learned the new
+    ///   generation from JoinGroup but not yet what it owns), and one while
+    ///   the group prepares a rebalance is accepted: its generation is
+    ///   still current, and its partitions are still its own.
     fn check_committer(&self, request: &OffsetCommitRequest) -> Result<()> {
+        let names_member = request.generation_id >= 0
+            || !request.member_id.is_empty()
+            || !request.group_instance_id.is_empty();
         let groups = self.groups.lock();
-        match groups.get(&request.group_id) {
-            Some(group) if request.generation_id < 0 && !group.members.is_empty() => Err(coded(
-                ErrorCode::IllegalGeneration,
-                "the group has members; commit as one of them",
-            )),
-            Some(group) if request.generation_id >= 0 => check_member(
+        let Some(group) = groups.get(&request.group_id) else {
+            if names_member {
+                // Kafka before OffsetCommit v9 (GROUP_ID_NOT_FOUND after).
+                return Err(coded(ErrorCode::IllegalGeneration, "unknown group"));
+            }
+            return validate_group_id(&request.group_id)
+                .map_err(|e| coded(ErrorCode::InvalidGroupId, &e.to_string()));
+        };
+        if request.generation_id < 0 && group.state == GroupState::Empty {
+            return Ok(());
+        }
+        if names_member {
+            check_member(
                 group,
                 &request.member_id,
                 &request.group_instance_id,
                 request.generation_id,
             )
-            .map_err(|code| coded(code, &format!("{code:?}"))),
-            None if request.generation_id >= 0 => {
-                Err(coded(ErrorCode::UnknownMemberId, "unknown group"))
-            }
-            _ => validate_group_id(&request.group_id)
-                .map_err(|e| coded(ErrorCode::InvalidGroupId, &e.to_string())),
+            .map_err(|code| coded(code, &format!("{code:?}")))?;
+        } else if group.state != GroupState::Empty {
+            return Err(coded(
+                ErrorCode::UnknownMemberId,
+                "the group has members; commit as one of them",
+            ));
         }
+        if group.state == GroupState::CompletingRebalance {
+            return Err(coded(
+                ErrorCode::RebalanceInProgress,
+                "the group is completing a rebalance",
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn fetch_offsets(
@@ -199,11 +234,14 @@ impl GroupCoordinator {
         }
     }
 
-    /// A transactional commit with generation -1 is not fenced by the
-    /// group (Kafka's producers without group metadata); one naming a
-    /// generation must be of a current member.
+    /// A transactional commit that names no member (Kafka's producers
+    /// without group metadata) is not fenced by the group; one that names
+    /// one is checked as any commit.
     fn check_txn_committer(&self, request: &OffsetCommitRequest) -> Result<()> {
-        if request.generation_id < 0 {
+        let names_member = request.generation_id >= 0
+            || !request.member_id.is_empty()
+            || !request.group_instance_id.is_empty();
+        if !names_member {
             return validate_group_id(&request.group_id)
                 .map_err(|e| coded(ErrorCode::InvalidGroupId, &e.to_string()));
         }
