@@ -20,6 +20,8 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
@@ -479,11 +481,16 @@ public final class JavaClients {
     // ----------------------------------------------------------------
     // admin: topics, configs, partitions, groups
 
+    static void alter(Admin admin, ConfigResource resource, AlterConfigOp op) throws Exception {
+        admin.incrementalAlterConfigs(Map.of(resource, List.of(op))).all().get();
+    }
+
     static void admin() throws Exception {
         String topic = "java-admin-" + run;
         try (Admin admin = adminClient()) {
             NewTopic newTopic = new NewTopic(topic, 2, (short) 1)
-                    .configs(Map.of("retention.ms", "3600000", "cleanup.policy", "compact"));
+                    .configs(Map.of("retention.ms", "3600000", "cleanup.policy", "compact",
+                            "compression.type", "producer"));
             admin.createTopics(List.of(newTopic)).all().get();
             check(admin.listTopics().names().get().contains(topic), "the new topic is not listed");
             TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
@@ -492,6 +499,17 @@ public final class JavaClients {
             Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
             check("3600000".equals(config.get("retention.ms").value()), "retention.ms " + config.get("retention.ms"));
             check("compact".equals(config.get("cleanup.policy").value()), "cleanup.policy " + config.get("cleanup.policy"));
+            check(config.get("retention.ms").source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG,
+                    "retention.ms source " + config.get("retention.ms").source());
+            // kafka-configs --alter --add-config / --delete-config
+            alter(admin, resource, new AlterConfigOp(new ConfigEntry("retention.ms", "1000"), AlterConfigOp.OpType.SET));
+            config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+            check("1000".equals(config.get("retention.ms").value()), "after SET: " + config.get("retention.ms"));
+            alter(admin, resource, new AlterConfigOp(new ConfigEntry("retention.ms", null), AlterConfigOp.OpType.DELETE));
+            config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+            check("604800000".equals(config.get("retention.ms").value()), "after DELETE: " + config.get("retention.ms"));
+            check(config.get("retention.ms").source() == ConfigEntry.ConfigSource.DEFAULT_CONFIG,
+                    "retention.ms source after DELETE " + config.get("retention.ms").source());
             admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(4))).all().get();
             d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
             check(d.partitions().size() == 4, "after growing: " + d.partitions().size());

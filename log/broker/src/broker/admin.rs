@@ -143,31 +143,34 @@ impl Broker {
             request.names
         };
         let defaults = &self.config().topic_defaults;
+        let default_pairs = defaults.to_pairs();
         let topics = names
             .into_iter()
             .map(|name| {
-                let topic = image
+                let config = image
                     .topics
                     .get(&name)
-                    .ok_or_else(|| BrokerError::UnknownTopic(name.clone()));
-                let config = topic.and_then(|t| {
-                    let merged = super::cluster::topic_config(defaults, &t.config)?;
-                    Ok((merged, &t.config))
-                });
+                    .ok_or_else(|| BrokerError::UnknownTopic(name.clone()))
+                    .and_then(|t| super::cluster::topic_config(defaults, &t.config));
                 match config {
-                    Ok((config, set_here)) => TopicConfigs {
+                    // The metadata holds every setting resolved (see
+                    // `alter_cluster_topic`): one that differs from this
+                    // broker's default was given to the topic.
+                    Ok(config) => TopicConfigs {
                         configs: config
                             .to_pairs()
                             .into_iter()
                             .map(|(key, value)| {
-                                let source = match set_here.iter().any(|(k, _)| k == key) {
-                                    true => ConfigSource::Topic,
-                                    false => ConfigSource::Default,
+                                let default = default_pairs.iter().find(|(k, _)| *k == key);
+                                let source = match default.is_some_and(|(_, v)| *v == value) {
+                                    true => ConfigSource::Default,
+                                    false => ConfigSource::Topic,
                                 };
                                 ConfigEntry {
                                     key: key.to_string(),
                                     value,
                                     source: source as i32,
+                                    reset: false,
                                 }
                             })
                             .collect(),

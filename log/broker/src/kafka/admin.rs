@@ -1,12 +1,9 @@
 //! Metadata and the topic administration APIs: CreateTopics, DeleteTopics,
-//! CreatePartitions, DescribeConfigs.
+//! CreatePartitions (settings are in `configs`).
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -17,9 +14,6 @@ use super::codes::{kafka_code, kafka_message, INVALID_REQUEST, LEADER_NOT_AVAILA
 use super::{text_or_empty, Session};
 use spool_protocol::proto;
 
-/// Kafka's DescribeConfigs resource types spool answers.
-const TOPIC_RESOURCE: i8 = 2;
-const BROKER_RESOURCE: i8 = 4;
 /// Named in Metadata v2+; one id for every spool cluster until clusters
 /// carry an id of their own.
 const CLUSTER_ID: &str = "spool";
@@ -306,67 +300,4 @@ pub(super) async fn create_partitions(
             .with_error_message(kafka_message(t.error, t.message))
     }));
     CreatePartitionsResponse::default().with_results(results)
-}
-
-pub(super) async fn describe_configs(
-    session: &Session,
-    request: DescribeConfigsRequest,
-    _version: i16,
-) -> DescribeConfigsResponse {
-    let results = request
-        .resources
-        .iter()
-        .map(|resource| {
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            match resource.resource_type {
-                TOPIC_RESOURCE => topic_configs(session, resource, result),
-                // A broker's settings are not topic settings; none are
-                // described yet (docs/kafka-compatibility.md).
-                BROKER_RESOURCE => result,
-                other => result
-                    .with_error_code(INVALID_REQUEST)
-                    .with_error_message(Some(
-                        format!("resource type {other} is not described").into(),
-                    )),
-            }
-        })
-        .collect();
-    DescribeConfigsResponse::default().with_results(results)
-}
-
-fn topic_configs(
-    session: &Session,
-    resource: &describe_configs_request::DescribeConfigsResource,
-    result: DescribeConfigsResult,
-) -> DescribeConfigsResult {
-    let answered = session
-        .broker
-        .describe_configs(proto::DescribeConfigsRequest {
-            names: vec![resource.resource_name.to_string()],
-        });
-    let Some(topic) = answered.topics.into_iter().next() else {
-        return result.with_error_code(super::codes::UNKNOWN_TOPIC_OR_PARTITION);
-    };
-    if topic.error != 0 {
-        return result
-            .with_error_code(kafka_code(topic.error))
-            .with_error_message(kafka_message(topic.error, topic.message));
-    }
-    let keys = resource.configuration_keys.as_ref();
-    let configs = topic
-        .configs
-        .into_iter()
-        .filter(|c| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == c.key)))
-        .map(|c| {
-            let from_topic = c.source == proto::ConfigSource::Topic as i32;
-            DescribeConfigsResourceResult::default()
-                .with_name(c.key.into())
-                .with_value(Some(c.value.into()))
-                // Kafka's DYNAMIC_TOPIC_CONFIG and DEFAULT_CONFIG.
-                .with_config_source(if from_topic { 1 } else { 5 })
-        })
-        .collect();
-    result.with_configs(configs)
 }

@@ -19,6 +19,7 @@
 
 mod admin;
 mod codes;
+mod configs;
 mod connection;
 mod data;
 mod groups;

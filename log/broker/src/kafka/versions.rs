@@ -15,7 +15,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::codes::UNSUPPORTED_VERSION;
-use super::{admin, data, groups, transactions, Session};
+use super::{admin, configs, data, groups, transactions, Session};
 use crate::{BrokerError, Result};
 
 macro_rules! served_apis {
@@ -75,7 +75,8 @@ served_apis! {
     AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 => always transactions::add_offsets;
     EndTxn(EndTxnRequest) 0..=3 => always transactions::end_txn;
     TxnOffsetCommit(TxnOffsetCommitRequest) 0..=3 => always transactions::txn_offset_commit;
-    DescribeConfigs(DescribeConfigsRequest) 1..=4 => always admin::describe_configs;
+    DescribeConfigs(DescribeConfigsRequest) 1..=4 => always configs::describe_configs;
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 => always configs::incremental_alter_configs;
     CreatePartitions(CreatePartitionsRequest) 0..=3 => always admin::create_partitions;
 }
 

@@ -137,6 +137,26 @@ pub const KNOWN_KEYS: &[&str] = &[
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "compression.type",
+    "message.timestamp.type",
+];
+
+/// Kafka topic settings whose one accepted value is what spool does:
+/// programs written for Kafka set them (Kafka Streams on its internal
+/// topics, Kafka Connect, `kafka-configs`) and get that value accepted,
+/// and any other value refused with the reason, instead of a setting
+/// that silently does nothing. (key, the value, why no other.)
+pub const FIXED_SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "compression.type",
+        "producer",
+        "spool stores each batch as its producer compressed it and never recompresses",
+    ),
+    (
+        "message.timestamp.type",
+        "CreateTime",
+        "spool keeps the timestamps producers give their records",
+    ),
 ];
 
 /// Segment positions are 32-bit in the index, and Kafka caps sizes at i32.
@@ -186,12 +206,22 @@ impl LogConfig {
                     .filter(|r| (0.0..=1.0).contains(r))
                     .ok_or_else(|| invalid(key, value, "expected a number between 0 and 1"))?
             }
-            _ => {
-                return Err(StorageError::UnknownConfig {
-                    key: key.to_string(),
-                    known: KNOWN_KEYS.join(", "),
-                })
-            }
+            _ => match fixed_setting(key) {
+                Some((_, only, why)) if !value.eq_ignore_ascii_case(only) => {
+                    return Err(invalid(
+                        key,
+                        value,
+                        &format!("{why}; the only value is {only}"),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    return Err(StorageError::UnknownConfig {
+                        key: key.to_string(),
+                        known: KNOWN_KEYS.join(", "),
+                    })
+                }
+            },
         }
         Ok(())
     }
@@ -226,8 +256,14 @@ impl LogConfig {
             ("retention.ms", opt(self.retention_ms)),
             ("segment.bytes", self.segment_bytes.to_string()),
             ("segment.ms", self.segment_ms.to_string()),
+            ("compression.type", "producer".to_string()),
+            ("message.timestamp.type", "CreateTime".to_string()),
         ]
     }
+}
+
+fn fixed_setting(key: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    FIXED_SETTINGS.iter().copied().find(|(k, _, _)| *k == key)
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> StorageError {
@@ -294,6 +330,23 @@ mod tests {
         let again = LogConfig::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
         assert_eq!(config, again);
         assert_eq!(pairs.len(), KNOWN_KEYS.len());
+    }
+
+    #[test]
+    fn kafka_settings_with_one_value_take_it_and_refuse_others() {
+        let mut config = LogConfig::default();
+        config.set("compression.type", "producer").unwrap();
+        config.set("message.timestamp.type", "CreateTime").unwrap();
+        assert_eq!(config, LogConfig::default());
+        let err = config
+            .set("compression.type", "lz4")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("never recompresses"), "{err}");
+        assert!(err.contains("the only value is producer"), "{err}");
+        assert!(config
+            .set("message.timestamp.type", "LogAppendTime")
+            .is_err());
     }
 
     #[test]

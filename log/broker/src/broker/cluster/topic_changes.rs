@@ -12,11 +12,14 @@ use spool_protocol::proto::{
     TopicConfigs,
 };
 use spool_raft::metadata::MetadataCommand;
-use spool_storage::config::validate_partition_count;
+use spool_storage::config::{validate_partition_count, LogConfig};
 
 impl Broker {
-    /// Sets `entries` on a replicated topic; its other settings keep their
-    /// values. The controller stores every setting, resolved here.
+    /// Sets `entries` on a replicated topic (or, with `reset`, sets them
+    /// back to this broker's default); its other settings keep their
+    /// values. The controller stores every setting, resolved here, so that
+    /// brokers with other `topic_defaults` validate a partition's batches
+    /// alike.
     pub(crate) async fn alter_cluster_topic(
         &self,
         name: &str,
@@ -29,9 +32,10 @@ impl Broker {
             .get(name)
             .map(|t| t.config.clone())
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let mut config = topic_config(&self.config().topic_defaults, &before)?;
+        let defaults = &self.config().topic_defaults;
+        let mut config = topic_config(defaults, &before)?;
         for entry in entries {
-            config.set(&entry.key, &entry.value)?;
+            config.set(&entry.key, &value_to_set(defaults, entry)?)?;
         }
         let pairs: Vec<(String, String)> = config.to_owned_pairs();
         if pairs == before {
@@ -100,4 +104,22 @@ impl Broker {
         tracing::info!(topic = %name, count, "added partitions to a replicated topic");
         Ok(())
     }
+}
+
+/// The value an AlterConfigs entry sets: its own, or for a reset the
+/// default.
+fn value_to_set(defaults: &LogConfig, entry: &ConfigEntry) -> Result<String> {
+    if !entry.reset {
+        return Ok(entry.value.clone());
+    }
+    defaults
+        .to_pairs()
+        .into_iter()
+        .find(|(key, _)| *key == entry.key)
+        .map(|(_, value)| value)
+        .ok_or_else(|| BrokerError::InvalidConfig {
+            key: entry.key.clone(),
+            value: String::new(),
+            reason: "no topic setting of that name to reset".into(),
+        })
 }
