@@ -1,4 +1,4 @@
-//! `spool groups list|describe|reset-offsets`.
+//! `spool groups list|describe|reset-offsets|delete`.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +64,18 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Delete a group that has no members, with its committed offsets; with
+    /// --topic, only that topic's offsets (refused while a member
+    /// subscribes to it).
+    ///
+    /// Example: spool groups delete workers --topic orders
+    Delete {
+        group: String,
+        #[arg(long)]
+        topic: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -78,6 +90,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Describe { group, connection } => {
             describe(&connection.client().await?, &group).await
         }
+        Command::Delete {
+            group,
+            topic,
+            connection,
+        } => delete(&connection.client().await?, &group, topic.as_deref()).await,
         Command::ResetOffsets {
             group,
             topic,
@@ -369,6 +386,24 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Deletes the group, or its offsets of `topic`'s partitions.
+async fn delete(client: &Client, group: &str, topic: Option<&str>) -> anyhow::Result<()> {
+    let admin = client.admin();
+    let Some(topic) = topic else {
+        admin.delete_group(group).await?;
+        println!("deleted group {group}");
+        return Ok(());
+    };
+    let partitions = client.admin().describe_topic(topic).await?.partitions.len() as u32;
+    let asked: Vec<(&str, u32)> = (0..partitions).map(|p| (topic, p)).collect();
+    let refused = admin.delete_group_offsets(group, &asked).await?;
+    if !refused.is_empty() {
+        bail!("group {group} has members subscribed to {topic}: its offsets stay");
+    }
+    println!("deleted the offsets of group {group} on {topic}");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `spool topics create|list|describe|alter|delete`.
+//! `spool topics create|list|describe|alter|delete|delete-records`.
 
 use clap::Subcommand;
 
@@ -58,6 +58,21 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Delete a partition's records before an offset (Kafka's
+    /// DeleteRecords): readers can no longer read them, and their segments
+    /// go with the next retention pass. Refused on compacted topics.
+    ///
+    /// Example: spool topics delete-records orders --partition 0 --before 1000
+    DeleteRecords {
+        name: String,
+        #[arg(long)]
+        partition: u32,
+        /// The new log start (default: the high watermark, every record).
+        #[arg(long)]
+        before: Option<u64>,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -80,6 +95,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .create_replicated_topic(&name, partitions, replication_factor, &pairs)
                 .await?;
             println!("created topic {name} with {partitions} partition(s)");
+        }
+        Command::DeleteRecords {
+            name,
+            partition,
+            before,
+            connection,
+        } => {
+            let admin = connection.client().await?.admin();
+            let start = admin.delete_records(&name, partition, before).await?;
+            println!("{name}-{partition} now starts at offset {start}");
         }
         Command::List { connection } => {
             for name in connection.client().await?.admin().list_topics().await? {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use spool_client::Client;
 use spool_protocol::proto::spool_client::SpoolClient;
 use spool_protocol::proto::{
-    Acks, ErrorCode, FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, ProducePartition, ProduceRequest,
-    ProduceTopic,
+    Acks, DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic, ErrorCode,
+    FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition, ListOffsetsRequest,
+    ListOffsetsTopic, OffsetSpec, ProducePartition, ProduceRequest, ProduceTopic,
 };
 use spool_record::{BatchBuilder, BatchIter, Compression};
 use tempfile::TempDir;
@@ -514,6 +514,31 @@ pub async fn log_start(cluster: &Cluster, node: u64) -> Result<u64, String> {
         return Err(result.message.clone());
     }
     Ok(result.offset)
+}
+
+/// Deletes the records before `offset` (-1: all committed) through
+/// `node`; the log start the deletion left, or the error it was refused with.
+pub async fn delete_records(cluster: &Cluster, node: u64, offset: i64) -> Result<u64, String> {
+    let mut client = raw_client(cluster, node).await?;
+    let request = DeleteRecordsRequest {
+        topics: vec![DeleteRecordsTopic {
+            name: TOPIC.into(),
+            partitions: vec![DeleteRecordsPartition {
+                partition: 0,
+                offset,
+            }],
+        }],
+    };
+    let response = client
+        .delete_records(request)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let result = &response.topics[0].partitions[0];
+    match ErrorCode::try_from(result.error) {
+        Ok(ErrorCode::None) => Ok(result.low_watermark),
+        code => Err(format!("{code:?}: {}", result.message)),
+    }
 }
 
 /// Waits until `node` serves at least `count` committed records.

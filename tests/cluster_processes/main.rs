@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod deletion;
 mod groups;
 mod harness;
 mod kafka;

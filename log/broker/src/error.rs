@@ -114,6 +114,14 @@ impl BrokerError {
         }
     }
 
+    /// A refusal named by its protocol code.
+    pub fn coded(code: ErrorCode, message: impl Into<String>) -> BrokerError {
+        BrokerError::Coded {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// The error a response relayed from another broker carries, if any.
     pub fn from_code(code: i32, message: &str) -> Option<BrokerError> {
         let code = ErrorCode::from_raw(code);

@@ -4,8 +4,9 @@ use super::Client;
 use crate::{ClientError, Result};
 use spool_protocol::proto::{
     AlterConfigsRequest, ConfigEntry, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, NewTopic, PartitionCount,
-    TopicConfigs, TopicResult,
+    DeleteGroupRequest, DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+    DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, NewTopic, OffsetCommitPartition,
+    OffsetCommitTopic, PartitionCount, TopicConfigs, TopicResult,
 };
 
 /// One partition as `describe_topic` reports it.
@@ -150,6 +151,81 @@ impl Admin {
             }],
         };
         first_result(self.client.create_partitions(request).await?.topics)
+    }
+
+    /// Deletes the records of `topic`'s `partition` before `offset` (all
+    /// committed ones with `None`), as Kafka's DeleteRecords: readers can
+    /// no longer read them, and their segments go with the next retention
+    /// pass. Returns the partition's log start after the deletion.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Option<u64>,
+    ) -> Result<u64> {
+        let offset = offset.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX));
+        let request = DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: topic.to_string(),
+                partitions: vec![DeleteRecordsPartition { partition, offset }],
+            }],
+        };
+        let response = self.client.delete_records(request).await?;
+        let result = response
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| ClientError::InvalidRequest("empty response".into()))?;
+        match ClientError::from_code(result.error, &result.message) {
+            Some(e) => Err(e),
+            None => Ok(result.low_watermark),
+        }
+    }
+
+    /// Deletes a group that has no members, with its committed offsets
+    /// (Kafka's DeleteGroups).
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        self.delete_group_offsets(group, &[]).await.map(|_| ())
+    }
+
+    /// Deletes a group's committed offsets of some partitions (Kafka's
+    /// OffsetDelete); with none, the whole group. Returns the partitions
+    /// whose offsets stay because a member subscribes to their topic.
+    pub async fn delete_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<Vec<(String, u32)>> {
+        let mut topics: Vec<OffsetCommitTopic> = Vec::new();
+        for &(topic, partition) in partitions {
+            let asked = OffsetCommitPartition {
+                partition,
+                ..Default::default()
+            };
+            match topics.iter_mut().find(|t| t.name == topic) {
+                Some(t) => t.partitions.push(asked),
+                None => topics.push(OffsetCommitTopic {
+                    name: topic.to_string(),
+                    partitions: vec![asked],
+                }),
+            }
+        }
+        let response = self
+            .client
+            .delete_group(DeleteGroupRequest {
+                group_id: group.to_string(),
+                topics,
+            })
+            .await?;
+        if let Some(e) = ClientError::from_code(response.error, &response.message) {
+            return Err(e);
+        }
+        Ok(response
+            .refused
+            .into_iter()
+            .map(|r| (r.topic, r.partition))
+            .collect())
     }
 }
 

@@ -47,11 +47,12 @@ impl GrpcTransport {
 
 /// One method per RPC, each routed as its kind of request must be.
 macro_rules! rpc {
-    // Produce, fetch and list-offsets go to each partition's leader.
+    // Produce, fetch, list-offsets and delete-records go to each partition's leader.
     (@grpc produce $routes:ident $address:ident $request:ident) => { rpc!(@routed produce $routes $address $request) };
     (@grpc fetch $routes:ident $address:ident $request:ident) => { rpc!(@routed fetch $routes $address $request) };
     (@grpc list_offsets $routes:ident $address:ident $request:ident) => { rpc!(@routed list_offsets $routes $address $request) };
     (@grpc write_txn_markers $routes:ident $address:ident $request:ident) => { rpc!(@routed write_txn_markers $routes $address $request) };
+    (@grpc delete_records $routes:ident $address:ident $request:ident) => { rpc!(@routed delete_records $routes $address $request) };
     // Transaction requests go to the transactional id's coordinator; a
     // producer without one asks any broker for its id.
     (@grpc init_producer_id $routes:ident $address:ident $request:ident) => {
@@ -85,6 +86,7 @@ macro_rules! rpc {
     (@grpc leave_group $routes:ident $address:ident $request:ident) => { rpc!(@group leave_group $routes $address $request) };
     (@grpc offset_commit $routes:ident $address:ident $request:ident) => { rpc!(@group offset_commit $routes $address $request) };
     (@grpc offset_fetch $routes:ident $address:ident $request:ident) => { rpc!(@group offset_fetch $routes $address $request) };
+    (@grpc delete_group $routes:ident $address:ident $request:ident) => { rpc!(@group delete_group $routes $address $request) };
     (@group $name:ident $routes:ident $address:ident $request:ident) => {
         $routes.call_group($request, rpc!(@send $name $address)).await
     };

@@ -19,6 +19,7 @@ macro_rules! with_rpcs {
             sync describe_configs(DescribeConfigsRequest) -> DescribeConfigsResponse;
             async alter_configs(AlterConfigsRequest) -> AlterConfigsResponse;
             async create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+            async delete_records(DeleteRecordsRequest) -> DeleteRecordsResponse;
             async join_group(JoinGroupRequest) -> JoinGroupResponse;
             async sync_group(SyncGroupRequest) -> SyncGroupResponse;
             async heartbeat(HeartbeatRequest) -> HeartbeatResponse;
@@ -27,6 +28,7 @@ macro_rules! with_rpcs {
             async offset_fetch(OffsetFetchRequest) -> OffsetFetchResponse;
             sync list_groups(ListGroupsRequest) -> ListGroupsResponse;
             async describe_groups(DescribeGroupsRequest) -> DescribeGroupsResponse;
+            async delete_group(DeleteGroupRequest) -> DeleteGroupResponse;
             sync find_coordinator(FindCoordinatorRequest) -> FindCoordinatorResponse;
             sync cluster_status(ClusterStatusRequest) -> ClusterStatusResponse;
             async join_cluster(JoinClusterRequest) -> ClusterChangeResponse;

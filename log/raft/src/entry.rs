@@ -6,6 +6,10 @@
 //! - A blank or membership entry is a Raft meta batch (attribute bit 7, no
 //!   records, no offset) whose payload is a one-byte kind followed, for a
 //!   membership, by the membership in bincode.
+//! - A log-start entry (DeleteRecords: readers may no longer read below an
+//!   offset) is a data entry of openraft's whose batch is a Raft meta batch
+//!   of its own kind, followed by the offset (u64, big-endian): it takes
+//!   no offset, and every replica raises its log start when applying it.
 //!
 //! The log id is not stored separately: the term is in the header and the
 //! index is the batch's position in the log.
@@ -93,6 +97,34 @@ pub struct AppliedEntry {
 
 const META_BLANK: u8 = 0;
 const META_MEMBERSHIP: u8 = 1;
+const META_LOG_START: u8 = 2;
+
+/// The batch of a log-start entry: every replica applying it raises its
+/// log start to `offset`.
+pub fn log_start_batch(offset: u64) -> Bytes {
+    let mut payload = vec![META_LOG_START];
+    payload.extend_from_slice(&offset.to_be_bytes());
+    Bytes::from(BatchBuilder::raft_meta(&payload).build())
+}
+
+/// The offset a data entry's batch raises the log start to, when it is a
+/// log-start entry; `None` for a batch of records.
+pub fn log_start_of(batch: &RecordBatch<'_>) -> Result<Option<u64>> {
+    if !batch.is_raft_meta() {
+        return Ok(None);
+    }
+    match batch.raft_meta_payload().split_first() {
+        Some((&META_LOG_START, offset)) => {
+            let offset: [u8; 8] = offset.try_into().map_err(|_| {
+                ReplicationError::InvalidBatch("a log-start entry without its offset".into())
+            })?;
+            Ok(Some(u64::from_be_bytes(offset)))
+        }
+        _ => Err(ReplicationError::InvalidBatch(
+            "a Raft data entry holds a meta batch that is not a log start".into(),
+        )),
+    }
+}
 
 /// The largest term a batch header holds (Kafka's leader epoch is an i32).
 pub const MAX_TERM: u64 = i32::MAX as u64;
@@ -113,11 +145,12 @@ pub fn encode_entry(entry: &PartitionEntry, out: &mut Vec<u8>) -> Result<()> {
         }
         EntryPayload::Normal(BatchPayload { batch: bytes, .. }) => {
             let (batch, rest) = RecordBatch::parse(bytes)?;
-            if !rest.is_empty() || batch.is_raft_meta() {
+            if !rest.is_empty() {
                 return Err(ReplicationError::InvalidBatch(
                     "a Raft data entry must hold exactly one record batch".into(),
                 ));
             }
+            log_start_of(&batch)?;
             out.extend_from_slice(bytes);
         }
     }
@@ -136,7 +169,8 @@ pub fn decode_entries(bytes: Bytes, first_index: u64) -> Result<Vec<PartitionEnt
         let batch = batch?;
         let size = batch.size();
         let log_id = log_id(u64::from(batch.term()), first_index + count as u64);
-        let payload = if batch.is_raft_meta() {
+        let is_log_start = batch.raft_meta_payload().first() == Some(&META_LOG_START);
+        let payload = if batch.is_raft_meta() && !is_log_start {
             decode_meta(batch.raft_meta_payload(), log_id.index)?
         } else {
             EntryPayload::Normal(BatchPayload::new(bytes.slice(position..position + size)))

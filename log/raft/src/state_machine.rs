@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::entry::AppliedEntry;
+use super::entry::{log_start_of, AppliedEntry};
 use super::log_store::{append_stored_batches, WriteGate};
 use super::snapshot_data::SnapshotData;
 use super::{
@@ -102,6 +102,9 @@ struct SnapshotHeader {
     first_index: u64,
     first_offset: u64,
     producers: ProducerStates,
+    /// The sender's log start, which DeleteRecords may have raised past
+    /// `first_offset` by an entry the snapshot covers.
+    log_start_offset: u64,
 }
 
 /// The state machine of one partition group.
@@ -219,6 +222,16 @@ impl PartitionStateMachine {
             }
             EntryPayload::Normal(batch) => {
                 let (batch, _) = RecordBatch::parse(&batch.batch)?;
+                if let Some(offset) = log_start_of(&batch)? {
+                    // Raised to a committed offset: nothing above the high
+                    // watermark, which a log-start entry leaves where it is.
+                    let start = self
+                        .log
+                        .raise_log_start(offset.min(self.applied.high_watermark))?;
+                    return Ok(AppliedEntry {
+                        offsets: Some((start, start)),
+                    });
+                }
                 self.applied.high_watermark = batch.next_offset();
                 let offsets = BatchOffsets {
                     base: batch.base_offset(),
@@ -275,6 +288,7 @@ impl PartitionStateMachine {
         if restarts_log {
             remove_durable(self.log.dir(), RAFT_INSTALLING_FILE)?;
         }
+        self.log.raise_log_start(header.log_start_offset)?;
         self.applied = AppliedState {
             last_applied: Some(last),
             membership: meta.last_membership.clone(),
@@ -320,6 +334,9 @@ fn snapshot_data(log: &PartitionLog, record: &SnapshotRecord) -> Result<Vec<u8>>
             from += BatchIter::new(&bytes).count() as u64;
             batches.extend_from_slice(&bytes);
         }
+        header.log_start_offset = log
+            .log_start_offset()
+            .clamp(header.first_offset, record.high_watermark);
     }
     encode_snapshot(&header, &batches)
 }
@@ -332,6 +349,7 @@ fn boundary_header(record: &SnapshotRecord) -> SnapshotHeader {
         first_index: record.meta.last_log_id.map_or(0, |id| id.index + 1),
         first_offset: record.high_watermark,
         producers: record.producers.clone(),
+        log_start_offset: record.high_watermark,
     }
 }
 

@@ -171,6 +171,26 @@ impl PartitionReplica {
         })
     }
 
+    /// Raises every replica's log start to `offset` (Kafka's
+    /// DeleteRecords) by a log-start entry, answered once it is committed
+    /// and applied here with the log start it left: never above the high
+    /// watermark, never lower than before.
+    pub async fn raise_log_start(&self, offset: u64, timeout: Duration) -> Result<u64> {
+        let proposal = async {
+            let payload = BatchPayload::new(super::entry::log_start_batch(offset));
+            let receiver = self
+                .raft
+                .client_write_ff(payload)
+                .await
+                .map_err(|e| self.replication_error(e))?;
+            committed(receiver, &self.label()).await
+        };
+        match tokio::time::timeout(timeout, proposal).await {
+            Ok(applied) => Ok(applied?.base),
+            Err(_) => Err(self.no_answer_within(timeout)),
+        }
+    }
+
     /// Proposes one batch, to be answered as `answer` says.
     async fn propose(&self, batch: Bytes, answer: AnswerWhen) -> Result<Pending> {
         let write = |payload| async {

@@ -179,16 +179,13 @@ impl PartitionLog {
     }
 
     /// The base offset of the first segment retention keeps (the first
-    /// segment when the policy does not delete): segments before it are
-    /// expired by `retention.ms`, or over `retention.bytes`. Never past the
-    /// active segment, which is rolled first when it expired.
+    /// segment when the policy does not delete): segments before it lie
+    /// wholly below the log start (raised by DeleteRecords), or are expired
+    /// by `retention.ms`, or over `retention.bytes`. Never past the active
+    /// segment, which is rolled first when it expired.
     fn retained_from(&self, state: &mut LogState) -> Result<u64> {
         let config = self.config.read().clone();
-        let first = *state
-            .segments
-            .keys()
-            .next()
-            .expect("a log has an active segment");
+        let first = first_visible_segment(state);
         if !config.cleanup_policy.delete {
             return Ok(first);
         }
@@ -204,9 +201,9 @@ impl PartitionLog {
             self.roll_locked(state)?;
         }
         let active_base = state.active().base_offset;
-        let mut size = state.size_bytes();
+        let mut size: u64 = state.segments.range(first..).map(|(_, s)| s.size).sum();
         let mut past_expired = false;
-        for segment in state.segments.range(..active_base).map(|(_, s)| s) {
+        for segment in state.segments.range(first..active_base).map(|(_, s)| s) {
             past_expired = past_expired || !expired(segment);
             let over_size = config
                 .retention_bytes
@@ -219,12 +216,39 @@ impl PartitionLog {
         Ok(active_base)
     }
 
+    /// Raises the log start to `offset` (at most the log end) without
+    /// deleting anything: a replicated log's DeleteRecords. Readers can no
+    /// longer read below it at once; the segments wholly before it go with
+    /// the next retention pass, once Raft has purged their entries. Never
+    /// lowers the start. Returns the log start after the call.
+    pub fn raise_log_start(&self, offset: u64) -> Result<u64> {
+        let mut state = self.state.write();
+        self.ensure_live()?;
+        let offset = offset.min(state.next_offset());
+        if offset > state.log_start_offset {
+            state.log_start_offset = offset;
+            self.persist_start(&mut state)?;
+        }
+        Ok(state.log_start_offset)
+    }
+
     fn persist_start(&self, state: &mut LogState) -> Result<()> {
         let mut checkpoint = state.checkpoint;
         checkpoint.log_start_offset = state.log_start_offset;
         checkpoint.cleaner_offset = checkpoint.cleaner_offset.max(state.log_start_offset);
         self.write_checkpoint(state, checkpoint)
     }
+}
+
+/// The base offset of the first segment holding an offset at or after the
+/// log start (the active segment's when none does).
+fn first_visible_segment(state: &LogState) -> u64 {
+    let start = state.log_start_offset;
+    state
+        .segments
+        .values()
+        .find(|segment| segment.next_offset > start)
+        .map_or(state.active().base_offset, |segment| segment.base_offset)
 }
 
 /// Removes segments from the front of the log while `doomed` says so, never

@@ -14,6 +14,7 @@
 mod admin;
 mod checks;
 mod cluster;
+mod delete_records;
 mod fetch;
 pub mod groups;
 mod produce;

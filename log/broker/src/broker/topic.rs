@@ -38,7 +38,9 @@ impl Partition {
 
     /// The idempotent producers, as metadata responses describe them.
     pub fn describe_producers(&self) -> Vec<spool_protocol::proto::ProducerState> {
-        self.producer_states()
+        let states = self.producer_states();
+        let open: std::collections::HashMap<i64, u64> = states.open_transactions().collect();
+        states
             .iter()
             .map(
                 |(producer_id, entry)| spool_protocol::proto::ProducerState {
@@ -47,6 +49,9 @@ impl Partition {
                     last_sequence: entry.last_sequence().unwrap_or(-1),
                     last_offset: entry.last_offsets().map_or(0, |o| o.next.saturating_sub(1)),
                     last_append_ms: entry.last_append_ms,
+                    txn_start_offset: open
+                        .get(&producer_id)
+                        .map_or(-1, |&first| i64::try_from(first).unwrap_or(i64::MAX)),
                 },
             )
             .collect()

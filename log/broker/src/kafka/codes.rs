@@ -54,6 +54,10 @@ pub fn kafka_code(code: i32) -> i16 {
         ErrorCode::InvalidTransactionTimeout => 50,
         // TRANSACTIONAL_ID_NOT_FOUND (Kafka 3.x, KIP-664).
         ErrorCode::TransactionalIdNotFound => 105,
+        ErrorCode::NonEmptyGroup => 68,
+        ErrorCode::GroupIdNotFound => 69,
+        ErrorCode::GroupSubscribedToTopic => 86,
+        ErrorCode::PolicyViolation => 44,
         ErrorCode::Unknown => UNKNOWN,
     }
 }

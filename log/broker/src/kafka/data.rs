@@ -313,3 +313,58 @@ fn offset_result(
         _ => result.with_offset(-1).with_timestamp(-1),
     }
 }
+
+/// DeleteRecords: each partition's log start raised (the partitions this
+/// broker does not lead are answered NOT_LEADER_OR_FOLLOWER, and the
+/// client asks their leaders).
+pub(super) async fn delete_records(
+    session: &Session,
+    request: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| proto::DeleteRecordsTopic {
+            name: topic.name.0.to_string(),
+            partitions: topic
+                .partitions
+                .iter()
+                .map(|p| proto::DeleteRecordsPartition {
+                    partition: u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                    offset: p.offset,
+                })
+                .collect(),
+        })
+        .collect();
+    let answered = session
+        .broker
+        .delete_records(proto::DeleteRecordsRequest { topics })
+        .await;
+    let topics = answered
+        .topics
+        .into_iter()
+        .zip(&request.topics)
+        .map(|(topic, asked)| {
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .zip(&asked.partitions)
+                .map(|(p, asked)| {
+                    let low_watermark = match p.error {
+                        0 => i64::try_from(p.low_watermark).unwrap_or(i64::MAX),
+                        _ => -1,
+                    };
+                    delete_records_response::DeleteRecordsPartitionResult::default()
+                        .with_partition_index(asked.partition_index)
+                        .with_low_watermark(low_watermark)
+                        .with_error_code(kafka_code(p.error))
+                })
+                .collect();
+            delete_records_response::DeleteRecordsTopicResult::default()
+                .with_name(asked.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -5,6 +5,7 @@
 //! Kafka consumer and a spool consumer can share a group (both speak
 //! Kafka's consumer protocol, see `consumer_protocol`).
 
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -12,6 +13,9 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
@@ -448,4 +452,89 @@ pub(super) async fn describe_groups(
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteGroups: each group deleted at its coordinator (a client sends
+/// each group to its own, as it found it).
+pub(super) async fn delete_groups(
+    session: &Session,
+    request: DeleteGroupsRequest,
+    _version: i16,
+) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group in request.groups_names {
+        let answered = session
+            .broker
+            .delete_group(proto::DeleteGroupRequest {
+                group_id: group.0.to_string(),
+                topics: Vec::new(),
+            })
+            .await;
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(group)
+                .with_error_code(kafka_code(answered.error)),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete: a group's offsets of some partitions, each refused while
+/// a member subscribes to its topic.
+pub(super) async fn offset_delete(
+    session: &Session,
+    request: OffsetDeleteRequest,
+    _version: i16,
+) -> OffsetDeleteResponse {
+    let asked: Vec<proto::OffsetCommitTopic> = request
+        .topics
+        .iter()
+        .map(|t| proto::OffsetCommitTopic {
+            name: t.name.to_string(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| proto::OffsetCommitPartition {
+                    partition: u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                    ..Default::default()
+                })
+                .collect(),
+        })
+        .collect();
+    let answered = session
+        .broker
+        .delete_group(proto::DeleteGroupRequest {
+            group_id: request.group_id.to_string(),
+            topics: asked,
+        })
+        .await;
+    if answered.error != 0 {
+        return OffsetDeleteResponse::default().with_error_code(kafka_code(answered.error));
+    }
+    let refusal = |topic: &str, partition: i32| {
+        answered
+            .refused
+            .iter()
+            .find(|r| r.topic == topic && i64::from(r.partition) == i64::from(partition))
+            .map_or(0, |r| kafka_code(r.error))
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(refusal(&t.name, p.partition_index))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -23,6 +23,7 @@ mod configs;
 mod connection;
 mod data;
 mod groups;
+mod producers;
 mod transactions;
 mod versions;
 

@@ -188,3 +188,83 @@ pub(super) async fn txn_offset_commit(
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
+
+/// ListTransactions (v0): the transactions this broker coordinates, as
+/// Kafka's brokers answer it (the admin client asks every broker),
+/// filtered by state and producer id.
+pub(super) async fn list_transactions(
+    session: &Session,
+    request: ListTransactionsRequest,
+    _version: i16,
+) -> ListTransactionsResponse {
+    let answered = session
+        .broker
+        .list_transactions(proto::ListTransactionsRequest {})
+        .await;
+    let wanted = |listing: &proto::TransactionListing| {
+        let state_ok = request.state_filters.is_empty()
+            || request.state_filters.iter().any(|s| **s == *listing.state);
+        let producer_ok = request.producer_id_filters.is_empty()
+            || request
+                .producer_id_filters
+                .iter()
+                .any(|p| p.0 == listing.producer_id);
+        state_ok && producer_ok
+    };
+    let states = answered
+        .transactions
+        .into_iter()
+        .filter(wanted)
+        .map(|t| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(t.transactional_id.into()))
+                .with_producer_id(ProducerId(t.producer_id))
+                .with_transaction_state(t.state.into())
+        })
+        .collect();
+    ListTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// DescribeTransactions: each transactional id as its coordinator (this
+/// broker, where the client found it) knows it.
+pub(super) async fn describe_transactions(
+    session: &Session,
+    request: DescribeTransactionsRequest,
+    _version: i16,
+) -> DescribeTransactionsResponse {
+    let answered = session
+        .broker
+        .describe_transactions(proto::DescribeTransactionsRequest {
+            transactional_ids: request
+                .transactional_ids
+                .iter()
+                .map(|id| id.0.to_string())
+                .collect(),
+        })
+        .await;
+    let states = answered
+        .transactions
+        .into_iter()
+        .map(|t| {
+            let topics = t
+                .topics
+                .into_iter()
+                .map(|topic| {
+                    describe_transactions_response::TopicData::default()
+                        .with_topic(TopicName(topic.name.into()))
+                        .with_partitions(topic.partitions.iter().map(|&p| p as i32).collect())
+                })
+                .collect();
+            describe_transactions_response::TransactionState::default()
+                .with_error_code(kafka_code(t.error))
+                .with_transactional_id(TransactionalId(t.transactional_id.into()))
+                .with_transaction_state(t.state.into())
+                .with_transaction_timeout_ms(i32::try_from(t.timeout_ms).unwrap_or(i32::MAX))
+                .with_transaction_start_time_ms(if t.start_ms > 0 { t.start_ms } else { -1 })
+                .with_producer_id(ProducerId(t.producer_id))
+                .with_producer_epoch(t.producer_epoch as i16)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}

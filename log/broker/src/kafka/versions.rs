@@ -15,7 +15,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::codes::UNSUPPORTED_VERSION;
-use super::{admin, configs, data, groups, transactions, Session};
+use super::{admin, configs, data, groups, producers, transactions, Session};
 use crate::{BrokerError, Result};
 
 macro_rules! served_apis {
@@ -57,6 +57,7 @@ served_apis! {
     Produce(ProduceRequest) 3..=9 => maybe data::produce;
     Fetch(FetchRequest) 4..=12 => always data::fetch;
     ListOffsets(ListOffsetsRequest) 1..=6 => always data::list_offsets;
+    DeleteRecords(DeleteRecordsRequest) 0..=2 => always data::delete_records;
     Metadata(MetadataRequest) 0..=12 => always admin::metadata;
     OffsetCommit(OffsetCommitRequest) 2..=8 => always groups::offset_commit;
     OffsetFetch(OffsetFetchRequest) 1..=7 => always groups::offset_fetch;
@@ -67,6 +68,8 @@ served_apis! {
     SyncGroup(SyncGroupRequest) 0..=5 => always groups::sync_group;
     DescribeGroups(DescribeGroupsRequest) 0..=5 => always groups::describe_groups;
     ListGroups(ListGroupsRequest) 0..=4 => always groups::list_groups;
+    DeleteGroups(DeleteGroupsRequest) 0..=2 => always groups::delete_groups;
+    OffsetDelete(OffsetDeleteRequest) 0..=0 => always groups::offset_delete;
     ApiVersions(ApiVersionsRequest) 0..=3 => always api_versions;
     CreateTopics(CreateTopicsRequest) 2..=7 => always admin::create_topics;
     DeleteTopics(DeleteTopicsRequest) 1..=6 => always admin::delete_topics;
@@ -75,6 +78,10 @@ served_apis! {
     AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 => always transactions::add_offsets;
     EndTxn(EndTxnRequest) 0..=3 => always transactions::end_txn;
     TxnOffsetCommit(TxnOffsetCommitRequest) 0..=3 => always transactions::txn_offset_commit;
+    DescribeTransactions(DescribeTransactionsRequest) 0..=0 => always transactions::describe_transactions;
+    ListTransactions(ListTransactionsRequest) 0..=0 => always transactions::list_transactions;
+    DescribeProducers(DescribeProducersRequest) 0..=0 => always producers::describe_producers;
+    WriteTxnMarkers(WriteTxnMarkersRequest) 1..=1 => always producers::write_txn_markers;
     DescribeConfigs(DescribeConfigsRequest) 1..=4 => always configs::describe_configs;
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 => always configs::incremental_alter_configs;
     CreatePartitions(CreatePartitionsRequest) 0..=3 => always admin::create_partitions;

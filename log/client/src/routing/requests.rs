@@ -125,6 +125,13 @@ partitioned!(
     WriteTxnMarkersPartitionResult
 );
 partitioned!(
+    DeleteRecordsRequest,
+    DeleteRecordsTopic,
+    DeleteRecordsResponse,
+    DeleteRecordsTopicResult,
+    DeleteRecordsPartitionResult
+);
+partitioned!(
     ListOffsetsRequest,
     ListOffsetsTopic,
     ListOffsetsResponse,
@@ -166,6 +173,7 @@ group_request!(
     LeaveGroupRequest => LeaveGroupResponse,
     OffsetCommitRequest => OffsetCommitResponse,
     OffsetFetchRequest => OffsetFetchResponse,
+    DeleteGroupRequest => DeleteGroupResponse,
     TxnOffsetCommitRequest => TxnResponse,
 );
 

@@ -14,6 +14,7 @@
 //! the assignor all members agreed on, as in Kafka.
 
 mod coordinator;
+mod deletion;
 mod offsets;
 mod queries;
 mod state;
@@ -114,6 +115,14 @@ impl Broker {
     pub async fn offset_fetch(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {
         match self.shard_for(&request.group_id).await {
             Ok(shard) => self.groups.fetch_offsets(&shard, request),
+            Err(e) => e.response(),
+        }
+    }
+
+    /// Deletes a group, or some of its offsets (spool.proto says when).
+    pub async fn delete_group(&self, request: DeleteGroupRequest) -> DeleteGroupResponse {
+        match self.shard_for(&request.group_id).await {
+            Ok(shard) => self.groups.delete_group(&shard, request).await,
             Err(e) => e.response(),
         }
     }

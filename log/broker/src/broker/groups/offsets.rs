@@ -161,14 +161,46 @@ impl OffsetStore {
         for (topic, _, _) in commits {
             spool_storage::config::validate_topic_name(topic)?;
         }
+        let records = commits
+            .iter()
+            .map(|(topic, partition, committed)| {
+                (topic.as_str(), *partition, Some(encode_value(committed)))
+            })
+            .collect();
+        self.propose_records(group, records, transaction, timeout)
+            .await
+    }
+
+    /// Proposes tombstones for the offsets of `group` on `partitions` (as
+    /// [`OffsetStore::propose`] does commits): compaction then drops them.
+    pub async fn propose_deletions(
+        &self,
+        group: &str,
+        partitions: &[(String, u32)],
+        timeout: Duration,
+    ) -> Result<ProposedBatches> {
+        let records = partitions
+            .iter()
+            .map(|(topic, partition)| (topic.as_str(), *partition, None))
+            .collect();
+        self.propose_records(group, records, None, timeout).await
+    }
+
+    async fn propose_records(
+        &self,
+        group: &str,
+        records: Vec<(&str, u32, Option<Vec<u8>>)>,
+        transaction: Option<(i64, i16)>,
+        timeout: Duration,
+    ) -> Result<ProposedBatches> {
         let mut builder = BatchBuilder::new(Compression::None);
         if let Some((producer_id, epoch)) = transaction {
             builder = builder.producer(producer_id, epoch, -1).transactional(true);
         }
         let now = spool_storage::Clock::now_ms(&spool_storage::SystemClock) as i64;
-        for (topic, partition, committed) in commits {
-            let key = encode_key(group, topic, *partition);
-            builder.push(now, Some(&key), Some(&encode_value(committed)), &[]);
+        for (topic, partition, value) in records {
+            let key = encode_key(group, topic, partition);
+            builder.push(now, Some(&key), value.as_deref(), &[]);
         }
         let proposed = self
             .partition

@@ -106,10 +106,13 @@ impl GroupCoordinator {
         let Some(group) = groups.get(&request.group_id) else {
             if names_member {
                 // Kafka before OffsetCommit v9 (GROUP_ID_NOT_FOUND after).
-                return Err(coded(ErrorCode::IllegalGeneration, "unknown group"));
+                return Err(BrokerError::coded(
+                    ErrorCode::IllegalGeneration,
+                    "unknown group",
+                ));
             }
             return validate_group_id(&request.group_id)
-                .map_err(|e| coded(ErrorCode::InvalidGroupId, &e.to_string()));
+                .map_err(|e| BrokerError::coded(ErrorCode::InvalidGroupId, e.to_string()));
         };
         if request.generation_id < 0 && group.state == GroupState::Empty {
             return Ok(());
@@ -121,15 +124,15 @@ impl GroupCoordinator {
                 &request.group_instance_id,
                 request.generation_id,
             )
-            .map_err(|code| coded(code, &format!("{code:?}")))?;
+            .map_err(|code| BrokerError::coded(code, format!("{code:?}")))?;
         } else if group.state != GroupState::Empty {
-            return Err(coded(
+            return Err(BrokerError::coded(
                 ErrorCode::UnknownMemberId,
                 "the group has members; commit as one of them",
             ));
         }
         if group.state == GroupState::CompletingRebalance {
-            return Err(coded(
+            return Err(BrokerError::coded(
                 ErrorCode::RebalanceInProgress,
                 "the group is completing a rebalance",
             ));
@@ -243,7 +246,7 @@ impl GroupCoordinator {
             || !request.group_instance_id.is_empty();
         if !names_member {
             return validate_group_id(&request.group_id)
-                .map_err(|e| coded(ErrorCode::InvalidGroupId, &e.to_string()));
+                .map_err(|e| BrokerError::coded(ErrorCode::InvalidGroupId, e.to_string()));
         }
         self.check_committer(request)
     }
@@ -312,13 +315,5 @@ impl GroupCoordinator {
                 ..Default::default()
             },
         }
-    }
-}
-
-/// A refusal the group protocol names by its code.
-fn coded(code: ErrorCode, message: &str) -> BrokerError {
-    BrokerError::Coded {
-        code,
-        message: message.to_string(),
     }
 }
