@@ -6,6 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod java;
+
 /// A `spool broker` child process. It binds the address it is given (port 0
 /// by default, so parallel tests never race for a port) and the address it
 /// really listens on is read from its log.
