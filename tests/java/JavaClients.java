@@ -28,6 +28,10 @@ import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ListGroupsOptions;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.TransactionDescription;
+import org.apache.kafka.clients.admin.TransactionState;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -530,6 +534,18 @@ public final class JavaClients {
             check(committed != null && committed.offset() == 0 && "meta".equals(committed.metadata()),
                     "committed: " + committed);
 
+            // kafka-consumer-groups --delete-offsets, then --delete.
+            TopicPartition committedPartition = new TopicPartition(topic, 1);
+            admin.deleteConsumerGroupOffsets(group, Set.of(committedPartition)).all().get();
+            check(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get()
+                    .get(committedPartition) == null, "the deleted offset is still committed");
+            admin.deleteConsumerGroups(List.of(group)).all().get();
+            Collection<String> left = new ArrayList<>();
+            admin.listGroups(ListGroupsOptions.forConsumerGroups()).all().get().forEach(l -> left.add(l.groupId()));
+            check(!left.contains(group), "the deleted group is still listed: " + left);
+
+            recordsAndTransactionsAdmin(admin);
+
             admin.deleteTopics(List.of(topic)).all().get();
             long deadline = System.nanoTime() + PATIENCE.toNanos();
             while (admin.listTopics().names().get().contains(topic)) {
@@ -537,5 +553,51 @@ public final class JavaClients {
                 Thread.sleep(100);
             }
         }
+    }
+
+    /**
+     * A topic placed by explicit replica assignments (kafka-topics
+     * --replica-assignment), records deleted before an offset
+     * (kafka-delete-records), and a committed transaction as
+     * kafka-transactions lists and describes it.
+     */
+    static void recordsAndTransactionsAdmin(Admin admin) throws Exception {
+        String topic = "java-deletion-" + run;
+        int broker = admin.describeCluster().nodes().get().iterator().next().id();
+        admin.createTopics(List.of(new NewTopic(topic, Map.of(0, List.of(broker))))).all().get();
+        TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+        check(d.partitions().size() == 1 && d.partitions().get(0).replicas().get(0).id() == broker,
+                "placed: " + d);
+        String transactionalId = "java-admin-txn-" + run;
+        try (KafkaProducer<String, String> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId))) {
+            p.initTransactions();
+            p.beginTransaction();
+            for (int i = 0; i < 10; i++) {
+                p.send(new ProducerRecord<>(topic, 0, "k" + i, "v" + i));
+            }
+            p.commitTransaction();
+        }
+        TopicPartition tp = new TopicPartition(topic, 0);
+        long low = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(4)))
+                .lowWatermarks().get(tp).get().lowWatermark();
+        check(low == 4, "low watermark after deleting records: " + low);
+        long earliest = admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp).offset();
+        check(earliest == 4, "earliest offset after deleting records: " + earliest);
+        try (KafkaConsumer<String, String> c = consumer(Map.of())) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            ConsumerRecords<String, String> got = c.poll(Duration.ofSeconds(5));
+            check(!got.isEmpty() && got.iterator().next().offset() == 4,
+                    "first record read after deleting: " + (got.isEmpty() ? "none" : got.iterator().next().offset()));
+        }
+
+        Collection<String> listed = new ArrayList<>();
+        admin.listTransactions().all().get().forEach(t -> listed.add(t.transactionalId()));
+        check(listed.contains(transactionalId), "transactions listed: " + listed);
+        TransactionDescription t = admin.describeTransactions(List.of(transactionalId))
+                .description(transactionalId).get();
+        check(t.state() == TransactionState.COMPLETE_COMMIT, "transaction state: " + t.state());
+        admin.deleteTopics(List.of(topic)).all().get();
     }
 }

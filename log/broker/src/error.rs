@@ -150,6 +150,7 @@ pub fn respond<R: ErrorResponse>(outcome: Result<R>) -> R {
 fn config_code(key: &str) -> ErrorCode {
     match key {
         "partitions" => ErrorCode::InvalidPartitions,
+        "replica.assignment" => ErrorCode::InvalidReplicaAssignment,
         _ => ErrorCode::InvalidConfig,
     }
 }

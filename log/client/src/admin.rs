@@ -62,6 +62,7 @@ impl Admin {
             partitions,
             configs: entries(configs),
             replication_factor,
+            ..Default::default()
         };
         let response = self
             .client

@@ -9,7 +9,7 @@ use spool_protocol::proto::{
     MetadataResponse, NewTopic, TopicConfigs, TopicMetadata, TopicResult,
 };
 use spool_protocol::proto::{ConfigSource, ErrorCode};
-use spool_raft::metadata::MetadataCommand;
+use spool_raft::metadata::{MetadataCommand, Placement};
 use spool_storage::config::{validate_partition_count, validate_topic_name, LogConfig};
 
 /// How long a topic's creation waits for this broker's replicas of it to
@@ -52,35 +52,24 @@ impl Broker {
         if image.topics.contains_key(&new.name) {
             return Err(BrokerError::TopicAlreadyExists(new.name));
         }
-        let factor = match new.replication_factor {
-            0 => (image.brokers.len() as u32).clamp(1, 3),
-            factor => factor,
-        };
+        let placement = placement_of(&new, image.brokers.len())?;
         if validate_only {
-            return spool_raft::metadata::assign_replicas(
-                &image.brokers.keys().copied().collect::<Vec<_>>(),
-                new.partitions,
-                factor,
-                0,
-            )
-            .map(|_| ())
-            .map_err(BrokerError::from);
+            return placement
+                .replicas(&image.brokers.keys().copied().collect::<Vec<_>>(), 0)
+                .map(|_| ())
+                .map_err(BrokerError::from);
         }
         // Every setting, resolved here: replicas on brokers with other
         // `topic_defaults` must still validate entries alike (a follower
         // refusing a batch its leader took would stop the group).
         let pairs = config.to_owned_pairs();
-        cluster
+        let created = cluster
             .controller
-            .create_topic(
-                &new.name,
-                new.partitions,
-                factor,
-                pairs,
-                cluster.config.metadata_timeout,
-            )
+            .create_placed_topic(&new.name, placement, pairs, cluster.config.metadata_timeout)
             .await?;
-        tracing::info!(topic = %new.name, partitions = new.partitions, factor, "created topic in the cluster");
+        let factor = created.replicas.first().map_or(0, Vec::len);
+        let partitions = created.replicas.len();
+        tracing::info!(topic = %new.name, partitions, factor, "created topic in the cluster");
         Ok(())
     }
 
@@ -237,9 +226,43 @@ fn refuse_internal(name: &str) -> Result<()> {
 
 /// Checks a new topic's name, partition count and settings; returns its
 /// configuration over `defaults`.
+/// Where a new topic's replicas go: as its assignments say, or spread with
+/// its replication factor (by default three, or fewer on a smaller cluster).
+fn placement_of(new: &NewTopic, brokers: usize) -> Result<Placement> {
+    if new.assignments.is_empty() {
+        let replication_factor = match new.replication_factor {
+            0 => (brokers as u32).clamp(1, 3),
+            factor => factor,
+        };
+        return Ok(Placement::Spread {
+            partitions: new.partitions,
+            replication_factor,
+        });
+    }
+    let mut replicas = vec![None; new.assignments.len()];
+    for assignment in &new.assignments {
+        let slot = replicas
+            .get_mut(assignment.partition as usize)
+            .filter(|slot| slot.is_none())
+            .ok_or_else(|| BrokerError::InvalidConfig {
+                key: "replica.assignment".into(),
+                value: assignment.partition.to_string(),
+                reason: "partitions must be numbered 0..n, each given once".into(),
+            })?;
+        *slot = Some(assignment.brokers.iter().map(|&b| u64::from(b)).collect());
+    }
+    Ok(Placement::Explicit(
+        replicas.into_iter().flatten().collect(),
+    ))
+}
+
 fn validate_new_topic(new: &NewTopic, defaults: &LogConfig) -> Result<LogConfig> {
     validate_topic_name(&new.name)?;
-    validate_partition_count(new.partitions)?;
+    if new.assignments.is_empty() {
+        validate_partition_count(new.partitions)?;
+    } else {
+        validate_partition_count(new.assignments.len() as u32)?;
+    }
     let mut config = defaults.clone();
     for entry in &new.configs {
         config.set(&entry.key, &entry.value)?;

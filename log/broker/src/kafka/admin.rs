@@ -175,22 +175,40 @@ pub(super) async fn create_topics(
     let mut results = Vec::new();
     let mut topics = Vec::new();
     for topic in &request.topics {
-        if !topic.assignments.is_empty() {
+        let explicit = !topic.assignments.is_empty();
+        if explicit && (topic.num_partitions != -1 || topic.replication_factor != -1) {
             let result = CreatableTopicResult::default()
                 .with_name(topic.name.clone())
                 .with_error_code(INVALID_REQUEST)
                 .with_error_message(Some(
-                    "spool places replicas itself; give a replication factor instead".into(),
+                    "give either replica assignments or a partition count and replication factor"
+                        .into(),
                 ));
             results.push(result);
             continue;
         }
+        let assignments: Vec<proto::ReplicaAssignment> = topic
+            .assignments
+            .iter()
+            .map(|a| proto::ReplicaAssignment {
+                partition: u32::try_from(a.partition_index).unwrap_or(u32::MAX),
+                brokers: a
+                    .broker_ids
+                    .iter()
+                    .map(|b| u32::try_from(b.0).unwrap_or(u32::MAX))
+                    .collect(),
+            })
+            .collect();
+        let (partitions, factor) = match assignments.first() {
+            Some(first) => (assignments.len() as i32, first.brokers.len() as i16),
+            None => (topic.num_partitions, topic.replication_factor),
+        };
         topics.push(proto::NewTopic {
             name: topic.name.0.to_string(),
-            partitions: u32::try_from(topic.num_partitions)
-                .unwrap_or(session.config.auto_create_partitions),
+            assignments,
+            partitions: u32::try_from(partitions).unwrap_or(session.config.auto_create_partitions),
             // 0: the broker's default.
-            replication_factor: u32::try_from(topic.replication_factor).unwrap_or(0),
+            replication_factor: u32::try_from(factor).unwrap_or(0),
             configs: topic
                 .configs
                 .iter()

@@ -58,6 +58,7 @@ pub fn kafka_code(code: i32) -> i16 {
         ErrorCode::GroupIdNotFound => 69,
         ErrorCode::GroupSubscribedToTopic => 86,
         ErrorCode::PolicyViolation => 44,
+        ErrorCode::InvalidReplicaAssignment => 39,
         ErrorCode::Unknown => UNKNOWN,
     }
 }

@@ -37,9 +37,95 @@ pub fn assign_replicas(
         .collect())
 }
 
+/// Where a new topic's replicas go.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    /// Spread over the registered brokers by [`assign_replicas`].
+    Spread {
+        partitions: u32,
+        replication_factor: u32,
+    },
+    /// Given per partition, first replica first (Kafka's replica
+    /// assignments, as `kafka-topics --replica-assignment` sends them).
+    Explicit(Vec<Vec<NodeId>>),
+}
+
+impl Placement {
+    /// The replicas of each partition over `brokers` (the registered ones),
+    /// `start` rotating where a spread begins.
+    pub fn replicas(&self, brokers: &[NodeId], start: usize) -> Result<Vec<Vec<NodeId>>> {
+        match self {
+            Placement::Spread {
+                partitions,
+                replication_factor,
+            } => assign_replicas(brokers, *partitions, *replication_factor, start),
+            Placement::Explicit(replicas) => {
+                check_explicit(brokers, replicas)?;
+                Ok(replicas.clone())
+            }
+        }
+    }
+}
+
+/// An explicit assignment names registered brokers, each at most once per
+/// partition, with as many replicas for every partition.
+fn check_explicit(brokers: &[NodeId], replicas: &[Vec<NodeId>]) -> Result<()> {
+    let invalid = |reason: String| ReplicationError::InvalidConfig {
+        key: "replica.assignment".into(),
+        value: format!("{replicas:?}"),
+        reason,
+    };
+    let factor = replicas.first().map_or(0, Vec::len);
+    if factor == 0 {
+        return Err(invalid("every partition needs at least one replica".into()));
+    }
+    for (partition, set) in replicas.iter().enumerate() {
+        if set.len() != factor {
+            return Err(invalid(format!(
+                "partition {partition} has {} replicas, partition 0 has {factor}",
+                set.len()
+            )));
+        }
+        if let Some(unknown) = set.iter().find(|b| !brokers.contains(b)) {
+            return Err(invalid(format!(
+                "broker {unknown} is not registered (brokers: {brokers:?})"
+            )));
+        }
+        let mut distinct = set.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != set.len() {
+            return Err(invalid(format!(
+                "partition {partition} names a broker twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explicit_replicas_are_taken_as_given_when_they_fit_the_cluster() {
+        let brokers = [1, 2, 3];
+        let given = vec![vec![3, 1], vec![2, 3]];
+        let placement = Placement::Explicit(given.clone());
+        assert_eq!(placement.replicas(&brokers, 7).unwrap(), given);
+        for wrong in [
+            vec![vec![1, 4]],          // an unknown broker
+            vec![vec![1, 1]],          // a broker twice
+            vec![vec![1, 2], vec![3]], // uneven
+            vec![vec![]],              // no replica
+        ] {
+            let refused = Placement::Explicit(wrong.clone()).replicas(&brokers, 0);
+            assert!(
+                matches!(refused, Err(ReplicationError::InvalidConfig { ref key, .. }) if key == "replica.assignment"),
+                "{wrong:?} was not refused: {refused:?}"
+            );
+        }
+    }
 
     #[test]
     fn leaders_and_replicas_spread_evenly() {

@@ -15,7 +15,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::assignment::assign_replicas;
+use super::assignment::{assign_replicas, Placement};
 use super::image::{
     decode_command, encode_command, ClusterImage, MetadataCommand, TopicAssignment,
 };
@@ -96,12 +96,29 @@ impl Controller {
         config: Vec<(String, String)>,
         timeout: Duration,
     ) -> Result<TopicAssignment> {
+        let placement = Placement::Spread {
+            partitions,
+            replication_factor,
+        };
+        self.create_placed_topic(name, placement, config, timeout)
+            .await
+    }
+
+    /// Creates a topic with its replicas where `placement` puts them,
+    /// checked against the brokers registered when it is proposed.
+    pub async fn create_placed_topic(
+        &self,
+        name: &str,
+        placement: Placement,
+        config: Vec<(String, String)>,
+        timeout: Duration,
+    ) -> Result<TopicAssignment> {
         let name = name.to_string();
         let image = self
             .propose_with(timeout, |image| {
                 let brokers: Vec<NodeId> = image.brokers.keys().copied().collect();
                 let start = image.topics_created as usize;
-                let replicas = assign_replicas(&brokers, partitions, replication_factor, start)?;
+                let replicas = placement.replicas(&brokers, start)?;
                 Ok(MetadataCommand::CreateTopic {
                     name: name.clone(),
                     config: config.clone(),

@@ -18,7 +18,7 @@ pub mod assignment;
 pub mod controller;
 pub mod image;
 
-pub use assignment::assign_replicas;
+pub use assignment::{assign_replicas, Placement};
 pub use controller::Controller;
 pub use image::{ClusterImage, MetadataCommand, TopicAssignment};
 
