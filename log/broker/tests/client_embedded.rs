@@ -119,6 +119,62 @@ async fn keyless_records_are_sticky_and_compression_round_trips() {
 }
 
 #[tokio::test]
+async fn a_topic_with_a_codec_stores_every_batch_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Node::embedded(dir.path()).await.unwrap().client();
+    let admin = client.admin();
+    admin
+        .create_topic("packed", 1, &[("compression.type", "zstd")])
+        .await
+        .unwrap();
+    let producer = client.producer(ProducerConfig {
+        compression: Compression::None,
+        ..Default::default()
+    });
+    for i in 0..50 {
+        let record = ProducerRecord::new("packed", format!("value {i:02} {}", "y".repeat(40)))
+            .key(format!("k{i}"));
+        let _ack = producer.send(record).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let request = spool_protocol::proto::FetchRequest {
+        max_bytes: 1 << 20,
+        topics: vec![spool_protocol::proto::FetchTopic {
+            name: "packed".into(),
+            partitions: vec![spool_protocol::proto::FetchPartition {
+                partition: 0,
+                offset: 0,
+                max_bytes: 1 << 20,
+            }],
+        }],
+        ..Default::default()
+    };
+    let fetched = client.fetch(request).await.unwrap();
+    let bytes = &fetched.topics[0].partitions[0].records;
+    let mut values = Vec::new();
+    for batch in spool_record::BatchIter::new(bytes) {
+        let batch = batch.unwrap();
+        assert_eq!(batch.attributes().compression().unwrap(), Compression::Zstd);
+        for record in batch.records().unwrap().iter() {
+            let record = record.unwrap();
+            assert_eq!(record.key, Some(format!("k{}", values.len()).as_bytes()));
+            values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(values.len(), 50);
+    assert!(values[49].starts_with("value 49 "));
+    // Back to the producer's codec: batches stay as written.
+    admin
+        .alter_configs("packed", &[("compression.type", "producer")])
+        .await
+        .unwrap();
+    let info = admin.describe_topic("packed").await.unwrap();
+    assert!(info
+        .configs
+        .contains(&("compression.type".to_string(), "producer".to_string())));
+}
+
+#[tokio::test]
 async fn seeking_by_offset_time_and_end() {
     let dir = tempfile::tempdir().unwrap();
     let client = Node::embedded(dir.path()).await.unwrap().client();

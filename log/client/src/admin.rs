@@ -149,6 +149,7 @@ impl Admin {
             topics: vec![PartitionCount {
                 name: name.to_string(),
                 count,
+                ..Default::default()
             }],
         };
         first_result(self.client.create_partitions(request).await?.topics)

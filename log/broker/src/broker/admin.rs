@@ -195,8 +195,9 @@ impl Broker {
     ) -> CreatePartitionsResponse {
         let mut topics = Vec::new();
         for change in request.topics {
-            let outcome = self.grow_cluster_topic(&change.name, change.count).await;
-            topics.push(topic_result(change.name, outcome));
+            let name = change.name.clone();
+            let outcome = self.grow_cluster_topic(change).await;
+            topics.push(topic_result(name, outcome));
         }
         CreatePartitionsResponse { topics }
     }
@@ -224,8 +225,6 @@ fn refuse_internal(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a new topic's name, partition count and settings; returns its
-/// configuration over `defaults`.
 /// Where a new topic's replicas go: as its assignments say, or spread with
 /// its replication factor (by default three, or fewer on a smaller cluster).
 fn placement_of(new: &NewTopic, brokers: usize) -> Result<Placement> {
@@ -256,6 +255,8 @@ fn placement_of(new: &NewTopic, brokers: usize) -> Result<Placement> {
     ))
 }
 
+/// Checks a new topic's name, partition count and settings; returns its
+/// configuration over `defaults`.
 fn validate_new_topic(new: &NewTopic, defaults: &LogConfig) -> Result<LogConfig> {
     validate_topic_name(&new.name)?;
     if new.assignments.is_empty() {

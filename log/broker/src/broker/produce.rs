@@ -166,11 +166,23 @@ async fn propose_to(
     acks: Acks,
     timeout: Duration,
 ) -> Result<ProposedBatches> {
+    let recompress_to = partition.log.config().compression;
     let mut batches = Vec::new();
     let mut position = 0usize;
     for batch in BatchIter::new(&records) {
-        let size = batch?.size();
-        batches.push(records.slice(position..position + size));
+        let batch = batch?;
+        let size = batch.size();
+        let stored = match recompress_to {
+            // The topic's `compression.type`, as Kafka applies it: every
+            // batch of records in another codec is compressed again.
+            Some(to)
+                if !batch.attributes().is_control() && batch.attributes().compression()? != to =>
+            {
+                Bytes::from(spool_record::recompress(&batch, to)?)
+            }
+            _ => records.slice(position..position + size),
+        };
+        batches.push(stored);
         position += size;
     }
     let answer = match acks {

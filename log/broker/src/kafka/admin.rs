@@ -298,12 +298,21 @@ pub(super) async fn create_partitions(
     for topic in &request.topics {
         if request.validate_only {
             results.push(refuse(&topic.name, "validate_only is not supported"));
-        } else if topic.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            results.push(refuse(&topic.name, "spool places replicas itself"));
         } else {
+            let assignments = topic.assignments.iter().flatten().enumerate();
             changes.push(proto::PartitionCount {
                 name: topic.name.0.to_string(),
                 count: u32::try_from(topic.count).unwrap_or(0),
+                assignments: assignments
+                    .map(|(i, a)| proto::ReplicaAssignment {
+                        partition: i as u32,
+                        brokers: a
+                            .broker_ids
+                            .iter()
+                            .map(|b| u32::try_from(b.0).unwrap_or(u32::MAX))
+                            .collect(),
+                    })
+                    .collect(),
             });
         }
     }

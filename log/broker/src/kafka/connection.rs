@@ -20,6 +20,11 @@ const MIN_FRAME: usize = 8;
 /// sends something that cannot be answered (an error: the connection is
 /// closed, as Kafka closes it).
 pub(super) async fn serve_connection(session: &Session, stream: TcpStream) -> Result<()> {
+    // Kafka describes a member's host as "/address".
+    let host = stream
+        .peer_addr()
+        .map(|peer| format!("/{}", peer.ip()))
+        .unwrap_or_default();
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
@@ -44,7 +49,7 @@ pub(super) async fn serve_connection(session: &Session, stream: TcpStream) -> Re
         }
         let mut frame = BytesMut::zeroed(length);
         reader.read_exact(&mut frame).await.map_err(io)?;
-        if let Some(response) = versions::answer(session, frame.freeze()).await? {
+        if let Some(response) = versions::answer(session, &host, frame.freeze()).await? {
             writer.write_all(&response).await.map_err(io)?;
             writer.flush().await.map_err(io)?;
         }

@@ -26,12 +26,10 @@ use kafka_protocol::protocol::StrBytes;
 use super::codes::{
     kafka_code, COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION,
 };
+use super::versions::Caller;
 use super::{none_if_empty, text_or_empty, Session};
+use crate::broker::groups::CONSUMER_PROTOCOL_TYPE;
 use spool_protocol::proto;
-
-/// The protocol type of every group spool coordinates: its members are
-/// consumers.
-const CONSUMER: &str = "consumer";
 
 pub(super) async fn find_coordinator(
     session: &Session,
@@ -103,6 +101,7 @@ pub(super) async fn join_group(
     session: &Session,
     request: JoinGroupRequest,
     version: i16,
+    caller: &Caller<'_>,
 ) -> JoinGroupResponse {
     let rebalance_timeout = match version {
         // v0 has no rebalance timeout: Kafka used the session timeout.
@@ -125,6 +124,9 @@ pub(super) async fn join_group(
                     metadata: p.metadata.clone(),
                 })
                 .collect(),
+            protocol_type: request.protocol_type.to_string(),
+            client_id: caller.client_id.to_string(),
+            client_host: caller.host.to_string(),
         })
         .await;
     let members = answered
@@ -398,9 +400,13 @@ pub(super) async fn list_groups(
         .into_iter()
         .filter(|g| wanted(&g.state))
         .map(|g| {
+            let protocol_type = match g.protocol_type.as_str() {
+                "" => StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE),
+                other => other.to_string().into(),
+            };
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(g.group_id.into()))
-                .with_protocol_type(StrBytes::from_static_str(CONSUMER));
+                .with_protocol_type(protocol_type);
             if version >= 4 {
                 listed.group_state = g.state.into();
             }
@@ -431,6 +437,9 @@ pub(super) async fn describe_groups(
                 .map(|m| {
                     let mut member = DescribedGroupMember::default()
                         .with_member_id(m.member_id.into())
+                        .with_client_id(m.client_id.into())
+                        .with_client_host(m.client_host.into())
+                        .with_member_metadata(m.metadata)
                         .with_member_assignment(m.assignment);
                     if version >= 4 {
                         member.group_instance_id = none_if_empty(m.group_instance_id);
@@ -438,10 +447,7 @@ pub(super) async fn describe_groups(
                     member
                 })
                 .collect();
-            let protocol_type = match members.is_empty() {
-                true => StrBytes::default(),
-                false => StrBytes::from_static_str(CONSUMER),
-            };
+            let protocol_type: StrBytes = g.protocol_type.into();
             DescribedGroup::default()
                 .with_error_code(kafka_code(g.error))
                 .with_group_id(GroupId(g.group_id.into()))

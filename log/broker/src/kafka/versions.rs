@@ -31,12 +31,13 @@ macro_rules! served_apis {
             version: i16,
             correlation_id: i32,
             mut body: Bytes,
+            caller: &Caller<'_>,
         ) -> Result<Option<BytesMut>> {
             match api {
                 $(ApiKey::$key => {
                     let request = <$request>::decode(&mut body, version)
                         .map_err(|e| malformed(api, version, e))?;
-                    let response = served_apis!(@call $kind $handler, session, request, version);
+                    let response = served_apis!(@call $kind $handler, session, request, version, caller);
                     response
                         .map(|r| response_frame(api, version, correlation_id, &r))
                         .transpose()
@@ -45,11 +46,14 @@ macro_rules! served_apis {
             }
         }
     };
-    (@call always $handler:path, $session:expr, $request:expr, $version:expr) => {
+    (@call always $handler:path, $session:expr, $request:expr, $version:expr, $caller:expr) => {
         Some($handler($session, $request, $version).await)
     };
-    (@call maybe $handler:path, $session:expr, $request:expr, $version:expr) => {
+    (@call maybe $handler:path, $session:expr, $request:expr, $version:expr, $caller:expr) => {
         $handler($session, $request, $version).await
+    };
+    (@call caller $handler:path, $session:expr, $request:expr, $version:expr, $caller:expr) => {
+        Some($handler($session, $request, $version, $caller).await)
     };
 }
 
@@ -62,7 +66,7 @@ served_apis! {
     OffsetCommit(OffsetCommitRequest) 2..=8 => always groups::offset_commit;
     OffsetFetch(OffsetFetchRequest) 1..=7 => always groups::offset_fetch;
     FindCoordinator(FindCoordinatorRequest) 0..=4 => always groups::find_coordinator;
-    JoinGroup(JoinGroupRequest) 0..=9 => always groups::join_group;
+    JoinGroup(JoinGroupRequest) 0..=9 => caller groups::join_group;
     Heartbeat(HeartbeatRequest) 0..=4 => always groups::heartbeat;
     LeaveGroup(LeaveGroupRequest) 0..=5 => always groups::leave_group;
     SyncGroup(SyncGroupRequest) 0..=5 => always groups::sync_group;
@@ -87,9 +91,21 @@ served_apis! {
     CreatePartitions(CreatePartitionsRequest) 0..=3 => always admin::create_partitions;
 }
 
-/// Answers one request frame (without its length prefix). An error means
-/// the request cannot be answered and the connection is to be closed.
-pub(super) async fn answer(session: &Session, mut frame: Bytes) -> Result<Option<BytesMut>> {
+/// Who sent a request: the header's client id and the host the connection
+/// comes from, for the requests that record them (a group member's).
+pub(super) struct Caller<'a> {
+    pub client_id: &'a str,
+    pub host: &'a str,
+}
+
+/// Answers one request frame (without its length prefix) that came from
+/// `host`. An error means the request cannot be answered and the
+/// connection is to be closed.
+pub(super) async fn answer(
+    session: &Session,
+    host: &str,
+    mut frame: Bytes,
+) -> Result<Option<BytesMut>> {
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -110,9 +126,13 @@ pub(super) async fn answer(session: &Session, mut frame: Bytes) -> Result<Option
             "{api:?} v{version} is not served (see docs/kafka-compatibility.md)"
         )));
     }
-    RequestHeader::decode(&mut frame, api.request_header_version(version))
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| malformed(api, version, e))?;
-    dispatch(session, api, version, correlation_id, frame).await
+    let caller = Caller {
+        client_id: header.client_id.as_deref().unwrap_or_default(),
+        host,
+    };
+    dispatch(session, api, version, correlation_id, frame, &caller).await
 }
 
 async fn api_versions(

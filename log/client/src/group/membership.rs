@@ -280,6 +280,7 @@ impl Membership {
             session_timeout_ms: self.settings.session_timeout.as_millis() as u32,
             rebalance_timeout_ms: self.settings.rebalance_timeout.as_millis() as u32,
             protocols,
+            ..Default::default()
         }
     }
 

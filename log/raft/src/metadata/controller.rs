@@ -15,7 +15,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::assignment::{assign_replicas, Placement};
+use super::assignment::Placement;
 use super::image::{
     decode_command, encode_command, ClusterImage, MetadataCommand, TopicAssignment,
 };
@@ -138,6 +138,7 @@ impl Controller {
         &self,
         name: &str,
         count: u32,
+        explicit: Option<Vec<Vec<NodeId>>>,
         timeout: Duration,
     ) -> Result<Arc<ClusterImage>> {
         self.propose_with(timeout, |image| {
@@ -156,7 +157,26 @@ impl Controller {
             let factor = topic.replicas.first().map_or(1, Vec::len) as u32;
             let brokers: Vec<NodeId> = image.brokers.keys().copied().collect();
             let start = image.topics_created as usize + current as usize;
-            let replicas = assign_replicas(&brokers, count - current, factor, start)?;
+            let placement = match &explicit {
+                Some(replicas) => Placement::Explicit(replicas.clone()),
+                None => Placement::Spread {
+                    partitions: count - current,
+                    replication_factor: factor,
+                },
+            };
+            let replicas = placement.replicas(&brokers, start)?;
+            let fits = replicas.len() == (count - current) as usize
+                && replicas.iter().all(|r| r.len() == factor as usize);
+            if !fits {
+                return Err(ReplicationError::InvalidConfig {
+                    key: "replica.assignment".into(),
+                    value: format!("{replicas:?}"),
+                    reason: format!(
+                        "{} new partitions of {factor} replicas each were to be given",
+                        count - current
+                    ),
+                });
+            }
             Ok(MetadataCommand::AddPartitions {
                 name: name.to_string(),
                 replicas,

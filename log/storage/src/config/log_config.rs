@@ -1,7 +1,7 @@
 //! Per-topic log configuration: segments, durability, retention, compaction.
 
 use crate::{Result, StorageError};
-use spool_record::HEADER_LEN;
+use spool_record::{Compression, HEADER_LEN};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -105,6 +105,12 @@ pub struct LogConfig {
     /// only): durability comes from replication and the `acks=all` flush, as
     /// in Kafka, rather than from syncing every append.
     pub fsync: FsyncPolicy,
+    /// `compression.type` (default `producer`, `None` here: each batch is
+    /// stored as its producer compressed it, which costs the broker
+    /// nothing). A codec (`uncompressed`, `gzip`, `snappy`, `lz4`, `zstd`)
+    /// makes the leader recompress every batch written otherwise, as
+    /// Kafka does, trading broker CPU for disk and network.
+    pub compression: Option<Compression>,
 }
 
 impl Default for LogConfig {
@@ -120,6 +126,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             max_message_bytes: 1_048_588,
             fsync: FsyncPolicy::EXPLICIT,
+            compression: None,
         }
     }
 }
@@ -146,18 +153,11 @@ pub const KNOWN_KEYS: &[&str] = &[
 /// topics, Kafka Connect, `kafka-configs`) and get that value accepted,
 /// and any other value refused with the reason, instead of a setting
 /// that silently does nothing. (key, the value, why no other.)
-pub const FIXED_SETTINGS: &[(&str, &str, &str)] = &[
-    (
-        "compression.type",
-        "producer",
-        "spool stores each batch as its producer compressed it and never recompresses",
-    ),
-    (
-        "message.timestamp.type",
-        "CreateTime",
-        "spool keeps the timestamps producers give their records",
-    ),
-];
+pub const FIXED_SETTINGS: &[(&str, &str, &str)] = &[(
+    "message.timestamp.type",
+    "CreateTime",
+    "spool keeps the timestamps producers give their records",
+)];
 
 /// Segment positions are 32-bit in the index, and Kafka caps sizes at i32.
 const MAX_SIZE: u64 = i32::MAX as u64;
@@ -199,6 +199,18 @@ impl LogConfig {
             }
             "flush.bytes" => self.fsync.every_bytes = optional(key, value, 0, MAX_LONG)?,
             "flush.ms" => self.fsync.every_ms = optional(key, value, 0, MAX_LONG)?,
+            "compression.type" => {
+                self.compression = match value {
+                    "producer" => None,
+                    name => Some(Compression::from_name(name).ok_or_else(|| {
+                        invalid(
+                            key,
+                            value,
+                            "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                        )
+                    })?),
+                }
+            }
             "min.cleanable.dirty.ratio" => {
                 self.min_cleanable_dirty_ratio = value
                     .parse::<f64>()
@@ -256,7 +268,15 @@ impl LogConfig {
             ("retention.ms", opt(self.retention_ms)),
             ("segment.bytes", self.segment_bytes.to_string()),
             ("segment.ms", self.segment_ms.to_string()),
-            ("compression.type", "producer".to_string()),
+            (
+                "compression.type",
+                self.compression
+                    .map_or("producer", |c| match c {
+                        Compression::None => "uncompressed",
+                        codec => codec.name(),
+                    })
+                    .to_string(),
+            ),
             ("message.timestamp.type", "CreateTime".to_string()),
         ]
     }
@@ -335,18 +355,31 @@ mod tests {
     #[test]
     fn kafka_settings_with_one_value_take_it_and_refuse_others() {
         let mut config = LogConfig::default();
-        config.set("compression.type", "producer").unwrap();
         config.set("message.timestamp.type", "CreateTime").unwrap();
         assert_eq!(config, LogConfig::default());
         let err = config
-            .set("compression.type", "lz4")
+            .set("message.timestamp.type", "LogAppendTime")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("never recompresses"), "{err}");
-        assert!(err.contains("the only value is producer"), "{err}");
-        assert!(config
-            .set("message.timestamp.type", "LogAppendTime")
-            .is_err());
+        assert!(err.contains("the only value is CreateTime"), "{err}");
+    }
+
+    #[test]
+    fn compression_is_the_producers_or_a_codec() {
+        let mut config = LogConfig::default();
+        config.set("compression.type", "producer").unwrap();
+        assert_eq!(config, LogConfig::default());
+        for (name, codec) in [
+            ("uncompressed", Compression::None),
+            ("lz4", Compression::Lz4),
+            ("zstd", Compression::Zstd),
+        ] {
+            config.set("compression.type", name).unwrap();
+            assert_eq!(config.compression, Some(codec));
+            let pairs = config.to_pairs();
+            assert!(pairs.contains(&("compression.type", name.to_string())));
+        }
+        assert!(config.set("compression.type", "brotli").is_err());
     }
 
     #[test]

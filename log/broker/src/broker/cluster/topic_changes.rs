@@ -71,14 +71,19 @@ impl Broker {
 
     /// Grows a replicated topic to `count` partitions; the controller
     /// places the new ones.
-    pub(crate) async fn grow_cluster_topic(&self, name: &str, count: u32) -> Result<()> {
+    pub(crate) async fn grow_cluster_topic(&self, change: PartitionCount) -> Result<()> {
+        let (name, count) = (change.name.as_str(), change.count);
         validate_partition_count(count)?;
         let cluster = &self.cluster;
+        let explicit = (!change.assignments.is_empty()).then(|| {
+            change
+                .assignments
+                .iter()
+                .map(|a| a.brokers.iter().map(|&b| u64::from(b)).collect())
+                .collect()
+        });
         let request = CreatePartitionsRequest {
-            topics: vec![PartitionCount {
-                name: name.to_string(),
-                count,
-            }],
+            topics: vec![change.clone()],
         };
         let forwarded = cluster.forward_until_answered(
             |mut client| {
@@ -99,7 +104,7 @@ impl Broker {
         let timeout = cluster.config.metadata_timeout;
         cluster
             .controller
-            .add_partitions(name, count, timeout)
+            .add_partitions(name, count, explicit, timeout)
             .await?;
         tracing::info!(topic = %name, count, "added partitions to a replicated topic");
         Ok(())

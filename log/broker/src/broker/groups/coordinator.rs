@@ -71,6 +71,10 @@ impl Default for GroupConfig {
     }
 }
 
+/// The protocol type of consumers, Kafka's and spool's alike; a join that
+/// names none is one of them.
+pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
 pub struct GroupCoordinator {
     config: GroupConfig,
     pub(super) groups: Mutex<HashMap<String, Group>>,
@@ -199,6 +203,22 @@ impl GroupCoordinator {
         let group = groups
             .entry(request.group_id.clone())
             .or_insert_with(|| Group::new(&request.group_id, shard.index));
+        let protocol_type = match request.protocol_type.as_str() {
+            "" => CONSUMER_PROTOCOL_TYPE,
+            other => other,
+        };
+        if group.members.is_empty() {
+            group.protocol_type = protocol_type.to_string();
+        }
+        if group.protocol_type != protocol_type {
+            return Err(Box::new(JoinGroupResponse::failed(
+                ErrorCode::InconsistentGroupProtocol,
+                format!(
+                    "the group's members are of protocol type `{}`, not `{protocol_type}`",
+                    group.protocol_type
+                ),
+            )));
+        }
         if !group.supports(&protocols) {
             return Err(Box::new(JoinGroupResponse::failed(
                 ErrorCode::InconsistentGroupProtocol,
@@ -445,6 +465,8 @@ fn member(
     Member {
         id: id.to_string(),
         instance_id: instance.clone(),
+        client_id: request.client_id.clone(),
+        client_host: request.client_host.clone(),
         protocols,
         session_timeout,
         rebalance_timeout,

@@ -21,7 +21,7 @@ mod state;
 
 use std::sync::Arc;
 
-pub use coordinator::{GroupConfig, GroupCoordinator};
+pub use coordinator::{GroupConfig, GroupCoordinator, CONSUMER_PROTOCOL_TYPE};
 pub use offsets::OFFSETS_TOPIC;
 
 use self::offsets::Shard;
@@ -139,7 +139,7 @@ impl Broker {
         let mut groups = Vec::with_capacity(request.group_ids.len());
         for group in request.group_ids {
             let described = match self.shard_for(&group).await {
-                Ok(_) => self.groups.describe_group(group),
+                Ok(shard) => self.groups.describe_group(&shard, group),
                 Err(e) => GroupDescription {
                     group_id: group,
                     ..e.response()

@@ -261,6 +261,7 @@ impl GroupCoordinator {
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 state: g.state.name().into(),
+                protocol_type: g.protocol_type.clone(),
             })
             .collect();
         for id in shards.iter().flat_map(|s| s.offsets.groups()) {
@@ -268,6 +269,7 @@ impl GroupCoordinator {
                 listings.push(GroupListing {
                     group_id: id,
                     state: GroupState::Empty.name().into(),
+                    ..Default::default()
                 });
             }
         }
@@ -289,14 +291,19 @@ impl GroupCoordinator {
         all
     }
 
-    /// One group as this coordinator sees it.
-    pub fn describe_group(&self, id: String) -> GroupDescription {
+    /// One group as this coordinator sees it: a group it knows nothing of
+    /// (no members, no committed offsets) is `Dead`, as in Kafka.
+    pub(crate) fn describe_group(&self, shard: &Shard, id: String) -> GroupDescription {
         let groups = self.groups.lock();
         match groups.get(&id) {
             Some(g) => GroupDescription {
                 group_id: id,
                 state: g.state.name().into(),
                 protocol_name: g.protocol.clone().unwrap_or_default(),
+                protocol_type: match g.members.is_empty() {
+                    true => String::new(),
+                    false => g.protocol_type.clone(),
+                },
                 generation_id: g.generation,
                 members: g
                     .members
@@ -305,15 +312,28 @@ impl GroupCoordinator {
                         member_id: m.id.clone(),
                         group_instance_id: m.instance_id.clone().unwrap_or_default(),
                         assignment: m.assignment.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: g
+                            .protocol
+                            .as_deref()
+                            .map(|p| m.metadata_for(p))
+                            .unwrap_or_default(),
                     })
                     .collect(),
                 ..Default::default()
             },
-            None => GroupDescription {
-                group_id: id,
-                state: GroupState::Empty.name().into(),
-                ..Default::default()
-            },
+            None => {
+                let state = match shard.offsets.fetch_all(&id).is_empty() {
+                    true => "Dead",
+                    false => GroupState::Empty.name(),
+                };
+                GroupDescription {
+                    group_id: id,
+                    state: state.into(),
+                    ..Default::default()
+                }
+            }
         }
     }
 }

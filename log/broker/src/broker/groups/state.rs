@@ -36,6 +36,9 @@ impl GroupState {
 pub struct Member {
     pub id: String,
     pub instance_id: Option<String>,
+    /// The client id and host it joined with, for describing the group.
+    pub client_id: String,
+    pub client_host: String,
     pub protocols: Vec<(String, Bytes)>,
     pub session_timeout: Duration,
     pub rebalance_timeout: Duration,
@@ -62,6 +65,9 @@ pub struct Group {
     pub shard: u32,
     pub state: GroupState,
     pub generation: i32,
+    /// What its members are ("consumer", "connect", ...), set by the
+    /// first member to join an empty group.
+    pub protocol_type: String,
     pub protocol: Option<String>,
     pub leader: Option<String>,
     pub members: BTreeMap<String, Member>,
@@ -84,6 +90,7 @@ impl Group {
             shard,
             state: GroupState::Empty,
             generation: 0,
+            protocol_type: String::new(),
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
