@@ -11,10 +11,13 @@ fn main() -> anyhow::Result<()> {
     // away abruptly. A closed stdout (`spool consume t | head`) shows up
     // as a BrokenPipe error instead, which `spool consume` takes as the
     // reader having all it wanted.
+    // openraft warns whenever a proposal's answer finds its receiver gone,
+    // which is every `acks=leader` write: its producer is answered once the
+    // leader appended, and the commit's answer is dropped on purpose.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,openraft::raft::responder=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
