@@ -1,0 +1,288 @@
+//! `KStream<K, V>`: a stream of records and its stateless operators.
+//!
+//! Each operator adds a node below this stream's and returns the stream of
+//! what the node forwards. The user's closures are shared (`Arc`) between
+//! the tasks that instantiate the node; a task's node calls them in place.
+
+use std::sync::Arc;
+
+use super::{Produced, Split, StreamsBuilder};
+use crate::record::Record;
+use crate::topology::node::{step, Children, Downstream, Fanout};
+use crate::topology::{NodeKind, OutputRecord, TaskContext};
+
+/// A stream of keyed records.
+pub struct KStream<K, V> {
+    pub(super) builder: StreamsBuilder,
+    pub(super) node: usize,
+    pub(super) children: Children<K, V>,
+}
+
+impl<K, V> KStream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    pub(super) fn new(builder: StreamsBuilder, node: usize, children: Children<K, V>) -> Self {
+        KStream {
+            builder,
+            node,
+            children,
+        }
+    }
+
+    /// Adds a node of `kind` below this stream, built per task by `make`
+    /// from the new stream's children; returns the new stream.
+    fn then<K2, V2>(
+        &self,
+        kind: &str,
+        make: impl Fn(Fanout<K2, V2>) -> Box<dyn Downstream<K, V>> + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let node = self
+            .builder
+            .add_node(kind, NodeKind::Processor, &[self.node]);
+        let children = Children::new();
+        let below = children.clone();
+        self.children
+            .add(Arc::new(move || make(below.instantiate())));
+        KStream::new(self.builder.clone(), node, children)
+    }
+
+    /// The records for which `keep` is true.
+    pub fn filter(&self, keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let keep = Arc::new(keep);
+        self.then("FILTER", move |mut below| {
+            let keep = Arc::clone(&keep);
+            step(move |ctx, r: Record<K, V>| match keep(&r.key, &r.value) {
+                true => below.forward(ctx, r),
+                false => Ok(()),
+            })
+        })
+    }
+
+    /// The records for which `drop` is false.
+    pub fn filter_not(
+        &self,
+        drop: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KStream<K, V> {
+        self.filter(move |k, v| !drop(k, v))
+    }
+
+    /// Each record as a new key and value (the key changes: a later
+    /// grouping repartitions).
+    pub fn map<K2, V2>(
+        &self,
+        f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.then("MAP", move |mut below| {
+            let f = Arc::clone(&f);
+            step(move |ctx, r: Record<K, V>| {
+                let (key, value) = f(r.key, r.value);
+                below.forward(ctx, with(r.timestamp, r.headers, key, value))
+            })
+        })
+    }
+
+    /// Each record with a new value; the key stays.
+    pub fn map_values<V2>(&self, f: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2>
+    where
+        V2: Clone + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.then("MAPVALUES", move |mut below| {
+            let f = Arc::clone(&f);
+            step(move |ctx, r: Record<K, V>| {
+                let value = f(r.value);
+                below.forward(ctx, with(r.timestamp, r.headers, r.key, value))
+            })
+        })
+    }
+
+    /// Zero or more records for each record (the key may change).
+    pub fn flat_map<K2, V2, I>(
+        &self,
+        f: impl Fn(K, V) -> I + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let f = Arc::new(f);
+        self.then("FLATMAP", move |mut below| {
+            let f = Arc::clone(&f);
+            step(move |ctx, r: Record<K, V>| {
+                for (key, value) in f(r.key, r.value) {
+                    below.forward(ctx, with(r.timestamp, r.headers.clone(), key, value))?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Zero or more values for each record, each with its key.
+    pub fn flat_map_values<V2, I>(
+        &self,
+        f: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> KStream<K, V2>
+    where
+        V2: Clone + Send + 'static,
+        I: IntoIterator<Item = V2>,
+    {
+        let f = Arc::new(f);
+        self.then("FLATMAPVALUES", move |mut below| {
+            let f = Arc::clone(&f);
+            step(move |ctx, r: Record<K, V>| {
+                for value in f(r.value) {
+                    let record = with(r.timestamp, r.headers.clone(), r.key.clone(), value);
+                    below.forward(ctx, record)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Each record under a new key computed from it.
+    pub fn select_key<K2>(&self, f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V>
+    where
+        K2: Clone + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.then("KEY-SELECT", move |mut below| {
+            let f = Arc::clone(&f);
+            step(move |ctx, r: Record<K, V>| {
+                let key = f(&r.key, &r.value);
+                below.forward(ctx, with(r.timestamp, r.headers, key, r.value))
+            })
+        })
+    }
+
+    /// Calls `f` on each record and passes it on unchanged.
+    pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
+        let f = Arc::new(f);
+        self.then("PEEK", move |mut below| {
+            let f = Arc::clone(&f);
+            step(move |ctx, r: Record<K, V>| {
+                f(&r.key, &r.value);
+                below.forward(ctx, r)
+            })
+        })
+    }
+
+    /// Calls `f` on each record; nothing goes further.
+    pub fn for_each(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) {
+        let f = Arc::new(f);
+        let _end: KStream<K, V> = self.then("FOREACH", move |_below| {
+            let f = Arc::clone(&f);
+            step(move |_ctx, r: Record<K, V>| {
+                f(&r.key, &r.value);
+                Ok(())
+            })
+        });
+    }
+
+    /// This stream's records and `other`'s, as one stream.
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let node = self
+            .builder
+            .add_node("MERGE", NodeKind::Processor, &[self.node, other.node]);
+        let children = Children::new();
+        for parent in [self, other] {
+            // Each parent gets its own instance of what lies below: stateless
+            // nodes hold nothing that two instances would have to share.
+            let below = children.clone();
+            parent.children.add(Arc::new(move || {
+                let mut below = below.instantiate();
+                step(move |ctx, r: Record<K, V>| below.forward(ctx, r))
+            }));
+        }
+        KStream::new(self.builder.clone(), node, children)
+    }
+
+    /// Routes each record to the first branch whose predicate holds
+    /// (Kafka Streams' `split()`); see [`Split`].
+    pub fn split(&self) -> Split<K, V> {
+        Split::new(self)
+    }
+
+    /// Writes every record to `topic`, encoded as `produced` says.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        let topic = topic.to_string();
+        let chosen = topic.clone();
+        self.to_chosen(
+            move |_, _| chosen.clone(),
+            produced,
+            NodeKind::Sink {
+                topic: topic.clone(),
+            },
+        );
+    }
+
+    /// Writes each record to the topic `choose` names for it.
+    pub fn to_topic_chosen_by(
+        &self,
+        choose: impl Fn(&K, &V) -> String + Send + Sync + 'static,
+        produced: Produced<K, V>,
+    ) {
+        let kind = NodeKind::Sink {
+            topic: "(chosen per record)".into(),
+        };
+        self.to_chosen(choose, produced, kind);
+    }
+
+    fn to_chosen(
+        &self,
+        choose: impl Fn(&K, &V) -> String + Send + Sync + 'static,
+        produced: Produced<K, V>,
+        kind: NodeKind,
+    ) {
+        self.builder.add_node("SINK", kind, &[self.node]);
+        let (choose, produced) = (Arc::new(choose), Arc::new(produced));
+        self.children.add(Arc::new(move || {
+            let (choose, produced) = (Arc::clone(&choose), Arc::clone(&produced));
+            let (mut key_buffer, mut value_buffer) = (Vec::new(), Vec::new());
+            step(move |ctx: &mut TaskContext, r: Record<K, V>| {
+                let topic = choose(&r.key, &r.value);
+                key_buffer.clear();
+                value_buffer.clear();
+                let has_key = produced.keys.encode_nullable(&r.key, &mut key_buffer)?;
+                let has_value = produced
+                    .values
+                    .encode_nullable(&r.value, &mut value_buffer)?;
+                ctx.output.push(OutputRecord {
+                    topic,
+                    key: has_key.then(|| key_buffer.clone()),
+                    value: has_value.then(|| value_buffer.clone()),
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                });
+                Ok(())
+            })
+        }));
+    }
+}
+
+/// A record of a new key and value that keeps an input's timestamp and
+/// headers.
+fn with<K, V>(
+    timestamp: i64,
+    headers: Vec<crate::record::Header>,
+    key: K,
+    value: V,
+) -> Record<K, V> {
+    Record {
+        key,
+        value,
+        timestamp,
+        headers,
+    }
+}

@@ -1,0 +1,29 @@
+//! The one error type of spool-streams.
+
+/// What can go wrong in a streams program.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    /// Bytes from a topic or a store that are not an encoding of the
+    /// codec's type (a poison record, or the wrong codec for the topic).
+    #[error("cannot decode with the {codec} codec: {reason}")]
+    Decode { codec: &'static str, reason: String },
+    /// A value the codec cannot encode (a map with non-string keys in
+    /// JSON, say).
+    #[error("cannot encode with the {codec} codec: {reason}")]
+    Encode { codec: &'static str, reason: String },
+    /// A record of `topic` failed its source, and the policy is to stop.
+    #[error("a record of `{topic}` cannot be processed: {source}")]
+    Source {
+        topic: String,
+        #[source]
+        source: Box<StreamsError>,
+    },
+    /// A record for a topic the topology does not read.
+    #[error("the topology reads no topic `{0}`")]
+    UnknownTopic(String),
+    /// A topology refused when built, with every mistake found.
+    #[error("invalid topology: {0}")]
+    InvalidTopology(String),
+}
+
+pub type Result<T> = std::result::Result<T, StreamsError>;
