@@ -11,8 +11,8 @@
 // LINES lines (5000 by default) into a topic, which the worker creates
 // (topic.creation), and a FileStreamSink connector that writes the topic to
 // another file; waits until the output file has every line, checks both
-// connectors' offsets as the API reports them, deletes the connectors and
-// stops the worker. Prints "ok connect" and exits 0, or exits non-zero with
+// connectors' offsets as the API reports them, stops the sink and resets
+// its offsets, deletes the connectors and stops the worker. Prints "ok connect" and exits 0, or exits non-zero with
 // the first difference. Names are prefixed with a run id.
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -145,6 +145,19 @@ public final class ConnectFilePipe {
             awaitOffsets(sink, "kafka_offset", lines);
             log("offsets: source at byte " + size + ", sink at offset " + lines);
 
+            // A stopped sink's offsets reset over REST: the worker deletes
+            // the sink's consumer group (DeleteGroups on the broker).
+            HttpResponse<String> stopped = call("PUT", "/connectors/" + sink + "/stop", null);
+            check(stopped.statusCode() == 202 || stopped.statusCode() == 204,
+                    "PUT stop: " + stopped.statusCode() + " " + stopped.body());
+            awaitConnectorState(sink, "STOPPED");
+            HttpResponse<String> reset = call("DELETE", "/connectors/" + sink + "/offsets", null);
+            check(reset.statusCode() == 200, "DELETE offsets: " + reset.statusCode() + " " + reset.body());
+            HttpResponse<String> after = call("GET", "/connectors/" + sink + "/offsets", null);
+            check(after.statusCode() == 200 && JSON.readTree(after.body()).path("offsets").isEmpty(),
+                    "the sink's offsets after the reset: " + after.body());
+            log("the stopped sink's offsets reset");
+
             for (String name : List.of(source, sink)) {
                 HttpResponse<String> r = call("DELETE", "/connectors/" + name, null);
                 check(r.statusCode() == 204, "DELETE " + name + ": " + r.statusCode() + " " + r.body());
@@ -212,6 +225,22 @@ public final class ConnectFilePipe {
             Thread.sleep(200);
         }
         throw new AssertionError(name + " not running: " + last);
+    }
+
+    /** Waits until the connector's own state is `state`. */
+    static void awaitConnectorState(String name, String state) throws Exception {
+        long deadline = System.nanoTime() + PATIENCE.toNanos();
+        String last = "";
+        while (System.nanoTime() < deadline) {
+            HttpResponse<String> r = call("GET", "/connectors/" + name + "/status", null);
+            last = r.statusCode() + " " + r.body();
+            if (r.statusCode() == 200
+                    && JSON.readTree(r.body()).path("connector").path("state").asText().equals(state)) {
+                return;
+            }
+            Thread.sleep(200);
+        }
+        throw new AssertionError(name + " never " + state + ": " + last);
     }
 
     /** Waits until GET /connectors/NAME/offsets reports `field` = `value`. */

@@ -26,8 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::codes::{
     kafka_code, COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION,
 };
-use super::versions::Caller;
-use super::{none_if_empty, text_or_empty, Session};
+use super::{none_if_empty, text_or_empty, Caller, Session};
 use crate::broker::groups::CONSUMER_PROTOCOL_TYPE;
 use spool_protocol::proto;
 

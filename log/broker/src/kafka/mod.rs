@@ -80,6 +80,13 @@ pub(crate) fn none_if_empty(value: String) -> Option<kafka_protocol::protocol::S
     (!value.is_empty()).then(|| value.into())
 }
 
+/// Who sent a request: the header's client id and the host the connection
+/// comes from, for the requests that record them (a group member's).
+pub(crate) struct Caller<'a> {
+    pub client_id: &'a str,
+    pub host: &'a str,
+}
+
 /// What every connection shares: the broker and the listener's settings.
 pub(crate) struct Session {
     pub broker: Arc<Broker>,

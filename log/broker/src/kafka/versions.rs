@@ -15,7 +15,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::codes::UNSUPPORTED_VERSION;
-use super::{admin, configs, data, groups, producers, transactions, Session};
+use super::{admin, configs, data, groups, producers, transactions, Caller, Session};
 use crate::{BrokerError, Result};
 
 macro_rules! served_apis {
@@ -89,13 +89,6 @@ served_apis! {
     DescribeConfigs(DescribeConfigsRequest) 1..=4 => always configs::describe_configs;
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 => always configs::incremental_alter_configs;
     CreatePartitions(CreatePartitionsRequest) 0..=3 => always admin::create_partitions;
-}
-
-/// Who sent a request: the header's client id and the host the connection
-/// comes from, for the requests that record them (a group member's).
-pub(super) struct Caller<'a> {
-    pub client_id: &'a str,
-    pub host: &'a str,
 }
 
 /// Answers one request frame (without its length prefix) that came from
