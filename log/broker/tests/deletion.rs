@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use spool_broker::broker::{Broker, BrokerConfig};
 use spool_broker::EmbeddedTransport;
-use spool_client::{Client, ClientError, ProducerConfig, ProducerRecord};
+use spool_client::{Client, ProducerConfig, ProducerRecord};
 use spool_protocol::consumer_protocol::Subscription;
 use spool_protocol::proto::{
     ErrorCode, FetchPartition, FetchRequest, FetchTopic, GroupProtocol, JoinGroupRequest,
@@ -17,10 +17,6 @@ async fn open(dir: &std::path::Path) -> Client {
     let mut config = BrokerConfig::new(dir);
     config.manager.retention_check_interval = Duration::from_millis(100);
     EmbeddedTransport::client(Broker::open(config).await.unwrap())
-}
-
-fn code_of(e: &ClientError) -> ErrorCode {
-    e.code()
 }
 
 async fn produce(client: &Client, topic: &str, count: usize) {
@@ -69,17 +65,13 @@ async fn deleted_records_are_gone_for_readers_after_a_restart_and_their_segments
         .delete_records("events", 0, Some(101))
         .await
         .unwrap_err();
-    assert_eq!(
-        code_of(&past_end),
-        ErrorCode::OffsetOutOfRange,
-        "{past_end}"
-    );
+    assert_eq!(past_end.code(), ErrorCode::OffsetOutOfRange, "{past_end}");
     let unknown = admin
         .delete_records("nothing", 0, Some(1))
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(&unknown),
+        unknown.code(),
         ErrorCode::UnknownTopicOrPartition,
         "{unknown}"
     );
@@ -123,7 +115,7 @@ async fn records_of_a_compacted_topic_are_not_deleted_by_offset() {
         .unwrap();
     produce(&client, "table", 5).await;
     let refused = admin.delete_records("table", 0, Some(3)).await.unwrap_err();
-    assert_eq!(code_of(&refused), ErrorCode::PolicyViolation, "{refused}");
+    assert_eq!(refused.code(), ErrorCode::PolicyViolation, "{refused}");
     let info = admin.describe_topic("table").await.unwrap();
     assert_eq!(info.partitions[0].log_start_offset, 0);
 }
@@ -181,7 +173,7 @@ async fn groups_and_their_offsets_are_deleted_only_when_nobody_uses_them() {
     admin.delete_group("idle").await.unwrap();
     assert_eq!(committed(&client, "idle").await, vec![]);
     let gone = admin.delete_group("idle").await.unwrap_err();
-    assert_eq!(code_of(&gone), ErrorCode::GroupIdNotFound, "{gone}");
+    assert_eq!(gone.code(), ErrorCode::GroupIdNotFound, "{gone}");
 
     // A group with a member subscribed to `a`.
     commit(&client, "busy", "a", 3).await;
@@ -205,7 +197,7 @@ async fn groups_and_their_offsets_are_deleted_only_when_nobody_uses_them() {
         .unwrap();
     assert_eq!(joined.error, 0, "{}", joined.message);
     let in_use = admin.delete_group("busy").await.unwrap_err();
-    assert_eq!(code_of(&in_use), ErrorCode::NonEmptyGroup, "{in_use}");
+    assert_eq!(in_use.code(), ErrorCode::NonEmptyGroup, "{in_use}");
     let refused = admin
         .delete_group_offsets("busy", &[("a", 0), ("b", 0)])
         .await

@@ -169,8 +169,10 @@ pub fn decode_entries(bytes: Bytes, first_index: u64) -> Result<Vec<PartitionEnt
         let batch = batch?;
         let size = batch.size();
         let log_id = log_id(u64::from(batch.term()), first_index + count as u64);
-        let is_log_start = batch.raft_meta_payload().first() == Some(&META_LOG_START);
-        let payload = if batch.is_raft_meta() && !is_log_start {
+        // A log-start entry is openraft's data, though stored as a meta batch.
+        let raft_meta =
+            batch.is_raft_meta() && batch.raft_meta_payload().first() != Some(&META_LOG_START);
+        let payload = if raft_meta {
             decode_meta(batch.raft_meta_payload(), log_id.index)?
         } else {
             EntryPayload::Normal(BatchPayload::new(bytes.slice(position..position + size)))

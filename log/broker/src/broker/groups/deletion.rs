@@ -60,23 +60,24 @@ impl GroupCoordinator {
                         format!("no group `{}` here", request.group_id),
                     ));
                 }
-                let deletion = match request.topics.is_empty() {
-                    true => whole_group(group, &committed)?,
+                match request.topics.is_empty() {
+                    true => {
+                        let deletion = whole_group(group, &committed)?;
+                        // Kafka's group goes Dead: its next member starts anew.
+                        groups.remove(&request.group_id);
+                        deletion
+                    }
                     false => some_offsets(group, &request.topics)?,
-                };
-                if request.topics.is_empty() {
-                    // Kafka's group goes Dead: its next member starts anew.
-                    groups.remove(&request.group_id);
                 }
-                deletion
             };
             let Deletion {
                 partitions,
                 refused,
             } = deletion;
+            // Tombstones only for offsets there are.
             let stored: Vec<(String, u32)> = partitions
                 .into_iter()
-                .filter(|(t, p)| shard.offsets.fetch(&request.group_id, t, *p).is_some())
+                .filter(|(t, p)| committed.iter().any(|(ct, cp, _)| ct == t && cp == p))
                 .collect();
             if stored.is_empty() {
                 return Ok(refused);
