@@ -60,6 +60,29 @@ pub trait Codec<T>: Send + Sync + 'static {
     }
 }
 
+/// A shared codec is a codec (the DSL keeps its codecs behind `Arc`s).
+impl<T: 'static> Codec<T> for std::sync::Arc<dyn Codec<T>> {
+    fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<()> {
+        (**self).encode(value, out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<T> {
+        (**self).decode(bytes)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn decode_nullable(&self, bytes: Option<&[u8]>) -> Result<T> {
+        (**self).decode_nullable(bytes)
+    }
+
+    fn encode_nullable(&self, value: &T, out: &mut Vec<u8>) -> Result<bool> {
+        (**self).encode_nullable(value, out)
+    }
+}
+
 /// `Option<T>` over `C`'s `T`: `None` is Kafka's null (a record without a
 /// key, a table's tombstone), `Some` is `C`'s encoding.
 #[derive(Clone, Copy, Debug, Default)]

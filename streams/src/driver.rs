@@ -1,16 +1,22 @@
 //! `TopologyTestDriver`: runs a topology in the calling thread, without a
-//! broker, one task for every source topic (partitioning is not modelled
-//! yet): pipe records into input topics, read what sinks wrote.
+//! broker: one task per sub-topology (partitioning is not modelled),
+//! stores in memory committed after every input record, and records
+//! written to internal topics (repartitions) fed straight back in. Pipe
+//! records into input topics, read what sinks wrote, read stores.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::codec::Codec;
 use crate::record::Record;
+use crate::state::{MemoryBackend, TaskStore};
 use crate::topology::{
     OnDecodeError, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology,
 };
-use crate::Result;
+use crate::{Result, StreamsError};
+
+/// The application id internal topics are named after in the driver.
+pub const DRIVER_APPLICATION_ID: &str = "test";
 
 /// A topic as a test reads or writes it, with its codecs.
 pub struct TestTopic<K, V> {
@@ -29,10 +35,16 @@ impl<K: 'static, V: 'static> TestTopic<K, V> {
     }
 }
 
+struct DriverTask {
+    nodes: TaskTopology,
+    ctx: TaskContext,
+}
+
 /// A topology run in place, for tests.
 pub struct TopologyTestDriver {
-    task: TaskTopology,
-    ctx: TaskContext,
+    tasks: Vec<DriverTask>,
+    /// Resolved source topic → the task reading it.
+    readers: BTreeMap<String, usize>,
     outputs: BTreeMap<String, VecDeque<OutputRecord>>,
 }
 
@@ -43,9 +55,25 @@ impl TopologyTestDriver {
 
     /// A driver whose sources handle undecodable records as `policy` says.
     pub fn with_policy(topology: &Topology, policy: OnDecodeError) -> TopologyTestDriver {
+        let mut tasks = Vec::new();
+        let mut readers = BTreeMap::new();
+        for (index, sub) in topology.sub_topologies().iter().enumerate() {
+            let (nodes, specs) = topology.instantiate(index, DRIVER_APPLICATION_ID);
+            let stores = specs
+                .into_iter()
+                .map(|spec| TaskStore::new(spec, Box::new(MemoryBackend::default())))
+                .collect();
+            for topic in &sub.sources {
+                readers.insert(topic.resolve(DRIVER_APPLICATION_ID), tasks.len());
+            }
+            tasks.push(DriverTask {
+                nodes,
+                ctx: TaskContext::new(policy, stores),
+            });
+        }
         TopologyTestDriver {
-            task: topology.instantiate(),
-            ctx: TaskContext::new(policy),
+            tasks,
+            readers,
             outputs: BTreeMap::new(),
         }
     }
@@ -69,7 +97,8 @@ impl TopologyTestDriver {
         )
     }
 
-    /// Pipes one record as bytes (a poison record, say).
+    /// Pipes one record as bytes (a poison record, say), and everything
+    /// it causes to be written to internal topics after it.
     pub fn pipe_raw(
         &mut self,
         topic: &str,
@@ -77,20 +106,42 @@ impl TopologyTestDriver {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<()> {
-        let raw = RawRecord {
-            key,
-            value,
+        let mut pending = VecDeque::from([OutputRecord {
+            topic: topic.to_string(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
             timestamp,
-            headers: &[],
-        };
-        let outcome = self.task.process(&mut self.ctx, topic, raw);
-        for record in self.ctx.output.drain(..) {
-            self.outputs
-                .entry(record.topic.clone())
-                .or_default()
-                .push_back(record);
+            headers: Vec::new(),
+        }]);
+        while let Some(record) = pending.pop_front() {
+            let task = *self
+                .readers
+                .get(&record.topic)
+                .ok_or_else(|| StreamsError::UnknownTopic(record.topic.clone()))?;
+            let task = &mut self.tasks[task];
+            let raw = RawRecord {
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                timestamp: record.timestamp,
+                headers: &record.headers,
+            };
+            task.nodes.process(&mut task.ctx, &record.topic, raw)?;
+            for store in &mut task.ctx.stores {
+                let batch = store.take_dirty();
+                store.apply_committed(&batch, None)?;
+            }
+            for output in task.ctx.output.drain(..) {
+                match self.readers.contains_key(&output.topic) {
+                    true => pending.push_back(output),
+                    false => self
+                        .outputs
+                        .entry(output.topic.clone())
+                        .or_default()
+                        .push_back(output),
+                }
+            }
         }
-        outcome
+        Ok(())
     }
 
     /// Takes every record written to `topic` so far, decoded.
@@ -112,8 +163,28 @@ impl TopologyTestDriver {
             .collect()
     }
 
+    /// Every entry of store `name`, decoded, in key byte order.
+    pub fn store_entries<K, V>(
+        &self,
+        name: &str,
+        keys: impl Codec<K>,
+        values: impl Codec<V>,
+    ) -> Result<Vec<(K, V)>> {
+        let store = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.ctx.stores.iter())
+            .find(|s| s.spec().name == name)
+            .ok_or_else(|| StreamsError::Store(format!("no store named `{name}`")))?;
+        store
+            .entries()?
+            .iter()
+            .map(|(k, v)| Ok((keys.decode(k)?, values.decode(v)?)))
+            .collect()
+    }
+
     /// Records skipped because they did not decode.
     pub fn skipped_records(&self) -> u64 {
-        self.ctx.skipped
+        self.tasks.iter().map(|t| t.ctx.skipped).sum()
     }
 }

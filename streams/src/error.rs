@@ -24,6 +24,36 @@ pub enum StreamsError {
     /// A topology refused when built, with every mistake found.
     #[error("invalid topology: {0}")]
     InvalidTopology(String),
+    /// A state store failed to open, read or write.
+    #[error("state store: {0}")]
+    Store(String),
+    /// The state directory cannot be used (unwritable, or locked by a
+    /// running instance of the same application).
+    #[error("state directory: {0}")]
+    StateDir(String),
+    /// The broker refused or failed a request the runtime needs.
+    #[error("{context}: {source}")]
+    Client {
+        context: String,
+        #[source]
+        source: spool_client::ClientError,
+    },
+    /// Invalid settings, refused when the application starts.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The application was closed or one of its threads died.
+    #[error("the application stopped: {0}")]
+    Stopped(String),
+}
+
+impl StreamsError {
+    /// A client error with what the runtime was doing.
+    pub fn client(context: impl Into<String>, source: spool_client::ClientError) -> StreamsError {
+        StreamsError::Client {
+            context: context.into(),
+            source,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StreamsError>;

@@ -239,7 +239,10 @@ Topologies:
     assert!(graph.starts_with("flowchart LR\n"), "{graph}");
     assert!(graph.contains("n0 --> n1"), "{graph}");
     assert_eq!(
-        topology.source_topics().collect::<Vec<_>>(),
+        topology
+            .source_topics()
+            .map(|t| t.resolve("app"))
+            .collect::<Vec<_>>(),
         vec!["input", "other"]
     );
 }

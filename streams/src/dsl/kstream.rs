@@ -16,6 +16,8 @@ pub struct KStream<K, V> {
     pub(super) builder: StreamsBuilder,
     pub(super) node: usize,
     pub(super) children: Children<K, V>,
+    /// The key changed since the source: a grouping repartitions first.
+    pub(super) key_changed: bool,
 }
 
 impl<K, V> KStream<K, V>
@@ -28,7 +30,24 @@ where
             builder,
             node,
             children,
+            key_changed: false,
         }
+    }
+
+    /// Another handle on this same stream.
+    pub(super) fn same(&self) -> KStream<K, V> {
+        KStream {
+            builder: self.builder.clone(),
+            node: self.node,
+            children: self.children.clone(),
+            key_changed: self.key_changed,
+        }
+    }
+
+    /// This stream, marked as re-keyed.
+    fn rekeyed(mut self) -> KStream<K, V> {
+        self.key_changed = true;
+        self
     }
 
     /// Adds a node of `kind` below this stream, built per task by `make`
@@ -44,12 +63,14 @@ where
     {
         let node = self
             .builder
-            .add_node(kind, NodeKind::Processor, &[self.node]);
+            .add_node(kind, NodeKind::processor(), &[self.node]);
         let children = Children::new();
         let below = children.clone();
         self.children
-            .add(Arc::new(move || make(below.instantiate())));
-        KStream::new(self.builder.clone(), node, children)
+            .add(Arc::new(move |task| make(below.instantiate(task))));
+        let mut stream = KStream::new(self.builder.clone(), node, children);
+        stream.key_changed = self.key_changed;
+        stream
     }
 
     /// The records for which `keep` is true.
@@ -90,6 +111,7 @@ where
                 below.forward(ctx, with(r.timestamp, r.headers, key, value))
             })
         })
+        .rekeyed()
     }
 
     /// Each record with a new value; the key stays.
@@ -127,6 +149,7 @@ where
                 Ok(())
             })
         })
+        .rekeyed()
     }
 
     /// Zero or more values for each record, each with its key.
@@ -164,6 +187,7 @@ where
                 below.forward(ctx, with(r.timestamp, r.headers, key, r.value))
             })
         })
+        .rekeyed()
     }
 
     /// Calls `f` on each record and passes it on unchanged.
@@ -194,18 +218,20 @@ where
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
         let node = self
             .builder
-            .add_node("MERGE", NodeKind::Processor, &[self.node, other.node]);
+            .add_node("MERGE", NodeKind::processor(), &[self.node, other.node]);
         let children = Children::new();
         for parent in [self, other] {
             // Each parent gets its own instance of what lies below: stateless
             // nodes hold nothing that two instances would have to share.
             let below = children.clone();
-            parent.children.add(Arc::new(move || {
-                let mut below = below.instantiate();
+            parent.children.add(Arc::new(move |task| {
+                let mut below = below.instantiate(task);
                 step(move |ctx, r: Record<K, V>| below.forward(ctx, r))
             }));
         }
-        KStream::new(self.builder.clone(), node, children)
+        let mut merged = KStream::new(self.builder.clone(), node, children);
+        merged.key_changed = self.key_changed || other.key_changed;
+        merged
     }
 
     /// Routes each record to the first branch whose predicate holds
@@ -247,28 +273,45 @@ where
     ) {
         self.builder.add_node("SINK", kind, &[self.node]);
         let (choose, produced) = (Arc::new(choose), Arc::new(produced));
-        self.children.add(Arc::new(move || {
-            let (choose, produced) = (Arc::clone(&choose), Arc::clone(&produced));
-            let (mut key_buffer, mut value_buffer) = (Vec::new(), Vec::new());
-            step(move |ctx: &mut TaskContext, r: Record<K, V>| {
-                let topic = choose(&r.key, &r.value);
-                key_buffer.clear();
-                value_buffer.clear();
-                let has_key = produced.keys.encode_nullable(&r.key, &mut key_buffer)?;
-                let has_value = produced
-                    .values
-                    .encode_nullable(&r.value, &mut value_buffer)?;
-                ctx.output.push(OutputRecord {
-                    topic,
-                    key: has_key.then(|| key_buffer.clone()),
-                    value: has_value.then(|| value_buffer.clone()),
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                });
-                Ok(())
-            })
+        self.children.add(Arc::new(move |_task| {
+            let choose = Arc::clone(&choose);
+            chosen_sink(move |k: &K, v: &V| choose(k, v), Arc::clone(&produced))
         }));
     }
+}
+
+/// A sink node writing every record to `topic`.
+pub(super) fn sink<K: 'static, V: 'static>(
+    topic: String,
+    produced: Arc<Produced<K, V>>,
+) -> Box<dyn Downstream<K, V>> {
+    chosen_sink(move |_: &K, _: &V| topic.clone(), produced)
+}
+
+/// A sink node writing each record to the topic `choose` names, encoded
+/// into buffers the node reuses.
+fn chosen_sink<K: 'static, V: 'static>(
+    choose: impl Fn(&K, &V) -> String + Send + 'static,
+    produced: Arc<Produced<K, V>>,
+) -> Box<dyn Downstream<K, V>> {
+    let (mut key_buffer, mut value_buffer) = (Vec::new(), Vec::new());
+    step(move |ctx: &mut TaskContext, r: Record<K, V>| {
+        let topic = choose(&r.key, &r.value);
+        key_buffer.clear();
+        value_buffer.clear();
+        let has_key = produced.keys.encode_nullable(&r.key, &mut key_buffer)?;
+        let has_value = produced
+            .values
+            .encode_nullable(&r.value, &mut value_buffer)?;
+        ctx.output.push(OutputRecord {
+            topic,
+            key: has_key.then(|| key_buffer.clone()),
+            value: has_value.then(|| value_buffer.clone()),
+            timestamp: r.timestamp,
+            headers: r.headers,
+        });
+        Ok(())
+    })
 }
 
 /// A record of a new key and value that keeps an input's timestamp and

@@ -1,11 +1,16 @@
-//! The DSL: `StreamsBuilder` and what it builds (`KStream`), with the
-//! settings of each topic it reads or writes (`Consumed`, `Produced`).
+//! The DSL: `StreamsBuilder` and what it builds (`KStream`, `KTable`),
+//! with the settings of each topic or store it reads or writes
+//! (`Consumed`, `Produced`, `Grouped`, `Materialized`).
 //!
 //! Building records two things per operator: a description (name, kind,
 //! edges) for `Topology::describe`, and a factory that a task calls to get
 //! its own instance of the node (see `crate::topology::node`).
 
+mod config;
+mod grouped;
 mod kstream;
+mod ktable;
+mod source;
 mod split;
 
 use std::collections::BTreeMap;
@@ -13,45 +18,16 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub use config::{Consumed, Grouped, Materialized, Produced};
+pub use grouped::KGroupedStream;
 pub use kstream::KStream;
+pub use ktable::{Change, KTable};
 pub use split::Split;
 
-use crate::codec::Codec;
-use crate::record::Record;
-use crate::topology::node::{Children, RawRecord, SourceEntry, SourceFactory};
-use crate::topology::NodeDescription;
-use crate::topology::{Description, NodeKind, TaskContext, Topology};
+use crate::state::StoreSpec;
+use crate::topology::node::SourceFactory;
+use crate::topology::{Description, NodeDescription, NodeKind, SubTopology, TopicName, Topology};
 use crate::{Result, StreamsError};
-
-/// How a source topic's keys and values decode (Kafka Streams' `Consumed`).
-pub struct Consumed<K, V> {
-    keys: Arc<dyn Codec<K>>,
-    values: Arc<dyn Codec<V>>,
-}
-
-impl<K: 'static, V: 'static> Consumed<K, V> {
-    pub fn with(keys: impl Codec<K>, values: impl Codec<V>) -> Consumed<K, V> {
-        Consumed {
-            keys: Arc::new(keys),
-            values: Arc::new(values),
-        }
-    }
-}
-
-/// How a sink topic's keys and values encode (Kafka Streams' `Produced`).
-pub struct Produced<K, V> {
-    pub(crate) keys: Arc<dyn Codec<K>>,
-    pub(crate) values: Arc<dyn Codec<V>>,
-}
-
-impl<K: 'static, V: 'static> Produced<K, V> {
-    pub fn with(keys: impl Codec<K>, values: impl Codec<V>) -> Produced<K, V> {
-        Produced {
-            keys: Arc::new(keys),
-            values: Arc::new(values),
-        }
-    }
-}
 
 /// Builds a topology, operator by operator, then `build()` checks it.
 #[derive(Clone, Default)]
@@ -62,7 +38,13 @@ pub struct StreamsBuilder {
 #[derive(Default)]
 pub(crate) struct BuilderState {
     nodes: Vec<NodeDescription>,
-    sources: BTreeMap<String, SourceFactory>,
+    /// Kafka Streams numbers nodes and generated store names from one
+    /// counter; so does this.
+    next_index: usize,
+    sources: BTreeMap<TopicName, (usize, SourceFactory)>,
+    stores: BTreeMap<String, (StoreSpec, Vec<usize>)>,
+    /// Sink nodes writing internal topics.
+    internal_sinks: Vec<(TopicName, usize)>,
     /// Mistakes found while building, reported by `build()`.
     errors: Vec<String>,
 }
@@ -72,54 +54,8 @@ impl StreamsBuilder {
         StreamsBuilder::default()
     }
 
-    /// A stream of `topic`'s records.
-    pub fn stream<K, V>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V>
-    where
-        K: Clone + Send + 'static,
-        V: Clone + Send + 'static,
-    {
-        self.stream_of(&[topic], consumed)
-    }
-
-    /// One stream of the records of several topics (decoded alike).
-    pub fn stream_of<K, V>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V>
-    where
-        K: Clone + Send + 'static,
-        V: Clone + Send + 'static,
-    {
-        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-        let node = self.add_node(
-            "SOURCE",
-            NodeKind::Source {
-                topics: topics.clone(),
-            },
-            &[],
-        );
-        let children = Children::new();
-        let consumed = Arc::new(consumed);
-        let mut state = self.state.lock();
-        for topic in &topics {
-            let (below, consumed) = (children.clone(), Arc::clone(&consumed));
-            let source_topic = topic.clone();
-            let factory: SourceFactory = Arc::new(move || {
-                Box::new(Source {
-                    topic: source_topic.clone(),
-                    consumed: Arc::clone(&consumed),
-                    below: below.instantiate(),
-                })
-            });
-            if state.sources.insert(topic.clone(), factory).is_some() {
-                state.errors.push(format!(
-                    "topic `{topic}` is read by two sources; read it once and share the stream"
-                ));
-            }
-        }
-        drop(state);
-        KStream::new(self.clone(), node, children)
-    }
-
     /// Checks the topology and returns it: every topic read once, at least
-    /// one source.
+    /// one source, every store used by a node.
     pub fn build(&self) -> Result<Topology> {
         let state = self.state.lock();
         let mut errors = state.errors.clone();
@@ -129,11 +65,23 @@ impl StreamsBuilder {
         if !errors.is_empty() {
             return Err(StreamsError::InvalidTopology(errors.join("; ")));
         }
+        let description = Description {
+            nodes: state.nodes.clone(),
+        };
+        let sub_topologies = sub_topologies(&state, &description);
         Ok(Topology {
-            sources: state.sources.clone(),
-            description: Description {
-                nodes: state.nodes.clone(),
-            },
+            sources: state
+                .sources
+                .iter()
+                .map(|(topic, (_, factory))| (topic.clone(), Arc::clone(factory)))
+                .collect(),
+            stores: state
+                .stores
+                .iter()
+                .map(|(name, (spec, _))| (name.clone(), spec.clone()))
+                .collect(),
+            sub_topologies,
+            description,
         })
     }
 
@@ -141,41 +89,98 @@ impl StreamsBuilder {
     /// (`KSTREAM-<KIND>-<10-digit index>`); returns its index.
     pub(crate) fn add_node(&self, kind: &str, node: NodeKind, predecessors: &[usize]) -> usize {
         let mut state = self.state.lock();
-        let index = state.nodes.len();
+        let number = state.next_index;
+        state.next_index += 1;
         state.nodes.push(NodeDescription {
-            name: format!("KSTREAM-{kind}-{index:010}"),
+            name: format!("KSTREAM-{kind}-{number:010}"),
             kind: node,
             predecessors: predecessors.to_vec(),
         });
-        index
+        state.nodes.len() - 1
+    }
+
+    /// A name Kafka Streams would generate for an unnamed store or
+    /// repartition topic: `KSTREAM-<KIND>-<10-digit index>`.
+    pub(crate) fn generated_name(&self, kind: &str) -> String {
+        let mut state = self.state.lock();
+        let number = state.next_index;
+        state.next_index += 1;
+        format!("KSTREAM-{kind}-{number:010}")
+    }
+
+    /// Declares `spec` as used by `node`; a store two operators declare
+    /// differently is a mistake reported by `build()`.
+    pub(crate) fn add_store(&self, spec: StoreSpec, node: usize) {
+        let mut state = self.state.lock();
+        if let NodeKind::Processor { stores } = &mut state.nodes[node].kind {
+            stores.push(spec.name.clone());
+        }
+        let name = spec.name.clone();
+        let error = match state.stores.get_mut(&name) {
+            Some((existing, users)) if *existing == spec => {
+                users.push(node);
+                None
+            }
+            Some(_) => Some(format!("store `{name}` is declared twice, differently")),
+            None => {
+                state.stores.insert(name, (spec, vec![node]));
+                None
+            }
+        };
+        state.errors.extend(error);
+    }
+
+    /// Registers the source of `topic` at `node`; a topic read twice is
+    /// a mistake reported by `build()`.
+    pub(crate) fn add_source(&self, topic: TopicName, node: usize, factory: SourceFactory) {
+        let mut state = self.state.lock();
+        if state.sources.contains_key(&topic) {
+            state.errors.push(format!(
+                "topic `{topic:?}` is read by two sources; read it once and share the stream"
+            ));
+            return;
+        }
+        state.sources.insert(topic, (node, factory));
+    }
+
+    pub(crate) fn add_internal_sink(&self, topic: TopicName, node: usize) {
+        self.state.lock().internal_sinks.push((topic, node));
     }
 }
 
-/// A compiled source: decodes each record with its topic's codecs.
-struct Source<K, V> {
-    topic: String,
-    consumed: Arc<Consumed<K, V>>,
-    below: crate::topology::node::Fanout<K, V>,
-}
-
-impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceEntry for Source<K, V> {
-    fn process_raw(&mut self, ctx: &mut TaskContext, raw: RawRecord<'_>) -> Result<()> {
-        let decoded = self
-            .consumed
-            .keys
-            .decode_nullable(raw.key)
-            .and_then(|key| Ok((key, self.consumed.values.decode_nullable(raw.value)?)));
-        match decoded {
-            Ok((key, value)) => {
-                let record = Record {
-                    key,
-                    value,
-                    timestamp: raw.timestamp,
-                    headers: raw.headers.to_vec(),
-                };
-                self.below.forward(ctx, record)
-            }
-            Err(e) => ctx.decode_failed(&self.topic, e),
+/// Splits the topology at its internal topics: each connected part of
+/// the node graph is a sub-topology, with the topics its sources read,
+/// the stores its nodes use and the internal topics it writes.
+fn sub_topologies(state: &BuilderState, description: &Description) -> Vec<SubTopology> {
+    let parts = description.sub_topologies();
+    let part_of = |node: usize| parts.iter().position(|p| p.contains(&node));
+    let mut subs: Vec<SubTopology> = parts
+        .iter()
+        .map(|_| SubTopology {
+            sources: Vec::new(),
+            stores: Vec::new(),
+            writes: Vec::new(),
+        })
+        .collect();
+    for (topic, (node, _)) in &state.sources {
+        if let Some(at) = part_of(*node) {
+            subs[at].sources.push(topic.clone());
         }
     }
+    for (name, (_, users)) in &state.stores {
+        for at in users.iter().filter_map(|&n| part_of(n)) {
+            if !subs[at].stores.contains(name) {
+                subs[at].stores.push(name.clone());
+            }
+        }
+    }
+    for (topic, node) in &state.internal_sinks {
+        if let Some(at) = part_of(*node) {
+            subs[at].writes.push(topic.clone());
+        }
+    }
+    // A part without a source (a node chain never connected to one) has
+    // nothing to run.
+    subs.retain(|s| !s.sources.is_empty());
+    subs
 }

@@ -30,14 +30,14 @@ where
     pub(super) fn new(parent: &KStream<K, V>) -> Split<K, V> {
         let node = parent
             .builder
-            .add_node("BRANCH", NodeKind::Processor, &[parent.node]);
+            .add_node("BRANCH", NodeKind::processor(), &[parent.node]);
         let branches: Branches<K, V> = Arc::default();
         let all = Arc::clone(&branches);
-        parent.children.add(Arc::new(move || {
+        parent.children.add(Arc::new(move |task| {
             let mut instances: Vec<_> = all
                 .lock()
                 .iter()
-                .map(|(matches, children)| (Arc::clone(matches), children.instantiate()))
+                .map(|(matches, children)| (Arc::clone(matches), children.instantiate(task)))
                 .collect();
             step(move |ctx, r: Record<K, V>| {
                 match instances
@@ -50,7 +50,7 @@ where
             })
         }));
         Split {
-            parent: KStream::new(parent.builder.clone(), parent.node, parent.children.clone()),
+            parent: parent.same(),
             node,
             branches,
         }
@@ -79,9 +79,11 @@ where
         let node = self
             .parent
             .builder
-            .add_node("BRANCH", NodeKind::Processor, &[self.node]);
+            .add_node("BRANCH", NodeKind::processor(), &[self.node]);
         let children = Children::new();
         self.branches.lock().push((matches, children.clone()));
-        KStream::new(self.parent.builder.clone(), node, children)
+        let mut stream = KStream::new(self.parent.builder.clone(), node, children);
+        stream.key_changed = self.parent.key_changed;
+        stream
     }
 }

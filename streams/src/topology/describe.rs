@@ -6,9 +6,23 @@ use std::fmt;
 /// What a node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeKind {
-    Source { topics: Vec<String> },
-    Processor,
-    Sink { topic: String },
+    Source {
+        topics: Vec<String>,
+    },
+    /// A processor, with the stores it reads and writes.
+    Processor {
+        stores: Vec<String>,
+    },
+    Sink {
+        topic: String,
+    },
+}
+
+impl NodeKind {
+    /// A processor without stores.
+    pub(crate) fn processor() -> NodeKind {
+        NodeKind::Processor { stores: Vec::new() }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -20,7 +34,8 @@ pub(crate) struct NodeDescription {
 
 /// The nodes of a topology, named as Kafka Streams names them
 /// (`KSTREAM-FILTER-0000000001`), grouped into sub-topologies: the parts
-/// connected by edges (later, repartition topics separate them).
+/// connected by edges; a repartition topic's sink and source are not
+/// connected, so it separates them.
 #[derive(Clone, Debug, Default)]
 pub struct Description {
     pub(crate) nodes: Vec<NodeDescription>,
@@ -28,7 +43,7 @@ pub struct Description {
 
 impl Description {
     /// Sub-topologies, each its nodes' indexes in creation order.
-    fn sub_topologies(&self) -> Vec<Vec<usize>> {
+    pub(crate) fn sub_topologies(&self) -> Vec<Vec<usize>> {
         let mut group: Vec<usize> = (0..self.nodes.len()).collect();
         fn root(group: &mut [usize], mut i: usize) -> usize {
             while group[i] != i {
@@ -78,7 +93,7 @@ impl Description {
                         format!("{}<br/>{}", node.name, topics.join(", "))
                     }
                     NodeKind::Sink { topic } => format!("{}<br/>{topic}", node.name),
-                    NodeKind::Processor => node.name.clone(),
+                    NodeKind::Processor { .. } => node.name.clone(),
                 };
                 out.push_str(&format!("    n{n}[\"{label}\"]\n"));
             }
@@ -107,9 +122,12 @@ impl fmt::Display for Description {
                         node.name,
                         topics.join(", ")
                     )?,
-                    NodeKind::Processor => {
-                        writeln!(f, "    Processor: {} (stores: [])", node.name)?
-                    }
+                    NodeKind::Processor { stores } => writeln!(
+                        f,
+                        "    Processor: {} (stores: [{}])",
+                        node.name,
+                        stores.join(", ")
+                    )?,
                     NodeKind::Sink { topic } => {
                         writeln!(f, "    Sink: {} (topic: {topic})", node.name)?
                     }

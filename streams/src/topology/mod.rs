@@ -1,5 +1,6 @@
-//! A built topology: its sources, ready to be compiled once per task,
-//! and its description. What a task runs and writes lives here too.
+//! A built topology: its sources and stores, split into sub-topologies
+//! that are compiled once per task, and its description. What a task
+//! runs and writes lives here too.
 
 mod describe;
 pub(crate) mod node;
@@ -12,6 +13,7 @@ pub use node::RawRecord;
 use node::{SourceEntry, SourceFactory};
 
 use crate::record::Header;
+use crate::state::{StoreSpec, TaskStore};
 use crate::{Result, StreamsError};
 
 /// What to do with a record whose key or value does not decode (Kafka
@@ -36,22 +38,73 @@ pub struct OutputRecord {
     pub headers: Vec<Header>,
 }
 
-/// What one task's nodes share while processing: where sinks write and
-/// how bad input is handled.
-#[derive(Debug, Default)]
+/// A topic a topology reads or writes: a user's, or one the application
+/// owns (a repartition topic), named `<application.id>-<suffix>` once the
+/// application id is known.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TopicName {
+    User(String),
+    Internal(String),
+}
+
+impl TopicName {
+    /// The topic's name on the broker for application `app_id`.
+    pub fn resolve(&self, app_id: &str) -> String {
+        match self {
+            TopicName::User(name) => name.clone(),
+            TopicName::Internal(suffix) => format!("{app_id}-{suffix}"),
+        }
+    }
+}
+
+/// Where a task's stores are in its [`TaskContext`], fixed when the task
+/// compiles its nodes: a node reaches its store by index, never by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StoreId(pub(crate) usize);
+
+/// What compiling one task's nodes needs: the application id (to name
+/// internal topics) and the stores its nodes ask for, in order.
+pub(crate) struct Instantiation {
+    pub(crate) app_id: String,
+    pub(crate) stores: Vec<String>,
+}
+
+impl Instantiation {
+    /// The id of store `name` in this task, the same for every node that
+    /// uses it (two parents of a merge share one store).
+    pub(crate) fn store(&mut self, name: &str) -> StoreId {
+        match self.stores.iter().position(|s| s == name) {
+            Some(at) => StoreId(at),
+            None => {
+                self.stores.push(name.to_string());
+                StoreId(self.stores.len() - 1)
+            }
+        }
+    }
+}
+
+/// What one task's nodes share while processing: its stores, where sinks
+/// write, and how bad input is handled.
+#[derive(Default)]
 pub struct TaskContext {
     pub(crate) output: Vec<OutputRecord>,
+    pub(crate) stores: Vec<TaskStore>,
     pub(crate) on_decode_error: OnDecodeError,
     /// Records skipped because they did not decode.
     pub(crate) skipped: u64,
 }
 
 impl TaskContext {
-    pub(crate) fn new(on_decode_error: OnDecodeError) -> TaskContext {
+    pub(crate) fn new(on_decode_error: OnDecodeError, stores: Vec<TaskStore>) -> TaskContext {
         TaskContext {
             on_decode_error,
+            stores,
             ..TaskContext::default()
         }
+    }
+
+    pub(crate) fn store(&mut self, id: StoreId) -> &mut TaskStore {
+        &mut self.stores[id.0]
     }
 
     /// Applies the decode-error policy to a failed decode of a record of
@@ -71,16 +124,39 @@ impl TaskContext {
     }
 }
 
+/// A part of the topology between topics: its sources' partitions are
+/// its tasks (partition `p` of every source in task `<index>_<p>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubTopology {
+    pub sources: Vec<TopicName>,
+    /// Stores of its nodes; each task has its own instance of each.
+    pub stores: Vec<String>,
+    /// Internal topics its sinks write (repartition topics).
+    pub writes: Vec<TopicName>,
+}
+
 /// A program's topology, as `StreamsBuilder::build` checked it.
 pub struct Topology {
-    pub(crate) sources: BTreeMap<String, SourceFactory>,
+    pub(crate) sources: BTreeMap<TopicName, SourceFactory>,
+    pub(crate) stores: BTreeMap<String, StoreSpec>,
+    pub(crate) sub_topologies: Vec<SubTopology>,
     pub(crate) description: Description,
 }
 
 impl Topology {
-    /// The topics the topology reads.
-    pub fn source_topics(&self) -> impl Iterator<Item = &str> {
-        self.sources.keys().map(String::as_str)
+    /// The topics the topology reads, internal ones included.
+    pub fn source_topics(&self) -> impl Iterator<Item = &TopicName> {
+        self.sources.keys()
+    }
+
+    /// The parts of the topology that tasks run.
+    pub fn sub_topologies(&self) -> &[SubTopology] {
+        &self.sub_topologies
+    }
+
+    /// The stores, by name.
+    pub fn stores(&self) -> impl Iterator<Item = &StoreSpec> {
+        self.stores.values()
     }
 
     /// Its nodes and sub-topologies (`describe().to_string()` prints
@@ -89,15 +165,33 @@ impl Topology {
         &self.description
     }
 
-    /// One task's instance of every node.
-    pub(crate) fn instantiate(&self) -> TaskTopology {
-        TaskTopology {
-            sources: self
-                .sources
-                .iter()
-                .map(|(topic, factory)| (topic.clone(), factory()))
-                .collect(),
+    /// The sub-topology that reads `topic`.
+    pub(crate) fn sub_topology_of(&self, topic: &TopicName) -> Option<usize> {
+        self.sub_topologies
+            .iter()
+            .position(|s| s.sources.contains(topic))
+    }
+
+    /// One task's instance of every node of sub-topology `sub`, entered
+    /// by the resolved names of its topics, and the stores its nodes use
+    /// (the task opens them in this order).
+    pub(crate) fn instantiate(&self, sub: usize, app_id: &str) -> (TaskTopology, Vec<StoreSpec>) {
+        let mut instantiation = Instantiation {
+            app_id: app_id.to_string(),
+            stores: Vec::new(),
+        };
+        let mut sources = BTreeMap::new();
+        for topic in &self.sub_topologies[sub].sources {
+            if let Some(factory) = self.sources.get(topic) {
+                sources.insert(topic.resolve(app_id), factory(&mut instantiation));
+            }
         }
+        let stores = instantiation
+            .stores
+            .iter()
+            .filter_map(|name| self.stores.get(name).cloned())
+            .collect();
+        (TaskTopology { sources }, stores)
     }
 }
 

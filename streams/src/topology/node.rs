@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::TaskContext;
+use super::{Instantiation, TaskContext};
 use crate::record::{Header, Record};
 use crate::Result;
 
@@ -20,7 +20,8 @@ pub(crate) trait Downstream<K, V>: Send {
 }
 
 /// Builds one task's instance of a node, with everything below it.
-pub(crate) type Factory<K, V> = Arc<dyn Fn() -> Box<dyn Downstream<K, V>> + Send + Sync>;
+pub(crate) type Factory<K, V> =
+    Arc<dyn Fn(&mut Instantiation) -> Box<dyn Downstream<K, V>> + Send + Sync>;
 
 /// The children of a stream: added to while the program builds its
 /// topology, read each time a task compiles it.
@@ -42,9 +43,10 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Children<K, V> {
     }
 
     /// One task's instances of every child.
-    pub(crate) fn instantiate(&self) -> Fanout<K, V> {
+    pub(crate) fn instantiate(&self, task: &mut Instantiation) -> Fanout<K, V> {
+        let factories: Vec<Factory<K, V>> = self.0.lock().clone();
         Fanout {
-            children: self.0.lock().iter().map(|factory| factory()).collect(),
+            children: factories.iter().map(|factory| factory(task)).collect(),
         }
     }
 }
@@ -106,4 +108,5 @@ pub(crate) trait SourceEntry: Send {
 }
 
 /// Builds one task's instance of a source, with everything below it.
-pub(crate) type SourceFactory = Arc<dyn Fn() -> Box<dyn SourceEntry> + Send + Sync>;
+pub(crate) type SourceFactory =
+    Arc<dyn Fn(&mut Instantiation) -> Box<dyn SourceEntry> + Send + Sync>;

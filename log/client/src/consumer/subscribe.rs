@@ -45,6 +45,27 @@ impl Consumer {
         self.listener = Some(Box::new(listener));
     }
 
+    /// Whether the next `poll` will rebalance (the group asked this member
+    /// to rejoin): a transactional loop commits its work before that poll
+    /// rather than lose it to the revocation.
+    pub fn rebalance_pending(&self) -> bool {
+        self.group.as_ref().is_some_and(|m| m.needs_rejoin())
+    }
+
+    /// Forgets every position and buffered record, and starts each
+    /// assigned partition again from its committed offset (or the reset
+    /// policy): how a transactional loop whose transaction aborted goes
+    /// back to what it last committed.
+    pub async fn rewind_to_committed(&mut self) -> Result<()> {
+        let assigned = self.assignment();
+        self.buffered.clear();
+        for tp in &assigned {
+            self.positions
+                .insert(tp.clone(), Position::Reset(self.config.offset_reset));
+        }
+        self.load_committed(&assigned).await
+    }
+
     /// The group generation and member id, once joined.
     pub fn group_generation(&self) -> Option<(i32, String)> {
         self.group.as_ref().map(Membership::generation)

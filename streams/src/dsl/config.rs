@@ -1,0 +1,127 @@
+//! The settings of what crosses a topic or a store, in Kafka Streams'
+//! spirit: `Consumed` (a source), `Produced` (a sink), `Grouped` (a
+//! repartition topic), `Materialized` (a store). Codec bounds live here
+//! and nowhere else.
+
+use std::sync::Arc;
+
+use crate::codec::Codec;
+use crate::state::{StoreKind, StoreSpec};
+
+/// How a source topic's keys and values decode (Kafka Streams' `Consumed`).
+pub struct Consumed<K, V> {
+    pub(crate) keys: Arc<dyn Codec<K>>,
+    pub(crate) values: Arc<dyn Codec<V>>,
+}
+
+impl<K: 'static, V: 'static> Consumed<K, V> {
+    pub fn with(keys: impl Codec<K>, values: impl Codec<V>) -> Consumed<K, V> {
+        Consumed {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+        }
+    }
+}
+
+/// How a sink topic's keys and values encode (Kafka Streams' `Produced`).
+pub struct Produced<K, V> {
+    pub(crate) keys: Arc<dyn Codec<K>>,
+    pub(crate) values: Arc<dyn Codec<V>>,
+}
+
+impl<K: 'static, V: 'static> Produced<K, V> {
+    pub fn with(keys: impl Codec<K>, values: impl Codec<V>) -> Produced<K, V> {
+        Produced {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+        }
+    }
+}
+
+/// How a grouping's records cross their repartition topic, when the
+/// grouping needs one (Kafka Streams' `Grouped`): codecs, and the name
+/// that makes the topic `<application.id>-<name>-repartition`.
+pub struct Grouped<K, V> {
+    pub(crate) keys: Arc<dyn Codec<K>>,
+    pub(crate) values: Arc<dyn Codec<V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K: 'static, V: 'static> Grouped<K, V> {
+    pub fn with(keys: impl Codec<K>, values: impl Codec<V>) -> Grouped<K, V> {
+        Grouped {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+            name: None,
+        }
+    }
+
+    /// Names the repartition topic (unnamed, it is numbered as Kafka
+    /// Streams numbers it, and renumbered when the topology changes).
+    pub fn named(mut self, name: &str) -> Grouped<K, V> {
+        self.name = Some(name.to_string());
+        self
+    }
+}
+
+impl<K, V> Clone for Grouped<K, V> {
+    fn clone(&self) -> Self {
+        Grouped {
+            keys: Arc::clone(&self.keys),
+            values: Arc::clone(&self.values),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// How a table's store keeps its keys and values (Kafka Streams'
+/// `Materialized`): codecs, a name (also its changelog's,
+/// `<application.id>-<name>-changelog`), RocksDB or memory, logged or not.
+pub struct Materialized<K, V> {
+    pub(crate) keys: Arc<dyn Codec<K>>,
+    pub(crate) values: Arc<dyn Codec<V>>,
+    pub(crate) name: Option<String>,
+    pub(crate) kind: StoreKind,
+    pub(crate) logged: bool,
+}
+
+impl<K: 'static, V: 'static> Materialized<K, V> {
+    /// A RocksDB store with a changelog (the defaults, as in Kafka
+    /// Streams).
+    pub fn with(keys: impl Codec<K>, values: impl Codec<V>) -> Materialized<K, V> {
+        Materialized {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+            name: None,
+            kind: StoreKind::RocksDb,
+            logged: true,
+        }
+    }
+
+    /// Names the store (and so its changelog topic); queryable by name.
+    pub fn named(mut self, name: &str) -> Materialized<K, V> {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// Keeps the store in memory (restored from its changelog at start).
+    pub fn in_memory(mut self) -> Materialized<K, V> {
+        self.kind = StoreKind::InMemory;
+        self
+    }
+
+    /// No changelog: a task that moves or loses its disk starts empty.
+    pub fn without_changelog(mut self) -> Materialized<K, V> {
+        self.logged = false;
+        self
+    }
+
+    /// The store's spec, named `generated` unless named by the user.
+    pub(crate) fn spec(&self, generated: impl FnOnce() -> String) -> StoreSpec {
+        StoreSpec {
+            name: self.name.clone().unwrap_or_else(generated),
+            kind: self.kind,
+            logged: self.logged,
+        }
+    }
+}

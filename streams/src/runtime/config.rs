@@ -1,0 +1,120 @@
+//! `StreamsConfig`: an application's settings, each default next to why
+//! it is what it is (Kafka Streams' names in the comments).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::topology::OnDecodeError;
+use crate::{Result, StreamsError};
+
+/// `processing.guarantee`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Each record's effects appear at least once: after a crash, records
+    /// since the last commit are processed again (Kafka Streams' default).
+    #[default]
+    AtLeastOnce,
+    /// Each record's effects (outputs, store updates, its input offset)
+    /// commit together in one transaction, or not at all (Kafka's
+    /// `exactly_once_v2`: one transactional producer per thread).
+    ExactlyOnce,
+}
+
+/// An application's settings. `StreamsConfig::new(id)` gives Kafka
+/// Streams' defaults; change fields directly.
+#[derive(Clone, Debug)]
+pub struct StreamsConfig {
+    /// `application.id`: the consumer group, the prefix of internal
+    /// topics and transactional ids, and the state directory's name.
+    pub application_id: String,
+    /// `state.dir` (default `<temp dir>/spool-streams`, as Kafka Streams
+    /// uses `<temp dir>/kafka-streams`): stores live under
+    /// `<state_dir>/<application_id>/<task>/<store>`. Point it at a
+    /// persistent disk in production: a store that survives a restart
+    /// resumes instead of restoring.
+    pub state_dir: PathBuf,
+    /// `num.stream.threads` (default 1): processing threads, each a group
+    /// member with its own tasks, consumer and (exactly-once) producer.
+    pub num_threads: usize,
+    pub processing_guarantee: ProcessingGuarantee,
+    /// `commit.interval.ms`: `None` for Kafka Streams' defaults, 100 ms
+    /// under exactly-once (outputs become visible only at a commit, so
+    /// this is their latency) and 30 s under at-least-once (a commit there
+    /// only bounds what a crash reprocesses).
+    pub commit_interval: Option<Duration>,
+    /// `default.deserialization.exception.handler`.
+    pub on_decode_error: OnDecodeError,
+    /// Memory shared by every RocksDB store of this instance: block cache
+    /// and memtables together (default 64 MiB; Kafka Streams' per-store
+    /// defaults reach that with a handful of stores, and it has no total).
+    pub state_memory_bytes: usize,
+    /// Replicas of internal topics (default 0: the broker's choice, three
+    /// or the cluster's size if smaller; Kafka Streams' `-1`).
+    pub replication_factor: u32,
+    /// Static membership (`group.instance.id` per thread, suffixed with
+    /// the thread's index) and the transactional ids' middle part. `None`
+    /// uses an id kept in the state directory, so a restarted instance
+    /// reuses its transactional ids and fences its own past incarnation
+    /// at once instead of waiting for its open transaction to time out.
+    pub instance_id: Option<String>,
+    /// How long the group waits for a silent member (default 45 s, as
+    /// Kafka's consumer; a crashed instance's tasks move after this).
+    pub session_timeout: Duration,
+}
+
+impl StreamsConfig {
+    pub fn new(application_id: &str) -> StreamsConfig {
+        StreamsConfig {
+            application_id: application_id.to_string(),
+            state_dir: std::env::temp_dir().join("spool-streams"),
+            num_threads: 1,
+            processing_guarantee: ProcessingGuarantee::default(),
+            commit_interval: None,
+            on_decode_error: OnDecodeError::default(),
+            state_memory_bytes: 64 << 20,
+            replication_factor: 0,
+            instance_id: None,
+            session_timeout: Duration::from_secs(45),
+        }
+    }
+
+    /// The commit interval in effect.
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval
+            .unwrap_or(match self.processing_guarantee {
+                ProcessingGuarantee::ExactlyOnce => Duration::from_millis(100),
+                ProcessingGuarantee::AtLeastOnce => Duration::from_secs(30),
+            })
+    }
+
+    pub fn exactly_once(&self) -> bool {
+        self.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+
+    /// Refuses settings that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let id = &self.application_id;
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if id.is_empty() || !id.chars().all(legal) {
+            return Err(StreamsError::Config(format!(
+                "application_id `{id}` must be non-empty ASCII letters, digits, `.`, `_` or `-` (it names topics)"
+            )));
+        }
+        if self.num_threads == 0 {
+            return Err(StreamsError::Config(
+                "num_threads must be at least 1".into(),
+            ));
+        }
+        if self.commit_interval().is_zero() {
+            return Err(StreamsError::Config(
+                "commit_interval must be positive".into(),
+            ));
+        }
+        if self.state_memory_bytes < 1 << 20 {
+            return Err(StreamsError::Config(
+                "state_memory_bytes below 1 MiB leaves RocksDB no room to work".into(),
+            ));
+        }
+        Ok(())
+    }
+}

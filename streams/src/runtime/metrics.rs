@@ -1,0 +1,48 @@
+//! What an application reports about itself: counters every thread adds
+//! to, read as a [`StreamsMetrics`] snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    processed: AtomicU64,
+    skipped: AtomicU64,
+    commits: AtomicU64,
+    restored: AtomicU64,
+}
+
+/// Counters since the application started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamsMetrics {
+    /// Input records run through the topology.
+    pub records_processed: u64,
+    /// Input records skipped because they did not decode (Kafka Streams'
+    /// `dropped-records-total`).
+    pub records_skipped: u64,
+    pub commits: u64,
+    /// Changelog records applied while restoring stores.
+    pub records_restored: u64,
+}
+
+impl Metrics {
+    pub fn processed(&self, n: u64) {
+        self.processed.fetch_add(n, Relaxed);
+    }
+    pub fn skipped(&self, n: u64) {
+        self.skipped.fetch_add(n, Relaxed);
+    }
+    pub fn committed(&self) {
+        self.commits.fetch_add(1, Relaxed);
+    }
+    pub fn restored(&self, n: u64) {
+        self.restored.fetch_add(n, Relaxed);
+    }
+    pub fn snapshot(&self) -> StreamsMetrics {
+        StreamsMetrics {
+            records_processed: self.processed.load(Relaxed),
+            records_skipped: self.skipped.load(Relaxed),
+            commits: self.commits.load(Relaxed),
+            records_restored: self.restored.load(Relaxed),
+        }
+    }
+}

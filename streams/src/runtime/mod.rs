@@ -1,0 +1,162 @@
+//! The runtime: runs a topology against a broker or cluster.
+//!
+//! [`KafkaStreams::start`] checks the config, locks the state directory,
+//! creates the internal topics and starts the processing threads; each
+//! thread is a member of the application's consumer group (see
+//! `thread`). The design, and what is not built yet, is in
+//! docs/streams.md.
+
+mod config;
+mod metrics;
+mod restore;
+mod task;
+mod thread;
+mod topics;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use spool_client::Client;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{ProcessingGuarantee, StreamsConfig};
+pub use metrics::StreamsMetrics;
+pub use task::TaskId;
+
+use crate::state::StateMemory;
+use crate::topology::Topology;
+use crate::{Result, StreamsError};
+
+/// A running application (Kafka Streams' `KafkaStreams`). Close it with
+/// [`KafkaStreams::close`]: threads commit what they did and leave the
+/// group, so their tasks move at once instead of after a session timeout.
+pub struct KafkaStreams {
+    threads: Vec<JoinHandle<Result<()>>>,
+    stop: watch::Sender<bool>,
+    metrics: Arc<metrics::Metrics>,
+    /// Held for the application's life: the state directory's lock.
+    _lock: File,
+}
+
+impl KafkaStreams {
+    /// Starts `topology` on the broker or cluster behind `client`.
+    pub async fn start(
+        topology: Topology,
+        client: Client,
+        config: StreamsConfig,
+    ) -> Result<KafkaStreams> {
+        config.validate()?;
+        let app_dir = config.state_dir.join(&config.application_id);
+        let lock = lock_state_dir(&app_dir)?;
+        let instance = match &config.instance_id {
+            Some(id) => id.clone(),
+            None => instance_id(&app_dir)?,
+        };
+        topics::prepare(&client, &topology, &config).await?;
+        let (stop, stopped) = watch::channel(false);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (config, topology) = (Arc::new(config), Arc::new(topology));
+        let memory = StateMemory::new(config.state_memory_bytes);
+        let threads = (0..config.num_threads)
+            .map(|index| {
+                let thread = thread::StreamThread {
+                    index,
+                    client: client.clone(),
+                    config: Arc::clone(&config),
+                    topology: Arc::clone(&topology),
+                    memory: memory.clone(),
+                    metrics: Arc::clone(&metrics),
+                    instance: instance.clone(),
+                };
+                tokio::spawn(thread.run(stopped.clone()))
+            })
+            .collect();
+        Ok(KafkaStreams {
+            threads,
+            stop,
+            metrics,
+            _lock: lock,
+        })
+    }
+
+    /// Counters since the start.
+    pub fn metrics(&self) -> StreamsMetrics {
+        self.metrics.snapshot()
+    }
+
+    /// Whether a thread has stopped (with an error, since only `close`
+    /// stops them otherwise).
+    pub fn has_failed_thread(&self) -> bool {
+        self.threads.iter().any(JoinHandle::is_finished)
+    }
+
+    /// Stops every thread at once, as a crash would: no commit, no
+    /// goodbye to the group; open transactions stay open until this
+    /// instance restarts (and fences them) or they time out. For tests of
+    /// what a crash leaves behind.
+    pub fn halt(self) {
+        for thread in &self.threads {
+            thread.abort();
+        }
+    }
+
+    /// Stops every thread after its last commit; the first thread error,
+    /// if any.
+    pub async fn close(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let mut outcome = Ok(());
+        for thread in self.threads {
+            let result = thread
+                .await
+                .map_err(|e| StreamsError::Stopped(format!("a stream thread panicked: {e}")))
+                .and_then(|r| r);
+            if let (Err(e), true) = (result, outcome.is_ok()) {
+                outcome = Err(e);
+            }
+        }
+        outcome
+    }
+}
+
+/// Locks `<state_dir>/<application_id>` for this process: two instances
+/// of one application on one state directory would write the same
+/// stores.
+fn lock_state_dir(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StreamsError::StateDir(format!("creating {}: {e}", dir.display())))?;
+    let path = dir.join(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StreamsError::StateDir(format!("opening {}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        StreamsError::StateDir(format!(
+            "{} is locked by another running instance of this application; give each instance its own state_dir",
+            dir.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+/// This instance's id, made once and kept in the state directory.
+fn instance_id(dir: &Path) -> Result<String> {
+    let path = dir.join("instance-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let id = format!("{:x}{:x}", nanos, std::process::id());
+    std::fs::write(&path, &id)
+        .map_err(|e| StreamsError::StateDir(format!("writing {}: {e}", path.display())))?;
+    Ok(id)
+}

@@ -1,0 +1,157 @@
+//! A task: one partition of one sub-topology, with its compiled nodes,
+//! its stores and how far it has read each input partition.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use spool_client::{ConsumerRecord, TopicPartition};
+
+use super::topics::changelog_topic;
+use crate::record::Header;
+use crate::state::{
+    MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore, WriteBatch,
+};
+use crate::topology::{OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
+use crate::{Result, StreamsError};
+
+/// Sub-topology and partition, printed as Kafka Streams prints a task id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    pub sub_topology: usize,
+    pub partition: u32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.sub_topology, self.partition)
+    }
+}
+
+/// A store's changelog partition, for a logged store.
+pub(crate) struct Changelog {
+    pub store: usize,
+    pub partition: TopicPartition,
+}
+
+pub(crate) struct Task {
+    pub id: TaskId,
+    nodes: TaskTopology,
+    pub ctx: TaskContext,
+    /// Next offset to commit per input partition: one past the last
+    /// record processed.
+    pub consumed: BTreeMap<TopicPartition, u64>,
+    pub changelogs: Vec<Changelog>,
+}
+
+/// Where the stores of application `app` live.
+pub(crate) fn task_dir(state_dir: &Path, app: &str, id: TaskId) -> PathBuf {
+    state_dir.join(app).join(id.to_string())
+}
+
+impl Task {
+    /// Compiles the task's nodes and opens its stores (RocksDB ones from
+    /// disk as the last commit left them).
+    pub fn open(
+        id: TaskId,
+        topology: &Topology,
+        config: &super::StreamsConfig,
+        memory: &StateMemory,
+    ) -> Result<Task> {
+        let app = &config.application_id;
+        let (nodes, specs) = topology.instantiate(id.sub_topology, app);
+        let dir = task_dir(&config.state_dir, app, id);
+        let mut stores = Vec::new();
+        let mut changelogs = Vec::new();
+        for (index, spec) in specs.into_iter().enumerate() {
+            let backend: Box<dyn StoreBackend> = match spec.kind {
+                StoreKind::RocksDb => {
+                    let path = dir.join(&spec.name);
+                    std::fs::create_dir_all(&path).map_err(|e| {
+                        StreamsError::StateDir(format!("creating {}: {e}", path.display()))
+                    })?;
+                    Box::new(RocksBackend::open(&path, memory)?)
+                }
+                StoreKind::InMemory => Box::new(MemoryBackend::default()),
+            };
+            if spec.logged {
+                changelogs.push(Changelog {
+                    store: index,
+                    partition: TopicPartition::new(changelog_topic(app, &spec.name), id.partition),
+                });
+            }
+            stores.push(TaskStore::new(spec, backend));
+        }
+        Ok(Task {
+            id,
+            nodes,
+            ctx: TaskContext::new(config.on_decode_error, stores),
+            consumed: BTreeMap::new(),
+            changelogs,
+        })
+    }
+
+    /// Runs one input record through the task's nodes.
+    pub fn process(&mut self, record: &ConsumerRecord) -> Result<()> {
+        let headers: Vec<Header> = record
+            .headers
+            .iter()
+            .map(|(key, value)| Header {
+                key: key.clone(),
+                value: value.as_ref().map(|v| v.to_vec()),
+            })
+            .collect();
+        let raw = RawRecord {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp: record.timestamp,
+            headers: &headers,
+        };
+        self.nodes.process(&mut self.ctx, &record.topic, raw)?;
+        self.consumed.insert(
+            TopicPartition::new(record.topic.clone(), record.partition),
+            record.offset + 1,
+        );
+        Ok(())
+    }
+
+    /// What the task's sinks wrote since the last call.
+    pub fn take_outputs(&mut self) -> Vec<OutputRecord> {
+        std::mem::take(&mut self.ctx.output)
+    }
+
+    /// Each store's writes since the last commit.
+    pub fn take_dirty(&mut self) -> Vec<WriteBatch> {
+        self.ctx
+            .stores
+            .iter_mut()
+            .map(TaskStore::take_dirty)
+            .collect()
+    }
+
+    /// Makes committed batches durable; `offsets[i]` is the changelog
+    /// offset store `i` reached, when it wrote to its changelog.
+    pub fn apply_committed(
+        &mut self,
+        batches: &[WriteBatch],
+        offsets: &[Option<u64>],
+    ) -> Result<()> {
+        for (index, store) in self.ctx.stores.iter_mut().enumerate() {
+            let batch = &batches[index];
+            let offset = offsets.get(index).copied().flatten();
+            if !batch.is_empty() || offset.is_some() {
+                store.apply_committed(batch, offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything was processed since the last commit.
+    pub fn has_uncommitted(&self) -> bool {
+        !self.consumed.is_empty() || self.ctx.stores.iter().any(TaskStore::is_dirty)
+    }
+
+    pub fn skipped(&self) -> u64 {
+        self.ctx.skipped
+    }
+}

@@ -1,0 +1,462 @@
+//! A processing thread: one group member running the tasks the group
+//! gives it, committing every commit interval.
+//!
+//! The loop: poll; if the group moved partitions, close the tasks that
+//! went (their work since the last commit is dropped under exactly-once:
+//! the transaction holding it aborts, and their stores never saw it) and
+//! open (and restore) the ones that came; process the records; send what
+//! the sinks wrote; commit when the interval is up. A commit sends each
+//! store's writes to its changelog, then commits the input offsets (in
+//! the thread's transaction under exactly-once, with the group's
+//! generation, so a zombie is fenced), and only then applies the writes
+//! to the stores with the changelog offsets they reach.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use spool_client::proto::IsolationLevel;
+use spool_client::{
+    Assignor, Client, Consumer, ConsumerConfig, GroupSettings, Producer, ProducerConfig,
+    ProducerRecord, RebalanceListener, TopicPartition,
+};
+use tokio::sync::watch;
+
+use super::metrics::Metrics;
+use super::task::{Task, TaskId};
+use super::{restore, StreamsConfig};
+use crate::state::{StateMemory, WriteBatch};
+use crate::topology::{OutputRecord, Topology};
+use crate::{Result, StreamsError};
+
+/// Partitions the group took away or gave, as the listener saw them.
+#[derive(Default)]
+struct Moves {
+    revoked: Vec<TopicPartition>,
+    assigned: Vec<TopicPartition>,
+}
+
+struct Listener(Arc<Mutex<Moves>>);
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().revoked.extend_from_slice(partitions);
+    }
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().assigned.extend_from_slice(partitions);
+    }
+}
+
+pub(crate) struct StreamThread {
+    pub index: usize,
+    pub client: Client,
+    pub config: Arc<StreamsConfig>,
+    pub topology: Arc<Topology>,
+    pub memory: StateMemory,
+    pub metrics: Arc<Metrics>,
+    /// This instance's id (see `StreamsConfig::instance_id`).
+    pub instance: String,
+}
+
+struct Running {
+    consumer: Consumer,
+    producer: Producer,
+    moves: Arc<Mutex<Moves>>,
+    tasks: BTreeMap<TaskId, Task>,
+    /// Resolved input topic → its sub-topology.
+    subs_by_topic: BTreeMap<String, usize>,
+    last_commit: Instant,
+    /// Under exactly-once, whether the thread's transaction is open.
+    in_transaction: bool,
+    /// Acknowledgements of records sent since the last commit.
+    pending: Vec<tokio::task::JoinHandle<spool_client::Result<()>>>,
+}
+
+fn client_error(context: &str) -> impl FnOnce(spool_client::ClientError) -> StreamsError + '_ {
+    move |e| StreamsError::client(context, e)
+}
+
+impl StreamThread {
+    fn thread_name(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            self.config.application_id, self.instance, self.index
+        )
+    }
+
+    async fn start(&self) -> Result<Running> {
+        let config = &self.config;
+        let app = &config.application_id;
+        let eos = config.exactly_once();
+        let producer = self.client.producer(ProducerConfig {
+            transactional_id: eos.then(|| self.thread_name()),
+            // Kafka Streams' value under exactly-once: an instance that died
+            // mid-transaction holds back its partitions' readers this long.
+            transaction_timeout: Duration::from_secs(10),
+            ..ProducerConfig::default()
+        });
+        if eos {
+            producer
+                .init_transactions()
+                .await
+                .map_err(client_error("initializing transactions"))?;
+        }
+        let mut consumer = self.client.consumer(ConsumerConfig {
+            offset_reset: spool_client::OffsetReset::Earliest,
+            isolation: if eos {
+                IsolationLevel::ReadCommitted
+            } else {
+                IsolationLevel::ReadUncommitted
+            },
+            ..ConsumerConfig::default()
+        });
+        let mut settings = GroupSettings::new(app.clone());
+        // Range gives partition p of every co-partitioned topic to one
+        // member: what a task needs (docs/streams.md).
+        settings.assignors = vec![Assignor::Range];
+        settings.auto_commit = false;
+        settings.session_timeout = config.session_timeout;
+        settings.instance_id = config.instance_id.as_ref().map(|_| self.thread_name());
+        let topics: Vec<String> = self
+            .topology
+            .source_topics()
+            .map(|t| t.resolve(app))
+            .collect();
+        let subs_by_topic = self
+            .topology
+            .source_topics()
+            .filter_map(|t| Some((t.resolve(app), self.topology.sub_topology_of(t)?)))
+            .collect();
+        consumer.subscribe(topics, settings);
+        let moves = Arc::new(Mutex::new(Moves::default()));
+        consumer.set_rebalance_listener(Listener(Arc::clone(&moves)));
+        Ok(Running {
+            consumer,
+            producer,
+            moves,
+            tasks: BTreeMap::new(),
+            subs_by_topic,
+            last_commit: Instant::now(),
+            in_transaction: false,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Runs until `stop` turns true or an error stops the thread; commits
+    /// and leaves the group on the way out.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut running = self.start().await?;
+        let outcome = self.run_loop(&mut running, &mut stop).await;
+        if outcome.is_ok() {
+            self.commit(&mut running).await?;
+        } else if running.in_transaction {
+            let _ = running.producer.abort_transaction().await;
+        }
+        running.tasks.clear();
+        let _ = running.consumer.close().await;
+        outcome
+    }
+
+    async fn run_loop(
+        &self,
+        running: &mut Running,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let interval = self.config.commit_interval();
+        while !*stop.borrow() {
+            if running.consumer.rebalance_pending() {
+                // Commit before the poll hands our partitions back.
+                self.commit(running).await?;
+            }
+            let polled = tokio::select! {
+                polled = running.consumer.poll(Duration::from_millis(100)) => polled,
+                _ = stop.changed() => break,
+            };
+            let records = polled.map_err(client_error("polling"))?;
+            self.apply_moves(running).await?;
+            for record in &records {
+                self.process(running, record)?;
+            }
+            self.send_outputs(running).await?;
+            if running.last_commit.elapsed() >= interval {
+                self.commit(running).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&self, running: &mut Running, record: &spool_client::ConsumerRecord) -> Result<()> {
+        let Some(&sub) = running.subs_by_topic.get(&record.topic) else {
+            return Ok(());
+        };
+        let id = TaskId {
+            sub_topology: sub,
+            partition: record.partition,
+        };
+        let Some(task) = running.tasks.get_mut(&id) else {
+            return Ok(());
+        };
+        let skipped = task.skipped();
+        task.process(record)?;
+        self.metrics.processed(1);
+        self.metrics.skipped(task.skipped() - skipped);
+        Ok(())
+    }
+}
+
+impl StreamThread {
+    /// Closes tasks whose partitions were revoked and opens (restoring
+    /// their stores) tasks whose partitions were assigned.
+    async fn apply_moves(&self, running: &mut Running) -> Result<()> {
+        let moves = std::mem::take(&mut *running.moves.lock());
+        if moves.revoked.is_empty() && moves.assigned.is_empty() {
+            return Ok(());
+        }
+        let revoked = self.tasks_of(running, &moves.revoked);
+        if revoked
+            .iter()
+            .any(|id| running.tasks.get(id).is_some_and(Task::has_uncommitted))
+        {
+            // The partitions are gone before we could commit: what the
+            // tasks did since the last commit must not count.
+            self.abandon_uncommitted(running).await?;
+        }
+        for id in revoked {
+            running.tasks.remove(&id);
+        }
+        for id in self.tasks_of(running, &moves.assigned) {
+            if running.tasks.contains_key(&id) {
+                continue;
+            }
+            let mut task = Task::open(id, &self.topology, &self.config, &self.memory)?;
+            let restored = restore::restore(&self.client, &mut task).await?;
+            self.metrics.restored(restored);
+            running.tasks.insert(id, task);
+        }
+        Ok(())
+    }
+
+    fn tasks_of(&self, running: &Running, partitions: &[TopicPartition]) -> Vec<TaskId> {
+        let mut ids: Vec<TaskId> = partitions
+            .iter()
+            .filter_map(|tp| {
+                let sub = *running.subs_by_topic.get(&tp.topic)?;
+                Some(TaskId {
+                    sub_topology: sub,
+                    partition: tp.partition,
+                })
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Drops every task's work since the last commit: aborts the
+    /// transaction (exactly-once), discards the stores' overlays, and
+    /// rewinds kept tasks to their committed offsets by reopening them.
+    async fn abandon_uncommitted(&self, running: &mut Running) -> Result<()> {
+        if running.in_transaction {
+            running
+                .producer
+                .abort_transaction()
+                .await
+                .map_err(client_error("aborting"))?;
+            running.in_transaction = false;
+        }
+        running.pending.clear();
+        // Reopened by the next rebalance's assignment or, for tasks kept,
+        // right here: a task reopens at its store's last commit, and the
+        // consumer restarts its partitions from the committed offsets.
+        let kept: Vec<TaskId> = running.tasks.keys().copied().collect();
+        running.tasks.clear();
+        for id in kept {
+            let mut task = Task::open(id, &self.topology, &self.config, &self.memory)?;
+            self.metrics
+                .restored(restore::restore(&self.client, &mut task).await?);
+            running.tasks.insert(id, task);
+        }
+        running
+            .consumer
+            .rewind_to_committed()
+            .await
+            .map_err(client_error("rewinding"))?;
+        Ok(())
+    }
+
+    /// Sends what the tasks' sinks wrote (inside the transaction under
+    /// exactly-once).
+    async fn send_outputs(&self, running: &mut Running) -> Result<()> {
+        let outputs: Vec<OutputRecord> = running
+            .tasks
+            .values_mut()
+            .flat_map(Task::take_outputs)
+            .collect();
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        self.begin(running)?;
+        let records = outputs.into_iter().map(producer_record).collect();
+        let acks = running
+            .producer
+            .send_batch(records)
+            .await
+            .map_err(client_error("sending"))?;
+        running
+            .pending
+            .push(tokio::spawn(async move { acks.await.map(|_| ()) }));
+        Ok(())
+    }
+
+    fn begin(&self, running: &mut Running) -> Result<()> {
+        if self.config.exactly_once() && !running.in_transaction {
+            running
+                .producer
+                .begin_transaction()
+                .map_err(client_error("beginning a transaction"))?;
+            running.in_transaction = true;
+        }
+        Ok(())
+    }
+}
+
+fn producer_record(output: OutputRecord) -> ProducerRecord {
+    ProducerRecord {
+        topic: output.topic.into(),
+        partition: None,
+        key: output.key.map(Bytes::from),
+        value: output.value.map(Bytes::from),
+        headers: output
+            .headers
+            .into_iter()
+            .map(|h| (h.key, h.value.map(Bytes::from)))
+            .collect(),
+        timestamp: Some(output.timestamp),
+    }
+}
+
+impl StreamThread {
+    /// Commits every task: changelogs, then input offsets (one
+    /// transaction under exactly-once), then the stores.
+    async fn commit(&self, running: &mut Running) -> Result<()> {
+        let dirty = running.tasks.values().any(Task::has_uncommitted);
+        if !dirty && !running.in_transaction {
+            running.last_commit = Instant::now();
+            return Ok(());
+        }
+        let mut batches: BTreeMap<TaskId, Vec<WriteBatch>> = BTreeMap::new();
+        let mut changelog_records = Vec::new();
+        let mut changelog_owners = Vec::new();
+        for (id, task) in running.tasks.iter_mut() {
+            let task_batches = task.take_dirty();
+            for changelog in &task.changelogs {
+                for (key, value) in &task_batches[changelog.store] {
+                    changelog_records.push(ProducerRecord {
+                        topic: changelog.partition.topic.as_str().into(),
+                        partition: Some(changelog.partition.partition),
+                        key: Some(Bytes::copy_from_slice(key)),
+                        value: value.as_ref().map(|v| Bytes::copy_from_slice(v)),
+                        headers: Vec::new(),
+                        timestamp: None,
+                    });
+                    changelog_owners.push((*id, changelog.store));
+                }
+            }
+            batches.insert(*id, task_batches);
+        }
+        let offsets = self
+            .send_changelogs(running, changelog_records, &changelog_owners)
+            .await?;
+        self.commit_offsets(running).await?;
+        for (id, task) in running.tasks.iter_mut() {
+            let empty = Vec::new();
+            let task_offsets: Vec<Option<u64>> = (0..task.ctx.stores.len())
+                .map(|store| offsets.get(&(*id, store)).copied())
+                .collect();
+            task.apply_committed(batches.get(id).unwrap_or(&empty), &task_offsets)?;
+            task.consumed.clear();
+        }
+        self.metrics.committed();
+        running.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Sends the changelog records and waits for every record sent since
+    /// the last commit; returns the next changelog offset per (task, store).
+    async fn send_changelogs(
+        &self,
+        running: &mut Running,
+        records: Vec<ProducerRecord>,
+        owners: &[(TaskId, usize)],
+    ) -> Result<BTreeMap<(TaskId, usize), u64>> {
+        let mut reached = BTreeMap::new();
+        if !records.is_empty() {
+            self.begin(running)?;
+            let acks = running
+                .producer
+                .send_batch(records)
+                .await
+                .map_err(client_error("writing changelogs"))?;
+            let metadata = acks.await.map_err(client_error("writing changelogs"))?;
+            for (owner, meta) in owners.iter().zip(metadata) {
+                if let Some(offset) = meta.offset {
+                    let next = reached.entry(*owner).or_insert(0);
+                    *next = (*next).max(offset + 1);
+                }
+            }
+        }
+        for pending in running.pending.drain(..) {
+            pending
+                .await
+                .map_err(|e| StreamsError::Stopped(format!("a send task failed: {e}")))?
+                .map_err(client_error("sending outputs"))?;
+        }
+        Ok(reached)
+    }
+
+    /// Commits the input offsets processed since the last commit.
+    async fn commit_offsets(&self, running: &mut Running) -> Result<()> {
+        let offsets: Vec<(TopicPartition, u64)> = running
+            .tasks
+            .values()
+            .flat_map(|t| t.consumed.iter().map(|(tp, o)| (tp.clone(), *o)))
+            .collect();
+        if self.config.exactly_once() {
+            if !running.in_transaction && offsets.is_empty() {
+                return Ok(());
+            }
+            self.begin(running)?;
+            if !offsets.is_empty() {
+                let group = running
+                    .consumer
+                    .group_metadata()
+                    .ok_or_else(|| StreamsError::Stopped("the consumer left its group".into()))?;
+                running
+                    .producer
+                    .send_offsets_to_transaction(&offsets, &group)
+                    .await
+                    .map_err(client_error("committing offsets in the transaction"))?;
+            }
+            running
+                .producer
+                .commit_transaction()
+                .await
+                .map_err(client_error("committing the transaction"))?;
+            running.in_transaction = false;
+        } else if !offsets.is_empty() {
+            running
+                .producer
+                .flush()
+                .await
+                .map_err(client_error("flushing"))?;
+            running
+                .consumer
+                .commit_offsets(&offsets)
+                .await
+                .map_err(client_error("committing offsets"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! The in-memory backend: an ordered map, gone with the process.
+
+use super::{StoreBackend, WriteBatch};
+use crate::Result;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    changelog_offset: Option<u64>,
+}
+
+impl StoreBackend for MemoryBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.entries.get(key).cloned())
+    }
+
+    fn apply(&mut self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
+        for (key, value) in batch {
+            match value {
+                Some(value) => self.entries.insert(key.clone(), value.clone()),
+                None => self.entries.remove(key),
+            };
+        }
+        if changelog_offset.is_some() {
+            self.changelog_offset = changelog_offset;
+        }
+        Ok(())
+    }
+
+    fn changelog_offset(&self) -> Result<Option<u64>> {
+        Ok(self.changelog_offset)
+    }
+
+    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,144 @@
+//! State stores: what a stateful node reads and writes, per task.
+//!
+//! A node sees a [`TaskStore`]: the task's uncommitted writes (an ordered
+//! overlay, which is also its read-your-writes view) over a durable
+//! [`StoreBackend`] that holds what the last commit made durable. A commit
+//! takes the overlay ([`TaskStore::take_dirty`]) to the changelog (inside
+//! the transaction under exactly-once) and only after the commit succeeded
+//! applies it to the backend with the changelog offset it reaches, in one
+//! atomic write ([`StoreBackend::apply`]). A crash between the two leaves
+//! the backend at the previous commit, and restoring replays the changelog
+//! from the offset the backend recorded: no store is ever wiped because a
+//! process died (KIP-892's goal; see docs/streams.md).
+
+mod memory;
+mod rocks;
+
+pub use memory::MemoryBackend;
+pub use rocks::{RocksBackend, StateMemory};
+
+use std::collections::BTreeMap;
+
+use crate::Result;
+
+/// The writes of one commit: key → new value (`None` deletes).
+pub type WriteBatch = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Where a store keeps what was committed.
+///
+/// Contract for implementations:
+/// - `apply` is atomic: after a crash, either all of a batch and its
+///   offset are visible on reopening, or none (the previous state).
+/// - `changelog_offset` returns the offset given with the last applied
+///   batch that had one, also after reopening (durable backends).
+/// - Keys and values are opaque bytes (a codec's output); iteration is in
+///   byte order of keys.
+pub trait StoreBackend: Send {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Applies `batch`, and records `changelog_offset` (the next offset of
+    /// the store's changelog partition this state includes) when given.
+    fn apply(&mut self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()>;
+
+    /// The next changelog offset the store's state does not include yet:
+    /// where a restore resumes; `None` for a store never written.
+    fn changelog_offset(&self) -> Result<Option<u64>>;
+
+    /// Every entry in key order (for interactive queries and tests).
+    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+/// How a store is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// RocksDB on disk under the state directory (the default, as in Kafka
+    /// Streams: state larger than memory, and a restart that resumes from
+    /// the disk instead of the changelog's beginning).
+    RocksDb,
+    /// An ordered map in memory, restored from the changelog on every
+    /// start.
+    InMemory,
+}
+
+/// A store as the topology declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSpec {
+    pub name: String,
+    pub kind: StoreKind,
+    /// Backed by `<application.id>-<name>-changelog` (default true): without
+    /// it a lost or moved task starts its store empty.
+    pub logged: bool,
+}
+
+/// A store as one task sees it: its uncommitted writes over its backend.
+pub struct TaskStore {
+    spec: StoreSpec,
+    dirty: WriteBatch,
+    backend: Box<dyn StoreBackend>,
+}
+
+impl TaskStore {
+    pub fn new(spec: StoreSpec, backend: Box<dyn StoreBackend>) -> TaskStore {
+        TaskStore {
+            spec,
+            dirty: WriteBatch::new(),
+            backend,
+        }
+    }
+
+    pub fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    /// The value as this task last wrote it, committed or not.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.dirty.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.backend.get(key),
+        }
+    }
+
+    pub fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.dirty.insert(key.to_vec(), value);
+    }
+
+    /// Whether anything was written since the last commit.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The writes since the last commit, for the changelog and then
+    /// [`TaskStore::apply_committed`]; the overlay starts empty again.
+    pub fn take_dirty(&mut self) -> WriteBatch {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Drops the uncommitted writes (the transaction holding them aborted).
+    pub fn discard_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Makes a committed batch durable in the backend.
+    pub fn apply_committed(&mut self, batch: &WriteBatch, offset: Option<u64>) -> Result<()> {
+        self.backend.apply(batch, offset)
+    }
+
+    pub fn changelog_offset(&self) -> Result<Option<u64>> {
+        self.backend.changelog_offset()
+    }
+
+    /// Every committed and uncommitted entry, in key order.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut all: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .backend
+            .entries()?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        all.extend(self.dirty.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(all
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+}
