@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The main job at this stage: produce to and consume from a broker embedded
-# in the process (keyed records, a consumer group, committed offsets), then a
-# tour of the storage engine. Later stages make this a topology program.
+# The main job: a word count topology (exactly-once, RocksDB state with a
+# changelog) on a broker embedded in the process; then the plain
+# produce/consume demo and a tour of the storage engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
+cargo run --release --example wordcount
+echo
 cargo run --release --example embedded_demo
 echo
 cargo run --release --example log_tour

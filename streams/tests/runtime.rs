@@ -59,6 +59,8 @@ fn config(app: &str, dir: &std::path::Path, guarantee: ProcessingGuarantee) -> S
     config.processing_guarantee = guarantee;
     config.commit_interval = Some(Duration::from_millis(200));
     config.session_timeout = Duration::from_secs(6);
+    // Kept: the exactly-once test counts what the repartition topic holds.
+    config.repartition_purge_interval = Duration::from_secs(3600);
     config
 }
 
@@ -237,6 +239,41 @@ async fn an_in_memory_store_is_restored_from_its_changelog_at_least_once() {
         "{:?}",
         app.metrics()
     );
+    app.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_records_are_purged_from_repartition_topics() {
+    let (dir, _node, client) = broker().await;
+    let state = dir.path().join("state");
+    let mut config = config("purge", &state, ProcessingGuarantee::ExactlyOnce);
+    config.repartition_purge_interval = Duration::from_millis(100);
+    let app = KafkaStreams::start(word_count(false), client.clone(), config)
+        .await
+        .unwrap();
+    let mut expected = produce_lines(&client, 0, 100).await;
+    committed_counts(&client, &expected).await;
+    // A later commit purges what the first committed.
+    add(&mut expected, produce_lines(&client, 100, 10).await);
+    committed_counts(&client, &expected).await;
+    let mut consumer = client.consumer(ConsumerConfig::default());
+    let partitions: Vec<TopicPartition> = (0..2)
+        .map(|p| TopicPartition::new("purge-counts-repartition", p))
+        .collect();
+    consumer.assign(partitions.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut log_start = 0;
+        for tp in &partitions {
+            consumer.seek_to_beginning(tp).unwrap();
+            log_start += consumer.position(tp).await.unwrap();
+        }
+        if log_start > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing purged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.close().await.unwrap();
 }
 

@@ -33,7 +33,7 @@ fn a_word_count_repartitions_by_word_and_counts_each_word() {
     let description = topology.describe().to_string();
     assert!(description.contains("Sub-topology: 1"), "{description}");
     assert!(
-        description.contains("(topic: <application.id>-counts-repartition)"),
+        description.contains("(topic: counts-repartition)"),
         "{description}"
     );
     assert!(description.contains("(stores: [counts])"), "{description}");
@@ -145,7 +145,7 @@ fn aggregate_folds_values_and_group_by_rekeys() {
     assert!(topology
         .describe()
         .to_string()
-        .contains("<application.id>-by-customer-repartition"));
+        .contains("(topics: [by-customer-repartition])"));
     let mut driver = TopologyTestDriver::new(&topology);
     let orders = TestTopic::new("orders", Utf8, Utf8);
     for (id, v) in [("o1", "ann:10"), ("o2", "bob:5"), ("o3", "ann:7")] {

@@ -56,7 +56,7 @@ where
         let sink = self.builder.add_node(
             "SINK",
             NodeKind::Sink {
-                topic: format!("<application.id>-{name}-repartition"),
+                topic: format!("{name}-repartition"),
             },
             &[self.node],
         );

@@ -136,7 +136,7 @@ impl StreamsBuilder {
         let mut state = self.state.lock();
         if state.sources.contains_key(&topic) {
             state.errors.push(format!(
-                "topic `{topic:?}` is read by two sources; read it once and share the stream"
+                "topic `{topic}` is read by two sources; read it once and share the stream"
             ));
             return;
         }

@@ -57,7 +57,7 @@ impl StreamsBuilder {
         K: Clone + Send + 'static,
         V: Clone + Send + 'static,
     {
-        let names = topics.iter().map(describe_topic).collect();
+        let names = topics.iter().map(TopicName::to_string).collect();
         let node = self.add_node("SOURCE", NodeKind::Source { topics: names }, &[]);
         let children = Children::new();
         for topic in topics {
@@ -117,13 +117,6 @@ impl StreamsBuilder {
         });
         self.add_source(TopicName::User(topic.to_string()), source, factory);
         KTable::new(self.clone(), node, children)
-    }
-}
-
-fn describe_topic(topic: &TopicName) -> String {
-    match topic {
-        TopicName::User(name) => name.clone(),
-        TopicName::Internal(suffix) => format!("<application.id>-{suffix}"),
     }
 }
 

@@ -57,6 +57,10 @@ pub struct StreamsConfig {
     /// reuses its transactional ids and fences its own past incarnation
     /// at once instead of waiting for its open transaction to time out.
     pub instance_id: Option<String>,
+    /// `repartition.purge.interval.ms` (default 30 s, as Kafka Streams):
+    /// how often records every task has committed are deleted from the
+    /// repartition topics (DeleteRecords), which nothing reads again.
+    pub repartition_purge_interval: Duration,
     /// How long the group waits for a silent member (default 45 s, as
     /// Kafka's consumer; a crashed instance's tasks move after this).
     pub session_timeout: Duration,
@@ -74,6 +78,7 @@ impl StreamsConfig {
             state_memory_bytes: 64 << 20,
             replication_factor: 0,
             instance_id: None,
+            repartition_purge_interval: Duration::from_secs(30),
             session_timeout: Duration::from_secs(45),
         }
     }

@@ -72,6 +72,11 @@ struct Running {
     in_transaction: bool,
     /// Acknowledgements of records sent since the last commit.
     pending: Vec<tokio::task::JoinHandle<spool_client::Result<()>>>,
+    /// Repartition topics read, and how far their partitions are
+    /// committed: what the next purge may delete.
+    repartitions: std::collections::BTreeSet<String>,
+    purgeable: BTreeMap<TopicPartition, u64>,
+    last_purge: Instant,
 }
 
 fn client_error(context: &str) -> impl FnOnce(spool_client::ClientError) -> StreamsError + '_ {
@@ -129,6 +134,12 @@ impl StreamThread {
             .source_topics()
             .filter_map(|t| Some((t.resolve(app), self.topology.sub_topology_of(t)?)))
             .collect();
+        let repartitions = self
+            .topology
+            .source_topics()
+            .filter(|t| matches!(t, crate::topology::TopicName::Internal(_)))
+            .map(|t| t.resolve(app))
+            .collect();
         consumer.subscribe(topics, settings);
         let moves = Arc::new(Mutex::new(Moves::default()));
         consumer.set_rebalance_listener(Listener(Arc::clone(&moves)));
@@ -141,6 +152,9 @@ impl StreamThread {
             last_commit: Instant::now(),
             in_transaction: false,
             pending: Vec::new(),
+            repartitions,
+            purgeable: BTreeMap::new(),
+            last_purge: Instant::now(),
         })
     }
 
@@ -380,7 +394,33 @@ impl StreamThread {
         }
         self.metrics.committed();
         running.last_commit = Instant::now();
+        self.purge_repartitions(running);
         Ok(())
+    }
+
+    /// Deletes what every task has committed from the repartition topics
+    /// it reads, every `repartition_purge_interval`: nothing reads them
+    /// again, and they would otherwise grow until retention. In the
+    /// background; a failure only delays the deletion to the next round.
+    fn purge_repartitions(&self, running: &mut Running) {
+        if running.purgeable.is_empty()
+            || running.last_purge.elapsed() < self.config.repartition_purge_interval
+        {
+            return;
+        }
+        running.last_purge = Instant::now();
+        let admin = self.client.admin();
+        let purge = std::mem::take(&mut running.purgeable);
+        tokio::spawn(async move {
+            for (tp, offset) in purge {
+                if let Err(e) = admin
+                    .delete_records(&tp.topic, tp.partition, Some(offset))
+                    .await
+                {
+                    tracing::debug!(topic = %tp.topic, partition = tp.partition, error = %e, "purging a repartition topic failed; retried later");
+                }
+            }
+        });
     }
 
     /// Sends the changelog records and waits for every record sent since
@@ -456,6 +496,11 @@ impl StreamThread {
                 .commit_offsets(&offsets)
                 .await
                 .map_err(client_error("committing offsets"))?;
+        }
+        for (tp, offset) in offsets {
+            if running.repartitions.contains(&tp.topic) {
+                running.purgeable.insert(tp, offset);
+            }
         }
         Ok(())
     }

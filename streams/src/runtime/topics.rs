@@ -69,7 +69,7 @@ fn check_co_partitioned(topology: &Topology, known: &BTreeMap<TopicName, u32>) -
         let counts: Vec<(String, u32)> = sub
             .sources
             .iter()
-            .filter_map(|t| Some((format!("{t:?}"), *known.get(t)?)))
+            .filter_map(|t| Some((t.to_string(), *known.get(t)?)))
             .collect();
         if counts.windows(2).any(|w| w[0].1 != w[1].1) {
             let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t} ({n})")).collect();

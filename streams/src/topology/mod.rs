@@ -47,6 +47,17 @@ pub enum TopicName {
     Internal(String),
 }
 
+impl std::fmt::Display for TopicName {
+    /// As Kafka Streams names topics in descriptions and errors: internal
+    /// ones without the application id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicName::User(name) => f.write_str(name),
+            TopicName::Internal(suffix) => f.write_str(suffix),
+        }
+    }
+}
+
 impl TopicName {
     /// The topic's name on the broker for application `app_id`.
     pub fn resolve(&self, app_id: &str) -> String {
