@@ -305,3 +305,46 @@ async fn a_second_instance_on_the_same_state_directory_is_refused() {
     );
     first.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_move_with_their_state_when_instances_join_and_leave() {
+    let (dir, _node, client) = broker().await;
+    let eos = ProcessingGuarantee::ExactlyOnce;
+    let mut expected = produce_lines(&client, 0, 200).await;
+    let first = KafkaStreams::start(
+        word_count(false),
+        client.clone(),
+        config("moving", &dir.path().join("a"), eos),
+    )
+    .await
+    .unwrap();
+    committed_counts(&client, &expected).await;
+    // A second instance joins: the group splits the four tasks between
+    // them, and each keeps counting where the other left off.
+    let second = KafkaStreams::start(
+        word_count(false),
+        client.clone(),
+        config("moving", &dir.path().join("b"), eos),
+    )
+    .await
+    .unwrap();
+    let (mut next, deadline) = (200, Instant::now() + Duration::from_secs(60));
+    while second.metrics().records_processed == 0 {
+        assert!(Instant::now() < deadline, "the joining instance got no task");
+        add(&mut expected, produce_lines(&client, next, 20).await);
+        next += 20;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    committed_counts(&client, &expected).await;
+    // Its count tasks restored the first instance's counts.
+    assert!(second.metrics().records_restored > 0, "{:?}", second.metrics());
+    // It leaves: its tasks return to the first, with their state.
+    second.close().await.unwrap();
+    add(&mut expected, produce_lines(&client, next, 100).await);
+    let seen = committed_counts(&client, &expected).await;
+    for (word, counts) in &seen {
+        let one_to_n: Vec<i64> = (1..=expected[word]).collect();
+        assert_eq!(counts, &one_to_n, "{word}: every count once, in order");
+    }
+    first.close().await.unwrap();
+}
