@@ -128,7 +128,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn describe(client: &Client, group: &str) -> anyhow::Result<()> {
+pub(super) async fn describe(client: &Client, group: &str) -> anyhow::Result<()> {
     let description = client
         .describe_groups(DescribeGroupsRequest {
             group_ids: vec![group.to_string()],

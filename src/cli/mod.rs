@@ -3,12 +3,14 @@
 
 mod bench_client;
 mod bench_log;
+mod bench_streams;
 mod broker;
 mod cluster;
 mod consume;
 mod groups;
 mod produce;
 mod stats;
+mod streams;
 mod topics;
 mod transactions;
 
@@ -49,6 +51,9 @@ enum Command {
     /// List and describe transactional ids, and abort a hung transaction.
     #[command(subcommand)]
     Transactions(transactions::Command),
+    /// Describe a streams application, or reset it to reprocess its input.
+    #[command(subcommand)]
+    Streams(streams::Command),
     /// Measure spool's components and print one JSON summary line.
     #[command(subcommand)]
     Bench(Bench),
@@ -73,6 +78,11 @@ enum Bench {
     ///
     /// Example: spool bench e2e --topic e2e --rate 10000 --seconds 10
     E2e(bench_client::E2eArgs),
+    /// Run a spool-streams topology (passthrough or count) over a filled
+    /// input topic and time it until its output shows every record.
+    ///
+    /// Example: spool bench streams --case count --records 1000000 --guarantee exactly_once_v2
+    Streams(bench_streams::StreamsArgs),
 }
 
 /// Where client commands find the broker.
@@ -99,12 +109,14 @@ impl Cli {
             Command::Consume(args) => consume::run(args).await,
             Command::Groups(command) => groups::run(command).await,
             Command::Transactions(command) => transactions::run(command).await,
+            Command::Streams(command) => streams::run(command).await,
             Command::Bench(Bench::Log(args)) => {
                 tokio::task::spawn_blocking(move || bench_log::run(args)).await?
             }
             Command::Bench(Bench::Produce(args)) => bench_client::produce(args).await,
             Command::Bench(Bench::Consume(args)) => bench_client::consume(args).await,
             Command::Bench(Bench::E2e(args)) => bench_client::e2e(args).await,
+            Command::Bench(Bench::Streams(args)) => bench_streams::run(args).await,
         }
     }
 }

@@ -330,14 +330,21 @@ async fn tasks_move_with_their_state_when_instances_join_and_leave() {
     .unwrap();
     let (mut next, deadline) = (200, Instant::now() + Duration::from_secs(60));
     while second.metrics().records_processed == 0 {
-        assert!(Instant::now() < deadline, "the joining instance got no task");
+        assert!(
+            Instant::now() < deadline,
+            "the joining instance got no task"
+        );
         add(&mut expected, produce_lines(&client, next, 20).await);
         next += 20;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     committed_counts(&client, &expected).await;
     // Its count tasks restored the first instance's counts.
-    assert!(second.metrics().records_restored > 0, "{:?}", second.metrics());
+    assert!(
+        second.metrics().records_restored > 0,
+        "{:?}",
+        second.metrics()
+    );
     // It leaves: its tasks return to the first, with their state.
     second.close().await.unwrap();
     add(&mut expected, produce_lines(&client, next, 100).await);

@@ -1,0 +1,212 @@
+//! `spool bench streams`: a spool-streams topology against a broker,
+//! timed from its start until its output shows every input record
+//! processed and committed. The same cases, inputs and end condition as
+//! scripts/bench/StreamsBench.java runs with Kafka Streams, so
+//! scripts/bench-streams.sh can put the two side by side.
+//!
+//! - passthrough: each value upper-cased and written out;
+//! - count: records counted per key (RocksDB store with a changelog),
+//!   every new count written out.
+//!
+//! The input, `<app-id>-in` (`--records` records, keys `key-<i % keys>`,
+//! 100-byte values), is written before the clock starts. Prints one line:
+//! `RESULT impl=spool-streams case=.. guarantee=.. records=.. seconds=..
+//! records_per_s=..`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use spool_client::proto::IsolationLevel;
+use spool_client::{Client, ConsumerConfig, OffsetReset, ProducerRecord, TopicPartition};
+use spool_streams::{
+    BigEndian, Consumed, Grouped, KafkaStreams, Materialized, ProcessingGuarantee, Produced,
+    StreamsBuilder, StreamsConfig, Topology, Utf8,
+};
+
+use super::Connection;
+
+#[derive(clap::Args)]
+pub struct StreamsArgs {
+    /// passthrough or count.
+    #[arg(long, default_value = "count")]
+    case: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// at_least_once or exactly_once_v2 (Kafka Streams' names).
+    #[arg(long, default_value = "exactly_once_v2")]
+    guarantee: String,
+    /// The application id; topics `<id>-in` and `<id>-out`.
+    #[arg(long, default_value = "bench-streams")]
+    app_id: String,
+    /// Where the application keeps its stores (default: a temporary
+    /// directory, removed after).
+    #[arg(long)]
+    state_dir: Option<std::path::PathBuf>,
+    /// Partitions of the input and output topics (and so tasks).
+    #[arg(long, default_value_t = 2)]
+    partitions: u32,
+    /// Distinct keys in the input.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// How long the output may take to show every record.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
+    let guarantee = match args.guarantee.as_str() {
+        "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+        "exactly_once_v2" | "exactly_once" => ProcessingGuarantee::ExactlyOnce,
+        other => bail!("unknown --guarantee {other}: at_least_once or exactly_once_v2"),
+    };
+    let (input, output) = (
+        format!("{}-in", args.app_id),
+        format!("{}-out", args.app_id),
+    );
+    let topology = match args.case.as_str() {
+        "passthrough" => passthrough(&input, &output)?,
+        "count" => count(&input, &output)?,
+        other => bail!("unknown --case {other}: passthrough or count"),
+    };
+    let client = args.connection.client().await?;
+    let admin = client.admin();
+    for topic in [&input, &output] {
+        if client.topic_metadata(topic).await.is_err() {
+            admin.create_topic(topic, args.partitions, &[]).await?;
+        }
+    }
+    fill(&client, &input, args.records, args.keys).await?;
+    eprintln!("wrote {} records to {input}", args.records);
+
+    let temporary = tempfile::tempdir()?;
+    let mut config = StreamsConfig::new(&args.app_id);
+    config.state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    config.processing_guarantee = guarantee;
+    let started = Instant::now();
+    let app = KafkaStreams::start(topology, client.clone(), config).await?;
+    let counted = match args.case.as_str() {
+        "count" => wait_for_counts(&client, &output, args.partitions, args.records).await,
+        _ => wait_for_records(&client, &output, args.partitions, args.records).await,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    app.close().await?;
+    counted?;
+    println!(
+        "RESULT impl=spool-streams case={} guarantee={} records={} seconds={seconds:.3} records_per_s={}",
+        args.case,
+        args.guarantee,
+        args.records,
+        (args.records as f64 / seconds) as u64
+    );
+    Ok(())
+}
+
+fn passthrough(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(input, Consumed::with(Utf8, Utf8))
+        .map_values(|v: String| v.to_uppercase())
+        .to(output, Produced::with(Utf8, Utf8));
+    Ok(builder.build()?)
+}
+
+fn count(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(input, Consumed::with(Utf8, Utf8))
+        .group_by_key(Grouped::with(Utf8, Utf8))
+        .count(Materialized::with(Utf8, BigEndian).named("counts"))
+        .to(output, Produced::with(Utf8, BigEndian));
+    Ok(builder.build()?)
+}
+
+/// Writes `records` records of 100 bytes, keys `key-<i % keys>`.
+async fn fill(client: &Client, topic: &str, records: u64, keys: u64) -> anyhow::Result<()> {
+    let producer = client.producer(Default::default());
+    let value = Bytes::from(vec![b'x'; 100]);
+    let mut acks = Vec::new();
+    let mut next = 0;
+    while next < records {
+        let chunk = (records - next).min(10_000);
+        let batch = (next..next + chunk)
+            .map(|i| {
+                ProducerRecord::new(topic, value.clone()).key(format!("key-{}", i % keys.max(1)))
+            })
+            .collect();
+        acks.push(producer.send_batch(batch).await?);
+        next += chunk;
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}
+
+fn output_consumer(client: &Client, topic: &str, partitions: u32) -> spool_client::Consumer {
+    let mut consumer = client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadCommitted,
+        ..ConsumerConfig::default()
+    });
+    consumer.assign((0..partitions).map(|p| TopicPartition::new(topic, p)));
+    consumer
+}
+
+/// Reads `topic` until `records` records arrived.
+async fn wait_for_records(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    records: u64,
+) -> anyhow::Result<()> {
+    let mut consumer = output_consumer(client, topic, partitions);
+    let (deadline, mut seen) = (Instant::now() + PATIENCE, 0u64);
+    while seen < records {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{seen} of {records} records after {PATIENCE:?}"
+        );
+        seen += consumer.poll(Duration::from_millis(100)).await?.len() as u64;
+    }
+    Ok(())
+}
+
+/// Reads `topic` until the latest counts of all keys add up to `records`.
+async fn wait_for_counts(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    records: u64,
+) -> anyhow::Result<()> {
+    let mut consumer = output_consumer(client, topic, partitions);
+    let mut latest: HashMap<Bytes, u64> = HashMap::new();
+    let (deadline, mut total) = (Instant::now() + PATIENCE, 0u64);
+    while total < records {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "counts add up to {total} of {records} after {PATIENCE:?}"
+        );
+        for record in consumer.poll(Duration::from_millis(100)).await? {
+            let value: [u8; 8] = record
+                .value
+                .as_deref()
+                .unwrap_or_default()
+                .try_into()
+                .context("a count that is not 8 bytes")?;
+            let count = u64::from_be_bytes(value);
+            let previous = latest
+                .insert(record.key.unwrap_or_default(), count)
+                .unwrap_or(0);
+            // A key's count only grows; the total is the sum of the latest.
+            total = (total + count).saturating_sub(previous);
+        }
+    }
+    Ok(())
+}
