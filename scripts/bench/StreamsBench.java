@@ -33,6 +33,8 @@
 // the output is not complete within 600 s.
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.time.LocalTime;
+import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -74,6 +76,7 @@ public final class StreamsBench {
     /** How long the output may take to show the whole input processed. */
     static final Duration PATIENCE = Duration.ofSeconds(600);
     static final int VALUE_SIZE = 100;
+    static final DateTimeFormatter CLOCK = DateTimeFormatter.ofPattern("HH:mm:ss");
 
     // The arguments.
     static String bootstrap;
@@ -150,7 +153,7 @@ public final class StreamsBench {
     }
 
     static void log(String what) {
-        System.err.printf(Locale.ROOT, "[StreamsBench %s] %s%n", java.time.LocalTime.now().withNano(0), what);
+        System.err.printf(Locale.ROOT, "[StreamsBench %s] %s%n", LocalTime.now().format(CLOCK), what);
     }
 
     static void run() throws Exception {

@@ -46,6 +46,9 @@ pub struct TopologyTestDriver {
     /// Resolved source topic → the task reading it.
     readers: BTreeMap<String, usize>,
     outputs: BTreeMap<String, VecDeque<OutputRecord>>,
+    /// The driver's wall clock, in milliseconds; moved only by
+    /// `advance_wall_clock`, so wall-clock punctuation is deterministic.
+    wall_clock: i64,
 }
 
 impl TopologyTestDriver {
@@ -75,6 +78,7 @@ impl TopologyTestDriver {
             tasks,
             readers,
             outputs: BTreeMap::new(),
+            wall_clock: 0,
         }
     }
 
@@ -118,6 +122,7 @@ impl TopologyTestDriver {
                 .readers
                 .get(&record.topic)
                 .ok_or_else(|| StreamsError::UnknownTopic(record.topic.clone()))?;
+            let wall_clock = self.wall_clock;
             let task = &mut self.tasks[task];
             let raw = RawRecord {
                 key: record.key.as_deref(),
@@ -126,6 +131,37 @@ impl TopologyTestDriver {
                 headers: &record.headers,
             };
             task.nodes.process(&mut task.ctx, &record.topic, raw)?;
+            task.nodes.punctuate(&mut task.ctx, wall_clock)?;
+            self.commit_and_route(&mut pending)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the driver's wall clock forward and fires the wall-clock
+    /// punctuations that came due (and what they cause downstream).
+    pub fn advance_wall_clock(&mut self, by: std::time::Duration) -> Result<()> {
+        self.wall_clock += by.as_millis() as i64;
+        for task in &mut self.tasks {
+            task.nodes.punctuate(&mut task.ctx, self.wall_clock)?;
+        }
+        let mut pending = VecDeque::new();
+        self.commit_and_route(&mut pending)?;
+        while let Some(record) = pending.pop_front() {
+            let (key, value) = (record.key.clone(), record.value.clone());
+            self.pipe_raw(
+                &record.topic,
+                key.as_deref(),
+                value.as_deref(),
+                record.timestamp,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Commits every task's stores, and sorts what sinks wrote: records
+    /// for internal topics into `pending`, the rest into the outputs.
+    fn commit_and_route(&mut self, pending: &mut VecDeque<OutputRecord>) -> Result<()> {
+        for task in &mut self.tasks {
             for store in &mut task.ctx.stores {
                 let batch = store.take_dirty();
                 store.apply_committed(&batch, None)?;

@@ -13,6 +13,7 @@ pub mod codec;
 mod driver;
 mod dsl;
 mod error;
+pub mod processor;
 mod record;
 mod runtime;
 pub mod state;
@@ -25,6 +26,9 @@ pub use dsl::{
     StreamsBuilder,
 };
 pub use error::{Result, StreamsError};
+pub use processor::{
+    KeyValueStore, Processor, ProcessorContext, ProcessorInit, PunctuationType, StoreHandle,
+};
 pub use record::{Header, Record};
 pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsMetrics, TaskId};
 pub use topology::{

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::{Produced, Split, StreamsBuilder};
+use crate::processor::{processor_node, Processor, ProcessorInit};
 use crate::record::Record;
 use crate::topology::node::{step, Children, Downstream, Fanout};
 use crate::topology::{NodeKind, OutputRecord, TaskContext};
@@ -232,6 +233,35 @@ where
         let mut merged = KStream::new(self.builder.clone(), node, children);
         merged.key_changed = self.key_changed || other.key_changed;
         merged
+    }
+
+    /// Runs a custom processor on each record; `stores` names the stores
+    /// (from `StreamsBuilder::add_state_store`) it binds in its factory.
+    /// The factory runs once per task.
+    pub fn process<P>(
+        &self,
+        factory: impl Fn(&mut ProcessorInit<'_>) -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<P::KOut, P::VOut>
+    where
+        P: Processor<K, V>,
+    {
+        let node = self
+            .builder
+            .add_node("PROCESSOR", NodeKind::processor(), &[self.node]);
+        for store in stores {
+            self.builder.connect_store(store, node);
+        }
+        let stores: Arc<Vec<String>> = Arc::new(stores.iter().map(|s| s.to_string()).collect());
+        let children = Children::new();
+        let below = children.clone();
+        let factory = Arc::new(factory);
+        self.children.add(Arc::new(move |task| {
+            let below = below.instantiate(task);
+            processor_node(task, &stores, &*factory, below)
+        }));
+        // A processor may forward any key: what follows repartitions.
+        KStream::new(self.builder.clone(), node, children).rekeyed()
     }
 
     /// Routes each record to the first branch whose predicate holds

@@ -43,6 +43,8 @@ pub(crate) struct BuilderState {
     next_index: usize,
     sources: BTreeMap<TopicName, (usize, SourceFactory)>,
     stores: BTreeMap<String, (StoreSpec, Vec<usize>)>,
+    /// Stores declared for processors (`add_state_store`).
+    declared: BTreeMap<String, StoreSpec>,
     /// Sink nodes writing internal topics.
     internal_sinks: Vec<(TopicName, usize)>,
     /// Mistakes found while building, reported by `build()`.
@@ -141,6 +143,42 @@ impl StreamsBuilder {
             return;
         }
         state.sources.insert(topic, (node, factory));
+    }
+
+    /// Declares a store for custom processors; connect it by passing its
+    /// name to `KStream::process`.
+    pub fn add_state_store<K: 'static, V: 'static>(
+        &self,
+        materialized: Materialized<K, V>,
+    ) -> crate::processor::StoreHandle<K, V> {
+        let spec = materialized.spec(|| self.generated_name("STATE-STORE"));
+        let handle = crate::processor::StoreHandle {
+            name: spec.name.clone(),
+            keys: materialized.keys,
+            values: materialized.values,
+        };
+        let mut state = self.state.lock();
+        if state.declared.insert(spec.name.clone(), spec).is_some() {
+            state
+                .errors
+                .push(format!("store `{}` is added twice", handle.name));
+        }
+        handle
+    }
+
+    /// Connects the declared store `name` to processor `node`.
+    pub(crate) fn connect_store(&self, name: &str, node: usize) {
+        let spec = self.state.lock().declared.get(name).cloned();
+        match spec {
+            Some(spec) => self.add_store(spec, node),
+            None => {
+                let mut state = self.state.lock();
+                let processor = state.nodes[node].name.clone();
+                state.errors.push(format!(
+                    "processor {processor} uses store `{name}`, which add_state_store did not declare"
+                ));
+            }
+        }
     }
 
     pub(crate) fn add_internal_sink(&self, topic: TopicName, node: usize) {

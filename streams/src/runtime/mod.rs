@@ -133,12 +133,17 @@ fn lock_state_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| StreamsError::StateDir(format!("opening {}: {e}", path.display())))?;
-    file.try_lock().map_err(|_| {
-        StreamsError::StateDir(format!(
+    // An advisory lock, released by the kernel when the process dies, so
+    // a crashed instance never leaves the directory locked.
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        return Err(StreamsError::StateDir(format!(
             "{} is locked by another running instance of this application; give each instance its own state_dir",
             dir.display()
-        ))
-    })?;
+        )));
+    }
     Ok(file)
 }
 

@@ -115,6 +115,12 @@ impl Task {
         Ok(())
     }
 
+    /// Fires the task's due punctuations (stream time and `wall_clock`,
+    /// milliseconds since the epoch).
+    pub fn punctuate(&mut self, wall_clock: i64) -> Result<()> {
+        self.nodes.punctuate(&mut self.ctx, wall_clock)
+    }
+
     /// What the task's sinks wrote since the last call.
     pub fn take_outputs(&mut self) -> Vec<OutputRecord> {
         std::mem::take(&mut self.ctx.output)

@@ -193,6 +193,10 @@ impl StreamThread {
             for record in &records {
                 self.process(running, record)?;
             }
+            let wall_clock = now_ms();
+            for task in running.tasks.values_mut() {
+                task.punctuate(wall_clock)?;
+            }
             self.send_outputs(running).await?;
             if running.last_commit.elapsed() >= interval {
                 self.commit(running).await?;
@@ -334,6 +338,12 @@ impl StreamThread {
         }
         Ok(())
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn producer_record(output: OutputRecord) -> ProducerRecord {

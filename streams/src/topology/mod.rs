@@ -78,6 +78,7 @@ pub(crate) struct StoreId(pub(crate) usize);
 pub(crate) struct Instantiation {
     pub(crate) app_id: String,
     pub(crate) stores: Vec<String>,
+    pub(crate) punctuators: crate::processor::Punctuators,
 }
 
 impl Instantiation {
@@ -103,6 +104,9 @@ pub struct TaskContext {
     pub(crate) on_decode_error: OnDecodeError,
     /// Records skipped because they did not decode.
     pub(crate) skipped: u64,
+    /// The largest timestamp of a record the task processed
+    /// (`i64::MIN` before the first).
+    pub(crate) stream_time: i64,
 }
 
 impl TaskContext {
@@ -110,6 +114,7 @@ impl TaskContext {
         TaskContext {
             on_decode_error,
             stores,
+            stream_time: i64::MIN,
             ..TaskContext::default()
         }
     }
@@ -190,6 +195,7 @@ impl Topology {
         let mut instantiation = Instantiation {
             app_id: app_id.to_string(),
             stores: Vec::new(),
+            punctuators: Vec::new(),
         };
         let mut sources = BTreeMap::new();
         for topic in &self.sub_topologies[sub].sources {
@@ -202,13 +208,21 @@ impl Topology {
             .iter()
             .filter_map(|name| self.stores.get(name).cloned())
             .collect();
-        (TaskTopology { sources }, stores)
+        let punctuators = instantiation.punctuators;
+        (
+            TaskTopology {
+                sources,
+                punctuators,
+            },
+            stores,
+        )
     }
 }
 
 /// The nodes of one task, entered by topic.
 pub(crate) struct TaskTopology {
     sources: BTreeMap<String, Box<dyn SourceEntry>>,
+    punctuators: crate::processor::Punctuators,
 }
 
 impl TaskTopology {
@@ -223,6 +237,17 @@ impl TaskTopology {
             .sources
             .get_mut(topic)
             .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?;
+        ctx.stream_time = ctx.stream_time.max(raw.timestamp);
         source.process_raw(ctx, raw)
+    }
+
+    /// Fires the punctuations that are due at the task's stream time and
+    /// at `wall_clock` (milliseconds since the epoch).
+    pub(crate) fn punctuate(&mut self, ctx: &mut TaskContext, wall_clock: i64) -> Result<()> {
+        let stream_time = ctx.stream_time;
+        for punctuator in &mut self.punctuators {
+            punctuator.fire(ctx, stream_time, wall_clock)?;
+        }
+        Ok(())
     }
 }
