@@ -241,8 +241,8 @@ start_kafka() {
     ports_free "$kafka_port" $((kafka_port + 100)) || return 1
     kafka_dir=$dir
     mkdir -p "$dir"
-    run_job "$dir/start.log" "$dir/start.log" "${ref[@]}" start "$dir" "$kafka_port" ||
-        { cat "$dir/start.log" >&2; return 1; }
+    run_job "$dir/start.out" "$dir/start.err" "${ref[@]}" start "$dir" "$kafka_port" ||
+        { cat "$dir/start.out" "$dir/start.err" >&2; return 1; }
 }
 
 record() { # CASE GUARANTEE SYSTEM PAIR VALUE (records/s, or "fail")
@@ -253,7 +253,7 @@ record() { # CASE GUARANTEE SYSTEM PAIR VALUE (records/s, or "fail")
 # Shows why a run failed: the program's output and the broker's log tail.
 explain() { # RUNDIR
     local f
-    for f in "$1"/bench.out "$1"/bench.err "$1"/start.log "$1"/node*.log; do
+    for f in "$1"/bench.out "$1"/bench.err "$1"/start.err "$1"/node*.log; do
         [[ -s $f ]] || continue
         echo "---- $f" >&2
         tail -n 20 "$f" >&2 || true
@@ -282,33 +282,36 @@ parse_result() { # OUT IMPL CASE GUARANTEE
 
 # One run of SYSTEM on a fresh broker in DIR.
 run_one() { # CASE GUARANTEE SYSTEM PAIR DIR
-    local case=$1 guarantee=$2 system=$3 pair=$4 dir=$5 impl=kafka-streams started
-    local app_id short rate
+    local case=$1 guarantee=$2 system=$3 pair=$4 dir=$5 impl=kafka-streams started=false
+    local app_id rate
     # Each run has a broker of its own; the id still tells the runs apart
     # in the kept logs.
-    short=${guarantee%%_*}                      # at | exactly
-    app_id=bench-$case-${short/exactly/eos}-$pair
-    app_id=${app_id/-at-/-alos-}
+    app_id=bench-$case-$([[ $guarantee == at_least_once ]] && echo alos || echo eos)-$pair-$system
     mkdir -p "$dir/state"
     case $system in
     spool-streams)
         impl=spool-streams
-        start_spool "$dir" && started=true || started=false
+        if start_spool "$dir"; then started=true; fi
         spool_streams_args "$case" "$guarantee" "$app_id" "$dir/state"
         ;;
     ks-spool)
-        start_spool "$dir" && started=true || started=false
+        if start_spool "$dir"; then started=true; fi
         kafka_streams_args "127.0.0.1:$spool_kafka_port" "$case" "$guarantee" "$app_id" \
             "$dir/state" "$kafka_classpath:$classes" "$log4j"
         ;;
     ks-kafka)
-        start_kafka "$dir" && started=true || started=false
+        if start_kafka "$dir"; then started=true; fi
         kafka_streams_args "127.0.0.1:$kafka_port" "$case" "$guarantee" "$app_id" \
             "$dir/state" "$kafka_classpath:$classes" "$log4j"
         ;;
     esac
     if $started; then
-        log "+ ${cmd[*]##*:*/classes}"
+        # Kafka's classpath left out: it is long and always the same.
+        if [[ $impl == spool-streams ]]; then
+            log "+ ${cmd[*]}"
+        else
+            log "+ java ... StreamsBench ${bench_opts[*]}"
+        fi
         if run_job "$dir/bench.out" "$dir/bench.err" timeout -k 10 "$tool_timeout" "${cmd[@]}" &&
             rate=$(parse_result "$dir/bench.out" "$impl" "$case" "$guarantee"); then
             record "$case" "$guarantee" "$system" "$pair" "$rate"

@@ -11,7 +11,8 @@ use crate::codec::Codec;
 use crate::record::Record;
 use crate::state::{MemoryBackend, TaskStore};
 use crate::topology::{
-    OnDecodeError, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology,
+    ErrorHandling, OnDecodeError, Origin, OutputRecord, RawRecord, TaskContext, TaskTopology,
+    Topology,
 };
 use crate::{Result, StreamsError};
 
@@ -58,6 +59,15 @@ impl TopologyTestDriver {
 
     /// A driver whose sources handle undecodable records as `policy` says.
     pub fn with_policy(topology: &Topology, policy: OnDecodeError) -> TopologyTestDriver {
+        let errors = ErrorHandling {
+            on_decode_error: policy,
+            ..ErrorHandling::default()
+        };
+        TopologyTestDriver::with_errors(topology, errors)
+    }
+
+    /// A driver with these error policies.
+    pub fn with_errors(topology: &Topology, errors: ErrorHandling) -> TopologyTestDriver {
         let mut tasks = Vec::new();
         let mut readers = BTreeMap::new();
         for (index, sub) in topology.sub_topologies().iter().enumerate() {
@@ -71,7 +81,7 @@ impl TopologyTestDriver {
             }
             tasks.push(DriverTask {
                 nodes,
-                ctx: TaskContext::new(policy, stores),
+                ctx: TaskContext::new(errors.clone(), stores),
             });
         }
         TopologyTestDriver {
@@ -124,6 +134,11 @@ impl TopologyTestDriver {
                 .ok_or_else(|| StreamsError::UnknownTopic(record.topic.clone()))?;
             let wall_clock = self.wall_clock;
             let task = &mut self.tasks[task];
+            task.ctx.origin = Origin {
+                topic: record.topic.clone(),
+                partition: None,
+                offset: None,
+            };
             let raw = RawRecord {
                 key: record.key.as_deref(),
                 value: record.value.as_deref(),

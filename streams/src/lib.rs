@@ -30,7 +30,10 @@ pub use processor::{
     KeyValueStore, Processor, ProcessorContext, ProcessorInit, PunctuationType, StoreHandle,
 };
 pub use record::{Header, Record};
-pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsMetrics, TaskId};
+pub use runtime::{
+    KafkaStreams, OnThreadFailure, ProcessingGuarantee, StreamsConfig, StreamsMetrics, TaskId,
+};
 pub use topology::{
-    Description, NodeKind, OnDecodeError, OutputRecord, RawRecord, SubTopology, TopicName, Topology,
+    Description, ErrorHandling, NodeKind, OnDecodeError, OnProcessingError, OutputRecord,
+    RawRecord, SubTopology, TopicName, Topology,
 };

@@ -355,3 +355,95 @@ async fn tasks_move_with_their_state_when_instances_join_and_leave() {
     }
     first.close().await.unwrap();
 }
+
+/// Fails the first time it sees the value 13, then passes it like the
+/// others: a transient failure.
+struct FailsOnce(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl spool_streams::Processor<(), String> for FailsOnce {
+    type KOut = ();
+    type VOut = String;
+    fn process(
+        &mut self,
+        ctx: &mut spool_streams::ProcessorContext<'_, (), String>,
+        r: spool_streams::Record<(), String>,
+    ) -> spool_streams::Result<()> {
+        if r.value == "13" && !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(spool_streams::StreamsError::Config(
+                "transient failure".into(),
+            ));
+        }
+        ctx.forward(r)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_thread_is_replaced_and_resumes_from_its_last_commit_exactly_once() {
+    let (dir, _node, client) = broker().await;
+    client.admin().create_topic("copied", 2, &[]).await.unwrap();
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let builder = StreamsBuilder::new();
+    let flag = std::sync::Arc::clone(&failed);
+    builder
+        .stream("lines", Consumed::with(Unit, Utf8))
+        .process(
+            move |_: &mut spool_streams::ProcessorInit<'_>| FailsOnce(std::sync::Arc::clone(&flag)),
+            &[],
+        )
+        .to("copied", Produced::with(Unit, Utf8));
+    let topology = builder.build().unwrap();
+    let mut config = config(
+        "replaced",
+        &dir.path().join("state"),
+        ProcessingGuarantee::ExactlyOnce,
+    );
+    config.num_threads = 2;
+    let app = KafkaStreams::start(topology, client.clone(), config)
+        .await
+        .unwrap();
+    let producer = client.producer(Default::default());
+    let records = (0..100)
+        .map(|i| ProducerRecord::new("lines", i.to_string()).partition(i % 2))
+        .collect();
+    producer.send_batch(records).await.unwrap().await.unwrap();
+
+    let mut consumer = client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadCommitted,
+        ..ConsumerConfig::default()
+    });
+    consumer.assign((0..2).map(|p| TopicPartition::new("copied", p)));
+    let mut copied: Vec<u32> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while copied.len() < 100 {
+        assert!(Instant::now() < deadline, "copied so far: {copied:?}");
+        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            copied.push(
+                String::from_utf8(r.value.unwrap().to_vec())
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            );
+        }
+    }
+    // Nothing more arrives: no record was copied twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    copied.extend(
+        consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                String::from_utf8(r.value.clone().unwrap().to_vec())
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+            }),
+    );
+    copied.sort();
+    assert_eq!(copied, (0..100).collect::<Vec<u32>>());
+    assert!(failed.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(app.metrics().threads_replaced, 1, "{:?}", app.metrics());
+    app.close().await.unwrap();
+}

@@ -144,7 +144,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceEntry for Sourc
                 };
                 self.below.forward(ctx, record)
             }
-            Err(e) => ctx.decode_failed(&self.topic, e),
+            Err(e) => ctx.decode_failed(&self.topic, &raw, e),
         }
     }
 }
@@ -210,7 +210,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceEntry for Table
             Ok(None) => Ok(()),
             Err(e) => {
                 let topic = self.topic.clone();
-                ctx.decode_failed(&topic, e)
+                ctx.decode_failed(&topic, &raw, e)
             }
         }
     }

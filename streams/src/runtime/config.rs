@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::topology::OnDecodeError;
+use crate::topology::ErrorHandling;
 use crate::{Result, StreamsError};
 
 /// `processing.guarantee`.
@@ -18,6 +18,20 @@ pub enum ProcessingGuarantee {
     /// commit together in one transaction, or not at all (Kafka's
     /// `exactly_once_v2`: one transactional producer per thread).
     ExactlyOnce,
+}
+
+/// What happens when a processing thread stops with an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnThreadFailure {
+    /// Start a new thread in its place (Kafka Streams' `REPLACE_THREAD`):
+    /// it rejoins the group and resumes its tasks from their last commit.
+    /// The default: a transient failure (a broker restarting) must not
+    /// take an instance down.
+    #[default]
+    ReplaceThread,
+    /// Stop this instance's other threads too (`SHUTDOWN_CLIENT`);
+    /// `KafkaStreams::close` returns the error.
+    ShutdownInstance,
 }
 
 /// An application's settings. `StreamsConfig::new(id)` gives Kafka
@@ -42,8 +56,14 @@ pub struct StreamsConfig {
     /// this is their latency) and 30 s under at-least-once (a commit there
     /// only bounds what a crash reprocesses).
     pub commit_interval: Option<Duration>,
-    /// `default.deserialization.exception.handler`.
-    pub on_decode_error: OnDecodeError,
+    /// `deserialization.exception.handler` (log and continue),
+    /// `processing.exception.handler` (fail) and
+    /// `errors.dead.letter.queue.topic.name` (none): see [`ErrorHandling`].
+    pub errors: ErrorHandling,
+    /// What happens when a processing thread stops with an error
+    /// (Kafka Streams' uncaught exception handler): by default it is
+    /// replaced by a new one, which resumes from the last commit.
+    pub on_thread_failure: OnThreadFailure,
     /// Memory shared by every RocksDB store of this instance: block cache
     /// and memtables together (default 64 MiB; Kafka Streams' per-store
     /// defaults reach that with a handful of stores, and it has no total).
@@ -74,7 +94,8 @@ impl StreamsConfig {
             num_threads: 1,
             processing_guarantee: ProcessingGuarantee::default(),
             commit_interval: None,
-            on_decode_error: OnDecodeError::default(),
+            errors: ErrorHandling::default(),
+            on_thread_failure: OnThreadFailure::default(),
             state_memory_bytes: 64 << 20,
             replication_factor: 0,
             instance_id: None,

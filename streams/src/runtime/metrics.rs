@@ -9,6 +9,7 @@ pub(crate) struct Metrics {
     skipped: AtomicU64,
     commits: AtomicU64,
     restored: AtomicU64,
+    replaced: AtomicU64,
 }
 
 /// Counters since the application started.
@@ -22,6 +23,8 @@ pub struct StreamsMetrics {
     pub commits: u64,
     /// Changelog records applied while restoring stores.
     pub records_restored: u64,
+    /// Threads that failed and were replaced.
+    pub threads_replaced: u64,
 }
 
 impl Metrics {
@@ -37,12 +40,16 @@ impl Metrics {
     pub fn restored(&self, n: u64) {
         self.restored.fetch_add(n, Relaxed);
     }
+    pub fn thread_replaced(&self) {
+        self.replaced.fetch_add(1, Relaxed);
+    }
     pub fn snapshot(&self) -> StreamsMetrics {
         StreamsMetrics {
             records_processed: self.processed.load(Relaxed),
             records_skipped: self.skipped.load(Relaxed),
             commits: self.commits.load(Relaxed),
             records_restored: self.restored.load(Relaxed),
+            threads_replaced: self.replaced.load(Relaxed),
         }
     }
 }

@@ -21,7 +21,7 @@ use spool_client::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{ProcessingGuarantee, StreamsConfig};
+pub use config::{OnThreadFailure, ProcessingGuarantee, StreamsConfig};
 pub use metrics::StreamsMetrics;
 pub use task::TaskId;
 
@@ -34,7 +34,7 @@ use crate::{Result, StreamsError};
 /// group, so their tasks move at once instead of after a session timeout.
 pub struct KafkaStreams {
     threads: Vec<JoinHandle<Result<()>>>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     metrics: Arc<metrics::Metrics>,
     /// Held for the application's life: the state directory's lock.
     _lock: File,
@@ -56,6 +56,7 @@ impl KafkaStreams {
         };
         topics::prepare(&client, &topology, &config).await?;
         let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
         let metrics = Arc::new(metrics::Metrics::default());
         let (config, topology) = (Arc::new(config), Arc::new(topology));
         let memory = StateMemory::new(config.state_memory_bytes);
@@ -70,7 +71,7 @@ impl KafkaStreams {
                     metrics: Arc::clone(&metrics),
                     instance: instance.clone(),
                 };
-                tokio::spawn(thread.run(stopped.clone()))
+                tokio::spawn(supervise(thread, Arc::clone(&stop), stopped.clone()))
             })
             .collect();
         Ok(KafkaStreams {
@@ -119,6 +120,40 @@ impl KafkaStreams {
         outcome
     }
 }
+
+/// Runs a processing thread, and replaces it when it fails, as
+/// `on_thread_failure` says.
+async fn supervise(
+    thread: thread::StreamThread,
+    stop: Arc<watch::Sender<bool>>,
+    stopped: watch::Receiver<bool>,
+) -> Result<()> {
+    loop {
+        let outcome = thread.clone().run(stopped.clone()).await;
+        let error = match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) if *stopped.borrow() => return Err(e),
+            Err(e) => e,
+        };
+        match thread.config.on_thread_failure {
+            OnThreadFailure::ReplaceThread => {
+                tracing::error!(thread = thread.index, %error, "a stream thread failed; replacing it");
+                thread.metrics.thread_replaced();
+                // Not at once: the cause (a broker restarting) may need a
+                // moment, and a thread failing at once must not spin.
+                tokio::time::sleep(THREAD_REPLACEMENT_PAUSE).await;
+            }
+            OnThreadFailure::ShutdownInstance => {
+                tracing::error!(thread = thread.index, %error, "a stream thread failed; stopping the instance");
+                let _ = stop.send(true);
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// How long a failed thread's replacement waits before it starts.
+const THREAD_REPLACEMENT_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Locks `<state_dir>/<application_id>` for this process: two instances
 /// of one application on one state directory would write the same

@@ -12,7 +12,7 @@ use crate::record::Header;
 use crate::state::{
     MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore, WriteBatch,
 };
-use crate::topology::{OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
+use crate::topology::{Origin, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
 use crate::{Result, StreamsError};
 
 /// Sub-topology and partition, printed as Kafka Streams prints a task id.
@@ -85,7 +85,7 @@ impl Task {
         Ok(Task {
             id,
             nodes,
-            ctx: TaskContext::new(config.on_decode_error, stores),
+            ctx: TaskContext::new(config.errors.clone(), stores),
             consumed: BTreeMap::new(),
             changelogs,
         })
@@ -101,6 +101,11 @@ impl Task {
                 value: value.as_ref().map(|v| v.to_vec()),
             })
             .collect();
+        self.ctx.origin = Origin {
+            topic: record.topic.clone(),
+            partition: Some(record.partition),
+            offset: Some(record.offset),
+        };
         let raw = RawRecord {
             key: record.key.as_deref(),
             value: record.value.as_deref(),

@@ -49,6 +49,7 @@ impl RebalanceListener for Listener {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct StreamThread {
     pub index: usize,
     pub client: Client,

@@ -3,30 +3,21 @@
 //! runs and writes lives here too.
 
 mod describe;
+mod errors;
 pub(crate) mod node;
 
 use std::collections::BTreeMap;
 
 pub(crate) use describe::NodeDescription;
 pub use describe::{Description, NodeKind};
+pub(crate) use errors::Origin;
+pub use errors::{ErrorHandling, OnDecodeError, OnProcessingError};
 pub use node::RawRecord;
 use node::{SourceEntry, SourceFactory};
 
 use crate::record::Header;
 use crate::state::{StoreSpec, TaskStore};
 use crate::{Result, StreamsError};
-
-/// What to do with a record whose key or value does not decode (Kafka
-/// Streams' `default.deserialization.exception.handler`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OnDecodeError {
-    /// Skip it, log it and count it (the default: one poison record must
-    /// not stop an application; the count shows it happened).
-    #[default]
-    LogAndContinue,
-    /// Stop the task with the error.
-    Fail,
-}
 
 /// A record a sink wrote, encoded, on its way to its topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,8 +92,10 @@ impl Instantiation {
 pub struct TaskContext {
     pub(crate) output: Vec<OutputRecord>,
     pub(crate) stores: Vec<TaskStore>,
-    pub(crate) on_decode_error: OnDecodeError,
-    /// Records skipped because they did not decode.
+    pub(crate) errors: ErrorHandling,
+    /// Where the record being processed came from.
+    pub(crate) origin: Origin,
+    /// Records skipped because they did not decode or failed processing.
     pub(crate) skipped: u64,
     /// The largest timestamp of a record the task processed
     /// (`i64::MIN` before the first).
@@ -110,9 +103,9 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
-    pub(crate) fn new(on_decode_error: OnDecodeError, stores: Vec<TaskStore>) -> TaskContext {
+    pub(crate) fn new(errors: ErrorHandling, stores: Vec<TaskStore>) -> TaskContext {
         TaskContext {
-            on_decode_error,
+            errors,
             stores,
             stream_time: i64::MIN,
             ..TaskContext::default()
@@ -123,19 +116,34 @@ impl TaskContext {
         &mut self.stores[id.0]
     }
 
-    /// Applies the decode-error policy to a failed decode of a record of
-    /// `topic`: `Ok(())` to skip it, or the error that stops the task.
-    pub(crate) fn decode_failed(&mut self, topic: &str, error: StreamsError) -> Result<()> {
-        match self.on_decode_error {
+    /// Applies the decode-error policy to `raw`, which failed to decode
+    /// in the source of `topic`: `Ok(())` to skip it, or the error that
+    /// stops the task.
+    pub(crate) fn decode_failed(
+        &mut self,
+        topic: &str,
+        raw: &RawRecord<'_>,
+        error: StreamsError,
+    ) -> Result<()> {
+        match self.errors.on_decode_error {
             OnDecodeError::LogAndContinue => {
-                self.skipped += 1;
                 tracing::warn!(%topic, %error, "skipped a record that does not decode");
+                self.skip(raw, "decode", &error);
                 Ok(())
             }
             OnDecodeError::Fail => Err(StreamsError::Source {
                 topic: topic.to_string(),
                 source: Box::new(error),
             }),
+        }
+    }
+
+    /// Counts a skipped record and writes its dead letter, if configured.
+    pub(crate) fn skip(&mut self, raw: &RawRecord<'_>, stage: &str, error: &StreamsError) {
+        self.skipped += 1;
+        if let Some(topic) = &self.errors.dead_letter_topic {
+            let letter = errors::dead_letter(topic, raw, &self.origin, stage, error);
+            self.output.push(letter);
         }
     }
 }
@@ -238,7 +246,19 @@ impl TaskTopology {
             .get_mut(topic)
             .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?;
         ctx.stream_time = ctx.stream_time.max(raw.timestamp);
-        source.process_raw(ctx, raw)
+        match source.process_raw(ctx, raw.clone()) {
+            // A decode failure under the Fail policy stops the task as
+            // that policy says; any other error is the processing's.
+            Err(error)
+                if !matches!(error, StreamsError::Source { .. })
+                    && ctx.errors.on_processing_error == OnProcessingError::LogAndContinue =>
+            {
+                tracing::warn!(%topic, %error, "skipped a record whose processing failed");
+                ctx.skip(&raw, "process", &error);
+                Ok(())
+            }
+            outcome => outcome,
+        }
     }
 
     /// Fires the punctuations that are due at the task's stream time and

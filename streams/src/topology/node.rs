@@ -95,6 +95,7 @@ pub(crate) fn step<K: 'static, V: 'static>(
 }
 
 /// A record as it arrives from a topic, before its source decodes it.
+#[derive(Clone, Copy)]
 pub struct RawRecord<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
