@@ -246,7 +246,7 @@ impl TaskTopology {
             .get_mut(topic)
             .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?;
         ctx.stream_time = ctx.stream_time.max(raw.timestamp);
-        match source.process_raw(ctx, raw.clone()) {
+        match source.process_raw(ctx, raw) {
             // A decode failure under the Fail policy stops the task as
             // that policy says; any other error is the processing's.
             Err(error)
