@@ -214,3 +214,66 @@ fn a_table_upserts_deletes_on_tombstones_and_filters_by_value() {
         vec![("desk".to_string(), 300i64), ("pen".into(), 150)]
     );
 }
+
+#[test]
+fn a_table_regrouped_counts_rows_per_new_key_and_takes_moved_rows_back_out() {
+    let builder = StreamsBuilder::new();
+    builder
+        .table(
+            "user-regions",
+            Consumed::with(Utf8, Utf8),
+            Materialized::with(Utf8, Utf8).named("users"),
+        )
+        .group_by(
+            |_, region: &String| (region.clone(), ()),
+            Grouped::with(Utf8, Unit).named("by-region"),
+        )
+        .count(Materialized::with(Utf8, BigEndian).named("per-region"))
+        .to("region-counts", Produced::with(Utf8, BigEndian));
+    let topology = builder.build().unwrap();
+    let mut driver = TopologyTestDriver::new(&topology);
+    let users = TestTopic::<String, Option<String>>::new(
+        "user-regions",
+        Utf8,
+        spool_streams::Nullable(Utf8),
+    );
+    let set = |driver: &mut TopologyTestDriver, user: &str, region: Option<&str>| {
+        let region = region.map(str::to_string);
+        driver.pipe(&users, &user.to_string(), &region, 0).unwrap();
+    };
+    set(&mut driver, "ann", Some("eu"));
+    set(&mut driver, "bob", Some("eu"));
+    set(&mut driver, "cid", Some("us"));
+    set(&mut driver, "ann", Some("us")); // moves: eu 2 -> 1, us 1 -> 2
+    set(&mut driver, "bob", None); // leaves: eu 1 -> 0
+    assert_eq!(driver.skipped_records(), 0);
+    let counts: Vec<(String, Option<i64>)> = driver
+        .read(&TestTopic::new(
+            "region-counts",
+            Utf8,
+            spool_streams::Nullable(BigEndian),
+        ))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect();
+    let expected = [
+        ("eu", 1),
+        ("eu", 2),
+        ("us", 1),
+        ("eu", 1),
+        ("us", 2),
+        ("eu", 0),
+    ];
+    let expected: Vec<(String, Option<i64>)> = expected
+        .iter()
+        .map(|(k, n)| (k.to_string(), Some(*n)))
+        .collect();
+    assert_eq!(counts, expected);
+    let stored = driver.store_entries("per-region", Utf8, BigEndian).unwrap();
+    assert_eq!(stored, vec![("eu".to_string(), 0i64), ("us".into(), 2)]);
+    assert!(topology
+        .describe()
+        .to_string()
+        .contains("(topics: [by-region-repartition])"));
+}

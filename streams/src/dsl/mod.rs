@@ -8,6 +8,7 @@
 
 mod config;
 mod grouped;
+mod grouped_table;
 mod kstream;
 mod ktable;
 mod source;
@@ -20,6 +21,7 @@ use parking_lot::Mutex;
 
 pub use config::{Consumed, Grouped, Materialized, Produced};
 pub use grouped::KGroupedStream;
+pub use grouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::{Change, KTable};
 pub use split::Split;
