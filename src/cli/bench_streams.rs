@@ -9,9 +9,10 @@
 //!   every new count written out.
 //!
 //! The input, `<app-id>-in` (`--records` records, keys `key-<i % keys>`,
-//! 100-byte values), is written before the clock starts. Prints one line:
-//! `RESULT impl=spool-streams case=.. guarantee=.. records=.. seconds=..
-//! records_per_s=..`.
+//! 100-byte values), is written before the clock starts. Prints a JSON
+//! line (`records_per_sec`, like the other benches), then the line
+//! scripts/bench-streams.sh reads: `RESULT impl=spool-streams case=..
+//! guarantee=.. records=.. seconds=.. records_per_s=..`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -89,21 +90,28 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
     config.processing_guarantee = guarantee;
+    // Ready before the clock starts, as the Java program's.
+    let consumer = output_consumer(&client, &output, args.partitions);
     let started = Instant::now();
     let app = KafkaStreams::start(topology, client.clone(), config).await?;
     let counted = match args.case.as_str() {
-        "count" => wait_for_counts(&client, &output, args.partitions, args.records).await,
-        _ => wait_for_records(&client, &output, args.partitions, args.records).await,
+        "count" => wait_for_counts(consumer, args.records).await,
+        _ => wait_for_records(consumer, args.records).await,
     };
     let seconds = started.elapsed().as_secs_f64();
     app.close().await?;
     counted?;
+    let per_second = (args.records as f64 / seconds) as u64;
     println!(
-        "RESULT impl=spool-streams case={} guarantee={} records={} seconds={seconds:.3} records_per_s={}",
-        args.case,
-        args.guarantee,
-        args.records,
-        (args.records as f64 / seconds) as u64
+        "{}",
+        serde_json::json!({
+            "bench": "streams", "case": args.case, "guarantee": args.guarantee,
+            "records": args.records, "seconds": seconds, "records_per_sec": per_second,
+        })
+    );
+    println!(
+        "RESULT impl=spool-streams case={} guarantee={} records={} seconds={seconds:.3} records_per_s={per_second}",
+        args.case, args.guarantee, args.records
     );
     Ok(())
 }
@@ -161,12 +169,9 @@ fn output_consumer(client: &Client, topic: &str, partitions: u32) -> spool_clien
 
 /// Reads `topic` until `records` records arrived.
 async fn wait_for_records(
-    client: &Client,
-    topic: &str,
-    partitions: u32,
+    mut consumer: spool_client::Consumer,
     records: u64,
 ) -> anyhow::Result<()> {
-    let mut consumer = output_consumer(client, topic, partitions);
     let (deadline, mut seen) = (Instant::now() + PATIENCE, 0u64);
     while seen < records {
         anyhow::ensure!(
@@ -179,13 +184,7 @@ async fn wait_for_records(
 }
 
 /// Reads `topic` until the latest counts of all keys add up to `records`.
-async fn wait_for_counts(
-    client: &Client,
-    topic: &str,
-    partitions: u32,
-    records: u64,
-) -> anyhow::Result<()> {
-    let mut consumer = output_consumer(client, topic, partitions);
+async fn wait_for_counts(mut consumer: spool_client::Consumer, records: u64) -> anyhow::Result<()> {
     let mut latest: HashMap<Bytes, u64> = HashMap::new();
     let (deadline, mut total) = (Instant::now() + PATIENCE, 0u64);
     while total < records {
