@@ -239,13 +239,13 @@ async fn list_offsets(
     Ok(out)
 }
 
-enum Target {
+pub(super) enum Target {
     Spec(OffsetSpec, i64),
     Offset(u64),
     Shift(i64),
 }
 
-async fn reset(
+pub(super) async fn reset(
     client: &Client,
     group: &str,
     topic: &str,

@@ -92,8 +92,10 @@ fn a_processor_keeps_state_in_its_store_and_punctuates_on_both_clocks() {
     }
     let expected: Vec<(String, String, i64)> = vec![
         ("a".into(), "a@1".into(), 1),
+        // The first record starts stream time: the schedule fires, then
+        // every 10 ms of stream time.
+        ("distinct".into(), "1".into(), 1),
         ("b".into(), "b@5".into(), 5),
-        // Stream time reached 12, past the first schedule at 1 + 10.
         ("c".into(), "c@12".into(), 12),
         ("distinct".into(), "3".into(), 12),
         // 25 passes 21: once, then the schedule realigns to 31.

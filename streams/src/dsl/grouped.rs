@@ -12,6 +12,7 @@ use super::config::{Consumed, Grouped, Materialized, Produced};
 use super::{Change, KStream, KTable};
 use crate::codec::Codec;
 use crate::record::Record;
+use crate::state::StoreSpec;
 use crate::topology::node::{Children, Downstream, Fanout};
 use crate::topology::{NodeKind, StoreId, TaskContext, TopicName};
 use crate::Result;
@@ -137,47 +138,73 @@ where
             (true, Some(name)) => self.stream.repartition(name, self.grouped.clone()),
             (true, None) => self.stream.repartition(&spec.name, self.grouped.clone()),
         };
-        let node = builder.add_node(kind, NodeKind::processor(), &[input.node]);
-        let store_name = spec.name.clone();
-        builder.add_store(spec, node);
-        let children: Children<K, Change<A>> = Children::new();
-        let below = children.clone();
-        let (keys, values, combine) = (materialized.keys, materialized.values, Arc::new(combine));
-        input.children.add(Arc::new(move |task| {
-            Box::new(Aggregate {
-                store: task.store(&store_name),
-                keys: Arc::clone(&keys),
-                values: Arc::clone(&values),
-                combine: Arc::clone(&combine),
-                below: below.instantiate(task),
-                key_buffer: Vec::new(),
-                input: std::marker::PhantomData,
-            }) as Box<dyn Downstream<K, V>>
-        }));
-        KTable::new(builder.clone(), node, children)
+        aggregate_into(
+            &input,
+            kind,
+            spec,
+            materialized,
+            move |key, value, previous| Some(combine(key, value, previous)),
+        )
     }
 }
 
+/// Adds an aggregation node of `kind` below `input`, keeping each key's
+/// aggregate in the store `spec` describes: `combine(key, input,
+/// previous)` gives the new aggregate (`None` deletes it). Shared by
+/// stream and table aggregations.
+pub(super) fn aggregate_into<K, In, A>(
+    input: &KStream<K, In>,
+    kind: &str,
+    spec: StoreSpec,
+    materialized: Materialized<K, A>,
+    combine: impl Fn(&K, In, Option<A>) -> Option<A> + Send + Sync + 'static,
+) -> KTable<K, A>
+where
+    K: Clone + Send + 'static,
+    In: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+{
+    let builder = &input.builder;
+    let node = builder.add_node(kind, NodeKind::processor(), &[input.node]);
+    let store_name = spec.name.clone();
+    builder.add_store(spec, node);
+    let children: Children<K, Change<A>> = Children::new();
+    let below = children.clone();
+    let (keys, values, combine) = (materialized.keys, materialized.values, Arc::new(combine));
+    input.children.add(Arc::new(move |task| {
+        Box::new(Aggregate {
+            store: task.store(&store_name),
+            keys: Arc::clone(&keys),
+            values: Arc::clone(&values),
+            combine: Arc::clone(&combine),
+            below: below.instantiate(task),
+            key_buffer: Vec::new(),
+            input: std::marker::PhantomData,
+        }) as Box<dyn Downstream<K, In>>
+    }));
+    KTable::new(builder.clone(), node, children)
+}
+
 /// A compiled aggregation: reads the key's aggregate, combines the
-/// record into it, writes it back and forwards the change.
-struct Aggregate<K, V, A, F> {
+/// record into it, writes it back (or deletes it) and forwards the change.
+struct Aggregate<K, In, A, F> {
     store: StoreId,
     keys: Arc<dyn Codec<K>>,
     values: Arc<dyn Codec<A>>,
     combine: Arc<F>,
     below: Fanout<K, Change<A>>,
     key_buffer: Vec<u8>,
-    input: std::marker::PhantomData<fn(V)>,
+    input: std::marker::PhantomData<fn(In)>,
 }
 
-impl<K, V, A, F> Downstream<K, V> for Aggregate<K, V, A, F>
+impl<K, In, A, F> Downstream<K, In> for Aggregate<K, In, A, F>
 where
     K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
+    In: Clone + Send + 'static,
     A: Clone + Send + 'static,
-    F: Fn(&K, V, Option<A>) -> A + Send + Sync,
+    F: Fn(&K, In, Option<A>) -> Option<A> + Send + Sync,
 {
-    fn process(&mut self, ctx: &mut TaskContext, r: Record<K, V>) -> Result<()> {
+    fn process(&mut self, ctx: &mut TaskContext, r: Record<K, In>) -> Result<()> {
         self.key_buffer.clear();
         if !self.keys.encode_nullable(&r.key, &mut self.key_buffer)? {
             // Kafka Streams skips records with a null key in aggregations.
@@ -189,13 +216,16 @@ where
             None => None,
         };
         let new = (self.combine)(&r.key, r.value, old.clone());
-        let mut encoded = Vec::new();
-        self.values.encode(&new, &mut encoded)?;
-        store.put(&self.key_buffer, Some(encoded));
-        let change = Change {
-            new: Some(new),
-            old,
+        let encoded = match &new {
+            Some(value) => {
+                let mut bytes = Vec::new();
+                self.values.encode(value, &mut bytes)?;
+                Some(bytes)
+            }
+            None => None,
         };
+        store.put(&self.key_buffer, encoded);
+        let change = Change { new, old };
         self.below.forward(
             ctx,
             Record {

@@ -14,8 +14,8 @@ use super::{Change, KStream, KTable};
 use crate::codec::Codec;
 use crate::error::StreamsError;
 use crate::record::Record;
-use crate::topology::node::{step, Children, Downstream, Fanout};
-use crate::topology::{NodeKind, StoreId, TaskContext};
+use crate::topology::node::{step, Children};
+use crate::topology::NodeKind;
 use crate::Result;
 
 /// A table grouped under a new key, ready to re-aggregate.
@@ -211,73 +211,6 @@ where
             name: Some(name.clone()),
         };
         let input = self.rows.repartition(&name, one_side);
-        let node = builder.add_node(kind, NodeKind::processor(), &[input.node]);
-        let store_name = spec.name.clone();
-        builder.add_store(spec, node);
-        let children: Children<K, Change<A>> = Children::new();
-        let below = children.clone();
-        let (keys, values, combine) = (materialized.keys, materialized.values, Arc::new(combine));
-        input.children.add(Arc::new(move |task| {
-            Box::new(TableAggregate {
-                store: task.store(&store_name),
-                keys: Arc::clone(&keys),
-                values: Arc::clone(&values),
-                combine: Arc::clone(&combine),
-                below: below.instantiate(task),
-                input: std::marker::PhantomData,
-            }) as Box<dyn Downstream<K, Change<V>>>
-        }));
-        KTable::new(builder.clone(), node, children)
-    }
-}
-
-/// A compiled table aggregation: applies one side of a change to the
-/// key's aggregate, writes it back, forwards the aggregate's change.
-struct TableAggregate<K, V, A, F> {
-    store: StoreId,
-    keys: Arc<dyn Codec<K>>,
-    values: Arc<dyn Codec<A>>,
-    combine: Arc<F>,
-    below: Fanout<K, Change<A>>,
-    input: std::marker::PhantomData<fn(V)>,
-}
-
-impl<K, V, A, F> Downstream<K, Change<V>> for TableAggregate<K, V, A, F>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-    A: Clone + Send + 'static,
-    F: Fn(&K, Change<V>, Option<A>) -> Option<A> + Send + Sync,
-{
-    fn process(&mut self, ctx: &mut TaskContext, r: Record<K, Change<V>>) -> Result<()> {
-        let mut key = Vec::new();
-        if !self.keys.encode_nullable(&r.key, &mut key)? {
-            return Ok(());
-        }
-        let store = ctx.store(self.store);
-        let old = store
-            .get(&key)?
-            .map(|b| self.values.decode(&b))
-            .transpose()?;
-        let new = (self.combine)(&r.key, r.value, old.clone());
-        let encoded = match &new {
-            Some(value) => {
-                let mut bytes = Vec::new();
-                self.values.encode(value, &mut bytes)?;
-                Some(bytes)
-            }
-            None => None,
-        };
-        store.put(&key, encoded);
-        let change = Change { new, old };
-        self.below.forward(
-            ctx,
-            Record {
-                key: r.key,
-                value: change,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            },
-        )
+        super::grouped::aggregate_into(&input, kind, spec, materialized, combine)
     }
 }

@@ -59,7 +59,13 @@ impl<P: Processor<K, V>, K: Send + 'static, V: Send + 'static> Punctuate for Sch
             PunctuationType::StreamTime => stream_time,
             PunctuationType::WallClockTime => wall_clock,
         };
-        let next = *self.next.get_or_insert(now + self.interval);
+        // A stream-time schedule first fires at the task's first record (as
+        // in Kafka Streams: until then there is no stream time), a
+        // wall-clock one an interval after its first check.
+        let next = *self.next.get_or_insert(match self.kind {
+            PunctuationType::StreamTime => now,
+            PunctuationType::WallClockTime => now + self.interval,
+        });
         if now < next {
             return Ok(());
         }
