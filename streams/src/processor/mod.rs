@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use store::{KeyValueStore, StoreHandle};
 
-pub(crate) use node::{processor_node, Punctuators};
+pub(crate) use node::processor_node;
 
 use crate::record::Record;
 use crate::topology::node::Fanout;

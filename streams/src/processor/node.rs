@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::{Processor, ProcessorContext, ProcessorInit, PunctuationType};
 use crate::record::Record;
-use crate::topology::node::{Downstream, Fanout};
+use crate::topology::node::{Downstream, Fanout, Punctuate};
 use crate::topology::{Instantiation, TaskContext};
 use crate::Result;
 
@@ -34,16 +34,6 @@ impl<P: Processor<K, V>, K: Send + 'static, V: Send + 'static> Downstream<K, V> 
         processor.process(&mut context, record)
     }
 }
-
-/// A schedule of one processor in one task.
-pub(crate) trait Punctuate: Send {
-    /// Fires the schedule if its time has come (`stream_time` is
-    /// `i64::MIN` before the task's first record).
-    fn fire(&mut self, ctx: &mut TaskContext, stream_time: i64, wall_clock: i64) -> Result<()>;
-}
-
-/// Every schedule of one task.
-pub(crate) type Punctuators = Vec<Box<dyn Punctuate>>;
 
 struct Schedule<P: Processor<K, V>, K, V> {
     node: Arc<Mutex<Compiled<P, K, V>>>,

@@ -69,7 +69,7 @@ pub(crate) struct StoreId(pub(crate) usize);
 pub(crate) struct Instantiation {
     pub(crate) app_id: String,
     pub(crate) stores: Vec<String>,
-    pub(crate) punctuators: crate::processor::Punctuators,
+    pub(crate) punctuators: node::Punctuators,
 }
 
 impl Instantiation {
@@ -230,7 +230,7 @@ impl Topology {
 /// The nodes of one task, entered by topic.
 pub(crate) struct TaskTopology {
     sources: BTreeMap<String, Box<dyn SourceEntry>>,
-    punctuators: crate::processor::Punctuators,
+    punctuators: node::Punctuators,
 }
 
 impl TaskTopology {

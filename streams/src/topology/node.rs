@@ -111,3 +111,13 @@ pub(crate) trait SourceEntry: Send {
 /// Builds one task's instance of a source, with everything below it.
 pub(crate) type SourceFactory =
     Arc<dyn Fn(&mut Instantiation) -> Box<dyn SourceEntry> + Send + Sync>;
+
+/// A schedule of one processor in one task (see `crate::processor`).
+pub(crate) trait Punctuate: Send {
+    /// Fires the schedule if its time has come (`stream_time` is
+    /// `i64::MIN` before the task's first record).
+    fn fire(&mut self, ctx: &mut TaskContext, stream_time: i64, wall_clock: i64) -> Result<()>;
+}
+
+/// Every schedule of one task.
+pub(crate) type Punctuators = Vec<Box<dyn Punctuate>>;
