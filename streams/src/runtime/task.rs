@@ -12,7 +12,7 @@ use crate::record::Header;
 use crate::state::{
     MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore, WriteBatch,
 };
-use crate::topology::{Origin, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
+use crate::topology::{OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
 use crate::{Result, StreamsError};
 
 /// Sub-topology and partition, printed as Kafka Streams prints a task id.
@@ -101,11 +101,12 @@ impl Task {
                 value: value.as_ref().map(|v| v.to_vec()),
             })
             .collect();
-        self.ctx.origin = Origin {
-            topic: record.topic.clone(),
-            partition: Some(record.partition),
-            offset: Some(record.offset),
-        };
+        // Updated in place: on the per-record path, the topic's name is
+        // copied into the buffer it already has, not allocated anew.
+        let origin = &mut self.ctx.origin;
+        origin.topic.clone_from(&record.topic);
+        origin.partition = Some(record.partition);
+        origin.offset = Some(record.offset);
         let raw = RawRecord {
             key: record.key.as_deref(),
             value: record.value.as_deref(),
@@ -113,10 +114,20 @@ impl Task {
             headers: &headers,
         };
         self.nodes.process(&mut self.ctx, &record.topic, raw)?;
-        self.consumed.insert(
-            TopicPartition::new(record.topic.clone(), record.partition),
-            record.offset + 1,
-        );
+        // A task reads a partition or two: finding its entry is cheaper
+        // than building a key (a new String) for every record.
+        let next = record.offset + 1;
+        let entry = self
+            .consumed
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == record.partition && tp.topic == record.topic);
+        match entry {
+            Some((_, offset)) => *offset = next,
+            None => {
+                let tp = TopicPartition::new(record.topic.clone(), record.partition);
+                self.consumed.insert(tp, next);
+            }
+        }
         Ok(())
     }
 

@@ -191,9 +191,13 @@ impl StreamThread {
             };
             let records = polled.map_err(client_error("polling"))?;
             self.apply_moves(running).await?;
+            // Counted per batch: the counters are shared by every thread.
+            let (skipped_before, mut processed) = (skipped(running), 0);
             for record in &records {
-                self.process(running, record)?;
+                processed += u64::from(self.process(running, record)?);
             }
+            self.metrics.processed(processed);
+            self.metrics.skipped(skipped(running) - skipped_before);
             let wall_clock = now_ms();
             for task in running.tasks.values_mut() {
                 task.punctuate(wall_clock)?;
@@ -206,22 +210,23 @@ impl StreamThread {
         Ok(())
     }
 
-    fn process(&self, running: &mut Running, record: &spool_client::ConsumerRecord) -> Result<()> {
+    fn process(
+        &self,
+        running: &mut Running,
+        record: &spool_client::ConsumerRecord,
+    ) -> Result<bool> {
         let Some(&sub) = running.subs_by_topic.get(&record.topic) else {
-            return Ok(());
+            return Ok(false);
         };
         let id = TaskId {
             sub_topology: sub,
             partition: record.partition,
         };
         let Some(task) = running.tasks.get_mut(&id) else {
-            return Ok(());
+            return Ok(false);
         };
-        let skipped = task.skipped();
         task.process(record)?;
-        self.metrics.processed(1);
-        self.metrics.skipped(task.skipped() - skipped);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -339,6 +344,11 @@ impl StreamThread {
         }
         Ok(())
     }
+}
+
+/// Records the thread's tasks have skipped so far.
+fn skipped(running: &Running) -> u64 {
+    running.tasks.values().map(Task::skipped).sum()
 }
 
 fn now_ms() -> i64 {
