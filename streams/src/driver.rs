@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crate::codec::Codec;
 use crate::record::Record;
-use crate::state::{MemoryBackend, TaskStore};
+use crate::state::{GlobalStore, MemoryBackend, TaskStore, WriteBatch};
 use crate::topology::{
-    ErrorHandling, OnDecodeError, Origin, OutputRecord, RawRecord, TaskContext, TaskTopology,
-    Topology,
+    ErrorHandling, GlobalSpec, GlobalStores, OnDecodeError, Origin, OutputRecord, RawRecord,
+    TaskContext, TaskTopology, Topology,
 };
 use crate::{Result, StreamsError};
 
@@ -46,7 +46,11 @@ pub struct TopologyTestDriver {
     tasks: Vec<DriverTask>,
     /// Resolved source topic → the task reading it.
     readers: BTreeMap<String, usize>,
+    /// Global tables' topics → their spec and store.
+    globals: BTreeMap<String, (GlobalSpec, Arc<GlobalStore>)>,
     outputs: BTreeMap<String, VecDeque<OutputRecord>>,
+    /// Records of global tables' topics that did not decode.
+    skipped_globals: u64,
     /// The driver's wall clock, in milliseconds; moved only by
     /// `advance_wall_clock`, so wall-clock punctuation is deterministic.
     wall_clock: i64,
@@ -70,8 +74,19 @@ impl TopologyTestDriver {
     pub fn with_errors(topology: &Topology, errors: ErrorHandling) -> TopologyTestDriver {
         let mut tasks = Vec::new();
         let mut readers = BTreeMap::new();
+        let mut globals = BTreeMap::new();
+        let mut global_stores = GlobalStores::new();
+        for spec in topology.globals() {
+            let store = Arc::new(GlobalStore::new(
+                spec.store.clone(),
+                Box::new(MemoryBackend::default()),
+            ));
+            global_stores.insert(spec.store.name.clone(), Arc::clone(&store));
+            globals.insert(spec.topic.clone(), (spec.clone(), store));
+        }
         for (index, sub) in topology.sub_topologies().iter().enumerate() {
-            let (nodes, specs) = topology.instantiate(index, DRIVER_APPLICATION_ID);
+            let (nodes, specs, task_globals) =
+                topology.instantiate(index, DRIVER_APPLICATION_ID, &global_stores);
             let stores = specs
                 .into_iter()
                 .map(|spec| TaskStore::new(spec, Box::new(MemoryBackend::default())))
@@ -81,12 +96,14 @@ impl TopologyTestDriver {
             }
             tasks.push(DriverTask {
                 nodes,
-                ctx: TaskContext::new(errors.clone(), stores),
+                ctx: TaskContext::new(errors.clone(), stores, task_globals),
             });
         }
         TopologyTestDriver {
             tasks,
             readers,
+            globals,
+            skipped_globals: 0,
             outputs: BTreeMap::new(),
             wall_clock: 0,
         }
@@ -120,6 +137,19 @@ impl TopologyTestDriver {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<()> {
+        if let Some((spec, store)) = self.globals.get(topic) {
+            // A global table's topic updates its store at once, as the
+            // global thread would, and feeds no task.
+            let mut batch = WriteBatch::new();
+            let raw = RawRecord {
+                key,
+                value,
+                timestamp,
+                headers: &[],
+            };
+            self.skipped_globals += spec.load_into(&mut batch, raw);
+            return store.apply(&batch, &Default::default());
+        }
         let mut pending = VecDeque::from([OutputRecord {
             topic: topic.to_string(),
             key: key.map(<[u8]>::to_vec),
@@ -221,14 +251,21 @@ impl TopologyTestDriver {
         keys: impl Codec<K>,
         values: impl Codec<V>,
     ) -> Result<Vec<(K, V)>> {
-        let store = self
+        let task_store = self
             .tasks
             .iter()
             .flat_map(|t| t.ctx.stores.iter())
-            .find(|s| s.spec().name == name)
-            .ok_or_else(|| StreamsError::Store(format!("no store named `{name}`")))?;
-        store
-            .entries()?
+            .find(|s| s.spec().name == name);
+        let global = self
+            .globals
+            .values()
+            .find(|(spec, _)| spec.store.name == name);
+        let entries = match (task_store, global) {
+            (Some(store), _) => store.entries()?,
+            (None, Some((_, store))) => store.entries()?,
+            (None, None) => return Err(StreamsError::Store(format!("no store named `{name}`"))),
+        };
+        entries
             .iter()
             .map(|(k, v)| Ok((keys.decode(k)?, values.decode(v)?)))
             .collect()
@@ -236,6 +273,6 @@ impl TopologyTestDriver {
 
     /// Records skipped because they did not decode.
     pub fn skipped_records(&self) -> u64 {
-        self.tasks.iter().map(|t| t.ctx.skipped).sum()
+        self.skipped_globals + self.tasks.iter().map(|t| t.ctx.skipped).sum::<u64>()
     }
 }

@@ -22,8 +22,8 @@ mod topology;
 pub use codec::{BigEndian, Bincode, Codec, Json, Nullable, RawBytes, Unit, Utf8};
 pub use driver::{TestTopic, TopologyTestDriver, DRIVER_APPLICATION_ID};
 pub use dsl::{
-    Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
-    Produced, Split, StreamsBuilder,
+    Change, Consumed, GlobalKTable, Grouped, Joined, KGroupedStream, KGroupedTable, KStream,
+    KTable, Materialized, Produced, Split, StreamsBuilder,
 };
 pub use error::{Result, StreamsError};
 pub use processor::{

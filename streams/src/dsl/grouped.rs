@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::config::{Consumed, Grouped, Materialized, Produced};
+use super::join::TableView;
 use super::{Change, KStream, KTable};
 use crate::codec::Codec;
 use crate::record::Record;
@@ -171,6 +172,7 @@ where
     let children: Children<K, Change<A>> = Children::new();
     let below = children.clone();
     let (keys, values, combine) = (materialized.keys, materialized.values, Arc::new(combine));
+    let view = TableView::of_store(&store_name, Arc::clone(&keys), Arc::clone(&values));
     input.children.add(Arc::new(move |task| {
         Box::new(Aggregate {
             store: task.store(&store_name),
@@ -182,7 +184,7 @@ where
             input: std::marker::PhantomData,
         }) as Box<dyn Downstream<K, In>>
     }));
-    KTable::new(builder.clone(), node, children)
+    KTable::new(builder.clone(), node, children, view)
 }
 
 /// A compiled aggregation: reads the key's aggregate, combines the

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::config::Produced;
+use super::join::TableView;
 use super::{KStream, StreamsBuilder};
 use crate::codec::{Codec, Nullable};
 use crate::record::Record;
@@ -24,6 +25,8 @@ pub struct KTable<K, V> {
     pub(super) builder: StreamsBuilder,
     pub(super) node: usize,
     pub(super) children: Children<K, Change<V>>,
+    /// How a join reads the table's rows.
+    pub(super) view: TableView<K, V>,
 }
 
 impl<K, V> KTable<K, V>
@@ -35,17 +38,22 @@ where
         builder: StreamsBuilder,
         node: usize,
         children: Children<K, Change<V>>,
+        view: TableView<K, V>,
     ) -> KTable<K, V> {
         KTable {
             builder,
             node,
             children,
+            view,
         }
     }
 
+    /// Adds a node of `kind` below this table, built per task by `make`;
+    /// the new table reads its rows through `view`.
     fn then<V2>(
         &self,
         kind: &str,
+        view: TableView<K, V2>,
         make: impl Fn(Fanout<K, Change<V2>>) -> Box<dyn Downstream<K, Change<V>>>
             + Send
             + Sync
@@ -65,6 +73,7 @@ where
             builder: self.builder.clone(),
             node,
             children,
+            view,
         }
     }
 
@@ -72,7 +81,9 @@ where
     /// deleted downstream (its change forwarded with no new value).
     pub fn filter(&self, keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
         let keep = Arc::new(keep);
-        self.then("FILTER", move |mut below| {
+        let kept = Arc::clone(&keep);
+        let view = self.view.then(move |k, v| kept(k, &v).then_some(v));
+        self.then("FILTER", view, move |mut below| {
             let keep = Arc::clone(&keep);
             step(move |ctx, r: Record<K, Change<V>>| {
                 let key = &r.key;
@@ -101,7 +112,9 @@ where
         V2: Clone + Send + 'static,
     {
         let f = Arc::new(f);
-        self.then("MAPVALUES", move |mut below| {
+        let mapped = Arc::clone(&f);
+        let view = self.view.then(move |k, v| Some(mapped(k, &v)));
+        self.then("MAPVALUES", view, move |mut below| {
             let f = Arc::clone(&f);
             step(move |ctx, r: Record<K, Change<V>>| {
                 let key = &r.key;

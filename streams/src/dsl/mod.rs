@@ -7,8 +7,10 @@
 //! its own instance of the node (see `crate::topology::node`).
 
 mod config;
+mod global;
 mod grouped;
 mod grouped_table;
+mod join;
 mod kstream;
 mod ktable;
 mod source;
@@ -20,15 +22,19 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use config::{Consumed, Grouped, Materialized, Produced};
+pub use global::GlobalKTable;
 pub use grouped::KGroupedStream;
 pub use grouped_table::KGroupedTable;
+pub use join::Joined;
 pub use kstream::KStream;
 pub use ktable::{Change, KTable};
 pub use split::Split;
 
 use crate::state::StoreSpec;
 use crate::topology::node::SourceFactory;
-use crate::topology::{Description, NodeDescription, NodeKind, SubTopology, TopicName, Topology};
+use crate::topology::{
+    Description, GlobalSpec, NodeDescription, NodeKind, SubTopology, TopicName, Topology,
+};
 use crate::{Result, StreamsError};
 
 /// Builds a topology, operator by operator, then `build()` checks it.
@@ -47,6 +53,8 @@ pub(crate) struct BuilderState {
     stores: BTreeMap<String, (StoreSpec, Vec<usize>)>,
     /// Stores declared for processors (`add_state_store`).
     declared: BTreeMap<String, StoreSpec>,
+    /// Global tables' stores, by name.
+    globals: BTreeMap<String, GlobalSpec>,
     /// Sink nodes writing internal topics.
     internal_sinks: Vec<(TopicName, usize)>,
     /// Mistakes found while building, reported by `build()`.
@@ -66,11 +74,27 @@ impl StreamsBuilder {
         if state.sources.is_empty() {
             errors.push("the topology reads no topic".into());
         }
+        for global in state.globals.values() {
+            if state
+                .sources
+                .contains_key(&TopicName::User(global.topic.clone()))
+            {
+                errors.push(format!(
+                    "topic `{}` is read by a global table and by a source; read it once",
+                    global.topic
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(StreamsError::InvalidTopology(errors.join("; ")));
         }
         let description = Description {
             nodes: state.nodes.clone(),
+            globals: state
+                .globals
+                .values()
+                .map(|g| (g.store.name.clone(), g.topic.clone()))
+                .collect(),
         };
         let sub_topologies = sub_topologies(&state, &description);
         Ok(Topology {
@@ -84,6 +108,7 @@ impl StreamsBuilder {
                 .iter()
                 .map(|(name, (spec, _))| (name.clone(), spec.clone()))
                 .collect(),
+            globals: state.globals.clone(),
             sub_topologies,
             description,
         })
@@ -132,6 +157,47 @@ impl StreamsBuilder {
             }
         };
         state.errors.extend(error);
+    }
+
+    /// Connects the store `name`, which another operator declared, to
+    /// `node` (a join reading a table's store).
+    pub(crate) fn use_store(&self, name: &str, node: usize) {
+        let spec = self
+            .state
+            .lock()
+            .stores
+            .get(name)
+            .map(|(spec, _)| spec.clone());
+        if let Some(spec) = spec {
+            self.add_store(spec, node);
+        }
+    }
+
+    /// Registers a global table's store; a second global table of the
+    /// same topic or store name is a mistake reported by `build()`.
+    pub(crate) fn add_global(&self, global: GlobalSpec) {
+        let mut state = self.state.lock();
+        let name = global.store.name.clone();
+        if state.globals.values().any(|g| g.topic == global.topic) {
+            state.errors.push(format!(
+                "topic `{}` is read by two global tables; read it once",
+                global.topic
+            ));
+        }
+        if state.globals.insert(name.clone(), global).is_some() || state.stores.contains_key(&name)
+        {
+            state
+                .errors
+                .push(format!("store `{name}` is declared twice"));
+        }
+    }
+
+    /// Shows in `node`'s description that it reads global store `name`
+    /// (which belongs to no sub-topology).
+    pub(crate) fn use_global_store(&self, name: &str, node: usize) {
+        if let NodeKind::Processor { stores } = &mut self.state.lock().nodes[node].kind {
+            stores.push(name.to_string());
+        }
     }
 
     /// Registers the source of `topic` at `node`; a topic read twice is

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::config::{Consumed, Materialized};
+use super::join::TableView;
 use super::{Change, KStream, KTable, StreamsBuilder};
 use crate::codec::Codec;
 use crate::record::Record;
@@ -104,6 +105,7 @@ impl StreamsBuilder {
         let (below, consumed) = (children.clone(), Arc::new(consumed));
         let keys = Arc::clone(&materialized.keys);
         let values = Arc::clone(&materialized.values);
+        let view = TableView::of_store(&store_name, Arc::clone(&keys), Arc::clone(&values));
         let factory: SourceFactory = Arc::new(move |task| {
             Box::new(TableSource {
                 topic: source_topic.resolve(&task.app_id),
@@ -116,7 +118,7 @@ impl StreamsBuilder {
             })
         });
         self.add_source(TopicName::User(topic.to_string()), source, factory);
-        KTable::new(self.clone(), node, children)
+        KTable::new(self.clone(), node, children, view)
     }
 }
 

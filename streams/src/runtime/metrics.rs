@@ -10,6 +10,7 @@ pub(crate) struct Metrics {
     commits: AtomicU64,
     restored: AtomicU64,
     replaced: AtomicU64,
+    global_loaded: AtomicU64,
 }
 
 /// Counters since the application started.
@@ -25,6 +26,8 @@ pub struct StreamsMetrics {
     pub records_restored: u64,
     /// Threads that failed and were replaced.
     pub threads_replaced: u64,
+    /// Records of global tables' topics read into their stores.
+    pub global_records_loaded: u64,
 }
 
 impl Metrics {
@@ -43,6 +46,9 @@ impl Metrics {
     pub fn thread_replaced(&self) {
         self.replaced.fetch_add(1, Relaxed);
     }
+    pub fn global_loaded(&self, n: u64) {
+        self.global_loaded.fetch_add(n, Relaxed);
+    }
     pub fn snapshot(&self) -> StreamsMetrics {
         StreamsMetrics {
             records_processed: self.processed.load(Relaxed),
@@ -50,6 +56,7 @@ impl Metrics {
             commits: self.commits.load(Relaxed),
             records_restored: self.restored.load(Relaxed),
             threads_replaced: self.replaced.load(Relaxed),
+            global_records_loaded: self.global_loaded.load(Relaxed),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! docs/streams.md.
 
 mod config;
+mod global;
 mod metrics;
 mod restore;
 mod task;
@@ -34,6 +35,8 @@ use crate::{Result, StreamsError};
 /// group, so their tasks move at once instead of after a session timeout.
 pub struct KafkaStreams {
     threads: Vec<JoinHandle<Result<()>>>,
+    /// The readers keeping global stores up to date.
+    global_readers: Vec<JoinHandle<Result<()>>>,
     stop: Arc<watch::Sender<bool>>,
     metrics: Arc<metrics::Metrics>,
     /// Held for the application's life: the state directory's lock.
@@ -60,6 +63,16 @@ impl KafkaStreams {
         let metrics = Arc::new(metrics::Metrics::default());
         let (config, topology) = (Arc::new(config), Arc::new(topology));
         let memory = StateMemory::new(config.state_memory_bytes);
+        let (globals, global_readers) = global::start(
+            &client,
+            &topology,
+            &config,
+            &memory,
+            &metrics,
+            stopped.clone(),
+        )
+        .await?;
+        let globals = Arc::new(globals);
         let threads = (0..config.num_threads)
             .map(|index| {
                 let thread = thread::StreamThread {
@@ -68,6 +81,7 @@ impl KafkaStreams {
                     config: Arc::clone(&config),
                     topology: Arc::clone(&topology),
                     memory: memory.clone(),
+                    globals: Arc::clone(&globals),
                     metrics: Arc::clone(&metrics),
                     instance: instance.clone(),
                 };
@@ -76,6 +90,7 @@ impl KafkaStreams {
             .collect();
         Ok(KafkaStreams {
             threads,
+            global_readers,
             stop,
             metrics,
             _lock: lock,
@@ -98,7 +113,7 @@ impl KafkaStreams {
     /// instance restarts (and fences them) or they time out. For tests of
     /// what a crash leaves behind.
     pub fn halt(self) {
-        for thread in &self.threads {
+        for thread in self.threads.iter().chain(&self.global_readers) {
             thread.abort();
         }
     }
@@ -108,7 +123,7 @@ impl KafkaStreams {
     pub async fn close(self) -> Result<()> {
         let _ = self.stop.send(true);
         let mut outcome = Ok(());
-        for thread in self.threads {
+        for thread in self.threads.into_iter().chain(self.global_readers) {
             let result = thread
                 .await
                 .map_err(|e| StreamsError::Stopped(format!("a stream thread panicked: {e}")))

@@ -12,7 +12,7 @@ use crate::record::Header;
 use crate::state::{
     MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore, WriteBatch,
 };
-use crate::topology::{OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
+use crate::topology::{GlobalStores, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
 use crate::{Result, StreamsError};
 
 /// Sub-topology and partition, printed as Kafka Streams prints a task id.
@@ -57,9 +57,10 @@ impl Task {
         topology: &Topology,
         config: &super::StreamsConfig,
         memory: &StateMemory,
+        globals: &GlobalStores,
     ) -> Result<Task> {
         let app = &config.application_id;
-        let (nodes, specs) = topology.instantiate(id.sub_topology, app);
+        let (nodes, specs, globals) = topology.instantiate(id.sub_topology, app, globals);
         let dir = task_dir(&config.state_dir, app, id);
         let mut stores = Vec::new();
         let mut changelogs = Vec::new();
@@ -85,7 +86,7 @@ impl Task {
         Ok(Task {
             id,
             nodes,
-            ctx: TaskContext::new(config.errors.clone(), stores),
+            ctx: TaskContext::new(config.errors.clone(), stores, globals),
             consumed: BTreeMap::new(),
             changelogs,
         })

@@ -28,7 +28,7 @@ use super::metrics::Metrics;
 use super::task::{Task, TaskId};
 use super::{restore, StreamsConfig};
 use crate::state::{StateMemory, WriteBatch};
-use crate::topology::{OutputRecord, Topology};
+use crate::topology::{GlobalStores, OutputRecord, Topology};
 use crate::{Result, StreamsError};
 
 /// Partitions the group took away or gave, as the listener saw them.
@@ -56,6 +56,8 @@ pub(crate) struct StreamThread {
     pub config: Arc<StreamsConfig>,
     pub topology: Arc<Topology>,
     pub memory: StateMemory,
+    /// The instance's global stores, shared by every task.
+    pub globals: Arc<GlobalStores>,
     pub metrics: Arc<Metrics>,
     /// This instance's id (see `StreamsConfig::instance_id`).
     pub instance: String,
@@ -254,7 +256,13 @@ impl StreamThread {
             if running.tasks.contains_key(&id) {
                 continue;
             }
-            let mut task = Task::open(id, &self.topology, &self.config, &self.memory)?;
+            let mut task = Task::open(
+                id,
+                &self.topology,
+                &self.config,
+                &self.memory,
+                &self.globals,
+            )?;
             let restored = restore::restore(&self.client, &mut task).await?;
             self.metrics.restored(restored);
             running.tasks.insert(id, task);
@@ -297,7 +305,13 @@ impl StreamThread {
         let kept: Vec<TaskId> = running.tasks.keys().copied().collect();
         running.tasks.clear();
         for id in kept {
-            let mut task = Task::open(id, &self.topology, &self.config, &self.memory)?;
+            let mut task = Task::open(
+                id,
+                &self.topology,
+                &self.config,
+                &self.memory,
+                &self.globals,
+            )?;
             self.metrics
                 .restored(restore::restore(&self.client, &mut task).await?);
             running.tasks.insert(id, task);

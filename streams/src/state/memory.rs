@@ -1,6 +1,6 @@
 //! The in-memory backend: an ordered map, gone with the process.
 
-use super::{StoreBackend, WriteBatch};
+use super::{Positions, StoreBackend, WriteBatch};
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -8,6 +8,18 @@ use std::collections::BTreeMap;
 pub struct MemoryBackend {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
     changelog_offset: Option<u64>,
+    positions: Positions,
+}
+
+impl MemoryBackend {
+    fn write(&mut self, batch: &WriteBatch) {
+        for (key, value) in batch {
+            match value {
+                Some(value) => self.entries.insert(key.clone(), value.clone()),
+                None => self.entries.remove(key),
+            };
+        }
+    }
 }
 
 impl StoreBackend for MemoryBackend {
@@ -16,16 +28,22 @@ impl StoreBackend for MemoryBackend {
     }
 
     fn apply(&mut self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
-        for (key, value) in batch {
-            match value {
-                Some(value) => self.entries.insert(key.clone(), value.clone()),
-                None => self.entries.remove(key),
-            };
-        }
+        self.write(batch);
         if changelog_offset.is_some() {
             self.changelog_offset = changelog_offset;
         }
         Ok(())
+    }
+
+    fn apply_positions(&mut self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
+        self.write(batch);
+        self.positions
+            .extend(positions.iter().map(|(&p, &offset)| (p, offset)));
+        Ok(())
+    }
+
+    fn positions(&self) -> Result<Positions> {
+        Ok(self.positions.clone())
     }
 
     fn changelog_offset(&self) -> Result<Option<u64>> {

@@ -11,9 +11,11 @@
 //! from the offset the backend recorded: no store is ever wiped because a
 //! process died (KIP-892's goal; see docs/streams.md).
 
+mod global;
 mod memory;
 mod rocks;
 
+pub use global::GlobalStore;
 pub use memory::MemoryBackend;
 pub use rocks::{RocksBackend, StateMemory};
 
@@ -46,7 +48,19 @@ pub trait StoreBackend: Send {
 
     /// Every entry in key order (for interactive queries and tests).
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Applies `batch` of a store read from several partitions (a global
+    /// table's), recording for each partition in `positions` the next
+    /// offset the state includes; atomic as `apply`.
+    fn apply_positions(&mut self, batch: &WriteBatch, positions: &Positions) -> Result<()>;
+
+    /// The positions recorded by `apply_positions` (empty when never
+    /// written): where reading each partition resumes.
+    fn positions(&self) -> Result<Positions>;
 }
+
+/// Next offsets by partition.
+pub type Positions = BTreeMap<u32, u64>;
 
 /// How a store is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,12 +14,15 @@ use rocksdb::{
     WriteBufferManager, WriteOptions, DB,
 };
 
-use super::{StoreBackend, WriteBatch};
+use super::{Positions, StoreBackend, WriteBatch};
 use crate::{Result, StreamsError};
 
 /// The column family holding the changelog offset.
 const META_FAMILY: &str = "spool-meta";
 const OFFSET_KEY: &[u8] = b"changelog-offset";
+/// Followed by a partition's 4 bytes (big-endian): a global store's
+/// position in that partition.
+const POSITION_PREFIX: &[u8] = b"position-";
 
 /// The memory every RocksDB store of one application instance shares:
 /// one block cache, and one write-buffer manager charging memtables to
@@ -90,23 +93,59 @@ fn rocks(e: rocksdb::Error) -> StreamsError {
     StreamsError::Store(format!("RocksDB: {e}"))
 }
 
+/// `batch` as a RocksDB write batch.
+fn data_batch(batch: &WriteBatch) -> rocksdb::WriteBatch {
+    let mut write = rocksdb::WriteBatch::default();
+    for (key, value) in batch {
+        match value {
+            Some(value) => write.put(key, value),
+            None => write.delete(key),
+        }
+    }
+    write
+}
+
 impl StoreBackend for RocksBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get(key).map_err(rocks)
     }
 
     fn apply(&mut self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
-        let mut write = rocksdb::WriteBatch::default();
-        for (key, value) in batch {
-            match value {
-                Some(value) => write.put(key, value),
-                None => write.delete(key),
-            }
-        }
+        let mut write = data_batch(batch);
         if let Some(offset) = changelog_offset {
             write.put_cf(self.meta()?, OFFSET_KEY, offset.to_be_bytes());
         }
         self.db.write_opt(write, &self.write_options).map_err(rocks)
+    }
+
+    fn apply_positions(&mut self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
+        let mut write = data_batch(batch);
+        let meta = self.meta()?;
+        for (partition, offset) in positions {
+            let key = [POSITION_PREFIX, &partition.to_be_bytes()].concat();
+            write.put_cf(meta, key, offset.to_be_bytes());
+        }
+        self.db.write_opt(write, &self.write_options).map_err(rocks)
+    }
+
+    fn positions(&self) -> Result<Positions> {
+        let mut positions = Positions::new();
+        let from = IteratorMode::From(POSITION_PREFIX, rocksdb::Direction::Forward);
+        for entry in self.db.iterator_cf(self.meta()?, from) {
+            let (key, value) = entry.map_err(rocks)?;
+            let Some(partition) = key.strip_prefix(POSITION_PREFIX) else {
+                break;
+            };
+            let (Ok(partition), Ok(offset)) =
+                (<[u8; 4]>::try_from(partition), <[u8; 8]>::try_from(&*value))
+            else {
+                return Err(StreamsError::Store(
+                    "a malformed global store position".into(),
+                ));
+            };
+            positions.insert(u32::from_be_bytes(partition), u64::from_be_bytes(offset));
+        }
+        Ok(positions)
     }
 
     fn changelog_offset(&self) -> Result<Option<u64>> {

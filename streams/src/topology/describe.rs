@@ -39,6 +39,8 @@ pub(crate) struct NodeDescription {
 #[derive(Clone, Debug, Default)]
 pub struct Description {
     pub(crate) nodes: Vec<NodeDescription>,
+    /// Global tables: (store, topic).
+    pub(crate) globals: Vec<(String, String)>,
 }
 
 impl Description {
@@ -52,10 +54,25 @@ impl Description {
             }
             i
         }
+        let union = |group: &mut [usize], i: usize, p: usize| {
+            let (a, b) = (root(group, i), root(group, p));
+            group[a.max(b)] = a.min(b);
+        };
+        // Nodes that share a (task) store are in one task, as a join and
+        // the table it reads: Kafka Streams groups them the same way.
+        let mut first_user: Vec<(&str, usize)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             for &p in &node.predecessors {
-                let (a, b) = (root(&mut group, i), root(&mut group, p));
-                group[a.max(b)] = a.min(b);
+                union(&mut group, i, p);
+            }
+            let NodeKind::Processor { stores } = &node.kind else {
+                continue;
+            };
+            for store in stores.iter().filter(|s| !self.is_global(s)) {
+                match first_user.iter().find(|(name, _)| name == store) {
+                    Some(&(_, first)) => union(&mut group, i, first),
+                    None => first_user.push((store, i)),
+                }
             }
         }
         let mut parts: Vec<Vec<usize>> = Vec::new();
@@ -71,6 +88,10 @@ impl Description {
             }
         }
         parts
+    }
+
+    fn is_global(&self, store: &str) -> bool {
+        self.globals.iter().any(|(name, _)| name == store)
     }
 
     fn successors(&self, index: usize) -> Vec<&str> {
@@ -145,6 +166,12 @@ impl fmt::Display for Description {
                     writeln!(f, "      <-- {}", predecessors.join(", "))?;
                 }
             }
+        }
+        for (store, topic) in &self.globals {
+            writeln!(
+                f,
+                "   Global store: {store} (topic: {topic}; kept whole by every instance, no tasks)"
+            )?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod errors;
 pub(crate) mod node;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub(crate) use describe::NodeDescription;
 pub use describe::{Description, NodeKind};
@@ -16,7 +17,7 @@ pub use node::RawRecord;
 use node::{SourceEntry, SourceFactory};
 
 use crate::record::Header;
-use crate::state::{StoreSpec, TaskStore};
+use crate::state::{GlobalStore, StoreSpec, TaskStore, WriteBatch};
 use crate::{Result, StreamsError};
 
 /// A record a sink wrote, encoded, on its way to its topic.
@@ -64,11 +65,54 @@ impl TopicName {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StoreId(pub(crate) usize);
 
+/// Where a task's global stores are in its [`TaskContext`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GlobalId(pub(crate) usize);
+
+/// Turns a record of a global table's topic into its store's entry: the
+/// key and value as the store encodes them (`None` value: a deletion),
+/// or `None` for a record a table cannot hold (no key).
+pub(crate) type Load = Arc<dyn Fn(RawRecord<'_>) -> Result<Option<StoreEntry>> + Send + Sync>;
+
+/// A store's key and value as its codecs encode them (`None`: deleted).
+pub(crate) type StoreEntry = (Vec<u8>, Option<Vec<u8>>);
+
+/// A global table: its topic, its store, and how a record becomes an
+/// entry of the store.
+#[derive(Clone)]
+pub(crate) struct GlobalSpec {
+    pub(crate) topic: String,
+    pub(crate) store: StoreSpec,
+    pub(crate) load: Load,
+}
+
+impl GlobalSpec {
+    /// Adds `raw` to `batch`; a record that does not decode is logged and
+    /// skipped (a global table has no task to stop).
+    pub(crate) fn load_into(&self, batch: &mut WriteBatch, raw: RawRecord<'_>) -> u64 {
+        match (self.load)(raw) {
+            Ok(Some((key, value))) => {
+                batch.insert(key, value);
+                0
+            }
+            Ok(None) => 0,
+            Err(error) => {
+                tracing::warn!(topic = %self.topic, %error, "a global table skipped a record that does not decode");
+                1
+            }
+        }
+    }
+}
+
+/// An instance's global stores, by name.
+pub(crate) type GlobalStores = BTreeMap<String, Arc<GlobalStore>>;
+
 /// What compiling one task's nodes needs: the application id (to name
 /// internal topics) and the stores its nodes ask for, in order.
 pub(crate) struct Instantiation {
     pub(crate) app_id: String,
     pub(crate) stores: Vec<String>,
+    pub(crate) globals: Vec<String>,
     pub(crate) punctuators: node::Punctuators,
 }
 
@@ -84,6 +128,17 @@ impl Instantiation {
             }
         }
     }
+
+    /// The id of global store `name` in this task.
+    pub(crate) fn global(&mut self, name: &str) -> GlobalId {
+        match self.globals.iter().position(|s| s == name) {
+            Some(at) => GlobalId(at),
+            None => {
+                self.globals.push(name.to_string());
+                GlobalId(self.globals.len() - 1)
+            }
+        }
+    }
 }
 
 /// What one task's nodes share while processing: its stores, where sinks
@@ -92,6 +147,7 @@ impl Instantiation {
 pub struct TaskContext {
     pub(crate) output: Vec<OutputRecord>,
     pub(crate) stores: Vec<TaskStore>,
+    pub(crate) globals: Vec<Arc<GlobalStore>>,
     pub(crate) errors: ErrorHandling,
     /// Where the record being processed came from.
     pub(crate) origin: Origin,
@@ -103,10 +159,15 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
-    pub(crate) fn new(errors: ErrorHandling, stores: Vec<TaskStore>) -> TaskContext {
+    pub(crate) fn new(
+        errors: ErrorHandling,
+        stores: Vec<TaskStore>,
+        globals: Vec<Arc<GlobalStore>>,
+    ) -> TaskContext {
         TaskContext {
             errors,
             stores,
+            globals,
             stream_time: i64::MIN,
             ..TaskContext::default()
         }
@@ -114,6 +175,10 @@ impl TaskContext {
 
     pub(crate) fn store(&mut self, id: StoreId) -> &mut TaskStore {
         &mut self.stores[id.0]
+    }
+
+    pub(crate) fn global(&self, id: GlobalId) -> &GlobalStore {
+        &self.globals[id.0]
     }
 
     /// Applies the decode-error policy to `raw`, which failed to decode
@@ -163,6 +228,7 @@ pub struct SubTopology {
 pub struct Topology {
     pub(crate) sources: BTreeMap<TopicName, SourceFactory>,
     pub(crate) stores: BTreeMap<String, StoreSpec>,
+    pub(crate) globals: BTreeMap<String, GlobalSpec>,
     pub(crate) sub_topologies: Vec<SubTopology>,
     pub(crate) description: Description,
 }
@@ -197,12 +263,20 @@ impl Topology {
     }
 
     /// One task's instance of every node of sub-topology `sub`, entered
-    /// by the resolved names of its topics, and the stores its nodes use
-    /// (the task opens them in this order).
-    pub(crate) fn instantiate(&self, sub: usize, app_id: &str) -> (TaskTopology, Vec<StoreSpec>) {
+    /// by the resolved names of its topics, the stores its nodes use (the
+    /// task opens them in this order) and the global stores they read,
+    /// taken from the instance's `globals`, which holds every global
+    /// store of the topology (see [`Topology::globals`]).
+    pub(crate) fn instantiate(
+        &self,
+        sub: usize,
+        app_id: &str,
+        globals: &GlobalStores,
+    ) -> (TaskTopology, Vec<StoreSpec>, Vec<Arc<GlobalStore>>) {
         let mut instantiation = Instantiation {
             app_id: app_id.to_string(),
             stores: Vec::new(),
+            globals: Vec::new(),
             punctuators: Vec::new(),
         };
         let mut sources = BTreeMap::new();
@@ -216,6 +290,11 @@ impl Topology {
             .iter()
             .filter_map(|name| self.stores.get(name).cloned())
             .collect();
+        let global_stores = instantiation
+            .globals
+            .iter()
+            .filter_map(|name| globals.get(name).cloned())
+            .collect();
         let punctuators = instantiation.punctuators;
         (
             TaskTopology {
@@ -223,7 +302,13 @@ impl Topology {
                 punctuators,
             },
             stores,
+            global_stores,
         )
+    }
+
+    /// The global tables, each kept whole by every instance.
+    pub(crate) fn globals(&self) -> impl Iterator<Item = &GlobalSpec> {
+        self.globals.values()
     }
 }
 
