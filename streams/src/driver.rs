@@ -46,6 +46,9 @@ pub struct TopologyTestDriver {
     tasks: Vec<DriverTask>,
     /// Resolved source topic → the task reading it.
     readers: BTreeMap<String, usize>,
+    /// Pattern sources and the task of each (one task per sub-topology,
+    /// in order): they read the topics no source names.
+    patterns: Vec<(regex::Regex, usize)>,
     /// Global tables' topics → their spec and store.
     globals: BTreeMap<String, (GlobalSpec, Arc<GlobalStore>)>,
     outputs: BTreeMap<String, VecDeque<OutputRecord>>,
@@ -94,14 +97,24 @@ impl TopologyTestDriver {
             for topic in &sub.sources {
                 readers.insert(topic.resolve(DRIVER_APPLICATION_ID), tasks.len());
             }
+            // The driver models one partition per topic.
+            let counts = topology.partitioned_sinks().iter().map(|t| (t.clone(), 1));
             tasks.push(DriverTask {
                 nodes,
-                ctx: TaskContext::new(errors.clone(), stores, task_globals),
+                ctx: TaskContext {
+                    partition_counts: Arc::new(counts.collect()),
+                    ..TaskContext::new(errors.clone(), stores, task_globals)
+                },
             });
         }
         TopologyTestDriver {
             tasks,
             readers,
+            patterns: topology
+                .patterns
+                .iter()
+                .map(|p| (p.regex.clone(), p.sub))
+                .collect(),
             globals,
             skipped_globals: 0,
             outputs: BTreeMap::new(),
@@ -156,11 +169,11 @@ impl TopologyTestDriver {
             value: value.map(<[u8]>::to_vec),
             timestamp,
             headers: Vec::new(),
+            partition: None,
         }]);
         while let Some(record) = pending.pop_front() {
-            let task = *self
-                .readers
-                .get(&record.topic)
+            let task = self
+                .reader_of(&record.topic)
                 .ok_or_else(|| StreamsError::UnknownTopic(record.topic.clone()))?;
             let wall_clock = self.wall_clock;
             let task = &mut self.tasks[task];
@@ -180,6 +193,16 @@ impl TopologyTestDriver {
             self.commit_and_route(&mut pending)?;
         }
         Ok(())
+    }
+
+    /// The task reading `topic`, by name or by pattern.
+    fn reader_of(&self, topic: &str) -> Option<usize> {
+        self.readers.get(topic).copied().or_else(|| {
+            self.patterns
+                .iter()
+                .find(|(regex, _)| regex.is_match(topic))
+                .map(|&(_, task)| task)
+        })
     }
 
     /// Moves the driver's wall clock forward and fires the wall-clock
@@ -206,20 +229,22 @@ impl TopologyTestDriver {
     /// Commits every task's stores, and sorts what sinks wrote: records
     /// for internal topics into `pending`, the rest into the outputs.
     fn commit_and_route(&mut self, pending: &mut VecDeque<OutputRecord>) -> Result<()> {
+        let mut written = Vec::new();
         for task in &mut self.tasks {
             for store in &mut task.ctx.stores {
                 let batch = store.take_dirty();
                 store.apply_committed(&batch, None)?;
             }
-            for output in task.ctx.output.drain(..) {
-                match self.readers.contains_key(&output.topic) {
-                    true => pending.push_back(output),
-                    false => self
-                        .outputs
-                        .entry(output.topic.clone())
-                        .or_default()
-                        .push_back(output),
-                }
+            written.append(&mut task.ctx.output);
+        }
+        for output in written {
+            match self.reader_of(&output.topic).is_some() {
+                true => pending.push_back(output),
+                false => self
+                    .outputs
+                    .entry(output.topic.clone())
+                    .or_default()
+                    .push_back(output),
             }
         }
         Ok(())

@@ -21,6 +21,10 @@ pub enum StreamsError {
     /// A record for a topic the topology does not read.
     #[error("the topology reads no topic `{0}`")]
     UnknownTopic(String),
+    /// A sink's partitioner chose no partition of its topic, or the
+    /// topic's partition count is unknown.
+    #[error("cannot partition a record: {0}")]
+    Partition(String),
     /// A topology refused when built, with every mistake found.
     #[error("invalid topology: {0}")]
     InvalidTopology(String),

@@ -23,10 +23,17 @@ impl<K: 'static, V: 'static> Consumed<K, V> {
     }
 }
 
-/// How a sink topic's keys and values encode (Kafka Streams' `Produced`).
+/// Picks a record's partition among a topic's `count` (Kafka Streams'
+/// `StreamPartitioner`); `None` leaves it to the key's hash, as the
+/// producer partitions by default.
+pub type Partitioner<K, V> = Arc<dyn Fn(&K, &V, u32) -> Option<u32> + Send + Sync>;
+
+/// How a sink topic's keys and values encode (Kafka Streams' `Produced`),
+/// and, optionally, how its records are partitioned.
 pub struct Produced<K, V> {
     pub(crate) keys: Arc<dyn Codec<K>>,
     pub(crate) values: Arc<dyn Codec<V>>,
+    pub(crate) partitioner: Option<Partitioner<K, V>>,
 }
 
 impl<K: 'static, V: 'static> Produced<K, V> {
@@ -34,7 +41,20 @@ impl<K: 'static, V: 'static> Produced<K, V> {
         Produced {
             keys: Arc::new(keys),
             values: Arc::new(values),
+            partitioner: None,
         }
+    }
+
+    /// Partitions records with `choose(key, value, partition_count)`
+    /// instead of by the key's hash. The topic must exist when the
+    /// application starts (its partition count is read then); a choice
+    /// outside `0..partition_count` fails the record.
+    pub fn with_partitioner(
+        mut self,
+        choose: impl Fn(&K, &V, u32) -> Option<u32> + Send + Sync + 'static,
+    ) -> Produced<K, V> {
+        self.partitioner = Some(Arc::new(choose));
+        self
     }
 }
 

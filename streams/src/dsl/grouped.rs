@@ -66,6 +66,7 @@ where
         let produced = Arc::new(Produced {
             keys: Arc::clone(&grouped.keys),
             values: Arc::clone(&grouped.values),
+            partitioner: None,
         });
         let sink_topic = topic.clone();
         self.children.add(Arc::new(move |task| {

@@ -6,11 +6,13 @@
 
 use std::sync::Arc;
 
+use super::config::Partitioner;
 use super::{Produced, Split, StreamsBuilder};
 use crate::processor::{processor_node, Processor, ProcessorInit};
 use crate::record::Record;
 use crate::topology::node::{step, Children, Downstream, Fanout};
 use crate::topology::{NodeKind, OutputRecord, TaskContext};
+use crate::{Result, StreamsError};
 
 /// A stream of keyed records.
 pub struct KStream<K, V> {
@@ -72,6 +74,13 @@ where
         let mut stream = KStream::new(self.builder.clone(), node, children);
         stream.key_changed = self.key_changed;
         stream
+    }
+
+    /// Names the node that made this stream (Kafka Streams' `Named`), as
+    /// `describe()` shows it: `stream.filter(..).named("valid-orders")`.
+    pub fn named(self, name: &str) -> KStream<K, V> {
+        self.builder.rename(self.node, name);
+        self
     }
 
     /// The records for which `keep` is true.
@@ -222,12 +231,10 @@ where
             .add_node("MERGE", NodeKind::processor(), &[self.node, other.node]);
         let children = Children::new();
         for parent in [self, other] {
-            // Each parent gets its own instance of what lies below: stateless
-            // nodes hold nothing that two instances would have to share.
             let below = children.clone();
             parent.children.add(Arc::new(move |task| {
-                let mut below = below.instantiate(task);
-                step(move |ctx, r: Record<K, V>| below.forward(ctx, r))
+                let below = below.instantiate_shared(task);
+                step(move |ctx, r: Record<K, V>| below.lock().forward(ctx, r))
             }));
         }
         let mut merged = KStream::new(self.builder.clone(), node, children);
@@ -272,6 +279,9 @@ where
 
     /// Writes every record to `topic`, encoded as `produced` says.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        if produced.partitioner.is_some() {
+            self.builder.add_partitioned_sink(topic);
+        }
         let topic = topic.to_string();
         let chosen = topic.clone();
         self.to_chosen(
@@ -289,6 +299,11 @@ where
         choose: impl Fn(&K, &V) -> String + Send + Sync + 'static,
         produced: Produced<K, V>,
     ) {
+        if produced.partitioner.is_some() {
+            self.builder.refuse(
+                "to_topic_chosen_by with a partitioner: partition counts are read at start, so a partitioned sink writes one topic (use split() and a to() per topic)".into(),
+            );
+        }
         let kind = NodeKind::Sink {
             topic: "(chosen per record)".into(),
         };
@@ -333,15 +348,36 @@ fn chosen_sink<K: 'static, V: 'static>(
         let has_value = produced
             .values
             .encode_nullable(&r.value, &mut value_buffer)?;
+        let partition = match &produced.partitioner {
+            Some(partitioner) => partition_of(ctx, &topic, partitioner, &r)?,
+            None => None,
+        };
         ctx.output.push(OutputRecord {
             topic,
             key: has_key.then(|| key_buffer.clone()),
             value: has_value.then(|| value_buffer.clone()),
             timestamp: r.timestamp,
             headers: r.headers,
+            partition,
         });
         Ok(())
     })
+}
+
+/// The partition `partitioner` chooses for `r` among `topic`'s.
+fn partition_of<K, V>(
+    ctx: &TaskContext,
+    topic: &str,
+    partitioner: &Partitioner<K, V>,
+    r: &Record<K, V>,
+) -> Result<Option<u32>> {
+    let count = ctx.partition_count(topic)?;
+    match partitioner(&r.key, &r.value, count) {
+        Some(chosen) if chosen >= count => Err(StreamsError::Partition(format!(
+            "the partitioner chose partition {chosen} of `{topic}`, which has {count}"
+        ))),
+        chosen => Ok(chosen),
+    }
 }
 
 /// A record of a new key and value that keeps an input's timestamp and

@@ -77,6 +77,12 @@ where
         }
     }
 
+    /// Names the node that made this table (Kafka Streams' `Named`).
+    pub fn named(self, name: &str) -> KTable<K, V> {
+        self.builder.rename(self.node, name);
+        self
+    }
+
     /// The rows for which `keep` holds; a row that stops holding is
     /// deleted downstream (its change forwarded with no new value).
     pub fn filter(&self, keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
@@ -161,9 +167,15 @@ where
     /// Writes every update to `topic`, a deletion as a tombstone (a null
     /// value), as a compacted topic expects.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        if produced.partitioner.is_some() {
+            self.builder.refuse(format!(
+                "KTable::to(\"{topic}\") with a partitioner: a deletion has no value to choose its partition by; use to_stream().to(..) with a partitioner of Option<V>"
+            ));
+        }
         let produced = Produced {
             keys: produced.keys,
             values: Arc::new(Nullable(produced.values)) as Arc<dyn Codec<Option<V>>>,
+            partitioner: None,
         };
         self.to_stream().to(topic, produced);
     }

@@ -33,7 +33,8 @@ pub use split::Split;
 use crate::state::StoreSpec;
 use crate::topology::node::SourceFactory;
 use crate::topology::{
-    Description, GlobalSpec, NodeDescription, NodeKind, SubTopology, TopicName, Topology,
+    Description, GlobalSpec, NodeDescription, NodeKind, PatternSource, SubTopology, TopicName,
+    Topology,
 };
 use crate::{Result, StreamsError};
 
@@ -50,11 +51,15 @@ pub(crate) struct BuilderState {
     /// counter; so does this.
     next_index: usize,
     sources: BTreeMap<TopicName, (usize, SourceFactory)>,
+    /// Sources of every topic a regular expression matches.
+    patterns: Vec<(regex::Regex, usize, SourceFactory)>,
     stores: BTreeMap<String, (StoreSpec, Vec<usize>)>,
     /// Stores declared for processors (`add_state_store`).
     declared: BTreeMap<String, StoreSpec>,
     /// Global tables' stores, by name.
     globals: BTreeMap<String, GlobalSpec>,
+    /// User topics whose sinks choose partitions with a partitioner.
+    partitioned_sinks: Vec<String>,
     /// Sink nodes writing internal topics.
     internal_sinks: Vec<(TopicName, usize)>,
     /// Mistakes found while building, reported by `build()`.
@@ -71,7 +76,7 @@ impl StreamsBuilder {
     pub fn build(&self) -> Result<Topology> {
         let state = self.state.lock();
         let mut errors = state.errors.clone();
-        if state.sources.is_empty() {
+        if state.sources.is_empty() && state.patterns.is_empty() {
             errors.push("the topology reads no topic".into());
         }
         for global in state.globals.values() {
@@ -97,6 +102,21 @@ impl StreamsBuilder {
                 .collect(),
         };
         let sub_topologies = sub_topologies(&state, &description);
+        let part_of = |node: usize| {
+            sub_topologies
+                .iter()
+                .position(|s| s.nodes.contains(&node))
+                .unwrap_or_default()
+        };
+        let patterns = state
+            .patterns
+            .iter()
+            .map(|(regex, node, factory)| PatternSource {
+                regex: regex.clone(),
+                sub: part_of(*node),
+                factory: Arc::clone(factory),
+            })
+            .collect();
         Ok(Topology {
             sources: state
                 .sources
@@ -109,6 +129,8 @@ impl StreamsBuilder {
                 .map(|(name, (spec, _))| (name.clone(), spec.clone()))
                 .collect(),
             globals: state.globals.clone(),
+            partitioned_sinks: state.partitioned_sinks.clone(),
+            patterns,
             sub_topologies,
             description,
         })
@@ -126,6 +148,33 @@ impl StreamsBuilder {
             predecessors: predecessors.to_vec(),
         });
         state.nodes.len() - 1
+    }
+
+    /// Names `node` `name` (Kafka Streams' `Named`); a name two nodes
+    /// take is a mistake reported by `build()`.
+    pub(crate) fn rename(&self, node: usize, name: &str) {
+        let mut state = self.state.lock();
+        if state.nodes.iter().any(|n| n.name == name) {
+            state.errors.push(format!(
+                "two nodes are named `{name}`; names must be unique"
+            ));
+            return;
+        }
+        state.nodes[node].name = name.to_string();
+    }
+
+    /// Records a mistake for `build()` to report.
+    pub(crate) fn refuse(&self, error: String) {
+        self.state.lock().errors.push(error);
+    }
+
+    /// Records that the sink of user topic `topic` chooses partitions
+    /// itself, so the runtime reads the topic's partition count at start.
+    pub(crate) fn add_partitioned_sink(&self, topic: &str) {
+        let mut state = self.state.lock();
+        if !state.partitioned_sinks.iter().any(|t| t == topic) {
+            state.partitioned_sinks.push(topic.to_string());
+        }
     }
 
     /// A name Kafka Streams would generate for an unnamed store or
@@ -157,6 +206,11 @@ impl StreamsBuilder {
             }
         };
         state.errors.extend(error);
+    }
+
+    /// Registers the source of every topic `regex` matches at `node`.
+    pub(crate) fn add_pattern(&self, regex: regex::Regex, node: usize, factory: SourceFactory) {
+        self.state.lock().patterns.push((regex, node, factory));
     }
 
     /// Connects the store `name`, which another operator declared, to
@@ -262,10 +316,11 @@ fn sub_topologies(state: &BuilderState, description: &Description) -> Vec<SubTop
     let part_of = |node: usize| parts.iter().position(|p| p.contains(&node));
     let mut subs: Vec<SubTopology> = parts
         .iter()
-        .map(|_| SubTopology {
+        .map(|nodes| SubTopology {
             sources: Vec::new(),
             stores: Vec::new(),
             writes: Vec::new(),
+            nodes: nodes.clone(),
         })
         .collect();
     for (topic, (node, _)) in &state.sources {
@@ -285,8 +340,17 @@ fn sub_topologies(state: &BuilderState, description: &Description) -> Vec<SubTop
             subs[at].writes.push(topic.clone());
         }
     }
+    let pattern_parts: Vec<usize> = state
+        .patterns
+        .iter()
+        .filter_map(|(_, node, _)| part_of(*node))
+        .collect();
     // A part without a source (a node chain never connected to one) has
-    // nothing to run.
-    subs.retain(|s| !s.sources.is_empty());
+    // nothing to run; a pattern's topics are known only at start.
+    let mut index = 0;
+    subs.retain(|s| {
+        index += 1;
+        !s.sources.is_empty() || pattern_parts.contains(&(index - 1))
+    });
     subs
 }

@@ -9,7 +9,9 @@ use super::join::TableView;
 use super::{Change, KStream, KTable, StreamsBuilder};
 use crate::codec::Codec;
 use crate::record::Record;
-use crate::topology::node::{Children, Fanout, RawRecord, SourceEntry, SourceFactory};
+use crate::topology::node::{
+    Children, Fanout, RawRecord, SharedFanout, SourceEntry, SourceFactory,
+};
 use crate::topology::{NodeKind, StoreId, TaskContext, TopicName};
 use crate::Result;
 
@@ -61,6 +63,7 @@ impl StreamsBuilder {
         let names = topics.iter().map(TopicName::to_string).collect();
         let node = self.add_node("SOURCE", NodeKind::Source { topics: names }, &[]);
         let children = Children::new();
+        let one_topic = topics.len() == 1;
         for topic in topics {
             let (below, consumed) = (children.clone(), Arc::clone(&consumed));
             let source_topic = topic.clone();
@@ -68,10 +71,47 @@ impl StreamsBuilder {
                 Box::new(Source {
                     topic: source_topic.resolve(&task.app_id),
                     consumed: Arc::clone(&consumed),
-                    below: below.instantiate(task),
+                    below: match one_topic {
+                        true => Below::Own(below.instantiate(task)),
+                        false => Below::Shared(below.instantiate_shared(task)),
+                    },
                 })
             });
             self.add_source(topic, node, factory);
+        }
+        KStream::new(self.clone(), node, children)
+    }
+
+    /// One stream of the records of every topic whose name matches
+    /// `pattern` (a regular expression matched against the whole name),
+    /// decoded alike. The topics are those that exist when the
+    /// application starts; every one of them must have as many partitions
+    /// (partition `p` of each is in task `p`).
+    pub fn stream_pattern<K, V>(&self, pattern: &str, consumed: Consumed<K, V>) -> KStream<K, V>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        let node = self.add_node(
+            "SOURCE",
+            NodeKind::Source {
+                topics: vec![format!("pattern {pattern}")],
+            },
+            &[],
+        );
+        let children = Children::new();
+        let (below, consumed) = (children.clone(), Arc::new(consumed));
+        let label = format!("pattern {pattern}");
+        let factory: SourceFactory = Arc::new(move |task| {
+            Box::new(Source {
+                topic: label.clone(),
+                consumed: Arc::clone(&consumed),
+                below: Below::Own(below.instantiate(task)),
+            })
+        });
+        match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => self.add_pattern(regex, node, factory),
+            Err(e) => self.refuse(format!("source pattern `{pattern}`: {e}")),
         }
         KStream::new(self.clone(), node, children)
     }
@@ -124,9 +164,17 @@ impl StreamsBuilder {
 
 /// A compiled stream source: decodes each record with its topic's codecs.
 struct Source<K, V> {
+    /// For errors: the topic, or the pattern.
     topic: String,
     consumed: Arc<Consumed<K, V>>,
-    below: Fanout<K, V>,
+    below: Below<K, V>,
+}
+
+/// What lies below a source: its own, or shared with the source's other
+/// topics (so each node below runs once per task).
+enum Below<K, V> {
+    Own(Fanout<K, V>),
+    Shared(SharedFanout<K, V>),
 }
 
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceEntry for Source<K, V> {
@@ -144,7 +192,10 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceEntry for Sourc
                     timestamp: raw.timestamp,
                     headers: raw.headers.to_vec(),
                 };
-                self.below.forward(ctx, record)
+                match &mut self.below {
+                    Below::Own(below) => below.forward(ctx, record),
+                    Below::Shared(below) => below.lock().forward(ctx, record),
+                }
             }
             Err(e) => ctx.decode_failed(&self.topic, &raw, e),
         }

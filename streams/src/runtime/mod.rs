@@ -57,6 +57,15 @@ impl KafkaStreams {
             Some(id) => id.clone(),
             None => instance_id(&app_dir)?,
         };
+        let mut topology = topology;
+        if topology.has_patterns() {
+            let existing = client
+                .admin()
+                .list_topics()
+                .await
+                .map_err(|e| StreamsError::client("listing topics for source patterns", e))?;
+            topology.resolve_patterns(&existing, &config.application_id)?;
+        }
         topics::prepare(&client, &topology, &config).await?;
         let (stop, stopped) = watch::channel(false);
         let stop = Arc::new(stop);
@@ -72,7 +81,11 @@ impl KafkaStreams {
             stopped.clone(),
         )
         .await?;
-        let globals = Arc::new(globals);
+        let shared = task::Shared {
+            memory,
+            globals: Arc::new(globals),
+            partition_counts: Arc::new(topics::sink_partitions(&client, &topology).await?),
+        };
         let threads = (0..config.num_threads)
             .map(|index| {
                 let thread = thread::StreamThread {
@@ -80,8 +93,7 @@ impl KafkaStreams {
                     client: client.clone(),
                     config: Arc::clone(&config),
                     topology: Arc::clone(&topology),
-                    memory: memory.clone(),
-                    globals: Arc::clone(&globals),
+                    shared: shared.clone(),
                     metrics: Arc::clone(&metrics),
                     instance: instance.clone(),
                 };

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use spool_client::{ConsumerRecord, TopicPartition};
 
@@ -34,6 +35,17 @@ pub(crate) struct Changelog {
     pub partition: TopicPartition,
 }
 
+/// What every task of an instance shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// The memory budget of all RocksDB stores.
+    pub memory: StateMemory,
+    /// The global stores.
+    pub globals: Arc<GlobalStores>,
+    /// Partition counts of the topics sinks partition themselves.
+    pub partition_counts: Arc<BTreeMap<String, u32>>,
+}
+
 pub(crate) struct Task {
     pub id: TaskId,
     nodes: TaskTopology,
@@ -56,11 +68,10 @@ impl Task {
         id: TaskId,
         topology: &Topology,
         config: &super::StreamsConfig,
-        memory: &StateMemory,
-        globals: &GlobalStores,
+        shared: &Shared,
     ) -> Result<Task> {
         let app = &config.application_id;
-        let (nodes, specs, globals) = topology.instantiate(id.sub_topology, app, globals);
+        let (nodes, specs, globals) = topology.instantiate(id.sub_topology, app, &shared.globals);
         let dir = task_dir(&config.state_dir, app, id);
         let mut stores = Vec::new();
         let mut changelogs = Vec::new();
@@ -71,7 +82,7 @@ impl Task {
                     std::fs::create_dir_all(&path).map_err(|e| {
                         StreamsError::StateDir(format!("creating {}: {e}", path.display()))
                     })?;
-                    Box::new(RocksBackend::open(&path, memory)?)
+                    Box::new(RocksBackend::open(&path, &shared.memory)?)
                 }
                 StoreKind::InMemory => Box::new(MemoryBackend::default()),
             };
@@ -86,7 +97,10 @@ impl Task {
         Ok(Task {
             id,
             nodes,
-            ctx: TaskContext::new(config.errors.clone(), stores, globals),
+            ctx: TaskContext {
+                partition_counts: Arc::clone(&shared.partition_counts),
+                ..TaskContext::new(config.errors.clone(), stores, globals)
+            },
             consumed: BTreeMap::new(),
             changelogs,
         })

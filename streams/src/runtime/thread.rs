@@ -25,10 +25,10 @@ use spool_client::{
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
-use super::task::{Task, TaskId};
+use super::task::{Shared, Task, TaskId};
 use super::{restore, StreamsConfig};
-use crate::state::{StateMemory, WriteBatch};
-use crate::topology::{GlobalStores, OutputRecord, Topology};
+use crate::state::WriteBatch;
+use crate::topology::{OutputRecord, Topology};
 use crate::{Result, StreamsError};
 
 /// Partitions the group took away or gave, as the listener saw them.
@@ -55,9 +55,7 @@ pub(crate) struct StreamThread {
     pub client: Client,
     pub config: Arc<StreamsConfig>,
     pub topology: Arc<Topology>,
-    pub memory: StateMemory,
-    /// The instance's global stores, shared by every task.
-    pub globals: Arc<GlobalStores>,
+    pub shared: Shared,
     pub metrics: Arc<Metrics>,
     /// This instance's id (see `StreamsConfig::instance_id`).
     pub instance: String,
@@ -256,13 +254,7 @@ impl StreamThread {
             if running.tasks.contains_key(&id) {
                 continue;
             }
-            let mut task = Task::open(
-                id,
-                &self.topology,
-                &self.config,
-                &self.memory,
-                &self.globals,
-            )?;
+            let mut task = Task::open(id, &self.topology, &self.config, &self.shared)?;
             let restored = restore::restore(&self.client, &mut task).await?;
             self.metrics.restored(restored);
             running.tasks.insert(id, task);
@@ -305,13 +297,7 @@ impl StreamThread {
         let kept: Vec<TaskId> = running.tasks.keys().copied().collect();
         running.tasks.clear();
         for id in kept {
-            let mut task = Task::open(
-                id,
-                &self.topology,
-                &self.config,
-                &self.memory,
-                &self.globals,
-            )?;
+            let mut task = Task::open(id, &self.topology, &self.config, &self.shared)?;
             self.metrics
                 .restored(restore::restore(&self.client, &mut task).await?);
             running.tasks.insert(id, task);
@@ -374,7 +360,7 @@ fn now_ms() -> i64 {
 fn producer_record(output: OutputRecord) -> ProducerRecord {
     ProducerRecord {
         topic: output.topic.into(),
-        partition: None,
+        partition: output.partition,
         key: output.key.map(Bytes::from),
         value: output.value.map(Bytes::from),
         headers: output

@@ -62,6 +62,24 @@ pub(crate) async fn prepare(
     Ok(counts)
 }
 
+/// The partition counts of the topics sinks partition themselves; each
+/// must exist, since a partitioner chooses among its partitions.
+pub(crate) async fn sink_partitions(
+    client: &Client,
+    topology: &Topology,
+) -> Result<BTreeMap<String, u32>> {
+    let mut counts = BTreeMap::new();
+    for topic in topology.partitioned_sinks() {
+        let count = partition_count(client, topic).await?.ok_or_else(|| {
+            StreamsError::InvalidTopology(format!(
+                "output topic `{topic}` has a partitioner but does not exist; create it before starting the application"
+            ))
+        })?;
+        counts.insert(topic.clone(), count);
+    }
+    Ok(counts)
+}
+
 /// Sources of one sub-topology must have as many partitions each: a
 /// task joins partition `p` of every one of them.
 fn check_co_partitioned(topology: &Topology, known: &BTreeMap<TopicName, u32>) -> Result<()> {

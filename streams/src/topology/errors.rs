@@ -89,5 +89,6 @@ pub(crate) fn dead_letter(
         value: raw.value.map(<[u8]>::to_vec),
         timestamp: raw.timestamp,
         headers,
+        partition: None,
     }
 }

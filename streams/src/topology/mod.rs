@@ -28,6 +28,8 @@ pub struct OutputRecord {
     pub value: Option<Vec<u8>>,
     pub timestamp: i64,
     pub headers: Vec<Header>,
+    /// Chosen by the sink's partitioner; `None`: by the key's hash.
+    pub partition: Option<u32>,
 }
 
 /// A topic a topology reads or writes: a user's, or one the application
@@ -114,6 +116,9 @@ pub(crate) struct Instantiation {
     pub(crate) stores: Vec<String>,
     pub(crate) globals: Vec<String>,
     pub(crate) punctuators: node::Punctuators,
+    /// Children instantiated once for several parents (see
+    /// `Children::instantiate_shared`), by the identity of their list.
+    pub(crate) shared: BTreeMap<usize, Box<dyn std::any::Any + Send>>,
 }
 
 impl Instantiation {
@@ -148,6 +153,8 @@ pub struct TaskContext {
     pub(crate) output: Vec<OutputRecord>,
     pub(crate) stores: Vec<TaskStore>,
     pub(crate) globals: Vec<Arc<GlobalStore>>,
+    /// Partition counts of the topics sinks partition themselves.
+    pub(crate) partition_counts: Arc<BTreeMap<String, u32>>,
     pub(crate) errors: ErrorHandling,
     /// Where the record being processed came from.
     pub(crate) origin: Origin,
@@ -175,6 +182,15 @@ impl TaskContext {
 
     pub(crate) fn store(&mut self, id: StoreId) -> &mut TaskStore {
         &mut self.stores[id.0]
+    }
+
+    /// The partition count of `topic`, for a sink's partitioner.
+    pub(crate) fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.partition_counts.get(topic).copied().ok_or_else(|| {
+            StreamsError::Partition(format!(
+                "the partition count of `{topic}` was not read at start"
+            ))
+        })
     }
 
     pub(crate) fn global(&self, id: GlobalId) -> &GlobalStore {
@@ -222,6 +238,16 @@ pub struct SubTopology {
     pub stores: Vec<String>,
     /// Internal topics its sinks write (repartition topics).
     pub writes: Vec<TopicName>,
+    /// Its nodes (indexes into the description).
+    pub(crate) nodes: Vec<usize>,
+}
+
+/// A source of every topic a regular expression matches, in sub-topology
+/// `sub`; resolved to topics when the application starts.
+pub(crate) struct PatternSource {
+    pub(crate) regex: regex::Regex,
+    pub(crate) sub: usize,
+    pub(crate) factory: SourceFactory,
 }
 
 /// A program's topology, as `StreamsBuilder::build` checked it.
@@ -229,14 +255,63 @@ pub struct Topology {
     pub(crate) sources: BTreeMap<TopicName, SourceFactory>,
     pub(crate) stores: BTreeMap<String, StoreSpec>,
     pub(crate) globals: BTreeMap<String, GlobalSpec>,
+    /// User topics whose sinks choose partitions (their counts are read
+    /// at start into [`TaskContext::partition_counts`]).
+    pub(crate) partitioned_sinks: Vec<String>,
+    pub(crate) patterns: Vec<PatternSource>,
     pub(crate) sub_topologies: Vec<SubTopology>,
     pub(crate) description: Description,
 }
 
 impl Topology {
-    /// The topics the topology reads, internal ones included.
+    /// The topics the topology reads, internal ones included, and those
+    /// its patterns matched (see [`Topology::resolve_patterns`]).
     pub fn source_topics(&self) -> impl Iterator<Item = &TopicName> {
-        self.sources.keys()
+        let matched = self.sub_topologies.iter().flat_map(|s| &s.sources);
+        self.sources
+            .keys()
+            .chain(matched.filter(|t| !self.sources.contains_key(t)))
+    }
+
+    /// Whether a source reads topics by pattern.
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// Adds to each pattern source the `existing` topics it matches; a
+    /// topic another source or a global table reads, a broker's internal
+    /// topic (`__...`) and the application's own internal topics are
+    /// never matched. A pattern matching nothing is refused: its tasks
+    /// would have no partitions.
+    pub fn resolve_patterns(&mut self, existing: &[String], app_id: &str) -> Result<()> {
+        let own = format!("{app_id}-");
+        for pattern in &self.patterns {
+            let taken = |t: &String| {
+                self.sources.contains_key(&TopicName::User(t.clone()))
+                    || self.globals.values().any(|g| &g.topic == t)
+                    || t.starts_with("__")
+                    || (t.starts_with(&own)
+                        && (t.ends_with("-changelog") || t.ends_with("-repartition")))
+            };
+            let matched: Vec<TopicName> = existing
+                .iter()
+                .filter(|t| pattern.regex.is_match(t) && !taken(t))
+                .map(|t| TopicName::User(t.clone()))
+                .collect();
+            if matched.is_empty() {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "source pattern `{}` matches no topic; create one before starting the application",
+                    pattern.regex
+                )));
+            }
+            let sources = &mut self.sub_topologies[pattern.sub].sources;
+            for topic in matched {
+                if !sources.contains(&topic) {
+                    sources.push(topic);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The parts of the topology that tasks run.
@@ -278,6 +353,7 @@ impl Topology {
             stores: Vec::new(),
             globals: Vec::new(),
             punctuators: Vec::new(),
+            shared: BTreeMap::new(),
         };
         let mut sources = BTreeMap::new();
         for topic in &self.sub_topologies[sub].sources {
@@ -290,6 +366,12 @@ impl Topology {
             .iter()
             .filter_map(|name| self.stores.get(name).cloned())
             .collect();
+        let patterns = self
+            .patterns
+            .iter()
+            .filter(|p| p.sub == sub)
+            .map(|p| (p.regex.clone(), (p.factory)(&mut instantiation)))
+            .collect();
         let global_stores = instantiation
             .globals
             .iter()
@@ -299,11 +381,17 @@ impl Topology {
         (
             TaskTopology {
                 sources,
+                patterns,
                 punctuators,
             },
             stores,
             global_stores,
         )
+    }
+
+    /// User topics whose sinks partition records themselves.
+    pub(crate) fn partitioned_sinks(&self) -> &[String] {
+        &self.partitioned_sinks
     }
 
     /// The global tables, each kept whole by every instance.
@@ -315,6 +403,8 @@ impl Topology {
 /// The nodes of one task, entered by topic.
 pub(crate) struct TaskTopology {
     sources: BTreeMap<String, Box<dyn SourceEntry>>,
+    /// Pattern sources, for topics no source names.
+    patterns: Vec<(regex::Regex, Box<dyn SourceEntry>)>,
     punctuators: node::Punctuators,
 }
 
@@ -326,10 +416,15 @@ impl TaskTopology {
         topic: &str,
         raw: RawRecord<'_>,
     ) -> Result<()> {
-        let source = self
-            .sources
-            .get_mut(topic)
-            .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?;
+        let source = match self.sources.get_mut(topic) {
+            Some(source) => source,
+            None => self
+                .patterns
+                .iter_mut()
+                .find(|(regex, _)| regex.is_match(topic))
+                .map(|(_, source)| source)
+                .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?,
+        };
         ctx.stream_time = ctx.stream_time.max(raw.timestamp);
         match source.process_raw(ctx, raw) {
             // A decode failure under the Fail policy stops the task as

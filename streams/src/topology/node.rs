@@ -49,7 +49,30 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Children<K, V> {
             children: factories.iter().map(|factory| factory(task)).collect(),
         }
     }
+
+    /// One task's instances of every child, the same for every parent
+    /// that asks in this task (the two streams of a merge, the topics of
+    /// one source): a node below runs once per task, whichever way a
+    /// record arrives, so a processor keeps one state and one schedule.
+    pub(crate) fn instantiate_shared(&self, task: &mut Instantiation) -> SharedFanout<K, V> {
+        let identity = Arc::as_ptr(&self.0) as usize;
+        let existing = task
+            .shared
+            .get(&identity)
+            .and_then(|made| made.downcast_ref::<SharedFanout<K, V>>());
+        if let Some(fanout) = existing {
+            return Arc::clone(fanout);
+        }
+        let fanout = Arc::new(Mutex::new(self.instantiate(task)));
+        task.shared.insert(identity, Box::new(Arc::clone(&fanout)));
+        fanout
+    }
 }
+
+/// Children shared by several parents in one task. A record holds the
+/// lock only while it runs below; the graph has no cycles, so no node
+/// waits for a lock its own record holds.
+pub(crate) type SharedFanout<K, V> = Arc<Mutex<Fanout<K, V>>>;
 
 /// A node's instantiated children: each gets every record, the last one
 /// the record itself and the others a clone (no clone for one child).

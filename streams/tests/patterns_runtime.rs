@@ -1,0 +1,133 @@
+//! Pattern sources and partitioners on an embedded broker: a pattern
+//! resolved to the topics that exist at start (co-partitioned, one task
+//! per partition), and records written to the partitions a partitioner
+//! chose.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use spool_broker::Node;
+use spool_client::proto::IsolationLevel;
+use spool_client::{Client, ConsumerConfig, OffsetReset, ProducerRecord, TopicPartition};
+use spool_streams::{
+    Consumed, KafkaStreams, ProcessingGuarantee, Produced, StreamsBuilder, StreamsConfig, Topology,
+    Utf8,
+};
+
+fn route_events() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_pattern("events-.*", Consumed::with(Utf8, Utf8))
+        .to(
+            "routed",
+            // By the key's length, which the default hash would not do.
+            Produced::with(Utf8, Utf8)
+                .with_partitioner(|key: &String, _, count| Some(key.len() as u32 % count)),
+        );
+    builder.build().unwrap()
+}
+
+async fn send(client: &Client, topic: &str, keys: &[&str]) {
+    let producer = client.producer(Default::default());
+    let records = keys
+        .iter()
+        .map(|k| ProducerRecord::new(topic, format!("{topic}/{k}")).key(k.to_string()))
+        .collect();
+    producer.send_batch(records).await.unwrap().await.unwrap();
+}
+
+/// Every record of `routed`, as value → partition, once `count` arrived.
+async fn routed(client: &Client, count: usize) -> BTreeMap<String, u32> {
+    let mut consumer = client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadCommitted,
+        ..ConsumerConfig::default()
+    });
+    consumer.assign((0..3).map(|p| TopicPartition::new("routed", p)));
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < count {
+        assert!(Instant::now() < deadline, "routed so far: {seen:?}");
+        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+            seen.insert(value, r.partition);
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_reads_the_matching_topics_and_a_partitioner_places_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::embedded(dir.path().join("broker")).await.unwrap();
+    let client = node.client();
+    for (topic, partitions) in [
+        ("events-a", 2),
+        ("events-b", 2),
+        ("other", 1),
+        ("routed", 3),
+    ] {
+        client
+            .admin()
+            .create_topic(topic, partitions, &[])
+            .await
+            .unwrap();
+    }
+    send(&client, "events-a", &["x", "yy", "zzz"]).await;
+    send(&client, "events-b", &["p", "qqqq"]).await;
+    send(&client, "other", &["ignored"]).await;
+
+    let mut config = StreamsConfig::new("router");
+    config.state_dir = dir.path().join("state");
+    config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    let app = KafkaStreams::start(route_events(), client.clone(), config)
+        .await
+        .unwrap();
+    let seen = routed(&client, 5).await;
+    let expected: BTreeMap<String, u32> = [
+        ("events-a/x", 1),
+        ("events-a/yy", 2),
+        ("events-a/zzz", 0),
+        ("events-b/p", 1),
+        ("events-b/qqqq", 1),
+    ]
+    .into_iter()
+    .map(|(v, p)| (v.to_string(), p))
+    .collect();
+    assert_eq!(seen, expected);
+    app.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_matching_no_topic_or_a_missing_partitioned_sink_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::embedded(dir.path().join("broker")).await.unwrap();
+    let client = node.client();
+    let mut config = StreamsConfig::new("router");
+    config.state_dir = dir.path().join("state");
+
+    let error = KafkaStreams::start(route_events(), client.clone(), config.clone())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("source pattern `^(?:events-.*)$` matches no topic"),
+        "{error}"
+    );
+
+    client
+        .admin()
+        .create_topic("events-a", 1, &[])
+        .await
+        .unwrap();
+    let error = KafkaStreams::start(route_events(), client.clone(), config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("output topic `routed` has a partitioner but does not exist"),
+        "{error}"
+    );
+}
