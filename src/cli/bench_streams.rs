@@ -4,10 +4,20 @@
 //! scripts/bench/StreamsBench.java runs with Kafka Streams, so
 //! scripts/bench-streams.sh can put the two side by side.
 //!
-//! - passthrough: each value upper-cased and written out;
+//! Kafka's streams benchmark cases (its SimpleBenchmark), each ending
+//! when the output shows the whole input processed:
+//! - consume, consume-produce: the client baselines, no streams runtime
+//!   (see `bench_streams_clients`);
+//! - passthrough: each value upper-cased and written out (stateless
+//!   processing to a sink);
+//! - store: a processor puts each record into a key-value store (RocksDB
+//!   with a changelog) and forwards it (processing with a state store);
 //! - count: records counted per key (RocksDB store with a changelog),
 //!   every new count written out.
 //!
+//! `--embedded` runs the broker inside the benchmark's process (a
+//! temporary directory), as the streams library runs beside an embedded
+//! broker; otherwise `--bootstrap` names a broker process.
 //! The input, `<app-id>-in` (`--records` records, keys `key-<i % keys>`,
 //! 100-byte values), is written before the clock starts. Prints a JSON
 //! line (`records_per_sec`, like the other benches), then the line
@@ -22,17 +32,22 @@ use bytes::Bytes;
 use spool_client::proto::IsolationLevel;
 use spool_client::{Client, ConsumerConfig, OffsetReset, ProducerRecord, TopicPartition};
 use spool_streams::{
-    BigEndian, Consumed, Grouped, KafkaStreams, Materialized, ProcessingGuarantee, Produced,
-    StreamsBuilder, StreamsConfig, Topology, Utf8,
+    BigEndian, Consumed, Grouped, KafkaStreams, KeyValueStore, Materialized, ProcessingGuarantee,
+    Processor, ProcessorContext, ProcessorInit, Produced, Record, StreamsBuilder, StreamsConfig,
+    Topology, Utf8,
 };
 
+use super::bench_streams_clients as clients;
 use super::Connection;
 
 #[derive(clap::Args)]
 pub struct StreamsArgs {
-    /// passthrough or count.
+    /// consume, consume-produce, passthrough, store or count.
     #[arg(long, default_value = "count")]
     case: String,
+    /// Run a broker inside this process instead of connecting to one.
+    #[arg(long)]
+    embedded: bool,
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// at_least_once or exactly_once_v2 (Kafka Streams' names).
@@ -69,11 +84,22 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
         format!("{}-out", args.app_id),
     );
     let topology = match args.case.as_str() {
-        "passthrough" => passthrough(&input, &output)?,
-        "count" => count(&input, &output)?,
-        other => bail!("unknown --case {other}: passthrough or count"),
+        "consume" | "consume-produce" => None,
+        "passthrough" => Some(passthrough(&input, &output)?),
+        "store" => Some(store(&input, &output)?),
+        "count" => Some(count(&input, &output)?),
+        other => {
+            bail!("unknown --case {other}: consume, consume-produce, passthrough, store or count")
+        }
     };
-    let client = args.connection.client().await?;
+    let broker_dir = tempfile::tempdir()?;
+    let (client, _node) = match args.embedded {
+        true => {
+            let node = spool_broker::Node::embedded(broker_dir.path()).await?;
+            (node.client(), Some(node))
+        }
+        false => (args.connection.client().await?, None),
+    };
     let admin = client.admin();
     for topic in [&input, &output] {
         if client.topic_metadata(topic).await.is_err() {
@@ -90,17 +116,38 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
     config.processing_guarantee = guarantee;
+    let eos = guarantee == ProcessingGuarantee::ExactlyOnce;
     // Ready before the clock starts, as the Java program's.
     let consumer = output_consumer(&client, &output, args.partitions);
     let started = Instant::now();
-    let app = KafkaStreams::start(topology, client.clone(), config).await?;
-    let counted = match args.case.as_str() {
-        "count" => wait_for_counts(consumer, args.records).await,
-        _ => wait_for_records(consumer, args.records).await,
-    };
+    match topology {
+        Some(topology) => {
+            let app = KafkaStreams::start(topology, client.clone(), config).await?;
+            let counted = match args.case.as_str() {
+                "count" => wait_for_counts(consumer, args.records).await,
+                _ => wait_for_records(consumer, args.records).await,
+            };
+            app.close().await?;
+            counted?;
+        }
+        None if args.case == "consume" => {
+            clients::consume(&client, &input, args.partitions, args.records, eos).await?
+        }
+        None => {
+            let copy = tokio::spawn(clients::consume_produce(
+                client.clone(),
+                input.clone(),
+                output.clone(),
+                args.partitions,
+                args.records,
+                args.app_id.clone(),
+                eos,
+            ));
+            wait_for_records(consumer, args.records).await?;
+            copy.await??;
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
-    app.close().await?;
-    counted?;
     let per_second = (args.records as f64 / seconds) as u64;
     println!(
         "{}",
@@ -121,6 +168,41 @@ fn passthrough(input: &str, output: &str) -> anyhow::Result<Topology> {
     builder
         .stream(input, Consumed::with(Utf8, Utf8))
         .map_values(|v: String| v.to_uppercase())
+        .to(output, Produced::with(Utf8, Utf8));
+    Ok(builder.build()?)
+}
+
+/// Puts each record into a store, then forwards it (Kafka's
+/// `streamprocesswithstatestore`, with a sink so the end shows).
+struct PutEach {
+    store: KeyValueStore<String, String>,
+}
+
+impl Processor<String, String> for PutEach {
+    type KOut = String;
+    type VOut = String;
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> spool_streams::Result<()> {
+        self.store.put(ctx, &record.key, &record.value)?;
+        ctx.forward(record)
+    }
+}
+
+fn store(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let store = builder.add_state_store(Materialized::with(Utf8, Utf8).named("latest"));
+    builder
+        .stream(input, Consumed::with(Utf8, Utf8))
+        .process(
+            move |init: &mut ProcessorInit<'_>| PutEach {
+                store: init.store(&store),
+            },
+            &["latest"],
+        )
         .to(output, Produced::with(Utf8, Utf8));
     Ok(builder.build()?)
 }

@@ -4,6 +4,7 @@
 mod bench_client;
 mod bench_log;
 mod bench_streams;
+mod bench_streams_clients;
 mod broker;
 mod cluster;
 mod consume;

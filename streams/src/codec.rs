@@ -323,7 +323,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Bincode<T> {
     }
 }
 
-fn decode_error(codec: &'static str, reason: impl std::fmt::Display) -> StreamsError {
+pub(crate) fn decode_error(codec: &'static str, reason: impl std::fmt::Display) -> StreamsError {
     StreamsError::Decode {
         codec,
         reason: reason.to_string(),

@@ -82,11 +82,39 @@ where
     }
 }
 
+impl<K, V> Clone for KGroupedStream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    fn clone(&self) -> Self {
+        KGroupedStream {
+            stream: self.stream.same(),
+            grouped: self.grouped.clone(),
+        }
+    }
+}
+
 impl<K, V> KGroupedStream<K, V>
 where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
+    pub(super) fn builder(&self) -> &super::StreamsBuilder {
+        &self.stream.builder
+    }
+
+    /// The stream an aggregation into store `store` reads: this one, or,
+    /// if its key changed, its copy through the repartition topic named
+    /// by the grouping (or else after the store).
+    pub(super) fn input(&self, store: &str) -> KStream<K, V> {
+        match (self.stream.key_changed, &self.grouped.name) {
+            (false, _) => self.stream.same(),
+            (true, Some(name)) => self.stream.repartition(name, self.grouped.clone()),
+            (true, None) => self.stream.repartition(store, self.grouped.clone()),
+        }
+    }
+
     /// How many records each key has had.
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         self.aggregate_with("COUNT", materialized, |_, _, count| count.unwrap_or(0) + 1)
@@ -135,11 +163,7 @@ where
     {
         let builder = &self.stream.builder;
         let spec = materialized.spec(|| builder.generated_name("AGGREGATE-STATE-STORE"));
-        let input = match (self.stream.key_changed, &self.grouped.name) {
-            (false, _) => self.stream.same(),
-            (true, Some(name)) => self.stream.repartition(name, self.grouped.clone()),
-            (true, None) => self.stream.repartition(&spec.name, self.grouped.clone()),
-        };
+        let input = self.input(&spec.name);
         aggregate_into(
             &input,
             kind,

@@ -15,6 +15,7 @@ mod kstream;
 mod ktable;
 mod source;
 mod split;
+mod windowed;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use join::Joined;
 pub use kstream::KStream;
 pub use ktable::{Change, KTable};
 pub use split::Split;
+pub use windowed::{TimeWindowed, TimeWindowedKStream, TimeWindows, Windowed};
 
 use crate::state::StoreSpec;
 use crate::topology::node::SourceFactory;

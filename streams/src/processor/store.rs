@@ -81,6 +81,23 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         Ok(())
     }
 
+    /// The entries whose encoded keys lie in `from..to` (byte order of
+    /// the key encoding; with `BigEndian` keys, numeric order for
+    /// non-negative numbers), committed or not.
+    pub fn range<A, B>(
+        &self,
+        ctx: &ProcessorContext<'_, A, B>,
+        from: &K,
+        to: &K,
+    ) -> Result<Vec<(K, V)>> {
+        let (from, to) = (self.key_bytes(from)?, self.key_bytes(to)?);
+        ctx.task.stores[self.id.0]
+            .range(&from, &to)?
+            .iter()
+            .map(|(k, v)| Ok((self.keys.decode(k)?, self.values.decode(v)?)))
+            .collect()
+    }
+
     /// Every entry, committed or not, in the key encoding's byte order.
     pub fn all<A, B>(&self, ctx: &ProcessorContext<'_, A, B>) -> Result<Vec<(K, V)>> {
         ctx.task.stores[self.id.0]

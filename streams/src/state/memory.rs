@@ -50,6 +50,17 @@ impl StoreBackend for MemoryBackend {
         Ok(self.changelog_offset)
     }
 
+    fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .entries
+            .range(from.to_vec()..to.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Ok(self
             .entries

@@ -49,6 +49,9 @@ pub trait StoreBackend: Send {
     /// Every entry in key order (for interactive queries and tests).
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// The entries with keys in `from..to`, in key order.
+    fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
     /// Applies `batch` of a store read from several partitions (a global
     /// table's), recording for each partition in `positions` the next
     /// offset the state includes; atomic as `apply`.
@@ -143,16 +146,34 @@ impl TaskStore {
 
     /// Every committed and uncommitted entry, in key order.
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut all: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
-            .backend
-            .entries()?
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        all.extend(self.dirty.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(all
-            .into_iter()
+        Ok(self.overlaid(self.backend.entries()?, self.dirty.iter()))
+    }
+
+    /// The committed and uncommitted entries with keys in `from..to`, in
+    /// key order.
+    pub fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let committed = self.backend.range(from, to)?;
+        let bounds = (
+            std::ops::Bound::Included(from.to_vec()),
+            std::ops::Bound::Excluded(to.to_vec()),
+        );
+        Ok(self.overlaid(committed, self.dirty.range(bounds)))
+    }
+
+    /// `committed` entries with `dirty` writes over them.
+    fn overlaid<'a>(
+        &self,
+        committed: Vec<(Vec<u8>, Vec<u8>)>,
+        dirty: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut all: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        all.extend(dirty.map(|(k, v)| (k.clone(), v.clone())));
+        all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect())
+            .collect()
     }
 }

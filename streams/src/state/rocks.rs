@@ -161,6 +161,21 @@ impl StoreBackend for RocksBackend {
         }
     }
 
+    fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut found = Vec::new();
+        for entry in self
+            .db
+            .iterator(IteratorMode::From(from, rocksdb::Direction::Forward))
+        {
+            let (key, value) = entry.map_err(rocks)?;
+            if &*key >= to {
+                break;
+            }
+            found.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(found)
+    }
+
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.db
             .iterator(IteratorMode::Start)
