@@ -10,14 +10,26 @@
 #   bash scripts/bench-streams.sh --pairs 5 --records 200000 passthrough
 #   bash scripts/bench-streams.sh --build                 # cargo build --release first
 #
-# Cases (both by default): passthrough (each value upper-cased and written
-# out) and count (groupByKey().count() in a RocksDB store with its
-# changelog, the counts written out). Guarantees (both by default):
-# at_least_once and exactly_once_v2. Each run fills `<app-id>-in` (2
-# partitions, keys key-0..key-9999, 100-byte values, acks=all; not timed),
-# then times the application from its start until a read_committed
-# consumer of `<app-id>-out` sees the whole input processed (N records,
-# or the latest counts adding up to N), and prints a RESULT line.
+# Cases (all five by default, in this order), Kafka's own streams
+# benchmark's (its SimpleBenchmark):
+#   consume          no streams runtime: a consumer reads the input
+#                    (read_committed under exactly_once_v2)
+#   consume-produce  no streams runtime: a consumer and a producer copy
+#                    each record to the output partition of the same
+#                    number; under exactly_once_v2 in transactions of
+#                    100 ms carrying the consumer's offsets
+#   passthrough      each value upper-cased and written out
+#   store            a processor puts each record into a RocksDB store
+#                    (with its changelog) and forwards it
+#   count            groupByKey().count() in a RocksDB store with its
+#                    changelog, the counts written out
+# Guarantees (both by default): at_least_once and exactly_once_v2. Each
+# run fills `<app-id>-in` (2 partitions, keys key-0..key-9999, 100-byte
+# values, acks=all; not timed), then times the case: consume from its
+# first poll until it has read N records; the others from the copier's or
+# the application's start until a read_committed consumer of
+# `<app-id>-out` sees the whole input processed (N records, or the latest
+# counts adding up to N); and prints a RESULT line.
 #
 # For each case, guarantee and pair it runs, every time on a fresh broker
 # with empty directories (started before, stopped after: spool with
@@ -65,12 +77,12 @@ while (($#)); do
     --keys) keys=${2:?--keys needs a number}; shift 2 ;;
     --build) build=true; shift ;;
     -h | --help) usage ;;
-    passthrough | count) cases+=("$1"); shift ;;
+    consume | consume-produce | passthrough | store | count) cases+=("$1"); shift ;;
     at_least_once | exactly_once_v2) guarantees+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
-((${#cases[@]})) || cases=(passthrough count)
+((${#cases[@]})) || cases=(consume consume-produce passthrough store count)
 ((${#guarantees[@]})) || guarantees=(at_least_once exactly_once_v2)
 for n in "$pairs" "$records" "$partitions" "$keys"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] ||

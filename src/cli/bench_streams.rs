@@ -71,7 +71,7 @@ pub struct StreamsArgs {
 }
 
 /// How long the output may take to show every record.
-const PATIENCE: Duration = Duration::from_secs(600);
+pub(super) const PATIENCE: Duration = Duration::from_secs(600);
 
 pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     let guarantee = match args.guarantee.as_str() {
@@ -119,19 +119,26 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     let eos = guarantee == ProcessingGuarantee::ExactlyOnce;
     // Ready before the clock starts, as the Java program's.
     let consumer = output_consumer(&client, &output, args.partitions);
+    // The clock stops when the output is complete; closing the
+    // application or joining the copier is not timed (as in the Java half).
     let started = Instant::now();
-    match topology {
+    let mut metrics = None;
+    let seconds = match topology {
         Some(topology) => {
             let app = KafkaStreams::start(topology, client.clone(), config).await?;
             let counted = match args.case.as_str() {
                 "count" => wait_for_counts(consumer, args.records).await,
                 _ => wait_for_records(consumer, args.records).await,
             };
+            let seconds = started.elapsed().as_secs_f64();
+            metrics = Some(app.metrics());
             app.close().await?;
             counted?;
+            seconds
         }
         None if args.case == "consume" => {
-            clients::consume(&client, &input, args.partitions, args.records, eos).await?
+            clients::consume(&client, &input, args.partitions, args.records, eos).await?;
+            started.elapsed().as_secs_f64()
         }
         None => {
             let copy = tokio::spawn(clients::consume_produce(
@@ -143,17 +150,21 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
                 args.app_id.clone(),
                 eos,
             ));
-            wait_for_records(consumer, args.records).await?;
+            let copied = wait_for_records(consumer, args.records).await;
+            let seconds = started.elapsed().as_secs_f64();
             copy.await??;
+            copied?;
+            seconds
         }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    };
     let per_second = (args.records as f64 / seconds) as u64;
     println!(
         "{}",
         serde_json::json!({
             "bench": "streams", "case": args.case, "guarantee": args.guarantee,
             "records": args.records, "seconds": seconds, "records_per_sec": per_second,
+            "commits": metrics.map(|m| m.commits),
+            "commit_ms_avg": metrics.map(|m| m.commit_micros as f64 / 1000.0 / m.commits.max(1) as f64),
         })
     );
     println!(

@@ -43,8 +43,12 @@ pub async fn consume(
     eos: bool,
 ) -> anyhow::Result<()> {
     let mut consumer = input_consumer(client, input, partitions, eos);
-    let mut seen = 0u64;
+    let (deadline, mut seen) = (Instant::now() + super::bench_streams::PATIENCE, 0u64);
     while seen < records {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{seen} of {records} records read in the time allowed"
+        );
         seen += consumer.poll(Duration::from_millis(100)).await?.len() as u64;
     }
     Ok(())

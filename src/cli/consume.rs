@@ -155,7 +155,7 @@ async fn print_until_done(
             if args.max.is_some_and(|max| printed >= max) {
                 out.flush()?;
                 if commit {
-                    let tp = TopicPartition::new(record.topic, record.partition);
+                    let tp = TopicPartition::new(&*record.topic, record.partition);
                     consumer.commit_offsets(&[(tp, record.offset + 1)]).await?;
                 }
                 return Ok(());

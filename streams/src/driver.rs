@@ -164,7 +164,7 @@ impl TopologyTestDriver {
             return store.apply(&batch, &Default::default());
         }
         let mut pending = VecDeque::from([OutputRecord {
-            topic: topic.to_string(),
+            topic: topic.into(),
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
             timestamp,
@@ -174,11 +174,11 @@ impl TopologyTestDriver {
         while let Some(record) = pending.pop_front() {
             let task = self
                 .reader_of(&record.topic)
-                .ok_or_else(|| StreamsError::UnknownTopic(record.topic.clone()))?;
+                .ok_or_else(|| StreamsError::UnknownTopic(record.topic.to_string()))?;
             let wall_clock = self.wall_clock;
             let task = &mut self.tasks[task];
             task.ctx.origin = Origin {
-                topic: record.topic.clone(),
+                topic: record.topic.to_string(),
                 partition: None,
                 offset: None,
             };
@@ -232,8 +232,8 @@ impl TopologyTestDriver {
         let mut written = Vec::new();
         for task in &mut self.tasks {
             for store in &mut task.ctx.stores {
-                let batch = store.take_dirty();
-                store.apply_committed(&batch, None)?;
+                store.begin_commit();
+                store.finish_commit(None)?;
             }
             written.append(&mut task.ctx.output);
         }
@@ -242,7 +242,7 @@ impl TopologyTestDriver {
                 true => pending.push_back(output),
                 false => self
                     .outputs
-                    .entry(output.topic.clone())
+                    .entry(output.topic.to_string())
                     .or_default()
                     .push_back(output),
             }

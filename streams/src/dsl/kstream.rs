@@ -283,9 +283,9 @@ where
             self.builder.add_partitioned_sink(topic);
         }
         let topic = topic.to_string();
-        let chosen = topic.clone();
+        let chosen: Arc<str> = topic.as_str().into();
         self.to_chosen(
-            move |_, _| chosen.clone(),
+            move |_, _| Arc::clone(&chosen),
             produced,
             NodeKind::Sink {
                 topic: topic.clone(),
@@ -307,12 +307,12 @@ where
         let kind = NodeKind::Sink {
             topic: "(chosen per record)".into(),
         };
-        self.to_chosen(choose, produced, kind);
+        self.to_chosen(move |k, v| choose(k, v).into(), produced, kind);
     }
 
     fn to_chosen(
         &self,
-        choose: impl Fn(&K, &V) -> String + Send + Sync + 'static,
+        choose: impl Fn(&K, &V) -> Arc<str> + Send + Sync + 'static,
         produced: Produced<K, V>,
         kind: NodeKind,
     ) {
@@ -330,13 +330,14 @@ pub(super) fn sink<K: 'static, V: 'static>(
     topic: String,
     produced: Arc<Produced<K, V>>,
 ) -> Box<dyn Downstream<K, V>> {
-    chosen_sink(move |_: &K, _: &V| topic.clone(), produced)
+    let topic: Arc<str> = topic.into();
+    chosen_sink(move |_: &K, _: &V| Arc::clone(&topic), produced)
 }
 
 /// A sink node writing each record to the topic `choose` names, encoded
 /// into buffers the node reuses.
 fn chosen_sink<K: 'static, V: 'static>(
-    choose: impl Fn(&K, &V) -> String + Send + 'static,
+    choose: impl Fn(&K, &V) -> Arc<str> + Send + 'static,
     produced: Arc<Produced<K, V>>,
 ) -> Box<dyn Downstream<K, V>> {
     let (mut key_buffer, mut value_buffer) = (Vec::new(), Vec::new());

@@ -8,6 +8,7 @@ pub(crate) struct Metrics {
     processed: AtomicU64,
     skipped: AtomicU64,
     commits: AtomicU64,
+    commit_micros: AtomicU64,
     restored: AtomicU64,
     replaced: AtomicU64,
     global_loaded: AtomicU64,
@@ -22,6 +23,9 @@ pub struct StreamsMetrics {
     /// `dropped-records-total`).
     pub records_skipped: u64,
     pub commits: u64,
+    /// Time spent committing (changelogs, offsets, the transaction, the
+    /// stores), in microseconds: with `commits`, the commit latency.
+    pub commit_micros: u64,
     /// Changelog records applied while restoring stores.
     pub records_restored: u64,
     /// Threads that failed and were replaced.
@@ -37,8 +41,10 @@ impl Metrics {
     pub fn skipped(&self, n: u64) {
         self.skipped.fetch_add(n, Relaxed);
     }
-    pub fn committed(&self) {
+    pub fn committed(&self, took: std::time::Duration) {
         self.commits.fetch_add(1, Relaxed);
+        self.commit_micros
+            .fetch_add(took.as_micros() as u64, Relaxed);
     }
     pub fn restored(&self, n: u64) {
         self.restored.fetch_add(n, Relaxed);
@@ -54,6 +60,7 @@ impl Metrics {
             records_processed: self.processed.load(Relaxed),
             records_skipped: self.skipped.load(Relaxed),
             commits: self.commits.load(Relaxed),
+            commit_micros: self.commit_micros.load(Relaxed),
             records_restored: self.restored.load(Relaxed),
             threads_replaced: self.replaced.load(Relaxed),
             global_records_loaded: self.global_loaded.load(Relaxed),

@@ -6,6 +6,7 @@
 //! `thread`). The design, and what is not built yet, is in
 //! docs/streams.md.
 
+mod commit;
 mod config;
 mod global;
 mod metrics;

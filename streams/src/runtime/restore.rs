@@ -50,10 +50,18 @@ async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Re
         .await
         .map_err(|e| StreamsError::client(context(), e))?;
     if position >= end {
+        if start.is_none() {
+            // A new store: it records where its changelog stood, so that
+            // a crash before its first commit reaches the disk resumes
+            // from here, not from a store that looks wiped.
+            task.ctx.stores[store].apply_restored(&WriteBatch::new(), Some(end))?;
+        }
         return Ok(0);
     }
     let (began, to_go) = (Instant::now(), end - position);
-    tracing::info!(task = %task.id, changelog = %tp.topic, from = position, to = end, "restoring a store");
+    // `resumed`: the store had recorded an offset (it was not new, or
+    // wiped, and restores only what it misses).
+    tracing::info!(task = %task.id, changelog = %tp.topic, from = position, to = end, resumed = start.is_some(), "restoring a store");
     let mut restored = 0u64;
     while position < end {
         let records = consumer
@@ -73,7 +81,7 @@ async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Re
             .position(&tp)
             .await
             .map_err(|e| StreamsError::client(context(), e))?;
-        task.ctx.stores[store].apply_committed(&batch, Some(position.min(end)))?;
+        task.ctx.stores[store].apply_restored(&batch, Some(position.min(end)))?;
     }
     tracing::info!(task = %task.id, changelog = %tp.topic, records = restored, of = to_go, elapsed_ms = began.elapsed().as_millis() as u64, "store restored");
     Ok(restored)

@@ -6,13 +6,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use spool_client::{ConsumerRecord, TopicPartition};
+use bytes::Bytes;
+use spool_client::{ConsumerRecord, ProducerRecord, TopicPartition};
 
 use super::topics::changelog_topic;
 use crate::record::Header;
-use crate::state::{
-    MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore, WriteBatch,
-};
+use crate::state::{MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore};
 use crate::topology::{GlobalStores, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
 use crate::{Result, StreamsError};
 
@@ -119,7 +118,8 @@ impl Task {
         // Updated in place: on the per-record path, the topic's name is
         // copied into the buffer it already has, not allocated anew.
         let origin = &mut self.ctx.origin;
-        origin.topic.clone_from(&record.topic);
+        origin.topic.clear();
+        origin.topic.push_str(&record.topic);
         origin.partition = Some(record.partition);
         origin.offset = Some(record.offset);
         let raw = RawRecord {
@@ -135,11 +135,11 @@ impl Task {
         let entry = self
             .consumed
             .iter_mut()
-            .find(|(tp, _)| tp.partition == record.partition && tp.topic == record.topic);
+            .find(|(tp, _)| tp.partition == record.partition && *tp.topic == *record.topic);
         match entry {
             Some((_, offset)) => *offset = next,
             None => {
-                let tp = TopicPartition::new(record.topic.clone(), record.partition);
+                let tp = TopicPartition::new(&*record.topic, record.partition);
                 self.consumed.insert(tp, next);
             }
         }
@@ -157,35 +157,47 @@ impl Task {
         std::mem::take(&mut self.ctx.output)
     }
 
-    /// Each store's writes since the last commit.
-    pub fn take_dirty(&mut self) -> Vec<WriteBatch> {
-        self.ctx
-            .stores
-            .iter_mut()
-            .map(TaskStore::take_dirty)
-            .collect()
+    /// Begins a commit of every store (see `TaskStore::begin_commit`);
+    /// returns the changelog records of the writes of its logged stores,
+    /// each with its store's index.
+    pub fn begin_commit(&mut self) -> Vec<(usize, ProducerRecord)> {
+        let mut records = Vec::new();
+        for (index, store) in self.ctx.stores.iter_mut().enumerate() {
+            let writes = store.begin_commit();
+            let Some(changelog) = self.changelogs.iter().find(|c| c.store == index) else {
+                continue;
+            };
+            let topic: Arc<str> = changelog.partition.topic.as_str().into();
+            records.extend(writes.iter().map(|(key, value)| {
+                let record = ProducerRecord {
+                    topic: Arc::clone(&topic),
+                    partition: Some(changelog.partition.partition),
+                    key: Some(Bytes::copy_from_slice(key)),
+                    value: value.as_ref().map(|v| Bytes::copy_from_slice(v)),
+                    headers: Vec::new(),
+                    timestamp: None,
+                };
+                (index, record)
+            }));
+        }
+        records
     }
 
-    /// Makes committed batches durable; `offsets[i]` is the changelog
-    /// offset store `i` reached, when it wrote to its changelog.
-    pub fn apply_committed(
-        &mut self,
-        batches: &[WriteBatch],
-        offsets: &[Option<u64>],
-    ) -> Result<()> {
+    /// Finishes the commit begun last: the writes become durable, with
+    /// `offsets[store]` the changelog offset a logged store reached.
+    pub fn finish_commit(&mut self, offsets: &BTreeMap<usize, u64>) -> Result<()> {
         for (index, store) in self.ctx.stores.iter_mut().enumerate() {
-            let batch = &batches[index];
-            let offset = offsets.get(index).copied().flatten();
-            if !batch.is_empty() || offset.is_some() {
-                store.apply_committed(batch, offset)?;
-            }
+            store.finish_commit(offsets.get(&index).copied())?;
         }
         Ok(())
     }
 
-    /// Whether anything was processed since the last commit.
+    /// Whether anything was processed, written or output since the last
+    /// commit.
     pub fn has_uncommitted(&self) -> bool {
-        !self.consumed.is_empty() || self.ctx.stores.iter().any(TaskStore::is_dirty)
+        !self.consumed.is_empty()
+            || !self.ctx.output.is_empty()
+            || self.ctx.stores.iter().any(TaskStore::is_dirty)
     }
 
     pub fn skipped(&self) -> u64 {

@@ -5,11 +5,8 @@
 //! went (their work since the last commit is dropped under exactly-once:
 //! the transaction holding it aborts, and their stores never saw it) and
 //! open (and restore) the ones that came; process the records; send what
-//! the sinks wrote; commit when the interval is up. A commit sends each
-//! store's writes to its changelog, then commits the input offsets (in
-//! the thread's transaction under exactly-once, with the group's
-//! generation, so a zombie is fenced), and only then applies the writes
-//! to the stores with the changelog offsets they reach.
+//! the sinks wrote; commit when the interval is up (see `commit`: a
+//! commit's sending overlaps the processing of what comes next).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,10 +21,10 @@ use spool_client::{
 };
 use tokio::sync::watch;
 
+use super::commit::InFlight;
 use super::metrics::Metrics;
 use super::task::{Shared, Task, TaskId};
 use super::{restore, StreamsConfig};
-use crate::state::WriteBatch;
 use crate::topology::{OutputRecord, Topology};
 use crate::{Result, StreamsError};
 
@@ -61,26 +58,31 @@ pub(crate) struct StreamThread {
     pub instance: String,
 }
 
-struct Running {
-    consumer: Consumer,
-    producer: Producer,
+pub(super) struct Running {
+    pub(super) consumer: Consumer,
+    pub(super) producer: Producer,
     moves: Arc<Mutex<Moves>>,
-    tasks: BTreeMap<TaskId, Task>,
+    pub(super) tasks: BTreeMap<TaskId, Task>,
     /// Resolved input topic → its sub-topology.
     subs_by_topic: BTreeMap<String, usize>,
-    last_commit: Instant,
+    /// When the last commit started.
+    pub(super) last_commit: Instant,
     /// Under exactly-once, whether the thread's transaction is open.
-    in_transaction: bool,
+    pub(super) in_transaction: bool,
     /// Acknowledgements of records sent since the last commit.
-    pending: Vec<tokio::task::JoinHandle<spool_client::Result<()>>>,
+    pub(super) pending: Vec<tokio::task::JoinHandle<spool_client::Result<()>>>,
+    /// The commit being sent, if any.
+    pub(super) in_flight: Option<InFlight>,
     /// Repartition topics read, and how far their partitions are
     /// committed: what the next purge may delete.
-    repartitions: std::collections::BTreeSet<String>,
-    purgeable: BTreeMap<TopicPartition, u64>,
-    last_purge: Instant,
+    pub(super) repartitions: std::collections::BTreeSet<String>,
+    pub(super) purgeable: BTreeMap<TopicPartition, u64>,
+    pub(super) last_purge: Instant,
 }
 
-fn client_error(context: &str) -> impl FnOnce(spool_client::ClientError) -> StreamsError + '_ {
+pub(super) fn client_error(
+    context: &str,
+) -> impl FnOnce(spool_client::ClientError) -> StreamsError + '_ {
     move |e| StreamsError::client(context, e)
 }
 
@@ -153,6 +155,7 @@ impl StreamThread {
             last_commit: Instant::now(),
             in_transaction: false,
             pending: Vec::new(),
+            in_flight: None,
             repartitions,
             purgeable: BTreeMap::new(),
             last_purge: Instant::now(),
@@ -166,6 +169,10 @@ impl StreamThread {
         let outcome = self.run_loop(&mut running, &mut stop).await;
         if outcome.is_ok() {
             self.commit(&mut running).await?;
+        } else if let Some(in_flight) = running.in_flight.take() {
+            // Its transaction is left to the replacement's producer, which
+            // fences and aborts it.
+            in_flight.abort();
         } else if running.in_transaction {
             let _ = running.producer.abort_transaction().await;
         }
@@ -179,14 +186,19 @@ impl StreamThread {
         running: &mut Running,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
-        let interval = self.config.commit_interval();
         while !*stop.borrow() {
             if running.consumer.rebalance_pending() {
                 // Commit before the poll hands our partitions back.
                 self.commit(running).await?;
             }
+            // Short while a commit is in flight: finishing it (the stores'
+            // writes reaching the disk) should not wait for input.
+            let wait = match running.in_flight {
+                Some(_) => Duration::from_millis(5),
+                None => Duration::from_millis(100),
+            };
             let polled = tokio::select! {
-                polled = running.consumer.poll(Duration::from_millis(100)) => polled,
+                polled = running.consumer.poll(wait) => polled,
                 _ = stop.changed() => break,
             };
             let records = polled.map_err(client_error("polling"))?;
@@ -203,9 +215,7 @@ impl StreamThread {
                 task.punctuate(wall_clock)?;
             }
             self.send_outputs(running).await?;
-            if running.last_commit.elapsed() >= interval {
-                self.commit(running).await?;
-            }
+            self.commit_when_due(running).await?;
         }
         Ok(())
     }
@@ -215,7 +225,7 @@ impl StreamThread {
         running: &mut Running,
         record: &spool_client::ConsumerRecord,
     ) -> Result<bool> {
-        let Some(&sub) = running.subs_by_topic.get(&record.topic) else {
+        let Some(&sub) = running.subs_by_topic.get(&*record.topic) else {
             return Ok(false);
         };
         let id = TaskId {
@@ -238,6 +248,8 @@ impl StreamThread {
         if moves.revoked.is_empty() && moves.assigned.is_empty() {
             return Ok(());
         }
+        // What was sent before the rebalance counts: tasks change below.
+        self.finish_commit(running).await?;
         let revoked = self.tasks_of(running, &moves.revoked);
         if revoked
             .iter()
@@ -312,7 +324,12 @@ impl StreamThread {
 
     /// Sends what the tasks' sinks wrote (inside the transaction under
     /// exactly-once).
-    async fn send_outputs(&self, running: &mut Running) -> Result<()> {
+    pub(super) async fn send_outputs(&self, running: &mut Running) -> Result<()> {
+        if running.in_flight.is_some() {
+            // The next transaction begins once this one committed; the
+            // tasks keep their output until then.
+            return Ok(());
+        }
         let outputs: Vec<OutputRecord> = running
             .tasks
             .values_mut()
@@ -334,7 +351,7 @@ impl StreamThread {
         Ok(())
     }
 
-    fn begin(&self, running: &mut Running) -> Result<()> {
+    pub(super) fn begin(&self, running: &mut Running) -> Result<()> {
         if self.config.exactly_once() && !running.in_transaction {
             running
                 .producer
@@ -359,7 +376,7 @@ fn now_ms() -> i64 {
 
 fn producer_record(output: OutputRecord) -> ProducerRecord {
     ProducerRecord {
-        topic: output.topic.into(),
+        topic: output.topic,
         partition: output.partition,
         key: output.key.map(Bytes::from),
         value: output.value.map(Bytes::from),
@@ -369,160 +386,5 @@ fn producer_record(output: OutputRecord) -> ProducerRecord {
             .map(|h| (h.key, h.value.map(Bytes::from)))
             .collect(),
         timestamp: Some(output.timestamp),
-    }
-}
-
-impl StreamThread {
-    /// Commits every task: changelogs, then input offsets (one
-    /// transaction under exactly-once), then the stores.
-    async fn commit(&self, running: &mut Running) -> Result<()> {
-        let dirty = running.tasks.values().any(Task::has_uncommitted);
-        if !dirty && !running.in_transaction {
-            running.last_commit = Instant::now();
-            return Ok(());
-        }
-        let mut batches: BTreeMap<TaskId, Vec<WriteBatch>> = BTreeMap::new();
-        let mut changelog_records = Vec::new();
-        let mut changelog_owners = Vec::new();
-        for (id, task) in running.tasks.iter_mut() {
-            let task_batches = task.take_dirty();
-            for changelog in &task.changelogs {
-                for (key, value) in &task_batches[changelog.store] {
-                    changelog_records.push(ProducerRecord {
-                        topic: changelog.partition.topic.as_str().into(),
-                        partition: Some(changelog.partition.partition),
-                        key: Some(Bytes::copy_from_slice(key)),
-                        value: value.as_ref().map(|v| Bytes::copy_from_slice(v)),
-                        headers: Vec::new(),
-                        timestamp: None,
-                    });
-                    changelog_owners.push((*id, changelog.store));
-                }
-            }
-            batches.insert(*id, task_batches);
-        }
-        let offsets = self
-            .send_changelogs(running, changelog_records, &changelog_owners)
-            .await?;
-        self.commit_offsets(running).await?;
-        for (id, task) in running.tasks.iter_mut() {
-            let empty = Vec::new();
-            let task_offsets: Vec<Option<u64>> = (0..task.ctx.stores.len())
-                .map(|store| offsets.get(&(*id, store)).copied())
-                .collect();
-            task.apply_committed(batches.get(id).unwrap_or(&empty), &task_offsets)?;
-            task.consumed.clear();
-        }
-        self.metrics.committed();
-        running.last_commit = Instant::now();
-        self.purge_repartitions(running);
-        Ok(())
-    }
-
-    /// Deletes what every task has committed from the repartition topics
-    /// it reads, every `repartition_purge_interval`: nothing reads them
-    /// again, and they would otherwise grow until retention. In the
-    /// background; a failure only delays the deletion to the next round.
-    fn purge_repartitions(&self, running: &mut Running) {
-        if running.purgeable.is_empty()
-            || running.last_purge.elapsed() < self.config.repartition_purge_interval
-        {
-            return;
-        }
-        running.last_purge = Instant::now();
-        let admin = self.client.admin();
-        let purge = std::mem::take(&mut running.purgeable);
-        tokio::spawn(async move {
-            for (tp, offset) in purge {
-                if let Err(e) = admin
-                    .delete_records(&tp.topic, tp.partition, Some(offset))
-                    .await
-                {
-                    tracing::debug!(topic = %tp.topic, partition = tp.partition, error = %e, "purging a repartition topic failed; retried later");
-                }
-            }
-        });
-    }
-
-    /// Sends the changelog records and waits for every record sent since
-    /// the last commit; returns the next changelog offset per (task, store).
-    async fn send_changelogs(
-        &self,
-        running: &mut Running,
-        records: Vec<ProducerRecord>,
-        owners: &[(TaskId, usize)],
-    ) -> Result<BTreeMap<(TaskId, usize), u64>> {
-        let mut reached = BTreeMap::new();
-        if !records.is_empty() {
-            self.begin(running)?;
-            let acks = running
-                .producer
-                .send_batch(records)
-                .await
-                .map_err(client_error("writing changelogs"))?;
-            let metadata = acks.await.map_err(client_error("writing changelogs"))?;
-            for (owner, meta) in owners.iter().zip(metadata) {
-                if let Some(offset) = meta.offset {
-                    let next = reached.entry(*owner).or_insert(0);
-                    *next = (*next).max(offset + 1);
-                }
-            }
-        }
-        for pending in running.pending.drain(..) {
-            pending
-                .await
-                .map_err(|e| StreamsError::Stopped(format!("a send task failed: {e}")))?
-                .map_err(client_error("sending outputs"))?;
-        }
-        Ok(reached)
-    }
-
-    /// Commits the input offsets processed since the last commit.
-    async fn commit_offsets(&self, running: &mut Running) -> Result<()> {
-        let offsets: Vec<(TopicPartition, u64)> = running
-            .tasks
-            .values()
-            .flat_map(|t| t.consumed.iter().map(|(tp, o)| (tp.clone(), *o)))
-            .collect();
-        if self.config.exactly_once() {
-            if !running.in_transaction && offsets.is_empty() {
-                return Ok(());
-            }
-            self.begin(running)?;
-            if !offsets.is_empty() {
-                let group = running
-                    .consumer
-                    .group_metadata()
-                    .ok_or_else(|| StreamsError::Stopped("the consumer left its group".into()))?;
-                running
-                    .producer
-                    .send_offsets_to_transaction(&offsets, &group)
-                    .await
-                    .map_err(client_error("committing offsets in the transaction"))?;
-            }
-            running
-                .producer
-                .commit_transaction()
-                .await
-                .map_err(client_error("committing the transaction"))?;
-            running.in_transaction = false;
-        } else if !offsets.is_empty() {
-            running
-                .producer
-                .flush()
-                .await
-                .map_err(client_error("flushing"))?;
-            running
-                .consumer
-                .commit_offsets(&offsets)
-                .await
-                .map_err(client_error("committing offsets"))?;
-        }
-        for (tp, offset) in offsets {
-            if running.repartitions.contains(&tp.topic) {
-                running.purgeable.insert(tp, offset);
-            }
-        }
-        Ok(())
     }
 }

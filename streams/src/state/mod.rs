@@ -1,12 +1,15 @@
 //! State stores: what a stateful node reads and writes, per task.
 //!
 //! A node sees a [`TaskStore`]: the task's uncommitted writes (an ordered
-//! overlay, which is also its read-your-writes view) over a durable
-//! [`StoreBackend`] that holds what the last commit made durable. A commit
-//! takes the overlay ([`TaskStore::take_dirty`]) to the changelog (inside
-//! the transaction under exactly-once) and only after the commit succeeded
-//! applies it to the backend with the changelog offset it reaches, in one
-//! atomic write ([`StoreBackend::apply`]). A crash between the two leaves
+//! overlay, which is also its read-your-writes view) over the writes of
+//! the commit in flight, if any, over a durable [`StoreBackend`] that
+//! holds what the last finished commit made durable. A commit moves the
+//! overlay aside ([`TaskStore::begin_commit`]), sends it to the changelog
+//! (inside the transaction under exactly-once), and only after the commit
+//! succeeded applies it to the backend with the changelog offset it
+//! reaches, in one atomic write ([`TaskStore::finish_commit`],
+//! [`StoreBackend::apply`]); meanwhile the task goes on processing into
+//! a fresh overlay. A crash between the two leaves
 //! the backend at the previous commit, and restoring replays the changelog
 //! from the offset the backend recorded: no store is ever wiped because a
 //! process died (KIP-892's goal; see docs/streams.md).
@@ -23,8 +26,10 @@ use std::collections::BTreeMap;
 
 use crate::Result;
 
-/// The writes of one commit: key → new value (`None` deletes).
-pub type WriteBatch = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// The writes of one commit: key → new value (`None` deletes). A hash
+/// map: a task looks a key up in it (and in the commit in flight's) on
+/// every read, and only range reads, which are rare, need order.
+pub type WriteBatch = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Where a store keeps what was committed.
 ///
@@ -91,6 +96,13 @@ pub struct StoreSpec {
 pub struct TaskStore {
     spec: StoreSpec,
     dirty: WriteBatch,
+    /// The writes of the commit in flight: sent, not yet durable.
+    committing: WriteBatch,
+    /// The writes of the last finished commit, also in the backend: kept
+    /// as a read cache, since the keys a task just wrote are the ones it
+    /// reads next (a count's hot keys), and a backend read (RocksDB) costs
+    /// a microsecond or more. Bounded by one commit's writes.
+    recent: WriteBatch,
     backend: Box<dyn StoreBackend>,
 }
 
@@ -99,6 +111,8 @@ impl TaskStore {
         TaskStore {
             spec,
             dirty: WriteBatch::new(),
+            committing: WriteBatch::new(),
+            recent: WriteBatch::new(),
             backend,
         }
     }
@@ -109,7 +123,12 @@ impl TaskStore {
 
     /// The value as this task last wrote it, committed or not.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.dirty.get(key) {
+        let layered = self
+            .dirty
+            .get(key)
+            .or_else(|| self.committing.get(key))
+            .or_else(|| self.recent.get(key));
+        match layered {
             Some(value) => Ok(value.clone()),
             None => self.backend.get(key),
         }
@@ -124,20 +143,37 @@ impl TaskStore {
         !self.dirty.is_empty()
     }
 
-    /// The writes since the last commit, for the changelog and then
-    /// [`TaskStore::apply_committed`]; the overlay starts empty again.
-    pub fn take_dirty(&mut self) -> WriteBatch {
-        std::mem::take(&mut self.dirty)
+    /// Starts a commit: the writes since the last one become the commit's
+    /// (returned, for the changelog) and the overlay starts empty again.
+    /// The previous commit must have finished.
+    pub fn begin_commit(&mut self) -> &WriteBatch {
+        debug_assert!(self.committing.is_empty(), "a commit is in flight");
+        std::mem::swap(&mut self.committing, &mut self.dirty);
+        &self.committing
     }
 
-    /// Drops the uncommitted writes (the transaction holding them aborted).
-    pub fn discard_dirty(&mut self) {
-        self.dirty.clear();
+    /// Finishes the commit begun last: its writes become durable in the
+    /// backend, with `offset` the changelog offset they reach.
+    pub fn finish_commit(&mut self, offset: Option<u64>) -> Result<()> {
+        if !self.committing.is_empty() || offset.is_some() {
+            self.backend.apply(&self.committing, offset)?;
+        }
+        self.recent = std::mem::take(&mut self.committing);
+        Ok(())
     }
 
-    /// Makes a committed batch durable in the backend.
-    pub fn apply_committed(&mut self, batch: &WriteBatch, offset: Option<u64>) -> Result<()> {
+    /// Applies changelog records read back while restoring, straight to
+    /// the backend, with the changelog offset they reach.
+    pub fn apply_restored(&mut self, batch: &WriteBatch, offset: Option<u64>) -> Result<()> {
+        self.recent.clear();
         self.backend.apply(batch, offset)
+    }
+
+    /// Drops every write not durable yet (the transaction holding them
+    /// aborted).
+    pub fn discard_uncommitted(&mut self) {
+        self.dirty.clear();
+        self.committing.clear();
     }
 
     pub fn changelog_offset(&self) -> Result<Option<u64>> {
@@ -146,7 +182,8 @@ impl TaskStore {
 
     /// Every committed and uncommitted entry, in key order.
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.overlaid(self.backend.entries()?, self.dirty.iter()))
+        let layers = self.committing.iter().chain(self.dirty.iter());
+        Ok(self.overlaid(self.backend.entries()?, layers))
     }
 
     /// The committed and uncommitted entries with keys in `from..to`, in
@@ -156,11 +193,11 @@ impl TaskStore {
             return Ok(Vec::new());
         }
         let committed = self.backend.range(from, to)?;
-        let bounds = (
-            std::ops::Bound::Included(from.to_vec()),
-            std::ops::Bound::Excluded(to.to_vec()),
-        );
-        Ok(self.overlaid(committed, self.dirty.range(bounds)))
+        let within =
+            |(key, _): &(&Vec<u8>, &Option<Vec<u8>>)| key.as_slice() >= from && key.as_slice() < to;
+        let committing = self.committing.iter().filter(within);
+        let layers = committing.chain(self.dirty.iter().filter(within));
+        Ok(self.overlaid(committed, layers))
     }
 
     /// `committed` entries with `dirty` writes over them.

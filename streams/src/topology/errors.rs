@@ -84,7 +84,7 @@ pub(crate) fn dead_letter(
         headers.push(header(OFFSET, offset.to_string()));
     }
     OutputRecord {
-        topic: topic.to_string(),
+        topic: topic.into(),
         key: raw.key.map(<[u8]>::to_vec),
         value: raw.value.map(<[u8]>::to_vec),
         timestamp: raw.timestamp,

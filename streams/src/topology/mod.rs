@@ -23,7 +23,8 @@ use crate::{Result, StreamsError};
 /// A record a sink wrote, encoded, on its way to its topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputRecord {
-    pub topic: String,
+    /// Shared by every record a sink writes to it.
+    pub topic: Arc<str>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub timestamp: i64,

@@ -110,7 +110,7 @@ impl Consumer {
         self.positions.retain(|tp, _| wanted.contains(tp));
         self.paused.retain(|tp| wanted.contains(tp));
         self.buffered
-            .retain(|r| wanted.contains(&TopicPartition::new(r.topic.clone(), r.partition)));
+            .retain(|r| wanted.contains(&TopicPartition::new(&*r.topic, r.partition)));
         for tp in wanted {
             self.positions
                 .entry(tp)
@@ -146,7 +146,7 @@ impl Consumer {
         })?;
         *slot = position;
         self.buffered
-            .retain(|r| r.topic != tp.topic || r.partition != tp.partition);
+            .retain(|r| *r.topic != *tp.topic || r.partition != tp.partition);
         Ok(())
     }
 
@@ -327,6 +327,7 @@ impl Consumer {
             return Ok(());
         };
         let mut aborted = AbortedFilter::new(aborted);
+        let topic: std::sync::Arc<str> = tp.topic.as_str().into();
         for batch in BatchIter::new(bytes) {
             let batch = batch?;
             batch.validate()?;
@@ -337,7 +338,7 @@ impl Consumer {
                         continue;
                     }
                     self.buffered.push_back(ConsumerRecord {
-                        topic: tp.topic.clone(),
+                        topic: std::sync::Arc::clone(&topic),
                         partition: tp.partition,
                         offset: record.offset,
                         timestamp: record.timestamp,

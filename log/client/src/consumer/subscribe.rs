@@ -175,7 +175,7 @@ impl Consumer {
         let buffered = self
             .buffered
             .iter()
-            .find(|r| r.topic == tp.topic && r.partition == tp.partition);
+            .find(|r| *r.topic == *tp.topic && r.partition == tp.partition);
         match (buffered, self.positions.get(tp)) {
             (Some(record), _) => Some(record.offset),
             (None, Some(Position::At(offset))) => Some(*offset),
