@@ -59,6 +59,10 @@ struct Args {
     /// tasks to the others.
     #[arg(long, default_value_t = 45)]
     session_timeout_secs: u64,
+    /// Serve metrics (Prometheus text, per task too) here, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn topology(print: bool) -> anyhow::Result<Topology> {
@@ -110,6 +114,7 @@ fn config(args: &Args, default_dir: &std::path::Path) -> StreamsConfig {
     config.num_threads = args.threads;
     config.instance_id = args.instance_id.clone();
     config.session_timeout = Duration::from_secs(args.session_timeout_secs);
+    config.metrics_listen = args.metrics_listen;
     config
 }
 

@@ -243,6 +243,7 @@ async fn two_instances_share_the_work_and_one_takes_over_when_the_other_is_kille
     wait_for_members(&broker.address, 2);
     let mut expected = produce(&client, 0, 2_000).await;
     assert_exact(&client, &expected).await;
+    assert_stores_described(&broker.address, &dir.path().join("a"));
     let killed = b.kill();
     expected = merge(expected, produce(&client, 2_000, 2_000).await);
     assert_exact(&client, &expected).await;
@@ -253,6 +254,39 @@ async fn two_instances_share_the_work_and_one_takes_over_when_the_other_is_kille
         survivor.contains("restoring a store") && !survivor.contains("records_restored: 0"),
         "the survivor restored nothing:\n{killed}\n{survivor}"
     );
+}
+
+/// `spool streams describe --state-dir` shows the running instance's
+/// count stores, read beside it: each with its size and the changelog
+/// offset it recorded.
+fn assert_stores_described(broker: &str, state: &std::path::Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(["streams", "describe", "--application-id", "wordcount"])
+        .args([
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--bootstrap",
+            broker,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}{errors}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains(" counts ")).collect();
+    assert!(
+        !rows.is_empty(),
+        "no count store described:\n{text}{errors}"
+    );
+    for row in rows {
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert!(columns[0].contains('_'), "a task id: {row}");
+        assert!(columns[2].parse::<u64>().unwrap() > 0, "a size: {row}");
+        assert!(
+            columns[3].parse::<u64>().is_ok(),
+            "a recorded offset: {row}"
+        );
+    }
 }
 
 /// Waits until the application's group is stable with `count` members.

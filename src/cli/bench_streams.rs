@@ -13,11 +13,14 @@
 //! - store: a processor puts each record into a key-value store (RocksDB
 //!   with a changelog) and forwards it (processing with a state store);
 //! - count: records counted per key (RocksDB store with a changelog),
-//!   every new count written out.
+//!   every new count written out;
+//! - restore: the count case's store rebuilt from a changelog of
+//!   `--records` distinct keys (see `bench_streams_restore`; spool only).
 //!
 //! `--embedded` runs the broker inside the benchmark's process (a
 //! temporary directory), as the streams library runs beside an embedded
 //! broker; otherwise `--bootstrap` names a broker process.
+//!
 //! The input, `<app-id>-in` (`--records` records, keys `key-<i % keys>`,
 //! 100-byte values), is written before the clock starts. Prints a JSON
 //! line (`records_per_sec`, like the other benches), then the line
@@ -38,11 +41,13 @@ use spool_streams::{
 };
 
 use super::bench_streams_clients as clients;
+use super::bench_streams_restore as restore;
 use super::Connection;
 
 #[derive(clap::Args)]
 pub struct StreamsArgs {
-    /// consume, consume-produce, passthrough, store or count.
+    /// consume, consume-produce, passthrough, store, count, or restore
+    /// (the count store rebuilt from `--records` changelog records).
     #[arg(long, default_value = "count")]
     case: String,
     /// Run a broker inside this process instead of connecting to one.
@@ -87,9 +92,9 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
         "consume" | "consume-produce" => None,
         "passthrough" => Some(passthrough(&input, &output)?),
         "store" => Some(store(&input, &output)?),
-        "count" => Some(count(&input, &output)?),
+        "count" | "restore" => Some(count(&input, &output)?),
         other => {
-            bail!("unknown --case {other}: consume, consume-produce, passthrough, store or count")
+            bail!("unknown --case {other}: consume, consume-produce, passthrough, store, count or restore")
         }
     };
     let broker_dir = tempfile::tempdir()?;
@@ -106,8 +111,10 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
             admin.create_topic(topic, args.partitions, &[]).await?;
         }
     }
-    fill(&client, &input, args.records, args.keys).await?;
-    eprintln!("wrote {} records to {input}", args.records);
+    if args.case != "restore" {
+        fill(&client, &input, args.records, args.keys).await?;
+        eprintln!("wrote {} records to {input}", args.records);
+    }
 
     let temporary = tempfile::tempdir()?;
     let mut config = StreamsConfig::new(&args.app_id);
@@ -124,6 +131,9 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut metrics = None;
     let seconds = match topology {
+        Some(topology) if args.case == "restore" => {
+            restore::restore(&client, topology, config, args.partitions, args.records).await?
+        }
         Some(topology) => {
             let app = KafkaStreams::start(topology, client.clone(), config).await?;
             let counted = match args.case.as_str() {

@@ -190,7 +190,7 @@ pub(super) async fn describe(client: &Client, group: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn end_offsets<'a>(
+pub(super) async fn end_offsets<'a>(
     client: &Client,
     partitions: impl Iterator<Item = &'a (String, u32)>,
 ) -> anyhow::Result<BTreeMap<(String, u32), u64>> {

@@ -5,6 +5,7 @@ mod bench_client;
 mod bench_log;
 mod bench_streams;
 mod bench_streams_clients;
+mod bench_streams_restore;
 mod broker;
 mod cluster;
 mod consume;

@@ -13,12 +13,17 @@ use super::{groups, Connection};
 pub enum Command {
     /// Show an application: its internal topics (repartition and
     /// changelog), its group's members and each input partition's
-    /// committed offset and lag.
+    /// committed offset, lag and owner; with --state-dir, the stores an
+    /// instance keeps on this machine: size, the changelog offset each
+    /// recorded and how far behind its changelog's end that is.
     ///
-    /// Example: spool streams describe --application-id wordcount
+    /// Example: spool streams describe --application-id wordcount --state-dir /var/lib/wordcount
     Describe {
         #[arg(long)]
         application_id: String,
+        /// An instance's state directory on this machine.
+        #[arg(long)]
+        state_dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -67,6 +72,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Describe {
             application_id,
+            state_dir,
             connection,
         } => {
             let client = connection.client().await?;
@@ -79,7 +85,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 let info = client.admin().describe_topic(topic).await?;
                 println!("  {topic} ({} partitions)", info.partitions.len());
             }
-            groups::describe(&client, &application_id).await
+            groups::describe(&client, &application_id).await?;
+            match state_dir {
+                Some(dir) => describe_stores(&client, &application_id, &dir).await,
+                None => Ok(()),
+            }
         }
         Command::Reset {
             application_id,
@@ -109,6 +119,49 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             reset(&client, plan).await
         }
     }
+}
+
+/// The stores under `<dir>/<app>`: size, recorded changelog offset, and
+/// how far the changelog's end is past it (what a restart would restore).
+async fn describe_stores(client: &Client, app: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let stores = spool_streams::state::stores_on_disk(dir, app)?;
+    println!("stores in {}:", dir.join(app).display());
+    if stores.is_empty() {
+        println!("  none");
+        return Ok(());
+    }
+    let changelog = |task: &str, store: &str| {
+        let partition = task.split_once('_')?.1.parse::<u32>().ok()?;
+        Some((format!("{app}-{store}-changelog"), partition))
+    };
+    let wanted: Vec<(String, u32)> = stores
+        .iter()
+        .filter_map(|s| changelog(&s.task, &s.store))
+        .collect();
+    let ends = groups::end_offsets(client, wanted.iter()).await?;
+    println!(
+        "{:<8} {:<28} {:>12} {:>12} {:>12} {:>10}",
+        "task", "store", "bytes", "recorded", "changelog end", "behind"
+    );
+    for s in &stores {
+        let recorded = match (s.changelog_offset, s.positions.is_empty()) {
+            (Some(offset), _) => offset.to_string(),
+            (None, false) => format!("{} partitions", s.positions.len()),
+            (None, true) => "-".into(),
+        };
+        let end = changelog(&s.task, &s.store).and_then(|key| ends.get(&key).copied());
+        let behind = match (end, s.changelog_offset) {
+            (Some(end), Some(offset)) => end.saturating_sub(offset).to_string(),
+            (Some(end), None) => end.to_string(),
+            (None, _) => "-".into(),
+        };
+        let end = end.map_or("-".to_string(), |e| e.to_string());
+        println!(
+            "{:<8} {:<28} {:>12} {:>12} {:>12} {:>10}",
+            s.task, s.store, s.bytes, recorded, end, behind
+        );
+    }
+    Ok(())
 }
 
 /// The application's repartition and changelog topics, as Kafka Streams

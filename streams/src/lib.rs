@@ -33,6 +33,7 @@ pub use processor::{
 pub use record::{Header, Record};
 pub use runtime::{
     KafkaStreams, OnThreadFailure, ProcessingGuarantee, StreamsConfig, StreamsMetrics, TaskId,
+    TaskMetrics,
 };
 pub use topology::{
     Description, ErrorHandling, NodeKind, OnDecodeError, OnProcessingError, OutputRecord,

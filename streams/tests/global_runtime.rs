@@ -131,4 +131,17 @@ async fn a_global_table_is_loaded_before_processing_kept_current_and_resumed() {
     assert_eq!(seen["o6"], "fr=France");
     assert_eq!(seen["o7"], "pt=Portugal");
     app.close().await.unwrap();
+
+    // What the state directory holds, as `spool streams describe
+    // --state-dir` shows it: the global store with its position in both
+    // partitions, and the order task's (stateless: no store).
+    let stores =
+        spool_streams::state::stores_on_disk(&dir.path().join("state"), "shipping").unwrap();
+    assert_eq!(stores.len(), 1, "{stores:?}");
+    assert_eq!(
+        (stores[0].task.as_str(), stores[0].store.as_str()),
+        ("global", "countries")
+    );
+    assert_eq!(stores[0].positions.values().sum::<u64>(), 5, "{stores:?}");
+    assert!(stores[0].bytes > 0);
 }

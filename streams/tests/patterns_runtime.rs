@@ -80,10 +80,12 @@ async fn a_pattern_reads_the_matching_topics_and_a_partitioner_places_the_output
     let mut config = StreamsConfig::new("router");
     config.state_dir = dir.path().join("state");
     config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let app = KafkaStreams::start(route_events(), client.clone(), config)
         .await
         .unwrap();
     let seen = routed(&client, 5).await;
+    assert_metrics_served(&app).await;
     let expected: BTreeMap<String, u32> = [
         ("events-a/x", 1),
         ("events-a/yy", 2),
@@ -96,6 +98,45 @@ async fn a_pattern_reads_the_matching_topics_and_a_partitioner_places_the_output
     .collect();
     assert_eq!(seen, expected);
     app.close().await.unwrap();
+}
+
+/// The metrics endpoint and `task_metrics` show the five records
+/// processed, by the two tasks (one per partition of the pattern's
+/// topics), with nothing left to fetch.
+async fn assert_metrics_served(app: &KafkaStreams) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app
+        .task_metrics()
+        .iter()
+        .map(|(_, m)| m.records_processed)
+        .sum::<u64>()
+        < 5
+    {
+        assert!(Instant::now() < deadline, "{:?}", app.task_metrics());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tasks = app.task_metrics();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(tasks.iter().all(|(_, m)| m.records_lag == 0), "{tasks:?}");
+    let address = app.metrics_address().expect("the endpoint listens");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(
+        page.contains("spool_streams_records_processed_total{application=\"router\"} 5"),
+        "{page}"
+    );
+    for task in ["0_0", "0_1"] {
+        let line =
+            format!("spool_streams_task_records_lag{{application=\"router\",task=\"{task}\"}} 0");
+        assert!(page.contains(&line), "{line} in {page}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,11 @@ pub struct StreamsConfig {
     /// How long the group waits for a silent member (default 45 s, as
     /// Kafka's consumer; a crashed instance's tasks move after this).
     pub session_timeout: Duration,
+    /// Where the instance serves its metrics in Prometheus' text format,
+    /// per task included (default none: an embedded library opens no
+    /// port unless asked; `app.metrics()` and `app.task_metrics()` are
+    /// always there).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl StreamsConfig {
@@ -101,6 +106,7 @@ impl StreamsConfig {
             instance_id: None,
             repartition_purge_interval: Duration::from_secs(30),
             session_timeout: Duration::from_secs(45),
+            metrics_listen: None,
         }
     }
 

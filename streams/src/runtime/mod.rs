@@ -8,6 +8,7 @@
 
 mod commit;
 mod config;
+mod endpoint;
 mod global;
 mod metrics;
 mod restore;
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{OnThreadFailure, ProcessingGuarantee, StreamsConfig};
-pub use metrics::StreamsMetrics;
+pub use metrics::{StreamsMetrics, TaskMetrics};
 pub use task::TaskId;
 
 use crate::state::StateMemory;
@@ -36,8 +37,11 @@ use crate::{Result, StreamsError};
 /// group, so their tasks move at once instead of after a session timeout.
 pub struct KafkaStreams {
     threads: Vec<JoinHandle<Result<()>>>,
-    /// The readers keeping global stores up to date.
-    global_readers: Vec<JoinHandle<Result<()>>>,
+    /// The readers keeping global stores up to date, and the metrics
+    /// endpoint.
+    background: Vec<JoinHandle<Result<()>>>,
+    /// Where the metrics endpoint listens, if it does.
+    metrics_address: Option<std::net::SocketAddr>,
     stop: Arc<watch::Sender<bool>>,
     metrics: Arc<metrics::Metrics>,
     /// Held for the application's life: the state directory's lock.
@@ -73,7 +77,7 @@ impl KafkaStreams {
         let metrics = Arc::new(metrics::Metrics::default());
         let (config, topology) = (Arc::new(config), Arc::new(topology));
         let memory = StateMemory::new(config.state_memory_bytes);
-        let (globals, global_readers) = global::start(
+        let (globals, mut background) = global::start(
             &client,
             &topology,
             &config,
@@ -82,6 +86,19 @@ impl KafkaStreams {
             stopped.clone(),
         )
         .await?;
+        let mut metrics_address = None;
+        if let Some(address) = config.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| StreamsError::Config(format!("metrics_listen {address}: {e}")))?;
+            metrics_address = listener.local_addr().ok();
+            background.push(tokio::spawn(endpoint::serve(
+                listener,
+                config.application_id.clone(),
+                Arc::clone(&metrics),
+                stopped.clone(),
+            )));
+        }
         let shared = task::Shared {
             memory,
             globals: Arc::new(globals),
@@ -103,7 +120,8 @@ impl KafkaStreams {
             .collect();
         Ok(KafkaStreams {
             threads,
-            global_readers,
+            background,
+            metrics_address,
             stop,
             metrics,
             _lock: lock,
@@ -113,6 +131,17 @@ impl KafkaStreams {
     /// Counters since the start.
     pub fn metrics(&self) -> StreamsMetrics {
         self.metrics.snapshot()
+    }
+
+    /// Where the metrics endpoint listens (`metrics_listen`, its port
+    /// resolved when it was 0).
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_address
+    }
+
+    /// Each task's figures, as its thread last published them.
+    pub fn task_metrics(&self) -> Vec<(TaskId, TaskMetrics)> {
+        self.metrics.tasks()
     }
 
     /// Whether a thread has stopped (with an error, since only `close`
@@ -126,7 +155,7 @@ impl KafkaStreams {
     /// instance restarts (and fences them) or they time out. For tests of
     /// what a crash leaves behind.
     pub fn halt(self) {
-        for thread in self.threads.iter().chain(&self.global_readers) {
+        for thread in self.threads.iter().chain(&self.background) {
             thread.abort();
         }
     }
@@ -136,7 +165,7 @@ impl KafkaStreams {
     pub async fn close(self) -> Result<()> {
         let _ = self.stop.send(true);
         let mut outcome = Ok(());
-        for thread in self.threads.into_iter().chain(self.global_readers) {
+        for thread in self.threads.into_iter().chain(self.background) {
             let result = thread
                 .await
                 .map_err(|e| StreamsError::Stopped(format!("a stream thread panicked: {e}")))

@@ -53,6 +53,10 @@ pub(crate) struct Task {
     /// record processed.
     pub consumed: BTreeMap<TopicPartition, u64>,
     pub changelogs: Vec<Changelog>,
+    /// Records processed since the task was opened here.
+    pub processed: u64,
+    /// Changelog records restored when it was opened here.
+    pub restored: u64,
 }
 
 /// Where the stores of application `app` live.
@@ -102,6 +106,8 @@ impl Task {
             },
             consumed: BTreeMap::new(),
             changelogs,
+            processed: 0,
+            restored: 0,
         })
     }
 
@@ -129,6 +135,7 @@ impl Task {
             headers: &headers,
         };
         self.nodes.process(&mut self.ctx, &record.topic, raw)?;
+        self.processed += 1;
         // A task reads a partition or two: finding its entry is cheaper
         // than building a key (a new String) for every record.
         let next = record.offset + 1;

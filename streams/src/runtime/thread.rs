@@ -22,7 +22,7 @@ use spool_client::{
 use tokio::sync::watch;
 
 use super::commit::InFlight;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, TaskMetrics};
 use super::task::{Shared, Task, TaskId};
 use super::{restore, StreamsConfig};
 use crate::topology::{OutputRecord, Topology};
@@ -73,6 +73,8 @@ pub(super) struct Running {
     pub(super) pending: Vec<tokio::task::JoinHandle<spool_client::Result<()>>>,
     /// The commit being sent, if any.
     pub(super) in_flight: Option<InFlight>,
+    /// The tasks whose metrics this thread published last.
+    published: Vec<TaskId>,
     /// Repartition topics read, and how far their partitions are
     /// committed: what the next purge may delete.
     pub(super) repartitions: std::collections::BTreeSet<String>,
@@ -121,9 +123,10 @@ impl StreamThread {
             ..ConsumerConfig::default()
         });
         let mut settings = GroupSettings::new(app.clone());
-        // Range gives partition p of every co-partitioned topic to one
-        // member: what a task needs (docs/streams.md).
-        settings.assignors = vec![Assignor::Range];
+        // Partition p of every co-partitioned topic to one member, as a
+        // task needs, and cooperative: a rebalance stops only the tasks
+        // that move (docs/streams.md).
+        settings.assignors = vec![Assignor::CooperativeCopartitioned];
         settings.auto_commit = false;
         settings.session_timeout = config.session_timeout;
         settings.instance_id = config.instance_id.as_ref().map(|_| self.thread_name());
@@ -156,6 +159,7 @@ impl StreamThread {
             in_transaction: false,
             pending: Vec::new(),
             in_flight: None,
+            published: Vec::new(),
             repartitions,
             purgeable: BTreeMap::new(),
             last_purge: Instant::now(),
@@ -177,6 +181,7 @@ impl StreamThread {
             let _ = running.producer.abort_transaction().await;
         }
         running.tasks.clear();
+        self.publish_task_metrics(&mut running);
         let _ = running.consumer.close().await;
         outcome
     }
@@ -216,6 +221,7 @@ impl StreamThread {
             }
             self.send_outputs(running).await?;
             self.commit_when_due(running).await?;
+            self.publish_task_metrics(running);
         }
         Ok(())
     }
@@ -269,9 +275,41 @@ impl StreamThread {
             let mut task = Task::open(id, &self.topology, &self.config, &self.shared)?;
             let restored = restore::restore(&self.client, &mut task).await?;
             self.metrics.restored(restored);
+            task.restored = restored;
             running.tasks.insert(id, task);
         }
         Ok(())
+    }
+
+    /// Publishes each task's figures (see `TaskMetrics`), and forgets
+    /// those of the tasks that left this thread.
+    fn publish_task_metrics(&self, running: &mut Running) {
+        let mut lags: BTreeMap<TaskId, u64> = BTreeMap::new();
+        for tp in running.consumer.assignment() {
+            if let Some(&sub) = running.subs_by_topic.get(&tp.topic) {
+                let id = TaskId {
+                    sub_topology: sub,
+                    partition: tp.partition,
+                };
+                *lags.entry(id).or_default() += running.consumer.lag(&tp).unwrap_or(0);
+            }
+        }
+        let gone: Vec<TaskId> = running
+            .published
+            .iter()
+            .filter(|id| !running.tasks.contains_key(id))
+            .copied()
+            .collect();
+        running.published = running.tasks.keys().copied().collect();
+        let owned = running.tasks.iter().map(|(id, task)| {
+            let metrics = TaskMetrics {
+                records_processed: task.processed,
+                records_restored: task.restored,
+                records_lag: lags.get(id).copied().unwrap_or(0),
+            };
+            (*id, metrics)
+        });
+        self.metrics.publish_tasks(owned, &gone);
     }
 
     fn tasks_of(&self, running: &Running, partitions: &[TopicPartition]) -> Vec<TaskId> {

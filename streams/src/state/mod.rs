@@ -15,10 +15,12 @@
 //! process died (KIP-892's goal; see docs/streams.md).
 
 mod global;
+mod inspect;
 mod memory;
 mod rocks;
 
 pub use global::GlobalStore;
+pub use inspect::{stores_on_disk, StoreOnDisk};
 pub use memory::MemoryBackend;
 pub use rocks::{RocksBackend, StateMemory};
 

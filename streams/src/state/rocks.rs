@@ -53,6 +53,8 @@ impl StateMemory {
 pub struct RocksBackend {
     db: DB,
     write_options: WriteOptions,
+    /// Opened to look, not to write (nothing to flush on close).
+    read_only: bool,
 }
 
 impl RocksBackend {
@@ -75,7 +77,24 @@ impl RocksBackend {
             DB::open_cf_descriptors(&options, path, families).map_err(|e| store_error(path, e))?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(false);
-        Ok(RocksBackend { db, write_options })
+        Ok(RocksBackend {
+            db,
+            write_options,
+            read_only: false,
+        })
+    }
+
+    /// Opens the store at `path` to read it while another process may
+    /// have it open (RocksDB's read-only mode takes no lock).
+    pub fn open_read_only(path: &Path) -> Result<RocksBackend> {
+        let families = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, META_FAMILY];
+        let db = DB::open_cf_for_read_only(&Options::default(), path, families, false)
+            .map_err(|e| store_error(path, e))?;
+        Ok(RocksBackend {
+            db,
+            write_options: WriteOptions::default(),
+            read_only: true,
+        })
     }
 
     fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
@@ -190,6 +209,9 @@ impl StoreBackend for RocksBackend {
 
 impl Drop for RocksBackend {
     fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
         // Flushed memtables make the next open quick: nothing to replay
         // from the write-ahead log.
         if let Err(e) = self.db.flush() {

@@ -86,6 +86,9 @@ pub struct Consumer {
     group: Option<Membership>,
     listener: Option<Box<dyn RebalanceListener>>,
     last_commit: Instant,
+    /// Each partition's end as the last fetch reported it (the last
+    /// stable offset under read_committed, else the high watermark).
+    ends: BTreeMap<TopicPartition, u64>,
 }
 
 impl Consumer {
@@ -99,7 +102,18 @@ impl Consumer {
             group: None,
             listener: None,
             last_commit: Instant::now(),
+            ends: BTreeMap::new(),
         }
+    }
+
+    /// How many records of `tp` lie past what this consumer has fetched,
+    /// as of its last fetch of it (Kafka's `currentLag`); `None` before
+    /// one, or for a partition not assigned.
+    pub fn lag(&self, tp: &TopicPartition) -> Option<u64> {
+        let Some(Position::At(position)) = self.positions.get(tp) else {
+            return None;
+        };
+        Some(self.ends.get(tp)?.saturating_sub(*position))
     }
 
     /// Reads exactly these partitions from now on. Partitions kept from the
@@ -109,6 +123,7 @@ impl Consumer {
         let wanted: BTreeSet<TopicPartition> = partitions.into_iter().collect();
         self.positions.retain(|tp, _| wanted.contains(tp));
         self.paused.retain(|tp| wanted.contains(tp));
+        self.ends.retain(|tp, _| wanted.contains(tp));
         self.buffered
             .retain(|r| wanted.contains(&TopicPartition::new(&*r.topic, r.partition)));
         for tp in wanted {
@@ -305,6 +320,11 @@ impl Consumer {
                     retry = true;
                     continue;
                 }
+                let end = match self.config.isolation {
+                    IsolationLevel::ReadCommitted => p.last_stable_offset,
+                    IsolationLevel::ReadUncommitted => p.high_watermark,
+                };
+                self.ends.insert(tp.clone(), end);
                 self.take_records(tp, &p.records, p.aborted_transactions)?;
             }
         }

@@ -14,6 +14,9 @@ pub enum Assignor {
     Range,
     RoundRobin,
     CooperativeSticky,
+    /// Partition `p` of every topic to one member, cooperative and sticky
+    /// (spool-streams' tasks; see `copartitioned`).
+    CooperativeCopartitioned,
 }
 
 impl Assignor {
@@ -22,6 +25,7 @@ impl Assignor {
             Assignor::Range => "range",
             Assignor::RoundRobin => "roundrobin",
             Assignor::CooperativeSticky => "cooperative-sticky",
+            Assignor::CooperativeCopartitioned => "cooperative-copartitioned",
         }
     }
 
@@ -30,13 +34,17 @@ impl Assignor {
             Assignor::Range,
             Assignor::RoundRobin,
             Assignor::CooperativeSticky,
+            Assignor::CooperativeCopartitioned,
         ]
         .into_iter()
         .find(|a| a.name() == name)
     }
 
     pub fn is_cooperative(self) -> bool {
-        self == Assignor::CooperativeSticky
+        matches!(
+            self,
+            Assignor::CooperativeSticky | Assignor::CooperativeCopartitioned
+        )
     }
 
     /// Assigns the partitions of `partition_counts` (topic → count) to the
@@ -53,6 +61,9 @@ impl Assignor {
             Assignor::Range => range(members, partition_counts, &mut result),
             Assignor::RoundRobin => round_robin(members, partition_counts, &mut result),
             Assignor::CooperativeSticky => sticky(members, partition_counts, &mut result),
+            Assignor::CooperativeCopartitioned => {
+                super::copartitioned::assign(members, partition_counts, &mut result)
+            }
         }
         for partitions in result.values_mut() {
             partitions.sort();

@@ -3,6 +3,7 @@
 //! heartbeats) a subscribed consumer drives from `poll`.
 
 mod assignor;
+mod copartitioned;
 mod membership;
 
 pub use assignor::Assignor;
