@@ -165,16 +165,15 @@ impl Consumer {
         Ok(())
     }
 
-    /// The offset `tp` will be read from next, resolving it if needed.
+    /// The offset of the next record `poll` will return from `tp` (as
+    /// Kafka's `position`): the first record fetched but not returned yet,
+    /// else where the next fetch starts (past any transaction markers).
+    /// Resolves a pending reset first.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<u64> {
         self.resolve_positions().await?;
-        match self.positions.get(tp) {
-            Some(Position::At(offset)) => Ok(*offset),
-            _ => Err(ClientError::InvalidRequest(format!(
-                "{}/{} is not assigned",
-                tp.topic, tp.partition
-            ))),
-        }
+        self.consumed_position(tp).ok_or_else(|| {
+            ClientError::InvalidRequest(format!("{}/{} is not assigned", tp.topic, tp.partition))
+        })
     }
 
     pub fn pause(&mut self, tp: &TopicPartition) {

@@ -171,7 +171,7 @@ impl Consumer {
 
     /// The offset of the next record `poll` will return for `tp`: the first
     /// buffered record, or the fetch position.
-    fn consumed_position(&self, tp: &TopicPartition) -> Option<u64> {
+    pub(super) fn consumed_position(&self, tp: &TopicPartition) -> Option<u64> {
         let buffered = self
             .buffered
             .iter()
