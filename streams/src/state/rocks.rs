@@ -37,12 +37,19 @@ pub struct StateMemory {
 
 impl StateMemory {
     /// A budget of `bytes` for block cache and memtables together; a
-    /// quarter of it for memtables, which RocksDB stalls writes to keep
-    /// under rather than exceed.
+    /// quarter of it for memtables: a store whose write finds them over
+    /// it flushes its own memtable (as Kafka Streams' bounded-memory
+    /// setup). Writes are never stalled to wait for the budget: the
+    /// memory may be held by another store's memtable, one that is not
+    /// written to and so never flushes, and a stalled write would wait
+    /// forever (a word count over ten million distinct words did).
     pub fn new(bytes: usize) -> StateMemory {
         let cache = Cache::new_lru_cache(bytes);
-        let write_buffers =
-            WriteBufferManager::new_write_buffer_manager_with_cache(bytes / 4, true, cache.clone());
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            bytes / 4,
+            false,
+            cache.clone(),
+        );
         StateMemory {
             cache,
             write_buffers,
@@ -68,6 +75,10 @@ impl RocksBackend {
         options.set_write_buffer_manager(&memory.write_buffers);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&memory.cache);
+        // Point reads of keys a store does not hold (a count's new keys)
+        // skip every file whose filter says no, as Kafka Streams' default
+        // RocksDB setup does.
+        table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
         let families = [
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone()),
@@ -217,5 +228,45 @@ impl Drop for RocksBackend {
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing a state store on close failed; it will restore from its changelog");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(prefix: &str, keys: usize) -> WriteBatch {
+        (0..keys)
+            .map(|i| {
+                (
+                    format!("{prefix}-{i:08}").into_bytes(),
+                    Some(vec![7u8; 100]),
+                )
+            })
+            .collect()
+    }
+
+    /// Two stores share a budget of 256 KiB of memtables; the first fills
+    /// most of it and goes quiet; the second's writes must not wait for
+    /// memory only the first could free.
+    #[test]
+    fn a_store_writes_while_another_holds_the_memtable_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = StateMemory::new(1 << 20);
+        let mut quiet = RocksBackend::open(&dir.path().join("a"), &memory).unwrap();
+        quiet.apply(&batch("a", 1_500), Some(1)).unwrap();
+        let mut busy = RocksBackend::open(&dir.path().join("b"), &memory).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for round in 0..20 {
+                busy.apply(&batch(&format!("b{round}"), 500), Some(round))
+                    .unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the second store's writes stalled");
+        drop(quiet);
     }
 }
