@@ -40,7 +40,7 @@ use spool_streams::{
     Topology, Utf8,
 };
 
-use super::bench_streams_clients as clients;
+use super::bench_streams_clients::{self as clients, PATIENCE};
 use super::bench_streams_restore as restore;
 use super::Connection;
 
@@ -74,9 +74,6 @@ pub struct StreamsArgs {
     #[command(flatten)]
     connection: Connection,
 }
-
-/// How long the output may take to show every record.
-pub(super) const PATIENCE: Duration = Duration::from_secs(600);
 
 pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     let guarantee = match args.guarantee.as_str() {
@@ -240,24 +237,11 @@ fn count(input: &str, output: &str) -> anyhow::Result<Topology> {
 
 /// Writes `records` records of 100 bytes, keys `key-<i % keys>`.
 async fn fill(client: &Client, topic: &str, records: u64, keys: u64) -> anyhow::Result<()> {
-    let producer = client.producer(Default::default());
     let value = Bytes::from(vec![b'x'; 100]);
-    let mut acks = Vec::new();
-    let mut next = 0;
-    while next < records {
-        let chunk = (records - next).min(10_000);
-        let batch = (next..next + chunk)
-            .map(|i| {
-                ProducerRecord::new(topic, value.clone()).key(format!("key-{}", i % keys.max(1)))
-            })
-            .collect();
-        acks.push(producer.send_batch(batch).await?);
-        next += chunk;
-    }
-    for ack in acks {
-        ack.await?;
-    }
-    Ok(())
+    clients::write_all(client, records, |i| {
+        ProducerRecord::new(topic, value.clone()).key(format!("key-{}", i % keys.max(1)))
+    })
+    .await
 }
 
 fn output_consumer(client: &Client, topic: &str, partitions: u32) -> spool_client::Consumer {

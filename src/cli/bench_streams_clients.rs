@@ -18,8 +18,34 @@ use spool_client::{
     TopicPartition,
 };
 
+/// How long a case may take to see every record (in every case of
+/// `spool bench streams`).
+pub(super) const PATIENCE: Duration = Duration::from_secs(600);
+
 /// Kafka Streams' commit interval under exactly_once_v2.
 const TRANSACTION_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Writes the records `make(0..records)` (not timed: a case's input), in
+/// batches of 10,000, and waits for every acknowledgement.
+pub(super) async fn write_all(
+    client: &Client,
+    records: u64,
+    make: impl Fn(u64) -> ProducerRecord,
+) -> anyhow::Result<()> {
+    let producer = client.producer(Default::default());
+    let mut acks = Vec::new();
+    let mut next = 0;
+    while next < records {
+        let chunk = (records - next).min(10_000);
+        let batch = (next..next + chunk).map(&make).collect();
+        acks.push(producer.send_batch(batch).await?);
+        next += chunk;
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}
 
 fn input_consumer(client: &Client, input: &str, partitions: u32, eos: bool) -> Consumer {
     let mut consumer = client.consumer(ConsumerConfig {
@@ -43,7 +69,7 @@ pub async fn consume(
     eos: bool,
 ) -> anyhow::Result<()> {
     let mut consumer = input_consumer(client, input, partitions, eos);
-    let (deadline, mut seen) = (Instant::now() + super::bench_streams::PATIENCE, 0u64);
+    let (deadline, mut seen) = (Instant::now() + PATIENCE, 0u64);
     while seen < records {
         anyhow::ensure!(
             Instant::now() < deadline,

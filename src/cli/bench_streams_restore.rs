@@ -11,8 +11,7 @@ use bytes::Bytes;
 use spool_client::{Client, ProducerRecord};
 use spool_streams::{KafkaStreams, StreamsConfig, Topology};
 
-/// How long the restore may take.
-const PATIENCE: Duration = Duration::from_secs(600);
+use super::bench_streams_clients::PATIENCE;
 
 /// Fills the changelog, restores it, and returns the seconds it took.
 pub async fn restore(
@@ -49,20 +48,9 @@ pub async fn restore(
 /// `records` distinct keys `key-<i>`, each with a count of 1 (8 bytes,
 /// big-endian, as the count store keeps it).
 async fn fill_changelog(client: &Client, topic: &str, records: u64) -> anyhow::Result<()> {
-    let producer = client.producer(Default::default());
     let value = Bytes::copy_from_slice(&1i64.to_be_bytes());
-    let mut acks = Vec::new();
-    let mut next = 0;
-    while next < records {
-        let chunk = (records - next).min(10_000);
-        let batch = (next..next + chunk)
-            .map(|i| ProducerRecord::new(topic, value.clone()).key(format!("key-{i}")))
-            .collect();
-        acks.push(producer.send_batch(batch).await?);
-        next += chunk;
-    }
-    for ack in acks {
-        ack.await?;
-    }
-    Ok(())
+    super::bench_streams_clients::write_all(client, records, |i| {
+        ProducerRecord::new(topic, value.clone()).key(format!("key-{i}"))
+    })
+    .await
 }

@@ -11,11 +11,12 @@
 use std::sync::Arc;
 
 use super::config::{Consumed, Materialized};
-use super::join::{GetterFactory, GlobalGetter};
+use super::join::{GetterFactory, ValueGetter};
+use super::KStream;
 use super::StreamsBuilder;
 use crate::codec::Codec;
 use crate::topology::node::RawRecord;
-use crate::topology::{GlobalSpec, Load, StoreEntry};
+use crate::topology::{GlobalId, GlobalSpec, Load, NodeKind, StoreEntry, TaskContext};
 use crate::Result;
 
 /// A global table: look it up with `KStream::join_global`.
@@ -111,4 +112,85 @@ fn reencode<K: 'static, V: 'static>(
         None => None,
     };
     Ok(Some((stored_key, stored_value)))
+}
+
+/// A getter of a global table's store.
+pub(crate) struct GlobalGetter<K, V> {
+    pub(crate) store: GlobalId,
+    pub(crate) keys: Arc<dyn Codec<K>>,
+    pub(crate) values: Arc<dyn Codec<V>>,
+    pub(crate) buffer: Vec<u8>,
+}
+
+impl<K: 'static, V: 'static> ValueGetter<K, V> for GlobalGetter<K, V> {
+    fn get(&mut self, ctx: &mut TaskContext, key: &K) -> Result<Option<V>> {
+        self.buffer.clear();
+        if !self.keys.encode_nullable(key, &mut self.buffer)? {
+            return Ok(None);
+        }
+        match ctx.global(self.store).get(&self.buffer)? {
+            Some(bytes) => Ok(Some(self.values.decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<K, V> KStream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Each record joined with the row of `global` whose key `key_of`
+    /// picks from the record; dropped when there is none. The output keeps
+    /// the record's key, so nothing is repartitioned.
+    pub fn join_global<KG, VG, VR>(
+        &self,
+        global: &GlobalKTable<KG, VG>,
+        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        joiner: impl Fn(&V, &VG) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        KG: 'static,
+        VG: 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.global_join("JOIN", global, key_of, move |v, g| g.map(|g| joiner(v, &g)))
+    }
+
+    /// As `join_global`, with `None` for a record whose row is absent.
+    pub fn left_join_global<KG, VG, VR>(
+        &self,
+        global: &GlobalKTable<KG, VG>,
+        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&VG>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        KG: 'static,
+        VG: 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.global_join("LEFTJOIN", global, key_of, move |v, g| {
+            Some(joiner(v, g.as_ref()))
+        })
+    }
+
+    fn global_join<KG, VG, VR>(
+        &self,
+        kind: &str,
+        global: &GlobalKTable<KG, VG>,
+        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        join: impl Fn(&V, Option<VG>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        KG: 'static,
+        VG: 'static,
+        VR: Clone + Send + 'static,
+    {
+        let node = self
+            .builder
+            .add_node(kind, NodeKind::processor(), &[self.node]);
+        self.builder.use_global_store(&global.store, node);
+        let getter = global.getter();
+        self.joined_with(node, move |task| getter(task), key_of, join)
+    }
 }

@@ -1,8 +1,8 @@
 //! Joins of a stream with a table: `KStream::join` and `left_join` look
 //! each record's key up in a `KTable` (co-partitioned: the same key is in
-//! the same task), `join_global` and `left_join_global` look a key the
-//! record names up in a `GlobalKTable` (every partition, in every
-//! instance, so no co-partitioning).
+//! the same task); `join_global` and `left_join_global` (in `global`)
+//! look a key the record names up in a `GlobalKTable` through the same
+//! join node.
 //!
 //! Only the stream side triggers a join, as in Kafka Streams: an update of
 //! the table changes what later records find, never what was emitted. A
@@ -13,12 +13,11 @@
 use std::sync::Arc;
 
 use super::config::Grouped;
-use super::global::GlobalKTable;
 use super::{KStream, KTable};
 use crate::codec::Codec;
 use crate::record::Record;
 use crate::topology::node::{step, Children};
-use crate::topology::{GlobalId, Instantiation, NodeKind, StoreId, TaskContext};
+use crate::topology::{Instantiation, NodeKind, StoreId, TaskContext};
 use crate::Result;
 
 /// How a task reads a table's current value for a key.
@@ -102,27 +101,6 @@ impl<K: 'static, V: 'static> ValueGetter<K, V> for StoreGetter<K, V> {
             return Ok(None);
         }
         match ctx.store(self.store).get(&self.buffer)? {
-            Some(bytes) => Ok(Some(self.values.decode(&bytes)?)),
-            None => Ok(None),
-        }
-    }
-}
-
-/// A getter of a global table's store.
-pub(crate) struct GlobalGetter<K, V> {
-    pub(crate) store: GlobalId,
-    pub(crate) keys: Arc<dyn Codec<K>>,
-    pub(crate) values: Arc<dyn Codec<V>>,
-    pub(crate) buffer: Vec<u8>,
-}
-
-impl<K: 'static, V: 'static> ValueGetter<K, V> for GlobalGetter<K, V> {
-    fn get(&mut self, ctx: &mut TaskContext, key: &K) -> Result<Option<V>> {
-        self.buffer.clear();
-        if !self.keys.encode_nullable(key, &mut self.buffer)? {
-            return Ok(None);
-        }
-        match ctx.global(self.store).get(&self.buffer)? {
             Some(bytes) => Ok(Some(self.values.decode(&bytes)?)),
             None => Ok(None),
         }
@@ -214,64 +192,10 @@ where
         input.joined_with(node, move |task| getter(task), |key, _| key.clone(), join)
     }
 
-    /// Each record joined with the row of `global` whose key `key_of`
-    /// picks from the record; dropped when there is none. The output keeps
-    /// the record's key, so nothing is repartitioned.
-    pub fn join_global<KG, VG, VR>(
-        &self,
-        global: &GlobalKTable<KG, VG>,
-        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
-        joiner: impl Fn(&V, &VG) -> VR + Send + Sync + 'static,
-    ) -> KStream<K, VR>
-    where
-        KG: 'static,
-        VG: 'static,
-        VR: Clone + Send + 'static,
-    {
-        self.global_join("JOIN", global, key_of, move |v, g| g.map(|g| joiner(v, &g)))
-    }
-
-    /// As `join_global`, with `None` for a record whose row is absent.
-    pub fn left_join_global<KG, VG, VR>(
-        &self,
-        global: &GlobalKTable<KG, VG>,
-        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
-        joiner: impl Fn(&V, Option<&VG>) -> VR + Send + Sync + 'static,
-    ) -> KStream<K, VR>
-    where
-        KG: 'static,
-        VG: 'static,
-        VR: Clone + Send + 'static,
-    {
-        self.global_join("LEFTJOIN", global, key_of, move |v, g| {
-            Some(joiner(v, g.as_ref()))
-        })
-    }
-
-    fn global_join<KG, VG, VR>(
-        &self,
-        kind: &str,
-        global: &GlobalKTable<KG, VG>,
-        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
-        join: impl Fn(&V, Option<VG>) -> Option<VR> + Send + Sync + 'static,
-    ) -> KStream<K, VR>
-    where
-        KG: 'static,
-        VG: 'static,
-        VR: Clone + Send + 'static,
-    {
-        let node = self
-            .builder
-            .add_node(kind, NodeKind::processor(), &[self.node]);
-        self.builder.use_global_store(&global.store, node);
-        let getter = global.getter();
-        self.joined_with(node, move |task| getter(task), key_of, join)
-    }
-
     /// Adds the join node `node` below this stream: each record's lookup
     /// key (`key_of`) read through the task's getter, then `join` decides
     /// what, if anything, goes on with the record's key.
-    fn joined_with<KL, VT, VR>(
+    pub(super) fn joined_with<KL, VT, VR>(
         &self,
         node: usize,
         getter: impl Fn(&mut Instantiation) -> Box<dyn ValueGetter<KL, VT>> + Send + Sync + 'static,

@@ -24,19 +24,8 @@ use spool_client::{GroupMetadata, Producer, ProducerRecord, TopicPartition};
 use tokio::task::JoinHandle;
 
 use super::task::TaskId;
-use super::thread::{client_error, Running, StreamThread};
+use super::thread::{client_error, InFlight, Reached, Running, StreamThread};
 use crate::{Result, StreamsError};
-
-/// The changelog offset each (task, store) reached.
-type Reached = BTreeMap<(TaskId, usize), u64>;
-
-/// A commit whose records and transaction are on their way.
-pub(super) struct InFlight {
-    sending: JoinHandle<Result<Reached>>,
-    began: Instant,
-    /// The input offsets it commits.
-    offsets: Vec<(TopicPartition, u64)>,
-}
 
 /// What the background part of a commit sends.
 struct Outgoing {
@@ -53,13 +42,6 @@ struct Outgoing {
 struct Transaction {
     offsets: Vec<(TopicPartition, u64)>,
     group: Option<GroupMetadata>,
-}
-
-impl InFlight {
-    /// Stops sending (the thread failed).
-    pub(super) fn abort(self) {
-        self.sending.abort();
-    }
 }
 
 impl StreamThread {

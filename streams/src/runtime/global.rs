@@ -13,8 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spool_client::proto::IsolationLevel;
-use spool_client::{Client, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
+use spool_client::{Client, Consumer, ConsumerRecord, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -105,13 +104,7 @@ impl GlobalReader {
         let partitions: Vec<TopicPartition> = (0..count)
             .map(|p| TopicPartition::new(spec.topic.clone(), p))
             .collect();
-        let mut consumer = client.consumer(ConsumerConfig {
-            offset_reset: OffsetReset::Earliest,
-            isolation: IsolationLevel::ReadCommitted,
-            max_poll_records: 10_000,
-            max_partition_bytes: 8 << 20,
-            ..ConsumerConfig::default()
-        });
+        let mut consumer = super::restore::changelog_reader(client);
         consumer.assign(partitions.iter().cloned());
         let mut reader = GlobalReader {
             spec,

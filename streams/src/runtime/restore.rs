@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use spool_client::proto::IsolationLevel;
-use spool_client::{Client, ConsumerConfig, OffsetReset};
+use spool_client::{Client, Consumer, ConsumerConfig, OffsetReset};
 
 use super::task::Task;
 use crate::state::WriteBatch;
@@ -20,17 +20,23 @@ pub(crate) async fn restore(client: &Client, task: &mut Task) -> Result<u64> {
     Ok(total)
 }
 
-async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Result<u64> {
-    let tp = task.changelogs[changelog].partition.clone();
-    let store = task.changelogs[changelog].store;
-    let start = task.ctx.stores[store].changelog_offset()?;
-    let mut consumer = client.consumer(ConsumerConfig {
+/// A consumer for reading a changelog (or a global table's topic) into a
+/// store: committed records only, in large polls.
+pub(crate) fn changelog_reader(client: &Client) -> Consumer {
+    client.consumer(ConsumerConfig {
         offset_reset: OffsetReset::Earliest,
         isolation: IsolationLevel::ReadCommitted,
         max_poll_records: 10_000,
         max_partition_bytes: 8 << 20,
         ..ConsumerConfig::default()
-    });
+    })
+}
+
+async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Result<u64> {
+    let tp = task.changelogs[changelog].partition.clone();
+    let store = task.changelogs[changelog].store;
+    let start = task.ctx.stores[store].changelog_offset()?;
+    let mut consumer = changelog_reader(client);
     let context = || format!("restoring {}/{}", tp.topic, tp.partition);
     consumer.assign([tp.clone()]);
     consumer

@@ -21,12 +21,30 @@ use spool_client::{
 };
 use tokio::sync::watch;
 
-use super::commit::InFlight;
 use super::metrics::{Metrics, TaskMetrics};
 use super::task::{Shared, Task, TaskId};
 use super::{restore, StreamsConfig};
 use crate::topology::{OutputRecord, Topology};
 use crate::{Result, StreamsError};
+
+/// The changelog offset each (task, store) reached in a commit.
+pub(super) type Reached = BTreeMap<(TaskId, usize), u64>;
+
+/// A commit whose records and transaction are on their way (see
+/// `commit`).
+pub(super) struct InFlight {
+    pub(super) sending: tokio::task::JoinHandle<Result<Reached>>,
+    pub(super) began: Instant,
+    /// The input offsets it commits.
+    pub(super) offsets: Vec<(TopicPartition, u64)>,
+}
+
+impl InFlight {
+    /// Stops sending (the thread failed).
+    pub(super) fn abort(self) {
+        self.sending.abort();
+    }
+}
 
 /// Partitions the group took away or gave, as the listener saw them.
 #[derive(Default)]
