@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::config::{Consumed, Materialized};
-use super::join::{GetterFactory, ValueGetter};
+use super::join::{look_up, GetterFactory, ValueGetter};
 use super::KStream;
 use super::StreamsBuilder;
 use crate::codec::Codec;
@@ -115,23 +115,19 @@ fn reencode<K: 'static, V: 'static>(
 }
 
 /// A getter of a global table's store.
-pub(crate) struct GlobalGetter<K, V> {
-    pub(crate) store: GlobalId,
-    pub(crate) keys: Arc<dyn Codec<K>>,
-    pub(crate) values: Arc<dyn Codec<V>>,
-    pub(crate) buffer: Vec<u8>,
+struct GlobalGetter<K, V> {
+    store: GlobalId,
+    keys: Arc<dyn Codec<K>>,
+    values: Arc<dyn Codec<V>>,
+    buffer: Vec<u8>,
 }
 
 impl<K: 'static, V: 'static> ValueGetter<K, V> for GlobalGetter<K, V> {
     fn get(&mut self, ctx: &mut TaskContext, key: &K) -> Result<Option<V>> {
-        self.buffer.clear();
-        if !self.keys.encode_nullable(key, &mut self.buffer)? {
-            return Ok(None);
-        }
-        match ctx.global(self.store).get(&self.buffer)? {
-            Some(bytes) => Ok(Some(self.values.decode(&bytes)?)),
-            None => Ok(None),
-        }
+        let store = ctx.global(self.store);
+        look_up(&*self.keys, &*self.values, &mut self.buffer, key, |k| {
+            store.get(k)
+        })
     }
 }
 

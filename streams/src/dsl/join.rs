@@ -96,14 +96,29 @@ struct StoreGetter<K, V> {
 
 impl<K: 'static, V: 'static> ValueGetter<K, V> for StoreGetter<K, V> {
     fn get(&mut self, ctx: &mut TaskContext, key: &K) -> Result<Option<V>> {
-        self.buffer.clear();
-        if !self.keys.encode_nullable(key, &mut self.buffer)? {
-            return Ok(None);
-        }
-        match ctx.store(self.store).get(&self.buffer)? {
-            Some(bytes) => Ok(Some(self.values.decode(&bytes)?)),
-            None => Ok(None),
-        }
+        let store = ctx.store(self.store);
+        look_up(&*self.keys, &*self.values, &mut self.buffer, key, |k| {
+            store.get(k)
+        })
+    }
+}
+
+/// `key`'s value through `get`: encoded with `keys` into `buffer`, found
+/// bytes decoded with `values`; `None` for a key that encodes to null.
+pub(super) fn look_up<K: 'static, V: 'static>(
+    keys: &dyn Codec<K>,
+    values: &dyn Codec<V>,
+    buffer: &mut Vec<u8>,
+    key: &K,
+    get: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+) -> Result<Option<V>> {
+    buffer.clear();
+    if !keys.encode_nullable(key, buffer)? {
+        return Ok(None);
+    }
+    match get(buffer)? {
+        Some(bytes) => Ok(Some(values.decode(&bytes)?)),
+        None => Ok(None),
     }
 }
 

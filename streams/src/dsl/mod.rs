@@ -342,17 +342,14 @@ fn sub_topologies(state: &BuilderState, description: &Description) -> Vec<SubTop
             subs[at].writes.push(topic.clone());
         }
     }
-    let pattern_parts: Vec<usize> = state
-        .patterns
-        .iter()
-        .filter_map(|(_, node, _)| part_of(*node))
-        .collect();
     // A part without a source (a node chain never connected to one) has
     // nothing to run; a pattern's topics are known only at start.
-    let mut index = 0;
-    subs.retain(|s| {
-        index += 1;
-        !s.sources.is_empty() || pattern_parts.contains(&(index - 1))
-    });
+    let has_pattern = |s: &SubTopology| {
+        state
+            .patterns
+            .iter()
+            .any(|(_, node, _)| s.nodes.contains(node))
+    };
+    subs.retain(|s| !s.sources.is_empty() || has_pattern(s));
     subs
 }

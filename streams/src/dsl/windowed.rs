@@ -80,9 +80,9 @@ impl TimeWindows {
         let last = timestamp - timestamp.rem_euclid(self.advance);
         let earliest = timestamp - self.size + 1;
         let first = earliest + (self.advance - earliest.rem_euclid(self.advance)) % self.advance;
-        (first.max(0)..=last)
-            .step_by(self.advance as usize)
-            .filter(|&start| start >= 0)
+        // Windows start at or after the epoch; 0 is a multiple of the
+        // advance, so starting there keeps the alignment.
+        (first.max(0)..=last).step_by(self.advance as usize)
     }
 }
 
