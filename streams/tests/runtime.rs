@@ -164,12 +164,23 @@ async fn exactly_once_counts_survive_a_crash_mid_transaction_and_a_clean_restart
     // read_committed word counter), which must vanish, and the lines be
     // done again exactly once.
     add(&mut expected, produce_lines(&client, 300, 2_000).await);
+    let before = records_in(&client, "wc-counts-repartition").await;
     let mut slow = config("wc", &state, eos);
     slow.commit_interval = Some(Duration::from_secs(30));
     let app = KafkaStreams::start(word_count(false), client.clone(), slow)
         .await
         .unwrap();
     wait_until(|| app.metrics().records_processed >= 2_000).await;
+    // Crashed only once every line's two words reached the repartition
+    // topic (processing outruns sending, so the counter alone is early).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_in(&client, "wc-counts-repartition").await < before + 4_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the words never all reached the repartition topic"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(app.metrics().commits, 0, "{:?}", app.metrics());
     app.halt();
 
