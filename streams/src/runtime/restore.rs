@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use spool_client::proto::IsolationLevel;
-use spool_client::{Client, Consumer, ConsumerConfig, OffsetReset};
+use spool_client::{Client, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
+use tokio::sync::mpsc;
 
 use super::task::Task;
-use crate::state::WriteBatch;
 use crate::{Result, StreamsError};
 
 /// Restores every logged store of `task`; returns the records applied.
@@ -37,30 +37,22 @@ async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Re
     let store = task.changelogs[changelog].store;
     let start = task.ctx.stores[store].changelog_offset()?;
     let mut consumer = changelog_reader(client);
-    let context = || format!("restoring {}/{}", tp.topic, tp.partition);
+    let context = |e| StreamsError::client(format!("restoring {}/{}", tp.topic, tp.partition), e);
     consumer.assign([tp.clone()]);
-    consumer
-        .seek_to_end(&tp)
-        .map_err(|e| StreamsError::client(context(), e))?;
-    let end = consumer
-        .position(&tp)
-        .await
-        .map_err(|e| StreamsError::client(context(), e))?;
+    consumer.seek_to_end(&tp).map_err(context)?;
+    let end = consumer.position(&tp).await.map_err(context)?;
     match start {
         Some(offset) => consumer.seek(&tp, offset),
         None => consumer.seek_to_beginning(&tp),
     }
-    .map_err(|e| StreamsError::client(context(), e))?;
-    let mut position = consumer
-        .position(&tp)
-        .await
-        .map_err(|e| StreamsError::client(context(), e))?;
+    .map_err(context)?;
+    let position = consumer.position(&tp).await.map_err(context)?;
     if position >= end {
         if start.is_none() {
             // A new store: it records where its changelog stood, so that
             // a crash before its first commit reaches the disk resumes
             // from here, not from a store that looks wiped.
-            task.ctx.stores[store].apply_restored(&WriteBatch::new(), Some(end))?;
+            task.ctx.stores[store].record_changelog_offset(end)?;
         }
         return Ok(0);
     }
@@ -68,27 +60,50 @@ async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Re
     // `resumed`: the store had recorded an offset (it was not new, or
     // wiped, and restores only what it misses).
     tracing::info!(task = %task.id, changelog = %tp.topic, from = position, to = end, resumed = start.is_some(), "restoring a store");
+    let mut fetched = fetch_ahead(consumer, tp.clone(), end);
     let mut restored = 0u64;
-    while position < end {
-        let records = consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .map_err(|e| StreamsError::client(context(), e))?;
-        let mut batch = WriteBatch::new();
-        for record in records.iter().filter(|r| r.offset < end) {
-            if let Some(key) = &record.key {
-                batch.insert(key.to_vec(), record.value.as_ref().map(|v| v.to_vec()));
-            }
-            restored += 1;
-        }
-        // Control records (transaction markers) take offsets too: the
-        // consumer's position is how far the changelog has been read.
-        position = consumer
-            .position(&tp)
-            .await
-            .map_err(|e| StreamsError::client(context(), e))?;
-        task.ctx.stores[store].apply_restored(&batch, Some(position.min(end)))?;
+    while let Some(batch) = fetched.recv().await {
+        let (records, position) = batch.map_err(context)?;
+        // In offset order; what was written after `end` waits for the
+        // task to process it.
+        let records = &records[..records.partition_point(|r| r.offset < end)];
+        let mut entries = records
+            .iter()
+            .filter_map(|r| Some((r.key.as_deref()?, r.value.as_deref())));
+        task.ctx.stores[store].restore(&mut entries, position.min(end))?;
+        restored += records.len() as u64;
     }
+    task.ctx.stores[store].finish_restore()?;
     tracing::info!(task = %task.id, changelog = %tp.topic, records = restored, of = to_go, elapsed_ms = began.elapsed().as_millis() as u64, "store restored");
     Ok(restored)
+}
+
+/// Fetched changelog records and the position reached after them.
+type Fetched = spool_client::Result<(Vec<ConsumerRecord>, u64)>;
+
+/// Reads `tp` up to `end` in a task of its own, a few polls ahead of the
+/// store writing them: the next fetch (its network round and decoding)
+/// runs on another core while RocksDB applies the last one. The channel
+/// closes at `end`, or after the first error.
+fn fetch_ahead(mut consumer: Consumer, tp: TopicPartition, end: u64) -> mpsc::Receiver<Fetched> {
+    // Polls of at most `max_poll_records`: a few of them keep the writer
+    // busy through one fetch without holding much memory.
+    let (sender, receiver) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let polled = match consumer.poll(Duration::from_millis(500)).await {
+                // Control records (transaction markers) take offsets too:
+                // the position is how far the changelog has been read.
+                Ok(records) => consumer.position(&tp).await.map(|p| (records, p)),
+                Err(e) => Err(e),
+            };
+            let done = polled
+                .as_ref()
+                .map_or(true, |(_, position)| *position >= end);
+            if sender.send(polled).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    receiver
 }

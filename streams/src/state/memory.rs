@@ -1,6 +1,6 @@
 //! The in-memory backend: an ordered map, gone with the process.
 
-use super::{Positions, StoreBackend, WriteBatch};
+use super::{Positions, Restored, StoreBackend, WriteBatch};
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -32,6 +32,25 @@ impl StoreBackend for MemoryBackend {
         if changelog_offset.is_some() {
             self.changelog_offset = changelog_offset;
         }
+        Ok(())
+    }
+
+    fn restore<'a>(
+        &mut self,
+        entries: &mut dyn Iterator<Item = Restored<'a>>,
+        changelog_offset: u64,
+    ) -> Result<()> {
+        for (key, value) in entries {
+            match value {
+                Some(value) => self.entries.insert(key.to_vec(), value.to_vec()),
+                None => self.entries.remove(key),
+            };
+        }
+        self.changelog_offset = Some(changelog_offset);
+        Ok(())
+    }
+
+    fn finish_restore(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -53,6 +53,22 @@ pub trait StoreBackend: Send {
     /// where a restore resumes; `None` for a store never written.
     fn changelog_offset(&self) -> Result<Option<u64>>;
 
+    /// Writes changelog records read back while restoring, in changelog
+    /// order (a later write of a key wins; `None` deletes), and records
+    /// `changelog_offset`, the next offset they reach. Atomic as `apply`,
+    /// but durable only once `finish_restore` returned: a crash before
+    /// may lose them, and the store then reopens at an earlier state with
+    /// its own offset (the restore replays from there).
+    fn restore<'a>(
+        &mut self,
+        entries: &mut dyn Iterator<Item = Restored<'a>>,
+        changelog_offset: u64,
+    ) -> Result<()>;
+
+    /// Makes every `restore` so far durable. Called when a restore ends,
+    /// before the store is written with `apply` again.
+    fn finish_restore(&mut self) -> Result<()>;
+
     /// Every entry in key order (for interactive queries and tests).
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
@@ -68,6 +84,10 @@ pub trait StoreBackend: Send {
     /// written): where reading each partition resumes.
     fn positions(&self) -> Result<Positions>;
 }
+
+/// A changelog record being restored: its key and value (`None`, a
+/// tombstone).
+pub type Restored<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// Next offsets by partition.
 pub type Positions = BTreeMap<u32, u64>;
@@ -164,11 +184,27 @@ impl TaskStore {
         Ok(())
     }
 
-    /// Applies changelog records read back while restoring, straight to
-    /// the backend, with the changelog offset they reach.
-    pub fn apply_restored(&mut self, batch: &WriteBatch, offset: Option<u64>) -> Result<()> {
+    /// Writes changelog records read back while restoring straight to
+    /// the backend, with the changelog offset they reach (see
+    /// [`StoreBackend::restore`]); `finish_restore` ends the restore.
+    pub fn restore<'a>(
+        &mut self,
+        entries: &mut dyn Iterator<Item = Restored<'a>>,
+        offset: u64,
+    ) -> Result<()> {
         self.recent.clear();
-        self.backend.apply(batch, offset)
+        self.backend.restore(entries, offset)
+    }
+
+    /// Makes the restore durable, before anything is processed.
+    pub fn finish_restore(&mut self) -> Result<()> {
+        self.backend.finish_restore()
+    }
+
+    /// Records where the store's changelog stands without writing data:
+    /// a new store's starting point.
+    pub fn record_changelog_offset(&mut self, offset: u64) -> Result<()> {
+        self.backend.apply(&WriteBatch::new(), Some(offset))
     }
 
     /// Drops every write not durable yet (the transaction holding them
