@@ -1,0 +1,143 @@
+//! The built-in connectors, and the plugin registry that lists them and
+//! builds one by class name (Kafka's plugin path, without class loading:
+//! every connector spool runs is compiled in).
+//!
+//! A class is named as Kafka names it, by its full class name, its simple
+//! name, or its simple name without `Connector`: for the file source,
+//! `org.apache.kafka.connect.file.FileStreamSourceConnector`,
+//! `FileStreamSourceConnector` or `FileStreamSource`.
+
+pub mod file;
+
+use serde::Serialize;
+
+use crate::api::keys::CONNECTOR_CLASS;
+use crate::api::{Connector, ConnectorType};
+use crate::{ConnectError, Result};
+
+/// A connector class the worker can run, as Kafka Connect's
+/// `GET /connector-plugins` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    pub class: &'static str,
+    #[serde(rename = "type")]
+    pub connector_type: ConnectorType,
+    pub version: &'static str,
+}
+
+/// A class and how to build it.
+struct Plugin {
+    info: PluginInfo,
+    build: fn() -> Connector,
+}
+
+fn registry() -> [Plugin; 2] {
+    let version = env!("CARGO_PKG_VERSION");
+    [
+        Plugin {
+            info: PluginInfo {
+                class: file::FILE_STREAM_SINK,
+                connector_type: ConnectorType::Sink,
+                version,
+            },
+            build: || Connector::Sink(Box::new(file::FileStreamSinkConnector::default())),
+        },
+        Plugin {
+            info: PluginInfo {
+                class: file::FILE_STREAM_SOURCE,
+                connector_type: ConnectorType::Source,
+                version,
+            },
+            build: || Connector::Source(Box::new(file::FileStreamSourceConnector::default())),
+        },
+    ]
+}
+
+/// Every connector class, sorted by class name.
+pub fn plugins() -> Vec<PluginInfo> {
+    registry().into_iter().map(|p| p.info).collect()
+}
+
+/// Whether `name` names `class` (see the module's comment).
+fn names(class: &str, name: &str) -> bool {
+    let simple = class.rsplit('.').next().unwrap_or(class);
+    name == class || name == simple || simple.strip_suffix("Connector") == Some(name)
+}
+
+/// The full class name `name` stands for, if any.
+pub fn resolve_class(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    registry()
+        .into_iter()
+        .find(|p| names(p.info.class, name))
+        .map(|p| p.info.class)
+}
+
+/// A new, unstarted connector of class `name`; an unknown class is an
+/// [`ConnectError::InvalidConfig`] of `connector.class` listing the known
+/// ones.
+pub fn create_connector(name: &str) -> Result<Connector> {
+    let name = name.trim();
+    match registry().into_iter().find(|p| names(p.info.class, name)) {
+        Some(plugin) => Ok((plugin.build)()),
+        None => Err(ConnectError::config(
+            CONNECTOR_CLASS,
+            format!(
+                "no connector class `{name}`; the classes are {}",
+                plugins()
+                    .iter()
+                    .map(|p| p.class)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_is_found_by_its_full_simple_or_short_name() {
+        for name in [
+            "org.apache.kafka.connect.file.FileStreamSourceConnector",
+            "FileStreamSourceConnector",
+            "FileStreamSource",
+        ] {
+            let connector = create_connector(name).unwrap();
+            assert_eq!(connector.connector_type(), ConnectorType::Source, "{name}");
+        }
+        let sink = create_connector("FileStreamSink").unwrap();
+        assert_eq!(sink.connector_type(), ConnectorType::Sink);
+        assert_eq!(
+            resolve_class("FileStreamSink"),
+            Some(file::FILE_STREAM_SINK)
+        );
+        assert_eq!(resolve_class("Stream"), None);
+    }
+
+    #[test]
+    fn an_unknown_class_names_the_key_and_the_known_classes() {
+        let Err(error) = create_connector("com.example.Nope") else {
+            panic!("an unknown class was built");
+        };
+        assert!(
+            matches!(&error, ConnectError::InvalidConfig { key, .. } if key == "connector.class")
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("com.example.Nope") && text.contains(file::FILE_STREAM_SINK),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plugins_are_listed_like_kafka_connect_lists_them() {
+        let listed = serde_json::to_value(plugins()).unwrap();
+        assert_eq!(listed[1]["class"], file::FILE_STREAM_SOURCE);
+        assert_eq!(listed[1]["type"], "source");
+        assert_eq!(listed[0]["type"], "sink");
+        assert_eq!(listed[0]["version"], env!("CARGO_PKG_VERSION"));
+    }
+}

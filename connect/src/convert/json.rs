@@ -1,0 +1,383 @@
+//! Kafka's JsonConverter: JSON text, with `schemas.enable` wrapped in
+//! Kafka's envelope `{"schema": ..., "payload": ...}`.
+//!
+//! Values here have no schema of their own, so on write the envelope's
+//! schema is inferred from the value ([`infer_schema`]): what a Kafka
+//! consumer or a schema-aware sink (a JDBC sink creating columns) reads
+//! from it is the value's shape. A value no one schema describes (an array
+//! mixing numbers and strings) gets `"schema": null`, which is how Kafka
+//! itself writes a schema-less value. On read the envelope is required, as
+//! Kafka requires it, and the payload is checked against its schema.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Map};
+
+use super::{conversion_error, Converter};
+use crate::api::Value;
+use crate::{ConnectError, Result};
+
+const NAME: &str = "JsonConverter";
+
+/// What a missing schema or field reads as.
+static NULL: Value = Value::Null;
+
+/// A payload check's outcome: what does not fit, and where.
+type Check = std::result::Result<(), String>;
+
+/// See the module's comment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JsonConverter {
+    schemas_enable: bool,
+}
+
+/// The envelope as written: a struct, so `schema` comes first as in
+/// Kafka's output, and the payload is not copied into a new value.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    schema: Value,
+    payload: &'a Value,
+}
+
+impl JsonConverter {
+    /// `schemas_enable`: Kafka's `schemas.enable` (its default is true).
+    pub fn new(schemas_enable: bool) -> JsonConverter {
+        JsonConverter { schemas_enable }
+    }
+
+    fn error(topic: &str, reason: impl Into<String>) -> ConnectError {
+        conversion_error(NAME, topic, reason)
+    }
+
+    /// The payload of an envelope, checked against its schema.
+    fn open_envelope(topic: &str, json: Value) -> Result<Option<Value>> {
+        let mut envelope = match json {
+            Value::Null => return Ok(None),
+            Value::Object(map)
+                if map.len() == 2 && map.contains_key("schema") && map.contains_key("payload") =>
+            {
+                map
+            }
+            _ => {
+                return Err(JsonConverter::error(
+                    topic,
+                    "with schemas.enable, JSON must be an object with exactly the fields \
+                     \"schema\" and \"payload\"; for plain JSON set schemas.enable=false",
+                ))
+            }
+        };
+        let schema = envelope.remove("schema").unwrap_or(Value::Null);
+        let payload = envelope.remove("payload").unwrap_or(Value::Null);
+        check_payload(&schema, &payload, "payload")
+            .map_err(|reason| JsonConverter::error(topic, reason))?;
+        Ok((!payload.is_null()).then_some(payload))
+    }
+}
+
+impl Converter for JsonConverter {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn encode(&self, topic: &str, value: Option<&Value>) -> Result<Option<Bytes>> {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let written = match self.schemas_enable {
+            true => serde_json::to_vec(&Envelope {
+                schema: infer_schema(value).unwrap_or(Value::Null),
+                payload: value,
+            }),
+            false => serde_json::to_vec(value),
+        };
+        let bytes = written.map_err(|e| JsonConverter::error(topic, e.to_string()))?;
+        Ok(Some(Bytes::from(bytes)))
+    }
+
+    fn decode(&self, topic: &str, bytes: Option<&[u8]>) -> Result<Option<Value>> {
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let json: Value = serde_json::from_slice(bytes)
+            .map_err(|e| JsonConverter::error(topic, format!("not JSON: {e}")))?;
+        match self.schemas_enable {
+            true => JsonConverter::open_envelope(topic, json),
+            false => Ok((!json.is_null()).then_some(json)),
+        }
+    }
+}
+
+/// A Kafka Connect schema of a primitive type.
+fn primitive(kind: &str, optional: bool) -> Value {
+    json!({ "type": kind, "optional": optional })
+}
+
+/// The schema of a null whose type nothing tells: an optional string,
+/// the type every schema-aware sink can store.
+fn unknown() -> Value {
+    primitive("string", true)
+}
+
+fn made_optional(mut schema: Value) -> Value {
+    if let Some(fields) = schema.as_object_mut() {
+        fields.insert("optional".into(), Value::Bool(true));
+    }
+    schema
+}
+
+/// The Kafka Connect schema (in JsonConverter's JSON form) that describes
+/// `value`: booleans, `int64` for integers, `double` for other numbers,
+/// strings, arrays of one element schema, and objects as structs (a
+/// null field is an optional string). `None` when no schema describes it:
+/// a null, an integer beyond `int64`, or an array whose elements differ.
+pub fn infer_schema(value: &Value) -> Option<Value> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(_) => primitive("boolean", false),
+        Value::Number(n) if n.is_i64() => primitive("int64", false),
+        Value::Number(n) if n.is_u64() => return None,
+        Value::Number(_) => primitive("double", false),
+        Value::String(_) => primitive("string", false),
+        Value::Array(items) => {
+            let mut element: Option<Value> = None;
+            let mut nulls = false;
+            for item in items {
+                if item.is_null() {
+                    nulls = true;
+                    continue;
+                }
+                let schema = infer_schema(item)?;
+                if element.as_ref().is_some_and(|seen| *seen != schema) {
+                    return None;
+                }
+                element = Some(schema);
+            }
+            let element = match (element, nulls) {
+                (None, _) => unknown(),
+                (Some(schema), true) => made_optional(schema),
+                (Some(schema), false) => schema,
+            };
+            json!({ "type": "array", "items": element, "optional": false })
+        }
+        Value::Object(fields) => {
+            let mut described = Vec::with_capacity(fields.len());
+            for (name, field) in fields {
+                let mut schema = match field {
+                    Value::Null => unknown(),
+                    field => infer_schema(field)?,
+                };
+                if let Some(object) = schema.as_object_mut() {
+                    object.insert("field".into(), Value::String(name.clone()));
+                }
+                described.push(schema);
+            }
+            json!({ "type": "struct", "fields": described, "optional": false })
+        }
+    })
+}
+
+/// Whether `payload` (at `path`, for the error) is what `schema` says,
+/// as Kafka checks a payload against its envelope's schema. A null schema
+/// accepts anything.
+fn check_payload(schema: &Value, payload: &Value, path: &str) -> Check {
+    if schema.is_null() {
+        return Ok(());
+    }
+    let Some(schema) = schema.as_object() else {
+        return Err(format!("the schema of {path} is not an object"));
+    };
+    if payload.is_null() {
+        let optional = schema.get("optional").and_then(Value::as_bool) == Some(true);
+        return match optional || schema.contains_key("default") {
+            true => Ok(()),
+            false => Err(format!("{path} is null but its schema is not optional")),
+        };
+    }
+    let kind = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the schema of {path} has no type"))?;
+    let fits = match kind {
+        "boolean" => payload.is_boolean(),
+        "int8" => fits_integer(payload, i64::from(i8::MIN), i64::from(i8::MAX)),
+        "int16" => fits_integer(payload, i64::from(i16::MIN), i64::from(i16::MAX)),
+        "int32" => fits_integer(payload, i64::from(i32::MIN), i64::from(i32::MAX)),
+        "int64" => payload.is_i64(),
+        "float" | "double" => payload.is_number(),
+        // Bytes are base64 strings in JSON (Kafka's encoding of BYTES).
+        "string" | "bytes" => payload.is_string(),
+        "array" => return check_array(schema, payload, path),
+        "map" => return check_map(schema, payload, path),
+        "struct" => return check_struct(schema, payload, path),
+        other => {
+            return Err(format!(
+                "the schema of {path} has an unknown type `{other}`"
+            ))
+        }
+    };
+    match fits {
+        true => Ok(()),
+        false => Err(format!(
+            "{path} is not of its schema's type {kind}: {payload}"
+        )),
+    }
+}
+
+fn fits_integer(payload: &Value, min: i64, max: i64) -> bool {
+    payload.as_i64().is_some_and(|n| (min..=max).contains(&n))
+}
+
+fn check_array(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check {
+    let Some(items) = payload.as_array() else {
+        return Err(format!("{path} is not an array"));
+    };
+    let element = schema.get("items").unwrap_or(&NULL);
+    for (i, item) in items.iter().enumerate() {
+        check_payload(element, item, &format!("{path}[{i}]"))?;
+    }
+    Ok(())
+}
+
+/// Kafka writes a map with string keys as an object, and any other map as
+/// an array of `[key, value]` pairs.
+fn check_map(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check {
+    let values = schema.get("values").unwrap_or(&NULL);
+    let keys = schema.get("keys").unwrap_or(&NULL);
+    match payload {
+        Value::Object(entries) => entries
+            .iter()
+            .try_for_each(|(k, v)| check_payload(values, v, &format!("{path}.{k}"))),
+        Value::Array(pairs) => pairs.iter().enumerate().try_for_each(|(i, pair)| {
+            match pair.as_array().map(Vec::as_slice) {
+                Some([k, v]) => {
+                    check_payload(keys, k, &format!("{path}[{i}] key"))?;
+                    check_payload(values, v, &format!("{path}[{i}] value"))
+                }
+                _ => Err(format!("{path}[{i}] is not a [key, value] pair")),
+            }
+        }),
+        _ => Err(format!("{path} is not a map")),
+    }
+}
+
+fn check_struct(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check {
+    let Some(object) = payload.as_object() else {
+        return Err(format!("{path} is not a struct"));
+    };
+    let fields = schema.get("fields").and_then(Value::as_array);
+    for field in fields.into_iter().flatten() {
+        let Some(name) = field.get("field").and_then(Value::as_str) else {
+            return Err(format!("a field of the schema of {path} has no name"));
+        };
+        let value = object.get(name).unwrap_or(&NULL);
+        check_payload(field, value, &format!("{path}.{name}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(converter: JsonConverter, value: &Value) -> (Value, Option<Value>) {
+        let bytes = converter.encode("t", Some(value)).unwrap().unwrap();
+        let written: Value = serde_json::from_slice(&bytes).unwrap();
+        (
+            written,
+            converter.decode("t", Some(&bytes[..])).unwrap(),
+        )
+    }
+
+    #[test]
+    fn with_schemas_a_value_travels_in_kafkas_envelope_and_back() {
+        let value = json!({"id": 7, "name": "ada", "score": 1.5, "tags": ["a", "b"], "note": null});
+        let (written, read) = round_trip(JsonConverter::new(true), &value);
+        assert_eq!(read, Some(value.clone()));
+        assert_eq!(written["payload"], value);
+        let schema = &written["schema"];
+        assert_eq!(schema["type"], "struct");
+        let fields: Vec<(&str, &str)> = schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["field"].as_str().unwrap(), f["type"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("id", "int64"),
+                ("name", "string"),
+                ("note", "string"),
+                ("score", "double"),
+                ("tags", "array")
+            ]
+        );
+        assert_eq!(schema["fields"][2]["optional"], true);
+        assert_eq!(schema["fields"][4]["items"]["type"], "string");
+        // Kafka's own writing of a string, the schema first.
+        let bytes = JsonConverter::new(true)
+            .encode("t", Some(&json!("foo")))
+            .unwrap()
+            .unwrap();
+        assert!(bytes.starts_with(br#"{"schema":"#));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bytes).unwrap(),
+            json!({"schema": {"type": "string", "optional": false}, "payload": "foo"})
+        );
+    }
+
+    #[test]
+    fn without_schemas_a_value_is_plain_json() {
+        let value = json!([1, "two", {"three": 3}]);
+        let (written, read) = round_trip(JsonConverter::new(false), &value);
+        assert_eq!(written, value);
+        assert_eq!(read, Some(value));
+    }
+
+    #[test]
+    fn a_value_no_schema_describes_is_written_with_a_null_schema() {
+        let value = json!([1, "two"]);
+        let (written, read) = round_trip(JsonConverter::new(true), &value);
+        assert_eq!(written["schema"], Value::Null);
+        assert_eq!(read, Some(value));
+    }
+
+    fn read(converter: JsonConverter, text: &[u8]) -> Result<Option<Value>> {
+        converter.decode("t", Some(text))
+    }
+
+    #[test]
+    fn nulls_are_no_bytes_both_ways() {
+        let converter = JsonConverter::new(true);
+        assert_eq!(converter.encode("t", None).unwrap(), None);
+        assert_eq!(
+            converter.encode("t", Some(&Value::Null)).unwrap(),
+            None
+        );
+        assert_eq!(converter.decode("t", None).unwrap(), None);
+        assert_eq!(read(converter, b"null").unwrap(), None);
+    }
+
+    #[test]
+    fn reading_with_schemas_requires_a_matching_envelope() {
+        let converter = JsonConverter::new(true);
+        let plain = read(converter, br#"{"a":1}"#).unwrap_err();
+        assert!(
+            plain.to_string().contains("schemas.enable=false"),
+            "{plain}"
+        );
+        let mismatch = br#"{"schema":{"type":"int32","optional":false},"payload":"x"}"#;
+        let error = read(converter, mismatch).unwrap_err();
+        assert!(error.to_string().contains("int32"), "{error}");
+        let missing_field = br#"{"schema":{"type":"struct","optional":false,
+            "fields":[{"field":"id","type":"int64","optional":false}]},"payload":{}}"#;
+        let error = read(converter, missing_field).unwrap_err();
+        assert!(error.to_string().contains("payload.id"), "{error}");
+        let kafka_written = br#"{"schema":{"type":"int32","optional":false},"payload":42}"#;
+        assert_eq!(read(converter, kafka_written).unwrap(), Some(json!(42)));
+        let garbage = converter
+            .decode("orders", Some(&b"{not json"[..]))
+            .unwrap_err();
+        assert!(garbage.to_string().contains("orders"), "{garbage}");
+    }
+}

@@ -1,0 +1,367 @@
+//! The standalone worker: runs connectors and their tasks in this
+//! process, against the broker or cluster behind a `spool_client::Client`,
+//! with source offsets in a local file (Kafka's `ConnectStandalone`).
+//!
+//! [`Worker`] is a cheap, cloneable handle whose methods are the
+//! operations Kafka Connect's REST API offers (add, stop, pause, resume,
+//! status, config, validate), so a REST layer only maps paths onto them.
+//! Each task runs as its own tokio task (`source`, `sink`); a task that
+//! fails is marked FAILED with its error and the others keep running
+//! (`task`). Connector and task states are in `status`, offsets in
+//! `offsets`, settings in `config`. The worker starts no broker:
+//! embedding one is the program's choice.
+
+mod config;
+mod offsets;
+mod sink;
+mod source;
+mod status;
+mod task;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use spool_client::Client;
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+pub use config::{
+    connector_config_def, toml_properties, WorkerConfig, BOOTSTRAP, BOOTSTRAP_SERVERS,
+    OFFSET_FLUSH_INTERVAL_MS, OFFSET_STORAGE_FILE, STANDALONE_WORKER_ID, TASK_SHUTDOWN_TIMEOUT_MS,
+};
+pub use offsets::FileOffsetStore;
+pub use status::{ConnectorStatus, State, StateInfo, TaskStatus};
+
+use self::status::StatusBoard;
+use self::task::{Target, TaskSetup};
+use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
+use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType, ParsedConfig};
+use crate::connectors::create_connector;
+use crate::convert::{converter_from_config, Converter};
+use crate::{ConnectError, Result};
+
+/// A standalone worker (see the module's comment). Dropping every handle
+/// without [`Worker::shutdown`] stops the tasks too, after their last
+/// flush, but does not wait for them.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: WorkerConfig,
+    offsets: Arc<FileOffsetStore>,
+    /// `None` once shut down. Held while a connector is added, so
+    /// operations on one name are serialized as a herder's are; never
+    /// while a connector stops, which waits for its tasks.
+    connectors: Mutex<Option<BTreeMap<String, Running>>>,
+}
+
+/// A connector on this worker.
+struct Running {
+    connector: Connector,
+    config: ConfigMap,
+    status: Arc<StatusBoard>,
+    target: watch::Sender<Target>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The converters a connector's tasks share.
+struct Converters {
+    key: Arc<dyn Converter>,
+    value: Arc<dyn Converter>,
+}
+
+impl Worker {
+    /// A worker with no connectors yet, its offsets read from
+    /// `offset.storage.file.filename`.
+    pub async fn start(client: Client, config: WorkerConfig) -> Result<Worker> {
+        let path = config.offset_storage_file.clone();
+        // Read once at start; a small file, but a blocking read.
+        let offsets = tokio::task::spawn_blocking(move || FileOffsetStore::open(path))
+            .await
+            .map_err(|e| ConnectError::Task(format!("reading the offsets file failed: {e}")))??;
+        tracing::info!(offsets = %offsets.path().display(), "connect worker started");
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                offsets: Arc::new(offsets),
+                connectors: Mutex::new(Some(BTreeMap::new())),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.inner.config
+    }
+
+    /// Every key of `config` the connector class it names defines, with
+    /// its value and errors (Kafka Connect's
+    /// `PUT /connector-plugins/{class}/config/validate`).
+    pub fn validate(&self, config: &ConfigMap) -> Result<Vec<ConfigValue>> {
+        let class = config
+            .get(CONNECTOR_CLASS)
+            .ok_or_else(|| missing(CONNECTOR_CLASS))?;
+        let connector = create_connector(class)?;
+        let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
+        Ok(def.validate(config))
+    }
+
+    /// Checks `config` and starts connector `name` with its tasks. A
+    /// config that fails its checks is refused, naming the key, and
+    /// nothing starts; a connector whose `start` fails is kept as FAILED
+    /// with the error, as Kafka keeps it, so its status says why.
+    pub async fn add_connector(&self, name: &str, mut config: ConfigMap) -> Result<()> {
+        match config.get(NAME) {
+            Some(given) if given != name => {
+                return Err(ConnectError::config(
+                    NAME,
+                    format!("is `{given}`, but the connector is added as `{name}`"),
+                ))
+            }
+            _ => config.insert(NAME.to_string(), name.to_string()),
+        };
+        let mut guard = self.inner.connectors.lock().await;
+        let connectors = guard.as_mut().ok_or(ConnectError::WorkerStopped)?;
+        if connectors.contains_key(name) {
+            return Err(ConnectError::ConnectorExists(name.to_string()));
+        }
+        let class = config
+            .get(CONNECTOR_CLASS)
+            .ok_or_else(|| missing(CONNECTOR_CLASS))?;
+        let connector = create_connector(class)?;
+        let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
+        let parsed = def.parse(&config)?;
+        let converters = Converters {
+            key: self.converter(&config, KEY_CONVERTER)?,
+            value: self.converter(&config, VALUE_CONVERTER)?,
+        };
+        let (target, _) = watch::channel(Target::Started);
+        let mut running = Running {
+            connector,
+            config,
+            status: Arc::new(StatusBoard::new(&self.inner.config.worker_id)),
+            target,
+            tasks: Vec::new(),
+        };
+        self.start_connector(name, &mut running, &parsed, &converters);
+        connectors.insert(name.to_string(), running);
+        Ok(())
+    }
+
+    /// The converter under `prefix`: the connector's own if its config
+    /// names one (with its settings), else the worker's (Kafka's rule).
+    fn converter(&self, config: &ConfigMap, prefix: &str) -> Result<Arc<dyn Converter>> {
+        let settings = match config.contains_key(prefix) {
+            true => config,
+            false => &self.inner.config.converters,
+        };
+        converter_from_config(settings, prefix)
+    }
+
+    /// Starts the connector and one task per task config it gives.
+    fn start_connector(
+        &self,
+        name: &str,
+        running: &mut Running,
+        parsed: &ParsedConfig,
+        converters: &Converters,
+    ) {
+        let max_tasks = parsed
+            .int(TASKS_MAX)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1);
+        let config = &running.config;
+        let task_configs = match &mut running.connector {
+            Connector::Source(c) => c.start(config).and_then(|()| c.task_configs(max_tasks)),
+            Connector::Sink(c) => c.start(config).and_then(|()| c.task_configs(max_tasks)),
+        };
+        let task_configs = match task_configs {
+            Ok(configs) => configs,
+            Err(error) => {
+                tracing::error!(connector = %name, error = %error, "the connector failed to start");
+                running
+                    .status
+                    .set_connector(State::Failed, Some(error.trace()));
+                return;
+            }
+        };
+        running.status.set_connector(State::Running, None);
+        let topics = parsed
+            .list(TOPICS)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
+        let sink = matches!(running.connector, Connector::Sink(_));
+        for (index, mut task_config) in task_configs.into_iter().take(max_tasks).enumerate() {
+            let id = u32::try_from(index).unwrap_or(u32::MAX);
+            if sink {
+                // Kafka's worker adds the connector's topics to every sink
+                // task's config.
+                task_config.insert(TOPICS.to_string(), topics.join(","));
+            }
+            let setup = TaskSetup {
+                connector: name.to_string(),
+                id,
+                config: task_config,
+                client: self.inner.client.clone(),
+                key_converter: Arc::clone(&converters.key),
+                value_converter: Arc::clone(&converters.value),
+                status: Arc::clone(&running.status),
+                target: running.target.subscribe(),
+                flush_interval: self.inner.config.offset_flush_interval,
+            };
+            running.status.set_task(id, State::Unassigned);
+            let run: BoxFuture<'static, Result<()>> = match &running.connector {
+                Connector::Source(c) => Box::pin(source::run(
+                    setup,
+                    c.create_task(),
+                    Arc::clone(&self.inner.offsets),
+                )),
+                Connector::Sink(c) => Box::pin(sink::run(setup, c.create_task(), topics.clone())),
+            };
+            let status = Arc::clone(&running.status);
+            let handle = tokio::spawn(task::supervise(run, status, name.to_string(), id));
+            running.tasks.push(handle);
+        }
+    }
+
+    /// Stops connector `name`: each task flushes, commits and stops (or is
+    /// abandoned after `task.shutdown.graceful.timeout.ms`), then the
+    /// connector stops and is forgotten.
+    pub async fn stop_connector(&self, name: &str) -> Result<()> {
+        let running = {
+            let mut guard = self.inner.connectors.lock().await;
+            let connectors = guard.as_mut().ok_or(ConnectError::WorkerStopped)?;
+            connectors
+                .remove(name)
+                .ok_or_else(|| ConnectError::UnknownConnector(name.to_string()))?
+        };
+        self.stop_running(name, running).await;
+        Ok(())
+    }
+
+    async fn stop_running(&self, name: &str, running: Running) {
+        let Running {
+            mut connector,
+            target,
+            tasks,
+            ..
+        } = running;
+        target.send_replace(Target::Stopped);
+        let deadline = tokio::time::Instant::now() + self.inner.config.task_shutdown_timeout;
+        for (id, mut handle) in tasks.into_iter().enumerate() {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    connector = %name,
+                    task = id,
+                    "the task did not stop in time; abandoning it"
+                );
+                handle.abort();
+            }
+        }
+        let stopped = match &mut connector {
+            Connector::Source(c) => c.stop(),
+            Connector::Sink(c) => c.stop(),
+        };
+        if let Err(error) = stopped {
+            tracing::warn!(connector = %name, error = %error, "stopping the connector failed");
+        }
+        tracing::info!(connector = %name, "connector stopped");
+    }
+
+    /// Pauses connector `name`: its tasks stop moving data (a source
+    /// flushes its offsets first) until [`Worker::resume_connector`].
+    pub async fn pause_connector(&self, name: &str) -> Result<()> {
+        self.set_target(name, Target::Paused).await
+    }
+
+    pub async fn resume_connector(&self, name: &str) -> Result<()> {
+        self.set_target(name, Target::Started).await
+    }
+
+    async fn set_target(&self, name: &str, target: Target) -> Result<()> {
+        let guard = self.inner.connectors.lock().await;
+        let running = guard
+            .as_ref()
+            .ok_or(ConnectError::WorkerStopped)?
+            .get(name)
+            .ok_or_else(|| ConnectError::UnknownConnector(name.to_string()))?;
+        running.target.send_replace(target);
+        let state = match target {
+            Target::Paused => State::Paused,
+            _ => State::Running,
+        };
+        running.status.move_connector(state);
+        Ok(())
+    }
+
+    /// The state of connector `name` and of each of its tasks.
+    pub async fn connector_status(&self, name: &str) -> Result<ConnectorStatus> {
+        self.with_connector(name, |running| {
+            running
+                .status
+                .snapshot(name, running.connector.connector_type())
+        })
+        .await
+    }
+
+    /// The config connector `name` was added with.
+    pub async fn connector_config(&self, name: &str) -> Result<ConfigMap> {
+        self.with_connector(name, |running| running.config.clone())
+            .await
+    }
+
+    /// The connector's type.
+    pub async fn connector_type(&self, name: &str) -> Result<ConnectorType> {
+        self.with_connector(name, |running| running.connector.connector_type())
+            .await
+    }
+
+    async fn with_connector<T>(&self, name: &str, read: impl FnOnce(&Running) -> T) -> Result<T> {
+        let guard = self.inner.connectors.lock().await;
+        let connectors = guard.as_ref().ok_or(ConnectError::WorkerStopped)?;
+        let running = connectors
+            .get(name)
+            .ok_or_else(|| ConnectError::UnknownConnector(name.to_string()))?;
+        Ok(read(running))
+    }
+
+    /// The names of the connectors on this worker.
+    pub async fn connectors(&self) -> Result<Vec<String>> {
+        let guard = self.inner.connectors.lock().await;
+        let connectors = guard.as_ref().ok_or(ConnectError::WorkerStopped)?;
+        Ok(connectors.keys().cloned().collect())
+    }
+
+    /// Stops every connector (see [`Worker::stop_connector`]); afterwards
+    /// every operation answers [`ConnectError::WorkerStopped`].
+    pub async fn shutdown(&self) -> Result<()> {
+        let connectors = self
+            .inner
+            .connectors
+            .lock()
+            .await
+            .take()
+            .unwrap_or_default();
+        for (name, running) in connectors {
+            self.stop_running(&name, running).await;
+        }
+        tracing::info!("connect worker stopped");
+        Ok(())
+    }
+}
+
+/// Kafka's message for a required key that is missing.
+fn missing(key: &str) -> ConnectError {
+    ConnectError::config(
+        key,
+        format!("missing required configuration \"{key}\" which has no default value"),
+    )
+}

@@ -1,0 +1,196 @@
+//! The standalone worker's source offsets: a JSON file of
+//! `{connector: [{"partition": ..., "offset": ...}]}` (Kafka's standalone
+//! worker keeps them in `offset.storage.file.filename` too).
+//!
+//! The whole file is rewritten at each commit, atomically: a temporary
+//! file is written and synced, renamed over the old one, and the
+//! directory synced, so a crash leaves the old offsets or the new ones,
+//! never a torn file. The file is small (one entry per source partition)
+//! and commits come once per flush interval per task.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::api::context::partition_key;
+use crate::api::{OffsetStorageReader, SourceOffset, SourcePartition};
+use crate::{ConnectError, Result};
+
+/// One source partition's committed offset, as the file holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    partition: SourcePartition,
+    offset: SourceOffset,
+}
+
+/// Connector → partition key → entry.
+type Offsets = BTreeMap<String, BTreeMap<String, Entry>>;
+
+/// The offsets file and what it holds. Shared by every source task of
+/// the worker; commits are serialized, so each write holds every commit
+/// before it.
+#[derive(Debug)]
+pub struct FileOffsetStore {
+    path: PathBuf,
+    offsets: Mutex<Offsets>,
+}
+
+impl FileOffsetStore {
+    /// Reads the offsets at `path`; a missing file holds none (a first
+    /// run). Its directory is created if needed.
+    pub fn open(path: impl Into<PathBuf>) -> Result<FileOffsetStore> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| ConnectError::io(dir, e))?;
+        }
+        let offsets = match std::fs::read(&path) {
+            Ok(bytes) => parse(&path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Offsets::new(),
+            Err(e) => return Err(ConnectError::io(&path, e)),
+        };
+        Ok(FileOffsetStore {
+            path,
+            offsets: Mutex::new(offsets),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The committed offsets of `connector`'s source partitions.
+    pub fn reader(&self, connector: &str) -> OffsetStorageReader {
+        let offsets = self.offsets.lock();
+        let entries = offsets.get(connector).into_iter().flat_map(|e| e.values());
+        OffsetStorageReader::new(entries.map(|e| (e.partition.clone(), e.offset.clone())))
+    }
+
+    /// Stores `offsets` as `connector`'s latest, and writes the file. A
+    /// blocking call (it syncs the disk): call it off the async threads.
+    pub fn commit(
+        &self,
+        connector: &str,
+        offsets: Vec<(SourcePartition, SourceOffset)>,
+    ) -> Result<()> {
+        let mut all = self.offsets.lock();
+        let entries = all.entry(connector.to_string()).or_default();
+        for (partition, offset) in offsets {
+            entries.insert(partition_key(&partition), Entry { partition, offset });
+        }
+        self.write(&all)
+    }
+
+    fn write(&self, offsets: &Offsets) -> Result<()> {
+        let by_connector: BTreeMap<&String, Vec<&Entry>> = offsets
+            .iter()
+            .map(|(connector, entries)| (connector, entries.values().collect()))
+            .collect();
+        let bytes =
+            serde_json::to_vec_pretty(&by_connector).map_err(|e| ConnectError::InvalidFile {
+                path: self.path.clone(),
+                reason: format!("cannot encode the offsets: {e}"),
+            })?;
+        let mut temporary = self.path.clone().into_os_string();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| ConnectError::io(path, e)
+        };
+        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
+        file.write_all(&bytes).map_err(io(&temporary))?;
+        file.sync_all().map_err(io(&temporary))?;
+        drop(file);
+        std::fs::rename(&temporary, &self.path).map_err(io(&self.path))?;
+        // The rename is durable only once the directory is synced.
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Offsets> {
+    let by_connector: BTreeMap<String, Vec<Entry>> =
+        serde_json::from_slice(bytes).map_err(|e| ConnectError::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!("not an offsets file: {e}"),
+        })?;
+    Ok(by_connector
+        .into_iter()
+        .map(|(connector, entries)| {
+            let entries = entries
+                .into_iter()
+                .map(|entry| (partition_key(&entry.partition), entry))
+                .collect();
+            (connector, entries)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Value;
+
+    fn partition(file: &str) -> SourcePartition {
+        [("filename".to_string(), Value::from(file))].into()
+    }
+
+    fn offset(position: u64) -> SourceOffset {
+        [("position".to_string(), Value::from(position))].into()
+    }
+
+    #[test]
+    fn offsets_survive_a_reopen_and_later_commits_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("connect.offsets");
+        let store = FileOffsetStore::open(&path).unwrap();
+        assert!(store.reader("files").offset(&partition("a")).is_none());
+        store
+            .commit(
+                "files",
+                vec![(partition("a"), offset(10)), (partition("b"), offset(5))],
+            )
+            .unwrap();
+        store
+            .commit("files", vec![(partition("a"), offset(20))])
+            .unwrap();
+        store
+            .commit("other", vec![(partition("a"), offset(1))])
+            .unwrap();
+
+        let reopened = FileOffsetStore::open(&path).unwrap();
+        let files = reopened.reader("files");
+        assert_eq!(files.offset(&partition("a")), Some(&offset(20)));
+        assert_eq!(files.offset(&partition("b")), Some(&offset(5)));
+        assert_eq!(
+            reopened.reader("other").offset(&partition("a")),
+            Some(&offset(1))
+        );
+        assert!(!dir
+            .path()
+            .join("state")
+            .join("connect.offsets.tmp")
+            .exists());
+
+        let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["files"][0]["partition"]["filename"], "a");
+        assert_eq!(json["files"][0]["offset"]["position"], 20);
+    }
+
+    #[test]
+    fn a_corrupt_offsets_file_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connect.offsets");
+        std::fs::write(&path, "{not json").unwrap();
+        let error = FileOffsetStore::open(&path).unwrap_err();
+        assert!(error.to_string().contains("connect.offsets"), "{error}");
+    }
+}

@@ -1,0 +1,268 @@
+//! A sink task's loop: a consumer in the connector's group
+//! (`connect-<name>`, as Kafka names it) reads the connector's topics;
+//! records are converted and `put`; at each commit interval the task
+//! `flush`es and only then are the offsets committed to the group.
+//!
+//! The order is what makes a restart lose nothing: an offset is committed
+//! only after the task said everything below it is durable. What was put
+//! after the last commit is delivered again after a crash or a rebalance
+//! (at least once).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use spool_client::{
+    Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, OffsetReset, RebalanceListener,
+    TopicPartition,
+};
+
+use super::status::State;
+use super::task::{Target, TaskSetup};
+use crate::api::{SinkRecord, SinkTask, SinkTaskContext};
+use crate::Result;
+
+/// How long one poll waits for records: how soon an idle task notices it
+/// is to stop or pause, for the price of an empty fetch.
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Partitions the group took away or gave, as the listener saw them
+/// inside `poll`; the task hears of them after the poll.
+#[derive(Default)]
+struct Moves {
+    revoked: Vec<TopicPartition>,
+    assigned: Vec<TopicPartition>,
+}
+
+struct Listener(Arc<Mutex<Moves>>);
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().revoked.extend_from_slice(partitions);
+    }
+
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().assigned.extend_from_slice(partitions);
+    }
+}
+
+/// Runs `task` on `topics` until its connector stops it; an error fails
+/// the task.
+pub(crate) async fn run(
+    setup: TaskSetup,
+    mut task: Box<dyn SinkTask>,
+    topics: Vec<String>,
+) -> Result<()> {
+    // Kafka Connect's sink consumers: a new group starts at the earliest
+    // record (a sink is to copy the topic, not its future), and offsets
+    // are committed by the worker after a flush, never automatically.
+    let mut consumer = setup.client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        ..ConsumerConfig::default()
+    });
+    let mut settings = GroupSettings::new(format!("connect-{}", setup.connector));
+    settings.auto_commit = false;
+    consumer.subscribe(topics, settings);
+    let moves = Arc::new(Mutex::new(Moves::default()));
+    consumer.set_rebalance_listener(Listener(Arc::clone(&moves)));
+    let context = SinkTaskContext::new(setup.connector.clone(), setup.id);
+    if let Err(e) = task.start(setup.config.clone(), context).await {
+        finish(task.as_mut(), consumer, &setup).await;
+        return Err(e);
+    }
+    setup.set_state(State::Running);
+    let mut sink = SinkLoop {
+        setup,
+        consumer,
+        moves,
+        consumed: BTreeMap::new(),
+        last_commit: Instant::now(),
+        paused: false,
+    };
+    let outcome = sink.run(task.as_mut()).await;
+    let SinkLoop {
+        setup, consumer, ..
+    } = sink;
+    if outcome.is_err() {
+        finish(task.as_mut(), consumer, &setup).await;
+        return outcome;
+    }
+    let assigned = consumer.assignment();
+    let closed = task.close(assigned).await;
+    let stopped = task.stop().await;
+    let left = consumer
+        .close()
+        .await
+        .map_err(setup.client_error("leaving the group"));
+    closed.and(stopped).and(left)
+}
+
+/// Stops a task that failed, and leaves the group so its partitions move
+/// at once; errors on the way are logged, the first one is what the
+/// status shows.
+async fn finish(task: &mut dyn SinkTask, consumer: Consumer, setup: &TaskSetup) {
+    if let Err(e) = task.stop().await {
+        tracing::warn!(
+            connector = %setup.connector,
+            task = setup.id,
+            error = %e,
+            "stopping a failed task failed too"
+        );
+    }
+    if let Err(e) = consumer.close().await {
+        tracing::warn!(
+            connector = %setup.connector,
+            task = setup.id,
+            error = %e,
+            "leaving the group failed"
+        );
+    }
+}
+
+struct SinkLoop {
+    setup: TaskSetup,
+    consumer: Consumer,
+    moves: Arc<Mutex<Moves>>,
+    /// The next offset of each partition put since the last commit.
+    consumed: BTreeMap<TopicPartition, u64>,
+    last_commit: Instant,
+    /// Whether the assigned partitions are paused.
+    paused: bool,
+}
+
+impl SinkLoop {
+    async fn run(&mut self, task: &mut dyn SinkTask) -> Result<()> {
+        loop {
+            let target = self.setup.target();
+            if target == Target::Stopped {
+                break;
+            }
+            self.follow(target);
+            if self.consumer.rebalance_pending() {
+                // Committed before the poll hands partitions back, so their
+                // next owner does not get what this task already wrote.
+                self.commit(task).await?;
+            }
+            let polled = self.consumer.poll(POLL_TIMEOUT).await;
+            let records = polled.map_err(self.setup.client_error("polling"))?;
+            self.apply_moves(task).await?;
+            if !records.is_empty() {
+                self.put(task, records).await?;
+            }
+            if self.last_commit.elapsed() >= self.setup.flush_interval {
+                self.commit(task).await?;
+            }
+        }
+        self.commit(task).await
+    }
+
+    /// Pauses or resumes the assigned partitions as the connector asks.
+    /// Paused, the consumer keeps polling, so the group still sees a live
+    /// member, but fetches nothing; partitions assigned meanwhile are
+    /// paused as they come.
+    fn follow(&mut self, target: Target) {
+        let pause = target == Target::Paused;
+        if pause {
+            for tp in self.consumer.assignment() {
+                self.consumer.pause(&tp);
+            }
+        } else if self.paused {
+            for tp in self.consumer.assignment() {
+                self.consumer.resume(&tp);
+            }
+        }
+        if pause != self.paused {
+            self.paused = pause;
+            self.setup
+                .set_state(if pause { State::Paused } else { State::Running });
+        }
+    }
+
+    /// Tells the task what the last poll's rebalance moved.
+    async fn apply_moves(&mut self, task: &mut dyn SinkTask) -> Result<()> {
+        let (revoked, assigned) = {
+            let mut moves = self.moves.lock();
+            (
+                std::mem::take(&mut moves.revoked),
+                std::mem::take(&mut moves.assigned),
+            )
+        };
+        if !revoked.is_empty() {
+            // Their progress since the last commit is another task's to
+            // redo now.
+            for tp in &revoked {
+                self.consumed.remove(tp);
+            }
+            task.close(revoked).await?;
+        }
+        if !assigned.is_empty() {
+            task.open(assigned).await?;
+        }
+        Ok(())
+    }
+
+    async fn put(&mut self, task: &mut dyn SinkTask, records: Vec<ConsumerRecord>) -> Result<()> {
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            let topic: &str = &record.topic;
+            let key = self
+                .setup
+                .key_converter
+                .decode(topic, record.key.as_deref())?;
+            let value = self
+                .setup
+                .value_converter
+                .decode(topic, record.value.as_deref())?;
+            batch.push(SinkRecord {
+                topic: topic.to_string(),
+                partition: record.partition,
+                offset: record.offset,
+                key,
+                value,
+                headers: record.headers,
+                timestamp: record.timestamp,
+            });
+        }
+        let reached: Vec<(TopicPartition, u64)> = batch
+            .iter()
+            .map(|r| {
+                (
+                    TopicPartition::new(r.topic.clone(), r.partition),
+                    r.offset + 1,
+                )
+            })
+            .collect();
+        task.put(batch).await?;
+        // In offset order within a partition: the last one stays.
+        self.consumed.extend(reached);
+        Ok(())
+    }
+
+    /// Flushes the task with the offsets put so far, then commits them.
+    /// A refused commit (the group rebalancing) is not the task's fault:
+    /// it is logged, and the offsets go with the next commit if the task
+    /// still owns their partitions.
+    async fn commit(&mut self, task: &mut dyn SinkTask) -> Result<()> {
+        self.last_commit = Instant::now();
+        if self.consumed.is_empty() {
+            return Ok(());
+        }
+        task.flush(self.consumed.clone()).await?;
+        let offsets: Vec<(TopicPartition, u64)> = self
+            .consumed
+            .iter()
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        match self.consumer.commit_offsets(&offsets).await {
+            Ok(()) => self.consumed.clear(),
+            Err(e) => tracing::warn!(
+                connector = %self.setup.connector,
+                task = self.setup.id,
+                error = %e,
+                "committing offsets failed; they go with the next commit"
+            ),
+        }
+        Ok(())
+    }
+}

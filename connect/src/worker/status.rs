@@ -1,0 +1,166 @@
+//! Connector and task states, shaped like Kafka Connect's
+//! `GET /connectors/{name}/status` answer, and the board each connector's
+//! tasks report to.
+
+use std::collections::BTreeMap;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::api::ConnectorType;
+
+/// A connector's or task's state (Kafka's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    /// Created, not started yet.
+    Unassigned,
+    Running,
+    /// Paused by request: a source task polls nothing, a sink task
+    /// fetches nothing, until resumed.
+    Paused,
+    /// Stopped by an error, which `trace` holds; the others keep running.
+    Failed,
+}
+
+/// The connector's or a task's part of a status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateInfo {
+    pub state: State,
+    pub worker_id: String,
+    /// Why it failed, with the chain of causes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// A task's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskStatus {
+    pub id: u32,
+    #[serde(flatten)]
+    pub info: StateInfo,
+}
+
+/// A connector's status with its tasks'.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectorStatus {
+    pub name: String,
+    pub connector: StateInfo,
+    pub tasks: Vec<TaskStatus>,
+    #[serde(rename = "type")]
+    pub connector_type: ConnectorType,
+}
+
+/// Where a connector and its tasks keep their current state: written by
+/// the worker and the task loops, read by `connector_status`.
+#[derive(Debug)]
+pub(crate) struct StatusBoard {
+    worker_id: String,
+    states: Mutex<States>,
+}
+
+#[derive(Debug)]
+struct States {
+    connector: (State, Option<String>),
+    tasks: BTreeMap<u32, (State, Option<String>)>,
+}
+
+impl StatusBoard {
+    pub(crate) fn new(worker_id: &str) -> StatusBoard {
+        StatusBoard {
+            worker_id: worker_id.to_string(),
+            states: Mutex::new(States {
+                connector: (State::Unassigned, None),
+                tasks: BTreeMap::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn set_connector(&self, state: State, trace: Option<String>) {
+        self.states.lock().connector = (state, trace);
+    }
+
+    /// Moves a running or paused connector to `state`; a FAILED one stays
+    /// failed until it is restarted.
+    pub(crate) fn move_connector(&self, state: State) {
+        let mut states = self.states.lock();
+        if states.connector.0 != State::Failed {
+            states.connector = (state, None);
+        }
+    }
+
+    pub(crate) fn set_task(&self, task: u32, state: State) {
+        let mut states = self.states.lock();
+        // A failed task stays failed: only a restart (a new task) clears it.
+        let failed = states
+            .tasks
+            .get(&task)
+            .is_some_and(|(s, _)| *s == State::Failed);
+        if !failed {
+            states.tasks.insert(task, (state, None));
+        }
+    }
+
+    pub(crate) fn task_failed(&self, task: u32, trace: String) {
+        self.states
+            .lock()
+            .tasks
+            .insert(task, (State::Failed, Some(trace)));
+    }
+
+    pub(crate) fn snapshot(&self, name: &str, connector_type: ConnectorType) -> ConnectorStatus {
+        let states = self.states.lock();
+        let info = |(state, trace): &(State, Option<String>)| StateInfo {
+            state: *state,
+            worker_id: self.worker_id.clone(),
+            trace: trace.clone(),
+        };
+        ConnectorStatus {
+            name: name.to_string(),
+            connector: info(&states.connector),
+            tasks: states
+                .tasks
+                .iter()
+                .map(|(id, state)| TaskStatus {
+                    id: *id,
+                    info: info(state),
+                })
+                .collect(),
+            connector_type,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_reads_like_kafka_connects() {
+        let board = StatusBoard::new("standalone");
+        board.set_connector(State::Running, None);
+        board.set_task(0, State::Running);
+        board.set_task(1, State::Running);
+        board.task_failed(1, "boom".into());
+        board.set_task(1, State::Running);
+        let status = board.snapshot("files", ConnectorType::Source);
+        assert_eq!(
+            status.tasks[1].info.state,
+            State::Failed,
+            "failed stays failed"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "files",
+                "connector": {"state": "RUNNING", "worker_id": "standalone"},
+                "tasks": [
+                    {"id": 0, "state": "RUNNING", "worker_id": "standalone"},
+                    {"id": 1, "state": "FAILED", "worker_id": "standalone", "trace": "boom"}
+                ],
+                "type": "source"
+            })
+        );
+    }
+}
