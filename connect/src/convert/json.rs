@@ -282,10 +282,7 @@ mod tests {
     fn round_trip(converter: JsonConverter, value: &Value) -> (Value, Option<Value>) {
         let bytes = converter.encode("t", Some(value)).unwrap().unwrap();
         let written: Value = serde_json::from_slice(&bytes).unwrap();
-        (
-            written,
-            converter.decode("t", Some(&bytes[..])).unwrap(),
-        )
+        (written, converter.decode("t", Some(&bytes[..])).unwrap())
     }
 
     #[test]
@@ -350,10 +347,7 @@ mod tests {
     fn nulls_are_no_bytes_both_ways() {
         let converter = JsonConverter::new(true);
         assert_eq!(converter.encode("t", None).unwrap(), None);
-        assert_eq!(
-            converter.encode("t", Some(&Value::Null)).unwrap(),
-            None
-        );
+        assert_eq!(converter.encode("t", Some(&Value::Null)).unwrap(), None);
         assert_eq!(converter.decode("t", None).unwrap(), None);
         assert_eq!(read(converter, b"null").unwrap(), None);
     }

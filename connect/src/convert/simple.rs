@@ -96,9 +96,7 @@ mod tests {
         );
         let number = converter.encode("t", Some(&Value::from(42))).unwrap();
         assert_eq!(number.as_deref(), Some(&b"42"[..]));
-        let error = converter
-            .decode("t", Some(&[0xff, 0xfe][..]))
-            .unwrap_err();
+        let error = converter.decode("t", Some(&[0xff, 0xfe][..])).unwrap_err();
         assert!(error.to_string().contains("UTF-8"), "{error}");
     }
 

@@ -131,14 +131,8 @@ impl SourceLoop {
                 timestamp,
             } = record;
             let converted = ProducerRecord {
-                key: self
-                    .setup
-                    .key_converter
-                    .encode(&topic, key.as_ref())?,
-                value: self
-                    .setup
-                    .value_converter
-                    .encode(&topic, value.as_ref())?,
+                key: self.setup.key_converter.encode(&topic, key.as_ref())?,
+                value: self.setup.value_converter.encode(&topic, value.as_ref())?,
                 topic: self.topic(topic),
                 partition,
                 headers,
