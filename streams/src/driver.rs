@@ -153,7 +153,7 @@ impl TopologyTestDriver {
         if let Some((spec, store)) = self.globals.get(topic) {
             // A global table's topic updates its store at once, as the
             // global thread would, and feeds no task.
-            let mut batch = WriteBatch::new();
+            let mut batch = WriteBatch::default();
             let raw = RawRecord {
                 key,
                 value,

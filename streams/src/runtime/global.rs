@@ -186,7 +186,7 @@ impl GlobalReader {
         if records.is_empty() {
             return Ok(0);
         }
-        let mut batch = WriteBatch::new();
+        let mut batch = WriteBatch::default();
         for record in &records {
             load(&self.spec, &mut batch, record);
         }

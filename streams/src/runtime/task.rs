@@ -191,10 +191,12 @@ impl Task {
     }
 
     /// Finishes the commit begun last: the writes become durable, with
-    /// `offsets[store]` the changelog offset a logged store reached.
+    /// `offsets[store]` the changelog offset a logged store reached, on
+    /// the runtime's blocking threads while the task goes on (see
+    /// `TaskStore::finish_commit_in_background`).
     pub fn finish_commit(&mut self, offsets: &BTreeMap<usize, u64>) -> Result<()> {
         for (index, store) in self.ctx.stores.iter_mut().enumerate() {
-            store.finish_commit(offsets.get(&index).copied())?;
+            store.finish_commit_in_background(offsets.get(&index).copied())?;
         }
         Ok(())
     }

@@ -3,24 +3,19 @@
 //! test driver). Writes reach it as the topic is read: the topic is the
 //! store's changelog, so there is nothing to commit and no overlay.
 
-use parking_lot::Mutex;
-
 use super::{Positions, StoreBackend, StoreSpec, WriteBatch};
 use crate::Result;
 
 pub struct GlobalStore {
     spec: StoreSpec,
-    /// A mutex rather than a read-write lock: a backend is `Send` but not
-    /// `Sync`, and a lookup holds it for one point read.
-    backend: Mutex<Box<dyn StoreBackend>>,
+    /// Shared without a lock of ours: backends take writes through
+    /// `&self`, and RocksDB reads never wait for a write.
+    backend: Box<dyn StoreBackend>,
 }
 
 impl GlobalStore {
     pub fn new(spec: StoreSpec, backend: Box<dyn StoreBackend>) -> GlobalStore {
-        GlobalStore {
-            spec,
-            backend: Mutex::new(backend),
-        }
+        GlobalStore { spec, backend }
     }
 
     pub fn spec(&self) -> &StoreSpec {
@@ -28,19 +23,19 @@ impl GlobalStore {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.backend.lock().get(key)
+        self.backend.get(key)
     }
 
     /// Applies records read from the topic, with the positions they reach.
     pub fn apply(&self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
-        self.backend.lock().apply_positions(batch, positions)
+        self.backend.apply_positions(batch, positions)
     }
 
     pub fn positions(&self) -> Result<Positions> {
-        self.backend.lock().positions()
+        self.backend.positions()
     }
 
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.backend.lock().entries()
+        self.backend.entries()
     }
 }

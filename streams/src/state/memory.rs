@@ -1,17 +1,28 @@
 //! The in-memory backend: an ordered map, gone with the process.
 
-use super::{Positions, Restored, StoreBackend, WriteBatch};
-use crate::Result;
 use std::collections::BTreeMap;
 
+use parking_lot::RwLock;
+
+use super::{Positions, Restored, StoreBackend, WriteBatch};
+use crate::Result;
+
+/// Behind a read-write lock, as backends are shared (see
+/// [`StoreBackend`]): a write holds it for one batch, reads for one
+/// look-up.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
     changelog_offset: Option<u64>,
     positions: Positions,
 }
 
-impl MemoryBackend {
+impl Inner {
     fn write(&mut self, batch: &WriteBatch) {
         for (key, value) in batch {
             match value {
@@ -24,49 +35,53 @@ impl MemoryBackend {
 
 impl StoreBackend for MemoryBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.entries.get(key).cloned())
+        Ok(self.inner.read().entries.get(key).cloned())
     }
 
-    fn apply(&mut self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
-        self.write(batch);
+    fn apply(&self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
+        let mut inner = self.inner.write();
+        inner.write(batch);
         if changelog_offset.is_some() {
-            self.changelog_offset = changelog_offset;
+            inner.changelog_offset = changelog_offset;
         }
         Ok(())
     }
 
     fn restore<'a>(
-        &mut self,
+        &self,
         entries: &mut dyn Iterator<Item = Restored<'a>>,
         changelog_offset: u64,
     ) -> Result<()> {
+        let mut inner = self.inner.write();
         for (key, value) in entries {
             match value {
-                Some(value) => self.entries.insert(key.to_vec(), value.to_vec()),
-                None => self.entries.remove(key),
+                Some(value) => inner.entries.insert(key.to_vec(), value.to_vec()),
+                None => inner.entries.remove(key),
             };
         }
-        self.changelog_offset = Some(changelog_offset);
+        inner.changelog_offset = Some(changelog_offset);
         Ok(())
     }
 
-    fn finish_restore(&mut self) -> Result<()> {
+    fn finish_restore(&self) -> Result<()> {
         Ok(())
     }
 
-    fn apply_positions(&mut self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
-        self.write(batch);
-        self.positions
+    fn apply_positions(&self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
+        let mut inner = self.inner.write();
+        inner.write(batch);
+        inner
+            .positions
             .extend(positions.iter().map(|(&p, &offset)| (p, offset)));
         Ok(())
     }
 
     fn positions(&self) -> Result<Positions> {
-        Ok(self.positions.clone())
+        Ok(self.inner.read().positions.clone())
     }
 
     fn changelog_offset(&self) -> Result<Option<u64>> {
-        Ok(self.changelog_offset)
+        Ok(self.inner.read().changelog_offset)
     }
 
     fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -74,6 +89,8 @@ impl StoreBackend for MemoryBackend {
             return Ok(Vec::new());
         }
         Ok(self
+            .inner
+            .read()
             .entries
             .range(from.to_vec()..to.to_vec())
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -82,6 +99,8 @@ impl StoreBackend for MemoryBackend {
 
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Ok(self
+            .inner
+            .read()
             .entries
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))

@@ -165,7 +165,7 @@ impl StoreBackend for RocksBackend {
         self.db.get(key).map_err(rocks)
     }
 
-    fn apply(&mut self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
+    fn apply(&self, batch: &WriteBatch, changelog_offset: Option<u64>) -> Result<()> {
         let mut write = data_batch(batch);
         if let Some(offset) = changelog_offset {
             write.put_cf(self.meta()?, OFFSET_KEY, offset.to_be_bytes());
@@ -174,7 +174,7 @@ impl StoreBackend for RocksBackend {
     }
 
     fn restore<'a>(
-        &mut self,
+        &self,
         entries: &mut dyn Iterator<Item = Restored<'a>>,
         changelog_offset: u64,
     ) -> Result<()> {
@@ -191,11 +191,11 @@ impl StoreBackend for RocksBackend {
             .map_err(rocks)
     }
 
-    fn finish_restore(&mut self) -> Result<()> {
+    fn finish_restore(&self) -> Result<()> {
         self.flush()
     }
 
-    fn apply_positions(&mut self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
+    fn apply_positions(&self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
         let mut write = data_batch(batch);
         let meta = self.meta()?;
         for (partition, offset) in positions {
@@ -300,9 +300,9 @@ mod tests {
     fn a_store_writes_while_another_holds_the_memtable_budget() {
         let dir = tempfile::tempdir().unwrap();
         let memory = StateMemory::new(1 << 20);
-        let mut quiet = RocksBackend::open(&dir.path().join("a"), &memory).unwrap();
+        let quiet = RocksBackend::open(&dir.path().join("a"), &memory).unwrap();
         quiet.apply(&batch("a", 1_500), Some(1)).unwrap();
-        let mut busy = RocksBackend::open(&dir.path().join("b"), &memory).unwrap();
+        let busy = RocksBackend::open(&dir.path().join("b"), &memory).unwrap();
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for round in 0..20 {
@@ -324,7 +324,7 @@ mod tests {
     fn a_finished_restore_is_durable_with_its_offset() {
         let dir = tempfile::tempdir().unwrap();
         let memory = StateMemory::new(1 << 20);
-        let mut store = RocksBackend::open(dir.path(), &memory).unwrap();
+        let store = RocksBackend::open(dir.path(), &memory).unwrap();
         let records: Vec<Restored<'_>> = vec![
             (b"a", Some(b"1")),
             (b"b", Some(b"1")),
