@@ -7,6 +7,12 @@
 //! only after the task said everything below it is durable. What was put
 //! after the last commit is delivered again after a crash or a rebalance
 //! (at least once).
+//!
+//! Each record is converted, then transformed, before `put`. A record a
+//! transform drops, or one skipped after an error under
+//! `errors.tolerance=all` (see `errors`), still counts as consumed: its
+//! offset is committed with the others', as in Kafka. Its dead letter, if
+//! any, is acknowledged before `put` is even called.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use spool_client::{
     TopicPartition,
 };
 
+use super::errors::{ErrorHandler, Failure, Original, Stage};
 use super::status::State;
 use super::task::{Target, TaskSetup};
 use crate::api::{SinkRecord, SinkTask, SinkTaskContext};
@@ -54,6 +61,9 @@ pub(crate) async fn run(
     mut task: Box<dyn SinkTask>,
     topics: Vec<String>,
 ) -> Result<()> {
+    // Before the task starts, as Kafka sets up its error reporters: a
+    // dead-letter topic that cannot be created fails the task at once.
+    let errors = ErrorHandler::open(&setup).await?;
     // Kafka Connect's sink consumers: a new group starts at the earliest
     // record (a sink is to copy the topic, not its future), and offsets
     // are committed by the worker after a flush, never automatically.
@@ -76,6 +86,7 @@ pub(crate) async fn run(
         setup,
         consumer,
         moves,
+        errors,
         consumed: BTreeMap::new(),
         last_commit: Instant::now(),
         paused: false,
@@ -124,6 +135,7 @@ struct SinkLoop {
     setup: TaskSetup,
     consumer: Consumer,
     moves: Arc<Mutex<Moves>>,
+    errors: ErrorHandler,
     /// The next offset of each partition put since the last commit.
     consumed: BTreeMap<TopicPartition, u64>,
     last_commit: Instant,
@@ -144,8 +156,7 @@ impl SinkLoop {
                 // next owner does not get what this task already wrote.
                 self.commit(task).await?;
             }
-            let polled = self.consumer.poll(POLL_TIMEOUT).await;
-            let records = polled.map_err(self.setup.client_error("polling"))?;
+            let records = self.poll().await?;
             self.apply_moves(task).await?;
             if !records.is_empty() {
                 self.put(task, records).await?;
@@ -202,41 +213,81 @@ impl SinkLoop {
         Ok(())
     }
 
+    /// The next records, retrying a retriable failure as
+    /// `errors.retry.timeout` allows (Kafka's `KAFKA_CONSUME` stage).
+    async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
+        let mut retry = self.errors.retry();
+        loop {
+            match self.consumer.poll(POLL_TIMEOUT).await {
+                Ok(records) => return Ok(records),
+                Err(e) => retry.after((self.setup.client_error("polling"))(e)).await?,
+            }
+        }
+    }
+
+    /// Converts, transforms and puts `records`; a record that fails is
+    /// reported, and either fails the task or is skipped.
     async fn put(&mut self, task: &mut dyn SinkTask, records: Vec<ConsumerRecord>) -> Result<()> {
         let mut batch = Vec::with_capacity(records.len());
-        for record in records {
-            let topic: &str = &record.topic;
-            let key = self
-                .setup
-                .key_converter
-                .decode(topic, record.key.as_deref())?;
-            let value = self
-                .setup
-                .value_converter
-                .decode(topic, record.value.as_deref())?;
-            batch.push(SinkRecord {
-                topic: topic.to_string(),
-                partition: record.partition,
-                offset: record.offset,
-                key,
-                value,
-                headers: record.headers,
-                timestamp: record.timestamp,
-            });
+        // The next offset of each partition, from the records as consumed:
+        // a transform may rename a record's topic.
+        let mut reached: Vec<(TopicPartition, u64)> = Vec::new();
+        for record in &records {
+            match reached.last_mut() {
+                Some((tp, next))
+                    if tp.partition == record.partition && tp.topic == *record.topic =>
+                {
+                    *next = record.offset + 1;
+                }
+                _ => reached.push((
+                    TopicPartition::new(&*record.topic, record.partition),
+                    record.offset + 1,
+                )),
+            }
+            match self.process(record) {
+                Ok(Some(converted)) => batch.push(converted),
+                Ok(None) => {}
+                Err(failure) => {
+                    self.errors
+                        .failed(failure, Original::Consumed(record))
+                        .await?
+                }
+            }
         }
-        let reached: Vec<(TopicPartition, u64)> = batch
-            .iter()
-            .map(|r| {
-                (
-                    TopicPartition::new(r.topic.clone(), r.partition),
-                    r.offset + 1,
-                )
-            })
-            .collect();
-        task.put(batch).await?;
+        if !batch.is_empty() {
+            task.put(batch).await?;
+        }
         // In offset order within a partition: the last one stays.
         self.consumed.extend(reached);
         Ok(())
+    }
+
+    /// `record` converted and transformed; `None` when a transform dropped
+    /// it.
+    fn process(&self, record: &ConsumerRecord) -> std::result::Result<Option<SinkRecord>, Failure> {
+        let topic: &str = &record.topic;
+        let key_converter = &*self.setup.key_converter;
+        let key = key_converter
+            .decode(topic, record.key.as_deref())
+            .map_err(|e| Failure::converter(Stage::KeyConverter, key_converter, e))?;
+        let value_converter = &*self.setup.value_converter;
+        let value = value_converter
+            .decode(topic, record.value.as_deref())
+            .map_err(|e| Failure::converter(Stage::ValueConverter, value_converter, e))?;
+        let converted = SinkRecord {
+            topic: topic.to_string(),
+            partition: record.partition,
+            offset: record.offset,
+            key,
+            value,
+            headers: record.headers.clone(),
+            timestamp: record.timestamp,
+        };
+        self.setup
+            .pipeline
+            .transforms
+            .apply(converted)
+            .map_err(Failure::transform)
     }
 
     /// Flushes the task with the offsets put so far, then commits them.

@@ -1,11 +1,17 @@
-//! A source task's loop: poll the task, convert, produce; at each offset
-//! flush, wait until everything produced is acknowledged, and only then
-//! store the source offsets and tell the task (`commit`).
+//! A source task's loop: poll the task, transform, convert, produce; at
+//! each offset flush, wait until everything produced is acknowledged, and
+//! only then store the source offsets and tell the task (`commit`).
 //!
 //! The order is what makes a restart lose nothing: an offset reaches the
 //! offsets file only after every record up to it is on the broker. What
 //! was produced after the last flush is produced again after a crash (at
 //! least once), never skipped.
+//!
+//! A record a transform drops, or one skipped after an error under
+//! `errors.tolerance=all` (see `errors`), still advances its source
+//! partition's offset, as in Kafka: the task will not be asked for it
+//! again. Its dead letter, if any, is acknowledged before the flush that
+//! stores that offset.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,11 +20,13 @@ use std::time::Instant;
 use spool_client::{Producer, ProducerConfig, ProducerRecord};
 use tokio::task::JoinHandle;
 
+use super::errors::{ErrorHandler, Failure, Original, Stage};
 use super::offsets::FileOffsetStore;
 use super::status::State;
 use super::task::{Target, TaskSetup};
 use crate::api::context::partition_key;
 use crate::api::{SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext};
+use crate::transforms::{ConnectRecord, TransformRecord};
 use crate::{ConnectError, Result};
 
 /// Runs `task` until its connector stops it; an error fails the task.
@@ -27,6 +35,9 @@ pub(crate) async fn run(
     mut task: Box<dyn SourceTask>,
     offsets: Arc<FileOffsetStore>,
 ) -> Result<()> {
+    // Before the task starts, as Kafka sets up its error reporters: a
+    // dead-letter topic that cannot be created fails the task at once.
+    let errors = ErrorHandler::open(&setup).await?;
     let reader = offsets.reader(&setup.connector);
     let context = SourceTaskContext::new(setup.connector.clone(), setup.id, reader);
     if let Err(e) = task.start(setup.config.clone(), context).await {
@@ -42,6 +53,7 @@ pub(crate) async fn run(
         setup,
         producer,
         offsets,
+        errors,
         pending: Vec::new(),
         unflushed: BTreeMap::new(),
         topics: BTreeMap::new(),
@@ -68,12 +80,31 @@ async fn stop_quietly(task: &mut dyn SourceTask, setup: &TaskSetup) {
     }
 }
 
+/// Records sent and not acknowledged yet.
+struct Pending {
+    acknowledged: JoinHandle<spool_client::Result<()>>,
+    records: usize,
+}
+
+impl Pending {
+    fn new(
+        acknowledged: impl std::future::Future<Output = spool_client::Result<()>> + Send + 'static,
+        records: usize,
+    ) -> Pending {
+        Pending {
+            acknowledged: tokio::spawn(acknowledged),
+            records,
+        }
+    }
+}
+
 struct SourceLoop {
     setup: TaskSetup,
     producer: Producer,
     offsets: Arc<FileOffsetStore>,
-    /// Acknowledgements of batches sent since the last flush.
-    pending: Vec<JoinHandle<spool_client::Result<()>>>,
+    errors: ErrorHandler,
+    /// Acknowledgements of sends since the last flush.
+    pending: Vec<Pending>,
     /// The latest offset of each source partition polled since the last
     /// flush, by partition key.
     unflushed: BTreeMap<String, (SourcePartition, SourceOffset)>,
@@ -116,40 +147,107 @@ impl SourceLoop {
         Ok(())
     }
 
-    /// Converts and queues `records` in one batch, noting their offsets.
+    /// Transforms, converts and sends `records` in one batch, noting their
+    /// offsets (those of dropped and skipped records too).
     async fn send(&mut self, records: Vec<SourceRecord>) -> Result<()> {
         let mut batch = Vec::with_capacity(records.len());
         for record in records {
-            let SourceRecord {
-                source_partition,
-                source_offset,
-                topic,
-                partition,
-                key,
-                value,
-                headers,
-                timestamp,
-            } = record;
-            let converted = ProducerRecord {
-                key: self.setup.key_converter.encode(&topic, key.as_ref())?,
-                value: self.setup.value_converter.encode(&topic, value.as_ref())?,
-                topic: self.topic(topic),
-                partition,
-                headers,
-                timestamp,
-            };
-            batch.push(converted);
+            let (record, (source_partition, source_offset)) = record.split();
             let by = partition_key(&source_partition);
+            if let Some(produced) = self
+                .process(record, &source_partition, &source_offset)
+                .await?
+            {
+                batch.push(produced);
+            }
             self.unflushed.insert(by, (source_partition, source_offset));
         }
-        let acknowledged = self
-            .producer
-            .send_batch(batch)
-            .await
-            .map_err(self.setup.client_error("producing source records"))?;
-        self.pending
-            .push(tokio::spawn(async move { acknowledged.await.map(|_| ()) }));
-        Ok(())
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.produce(batch).await
+    }
+
+    /// `record` transformed and converted for the producer; `None` when a
+    /// transform dropped it or it failed and was skipped.
+    async fn process(
+        &mut self,
+        record: TransformRecord,
+        source_partition: &SourcePartition,
+        source_offset: &SourceOffset,
+    ) -> Result<Option<ProducerRecord>> {
+        let transforms = &self.setup.pipeline.transforms;
+        // A report needs the record as polled; kept only when one will.
+        let original = (self.errors.policy().keeps_originals() && !transforms.is_empty())
+            .then(|| record.clone());
+        let transformed = match transforms.apply(record) {
+            Ok(Some(transformed)) => transformed,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                let failure = Failure::transform(error);
+                let kept = original.as_ref();
+                self.report(failure, kept, source_partition, source_offset)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let key = self
+            .setup
+            .key_converter
+            .encode(&transformed.topic, transformed.key.as_ref())
+            .map_err(|e| Failure::converter(Stage::KeyConverter, &*self.setup.key_converter, e));
+        let value = self
+            .setup
+            .value_converter
+            .encode(&transformed.topic, transformed.value.as_ref())
+            .map_err(|e| {
+                Failure::converter(Stage::ValueConverter, &*self.setup.value_converter, e)
+            });
+        let (key, value) = match (key, value) {
+            (Ok(key), Ok(value)) => (key, value),
+            (Err(failure), _) | (_, Err(failure)) => {
+                let kept = original.as_ref().unwrap_or(&transformed);
+                self.report(failure, Some(kept), source_partition, source_offset)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let TransformRecord {
+            topic,
+            partition,
+            headers,
+            timestamp,
+            ..
+        } = transformed;
+        Ok(Some(ProducerRecord {
+            topic: self.topic(topic),
+            partition,
+            key,
+            value,
+            headers,
+            timestamp,
+        }))
+    }
+
+    /// Reports a record's failure; `Ok` when the record is skipped.
+    async fn report(
+        &self,
+        failure: Failure,
+        original: Option<&TransformRecord>,
+        source_partition: &SourcePartition,
+        source_offset: &SourceOffset,
+    ) -> Result<()> {
+        let original = match original {
+            Some(record) => Original::Polled {
+                record,
+                source_partition,
+                source_offset,
+                key: &*self.setup.key_converter,
+                value: &*self.setup.value_converter,
+            },
+            None => Original::Omitted,
+        };
+        self.errors.failed(failure, original).await
     }
 
     fn topic(&mut self, topic: String) -> Arc<str> {
@@ -163,12 +261,90 @@ impl SourceLoop {
         }
     }
 
+    /// Queues `batch` with the producer. A refused send fails the task,
+    /// unless the error handling says otherwise (`send_again`).
+    async fn produce(&mut self, batch: Vec<ProducerRecord>) -> Result<()> {
+        let records = batch.len();
+        // A copy to send again, made only where it may be sent again.
+        let spare = self
+            .errors
+            .policy()
+            .handles_send_failures()
+            .then(|| batch.clone());
+        match self.producer.send_batch(batch).await {
+            Ok(acknowledged) => {
+                self.pending.push(Pending::new(
+                    async move { acknowledged.await.map(|_| ()) },
+                    records,
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                let error = (self.setup.client_error("producing source records"))(e);
+                match spare {
+                    Some(batch) => self.send_again(batch, error).await,
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    /// After `batch` could not be queued: retries it while the error is
+    /// retriable (`errors.retry.timeout`); if it still cannot be sent,
+    /// fails the task, or under `errors.tolerance=all` sends its records
+    /// one by one, so that only those that fail (a record routed to a
+    /// topic that does not exist, say) are reported and skipped.
+    async fn send_again(&mut self, batch: Vec<ProducerRecord>, error: ConnectError) -> Result<()> {
+        let mut retry = self.errors.retry();
+        let mut error = error;
+        loop {
+            if let Err(given_up) = retry.after(error).await {
+                error = given_up;
+                break;
+            }
+            let records = batch.len();
+            match self.producer.send_batch(batch.clone()).await {
+                Ok(acknowledged) => {
+                    let acknowledged = async move { acknowledged.await.map(|_| ()) };
+                    self.pending.push(Pending::new(acknowledged, records));
+                    return Ok(());
+                }
+                Err(e) => error = (self.setup.client_error("producing source records"))(e),
+            }
+        }
+        if self.errors.policy().tolerance != super::errors::Tolerance::All {
+            return Err(error);
+        }
+        for record in batch {
+            self.send_one(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `record` alone; a refusal is reported, and the record skipped.
+    async fn send_one(&mut self, record: ProducerRecord) -> Result<()> {
+        match self.producer.send(record.clone()).await {
+            Ok(acknowledged) => {
+                let acknowledged = async move { acknowledged.await.map(|_| ()) };
+                self.pending.push(Pending::new(acknowledged, 1));
+                Ok(())
+            }
+            Err(e) => {
+                let error = (self.setup.client_error("producing a source record"))(e);
+                let failure = Failure::produce(error);
+                self.errors
+                    .failed(failure, Original::Produced(&record))
+                    .await
+            }
+        }
+    }
+
     /// Collects the acknowledgements that have arrived, so a refused send
     /// fails the task now rather than at the next flush.
     async fn reap_acknowledged(&mut self) -> Result<()> {
         let mut i = 0;
         while i < self.pending.len() {
-            if self.pending[i].is_finished() {
+            if self.pending[i].acknowledged.is_finished() {
                 let done = self.pending.swap_remove(i);
                 self.settle(done).await?;
             } else {
@@ -178,19 +354,28 @@ impl SourceLoop {
         Ok(())
     }
 
-    async fn settle(&self, acknowledgement: JoinHandle<spool_client::Result<()>>) -> Result<()> {
-        let acknowledged = acknowledgement
+    /// Waits for `pending`'s acknowledgement; records the broker refused
+    /// fail the task, or are skipped under `errors.tolerance=all`.
+    async fn settle(&self, pending: Pending) -> Result<()> {
+        let acknowledged = pending
+            .acknowledged
             .await
             .map_err(|e| ConnectError::Task(format!("waiting for acknowledgements failed: {e}")))?;
-        acknowledged.map_err(self.setup.client_error("producing source records"))
+        match acknowledged {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let error = (self.setup.client_error("producing source records"))(e);
+                self.errors.undelivered(error, pending.records)
+            }
+        }
     }
 
     /// Waits for every send, then stores the offsets they cover and tells
     /// the task.
     async fn flush(&mut self, task: &mut dyn SourceTask) -> Result<()> {
         self.last_flush = Instant::now();
-        for acknowledgement in std::mem::take(&mut self.pending) {
-            self.settle(acknowledgement).await?;
+        for pending in std::mem::take(&mut self.pending) {
+            self.settle(pending).await?;
         }
         if self.unflushed.is_empty() {
             return Ok(());

@@ -1,6 +1,8 @@
-//! What every task loop shares: its setup, the state its connector asks
-//! for, and the supervisor that turns a task's error or panic into a
-//! FAILED status without touching the connector's other tasks.
+//! What every task loop shares: its setup (with the record pipeline its
+//! connector's config defines: transforms and error handling), the state
+//! its connector asks for, and the supervisor that turns a task's error
+//! or panic into a FAILED status without touching the connector's other
+//! tasks.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -11,9 +13,11 @@ use futures::FutureExt;
 use spool_client::Client;
 use tokio::sync::watch;
 
+use super::errors::ErrorPolicy;
 use super::status::{State, StatusBoard};
-use crate::api::ConfigMap;
+use crate::api::{ConfigMap, ConnectorType, ParsedConfig};
 use crate::convert::Converter;
+use crate::transforms::TransformChain;
 use crate::{ConnectError, Result};
 
 /// What a connector's tasks are asked to do (Kafka's `TargetState`).
@@ -22,6 +26,42 @@ pub(crate) enum Target {
     Started,
     Paused,
     Stopped,
+}
+
+/// What a connector's tasks do with each record besides converting it:
+/// its transform chain and its error handling, built once per connector
+/// from its config and shared by its tasks.
+#[derive(Clone, Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) transforms: Arc<TransformChain>,
+    pub(crate) errors: Arc<ErrorPolicy>,
+}
+
+impl Pipeline {
+    /// The pipeline of a connector's config (`parsed` is the same map
+    /// parsed with the connector's config definition). Checked when the
+    /// connector is added: an error names the key that is wrong.
+    pub(crate) fn from_config(
+        config: &ConfigMap,
+        parsed: &ParsedConfig,
+        connector_type: ConnectorType,
+    ) -> Result<Pipeline> {
+        Ok(Pipeline {
+            transforms: Arc::new(TransformChain::from_config(config)?),
+            errors: Arc::new(ErrorPolicy::from_config(parsed, connector_type)?),
+        })
+    }
+}
+
+/// Marks connector `name` FAILED because its pipeline is invalid: checked
+/// when it was added, so only a config changed since can get here.
+pub(crate) fn pipeline_failed(name: &str, status: &StatusBoard, error: &ConnectError) {
+    tracing::error!(
+        connector = %name,
+        error = %error,
+        "the connector's transforms or error handling are invalid"
+    );
+    status.set_connector(State::Failed, Some(error.trace()));
 }
 
 /// Everything a task loop needs besides its task.
@@ -36,6 +76,7 @@ pub(crate) struct TaskSetup {
     pub(crate) target: watch::Receiver<Target>,
     /// `offset.flush.interval.ms`.
     pub(crate) flush_interval: Duration,
+    pub(crate) pipeline: Pipeline,
 }
 
 impl TaskSetup {
