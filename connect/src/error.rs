@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 /// What can go wrong in a connector, a converter or the worker. The
-/// variants map onto Kafka Connect's REST answers for the layer that will
-/// serve them: `InvalidConfig` is a 400, `UnknownConnector` a 404,
-/// `ConnectorExists` a 409, the rest a 500.
+/// variants map onto Kafka Connect's REST answers (`rest`):
+/// `InvalidConfig` and `BadRequest` are a 400, `UnknownConnector` and
+/// `UnknownTask` a 404, `ConnectorExists` a 409, the rest a 500.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// A configuration refused, naming the key, so a user fixes the one
@@ -24,6 +24,19 @@ pub enum ConnectError {
     #[error("{converter} cannot convert a record of `{topic}`: {reason}")]
     Conversion {
         converter: &'static str,
+        topic: String,
+        reason: String,
+    },
+    /// A single-message transform that cannot handle a record (Kafka's
+    /// `DataException` from a transformation): `transform` is its Kafka
+    /// class name, `topic` the record's topic as it entered the chain.
+    #[error(
+        "transform `{alias}` ({}) cannot transform a record of `{topic}`: {reason}",
+        simple_class(.transform)
+    )]
+    Transform {
+        alias: String,
+        transform: &'static str,
         topic: String,
         reason: String,
     },
@@ -48,6 +61,21 @@ pub enum ConnectError {
     /// A connector of that name already runs on this worker.
     #[error("connector `{0}` already exists")]
     ConnectorExists(String),
+    /// The connector has no task of that number.
+    #[error("connector `{connector}` has no task {task}")]
+    UnknownTask { connector: String, task: u32 },
+    /// A request that cannot be carried out as asked, for a reason the
+    /// message gives (an offset of the wrong shape, a body that is not
+    /// the JSON expected): Kafka's `BadRequestException`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The REST server could not listen on an address of `listeners`.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The worker was shut down.
     #[error("the worker has stopped")]
     WorkerStopped,
@@ -99,3 +127,8 @@ impl ConnectError {
 }
 
 pub type Result<T> = std::result::Result<T, ConnectError>;
+
+/// A Java class name without its package, for messages.
+fn simple_class(class: &str) -> &str {
+    class.rsplit('.').next().unwrap_or(class)
+}

@@ -13,18 +13,24 @@
 //! it for task configs, and drives each task in its own tokio task,
 //! producing a source task's records and storing its offsets only once
 //! they are acknowledged, and committing a sink task's offsets only once
-//! it flushed.
+//! it flushed; [`rest`] serves Kafka Connect's REST API over a worker,
+//! mapping each path onto one of the worker's operations.
 //!
 //! The worker takes a `spool_client::Client`, so it runs against an
 //! embedded broker (spool-broker's `Node::client`) or a cluster alike.
-//! Not built yet: the REST API (the worker's handle already offers its
-//! operations), the distributed worker, transforms, dead-letter topics,
-//! exactly-once sources, and the PostgreSQL connectors.
+//! [`transforms`] holds Kafka's single-message transforms and predicates,
+//! which the worker applies to each record (a source's before converting
+//! it, a sink's after), and the worker handles failed records as Kafka's
+//! `errors.*` keys say (tolerance, retries, a dead-letter topic).
+//! Not built yet: the distributed worker, exactly-once sources, and the
+//! PostgreSQL connectors.
 
 pub mod api;
 pub mod connectors;
 pub mod convert;
 mod error;
+pub mod rest;
+pub mod transforms;
 pub mod worker;
 
 pub use api::{
@@ -34,4 +40,9 @@ pub use api::{
 pub use connectors::{create_connector, plugins, PluginInfo};
 pub use convert::{ByteArrayConverter, Converter, JsonConverter, StringConverter};
 pub use error::{ConnectError, Result};
-pub use worker::{ConnectorStatus, State, Worker, WorkerConfig};
+pub use rest::RestServer;
+pub use transforms::TransformChain;
+pub use worker::{
+    ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorStatus, State, TargetState, Worker,
+    WorkerConfig,
+};

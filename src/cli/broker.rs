@@ -109,7 +109,9 @@ impl Args {
     }
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C (SIGINT) or SIGTERM: how a long-running command
+/// is asked to stop cleanly.
+pub(super) async fn shutdown_signal() {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {

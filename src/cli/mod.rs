@@ -8,6 +8,8 @@ mod bench_streams_clients;
 mod bench_streams_restore;
 mod broker;
 mod cluster;
+mod connect;
+mod connect_client;
 mod consume;
 mod groups;
 mod produce;
@@ -56,6 +58,12 @@ enum Command {
     /// Describe a streams application, or reset it to reprocess its input.
     #[command(subcommand)]
     Streams(streams::Command),
+    /// Run a standalone connect worker, or manage connectors through a
+    /// worker's REST API (Kafka Connect's paths).
+    ///
+    /// Example: spool connect standalone worker.toml file-source.json
+    #[command(subcommand)]
+    Connect(connect::Command),
     /// Measure spool's components and print one JSON summary line.
     #[command(subcommand)]
     Bench(Bench),
@@ -112,6 +120,7 @@ impl Cli {
             Command::Groups(command) => groups::run(command).await,
             Command::Transactions(command) => transactions::run(command).await,
             Command::Streams(command) => streams::run(command).await,
+            Command::Connect(command) => connect::run(command).await,
             Command::Bench(Bench::Log(args)) => {
                 tokio::task::spawn_blocking(move || bench_log::run(args)).await?
             }

@@ -21,7 +21,7 @@ use spool_client::TopicPartition;
 
 use super::config::{ConfigDef, ConfigMap};
 use super::context::{SinkTaskContext, SourceTaskContext};
-use super::record::{SinkRecord, SourceRecord};
+use super::record::{SinkRecord, SourceOffset, SourcePartition, SourceRecord};
 use crate::Result;
 
 /// A future already done with `Ok(())`: what a task method with nothing
@@ -102,6 +102,28 @@ pub trait SourceConnector: Send {
 
     /// A new, unstarted task (Kafka's `taskClass`).
     fn create_task(&self) -> Box<dyn SourceTask>;
+
+    /// Checks an alteration of this connector's committed offsets before
+    /// the worker applies it (Kafka's `SourceConnector.alterOffsets`),
+    /// given the connector's config: `None` is a partition whose offset is
+    /// to be forgotten; for a reset of every offset, `offsets` is empty.
+    /// An error refuses the alteration (a 400 naming what is wrong, say
+    /// [`ConnectError::BadRequest`](crate::ConnectError::BadRequest)) and
+    /// nothing changes, so a task never starts on an offset it cannot
+    /// read.
+    ///
+    /// `Ok(true)` says the connector keeps its offsets only through the
+    /// worker, so the alteration is complete; `Ok(false)`, the default,
+    /// that the worker cannot know whether the outside system keeps
+    /// offsets of its own, which its user must then alter there too.
+    fn alter_offsets(
+        &self,
+        config: &ConfigMap,
+        offsets: &[(SourcePartition, Option<SourceOffset>)],
+    ) -> Result<bool> {
+        let _ = (config, offsets);
+        Ok(false)
+    }
 }
 
 /// A source task (Kafka's `SourceTask`): reads records out of an outside
@@ -176,6 +198,23 @@ pub trait SinkConnector: Send {
 
     /// A new, unstarted task (Kafka's `taskClass`).
     fn create_task(&self) -> Box<dyn SinkTask>;
+
+    /// Checks an alteration of the offsets the connector's consumer group
+    /// committed (Kafka's `SinkConnector.alterOffsets`): each partition's
+    /// next offset to read, or `None` to forget it (the partition is then
+    /// read from its start); for a reset of every offset, `offsets` is
+    /// empty. As [`SourceConnector::alter_offsets`]: an error refuses the
+    /// alteration, and `Ok(true)` says the group's offsets are the only
+    /// ones (a sink that stores offsets in its outside system, for
+    /// exactly-once, answers `Ok(false)` or alters them there).
+    fn alter_offsets(
+        &self,
+        config: &ConfigMap,
+        offsets: &[(TopicPartition, Option<u64>)],
+    ) -> Result<bool> {
+        let _ = (config, offsets);
+        Ok(false)
+    }
 }
 
 /// A sink task (Kafka's `SinkTask`): writes records of its assigned

@@ -148,6 +148,34 @@ impl SourceConnector for FileStreamSourceConnector {
     fn create_task(&self) -> Box<dyn SourceTask> {
         Box::new(FileStreamSourceTask::default())
     }
+
+    /// Kafka's checks: a partition names its file, an offset is a byte
+    /// position. The offsets are this connector's only record of how far
+    /// it read, so an alteration is complete.
+    fn alter_offsets(
+        &self,
+        _config: &ConfigMap,
+        offsets: &[(SourcePartition, Option<SourceOffset>)],
+    ) -> Result<bool> {
+        for (partition, offset) in offsets {
+            if !partition.get(FILENAME_FIELD).is_some_and(Value::is_string) {
+                return Err(ConnectError::BadRequest(format!(
+                    "a file source partition is {{\"{FILENAME_FIELD}\": <file name>}}, not {}",
+                    Value::Object(partition.clone().into_iter().collect())
+                )));
+            }
+            if let Some(offset) = offset {
+                position_of(offset).map_err(|_| {
+                    ConnectError::BadRequest(format!(
+                        "a file source offset is {{\"{POSITION_FIELD}\": <byte position>}}, \
+                         a non-negative integer, not {}",
+                        Value::Object(offset.clone().into_iter().collect())
+                    ))
+                })?;
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Kafka's `FileStreamSourceTask`: reads complete lines from where the
@@ -357,6 +385,16 @@ impl SinkConnector for FileStreamSinkConnector {
 
     fn create_task(&self) -> Box<dyn SinkTask> {
         Box::new(FileStreamSinkTask::default())
+    }
+
+    /// Any offsets will do, and the group's are the only ones this sink
+    /// has (Kafka's sink answers the same).
+    fn alter_offsets(
+        &self,
+        _config: &ConfigMap,
+        _offsets: &[(TopicPartition, Option<u64>)],
+    ) -> Result<bool> {
+        Ok(true)
     }
 }
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
 use crate::api::{
-    ConfigDef, ConfigKey, ConfigMap, ConfigType, ConnectorType, Importance, TypedValue, Validator,
+    ConfigDef, ConfigKey, ConfigMap, ConfigType, ConnectorType, Importance, Password, TypedValue,
+    Validator,
 };
 use crate::connectors::resolve_class;
 use crate::convert::{ConverterClass, JSON_CONVERTER};
@@ -28,6 +29,16 @@ pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
 pub const OFFSET_STORAGE_FILE: &str = "offset.storage.file.filename";
 pub const OFFSET_FLUSH_INTERVAL_MS: &str = "offset.flush.interval.ms";
 pub const TASK_SHUTDOWN_TIMEOUT_MS: &str = "task.shutdown.graceful.timeout.ms";
+/// Where the REST API listens (Kafka's key).
+pub const LISTENERS: &str = "listeners";
+/// The bearer token every REST request must carry (spool's key).
+pub const REST_AUTH_TOKEN: &str = "rest.auth.token";
+
+/// Kafka Connect's port, on the loopback interface: where Kafka's tools
+/// and scripts look for a worker, and reachable from nowhere else until
+/// the operator decides to expose it (Kafka's own default, `http://:8083`,
+/// listens on every interface, with no authentication).
+pub const DEFAULT_LISTENER: &str = "http://127.0.0.1:8083";
 
 /// What a worker's status shows as its id until a REST layer, which
 /// knows its advertised address (Kafka's worker id), sets one.
@@ -62,6 +73,18 @@ pub struct WorkerConfig {
     pub converters: ConfigMap,
     /// The worker's id in statuses (default [`STANDALONE_WORKER_ID`]).
     pub worker_id: String,
+    /// `listeners` (default [`DEFAULT_LISTENER`]): the addresses the REST
+    /// API listens on, comma-separated `http://host:port` entries as in
+    /// Kafka (`http://:8083` is every interface). HTTPS is not served:
+    /// put a TLS proxy in front of a worker that must be reached from
+    /// another machine.
+    pub listeners: Vec<String>,
+    /// `rest.auth.token` (default none): when set, every REST request must
+    /// carry `Authorization: Bearer <token>`, or is answered 401. Off by
+    /// default as in Kafka, whose REST API authenticates nobody unless an
+    /// extension is configured; the loopback default listener is the
+    /// protection until then.
+    pub rest_auth_token: Option<Password>,
 }
 
 impl WorkerConfig {
@@ -78,6 +101,8 @@ impl WorkerConfig {
             ]
             .into(),
             worker_id: STANDALONE_WORKER_ID.to_string(),
+            listeners: vec![DEFAULT_LISTENER.to_string()],
+            rest_auth_token: None,
         }
     }
 
@@ -144,6 +169,26 @@ impl WorkerConfig {
             )
             .define(converter(KEY_CONVERTER))
             .define(converter(VALUE_CONVERTER))
+            .define(
+                ConfigKey::new(
+                    LISTENERS,
+                    ConfigType::List,
+                    Importance::Low,
+                    "List of comma-separated URIs the REST API will listen on.",
+                )
+                .default_value(DEFAULT_LISTENER)
+                .validator(Validator::NonEmptyList)
+                .validator(Validator::Custom(Arc::new(valid_listeners))),
+            )
+            .define(
+                ConfigKey::new(
+                    REST_AUTH_TOKEN,
+                    ConfigType::Password,
+                    Importance::Medium,
+                    "The bearer token every REST request must carry; none when absent.",
+                )
+                .optional(),
+            )
     }
 
     /// A config from Kafka-style properties.
@@ -173,6 +218,8 @@ impl WorkerConfig {
             task_shutdown_timeout: millis(TASK_SHUTDOWN_TIMEOUT_MS)?,
             converters,
             worker_id: STANDALONE_WORKER_ID.to_string(),
+            listeners: parsed.list(LISTENERS)?.to_vec(),
+            rest_auth_token: parsed.password(REST_AUTH_TOKEN)?.cloned(),
         })
     }
 
@@ -234,7 +281,11 @@ pub fn connector_config_def(connector_type: ConnectorType) -> ConfigDef {
             .validator(Validator::at_least(1)),
         )
         .define(converter(KEY_CONVERTER))
-        .define(converter(VALUE_CONVERTER));
+        .define(converter(VALUE_CONVERTER))
+        // `transforms`, `predicates` and `errors.*`, defined where they
+        // are used.
+        .merge(&crate::transforms::config_def())
+        .merge(&super::errors::config_def());
     match connector_type {
         ConnectorType::Source => def,
         ConnectorType::Sink => def.define(
@@ -247,6 +298,40 @@ pub fn connector_config_def(connector_type: ConnectorType) -> ConfigDef {
             .validator(Validator::NonEmptyList),
         ),
     }
+}
+
+fn valid_listeners(value: &TypedValue) -> std::result::Result<(), String> {
+    match value {
+        TypedValue::List(listeners) => listeners
+            .iter()
+            .try_for_each(|listener| listener_address(listener).map(|_| ())),
+        _ => Ok(()),
+    }
+}
+
+/// The `host:port` a `listeners` entry binds: `http://host:port` as in
+/// Kafka, an empty host meaning every interface (`http://:8083`).
+pub fn listener_address(listener: &str) -> std::result::Result<String, String> {
+    let listener = listener.trim();
+    let Some(address) = listener.strip_prefix("http://") else {
+        return Err(match listener.starts_with("https://") {
+            true => format!(
+                "`{listener}`: the REST API speaks HTTP only; put a TLS proxy in front of it"
+            ),
+            false => format!("`{listener}` is not an http://host:port listener"),
+        });
+    };
+    let address = address.strip_suffix('/').unwrap_or(address);
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("`{listener}` has no port"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("`{listener}` has no valid port"));
+    }
+    Ok(match host {
+        "" => format!("0.0.0.0:{port}"),
+        host => format!("{host}:{port}"),
+    })
 }
 
 fn known_class(value: &TypedValue) -> std::result::Result<(), String> {
@@ -350,6 +435,46 @@ mod tests {
         let defaults = WorkerConfig::new("offsets.json");
         assert_eq!(config.offset_flush_interval, defaults.offset_flush_interval);
         assert_eq!(config.converters, defaults.converters);
+    }
+
+    #[test]
+    fn the_rest_listener_and_token_read_with_kafkas_defaults() {
+        let defaults = WorkerConfig::from_toml("\"offset.storage.file.filename\" = \"o\"").unwrap();
+        assert_eq!(defaults.listeners, [DEFAULT_LISTENER]);
+        assert_eq!(defaults.rest_auth_token, None);
+        let config = WorkerConfig::from_toml(
+            r#"
+            "offset.storage.file.filename" = "o"
+            listeners = "http://:8083, http://[::1]:9083"
+            "rest.auth.token" = "s3cret"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listeners, ["http://:8083", "http://[::1]:9083"]);
+        assert_eq!(
+            config.rest_auth_token.as_ref().map(Password::value),
+            Some("s3cret")
+        );
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "the token never shows"
+        );
+        assert_eq!(listener_address("http://:8083").unwrap(), "0.0.0.0:8083");
+        assert_eq!(listener_address("http://[::1]:9083").unwrap(), "[::1]:9083");
+        for bad in [
+            "https://127.0.0.1:8443",
+            "127.0.0.1:8083",
+            "http://host",
+            "http://h:x",
+        ] {
+            let text =
+                "\"offset.storage.file.filename\" = \"o\"\nlisteners = \"".to_string() + bad + "\"";
+            let error = WorkerConfig::from_toml(&text).unwrap_err();
+            assert!(
+                matches!(&error, ConnectError::InvalidConfig { key, .. } if key == LISTENERS),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

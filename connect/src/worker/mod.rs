@@ -7,11 +7,22 @@
 //! status, config, validate), so a REST layer only maps paths onto them.
 //! Each task runs as its own tokio task (`source`, `sink`); a task that
 //! fails is marked FAILED with its error and the others keep running
-//! (`task`). Connector and task states are in `status`, offsets in
-//! `offsets`, settings in `config`. The worker starts no broker:
-//! embedding one is the program's choice.
+//! (`task`), with its connector's transforms and the error handling of
+//! its records (`errors`). Connector and task states are in `status`,
+//! offsets in `offsets`, settings in `config`. What happens to a
+//! connector after it was added (stop with its config kept, restarts,
+//! config replacement) is in `lifecycle`, its info and task configs in
+//! `info`, reading and changing its offsets from outside in
+//! `offset_admin`, and connector configs from files and JSON in
+//! `connector_file`. The worker starts no broker: embedding one is the
+//! program's choice.
 
 mod config;
+mod connector_file;
+mod errors;
+mod info;
+mod lifecycle;
+mod offset_admin;
 mod offsets;
 mod sink;
 mod source;
@@ -30,11 +41,25 @@ pub use config::{
     connector_config_def, toml_properties, WorkerConfig, BOOTSTRAP, BOOTSTRAP_SERVERS,
     OFFSET_FLUSH_INTERVAL_MS, OFFSET_STORAGE_FILE, STANDALONE_WORKER_ID, TASK_SHUTDOWN_TIMEOUT_MS,
 };
+pub use config::{listener_address, DEFAULT_LISTENER, LISTENERS, REST_AUTH_TOKEN};
+pub use connector_file::{
+    config_text, json_config, parse_connector_json, parse_properties, read_connector_file,
+};
+pub use errors::{
+    TaskErrorMetrics, DLQ_CONTEXT_HEADERS_ENABLE, DLQ_TOPIC_NAME, DLQ_TOPIC_REPLICATION_FACTOR,
+    ERRORS_LOG_ENABLE, ERRORS_LOG_INCLUDE_MESSAGES, ERRORS_RETRY_DELAY_MAX_MS,
+    ERRORS_RETRY_TIMEOUT, ERRORS_TOLERANCE,
+};
+pub use info::{ConnectorInfo, TaskId, TaskInfo};
+pub use lifecycle::TargetState;
+pub use offset_admin::{
+    ConnectorOffset, ConnectorOffsets, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC,
+};
 pub use offsets::FileOffsetStore;
 pub use status::{ConnectorStatus, State, StateInfo, TaskStatus};
 
 use self::status::StatusBoard;
-use self::task::{Target, TaskSetup};
+use self::task::{Pipeline, Target, TaskSetup};
 use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
 use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType, ParsedConfig};
 use crate::connectors::create_connector;
@@ -107,7 +132,9 @@ impl Worker {
             .ok_or_else(|| missing(CONNECTOR_CLASS))?;
         let connector = create_connector(class)?;
         let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
-        Ok(def.validate(config))
+        let mut results = def.validate(config);
+        crate::transforms::report_errors(config, &mut results);
+        Ok(results)
     }
 
     /// Checks `config` and starts connector `name` with its tasks. A
@@ -135,6 +162,9 @@ impl Worker {
         let connector = create_connector(class)?;
         let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
         let parsed = def.parse(&config)?;
+        // Transforms and error handling are checked before anything starts,
+        // so a bad one refuses the connector, naming its key.
+        Pipeline::from_config(&config, &parsed, connector.connector_type())?;
         let converters = Converters {
             key: self.converter(&config, KEY_CONVERTER)?,
             value: self.converter(&config, VALUE_CONVERTER)?,
@@ -175,6 +205,14 @@ impl Worker {
             .ok()
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(1);
+        let connector_type = running.connector.connector_type();
+        let pipeline = match Pipeline::from_config(&running.config, parsed, connector_type) {
+            Ok(pipeline) => pipeline,
+            Err(error) => {
+                task::pipeline_failed(name, &running.status, &error);
+                return;
+            }
+        };
         let config = &running.config;
         let task_configs = match &mut running.connector {
             Connector::Source(c) => c.start(config).and_then(|()| c.task_configs(max_tasks)),
@@ -213,6 +251,7 @@ impl Worker {
                 status: Arc::clone(&running.status),
                 target: running.target.subscribe(),
                 flush_interval: self.inner.config.offset_flush_interval,
+                pipeline: pipeline.clone(),
             };
             running.status.set_task(id, State::Unassigned);
             let run: BoxFuture<'static, Result<()>> = match &running.connector {
@@ -315,6 +354,14 @@ impl Worker {
     /// The config connector `name` was added with.
     pub async fn connector_config(&self, name: &str) -> Result<ConfigMap> {
         self.with_connector(name, |running| running.config.clone())
+            .await
+    }
+
+    /// The error-handling metrics of each task of connector `name`
+    /// (Kafka's `task-error-metrics`: records failed, skipped, retried,
+    /// logged, sent to the dead-letter topic), by task.
+    pub async fn task_error_metrics(&self, name: &str) -> Result<BTreeMap<u32, TaskErrorMetrics>> {
+        self.with_connector(name, |running| running.status.error_metrics())
             .await
     }
 

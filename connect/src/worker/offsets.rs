@@ -83,6 +83,62 @@ impl FileOffsetStore {
         self.write(&all)
     }
 
+    /// Every committed offset of `connector`'s source partitions, in the
+    /// order the file keeps them (by partition key).
+    pub fn offsets(&self, connector: &str) -> Vec<(SourcePartition, SourceOffset)> {
+        let offsets = self.offsets.lock();
+        let entries = offsets.get(connector).into_iter().flat_map(|e| e.values());
+        entries
+            .map(|e| (e.partition.clone(), e.offset.clone()))
+            .collect()
+    }
+
+    /// Sets the offsets of some of `connector`'s source partitions, or
+    /// (`None`) forgets them, and writes the file: Kafka Connect's
+    /// offsets alteration. The change is applied to a copy first, so a
+    /// write that fails leaves the store as it was. A blocking call.
+    pub fn alter(
+        &self,
+        connector: &str,
+        changes: Vec<(SourcePartition, Option<SourceOffset>)>,
+    ) -> Result<()> {
+        let mut all = self.offsets.lock();
+        let mut altered = all.clone();
+        let entries = altered.entry(connector.to_string()).or_default();
+        for (partition, offset) in changes {
+            let key = partition_key(&partition);
+            match offset {
+                Some(offset) => {
+                    entries.insert(key, Entry { partition, offset });
+                }
+                None => {
+                    entries.remove(&key);
+                }
+            }
+        }
+        if entries.is_empty() {
+            altered.remove(connector);
+        }
+        self.write(&altered)?;
+        *all = altered;
+        Ok(())
+    }
+
+    /// Forgets every offset of `connector`, so its next task reads its
+    /// sources from the start (Kafka Connect's offsets reset). A blocking
+    /// call.
+    pub fn reset(&self, connector: &str) -> Result<()> {
+        let mut all = self.offsets.lock();
+        if !all.contains_key(connector) {
+            return Ok(());
+        }
+        let mut reset = all.clone();
+        reset.remove(connector);
+        self.write(&reset)?;
+        *all = reset;
+        Ok(())
+    }
+
     fn write(&self, offsets: &Offsets) -> Result<()> {
         let by_connector: BTreeMap<&String, Vec<&Entry>> = offsets
             .iter()
@@ -183,6 +239,41 @@ mod tests {
         let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(json["files"][0]["partition"]["filename"], "a");
         assert_eq!(json["files"][0]["offset"]["position"], 20);
+    }
+
+    #[test]
+    fn offsets_are_altered_and_reset_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connect.offsets");
+        let store = FileOffsetStore::open(&path).unwrap();
+        store
+            .commit(
+                "files",
+                vec![(partition("a"), offset(10)), (partition("b"), offset(5))],
+            )
+            .unwrap();
+        store
+            .commit("other", vec![(partition("a"), offset(1))])
+            .unwrap();
+        store
+            .alter(
+                "files",
+                vec![(partition("a"), Some(offset(3))), (partition("b"), None)],
+            )
+            .unwrap();
+        assert_eq!(store.offsets("files"), vec![(partition("a"), offset(3))]);
+        let reopened = FileOffsetStore::open(&path).unwrap();
+        assert_eq!(reopened.offsets("files"), vec![(partition("a"), offset(3))]);
+
+        reopened.reset("files").unwrap();
+        assert!(reopened.offsets("files").is_empty());
+        let again = FileOffsetStore::open(&path).unwrap();
+        assert!(again.offsets("files").is_empty());
+        assert_eq!(again.offsets("other"), vec![(partition("a"), offset(1))]);
+        // Forgetting the last partition forgets the connector.
+        again.alter("other", vec![(partition("a"), None)]).unwrap();
+        let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json, serde_json::json!({}));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! tasks report to.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::errors::{ErrorCounters, TaskErrorMetrics};
 use crate::api::ConnectorType;
 
 /// A connector's or task's state (Kafka's).
@@ -21,6 +23,13 @@ pub enum State {
     Paused,
     /// Stopped by an error, which `trace` holds; the others keep running.
     Failed,
+    /// Stopped by request (Kafka's STOPPED, `PUT /connectors/{name}/stop`):
+    /// the connector keeps its config, but neither it nor any task runs
+    /// until it is resumed; its status lists no tasks.
+    Stopped,
+    /// Being restarted: what the answer to a restart request shows for the
+    /// connector and the tasks it restarts (Kafka's RESTARTING).
+    Restarting,
 }
 
 /// The connector's or a task's part of a status.
@@ -57,6 +66,9 @@ pub struct ConnectorStatus {
 pub(crate) struct StatusBoard {
     worker_id: String,
     states: Mutex<States>,
+    /// Each task's error-handling counts (`errors`), kept with its state
+    /// so a status and its metrics come from one place.
+    errors: Mutex<BTreeMap<u32, Arc<ErrorCounters>>>,
 }
 
 #[derive(Debug)]
@@ -73,7 +85,22 @@ impl StatusBoard {
                 connector: (State::Unassigned, None),
                 tasks: BTreeMap::new(),
             }),
+            errors: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Task `task`'s error counters, for its loop to update.
+    pub(crate) fn error_counters(&self, task: u32) -> Arc<ErrorCounters> {
+        Arc::clone(self.errors.lock().entry(task).or_default())
+    }
+
+    /// Every task's error-handling metrics, by task.
+    pub(crate) fn error_metrics(&self) -> BTreeMap<u32, TaskErrorMetrics> {
+        self.errors
+            .lock()
+            .iter()
+            .map(|(task, counters)| (*task, counters.snapshot()))
+            .collect()
     }
 
     pub(crate) fn set_connector(&self, state: State, trace: Option<String>) {
@@ -81,12 +108,18 @@ impl StatusBoard {
     }
 
     /// Moves a running or paused connector to `state`; a FAILED one stays
-    /// failed until it is restarted.
+    /// failed until it is restarted, and a STOPPED one stopped until it is
+    /// resumed (which starts it on a new board).
     pub(crate) fn move_connector(&self, state: State) {
         let mut states = self.states.lock();
-        if states.connector.0 != State::Failed {
+        if !matches!(states.connector.0, State::Failed | State::Stopped) {
             states.connector = (state, None);
         }
+    }
+
+    /// The connector's own state.
+    pub(crate) fn connector_state(&self) -> State {
+        self.states.lock().connector.0
     }
 
     pub(crate) fn set_task(&self, task: u32, state: State) {
@@ -161,6 +194,28 @@ mod tests {
                 ],
                 "type": "source"
             })
+        );
+    }
+
+    #[test]
+    fn a_stopped_connector_stays_stopped_until_started_anew() {
+        let board = StatusBoard::new("standalone");
+        board.set_connector(State::Stopped, None);
+        board.move_connector(State::Running);
+        assert_eq!(board.connector_state(), State::Stopped);
+        let json = serde_json::to_value(board.snapshot("files", ConnectorType::Sink)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "files",
+                "connector": {"state": "STOPPED", "worker_id": "standalone"},
+                "tasks": [],
+                "type": "sink"
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(State::Restarting).unwrap(),
+            "RESTARTING"
         );
     }
 }
