@@ -10,46 +10,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use spool_client::{
-    Client, ConsumerConfig, ConsumerRecord, OffsetReset, ProducerConfig, ProducerRecord,
-    TopicPartition,
-};
+use spool_client::{Client, ConsumerRecord, ProducerConfig, ProducerRecord};
 use spool_connect::{State, Worker};
 
 use common::{
-    all_running, broker, props, read_topic, start_worker, wait_for_lines, wait_for_status, PATIENCE,
+    all_running, broker, props, read_records, read_topic, start_worker, wait_for_lines,
+    wait_for_status, PATIENCE,
 };
-
-/// Waits until `topic` exists (the worker creates dead-letter topics).
-async fn wait_for_topic(client: &Client, topic: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while client.topic_metadata(topic).await.is_err() {
-        assert!(Instant::now() < deadline, "no topic {topic}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The records of `topic`'s partition 0, with their headers, once
-/// `expected` arrived and half a second more (so an extra one is seen).
-async fn read_records(client: &Client, topic: &str, expected: usize) -> Vec<ConsumerRecord> {
-    wait_for_topic(client, topic).await;
-    let mut consumer = client.consumer(ConsumerConfig {
-        offset_reset: OffsetReset::Earliest,
-        ..ConsumerConfig::default()
-    });
-    consumer.assign([TopicPartition::new(topic, 0)]);
-    let mut records = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    while records.len() < expected {
-        assert!(Instant::now() < deadline, "{topic} holds {}", records.len());
-        records.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
-    }
-    let settle = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < settle {
-        records.extend(consumer.poll(Duration::from_millis(100)).await.unwrap());
-    }
-    records
-}
 
 /// The text of each header, by name, in order.
 fn headers(record: &ConsumerRecord) -> Vec<(String, String)> {

@@ -7,35 +7,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
-use spool_client::{Client, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
 use spool_connect::api::ConfigMap;
 use spool_connect::ConnectError;
 
-use common::{all_running, broker, props, start_worker, wait_for_status, PATIENCE};
-
-/// The records of `topic`'s partition 0, with their headers, once
-/// `expected` arrived and half a second more (so an extra one is seen).
-async fn read_records(client: &Client, topic: &str, expected: usize) -> Vec<ConsumerRecord> {
-    let mut consumer = client.consumer(ConsumerConfig {
-        offset_reset: OffsetReset::Earliest,
-        ..ConsumerConfig::default()
-    });
-    consumer.assign([TopicPartition::new(topic, 0)]);
-    let mut records = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    while records.len() < expected {
-        assert!(Instant::now() < deadline, "{topic} holds {}", records.len());
-        records.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
-    }
-    let settle = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < settle {
-        records.extend(consumer.poll(Duration::from_millis(100)).await.unwrap());
-    }
-    records
-}
+use common::{all_running, broker, props, read_records, start_worker, wait_for_status};
 
 /// A file source of `file` into `topic` with the chain under test.
 fn chained_source(file: &str, topic: &str) -> ConfigMap {

@@ -111,20 +111,7 @@ impl RestClient {
     }
 }
 
-/// `segment` percent-encoded for a URL path, so any connector name makes a
-/// path of one segment (RFC 3986's unreserved characters stay).
-pub fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(byte))
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
+pub use spool_connect::rest::encode_segment as segment;
 
 #[cfg(test)]
 mod tests {

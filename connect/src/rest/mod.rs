@@ -24,6 +24,9 @@ mod offsets;
 mod plugins;
 mod response;
 
+/// For clients of the API (`spool connect`), which build the same paths.
+pub use response::encode_segment;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -211,7 +211,7 @@ fn decode(text: &str) -> String {
 
 /// `segment` percent-encoded for a URL path (RFC 3986's unreserved
 /// characters stay).
-pub(crate) fn encode_segment(segment: &str) -> String {
+pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {

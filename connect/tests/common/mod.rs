@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use spool_broker::Node;
-use spool_client::{Client, ConsumerConfig, OffsetReset, TopicPartition};
+use spool_client::{Client, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
 use spool_connect::api::ConfigMap;
 use spool_connect::{ConnectorStatus, State, Worker, WorkerConfig};
 
@@ -44,30 +44,43 @@ pub fn props(pairs: &[(&str, &str)]) -> ConfigMap {
 /// until `expected` arrived, then half a second more, so a duplicate that
 /// follows is seen too.
 pub async fn read_topic(client: &Client, topic: &str, expected: usize) -> Vec<String> {
+    let records = read_records(client, topic, expected).await;
+    records.iter().map(|r| text(r.value.as_deref())).collect()
+}
+
+/// Waits until `topic` exists (the worker creates dead-letter topics).
+pub async fn wait_for_topic(client: &Client, topic: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while client.topic_metadata(topic).await.is_err() {
+        assert!(Instant::now() < deadline, "no topic {topic}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The records of `topic`'s partition 0, with their headers, once
+/// `expected` arrived and half a second more (so an extra one is seen).
+pub async fn read_records(client: &Client, topic: &str, expected: usize) -> Vec<ConsumerRecord> {
+    wait_for_topic(client, topic).await;
     let mut consumer = client.consumer(ConsumerConfig {
         offset_reset: OffsetReset::Earliest,
         ..ConsumerConfig::default()
     });
     consumer.assign([TopicPartition::new(topic, 0)]);
-    let mut values = Vec::new();
+    let mut records = Vec::new();
     let deadline = Instant::now() + PATIENCE;
-    while values.len() < expected {
+    while records.len() < expected {
         assert!(
             Instant::now() < deadline,
             "{topic} holds {} records, not {expected}",
-            values.len()
+            records.len()
         );
-        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-            values.push(text(record.value.as_deref()));
-        }
+        records.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
     }
     let settle = Instant::now() + Duration::from_millis(500);
     while Instant::now() < settle {
-        for record in consumer.poll(Duration::from_millis(100)).await.unwrap() {
-            values.push(text(record.value.as_deref()));
-        }
+        records.extend(consumer.poll(Duration::from_millis(100)).await.unwrap());
     }
-    values
+    records
 }
 
 fn text(bytes: Option<&[u8]>) -> String {
