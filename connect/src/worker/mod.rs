@@ -283,35 +283,8 @@ impl Worker {
         Ok(())
     }
 
-    async fn stop_running(&self, name: &str, running: Running) {
-        let Running {
-            mut connector,
-            target,
-            tasks,
-            ..
-        } = running;
-        target.send_replace(Target::Stopped);
-        let deadline = tokio::time::Instant::now() + self.inner.config.task_shutdown_timeout;
-        for (id, mut handle) in tasks.into_iter().enumerate() {
-            if tokio::time::timeout_at(deadline, &mut handle)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    connector = %name,
-                    task = id,
-                    "the task did not stop in time; abandoning it"
-                );
-                handle.abort();
-            }
-        }
-        let stopped = match &mut connector {
-            Connector::Source(c) => c.stop(),
-            Connector::Sink(c) => c.stop(),
-        };
-        if let Err(error) = stopped {
-            tracing::warn!(connector = %name, error = %error, "stopping the connector failed");
-        }
+    async fn stop_running(&self, name: &str, mut running: Running) {
+        self.halt(name, &mut running).await;
         tracing::info!(connector = %name, "connector stopped");
     }
 

@@ -17,9 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use spool_client::proto::{
-    ErrorCode, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, OffsetFetchRequest,
-};
+use spool_client::proto::{ErrorCode, OffsetFetchRequest};
 use spool_client::ClientError;
 
 use super::lifecycle::{running_mut, target_of};
@@ -214,43 +212,19 @@ impl Worker {
     ) -> Result<()> {
         let group = sink_group(name);
         let context = || format!("altering the offsets of group `{group}`");
-        let mut topics: Vec<OffsetCommitTopic> = Vec::new();
-        let mut forgotten: Vec<(String, u32)> = Vec::new();
+        let (mut set, mut forgotten) = (Vec::new(), Vec::new());
         for (tp, offset) in changes {
-            let Some(offset) = offset else {
-                forgotten.push((tp.topic, tp.partition));
-                continue;
-            };
-            let partition = OffsetCommitPartition {
-                partition: tp.partition,
-                offset,
-                metadata: String::new(),
-            };
-            match topics.iter_mut().find(|t| t.name == tp.topic) {
-                Some(topic) => topic.partitions.push(partition),
-                None => topics.push(OffsetCommitTopic {
-                    name: tp.topic,
-                    partitions: vec![partition],
-                }),
+            match offset {
+                Some(offset) => set.push((tp, offset)),
+                None => forgotten.push((tp.topic, tp.partition)),
             }
         }
-        if !topics.is_empty() {
-            let request = OffsetCommitRequest {
-                group_id: group.clone(),
-                generation_id: -1,
-                topics,
-                ..Default::default()
-            };
-            let response = self
-                .inner
-                .client
-                .offset_commit(request)
-                .await
-                .map_err(|e| ConnectError::client(context(), e))?;
-            if let Some(e) = ClientError::from_code(response.error, &response.message) {
-                return Err(ConnectError::client(context(), e));
-            }
-        }
+        self.inner
+            .client
+            .admin()
+            .alter_group_offsets(&group, &set)
+            .await
+            .map_err(|e| ConnectError::client(context(), e))?;
         if !forgotten.is_empty() {
             let partitions: Vec<(&str, u32)> =
                 forgotten.iter().map(|(t, p)| (t.as_str(), *p)).collect();

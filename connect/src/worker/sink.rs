@@ -15,13 +15,11 @@
 //! any, is acknowledged before `put` is even called.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use spool_client::{
-    Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, OffsetReset, RebalanceListener,
-    TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, MoveRecorder, OffsetReset,
+    PartitionMoves, TopicPartition,
 };
 
 use super::errors::{ErrorHandler, Failure, Original, Stage};
@@ -33,26 +31,6 @@ use crate::Result;
 /// How long one poll waits for records: how soon an idle task notices it
 /// is to stop or pause, for the price of an empty fetch.
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// Partitions the group took away or gave, as the listener saw them
-/// inside `poll`; the task hears of them after the poll.
-#[derive(Default)]
-struct Moves {
-    revoked: Vec<TopicPartition>,
-    assigned: Vec<TopicPartition>,
-}
-
-struct Listener(Arc<Mutex<Moves>>);
-
-impl RebalanceListener for Listener {
-    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
-        self.0.lock().revoked.extend_from_slice(partitions);
-    }
-
-    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
-        self.0.lock().assigned.extend_from_slice(partitions);
-    }
-}
 
 /// Runs `task` on `topics` until its connector stops it; an error fails
 /// the task.
@@ -74,8 +52,8 @@ pub(crate) async fn run(
     let mut settings = GroupSettings::new(format!("connect-{}", setup.connector));
     settings.auto_commit = false;
     consumer.subscribe(topics, settings);
-    let moves = Arc::new(Mutex::new(Moves::default()));
-    consumer.set_rebalance_listener(Listener(Arc::clone(&moves)));
+    let moves = MoveRecorder::default();
+    consumer.set_rebalance_listener(moves.clone());
     let context = SinkTaskContext::new(setup.connector.clone(), setup.id);
     if let Err(e) = task.start(setup.config.clone(), context).await {
         finish(task.as_mut(), consumer, &setup).await;
@@ -134,7 +112,7 @@ async fn finish(task: &mut dyn SinkTask, consumer: Consumer, setup: &TaskSetup) 
 struct SinkLoop {
     setup: TaskSetup,
     consumer: Consumer,
-    moves: Arc<Mutex<Moves>>,
+    moves: MoveRecorder,
     errors: ErrorHandler,
     /// The next offset of each partition put since the last commit.
     consumed: BTreeMap<TopicPartition, u64>,
@@ -192,13 +170,7 @@ impl SinkLoop {
 
     /// Tells the task what the last poll's rebalance moved.
     async fn apply_moves(&mut self, task: &mut dyn SinkTask) -> Result<()> {
-        let (revoked, assigned) = {
-            let mut moves = self.moves.lock();
-            (
-                std::mem::take(&mut moves.revoked),
-                std::mem::take(&mut moves.assigned),
-            )
-        };
+        let PartitionMoves { revoked, assigned } = self.moves.take();
         if !revoked.is_empty() {
             // Their progress since the last commit is another task's to
             // redo now.

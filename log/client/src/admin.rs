@@ -1,12 +1,12 @@
 //! Topic administration over a [`Client`], with errors turned into `Result`s.
 
 use super::Client;
-use crate::{ClientError, Result};
+use crate::{ClientError, Result, TopicPartition};
 use spool_protocol::proto::{
     AlterConfigsRequest, ConfigEntry, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupRequest, DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
-    DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, NewTopic, OffsetCommitPartition,
-    OffsetCommitTopic, PartitionCount, TopicConfigs, TopicResult,
+    DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, NewTopic, OffsetCommitRequest,
+    PartitionCount, TopicConfigs, TopicResult,
 };
 
 /// One partition as `describe_topic` reports it.
@@ -185,6 +185,31 @@ impl Admin {
         }
     }
 
+    /// Sets a group's committed offsets from outside it (Kafka's
+    /// AlterConsumerGroupOffsets): the coordinator accepts them only
+    /// while the group has no members, since a member would commit over
+    /// them.
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let request = OffsetCommitRequest {
+            group_id: group.to_string(),
+            generation_id: -1,
+            topics: crate::group::commit_topics(offsets.iter().cloned()),
+            ..Default::default()
+        };
+        let response = self.client.offset_commit(request).await?;
+        match ClientError::from_code(response.error, &response.message) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
     /// Deletes a group that has no members, with its committed offsets
     /// (Kafka's DeleteGroups).
     pub async fn delete_group(&self, group: &str) -> Result<()> {
@@ -199,20 +224,10 @@ impl Admin {
         group: &str,
         partitions: &[(&str, u32)],
     ) -> Result<Vec<(String, u32)>> {
-        let mut topics: Vec<OffsetCommitTopic> = Vec::new();
-        for &(topic, partition) in partitions {
-            let asked = OffsetCommitPartition {
-                partition,
-                ..Default::default()
-            };
-            match topics.iter_mut().find(|t| t.name == topic) {
-                Some(t) => t.partitions.push(asked),
-                None => topics.push(OffsetCommitTopic {
-                    name: topic.to_string(),
-                    partitions: vec![asked],
-                }),
-            }
-        }
+        let asked = partitions
+            .iter()
+            .map(|&(topic, partition)| (TopicPartition::new(topic, partition), 0));
+        let topics = crate::group::commit_topics(asked);
         let response = self
             .client
             .delete_group(DeleteGroupRequest {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use consumer::{AbortedFilter, Consumer, ConsumerConfig, OffsetReset};
 pub use error::{ClientError, Result};
-pub use group::{Assignor, GroupSettings, RebalanceListener};
+pub use group::{Assignor, GroupSettings, MoveRecorder, PartitionMoves, RebalanceListener};
 pub use producer::{GroupMetadata, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, ProducerRecord};
 pub use spool_protocol::coordinator::murmur2;

@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use spool_client::proto::IsolationLevel;
 use spool_client::{
-    Assignor, Client, Consumer, ConsumerConfig, GroupSettings, Producer, ProducerConfig,
-    ProducerRecord, RebalanceListener, TopicPartition,
+    Assignor, Client, Consumer, ConsumerConfig, GroupSettings, MoveRecorder, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
 };
 use tokio::sync::watch;
 
@@ -46,24 +45,6 @@ impl InFlight {
     }
 }
 
-/// Partitions the group took away or gave, as the listener saw them.
-#[derive(Default)]
-struct Moves {
-    revoked: Vec<TopicPartition>,
-    assigned: Vec<TopicPartition>,
-}
-
-struct Listener(Arc<Mutex<Moves>>);
-
-impl RebalanceListener for Listener {
-    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
-        self.0.lock().revoked.extend_from_slice(partitions);
-    }
-    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
-        self.0.lock().assigned.extend_from_slice(partitions);
-    }
-}
-
 #[derive(Clone)]
 pub(crate) struct StreamThread {
     pub index: usize,
@@ -79,7 +60,7 @@ pub(crate) struct StreamThread {
 pub(super) struct Running {
     pub(super) consumer: Consumer,
     pub(super) producer: Producer,
-    moves: Arc<Mutex<Moves>>,
+    moves: MoveRecorder,
     pub(super) tasks: BTreeMap<TaskId, Task>,
     /// Resolved input topic → its sub-topology.
     subs_by_topic: BTreeMap<String, usize>,
@@ -165,8 +146,8 @@ impl StreamThread {
             .map(|t| t.resolve(app))
             .collect();
         consumer.subscribe(topics, settings);
-        let moves = Arc::new(Mutex::new(Moves::default()));
-        consumer.set_rebalance_listener(Listener(Arc::clone(&moves)));
+        let moves = MoveRecorder::default();
+        consumer.set_rebalance_listener(moves.clone());
         Ok(Running {
             consumer,
             producer,
@@ -268,7 +249,7 @@ impl StreamThread {
     /// Closes tasks whose partitions were revoked and opens (restoring
     /// their stores) tasks whose partitions were assigned.
     async fn apply_moves(&self, running: &mut Running) -> Result<()> {
-        let moves = std::mem::take(&mut *running.moves.lock());
+        let moves = running.moves.take();
         if moves.revoked.is_empty() && moves.assigned.is_empty() {
             return Ok(());
         }

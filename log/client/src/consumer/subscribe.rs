@@ -12,13 +12,10 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{Consumer, Position};
-use crate::group::{GroupSettings, Membership, RebalanceListener, RejoinHandle};
+use crate::group::{commit_topics, GroupSettings, Membership, RebalanceListener, RejoinHandle};
 use crate::TopicPartition;
 use crate::{ClientError, Result};
-use spool_protocol::proto::{
-    ErrorCode, IsolationLevel, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic,
-    OffsetFetchRequest,
-};
+use spool_protocol::proto::{ErrorCode, IsolationLevel, OffsetCommitRequest, OffsetFetchRequest};
 
 /// How long a read_committed consumer waits for open transactions that
 /// hold offsets of its new partitions before it gives up on them.
@@ -334,23 +331,4 @@ async fn send_commit(
             Err(e)
         }
     }
-}
-
-fn commit_topics(offsets: impl Iterator<Item = (TopicPartition, u64)>) -> Vec<OffsetCommitTopic> {
-    let mut topics: Vec<OffsetCommitTopic> = Vec::new();
-    for (tp, offset) in offsets {
-        let partition = OffsetCommitPartition {
-            partition: tp.partition,
-            offset,
-            metadata: String::new(),
-        };
-        match topics.iter_mut().find(|t| t.name == tp.topic) {
-            Some(topic) => topic.partitions.push(partition),
-            None => topics.push(OffsetCommitTopic {
-                name: tp.topic,
-                partitions: vec![partition],
-            }),
-        }
-    }
-    topics
 }

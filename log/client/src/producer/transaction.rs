@@ -177,21 +177,7 @@ impl Producer {
         };
         self.retry(|| async { answered(client.add_offsets_to_txn(add.clone()).await?) })
             .await?;
-        let mut topics: Vec<OffsetCommitTopic> = Vec::new();
-        for (tp, offset) in offsets {
-            let partition = OffsetCommitPartition {
-                partition: tp.partition,
-                offset: *offset,
-                metadata: String::new(),
-            };
-            match topics.iter_mut().find(|t| t.name == tp.topic) {
-                Some(t) => t.partitions.push(partition),
-                None => topics.push(OffsetCommitTopic {
-                    name: tp.topic.clone(),
-                    partitions: vec![partition],
-                }),
-            }
-        }
+        let topics = crate::group::commit_topics(offsets.iter().cloned());
         let commit = TxnOffsetCommitRequest {
             transactional_id: id,
             group_id: group.group_id.clone(),
