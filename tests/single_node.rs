@@ -292,3 +292,36 @@ fn transactions_from_the_command_line_commit_abort_and_are_listed() {
     );
     drop(broker);
 }
+
+/// A second broker on a data directory a running broker serves exits at
+/// once with an error naming the holder, before touching a file; the
+/// first goes on serving, and once it stopped the directory is free.
+#[test]
+fn a_second_broker_on_a_served_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let first = BrokerProcess::start(&["--data-dir", data]);
+    spool(&first.address, &["topics", "create", "kept"], None);
+    let started = std::time::Instant::now();
+    let second = Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(["broker", "--data-dir", data, "--listen", "127.0.0.1:0"])
+        .args(["--kafka-listen", "off", "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "the second broker started");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let error = String::from_utf8_lossy(&second.stderr);
+    assert!(error.contains("is in use by process"), "{error}");
+    assert!(error.contains(".lock"), "{error}");
+    // The first is unharmed: it still serves what it had.
+    spool(&first.address, &["produce", "kept"], Some("one\n"));
+    let values: Vec<_> = consumed(&first.address, "kept", 1)
+        .iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    assert_eq!(values, vec![serde_json::json!("one")]);
+    first.stop();
+    let again = BrokerProcess::start(&["--data-dir", data]);
+    assert_eq!(consumed(&again.address, "kept", 1).len(), 1);
+    again.stop();
+}

@@ -167,7 +167,7 @@ fn storage_code(e: &StorageError) -> ErrorCode {
         StorageError::InvalidTopicName { .. } => C::InvalidTopic,
         StorageError::OffsetOutOfRange { .. } => C::OffsetOutOfRange,
         StorageError::InvalidRequest(_) => C::InvalidRequest,
-        StorageError::Io { .. } => C::StorageError,
+        StorageError::Io { .. } | StorageError::DirectoryLocked { .. } => C::StorageError,
     }
 }
 

@@ -53,6 +53,10 @@ pub enum StorageError {
     /// index outside the log, a file that cannot be encoded).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Another process serves the data directory (its lock file is
+    /// held).
+    #[error("data directory {} is in use by {holder}: failed to acquire the lock on {}/.lock; stop that process or give this one another directory", dir.display(), dir.display())]
+    DirectoryLocked { dir: PathBuf, holder: String },
     /// A file system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {

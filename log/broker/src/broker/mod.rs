@@ -89,6 +89,10 @@ pub struct Broker {
     /// A client of the cluster for requests to other brokers, made once
     /// it is first needed.
     peer_client: tokio::sync::OnceCell<spool_client::Client>,
+    /// The data directory's lock, held from opening to `shutdown` (then
+    /// released, so the same process may open the directory again even
+    /// while handles to this broker linger).
+    data_dir_lock: parking_lot::Mutex<Option<spool_storage::DataDirLock>>,
 }
 
 impl Broker {
@@ -120,8 +124,8 @@ impl Broker {
                 reason: "node ids must fit in 32 bits".into(),
             })?;
         refuse_old_layout(&config.data_dir)?;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| BrokerError::io(&config.data_dir, e))?;
+        // Before anything in the directory is read or written.
+        let data_dir_lock = spool_storage::DataDirLock::acquire(&config.data_dir)?;
         let retention_interval = config.manager.retention_check_interval;
         let joining = cluster.join;
         let manager = LogManager::start(config.manager.clone());
@@ -143,6 +147,7 @@ impl Broker {
             producer_ids,
             transactions,
             peer_client: tokio::sync::OnceCell::new(),
+            data_dir_lock: parking_lot::Mutex::new(Some(data_dir_lock)),
         });
         tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
@@ -287,6 +292,7 @@ impl Broker {
         if let Some(manager) = self.manager.lock().take() {
             manager.shutdown()?;
         }
+        self.data_dir_lock.lock().take();
         tracing::info!(dir = %self.config.data_dir.display(), "broker shut down cleanly");
         Ok(())
     }
