@@ -325,3 +325,27 @@ fn a_second_broker_on_a_served_data_directory_is_refused() {
     assert_eq!(consumed(&again.address, "kept", 1).len(), 1);
     again.stop();
 }
+
+/// A bootstrap list (`SPOOL_BOOTSTRAP` or `--bootstrap`, as Kafka's
+/// bootstrap.servers) starts a client while any one of its brokers
+/// answers; when none does, the error names every one tried.
+#[test]
+fn a_bootstrap_list_reaches_the_broker_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let down = "127.0.0.1:1";
+    let list = format!("{down}, {}", broker.address);
+    spool(&list, &["topics", "create", "listed"], None);
+    spool(&list, &["produce", "listed"], Some("one\n"));
+    assert_eq!(consumed(&list, "listed", 1).len(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_spool"))
+        .args(["topics", "list", "--bootstrap", "127.0.0.1:1,127.0.0.1:2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("127.0.0.1:1") && error.contains("127.0.0.1:2"),
+        "{error}"
+    );
+}

@@ -98,7 +98,8 @@ enum Bench {
 /// Where client commands find the broker.
 #[derive(Args, Clone, Debug)]
 pub struct Connection {
-    /// Broker address (host:port).
+    /// Broker address (host:port), or a comma-separated list tried in
+    /// order until one answers (as Kafka's bootstrap.servers).
     #[arg(long, env = "SPOOL_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP, global = true)]
     bootstrap: String,
 }

@@ -17,9 +17,40 @@ pub(crate) struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    /// Connects to the broker at `address` (`host:port` or
-    /// `http://host:port`).
-    pub(crate) async fn connect(address: &str) -> Result<GrpcTransport> {
+    /// Connects to the first broker of `addresses` that answers: one
+    /// address or a comma-separated list (`host:port` or
+    /// `http://host:port` each), as Kafka's `bootstrap.servers`, so a
+    /// client starts while any one of them is up. The rest of the
+    /// cluster is found through the broker reached.
+    pub(crate) async fn connect(addresses: &str) -> Result<GrpcTransport> {
+        let mut failures = Vec::new();
+        let listed = addresses
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        for address in listed {
+            match GrpcTransport::connect_one(address).await {
+                Ok(transport) => return Ok(transport),
+                Err(e) => failures.push(e),
+            }
+        }
+        match failures.len() {
+            0 => Err(ClientError::InvalidRequest(format!(
+                "no broker address in `{addresses}`"
+            ))),
+            1 => Err(failures.remove(0)),
+            _ => Err(ClientError::Transport {
+                address: addresses.to_string(),
+                reason: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+
+    async fn connect_one(address: &str) -> Result<GrpcTransport> {
         let uri = if address.contains("://") {
             address.to_string()
         } else {

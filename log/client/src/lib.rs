@@ -52,8 +52,10 @@ impl Client {
         Client { transport }
     }
 
-    /// Connects to a broker over gRPC (`host:port` or `http://host:port`);
-    /// the rest of its cluster is found through it.
+    /// Connects to a broker over gRPC (`host:port` or `http://host:port`,
+    /// or a comma-separated list of them, tried in order until one
+    /// answers, as Kafka's `bootstrap.servers`); the rest of its cluster
+    /// is found through it.
     pub async fn connect(address: &str) -> Result<Client> {
         let transport = grpc::GrpcTransport::connect(address).await?;
         Ok(Client::new(Arc::new(transport)))
