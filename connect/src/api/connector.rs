@@ -231,8 +231,10 @@ pub trait SinkTask: Send {
 
     /// The group gave the task these partitions; records of them follow,
     /// from the group's committed offsets (or the earliest record of a
-    /// partition never committed). A task that keeps per-partition state
-    /// (a writer per table partition) opens it here.
+    /// partition never committed), unless the task asks for others with
+    /// [`SinkTaskContext::offset`] (a sink that stores its offsets with its
+    /// data does, here). A task that keeps per-partition state (a writer
+    /// per table partition) opens it here.
     fn open(&mut self, partitions: Vec<TopicPartition>) -> BoxFuture<'_, Result<()>> {
         let _ = partitions;
         done()

@@ -1,8 +1,12 @@
-//! What the worker hands a task when it starts it: who the task is and,
-//! for a source task, the committed source offsets to resume from.
+//! What the worker hands a task when it starts it: who the task is; for
+//! a source task, the committed source offsets to resume from; for a sink
+//! task, a way to ask the worker to read partitions from other offsets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
+use spool_client::TopicPartition;
 
 use super::record::{SourceOffset, SourcePartition, Value};
 
@@ -81,12 +85,19 @@ impl SourceTaskContext {
     }
 }
 
-/// Who a sink task is (Kafka's `SinkTaskContext`, without the controls
-/// this slice does not offer yet).
+/// Who a sink task is, and where it wants its partitions read from
+/// (Kafka's `SinkTaskContext`, with its `offset` calls; without its
+/// pause, resume and commit requests).
+///
+/// Clones share the requested offsets: the worker keeps one clone and the
+/// task gets another.
 #[derive(Clone, Debug)]
 pub struct SinkTaskContext {
     connector: String,
     task: u32,
+    /// Offsets asked for with [`SinkTaskContext::offset`] and not yet
+    /// applied by the worker.
+    requested: Arc<Mutex<BTreeMap<TopicPartition, u64>>>,
 }
 
 impl SinkTaskContext {
@@ -94,6 +105,7 @@ impl SinkTaskContext {
         SinkTaskContext {
             connector: connector.into(),
             task,
+            requested: Arc::default(),
         }
     }
 
@@ -104,6 +116,29 @@ impl SinkTaskContext {
     /// The task's number within its connector, from 0.
     pub fn task(&self) -> u32 {
         self.task
+    }
+
+    /// Asks the worker to read `partition` from `offset` next (Kafka's
+    /// `context.offset(tp, offset)`): a sink that stores its offsets in
+    /// its outside system, for exactly-once, calls it from `open` with
+    /// the offsets stored there, which may be ahead of (or behind) what
+    /// the group committed. The worker seeks the partition after the call
+    /// returns and before the next `put`: records of it already fetched
+    /// are dropped, and its next commit stores `offset` for it. A later
+    /// request for the same partition replaces an earlier one.
+    pub fn offset(&self, partition: TopicPartition, offset: u64) {
+        self.requested.lock().insert(partition, offset);
+    }
+
+    /// [`SinkTaskContext::offset`] for several partitions at once (Kafka's
+    /// `context.offset(Map)`).
+    pub fn offsets(&self, offsets: impl IntoIterator<Item = (TopicPartition, u64)>) {
+        self.requested.lock().extend(offsets);
+    }
+
+    /// The offsets asked for since the last call, for the worker to apply.
+    pub fn take_requested_offsets(&self) -> BTreeMap<TopicPartition, u64> {
+        std::mem::take(&mut *self.requested.lock())
     }
 }
 
@@ -120,5 +155,25 @@ mod tests {
         let other: SourcePartition = [("filename".to_string(), Value::from("/tmp/b"))].into();
         assert_eq!(reader.offset(&other), None);
         assert_eq!(partition_key(&partition), r#"{"filename":"/tmp/a"}"#);
+    }
+
+    #[test]
+    fn offsets_a_sink_task_asks_for_reach_the_worker_once() {
+        let worker_side = SinkTaskContext::new("sink", 0);
+        let task_side = worker_side.clone();
+        task_side.offset(TopicPartition::new("t", 0), 5);
+        task_side.offsets([
+            (TopicPartition::new("t", 1), 7),
+            (TopicPartition::new("t", 0), 9),
+        ]);
+        let requested = worker_side.take_requested_offsets();
+        assert_eq!(
+            requested.into_iter().collect::<Vec<_>>(),
+            [
+                (TopicPartition::new("t", 0), 9),
+                (TopicPartition::new("t", 1), 7)
+            ]
+        );
+        assert!(worker_side.take_requested_offsets().is_empty());
     }
 }

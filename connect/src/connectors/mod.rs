@@ -1,13 +1,19 @@
 //! The built-in connectors, and the plugin registry that lists them and
 //! builds one by class name (Kafka's plugin path, without class loading:
-//! every connector spool runs is compiled in).
+//! every connector spool runs is compiled in): Kafka's file source and
+//! sink ([`file`]), the PostgreSQL sink ([`postgres`]) and a data
+//! generator ([`datagen`]).
 //!
 //! A class is named as Kafka names it, by its full class name, its simple
 //! name, or its simple name without `Connector`: for the file source,
 //! `org.apache.kafka.connect.file.FileStreamSourceConnector`,
-//! `FileStreamSourceConnector` or `FileStreamSource`.
+//! `FileStreamSourceConnector` or `FileStreamSource`; for the PostgreSQL
+//! sink, `io.spool.connect.postgres.PostgresSinkConnector`,
+//! `PostgresSinkConnector` or `PostgresSink`.
 
+pub mod datagen;
 pub mod file;
+pub mod postgres;
 
 use serde::Serialize;
 
@@ -31,9 +37,26 @@ struct Plugin {
     build: fn() -> Connector,
 }
 
-fn registry() -> [Plugin; 2] {
+/// Sorted by class name, as Kafka Connect lists plugins.
+fn registry() -> [Plugin; 4] {
     let version = env!("CARGO_PKG_VERSION");
     [
+        Plugin {
+            info: PluginInfo {
+                class: datagen::DATAGEN,
+                connector_type: ConnectorType::Source,
+                version,
+            },
+            build: || Connector::Source(Box::new(datagen::DatagenConnector::default())),
+        },
+        Plugin {
+            info: PluginInfo {
+                class: postgres::POSTGRES_SINK,
+                connector_type: ConnectorType::Sink,
+                version,
+            },
+            build: || Connector::Sink(Box::new(postgres::PostgresSinkConnector::default())),
+        },
         Plugin {
             info: PluginInfo {
                 class: file::FILE_STREAM_SINK,
@@ -115,6 +138,14 @@ mod tests {
             Some(file::FILE_STREAM_SINK)
         );
         assert_eq!(resolve_class("Stream"), None);
+        assert_eq!(resolve_class("PostgresSink"), Some(postgres::POSTGRES_SINK));
+        assert_eq!(
+            resolve_class("PostgresSinkConnector"),
+            Some(postgres::POSTGRES_SINK)
+        );
+        assert_eq!(resolve_class("Datagen"), Some(datagen::DATAGEN));
+        let datagen = create_connector("io.spool.connect.datagen.DatagenConnector").unwrap();
+        assert_eq!(datagen.connector_type(), ConnectorType::Source);
     }
 
     #[test]
@@ -135,9 +166,23 @@ mod tests {
     #[test]
     fn plugins_are_listed_like_kafka_connect_lists_them() {
         let listed = serde_json::to_value(plugins()).unwrap();
-        assert_eq!(listed[1]["class"], file::FILE_STREAM_SOURCE);
-        assert_eq!(listed[1]["type"], "source");
-        assert_eq!(listed[0]["type"], "sink");
+        let classes: Vec<&str> = plugins().iter().map(|p| p.class).collect();
+        assert_eq!(
+            classes,
+            [
+                datagen::DATAGEN,
+                postgres::POSTGRES_SINK,
+                file::FILE_STREAM_SINK,
+                file::FILE_STREAM_SOURCE
+            ]
+        );
+        let mut sorted = classes.clone();
+        sorted.sort_unstable();
+        assert_eq!(classes, sorted);
+        assert_eq!(listed[3]["class"], file::FILE_STREAM_SOURCE);
+        assert_eq!(listed[3]["type"], "source");
+        assert_eq!(listed[2]["type"], "sink");
+        assert_eq!(listed[1]["type"], "sink");
         assert_eq!(listed[0]["version"], env!("CARGO_PKG_VERSION"));
     }
 }

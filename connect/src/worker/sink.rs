@@ -55,7 +55,7 @@ pub(crate) async fn run(
     let moves = MoveRecorder::default();
     consumer.set_rebalance_listener(moves.clone());
     let context = SinkTaskContext::new(setup.connector.clone(), setup.id);
-    if let Err(e) = task.start(setup.config.clone(), context).await {
+    if let Err(e) = task.start(setup.config.clone(), context.clone()).await {
         finish(task.as_mut(), consumer, &setup).await;
         return Err(e);
     }
@@ -65,6 +65,7 @@ pub(crate) async fn run(
         consumer,
         moves,
         errors,
+        context,
         consumed: BTreeMap::new(),
         last_commit: Instant::now(),
         paused: false,
@@ -114,6 +115,9 @@ struct SinkLoop {
     consumer: Consumer,
     moves: MoveRecorder,
     errors: ErrorHandler,
+    /// The worker's clone of the task's context: the offsets the task
+    /// asks for arrive through it (`rewind`).
+    context: SinkTaskContext,
     /// The next offset of each partition put since the last commit.
     consumed: BTreeMap<TopicPartition, u64>,
     last_commit: Instant,
@@ -134,8 +138,9 @@ impl SinkLoop {
                 // next owner does not get what this task already wrote.
                 self.commit(task).await?;
             }
-            let records = self.poll().await?;
+            let mut records = self.poll().await?;
             self.apply_moves(task).await?;
+            self.rewind(&mut records);
             if !records.is_empty() {
                 self.put(task, records).await?;
             }
@@ -183,6 +188,38 @@ impl SinkLoop {
             task.open(assigned).await?;
         }
         Ok(())
+    }
+
+    /// Seeks each partition the task asked to read from elsewhere
+    /// (`SinkTaskContext::offset`, Kafka's `WorkerSinkTask.rewind`): its
+    /// records in hand are dropped, to be fetched again from there, and
+    /// the offset is what the next commit stores for it, as in Kafka. A
+    /// sink that keeps its offsets with its data asks for them in `open`,
+    /// so what the group committed (which may lag) does not decide.
+    fn rewind(&mut self, records: &mut Vec<ConsumerRecord>) {
+        for (tp, offset) in self.context.take_requested_offsets() {
+            if let Err(e) = self.consumer.seek(&tp, offset) {
+                tracing::warn!(
+                    connector = %self.setup.connector,
+                    task = self.setup.id,
+                    topic = %tp.topic,
+                    partition = tp.partition,
+                    error = %e,
+                    "the task asked for an offset of a partition it does not own; ignored"
+                );
+                continue;
+            }
+            tracing::info!(
+                connector = %self.setup.connector,
+                task = self.setup.id,
+                topic = %tp.topic,
+                partition = tp.partition,
+                offset,
+                "reading the partition from the offset the task asked for"
+            );
+            records.retain(|r| r.partition != tp.partition || *r.topic != *tp.topic);
+            self.consumed.insert(tp, offset);
+        }
     }
 
     /// The next records, retrying a retriable failure as

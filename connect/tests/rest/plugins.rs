@@ -17,6 +17,8 @@ async fn server_info_and_plugins_read_like_kafka_connects() {
     assert_eq!(
         plugins,
         json!([
+            {"class": "io.spool.connect.datagen.DatagenConnector", "type": "source", "version": VERSION},
+            {"class": "io.spool.connect.postgres.PostgresSinkConnector", "type": "sink", "version": VERSION},
             {"class": SINK, "type": "sink", "version": VERSION},
             {"class": SOURCE, "type": "source", "version": VERSION},
         ])
@@ -24,7 +26,7 @@ async fn server_info_and_plugins_read_like_kafka_connects() {
     let all = s.api.get("/connector-plugins?connectorsOnly=false").await;
     let all = all.as_array().unwrap();
     assert_eq!(
-        all[..2],
+        all[..4],
         plugins.as_array().unwrap()[..],
         "connectors first"
     );

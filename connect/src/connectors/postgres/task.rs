@@ -1,0 +1,263 @@
+//! The sink task: records become rows as they are put and wait in a
+//! buffer; a write (rows and offsets in one transaction) happens when
+//! `batch.size` rows wait or when the worker flushes. A partition the
+//! group gives the task is read from the offset stored with its rows.
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use super::config::SinkSettings;
+use super::database::{Database, Offsets, TableRows};
+use super::rows::{self, Converted};
+use crate::api::{ConfigMap, SinkRecord, SinkTask, SinkTaskContext, TopicPartition};
+use crate::{ConnectError, Result};
+
+/// The PostgreSQL sink's task (see the module's comment of `postgres`).
+#[derive(Default)]
+pub struct PostgresSinkTask {
+    /// `None` until started, and again once stopped.
+    running: Option<Running>,
+}
+
+struct Running {
+    settings: SinkSettings,
+    context: SinkTaskContext,
+    database: Database,
+    buffer: Buffer,
+    /// The stored next offset of each partition, as the last read or
+    /// write saw it: a flush that reaches no further writes nothing.
+    known: Offsets,
+}
+
+/// Rows put and not written yet, by table.
+#[derive(Default)]
+struct Buffer {
+    tables: BTreeMap<String, TableRows>,
+    rows: usize,
+}
+
+impl Buffer {
+    fn push(&mut self, table: String, converted: Converted) -> Result<()> {
+        let Converted { row, declared, pk } = converted;
+        let rows = self
+            .tables
+            .entry(table)
+            .or_insert_with_key(|table| TableRows {
+                table: table.clone(),
+                pk: pk.clone(),
+                ..TableRows::default()
+            });
+        if rows.pk != pk {
+            return Err(ConnectError::Task(format!(
+                "PostgreSQL sink: the record of `{}` at partition {}, offset {} has the key \
+                 columns {pk:?}, but other rows of table `{}` have {:?}",
+                row.topic, row.partition, row.offset, rows.table, rows.pk
+            )));
+        }
+        for (column, kind) in declared {
+            rows.declared.entry(column).or_insert(kind);
+        }
+        rows.rows.push(row);
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn take(&mut self) -> Vec<TableRows> {
+        self.rows = 0;
+        std::mem::take(&mut self.tables).into_values().collect()
+    }
+
+    /// Drops the rows of `partitions`: the group gave them to another
+    /// task, which reads them again from the stored offsets.
+    fn discard(&mut self, partitions: &[TopicPartition]) {
+        let owned_elsewhere = |topic: &str, partition: u32| {
+            partitions
+                .iter()
+                .any(|tp| tp.partition == partition && tp.topic == topic)
+        };
+        for table in self.tables.values_mut() {
+            table
+                .rows
+                .retain(|row| !owned_elsewhere(row.topic.as_str(), row.partition));
+        }
+        self.tables.retain(|_, table| !table.rows.is_empty());
+        self.rows = self.tables.values().map(|t| t.rows.len()).sum();
+    }
+}
+
+impl Running {
+    /// Writes what is buffered, with the offsets `reached` (see
+    /// `Database::write`); nothing when nothing is buffered and no offset
+    /// moved on.
+    async fn write(&mut self, reached: &Offsets) -> Result<()> {
+        let moved_on = reached
+            .iter()
+            .any(|(tp, offset)| self.known.get(tp).is_none_or(|known| offset > known));
+        if self.buffer.rows == 0 && !moved_on {
+            return Ok(());
+        }
+        let rows = self.buffer.rows;
+        let tables = self.buffer.take();
+        self.known = self.database.write(tables, reached, &self.settings).await?;
+        tracing::debug!(
+            connector = %self.context.connector(),
+            task = self.context.task(),
+            rows,
+            "rows written with their offsets"
+        );
+        Ok(())
+    }
+}
+
+impl PostgresSinkTask {
+    fn running(&mut self) -> Result<&mut Running> {
+        self.running
+            .as_mut()
+            .ok_or_else(|| ConnectError::Task("the PostgreSQL sink task is not started".into()))
+    }
+
+    async fn begin(&mut self, config: ConfigMap, context: SinkTaskContext) -> Result<()> {
+        let settings = SinkSettings::from_config(&config)?;
+        let database = Database::connect(&settings, context.connector(), context.task()).await?;
+        database.create_offsets_table().await?;
+        tracing::info!(
+            connector = %context.connector(),
+            task = context.task(),
+            mode = ?settings.insert_mode,
+            "PostgreSQL sink task started"
+        );
+        self.running = Some(Running {
+            settings,
+            context,
+            database,
+            buffer: Buffer::default(),
+            known: Offsets::new(),
+        });
+        Ok(())
+    }
+
+    /// Asks the worker to read each of `partitions` that has a stored
+    /// offset from there: the rows below it are in the database, whatever
+    /// the group committed.
+    async fn resume(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        let running = self.running()?;
+        let stored = running.database.stored_offsets().await?;
+        for tp in partitions {
+            let Some(next) = stored.get(&tp).copied() else {
+                continue;
+            };
+            tracing::info!(
+                connector = %running.context.connector(),
+                topic = %tp.topic,
+                partition = tp.partition,
+                offset = next,
+                "resuming from the offset stored with the rows"
+            );
+            running.context.offset(tp.clone(), next);
+            running.known.insert(tp, next);
+        }
+        Ok(())
+    }
+
+    /// Converts and buffers `records`, writing each time `batch.size`
+    /// rows wait.
+    async fn buffer(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        let running = self.running()?;
+        for record in records {
+            let table = running.settings.table_name(&record.topic)?;
+            let converted = rows::convert(record, &running.settings.rows)?;
+            running.buffer.push(table, converted)?;
+            if running.buffer.rows >= running.settings.batch_size {
+                running.write(&Offsets::new()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_to(&mut self, offsets: Offsets) -> Result<()> {
+        self.running()?.write(&offsets).await
+    }
+
+    /// Forgets `partitions`: their buffered rows, and what is known of
+    /// their offsets (another task may move them on meanwhile).
+    fn forget(&mut self, partitions: &[TopicPartition]) {
+        if let Some(running) = self.running.as_mut() {
+            running.buffer.discard(partitions);
+            for tp in partitions {
+                running.known.remove(tp);
+            }
+        }
+    }
+}
+
+impl SinkTask for PostgresSinkTask {
+    fn start(&mut self, config: ConfigMap, context: SinkTaskContext) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.begin(config, context))
+    }
+
+    fn open(&mut self, partitions: Vec<TopicPartition>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.resume(partitions))
+    }
+
+    fn put(&mut self, records: Vec<SinkRecord>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.buffer(records))
+    }
+
+    fn flush(&mut self, offsets: BTreeMap<TopicPartition, u64>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.flush_to(offsets))
+    }
+
+    fn close(&mut self, partitions: Vec<TopicPartition>) -> BoxFuture<'_, Result<()>> {
+        self.forget(&partitions);
+        crate::api::done()
+    }
+
+    /// Closes the connection; rows still buffered were never flushed, so
+    /// their offsets were not committed either, and they are read again.
+    fn stop(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.running = None;
+        crate::api::done()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Value;
+    use crate::connectors::postgres::columns::ColumnType;
+    use crate::connectors::postgres::rows::Row;
+    use serde_json::json;
+
+    fn converted(topic: &str, partition: u32, offset: u64, pk: &[&str]) -> Converted {
+        let values = json!({"id": offset});
+        Converted {
+            row: Row {
+                topic: topic.into(),
+                partition,
+                offset,
+                values: values.as_object().cloned().unwrap(),
+            },
+            declared: vec![("id".to_string(), ColumnType::Integer)],
+            pk: pk.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_buffer_groups_rows_by_table_and_drops_closed_partitions() {
+        let mut buffer = Buffer::default();
+        buffer.push("a".into(), converted("a", 0, 0, &[])).unwrap();
+        buffer.push("a".into(), converted("a", 1, 0, &[])).unwrap();
+        buffer.push("b".into(), converted("b", 0, 0, &[])).unwrap();
+        assert_eq!(buffer.rows, 3);
+        let error = buffer.push("a".into(), converted("a", 0, 1, &["id"]));
+        assert!(error.unwrap_err().to_string().contains("key columns"));
+        buffer.discard(&[TopicPartition::new("a", 1), TopicPartition::new("b", 0)]);
+        assert_eq!(buffer.rows, 1);
+        let tables = buffer.take();
+        assert_eq!(tables.len(), 1);
+        assert_eq!(tables[0].rows[0].values["id"], Value::from(0));
+        assert_eq!(tables[0].declared["id"], ColumnType::Integer);
+        assert_eq!(buffer.rows, 0);
+    }
+}
