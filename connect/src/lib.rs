@@ -22,8 +22,7 @@
 //! which the worker applies to each record (a source's before converting
 //! it, a sink's after), and the worker handles failed records as Kafka's
 //! `errors.*` keys say (tolerance, retries, a dead-letter topic).
-//! Not built yet: the distributed worker, exactly-once sources, and the
-//! PostgreSQL connectors.
+//! Not built yet: the distributed worker and the PostgreSQL source.
 
 pub mod api;
 pub mod connectors;

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::exactly_once::{DEFAULT_GROUP_ID, ENABLED, EXACTLY_ONCE_SOURCE_SUPPORT, GROUP_ID};
+use super::offset_topic::{
+    DEFAULT_OFFSETS_TOPIC, DEFAULT_OFFSET_STORAGE_PARTITIONS, OFFSET_STORAGE_TOPIC,
+};
 use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
 use crate::api::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, ConnectorType, Importance, Password, TypedValue,
@@ -55,8 +59,39 @@ pub struct WorkerConfig {
     /// embeds a broker when it is absent.
     pub bootstrap: Option<String>,
     /// `offset.storage.file.filename` (required, as in Kafka's standalone
-    /// worker): where source offsets are kept between runs.
-    pub offset_storage_file: PathBuf,
+    /// worker, unless the offsets are in a topic): where source offsets are
+    /// kept between runs. Unused when [`WorkerConfig::offsets_topic`] names
+    /// a topic.
+    pub offset_storage_file: Option<PathBuf>,
+    /// `offset.storage.topic` (default none): keep source offsets in this
+    /// compacted topic, in Kafka's format, as Kafka's distributed worker
+    /// does, instead of the file. None by default, as in Kafka's
+    /// standalone worker, whose offsets are a file; exactly-once sources
+    /// need a topic, and use `connect-offsets` when none is named.
+    pub offset_storage_topic: Option<String>,
+    /// `offset.storage.partitions` (default 25, Kafka's): the partitions
+    /// the worker creates the offsets topic with when it is missing. Many,
+    /// since every source partition of every connector has a key there
+    /// and writes spread by key; an existing topic keeps its own count.
+    pub offset_storage_partitions: u32,
+    /// `offset.storage.replication.factor` (default -1, here `None`): the
+    /// replicas the offsets topic is created with; -1 takes the cluster's
+    /// default, min(3, brokers). Kafka's default is 3, which a single
+    /// broker (spool's embedded default) cannot satisfy; -1 gives 3 on a
+    /// cluster of three or more anyway.
+    pub offset_storage_replication_factor: Option<u32>,
+    /// `group.id` (default `connect-cluster`, the name Kafka's sample
+    /// distributed config uses): the worker group's name, which prefixes
+    /// the transactional ids of exactly-once source tasks
+    /// (`<group.id>-<connector>-<task>`), so two groups sharing a cluster
+    /// never fence each other's tasks.
+    pub group_id: String,
+    /// `exactly.once.source.support` (`enabled` or `disabled`; default
+    /// disabled, as in Kafka): whether source tasks write their records
+    /// and offsets in transactions (see `exactly_once`). Off by default:
+    /// it costs a transaction per poll (a few coordinator round trips),
+    /// needs the offsets topic, and only read_committed consumers profit.
+    pub exactly_once_source_support: bool,
     /// `offset.flush.interval.ms` (default 10 s, Kafka's): how often a
     /// source task waits for its sends to be acknowledged and stores its
     /// offsets, and a sink task flushes and commits. It bounds what a
@@ -92,7 +127,12 @@ impl WorkerConfig {
     pub fn new(offset_storage_file: impl Into<PathBuf>) -> WorkerConfig {
         WorkerConfig {
             bootstrap: None,
-            offset_storage_file: offset_storage_file.into(),
+            offset_storage_file: Some(offset_storage_file.into()),
+            offset_storage_topic: None,
+            offset_storage_partitions: DEFAULT_OFFSET_STORAGE_PARTITIONS,
+            offset_storage_replication_factor: None,
+            group_id: DEFAULT_GROUP_ID.to_string(),
+            exactly_once_source_support: false,
             offset_flush_interval: Duration::from_millis(10_000),
             task_shutdown_timeout: Duration::from_millis(5_000),
             converters: [
@@ -143,8 +183,9 @@ impl WorkerConfig {
                     OFFSET_STORAGE_FILE,
                     ConfigType::String,
                     Importance::High,
-                    "The file to store source offsets in.",
+                    "The file to store source offsets in; required unless they are in a topic.",
                 )
+                .optional()
                 .validator(Validator::NonEmptyString),
             )
             .define(
@@ -189,6 +230,20 @@ impl WorkerConfig {
                 )
                 .optional(),
             )
+            .merge(&super::offset_topic::worker_config_def())
+            .merge(&super::exactly_once::worker_config_def())
+    }
+
+    /// The topic source offsets are kept in: `offset.storage.topic`, or
+    /// `connect-offsets` when exactly-once sources are enabled without
+    /// one (their offsets must be written in their transactions, which a
+    /// file cannot take part in); `None` keeps them in the file.
+    pub fn offsets_topic(&self) -> Option<&str> {
+        match (&self.offset_storage_topic, self.exactly_once_source_support) {
+            (Some(topic), _) => Some(topic.as_str()),
+            (None, true) => Some(DEFAULT_OFFSETS_TOPIC),
+            (None, false) => None,
+        }
     }
 
     /// A config from Kafka-style properties.
@@ -211,9 +266,23 @@ impl WorkerConfig {
         for key in [KEY_CONVERTER, VALUE_CONVERTER] {
             converters.insert(key.to_string(), parsed.string(key)?.to_string());
         }
+        let offset_storage_topic = parsed.optional_string(OFFSET_STORAGE_TOPIC)?;
+        let exactly_once_source_support = parsed.string(EXACTLY_ONCE_SOURCE_SUPPORT)? == ENABLED;
+        let offset_storage_file = parsed.optional_string(OFFSET_STORAGE_FILE)?;
+        if offset_storage_file.is_none()
+            && offset_storage_topic.is_none()
+            && !exactly_once_source_support
+        {
+            return Err(missing_offsets_file());
+        }
         Ok(WorkerConfig {
             bootstrap,
-            offset_storage_file: PathBuf::from(parsed.string(OFFSET_STORAGE_FILE)?),
+            offset_storage_file: offset_storage_file.map(PathBuf::from),
+            offset_storage_topic: offset_storage_topic.map(str::to_string),
+            offset_storage_partitions: super::offset_topic::partitions(&parsed)?,
+            offset_storage_replication_factor: super::offset_topic::replication_factor(&parsed)?,
+            group_id: parsed.string(GROUP_ID)?.to_string(),
+            exactly_once_source_support,
             offset_flush_interval: millis(OFFSET_FLUSH_INTERVAL_MS)?,
             task_shutdown_timeout: millis(TASK_SHUTDOWN_TIMEOUT_MS)?,
             converters,
@@ -233,6 +302,18 @@ impl WorkerConfig {
         let text = std::fs::read_to_string(path).map_err(|e| ConnectError::io(path, e))?;
         WorkerConfig::from_map(&toml_properties(&text, path)?)
     }
+}
+
+/// Kafka's message for a missing `offset.storage.file.filename`, with the
+/// way out a topic offers.
+pub(super) fn missing_offsets_file() -> ConnectError {
+    ConnectError::config(
+        OFFSET_STORAGE_FILE,
+        format!(
+            "missing required configuration \"{OFFSET_STORAGE_FILE}\" which has no default \
+             value (or set `{OFFSET_STORAGE_TOPIC}` to keep offsets in a topic)"
+        ),
+    )
 }
 
 /// The keys every connector has, whatever its class (Kafka's
@@ -287,7 +368,9 @@ pub fn connector_config_def(connector_type: ConnectorType) -> ConfigDef {
         .merge(&crate::transforms::config_def())
         .merge(&super::errors::config_def());
     match connector_type {
-        ConnectorType::Source => def,
+        // `exactly.once.support` and `transaction.boundary`: Kafka's
+        // `SourceConnectorConfig` keys, read where exactly-once is built.
+        ConnectorType::Source => def.merge(&super::exactly_once::connector_config_def()),
         ConnectorType::Sink => def.define(
             ConfigKey::new(
                 TOPICS,
@@ -413,7 +496,7 @@ mod tests {
         assert_eq!(config.bootstrap.as_deref(), Some("127.0.0.1:9292"));
         assert_eq!(
             config.offset_storage_file,
-            PathBuf::from("/var/lib/spool/connect.offsets")
+            Some(PathBuf::from("/var/lib/spool/connect.offsets"))
         );
         assert_eq!(config.offset_flush_interval, Duration::from_millis(500));
         assert_eq!(config.task_shutdown_timeout, Duration::from_secs(5));

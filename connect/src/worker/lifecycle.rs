@@ -286,6 +286,7 @@ impl Worker {
         // Transforms and error handling too, as `add_connector` checks
         // them, so that a replaced config is refused before anything stops.
         Pipeline::from_config(config, &parsed, connector.connector_type())?;
+        self.check_exactly_once(&parsed, connector.connector_type())?;
         let converters = Converters {
             key: self.converter(config, KEY_CONVERTER)?,
             value: self.converter(config, VALUE_CONVERTER)?,

@@ -1,6 +1,9 @@
 //! The standalone worker: runs connectors and their tasks in this
 //! process, against the broker or cluster behind a `spool_client::Client`,
-//! with source offsets in a local file (Kafka's `ConnectStandalone`).
+//! with source offsets in a local file (Kafka's `ConnectStandalone`) or,
+//! as Kafka's distributed worker keeps them, in a compacted topic
+//! (`offset_topic`; both behind `offsets`' `OffsetBackingStore`), and
+//! exactly-once sources when enabled (`exactly_once`).
 //!
 //! [`Worker`] is a cheap, cloneable handle whose methods are the
 //! operations Kafka Connect's REST API offers (add, stop, pause, resume,
@@ -20,9 +23,11 @@
 mod config;
 mod connector_file;
 mod errors;
+mod exactly_once;
 mod info;
 mod lifecycle;
 mod offset_admin;
+mod offset_topic;
 mod offsets;
 mod sink;
 mod source;
@@ -50,14 +55,23 @@ pub use errors::{
     ERRORS_LOG_ENABLE, ERRORS_LOG_INCLUDE_MESSAGES, ERRORS_RETRY_DELAY_MAX_MS,
     ERRORS_RETRY_TIMEOUT, ERRORS_TOLERANCE,
 };
+pub use exactly_once::{
+    transactional_id, DEFAULT_GROUP_ID, EXACTLY_ONCE_SOURCE_SUPPORT, EXACTLY_ONCE_SUPPORT,
+    GROUP_ID, TRANSACTION_BOUNDARY, TRANSACTION_BOUNDARY_INTERVAL_MS,
+};
 pub use info::{ConnectorInfo, TaskId, TaskInfo};
 pub use lifecycle::TargetState;
 pub use offset_admin::{
     ConnectorOffset, ConnectorOffsets, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC,
 };
-pub use offsets::FileOffsetStore;
+pub use offset_topic::{
+    TopicOffsetStore, DEFAULT_OFFSETS_TOPIC, DEFAULT_OFFSET_STORAGE_PARTITIONS,
+    OFFSET_STORAGE_PARTITIONS, OFFSET_STORAGE_REPLICATION_FACTOR, OFFSET_STORAGE_TOPIC,
+};
+pub use offsets::{FileOffsetStore, OffsetBackingStore, OffsetChange};
 pub use status::{ConnectorStatus, State, StateInfo, TaskStatus};
 
+use self::exactly_once::ExactlyOnce;
 use self::status::StatusBoard;
 use self::task::{Pipeline, Target, TaskSetup};
 use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
@@ -77,7 +91,9 @@ pub struct Worker {
 struct Inner {
     client: Client,
     config: WorkerConfig,
-    offsets: Arc<FileOffsetStore>,
+    offsets: Arc<dyn OffsetBackingStore>,
+    /// `Some` with `exactly.once.source.support=enabled`.
+    exactly_once: Option<ExactlyOnce>,
     /// `None` once shut down. Held while a connector is added, so
     /// operations on one name are serialized as a herder's are; never
     /// while a connector stops, which waits for its tasks.
@@ -100,20 +116,26 @@ struct Converters {
 }
 
 impl Worker {
-    /// A worker with no connectors yet, its offsets read from
-    /// `offset.storage.file.filename`.
+    /// A worker with no connectors yet, its offsets read from their topic
+    /// (`offset.storage.topic`, created if missing; `connect-offsets`
+    /// under exactly-once) or from `offset.storage.file.filename`.
     pub async fn start(client: Client, config: WorkerConfig) -> Result<Worker> {
-        let path = config.offset_storage_file.clone();
-        // Read once at start; a small file, but a blocking read.
-        let offsets = tokio::task::spawn_blocking(move || FileOffsetStore::open(path))
-            .await
-            .map_err(|e| ConnectError::Task(format!("reading the offsets file failed: {e}")))??;
-        tracing::info!(offsets = %offsets.path().display(), "connect worker started");
+        let (offsets, topic_store) = offsets::open_store(&client, &config).await?;
+        let exactly_once = match (config.exactly_once_source_support, topic_store) {
+            (true, Some(store)) => Some(ExactlyOnce::new(store, config.group_id.clone())),
+            _ => None,
+        };
+        tracing::info!(
+            offsets = %offsets.location(),
+            exactly_once = exactly_once.is_some(),
+            "connect worker started"
+        );
         Ok(Worker {
             inner: Arc::new(Inner {
                 client,
                 config,
-                offsets: Arc::new(offsets),
+                offsets,
+                exactly_once,
                 connectors: Mutex::new(Some(BTreeMap::new())),
             }),
         })
@@ -134,6 +156,7 @@ impl Worker {
         let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
         let mut results = def.validate(config);
         crate::transforms::report_errors(config, &mut results);
+        self.report_exactly_once(&mut results);
         Ok(results)
     }
 
@@ -165,6 +188,7 @@ impl Worker {
         // Transforms and error handling are checked before anything starts,
         // so a bad one refuses the connector, naming its key.
         Pipeline::from_config(&config, &parsed, connector.connector_type())?;
+        self.check_exactly_once(&parsed, connector.connector_type())?;
         let converters = Converters {
             key: self.converter(&config, KEY_CONVERTER)?,
             value: self.converter(&config, VALUE_CONVERTER)?,
@@ -228,6 +252,13 @@ impl Worker {
                 return;
             }
         };
+        let started = task_configs.len().min(max_tasks);
+        let transactions =
+            match self.connector_transactions(name, &running.connector, parsed, max_tasks, started)
+            {
+                Ok(transactions) => transactions,
+                Err(error) => return exactly_once::connector_failed(name, &running.status, &error),
+            };
         running.status.set_connector(State::Running, None);
         let topics = parsed
             .list(TOPICS)
@@ -259,6 +290,7 @@ impl Worker {
                     setup,
                     c.create_task(),
                     Arc::clone(&self.inner.offsets),
+                    transactions.as_ref().map(|t| t.task(name, id)),
                 )),
                 Connector::Sink(c) => Box::pin(sink::run(setup, c.create_task(), topics.clone())),
             };

@@ -1,7 +1,10 @@
 //! A connector's committed offsets read, altered and reset from outside
 //! (Kafka Connect's `GET`, `PATCH` and `DELETE /connectors/{name}/offsets`,
-//! KIP-875): a source connector's in the offsets file, a sink
-//! connector's in its consumer group `connect-<name>`.
+//! KIP-875): a source connector's in the worker's offsets store (the
+//! offsets file or the offsets topic), a sink connector's in its consumer
+//! group `connect-<name>`. Under exactly-once, a source connector's tasks
+//! are fenced before its offsets change, as Kafka fences them, so that no
+//! zombie's transaction commits over the change.
 //!
 //! Kafka only alters the offsets of a STOPPED connector. Here a running or
 //! paused one is accepted too: its tasks stop gracefully first (flushing
@@ -14,7 +17,6 @@
 //! only altered, and starts nothing.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use spool_client::proto::{ErrorCode, OffsetFetchRequest};
@@ -67,13 +69,14 @@ enum Change {
 
 impl Worker {
     /// Connector `name`'s committed offsets: a source's from the offsets
-    /// file, a sink's from its consumer group.
+    /// store, a sink's from its consumer group.
     pub async fn connector_offsets(&self, name: &str) -> Result<ConnectorOffsets> {
         let offsets = match self.connector_type(name).await? {
             ConnectorType::Source => self
                 .inner
                 .offsets
-                .offsets(name)
+                .committed(name)
+                .await?
                 .into_iter()
                 .map(|(partition, offset)| ConnectorOffset {
                     partition,
@@ -144,7 +147,7 @@ impl Worker {
         if restart.is_some() {
             self.halt(name, running).await;
         }
-        let applied = self.apply(name, change).await;
+        let applied = self.apply(name, &running.config, change).await;
         if let Some(prepared) = restart {
             // Started again whether or not the change went through: a
             // failed change leaves the offsets as they were.
@@ -154,12 +157,22 @@ impl Worker {
         applied.map(|()| complete)
     }
 
-    async fn apply(&self, name: &str, change: Change) -> Result<()> {
-        let store = Arc::clone(&self.inner.offsets);
-        let connector = name.to_string();
+    async fn apply(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+        change: Change,
+    ) -> Result<()> {
+        let store = &self.inner.offsets;
         match change {
-            Change::Source(changes) => blocking(move || store.alter(&connector, changes)).await,
-            Change::Reset(ConnectorType::Source) => blocking(move || store.reset(&connector)).await,
+            Change::Source(changes) => {
+                self.fence_zombies(name, config).await?;
+                store.alter_offsets(name, changes).await
+            }
+            Change::Reset(ConnectorType::Source) => {
+                self.fence_zombies(name, config).await?;
+                store.reset_offsets(name).await
+            }
             Change::Sink(changes) => self.alter_sink_offsets(name, changes).await,
             Change::Reset(ConnectorType::Sink) => self.reset_sink_offsets(name).await,
         }
@@ -265,14 +278,6 @@ impl Worker {
             )),
         }
     }
-}
-
-/// Runs a change of the offsets store, which syncs the disk, off the
-/// async threads.
-async fn blocking(work: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ConnectError::Task(format!("changing source offsets failed: {e}")))?
 }
 
 /// Source offsets as the store takes them: a partition must be an object

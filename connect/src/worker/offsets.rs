@@ -1,9 +1,13 @@
-//! The standalone worker's source offsets: a JSON file of
-//! `{connector: [{"partition": ..., "offset": ...}]}` (Kafka's standalone
-//! worker keeps them in `offset.storage.file.filename` too).
+//! Where source offsets are kept: [`OffsetBackingStore`] (Kafka's
+//! interface of the same name) with two implementations, the standalone
+//! worker's JSON file ([`FileOffsetStore`], here) and a compacted topic
+//! ([`TopicOffsetStore`], in `offset_topic`), as Kafka's distributed
+//! worker keeps them. The worker config picks one ([`open_store`]).
 //!
-//! The whole file is rewritten at each commit, atomically: a temporary
-//! file is written and synced, renamed over the old one, and the
+//! The file is `{connector: [{"partition": ..., "offset": ...}]}` (Kafka's
+//! standalone worker keeps its offsets in `offset.storage.file.filename`
+//! too). The whole file is rewritten at each commit, atomically: a
+//! temporary file is written and synced, renamed over the old one, and the
 //! directory synced, so a crash leaves the old offsets or the new ones,
 //! never a torn file. The file is small (one entry per source partition)
 //! and commits come once per flush interval per task.
@@ -11,13 +15,95 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use spool_client::Client;
 
+use super::config::{missing_offsets_file, WorkerConfig};
+use super::offset_topic::TopicOffsetStore;
 use crate::api::context::partition_key;
 use crate::api::{OffsetStorageReader, SourceOffset, SourcePartition};
 use crate::{ConnectError, Result};
+
+/// One source partition's change: its new offset, or `None` to forget it
+/// (its connector then reads the partition from its start).
+pub type OffsetChange = (SourcePartition, Option<SourceOffset>);
+
+/// Where a worker keeps its source connectors' offsets (Kafka's
+/// `OffsetBackingStore`): what a task resumes from, what its flushes
+/// store, and what the offsets endpoints read and change. Shared by every
+/// task of the worker; each call sees every change made before it.
+pub trait OffsetBackingStore: Send + Sync {
+    /// Where the offsets are, for logs: the file's path or the topic's name.
+    fn location(&self) -> String;
+
+    /// The committed offset of each of `connector`'s source partitions,
+    /// ordered by partition key.
+    fn committed<'a>(
+        &'a self,
+        connector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(SourcePartition, SourceOffset)>>>;
+
+    /// Stores `offsets` as `connector`'s latest: a task's flush, once the
+    /// records up to them are acknowledged.
+    fn commit_offsets<'a>(
+        &'a self,
+        connector: &'a str,
+        offsets: Vec<(SourcePartition, SourceOffset)>,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Sets or forgets the offsets of some of `connector`'s source
+    /// partitions (Kafka Connect's offsets alteration); others stay.
+    fn alter_offsets<'a>(
+        &'a self,
+        connector: &'a str,
+        changes: Vec<OffsetChange>,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Forgets every offset of `connector`, so its next task reads its
+    /// sources from the start (Kafka Connect's offsets reset).
+    fn reset_offsets<'a>(&'a self, connector: &'a str) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The store the worker config picks (`WorkerConfig::offsets_topic`): a
+/// topic when `offset.storage.topic` is set or exactly-once sources are
+/// enabled, as in Kafka's distributed worker; else the file, as in its
+/// standalone worker. The topic store comes back a second time as itself:
+/// exactly-once tasks write offsets to its topic in their own
+/// transactions, which needs more than the trait.
+pub(crate) async fn open_store(
+    client: &Client,
+    config: &WorkerConfig,
+) -> Result<(Arc<dyn OffsetBackingStore>, Option<Arc<TopicOffsetStore>>)> {
+    if let Some(topic) = config.offsets_topic() {
+        let store = TopicOffsetStore::open(
+            client.clone(),
+            topic,
+            config.offset_storage_partitions,
+            config.offset_storage_replication_factor,
+        )
+        .await?;
+        let store = Arc::new(store);
+        // A method call, so `clone` is `Arc<TopicOffsetStore>`'s and the
+        // result coerces; `Arc::clone(&store)` would be inferred as the
+        // trait object's and refused.
+        let shared: Arc<dyn OffsetBackingStore> = store.clone();
+        return Ok((shared, Some(store)));
+    }
+    let path = config
+        .offset_storage_file
+        .clone()
+        .ok_or_else(missing_offsets_file)?;
+    // Read once at start; a small file, but a blocking read.
+    let store = tokio::task::spawn_blocking(move || FileOffsetStore::open(path))
+        .await
+        .map_err(|e| ConnectError::Task(format!("reading the offsets file failed: {e}")))??;
+    let shared: Arc<dyn OffsetBackingStore> = Arc::new(store);
+    Ok((shared, None))
+}
 
 /// One source partition's committed offset, as the file holds it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,11 +117,12 @@ type Offsets = BTreeMap<String, BTreeMap<String, Entry>>;
 
 /// The offsets file and what it holds. Shared by every source task of
 /// the worker; commits are serialized, so each write holds every commit
-/// before it.
-#[derive(Debug)]
+/// before it. Clones share the offsets (and so the serialization), which
+/// lets a clone carry a write off the async threads.
+#[derive(Clone, Debug)]
 pub struct FileOffsetStore {
     path: PathBuf,
-    offsets: Mutex<Offsets>,
+    offsets: Arc<Mutex<Offsets>>,
 }
 
 impl FileOffsetStore {
@@ -53,7 +140,7 @@ impl FileOffsetStore {
         };
         Ok(FileOffsetStore {
             path,
-            offsets: Mutex::new(offsets),
+            offsets: Arc::new(Mutex::new(offsets)),
         })
     }
 
@@ -97,11 +184,7 @@ impl FileOffsetStore {
     /// (`None`) forgets them, and writes the file: Kafka Connect's
     /// offsets alteration. The change is applied to a copy first, so a
     /// write that fails leaves the store as it was. A blocking call.
-    pub fn alter(
-        &self,
-        connector: &str,
-        changes: Vec<(SourcePartition, Option<SourceOffset>)>,
-    ) -> Result<()> {
+    pub fn alter(&self, connector: &str, changes: Vec<OffsetChange>) -> Result<()> {
         let mut all = self.offsets.lock();
         let mut altered = all.clone();
         let entries = altered.entry(connector.to_string()).or_default();
@@ -170,6 +253,52 @@ impl FileOffsetStore {
             .and_then(|d| d.sync_all())
             .map_err(io(dir))
     }
+}
+
+/// The file's writes sync the disk, so each runs off the async threads
+/// on a clone of the store.
+impl OffsetBackingStore for FileOffsetStore {
+    fn location(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn committed<'a>(
+        &'a self,
+        connector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(SourcePartition, SourceOffset)>>> {
+        let offsets = self.offsets(connector);
+        Box::pin(async move { Ok::<_, ConnectError>(offsets) })
+    }
+
+    fn commit_offsets<'a>(
+        &'a self,
+        connector: &'a str,
+        offsets: Vec<(SourcePartition, SourceOffset)>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let (store, connector) = (self.clone(), connector.to_string());
+        Box::pin(blocking(move || store.commit(&connector, offsets)))
+    }
+
+    fn alter_offsets<'a>(
+        &'a self,
+        connector: &'a str,
+        changes: Vec<OffsetChange>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let (store, connector) = (self.clone(), connector.to_string());
+        Box::pin(blocking(move || store.alter(&connector, changes)))
+    }
+
+    fn reset_offsets<'a>(&'a self, connector: &'a str) -> BoxFuture<'a, Result<()>> {
+        let (store, connector) = (self.clone(), connector.to_string());
+        Box::pin(blocking(move || store.reset(&connector)))
+    }
+}
+
+/// Runs a write of the offsets file off the async threads.
+async fn blocking(work: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ConnectError::Task(format!("writing source offsets failed: {e}")))?
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Offsets> {

@@ -3,9 +3,17 @@
 //! only then store the source offsets and tell the task (`commit`).
 //!
 //! The order is what makes a restart lose nothing: an offset reaches the
-//! offsets file only after every record up to it is on the broker. What
+//! offsets store only after every record up to it is on the broker. What
 //! was produced after the last flush is produced again after a crash (at
 //! least once), never skipped.
+//!
+//! Under exactly-once (`exactly_once`) the same loop runs with a
+//! transactional producer: a poll's records are sent inside a transaction,
+//! and at its boundary (in place of a flush) the offsets they reach are
+//! written into the same transaction, which then commits. Any error on the
+//! way aborts the open transaction before the task fails, and the task
+//! that replaces it starts from the last committed offsets: what a
+//! read_committed consumer sees, it sees once.
 //!
 //! A record a transform drops, or one skipped after an error under
 //! `errors.tolerance=all` (see `errors`), still advances its source
@@ -21,38 +29,54 @@ use spool_client::{Producer, ProducerConfig, ProducerRecord};
 use tokio::task::JoinHandle;
 
 use super::errors::{ErrorHandler, Failure, Original, Stage};
-use super::offsets::FileOffsetStore;
+use super::exactly_once::{TaskTransactions, Transactions};
+use super::offsets::OffsetBackingStore;
 use super::status::State;
 use super::task::{Target, TaskSetup};
 use crate::api::context::partition_key;
-use crate::api::{SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext};
+use crate::api::{
+    OffsetStorageReader, SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext,
+};
 use crate::transforms::{ConnectRecord, TransformRecord};
 use crate::{ConnectError, Result};
 
 /// Runs `task` until its connector stops it; an error fails the task.
+/// With `exactly_once`, its records and offsets go in transactions.
 pub(crate) async fn run(
     setup: TaskSetup,
     mut task: Box<dyn SourceTask>,
-    offsets: Arc<FileOffsetStore>,
+    offsets: Arc<dyn OffsetBackingStore>,
+    exactly_once: Option<TaskTransactions>,
 ) -> Result<()> {
     // Before the task starts, as Kafka sets up its error reporters: a
     // dead-letter topic that cannot be created fails the task at once.
     let errors = ErrorHandler::open(&setup).await?;
-    let reader = offsets.reader(&setup.connector);
+    let (producer, transactions, committed) = match exactly_once {
+        Some(exactly_once) => {
+            let (transactions, committed) = exactly_once.start(&setup).await?;
+            (transactions.producer(), Some(transactions), committed)
+        }
+        None => {
+            let committed = offsets.committed(&setup.connector).await?;
+            // Kafka's source producers: acks=all and idempotent (the
+            // default), so an acknowledged record is on a majority's disk
+            // and a retried batch is never written twice.
+            let producer = setup.client.producer(ProducerConfig::default());
+            (producer, None, committed)
+        }
+    };
+    let reader = OffsetStorageReader::new(committed);
     let context = SourceTaskContext::new(setup.connector.clone(), setup.id, reader);
     if let Err(e) = task.start(setup.config.clone(), context).await {
         stop_quietly(task.as_mut(), &setup).await;
         return Err(e);
     }
     setup.set_state(State::Running);
-    // Kafka's source producers: acks=all and idempotent (the default), so
-    // an acknowledged record is on a majority's disk and a retried batch
-    // is never written twice.
-    let producer = setup.client.producer(ProducerConfig::default());
     let mut source = SourceLoop {
         setup,
         producer,
         offsets,
+        transactions,
         errors,
         pending: Vec::new(),
         unflushed: BTreeMap::new(),
@@ -61,6 +85,9 @@ pub(crate) async fn run(
     };
     let outcome = source.run(task.as_mut()).await;
     if outcome.is_err() {
+        if let Some(transactions) = source.transactions.as_mut() {
+            transactions.abort(&source.setup).await;
+        }
         stop_quietly(task.as_mut(), &source.setup).await;
         return outcome;
     }
@@ -100,8 +127,13 @@ impl Pending {
 
 struct SourceLoop {
     setup: TaskSetup,
+    /// The task's transactional producer under exactly-once, else an
+    /// idempotent one.
     producer: Producer,
-    offsets: Arc<FileOffsetStore>,
+    offsets: Arc<dyn OffsetBackingStore>,
+    /// Under exactly-once: the task's transactions, which then take the
+    /// place of offset flushes.
+    transactions: Option<Transactions>,
     errors: ErrorHandler,
     /// Acknowledgements of sends since the last flush.
     pending: Vec<Pending>,
@@ -129,11 +161,20 @@ impl SourceLoop {
                 self.send(records).await?;
             }
             self.reap_acknowledged().await?;
-            if self.last_flush.elapsed() >= self.setup.flush_interval {
+            if self.flush_due() {
                 self.flush(task).await?;
             }
         }
         self.flush(task).await
+    }
+
+    /// Whether to flush now: at the transaction's boundary under
+    /// exactly-once, else once `offset.flush.interval.ms` has passed.
+    fn flush_due(&self) -> bool {
+        match &self.transactions {
+            Some(transactions) => transactions.due(),
+            None => self.last_flush.elapsed() >= self.setup.flush_interval,
+        }
     }
 
     /// Flushes, then waits until the connector is resumed or stopped.
@@ -150,6 +191,11 @@ impl SourceLoop {
     /// Transforms, converts and sends `records` in one batch, noting their
     /// offsets (those of dropped and skipped records too).
     async fn send(&mut self, records: Vec<SourceRecord>) -> Result<()> {
+        if let Some(transactions) = self.transactions.as_mut() {
+            // Begun even if every record is dropped: their offsets are
+            // committed in it.
+            transactions.begin(&self.setup)?;
+        }
         let mut batch = Vec::with_capacity(records.len());
         for record in records {
             let (record, (source_partition, source_offset)) = record.split();
@@ -355,7 +401,8 @@ impl SourceLoop {
     }
 
     /// Waits for `pending`'s acknowledgement; records the broker refused
-    /// fail the task, or are skipped under `errors.tolerance=all`.
+    /// fail the task, or are skipped under `errors.tolerance=all`, except
+    /// in a transaction, which a refused record leaves only to abort.
     async fn settle(&self, pending: Pending) -> Result<()> {
         let acknowledged = pending
             .acknowledged
@@ -365,28 +412,39 @@ impl SourceLoop {
             Ok(()) => Ok(()),
             Err(e) => {
                 let error = (self.setup.client_error("producing source records"))(e);
-                self.errors.undelivered(error, pending.records)
+                match self.transactions {
+                    Some(_) => Err(error),
+                    None => self.errors.undelivered(error, pending.records),
+                }
             }
         }
     }
 
-    /// Waits for every send, then stores the offsets they cover and tells
-    /// the task.
+    /// Waits for every send, then stores the offsets they cover (under
+    /// exactly-once: writes them into the transaction and commits it) and
+    /// tells the task.
     async fn flush(&mut self, task: &mut dyn SourceTask) -> Result<()> {
         self.last_flush = Instant::now();
         for pending in std::mem::take(&mut self.pending) {
             self.settle(pending).await?;
         }
-        if self.unflushed.is_empty() {
+        let in_transaction = self
+            .transactions
+            .as_ref()
+            .is_some_and(Transactions::is_open);
+        if self.unflushed.is_empty() && !in_transaction {
             return Ok(());
         }
         let offsets: Vec<(SourcePartition, SourceOffset)> =
             std::mem::take(&mut self.unflushed).into_values().collect();
-        let (store, connector) = (Arc::clone(&self.offsets), self.setup.connector.clone());
-        // The store syncs the disk: off the async threads.
-        tokio::task::spawn_blocking(move || store.commit(&connector, offsets))
-            .await
-            .map_err(|e| ConnectError::Task(format!("storing source offsets failed: {e}")))??;
+        match self.transactions.as_mut() {
+            Some(transactions) => transactions.commit(&self.setup, offsets).await?,
+            None => {
+                self.offsets
+                    .commit_offsets(&self.setup.connector, offsets)
+                    .await?
+            }
+        }
         if let Err(e) = task.commit().await {
             tracing::warn!(
                 connector = %self.setup.connector,
