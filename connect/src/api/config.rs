@@ -19,6 +19,15 @@ use crate::{ConnectError, Result};
 /// A config map: key to raw value, as in a Kafka properties file.
 pub type ConfigMap = BTreeMap<String, String>;
 
+/// A config map from key-value pairs: a connector's config written in a
+/// Rust program (connectors run embedded) or a test.
+pub fn config_map(pairs: &[(&str, &str)]) -> ConfigMap {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The type a key's raw value is parsed as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -495,10 +504,7 @@ mod tests {
     }
 
     fn map(pairs: &[(&str, &str)]) -> ConfigMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        config_map(pairs)
     }
 
     #[test]

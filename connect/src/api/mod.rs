@@ -16,7 +16,7 @@ pub mod keys;
 pub mod record;
 
 pub use config::{
-    ConfigDef, ConfigKey, ConfigMap, ConfigType, ConfigValue, DefaultValue, Importance,
+    config_map, ConfigDef, ConfigKey, ConfigMap, ConfigType, ConfigValue, DefaultValue, Importance,
     ParsedConfig, Password, TypedValue, Validator,
 };
 pub use connector::{

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use spool_broker::Node;
 use spool_client::{Client, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
-use spool_connect::api::ConfigMap;
 use spool_connect::{ConnectorStatus, State, Worker, WorkerConfig};
 
 /// How long a test waits for data before it fails.
@@ -33,12 +32,8 @@ pub async fn start_worker(client: &Client, dir: &Path) -> Worker {
     Worker::start(client.clone(), config).await.unwrap()
 }
 
-pub fn props(pairs: &[(&str, &str)]) -> ConfigMap {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+#[allow(unused_imports)]
+pub use spool_connect::api::config_map as props;
 
 /// The values of `topic`'s partition 0 from its start, as text: waits
 /// until `expected` arrived, then half a second more, so a duplicate that

@@ -356,12 +356,7 @@ pub fn check_identifier(name: &str) -> std::result::Result<(), String> {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> ConfigMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::api::config_map as map;
 
     #[test]
     fn defaults_insert_into_a_table_named_as_the_topic() {

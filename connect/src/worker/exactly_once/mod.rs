@@ -330,12 +330,7 @@ impl Worker {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> ConfigMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::api::config_map as map;
 
     #[test]
     fn the_worker_keys_take_kafkas_defaults() {
