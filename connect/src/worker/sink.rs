@@ -92,22 +92,8 @@ pub(crate) async fn run(
 /// at once; errors on the way are logged, the first one is what the
 /// status shows.
 async fn finish(task: &mut dyn SinkTask, consumer: Consumer, setup: &TaskSetup) {
-    if let Err(e) = task.stop().await {
-        tracing::warn!(
-            connector = %setup.connector,
-            task = setup.id,
-            error = %e,
-            "stopping a failed task failed too"
-        );
-    }
-    if let Err(e) = consumer.close().await {
-        tracing::warn!(
-            connector = %setup.connector,
-            task = setup.id,
-            error = %e,
-            "leaving the group failed"
-        );
-    }
+    setup.warn_on_error(task.stop().await, "stopping a failed task failed too");
+    setup.warn_on_error(consumer.close().await, "leaving the group failed");
 }
 
 struct SinkLoop {
@@ -314,15 +300,14 @@ impl SinkLoop {
             .iter()
             .map(|(tp, o)| (tp.clone(), *o))
             .collect();
-        match self.consumer.commit_offsets(&offsets).await {
-            Ok(()) => self.consumed.clear(),
-            Err(e) => tracing::warn!(
-                connector = %self.setup.connector,
-                task = self.setup.id,
-                error = %e,
-                "committing offsets failed; they go with the next commit"
-            ),
+        let committed = self.consumer.commit_offsets(&offsets).await;
+        if committed.is_ok() {
+            self.consumed.clear();
         }
+        self.setup.warn_on_error(
+            committed,
+            "committing offsets failed; they go with the next commit",
+        );
         Ok(())
     }
 }

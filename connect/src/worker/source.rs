@@ -97,14 +97,7 @@ pub(crate) async fn run(
 /// Stops a task that already failed: its own error on stopping is
 /// logged, the first one is what the status shows.
 async fn stop_quietly(task: &mut dyn SourceTask, setup: &TaskSetup) {
-    if let Err(e) = task.stop().await {
-        tracing::warn!(
-            connector = %setup.connector,
-            task = setup.id,
-            error = %e,
-            "stopping a failed task failed too"
-        );
-    }
+    setup.warn_on_error(task.stop().await, "stopping a failed task failed too");
 }
 
 /// Records sent and not acknowledged yet.
@@ -445,14 +438,10 @@ impl SourceLoop {
                     .await?
             }
         }
-        if let Err(e) = task.commit().await {
-            tracing::warn!(
-                connector = %self.setup.connector,
-                task = self.setup.id,
-                error = %e,
-                "the task's commit failed; its offsets are stored"
-            );
-        }
+        self.setup.warn_on_error(
+            task.commit().await,
+            "the task's commit failed; its offsets are stored",
+        );
         Ok(())
     }
 }

@@ -111,6 +111,18 @@ impl TaskSetup {
         let context = format!("{doing} (connector `{}`, task {})", self.connector, self.id);
         move |e| ConnectError::client(context, e)
     }
+
+    /// Logs a failure the task goes on after (or that comes after the
+    /// failure its status shows), naming the connector and task.
+    pub(crate) fn warn_on_error<E: std::fmt::Display>(
+        &self,
+        outcome: std::result::Result<(), E>,
+        what: &str,
+    ) {
+        if let Err(e) = outcome {
+            tracing::warn!(connector = %self.connector, task = self.id, error = %e, "{what}");
+        }
+    }
 }
 
 /// Runs a task loop; its error or panic marks the task FAILED with the

@@ -64,8 +64,8 @@ async fn restore_store(client: &Client, task: &mut Task, changelog: usize) -> Re
     let mut restored = 0u64;
     while let Some(batch) = fetched.recv().await {
         let (records, position) = batch.map_err(context)?;
-        // In offset order; what was written after `end` waits for the
-        // task to process it.
+        // In offset order; records past `end` were written after the
+        // restore began, and are not its to apply.
         let records = &records[..records.partition_point(|r| r.offset < end)];
         let mut entries = records
             .iter()
