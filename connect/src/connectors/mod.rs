@@ -1,15 +1,17 @@
 //! The built-in connectors, and the plugin registry that lists them and
 //! builds one by class name (Kafka's plugin path, without class loading:
 //! every connector spool runs is compiled in): Kafka's file source and
-//! sink ([`file`]), the PostgreSQL sink ([`postgres`]) and a data
-//! generator ([`datagen`]).
+//! sink ([`file`]), the PostgreSQL sink and source ([`postgres`]) and a
+//! data generator ([`datagen`]).
 //!
 //! A class is named as Kafka names it, by its full class name, its simple
 //! name, or its simple name without `Connector`: for the file source,
 //! `org.apache.kafka.connect.file.FileStreamSourceConnector`,
 //! `FileStreamSourceConnector` or `FileStreamSource`; for the PostgreSQL
 //! sink, `io.spool.connect.postgres.PostgresSinkConnector`,
-//! `PostgresSinkConnector` or `PostgresSink`.
+//! `PostgresSinkConnector` or `PostgresSink`; for the PostgreSQL source,
+//! `io.spool.connect.postgres.PostgresSourceConnector`,
+//! `PostgresSourceConnector` or `PostgresSource`.
 
 pub mod datagen;
 pub mod file;
@@ -38,7 +40,7 @@ struct Plugin {
 }
 
 /// Sorted by class name, as Kafka Connect lists plugins.
-fn registry() -> [Plugin; 4] {
+fn registry() -> [Plugin; 5] {
     let version = env!("CARGO_PKG_VERSION");
     [
         Plugin {
@@ -56,6 +58,14 @@ fn registry() -> [Plugin; 4] {
                 version,
             },
             build: || Connector::Sink(Box::new(postgres::PostgresSinkConnector::default())),
+        },
+        Plugin {
+            info: PluginInfo {
+                class: postgres::POSTGRES_SOURCE,
+                connector_type: ConnectorType::Source,
+                version,
+            },
+            build: || Connector::Source(Box::new(postgres::PostgresSourceConnector::default())),
         },
         Plugin {
             info: PluginInfo {
@@ -144,6 +154,12 @@ mod tests {
             Some(postgres::POSTGRES_SINK)
         );
         assert_eq!(resolve_class("Datagen"), Some(datagen::DATAGEN));
+        assert_eq!(
+            resolve_class("PostgresSource"),
+            Some(postgres::POSTGRES_SOURCE)
+        );
+        let source = create_connector("PostgresSourceConnector").unwrap();
+        assert_eq!(source.connector_type(), ConnectorType::Source);
         let datagen = create_connector("io.spool.connect.datagen.DatagenConnector").unwrap();
         assert_eq!(datagen.connector_type(), ConnectorType::Source);
     }
@@ -172,6 +188,7 @@ mod tests {
             [
                 datagen::DATAGEN,
                 postgres::POSTGRES_SINK,
+                postgres::POSTGRES_SOURCE,
                 file::FILE_STREAM_SINK,
                 file::FILE_STREAM_SOURCE
             ]
@@ -179,9 +196,10 @@ mod tests {
         let mut sorted = classes.clone();
         sorted.sort_unstable();
         assert_eq!(classes, sorted);
-        assert_eq!(listed[3]["class"], file::FILE_STREAM_SOURCE);
-        assert_eq!(listed[3]["type"], "source");
-        assert_eq!(listed[2]["type"], "sink");
+        assert_eq!(listed[4]["class"], file::FILE_STREAM_SOURCE);
+        assert_eq!(listed[4]["type"], "source");
+        assert_eq!(listed[3]["type"], "sink");
+        assert_eq!(listed[2]["type"], "source");
         assert_eq!(listed[1]["type"], "sink");
         assert_eq!(listed[0]["version"], env!("CARGO_PKG_VERSION"));
     }

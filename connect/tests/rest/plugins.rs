@@ -19,6 +19,7 @@ async fn server_info_and_plugins_read_like_kafka_connects() {
         json!([
             {"class": "io.spool.connect.datagen.DatagenConnector", "type": "source", "version": VERSION},
             {"class": "io.spool.connect.postgres.PostgresSinkConnector", "type": "sink", "version": VERSION},
+            {"class": "io.spool.connect.postgres.PostgresSourceConnector", "type": "source", "version": VERSION},
             {"class": SINK, "type": "sink", "version": VERSION},
             {"class": SOURCE, "type": "source", "version": VERSION},
         ])
@@ -26,7 +27,7 @@ async fn server_info_and_plugins_read_like_kafka_connects() {
     let all = s.api.get("/connector-plugins?connectorsOnly=false").await;
     let all = all.as_array().unwrap();
     assert_eq!(
-        all[..4],
+        all[..5],
         plugins.as_array().unwrap()[..],
         "connectors first"
     );

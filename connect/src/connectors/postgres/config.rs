@@ -2,22 +2,15 @@
 //! where it has them, each default next to why it is what it is, and the
 //! settings a task runs with once they are parsed and checked together.
 
-use std::sync::Arc;
-
 use tokio_postgres::Config;
 
-use crate::api::{
-    ConfigDef, ConfigKey, ConfigMap, ConfigType, Importance, ParsedConfig, TypedValue, Validator,
-};
+use super::connection;
+use crate::api::{ConfigDef, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
 use crate::{ConnectError, Result};
 
-/// The database: a `postgresql://user@host:port/db` URL (Confluent's JDBC
-/// form `jdbc:postgresql://...` too), or tokio-postgres's `key=value` form.
-pub const CONNECTION_URL: &str = "connection.url";
-/// The user, over the one the URL names.
-pub const CONNECTION_USER: &str = "connection.user";
-/// The password, over the one the URL names.
-pub const CONNECTION_PASSWORD: &str = "connection.password";
+// The connection keys are shared with the source (`connection`).
+pub use super::connection::{parse_url, CONNECTION_PASSWORD, CONNECTION_URL, CONNECTION_USER};
+
 /// The table a topic's records go to; `${topic}` stands for the topic.
 pub const TABLE_NAME_FORMAT: &str = "table.name.format";
 /// `insert` or `upsert`.
@@ -91,36 +84,7 @@ pub fn config_def() -> ConfigDef {
         ConfigKey::new(name, config_type, importance, doc)
     };
     ConfigDef::new()
-        .define(
-            key(
-                CONNECTION_URL,
-                ConfigType::String,
-                Importance::High,
-                "The database: postgresql://user@host:port/db (or jdbc:postgresql://...), or \
-                 host=... port=... user=... dbname=... pairs.",
-            )
-            .validator(Validator::NonEmptyString)
-            .validator(Validator::Custom(Arc::new(valid_url))),
-        )
-        // Optional: the URL may name the user and password itself.
-        .define(
-            key(
-                CONNECTION_USER,
-                ConfigType::String,
-                Importance::High,
-                "The database user; the URL's when absent.",
-            )
-            .optional(),
-        )
-        .define(
-            key(
-                CONNECTION_PASSWORD,
-                ConfigType::Password,
-                Importance::High,
-                "The database user's password; the URL's when absent.",
-            )
-            .optional(),
-        )
+        .merge(&connection::config_def())
         // Confluent's default: one table per topic, named as the topic,
         // so a sink of several topics needs no further key.
         .define(
@@ -239,23 +203,6 @@ fn table_keys() -> ConfigDef {
         )
 }
 
-fn valid_url(value: &TypedValue) -> std::result::Result<(), String> {
-    match value {
-        TypedValue::String(url) => parse_url(url).map(|_| ()),
-        _ => Ok(()),
-    }
-}
-
-/// `connection.url` as tokio-postgres reads it: a `postgresql://` URL
-/// (a JDBC URL's `jdbc:` dropped) or `key=value` pairs. The error never
-/// repeats the URL, which may hold a password.
-pub fn parse_url(url: &str) -> std::result::Result<Config, String> {
-    let url = url.trim();
-    let url = url.strip_prefix("jdbc:").unwrap_or(url);
-    url.parse::<Config>()
-        .map_err(|e| format!("not a PostgreSQL connection string: {e}"))
-}
-
 impl SinkSettings {
     /// The settings of a connector or task config; keys that are wrong
     /// together (upsert without a key, say) are refused naming one.
@@ -299,7 +246,7 @@ impl SinkSettings {
             }
         }
         Ok(SinkSettings {
-            connection: connection(&parsed)?,
+            connection: connection::from_parsed(&parsed)?,
             table_format: parsed.string(TABLE_NAME_FORMAT)?.to_string(),
             insert_mode,
             rows,
@@ -317,22 +264,6 @@ impl SinkSettings {
         })?;
         Ok(name)
     }
-}
-
-/// The connection config: the URL's, with `connection.user` and
-/// `connection.password` over what it names.
-fn connection(parsed: &ParsedConfig) -> Result<Config> {
-    let mut config = parse_url(parsed.string(CONNECTION_URL)?)
-        .map_err(|reason| ConnectError::config(CONNECTION_URL, reason))?;
-    if let Some(user) = parsed.optional_string(CONNECTION_USER)? {
-        if !user.is_empty() {
-            config.user(user);
-        }
-    }
-    if let Some(password) = parsed.password(CONNECTION_PASSWORD)? {
-        config.password(password.value());
-    }
-    Ok(config)
 }
 
 /// Whether `name` can be a table or column name as it is: not empty, no

@@ -12,24 +12,19 @@
 //! all.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Kind, Type};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use super::columns::{Cell, ColumnType};
 use super::config::{InsertMode, SinkSettings};
+use super::connection;
 use super::rows::Row;
 use super::sql;
 use crate::api::TopicPartition;
 use crate::{ConnectError, Result};
-
-/// How long connecting may take (tokio-postgres waits for ever unless
-/// told): a database that does not answer fails the task, which a restart
-/// retries, instead of hanging it past its shutdown timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The next offset to read of each partition: every record below it is
 /// written.
@@ -65,26 +60,9 @@ pub struct Database {
 impl Database {
     /// Connects as `settings` say, naming the session after the task.
     pub async fn connect(settings: &SinkSettings, connector: &str, task: u32) -> Result<Database> {
-        let mut config = settings.connection.clone();
-        if config.get_application_name().is_none() {
-            // Shown in pg_stat_activity: which sessions are the sink's.
-            config.application_name(format!("spool-connect {connector}-{task}"));
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let (client, connection) = config
-            .connect(NoTls)
+        let client = connection::connect(&settings.connection, connector, task)
             .await
             .map_err(|e| failed("connecting to the database", e))?;
-        let name = connector.to_string();
-        // tokio-postgres's connection does the I/O as a task of its own,
-        // which ends when the client is dropped.
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(connector = %name, task, error = %error, "the PostgreSQL connection failed");
-            }
-        });
         Ok(Database {
             client,
             connector: connector.to_string(),

@@ -27,15 +27,21 @@
 //! owns a partition it lost writes a row twice. The group's offsets only
 //! follow (for lag and tools); altering them does not move the sink (its
 //! `alter_offsets` says so): the table's offsets are the ones to change.
+//!
+//! The PostgreSQL source, rows of tables as records, is [`source`]; the
+//! connection keys and sessions both share are `connection`'s.
 
 mod columns;
 pub mod config;
+mod connection;
 mod database;
 mod rows;
+pub mod source;
 mod sql;
 mod task;
 
 pub use config::config_def;
+pub use source::{PostgresSourceConnector, POSTGRES_SOURCE};
 pub use task::PostgresSinkTask;
 
 use crate::api::{ConfigDef, ConfigMap, SinkConnector, SinkTask, TopicPartition};
