@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// What can go wrong in a connector, a converter or the worker. The
 /// variants map onto Kafka Connect's REST answers (`rest`):
 /// `InvalidConfig` and `BadRequest` are a 400, `UnknownConnector` and
-/// `UnknownTask` a 404, `ConnectorExists` a 409, the rest a 500.
+/// `UnknownTask` a 404, `ConnectorExists` and `Rebalancing` a 409, the
+/// rest a 500.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// A configuration refused, naming the key, so a user fixes the one
@@ -79,6 +80,11 @@ pub enum ConnectError {
     /// The worker was shut down.
     #[error("the worker has stopped")]
     WorkerStopped,
+    /// A distributed worker's group is rebalancing, or this worker has not
+    /// joined it yet: a change is refused until the group settles, with
+    /// Kafka's message, so a client retries it then.
+    #[error("Cannot complete request because of a conflicting operation (e.g. worker rebalance)")]
+    Rebalancing,
 }
 
 impl ConnectError {

@@ -22,7 +22,9 @@
 //! which the worker applies to each record (a source's before converting
 //! it, a sink's after), and the worker handles failed records as Kafka's
 //! `errors.*` keys say (tolerance, retries, a dead-letter topic).
-//! Not built yet: the distributed worker and the PostgreSQL source.
+//! [`DistributedWorker`] runs connectors in a group of workers that share
+//! them through compacted topics (`worker::distributed`), served by the
+//! same REST API.
 
 pub mod api;
 pub mod connectors;
@@ -39,8 +41,9 @@ pub use api::{
 pub use connectors::{create_connector, plugins, PluginInfo};
 pub use convert::{ByteArrayConverter, Converter, JsonConverter, StringConverter};
 pub use error::{ConnectError, Result};
-pub use rest::RestServer;
+pub use rest::{Herder, RestServer};
 pub use transforms::TransformChain;
+pub use worker::distributed::{DistributedConfig, DistributedWorker};
 pub use worker::{
     ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorStatus, State, TargetState, Worker,
     WorkerConfig,

@@ -1,5 +1,6 @@
 //! `spool connect`: a standalone worker (`standalone`, Kafka's
-//! connect-standalone), and commands that call a worker's REST API
+//! connect-standalone), a distributed worker (`distributed`, Kafka's
+//! connect-distributed), and commands that call a worker's REST API
 //! (`list`, `status`, `create`, `delete`, `pause`, `resume`, `stop`,
 //! `restart`, `offsets`, `plugins`, `validate`), printing its JSON answers
 //! and exiting non-zero with the server's message on an error. The user
@@ -14,10 +15,11 @@ use serde::Serialize;
 use serde_json::Value;
 use spool_broker::node::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use spool_broker::{Node, NodeConfig};
-use spool_client::Client;
+use spool_client::{Client, DEFAULT_BOOTSTRAP};
 use spool_connect::api::ConfigMap;
+use spool_connect::rest::RestListeners;
 use spool_connect::worker::{listener_address, read_connector_file};
-use spool_connect::{RestServer, Worker, WorkerConfig};
+use spool_connect::{DistributedConfig, DistributedWorker, RestServer, Worker, WorkerConfig};
 
 use super::broker::shutdown_signal;
 use super::connect_client::{segment, RestArgs};
@@ -30,6 +32,14 @@ pub enum Command {
     ///
     /// Example: spool connect standalone worker.toml file-source.json
     Standalone(StandaloneArgs),
+    /// Run a distributed worker: it joins the worker group of its config's
+    /// `group.id` on the broker, shares the group's connectors with the
+    /// other workers, and serves the REST API, until Ctrl-C. Connectors
+    /// are created through the REST API (`spool connect create`) on any
+    /// worker of the group.
+    ///
+    /// Example: spool connect distributed worker.toml
+    Distributed(DistributedArgs),
     /// List the connectors, or with --expand their status or info.
     ///
     /// Example: spool connect list --expand status
@@ -143,6 +153,7 @@ struct CreateRequest {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     let (rest, method, path, body) = match command {
         Command::Standalone(args) => return standalone(args).await,
+        Command::Distributed(args) => return distributed(args).await,
         Command::List { expand, rest } => {
             let query: Vec<String> = expand.iter().map(|e| format!("expand={e}")).collect();
             let path = match query.is_empty() {
@@ -327,4 +338,55 @@ async fn serve(
     worker.shutdown().await?;
     stopped?;
     started
+}
+
+#[derive(clap::Args)]
+pub struct DistributedArgs {
+    /// The worker's config: a TOML file with Kafka Connect's keys
+    /// (`group.id`, `config.storage.topic`, `status.storage.topic`,
+    /// `offset.storage.topic`, `listeners`, ...; see docs/connect.md).
+    worker_config: PathBuf,
+    /// The broker (host:port). Default: the worker config's `bootstrap`
+    /// or `bootstrap.servers`, else 127.0.0.1:9292. A distributed worker
+    /// runs no broker of its own: the workers of a group share one.
+    #[arg(long, env = "SPOOL_BOOTSTRAP")]
+    bootstrap: Option<String>,
+}
+
+async fn distributed(args: DistributedArgs) -> anyhow::Result<()> {
+    let mut config = DistributedConfig::from_file(&args.worker_config)?;
+    // Bound first, so the worker's id is the address its REST API is
+    // reached at (Kafka's worker id), a port the system chose included.
+    let listeners = RestListeners::bind(&config.worker).await?;
+    if let Some(address) = listeners.addresses().first() {
+        config.worker.worker_id = address.to_string();
+    }
+    let bootstrap = args
+        .bootstrap
+        .or_else(|| config.worker.bootstrap.clone())
+        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string());
+    let client = Client::connect(&bootstrap)
+        .await
+        .with_context(|| format!("connecting to the broker at {bootstrap}"))?;
+    let group = config.worker.group_id.clone();
+    let worker_id = config.worker.worker_id.clone();
+    let worker = DistributedWorker::start(client, config).await?;
+    let rest = RestServer::serve(listeners, worker.clone());
+    for address in rest.addresses() {
+        eprintln!("spool connect REST API on http://{address}");
+    }
+    eprintln!("spool connect distributed worker {worker_id} in group {group}");
+    let ended = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        finished = worker.finished() => match finished {
+            Ok(()) => Err(anyhow!("the worker stopped")),
+            Err(e) => Err(anyhow::Error::from(e).context("the worker failed")),
+        },
+    };
+    let stopped = rest.stop().await;
+    worker.shutdown().await?;
+    stopped?;
+    ended?;
+    eprintln!("spool connect worker stopped cleanly");
+    Ok(())
 }

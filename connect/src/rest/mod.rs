@@ -1,13 +1,17 @@
-//! Kafka Connect's REST API over a [`Worker`]: the same paths, payloads,
-//! status codes and error bodies as Kafka Connect 3.x and 4.x, so its
-//! users' scripts, curl lines and tools work against spool unchanged.
+//! Kafka Connect's REST API over a worker, standalone
+//! ([`Worker`](crate::worker::Worker)) or
+//! distributed ([`DistributedWorker`](crate::worker::distributed::DistributedWorker)),
+//! both behind [`Herder`]: the same paths, payloads, status codes and error
+//! bodies as Kafka Connect 3.x and 4.x, so its users' scripts, curl lines
+//! and tools work against spool unchanged.
 //!
 //! This module only maps HTTP onto the worker's operations: it parses
 //! paths, query parameters and JSON bodies (`response`, so that bad input
 //! gets Kafka's JSON error like everything else), calls one method of the
 //! worker, and shapes its answer. Connectors and their lifecycle are in
 //! `connectors`, offsets in `offsets`, plugins and config validation in
-//! `plugins`. It never reaches into the worker's state.
+//! `plugins`. It never reaches into the worker's state. A distributed
+//! worker refuses a change while its group rebalances with Kafka's 409.
 //!
 //! Authentication: when the worker config has `rest.auth.token`, every
 //! request must carry `Authorization: Bearer <token>`, or is answered 401
@@ -20,9 +24,12 @@
 //! bodies are read as JSON whatever their `Content-Type`.
 
 mod connectors;
+mod herder;
 mod offsets;
 mod plugins;
 mod response;
+
+pub use herder::Herder;
 
 /// For clients of the API (`spool connect`), which build the same paths.
 pub use response::encode_segment;
@@ -43,7 +50,7 @@ use tokio::task::JoinHandle;
 
 use self::response::{json, json_errors, ApiError};
 use crate::api::Password;
-use crate::worker::{listener_address, Worker, LISTENERS};
+use crate::worker::{listener_address, WorkerConfig, LISTENERS};
 use crate::{ConnectError, Result};
 
 /// The cluster id spool's Kafka listener gives Kafka clients (in its
@@ -54,7 +61,7 @@ pub const KAFKA_CLUSTER_ID: &str = "spool";
 /// What the handlers share.
 #[derive(Clone)]
 struct Rest {
-    worker: Worker,
+    worker: Herder,
     /// `rest.auth.token`, if set.
     token: Option<Arc<Password>>,
 }
@@ -62,7 +69,8 @@ struct Rest {
 /// The REST API over `worker` as an axum router, for a program that
 /// serves it itself (beside other routes, say); [`RestServer`] serves it
 /// on the worker's `listeners`.
-pub fn router(worker: Worker) -> Router {
+pub fn router(worker: impl Into<Herder>) -> Router {
+    let worker = worker.into();
     let token = worker.config().rest_auth_token.clone().map(Arc::new);
     let rest = Rest { worker, token };
     Router::new()
@@ -188,12 +196,20 @@ pub struct RestServer {
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
-impl RestServer {
-    /// Binds every address of `worker`'s `listeners` (a port in use fails
-    /// the start before anything is served), then serves the API on them.
-    pub async fn start(worker: Worker) -> Result<RestServer> {
+/// The addresses of a worker config's `listeners`, bound but not served
+/// yet: a program learns the ports the system chose for port 0 (a
+/// distributed worker's id is its address) before it starts the worker
+/// the API will serve.
+pub struct RestListeners {
+    listeners: Vec<(TcpListener, SocketAddr)>,
+}
+
+impl RestListeners {
+    /// Binds every address of `config`'s `listeners`; a port in use fails
+    /// before anything is served.
+    pub async fn bind(config: &WorkerConfig) -> Result<RestListeners> {
         let mut listeners = Vec::new();
-        for listener in &worker.config().listeners {
+        for listener in &config.listeners {
             let address = listener_address(listener)
                 .map_err(|reason| ConnectError::config(LISTENERS, reason))?;
             let listen_error = |source| ConnectError::Listen {
@@ -204,11 +220,31 @@ impl RestServer {
             let local = bound.local_addr().map_err(listen_error)?;
             listeners.push((bound, local));
         }
+        Ok(RestListeners { listeners })
+    }
+
+    /// The bound addresses, in `listeners`' order.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|(_, local)| *local).collect()
+    }
+}
+
+impl RestServer {
+    /// Binds every address of `worker`'s `listeners` (a port in use fails
+    /// the start before anything is served), then serves the API on them.
+    pub async fn start(worker: impl Into<Herder>) -> Result<RestServer> {
+        let worker = worker.into();
+        let listeners = RestListeners::bind(worker.config()).await?;
+        Ok(RestServer::serve(listeners, worker))
+    }
+
+    /// Serves the API over `worker` on listeners bound already.
+    pub fn serve(listeners: RestListeners, worker: impl Into<Herder>) -> RestServer {
         let app = router(worker);
         let (stop, _) = watch::channel(false);
         let mut addresses = Vec::new();
         let mut servers = Vec::new();
-        for (listener, local) in listeners {
+        for (listener, local) in listeners.listeners {
             let mut stopped = stop.subscribe();
             let shutdown = async move {
                 // Also when the server is dropped: the sender is gone.
@@ -219,11 +255,11 @@ impl RestServer {
             tracing::info!(address = %local, "connect REST API listening");
             addresses.push(local);
         }
-        Ok(RestServer {
+        RestServer {
             addresses,
             stop,
             servers,
-        })
+        }
     }
 
     /// The addresses the API is served on, in `listeners`' order (with

@@ -66,6 +66,7 @@ impl From<ConnectError> for ApiError {
                 StatusCode::CONFLICT,
                 format!("Connector {name} already exists"),
             ),
+            ConnectError::Rebalancing => ApiError::new(StatusCode::CONFLICT, error.to_string()),
             ConnectError::InvalidConfig { .. } | ConnectError::BadRequest(_) => {
                 ApiError::bad_request(error.to_string())
             }
@@ -280,6 +281,12 @@ mod tests {
                 ConnectError::WorkerStopped,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the worker has stopped",
+            ),
+            (
+                ConnectError::Rebalancing,
+                StatusCode::CONFLICT,
+                "Cannot complete request because of a conflicting operation (e.g. worker \
+                 rebalance)",
             ),
         ];
         for (error, status, message) in cases {

@@ -371,15 +371,19 @@ pub fn connector_config_def(connector_type: ConnectorType) -> ConfigDef {
         // `exactly.once.support` and `transaction.boundary`: Kafka's
         // `SourceConnectorConfig` keys, read where exactly-once is built.
         ConnectorType::Source => def.merge(&super::exactly_once::connector_config_def()),
-        ConnectorType::Sink => def.define(
-            ConfigKey::new(
-                TOPICS,
-                ConfigType::List,
-                Importance::High,
-                "List of topics to consume, separated by commas.",
+        ConnectorType::Sink => def
+            .define(
+                ConfigKey::new(
+                    TOPICS,
+                    ConfigType::List,
+                    Importance::High,
+                    "List of topics to consume, separated by commas.",
+                )
+                .validator(Validator::NonEmptyList),
             )
-            .validator(Validator::NonEmptyList),
-        ),
+            // `consumer.override.isolation.level`, read where the sink
+            // loop builds its consumer.
+            .merge(&super::sink::config_def()),
     }
 }
 

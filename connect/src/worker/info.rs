@@ -2,7 +2,7 @@
 //! Kafka Connect's REST API answers: its info (config, tasks, type), its
 //! tasks' configs, and one task's status.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::lifecycle::task_configs_of;
 use super::status::TaskStatus;
@@ -11,8 +11,8 @@ use crate::api::{ConfigMap, ConnectorType};
 use crate::{ConnectError, Result};
 
 /// A task's id: its connector and its number there (Kafka's
-/// `ConnectorTaskId`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// `ConnectorTaskId`). Ordered by connector, then number.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TaskId {
     pub connector: String,
     pub task: u32,

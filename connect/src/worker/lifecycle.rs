@@ -20,13 +20,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::config::connector_config_def;
+use super::runtime::Prepared;
 use super::status::{ConnectorStatus, State, StatusBoard};
-use super::task::{Pipeline, Target};
-use super::{missing, Converters, Running, Worker};
-use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
-use crate::api::{ConfigMap, Connector, ParsedConfig};
-use crate::connectors::create_connector;
+use super::task::Target;
+use super::{Running, Worker};
+use crate::api::keys::{NAME, TASKS_MAX, TOPICS};
+use crate::api::{ConfigMap, Connector};
 use crate::{ConnectError, Result};
 
 /// The state a connector is asked to be in (Kafka's `TargetState`), as
@@ -58,14 +57,6 @@ fn state_of(target: Target) -> State {
         Target::Paused => State::Paused,
         Target::Stopped => State::Stopped,
     }
-}
-
-/// A connector's parts built from its config, checked and ready to start
-/// (what `add_connector` builds before it starts one).
-pub(super) struct Prepared {
-    connector: Connector,
-    parsed: ParsedConfig,
-    converters: Converters,
 }
 
 /// The connector `name` among the worker's connectors.
@@ -275,27 +266,10 @@ impl Worker {
     }
 
     /// A new instance of the connector `config` names, with its config
-    /// parsed and its converters built, as `add_connector` builds them.
+    /// parsed and its converters built, as `add_connector` builds them;
+    /// a replaced config is refused here, before anything stops.
     pub(super) fn prepare(&self, config: &ConfigMap) -> Result<Prepared> {
-        let class = config
-            .get(CONNECTOR_CLASS)
-            .ok_or_else(|| missing(CONNECTOR_CLASS))?;
-        let connector = create_connector(class)?;
-        let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
-        let parsed = def.parse(config)?;
-        // Transforms and error handling too, as `add_connector` checks
-        // them, so that a replaced config is refused before anything stops.
-        Pipeline::from_config(config, &parsed, connector.connector_type())?;
-        self.check_exactly_once(&parsed, connector.connector_type())?;
-        let converters = Converters {
-            key: self.converter(config, KEY_CONVERTER)?,
-            value: self.converter(config, VALUE_CONVERTER)?,
-        };
-        Ok(Prepared {
-            connector,
-            parsed,
-            converters,
-        })
+        self.inner.runtime.prepare(config)
     }
 
     /// Starts a prepared connector and its tasks in `running`'s place,
@@ -315,7 +289,7 @@ impl Worker {
             converters,
         } = prepared;
         running.connector = connector;
-        running.status = Arc::new(StatusBoard::new(&self.inner.config.worker_id));
+        running.status = Arc::new(StatusBoard::new(&self.inner.runtime.config.worker_id));
         running.target.send_replace(target);
         self.start_connector(name, running, &parsed, &converters);
         if target == Target::Paused {
@@ -330,7 +304,8 @@ impl Worker {
     pub(super) async fn halt(&self, name: &str, running: &mut Running) {
         let was = target_of(running);
         running.target.send_replace(Target::Stopped);
-        let deadline = tokio::time::Instant::now() + self.inner.config.task_shutdown_timeout;
+        let timeout = self.inner.runtime.config.task_shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         for (id, mut handle) in std::mem::take(&mut running.tasks).into_iter().enumerate() {
             if tokio::time::timeout_at(deadline, &mut handle)
                 .await
@@ -352,7 +327,7 @@ impl Worker {
     /// Halts the connector and shows it STOPPED with no tasks.
     async fn park(&self, name: &str, running: &mut Running) {
         self.halt(name, running).await;
-        let status = StatusBoard::new(&self.inner.config.worker_id);
+        let status = StatusBoard::new(&self.inner.runtime.config.worker_id);
         status.set_connector(State::Stopped, None);
         running.status = Arc::new(status);
         tracing::info!(connector = %name, "connector stopped; its config is kept");
@@ -426,7 +401,10 @@ pub(super) fn task_configs_of(connector: &Connector, config: &ConfigMap) -> Resu
 }
 
 /// Starts a connector instance and asks it for its task configs.
-fn start_instance(connector: &mut Connector, config: &ConfigMap) -> Result<Vec<ConfigMap>> {
+pub(super) fn start_instance(
+    connector: &mut Connector,
+    config: &ConfigMap,
+) -> Result<Vec<ConfigMap>> {
     match connector {
         Connector::Source(c) => c.start(config)?,
         Connector::Sink(c) => c.start(config)?,
@@ -436,7 +414,7 @@ fn start_instance(connector: &mut Connector, config: &ConfigMap) -> Result<Vec<C
 
 /// Stops a connector instance; its error is logged, as the instance is
 /// done with either way.
-fn stop_instance(name: &str, connector: &mut Connector) {
+pub(super) fn stop_instance(name: &str, connector: &mut Connector) {
     let stopped = match connector {
         Connector::Source(c) => c.stop(),
         Connector::Sink(c) => c.stop(),

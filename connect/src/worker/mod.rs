@@ -1,9 +1,17 @@
-//! The standalone worker: runs connectors and their tasks in this
-//! process, against the broker or cluster behind a `spool_client::Client`,
-//! with source offsets in a local file (Kafka's `ConnectStandalone`) or,
-//! as Kafka's distributed worker keeps them, in a compacted topic
+//! The workers that run connectors: the standalone worker ([`Worker`],
+//! here: connectors and offsets of one process, Kafka's
+//! `ConnectStandalone`) and the distributed worker (`distributed`: a group
+//! of workers sharing connectors, configs, statuses and offsets through
+//! compacted topics), against the broker or cluster behind a
+//! `spool_client::Client`. Both run connectors and tasks through one
+//! `runtime` (the client, config, offsets store and exactly-once state,
+//! and the starting of a task), so a task behaves the same under either.
+//!
+//! Source offsets are in a local file (the standalone worker's default)
+//! or, as Kafka's distributed worker keeps them, in a compacted topic
 //! (`offset_topic`; both behind `offsets`' `OffsetBackingStore`), and
-//! exactly-once sources when enabled (`exactly_once`).
+//! exactly-once sources run when enabled (`exactly_once`). The worker's
+//! own topics are created and read by `topic_log`.
 //!
 //! [`Worker`] is a cheap, cloneable handle whose methods are the
 //! operations Kafka Connect's REST API offers (add, stop, pause, resume,
@@ -22,6 +30,7 @@
 
 mod config;
 mod connector_file;
+pub mod distributed;
 mod errors;
 mod exactly_once;
 mod info;
@@ -29,15 +38,16 @@ mod lifecycle;
 mod offset_admin;
 mod offset_topic;
 mod offsets;
+mod runtime;
 mod sink;
 mod source;
 mod status;
 mod task;
+mod topic_log;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use spool_client::Client;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
@@ -69,15 +79,14 @@ pub use offset_topic::{
     OFFSET_STORAGE_PARTITIONS, OFFSET_STORAGE_REPLICATION_FACTOR, OFFSET_STORAGE_TOPIC,
 };
 pub use offsets::{FileOffsetStore, OffsetBackingStore, OffsetChange};
+pub use sink::CONSUMER_ISOLATION_LEVEL;
 pub use status::{ConnectorStatus, State, StateInfo, TaskStatus};
 
-use self::exactly_once::ExactlyOnce;
+use self::runtime::{Converters, Prepared, Runtime, TaskSpec};
 use self::status::StatusBoard;
-use self::task::{Pipeline, Target, TaskSetup};
-use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
+use self::task::{Pipeline, Target};
+use crate::api::keys::{NAME, TASKS_MAX};
 use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType, ParsedConfig};
-use crate::connectors::create_connector;
-use crate::convert::{converter_from_config, Converter};
 use crate::{ConnectError, Result};
 
 /// A standalone worker (see the module's comment). Dropping every handle
@@ -89,11 +98,9 @@ pub struct Worker {
 }
 
 struct Inner {
-    client: Client,
-    config: WorkerConfig,
-    offsets: Arc<dyn OffsetBackingStore>,
-    /// `Some` with `exactly.once.source.support=enabled`.
-    exactly_once: Option<ExactlyOnce>,
+    /// The client, config, offsets and exactly-once state the connectors
+    /// run with (shared with the distributed worker's way of running them).
+    runtime: Runtime,
     /// `None` once shut down. Held while a connector is added, so
     /// operations on one name are serialized as a herder's are; never
     /// while a connector stops, which waits for its tasks.
@@ -109,55 +116,29 @@ struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The converters a connector's tasks share.
-struct Converters {
-    key: Arc<dyn Converter>,
-    value: Arc<dyn Converter>,
-}
-
 impl Worker {
     /// A worker with no connectors yet, its offsets read from their topic
     /// (`offset.storage.topic`, created if missing; `connect-offsets`
     /// under exactly-once) or from `offset.storage.file.filename`.
     pub async fn start(client: Client, config: WorkerConfig) -> Result<Worker> {
-        let (offsets, topic_store) = offsets::open_store(&client, &config).await?;
-        let exactly_once = match (config.exactly_once_source_support, topic_store) {
-            (true, Some(store)) => Some(ExactlyOnce::new(store, config.group_id.clone())),
-            _ => None,
-        };
-        tracing::info!(
-            offsets = %offsets.location(),
-            exactly_once = exactly_once.is_some(),
-            "connect worker started"
-        );
+        let runtime = Runtime::open(client, config).await?;
         Ok(Worker {
             inner: Arc::new(Inner {
-                client,
-                config,
-                offsets,
-                exactly_once,
+                runtime,
                 connectors: Mutex::new(Some(BTreeMap::new())),
             }),
         })
     }
 
     pub fn config(&self) -> &WorkerConfig {
-        &self.inner.config
+        &self.inner.runtime.config
     }
 
     /// Every key of `config` the connector class it names defines, with
     /// its value and errors (Kafka Connect's
     /// `PUT /connector-plugins/{class}/config/validate`).
     pub fn validate(&self, config: &ConfigMap) -> Result<Vec<ConfigValue>> {
-        let class = config
-            .get(CONNECTOR_CLASS)
-            .ok_or_else(|| missing(CONNECTOR_CLASS))?;
-        let connector = create_connector(class)?;
-        let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
-        let mut results = def.validate(config);
-        crate::transforms::report_errors(config, &mut results);
-        self.report_exactly_once(&mut results);
-        Ok(results)
+        self.inner.runtime.validate(config)
     }
 
     /// Checks `config` and starts connector `name` with its tasks. A
@@ -179,41 +160,24 @@ impl Worker {
         if connectors.contains_key(name) {
             return Err(ConnectError::ConnectorExists(name.to_string()));
         }
-        let class = config
-            .get(CONNECTOR_CLASS)
-            .ok_or_else(|| missing(CONNECTOR_CLASS))?;
-        let connector = create_connector(class)?;
-        let def = connector_config_def(connector.connector_type()).merge(&connector.config_def());
-        let parsed = def.parse(&config)?;
         // Transforms and error handling are checked before anything starts,
         // so a bad one refuses the connector, naming its key.
-        Pipeline::from_config(&config, &parsed, connector.connector_type())?;
-        self.check_exactly_once(&parsed, connector.connector_type())?;
-        let converters = Converters {
-            key: self.converter(&config, KEY_CONVERTER)?,
-            value: self.converter(&config, VALUE_CONVERTER)?,
-        };
+        let Prepared {
+            connector,
+            parsed,
+            converters,
+        } = self.inner.runtime.prepare(&config)?;
         let (target, _) = watch::channel(Target::Started);
         let mut running = Running {
             connector,
             config,
-            status: Arc::new(StatusBoard::new(&self.inner.config.worker_id)),
+            status: Arc::new(StatusBoard::new(&self.inner.runtime.config.worker_id)),
             target,
             tasks: Vec::new(),
         };
         self.start_connector(name, &mut running, &parsed, &converters);
         connectors.insert(name.to_string(), running);
         Ok(())
-    }
-
-    /// The converter under `prefix`: the connector's own if its config
-    /// names one (with its settings), else the worker's (Kafka's rule).
-    fn converter(&self, config: &ConfigMap, prefix: &str) -> Result<Arc<dyn Converter>> {
-        let settings = match config.contains_key(prefix) {
-            true => config,
-            false => &self.inner.config.converters,
-        };
-        converter_from_config(settings, prefix)
     }
 
     /// Starts the connector and one task per task config it gives.
@@ -253,49 +217,33 @@ impl Worker {
             }
         };
         let started = task_configs.len().min(max_tasks);
-        let transactions =
-            match self.connector_transactions(name, &running.connector, parsed, max_tasks, started)
-            {
-                Ok(transactions) => transactions,
-                Err(error) => return exactly_once::connector_failed(name, &running.status, &error),
-            };
+        let runtime = &self.inner.runtime;
+        let transactions = match runtime.connector_transactions(
+            name,
+            &running.connector,
+            parsed,
+            max_tasks,
+            started,
+        ) {
+            Ok(transactions) => transactions,
+            Err(error) => return exactly_once::connector_failed(name, &running.status, &error),
+        };
         running.status.set_connector(State::Running, None);
-        let topics = parsed
-            .list(TOPICS)
-            .map(<[String]>::to_vec)
-            .unwrap_or_default();
-        let sink = matches!(running.connector, Connector::Sink(_));
-        for (index, mut task_config) in task_configs.into_iter().take(max_tasks).enumerate() {
+        for (index, task_config) in task_configs.into_iter().take(max_tasks).enumerate() {
             let id = u32::try_from(index).unwrap_or(u32::MAX);
-            if sink {
-                // Kafka's worker adds the connector's topics to every sink
-                // task's config.
-                task_config.insert(TOPICS.to_string(), topics.join(","));
-            }
-            let setup = TaskSetup {
-                connector: name.to_string(),
+            running.status.set_task(id, State::Unassigned);
+            let handle = runtime.spawn_task(TaskSpec {
+                name,
                 id,
+                connector: &running.connector,
+                parsed,
                 config: task_config,
-                client: self.inner.client.clone(),
-                key_converter: Arc::clone(&converters.key),
-                value_converter: Arc::clone(&converters.value),
+                converters,
+                pipeline: pipeline.clone(),
                 status: Arc::clone(&running.status),
                 target: running.target.subscribe(),
-                flush_interval: self.inner.config.offset_flush_interval,
-                pipeline: pipeline.clone(),
-            };
-            running.status.set_task(id, State::Unassigned);
-            let run: BoxFuture<'static, Result<()>> = match &running.connector {
-                Connector::Source(c) => Box::pin(source::run(
-                    setup,
-                    c.create_task(),
-                    Arc::clone(&self.inner.offsets),
-                    transactions.as_ref().map(|t| t.task(name, id)),
-                )),
-                Connector::Sink(c) => Box::pin(sink::run(setup, c.create_task(), topics.clone())),
-            };
-            let status = Arc::clone(&running.status);
-            let handle = tokio::spawn(task::supervise(run, status, name.to_string(), id));
+                transactions: transactions.as_ref().map(|t| t.task(name, id)),
+            });
             running.tasks.push(handle);
         }
     }

@@ -14,7 +14,9 @@
 //! Pausing the tasks would not do: a task keeps its position in memory
 //! once started (the file source reads on from where it is), and only a
 //! new task reads the stored offsets. A stopped or failed connector is
-//! only altered, and starts nothing.
+//! only altered, and starts nothing. A distributed worker, whose tasks run
+//! on other workers too, takes a change only for a STOPPED connector, as
+//! Kafka does, and applies it through the same `Runtime` methods.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,7 @@ use spool_client::proto::{ErrorCode, OffsetFetchRequest};
 use spool_client::ClientError;
 
 use super::lifecycle::{running_mut, target_of};
+use super::runtime::Runtime;
 use super::status::State;
 use super::task::Target;
 use super::Worker;
@@ -61,31 +64,54 @@ fn sink_group(name: &str) -> String {
 }
 
 /// An offsets change, checked and in the store's terms.
-enum Change {
+pub(super) enum Change {
     Source(Vec<(SourcePartition, Option<SourceOffset>)>),
     Sink(Vec<(TopicPartition, Option<u64>)>),
     Reset(ConnectorType),
+}
+
+/// The change an alteration of `offsets` makes to `connector`'s offsets,
+/// once the connector checked it (its `alter_offsets`, which may refuse
+/// it), and the connector's answer: whether its offsets are all the
+/// runtime's (the change is then complete).
+pub(super) fn plan_alteration(
+    connector: &Connector,
+    config: &BTreeMap<String, String>,
+    offsets: Vec<ConnectorOffset>,
+) -> Result<(Change, bool)> {
+    match connector {
+        Connector::Source(c) => {
+            let changes = source_changes(offsets)?;
+            let complete = c.alter_offsets(config, &changes)?;
+            Ok((Change::Source(changes), complete))
+        }
+        Connector::Sink(c) => {
+            let changes = sink_changes(offsets)?;
+            let complete = c.alter_offsets(config, &changes)?;
+            Ok((Change::Sink(changes), complete))
+        }
+    }
+}
+
+/// A reset of every offset of `connector`, as [`plan_alteration`] plans
+/// an alteration.
+pub(super) fn plan_reset(
+    connector: &Connector,
+    config: &BTreeMap<String, String>,
+) -> Result<(Change, bool)> {
+    let complete = match connector {
+        Connector::Source(c) => c.alter_offsets(config, &[])?,
+        Connector::Sink(c) => c.alter_offsets(config, &[])?,
+    };
+    Ok((Change::Reset(connector.connector_type()), complete))
 }
 
 impl Worker {
     /// Connector `name`'s committed offsets: a source's from the offsets
     /// store, a sink's from its consumer group.
     pub async fn connector_offsets(&self, name: &str) -> Result<ConnectorOffsets> {
-        let offsets = match self.connector_type(name).await? {
-            ConnectorType::Source => self
-                .inner
-                .offsets
-                .committed(name)
-                .await?
-                .into_iter()
-                .map(|(partition, offset)| ConnectorOffset {
-                    partition,
-                    offset: Some(offset),
-                })
-                .collect(),
-            ConnectorType::Sink => self.sink_offsets(name).await?,
-        };
-        Ok(ConnectorOffsets { offsets })
+        let connector_type = self.connector_type(name).await?;
+        self.inner.runtime.offsets_of(name, connector_type).await
     }
 
     /// Alters connector `name`'s offsets (see the module's comment for a
@@ -98,17 +124,8 @@ impl Worker {
         name: &str,
         offsets: Vec<ConnectorOffset>,
     ) -> Result<bool> {
-        self.change_offsets(name, |connector, config| match connector {
-            Connector::Source(c) => {
-                let changes = source_changes(offsets)?;
-                let complete = c.alter_offsets(config, &changes)?;
-                Ok((Change::Source(changes), complete))
-            }
-            Connector::Sink(c) => {
-                let changes = sink_changes(offsets)?;
-                let complete = c.alter_offsets(config, &changes)?;
-                Ok((Change::Sink(changes), complete))
-            }
+        self.change_offsets(name, |connector, config| {
+            plan_alteration(connector, config, offsets)
         })
         .await
     }
@@ -118,14 +135,7 @@ impl Worker {
     /// a connector that runs). Returns the connector's answer, as
     /// [`Worker::alter_connector_offsets`].
     pub async fn reset_connector_offsets(&self, name: &str) -> Result<bool> {
-        self.change_offsets(name, |connector, config| {
-            let complete = match connector {
-                Connector::Source(c) => c.alter_offsets(config, &[])?,
-                Connector::Sink(c) => c.alter_offsets(config, &[])?,
-            };
-            Ok((Change::Reset(connector.connector_type()), complete))
-        })
-        .await
+        self.change_offsets(name, plan_reset).await
     }
 
     /// Plans a change with the connector, then applies it with the
@@ -147,7 +157,11 @@ impl Worker {
         if restart.is_some() {
             self.halt(name, running).await;
         }
-        let applied = self.apply(name, &running.config, change).await;
+        let applied = self
+            .inner
+            .runtime
+            .apply_offsets(name, &running.config, change, 0)
+            .await;
         if let Some(prepared) = restart {
             // Started again whether or not the change went through: a
             // failed change leaves the offsets as they were.
@@ -156,21 +170,51 @@ impl Worker {
         tracing::info!(connector = %name, applied = applied.is_ok(), "connector offsets changed");
         applied.map(|()| complete)
     }
+}
 
-    async fn apply(
+impl Runtime {
+    /// Connector `name`'s committed offsets: a source's from the offsets
+    /// store, a sink's from its consumer group.
+    pub(super) async fn offsets_of(
+        &self,
+        name: &str,
+        connector_type: ConnectorType,
+    ) -> Result<ConnectorOffsets> {
+        let offsets = match connector_type {
+            ConnectorType::Source => self
+                .offsets
+                .committed(name)
+                .await?
+                .into_iter()
+                .map(|(partition, offset)| ConnectorOffset {
+                    partition,
+                    offset: Some(offset),
+                })
+                .collect(),
+            ConnectorType::Sink => self.sink_offsets(name).await?,
+        };
+        Ok(ConnectorOffsets { offsets })
+    }
+
+    /// Applies a planned change to connector `name`'s offsets, its tasks
+    /// stopped: a source's in the offsets store, after fencing its zombies
+    /// (`known` tasks it had elsewhere, see `fence_zombies`), a sink's in
+    /// its consumer group.
+    pub(super) async fn apply_offsets(
         &self,
         name: &str,
         config: &BTreeMap<String, String>,
         change: Change,
+        known: usize,
     ) -> Result<()> {
-        let store = &self.inner.offsets;
+        let store = &self.offsets;
         match change {
             Change::Source(changes) => {
-                self.fence_zombies(name, config).await?;
+                self.fence_zombies(name, config, known).await?;
                 store.alter_offsets(name, changes).await
             }
             Change::Reset(ConnectorType::Source) => {
-                self.fence_zombies(name, config).await?;
+                self.fence_zombies(name, config, known).await?;
                 store.reset_offsets(name).await
             }
             Change::Sink(changes) => self.alter_sink_offsets(name, changes).await,
@@ -187,7 +231,6 @@ impl Worker {
             require_stable: false,
         };
         let response = self
-            .inner
             .client
             .offset_fetch(request)
             .await
@@ -232,8 +275,7 @@ impl Worker {
                 None => forgotten.push((tp.topic, tp.partition)),
             }
         }
-        self.inner
-            .client
+        self.client
             .admin()
             .alter_group_offsets(&group, &set)
             .await
@@ -242,7 +284,6 @@ impl Worker {
             let partitions: Vec<(&str, u32)> =
                 forgotten.iter().map(|(t, p)| (t.as_str(), *p)).collect();
             match self
-                .inner
                 .client
                 .admin()
                 .delete_group_offsets(&group, &partitions)
@@ -266,7 +307,7 @@ impl Worker {
 
     async fn reset_sink_offsets(&self, name: &str) -> Result<()> {
         let group = sink_group(name);
-        match self.inner.client.admin().delete_group(&group).await {
+        match self.client.admin().delete_group(&group).await {
             Ok(())
             | Err(ClientError::Broker {
                 code: ErrorCode::GroupIdNotFound,

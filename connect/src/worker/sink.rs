@@ -13,10 +13,16 @@
 //! `errors.tolerance=all` (see `errors`), still counts as consumed: its
 //! offset is committed with the others', as in Kafka. Its dead letter, if
 //! any, is acknowledged before `put` is even called.
+//!
+//! The consumer reads read_uncommitted unless the connector's config says
+//! `consumer.override.isolation.level=read_committed` (Kafka's per-connector
+//! client override): the key a sink downstream of an exactly-once source
+//! needs, or it takes in the records of aborted transactions too.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use spool_client::proto::IsolationLevel;
 use spool_client::{
     Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, MoveRecorder, OffsetReset,
     PartitionMoves, TopicPartition,
@@ -25,12 +31,53 @@ use spool_client::{
 use super::errors::{ErrorHandler, Failure, Original, Stage};
 use super::status::State;
 use super::task::{Target, TaskSetup};
-use crate::api::{SinkRecord, SinkTask, SinkTaskContext};
+use crate::api::{
+    ConfigDef, ConfigKey, ConfigType, Importance, ParsedConfig, SinkRecord, SinkTask,
+    SinkTaskContext, TypedValue, Validator,
+};
 use crate::Result;
+
+/// The isolation level of a sink connector's consumers (Kafka's
+/// `consumer.override.` prefix on the consumer's `isolation.level`).
+pub const CONSUMER_ISOLATION_LEVEL: &str = "consumer.override.isolation.level";
+
+const READ_UNCOMMITTED: &str = "read_uncommitted";
+const READ_COMMITTED: &str = "read_committed";
 
 /// How long one poll waits for records: how soon an idle task notices it
 /// is to stop or pause, for the price of an empty fetch.
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The sink connector keys of its consumers, with Kafka's defaults.
+pub(super) fn config_def() -> ConfigDef {
+    // read_uncommitted, the consumer's default in Kafka (and so what a
+    // Kafka sink reads unless overridden): a sink of a topic no
+    // transaction writes gains nothing from waiting for the last stable
+    // offset.
+    ConfigDef::new().define(
+        ConfigKey::new(
+            CONSUMER_ISOLATION_LEVEL,
+            ConfigType::String,
+            Importance::Medium,
+            "The isolation level of the connector's consumers: read_committed to take in only \
+             records of committed transactions (downstream of exactly-once sources), or \
+             read_uncommitted.",
+        )
+        .default_value(READ_UNCOMMITTED)
+        .validator(Validator::OneOf(vec![
+            READ_UNCOMMITTED.into(),
+            READ_COMMITTED.into(),
+        ])),
+    )
+}
+
+/// The isolation level a sink connector's parsed config asks for.
+pub(super) fn isolation(parsed: &ParsedConfig) -> IsolationLevel {
+    match parsed.get(CONSUMER_ISOLATION_LEVEL) {
+        Some(TypedValue::String(level)) if level == READ_COMMITTED => IsolationLevel::ReadCommitted,
+        _ => IsolationLevel::ReadUncommitted,
+    }
+}
 
 /// Runs `task` on `topics` until its connector stops it; an error fails
 /// the task.
@@ -38,6 +85,7 @@ pub(crate) async fn run(
     setup: TaskSetup,
     mut task: Box<dyn SinkTask>,
     topics: Vec<String>,
+    isolation: IsolationLevel,
 ) -> Result<()> {
     // Before the task starts, as Kafka sets up its error reporters: a
     // dead-letter topic that cannot be created fails the task at once.
@@ -47,6 +95,7 @@ pub(crate) async fn run(
     // are committed by the worker after a flush, never automatically.
     let mut consumer = setup.client.consumer(ConsumerConfig {
         offset_reset: OffsetReset::Earliest,
+        isolation,
         ..ConsumerConfig::default()
     });
     let mut settings = GroupSettings::new(format!("connect-{}", setup.connector));

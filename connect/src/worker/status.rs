@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::errors::{ErrorCounters, TaskErrorMetrics};
 use crate::api::ConnectorType;
 
 /// A connector's or task's state (Kafka's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     /// Created, not started yet.
@@ -61,10 +62,14 @@ pub struct ConnectorStatus {
 }
 
 /// Where a connector and its tasks keep their current state: written by
-/// the worker and the task loops, read by `connector_status`.
+/// the worker and the task loops, read by `connector_status` (and, on a
+/// distributed worker, by what writes them to the status topic, which a
+/// board wakes at each change).
 #[derive(Debug)]
 pub(crate) struct StatusBoard {
     worker_id: String,
+    /// Woken at each change, when someone listens.
+    changed: Option<Arc<Notify>>,
     states: Mutex<States>,
     /// Each task's error-handling counts (`errors`), kept with its state
     /// so a status and its metrics come from one place.
@@ -81,11 +86,26 @@ impl StatusBoard {
     pub(crate) fn new(worker_id: &str) -> StatusBoard {
         StatusBoard {
             worker_id: worker_id.to_string(),
+            changed: None,
             states: Mutex::new(States {
                 connector: (State::Unassigned, None),
                 tasks: BTreeMap::new(),
             }),
             errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A board that wakes `changed` at each change of a state.
+    pub(crate) fn notifying(worker_id: &str, changed: Arc<Notify>) -> StatusBoard {
+        StatusBoard {
+            changed: Some(changed),
+            ..StatusBoard::new(worker_id)
+        }
+    }
+
+    fn changed(&self) {
+        if let Some(changed) = &self.changed {
+            changed.notify_one();
         }
     }
 
@@ -105,6 +125,7 @@ impl StatusBoard {
 
     pub(crate) fn set_connector(&self, state: State, trace: Option<String>) {
         self.states.lock().connector = (state, trace);
+        self.changed();
     }
 
     /// Moves a running or paused connector to `state`; a FAILED one stays
@@ -115,11 +136,23 @@ impl StatusBoard {
         if !matches!(states.connector.0, State::Failed | State::Stopped) {
             states.connector = (state, None);
         }
+        drop(states);
+        self.changed();
     }
 
     /// The connector's own state.
     pub(crate) fn connector_state(&self) -> State {
         self.states.lock().connector.0
+    }
+
+    /// The connector's own state, with its trace.
+    pub(crate) fn connector_entry(&self) -> (State, Option<String>) {
+        self.states.lock().connector.clone()
+    }
+
+    /// Task `task`'s state, with its trace, if the board has it.
+    pub(crate) fn task_entry(&self, task: u32) -> Option<(State, Option<String>)> {
+        self.states.lock().tasks.get(&task).cloned()
     }
 
     pub(crate) fn set_task(&self, task: u32, state: State) {
@@ -132,6 +165,8 @@ impl StatusBoard {
         if !failed {
             states.tasks.insert(task, (state, None));
         }
+        drop(states);
+        self.changed();
     }
 
     pub(crate) fn task_failed(&self, task: u32, trace: String) {
@@ -139,6 +174,15 @@ impl StatusBoard {
             .lock()
             .tasks
             .insert(task, (State::Failed, Some(trace)));
+        self.changed();
+    }
+
+    /// Forgets task `task`'s state and error counts: it is restarted
+    /// afresh on this board, or runs elsewhere now.
+    pub(crate) fn forget_task(&self, task: u32) {
+        self.states.lock().tasks.remove(&task);
+        self.errors.lock().remove(&task);
+        self.changed();
     }
 
     pub(crate) fn snapshot(&self, name: &str, connector_type: ConnectorType) -> ConnectorStatus {

@@ -48,8 +48,8 @@ pub(crate) use self::transaction::{ConnectorTransactions, TaskTransactions, Tran
 use self::fence::FenceGate;
 use self::transaction::Boundary;
 use super::offset_topic::TopicOffsetStore;
+use super::runtime::Runtime;
 use super::status::{State, StatusBoard};
-use super::Worker;
 use crate::api::keys::TASKS_MAX;
 use crate::api::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, ConfigValue, Connector, ConnectorType, Importance,
@@ -231,7 +231,7 @@ pub(super) fn connector_failed(name: &str, status: &StatusBoard, error: &Connect
     status.set_connector(State::Failed, Some(error.trace()));
 }
 
-impl Worker {
+impl Runtime {
     /// Refuses a source connector that requires exactly-once on a worker
     /// that does not give it, as Kafka refuses it.
     pub(super) fn check_exactly_once(
@@ -239,7 +239,7 @@ impl Worker {
         parsed: &ParsedConfig,
         connector_type: ConnectorType,
     ) -> Result<()> {
-        if connector_type != ConnectorType::Source || self.inner.exactly_once.is_some() {
+        if connector_type != ConnectorType::Source || self.exactly_once.is_some() {
             return Ok(());
         }
         match parsed.string(EXACTLY_ONCE_SUPPORT)? {
@@ -248,9 +248,9 @@ impl Worker {
         }
     }
 
-    /// [`Worker::check_exactly_once`] as a validation error of the key.
+    /// [`Runtime::check_exactly_once`] as a validation error of the key.
     pub(super) fn report_exactly_once(&self, results: &mut [ConfigValue]) {
-        if self.inner.exactly_once.is_some() {
+        if self.exactly_once.is_some() {
             return;
         }
         for value in results
@@ -277,10 +277,9 @@ impl Worker {
         tasks_max: usize,
         started: usize,
     ) -> Result<Option<ConnectorTransactions>> {
-        let (Some(eos), Connector::Source(_)) = (&self.inner.exactly_once, connector) else {
+        let (Some(eos), Connector::Source(_)) = (&self.exactly_once, connector) else {
             return Ok(None);
         };
-        let boundary = Boundary::from_config(parsed, self.inner.config.offset_flush_interval)?;
         let ids = zombie_ids(
             &mut eos.task_counts.lock(),
             &eos.group_id,
@@ -288,21 +287,63 @@ impl Worker {
             tasks_max,
             started,
         );
-        let gate = FenceGate::start(self.inner.client.clone(), ids);
-        Ok(Some(ConnectorTransactions::new(
+        self.transactions_fencing(eos, parsed, ids).map(Some)
+    }
+
+    /// The transactions of the tasks of source connector `name` that the
+    /// distributed worker starts here (`None` without exactly-once, or for
+    /// a sink): each task's own transactional id is fenced when the task
+    /// initializes its producer, so the ids to fence first are those of
+    /// tasks that no longer exist (`fenced`: task numbers at and past the
+    /// connector's task count, up to the most it ever had).
+    pub(super) fn task_transactions(
+        &self,
+        name: &str,
+        connector: &Connector,
+        parsed: &ParsedConfig,
+        fenced: std::ops::Range<u32>,
+    ) -> Result<Option<ConnectorTransactions>> {
+        let (Some(eos), Connector::Source(_)) = (&self.exactly_once, connector) else {
+            return Ok(None);
+        };
+        let ids = fenced
+            .map(|task| transactional_id(&eos.group_id, name, task))
+            .collect();
+        self.transactions_fencing(eos, parsed, ids).map(Some)
+    }
+
+    /// Transactions whose tasks wait for `ids` to be fenced (started now,
+    /// in a tokio task of its own) before they start.
+    fn transactions_fencing(
+        &self,
+        eos: &ExactlyOnce,
+        parsed: &ParsedConfig,
+        ids: Vec<String>,
+    ) -> Result<ConnectorTransactions> {
+        let boundary = Boundary::from_config(parsed, self.config.offset_flush_interval)?;
+        let gate = FenceGate::start(self.client.clone(), ids);
+        Ok(ConnectorTransactions::new(
             eos.group_id.clone(),
             gate,
             boundary,
             Arc::clone(&eos.store),
-        )))
+        ))
     }
 
     /// Fences every transactional id source connector `name`'s tasks may
     /// hold, before its offsets are changed from outside (as Kafka does
     /// under exactly-once): a zombie's transaction committed after the
-    /// change would undo it. Nothing to do without exactly-once.
-    pub(super) async fn fence_zombies(&self, name: &str, config: &ConfigMap) -> Result<()> {
-        let Some(eos) = &self.inner.exactly_once else {
+    /// change would undo it. `known` is how many tasks the connector is
+    /// known to have had elsewhere (a distributed worker's config topic
+    /// says; 0 for a standalone worker). Nothing to do without
+    /// exactly-once.
+    pub(super) async fn fence_zombies(
+        &self,
+        name: &str,
+        config: &ConfigMap,
+        known: usize,
+    ) -> Result<()> {
+        let Some(eos) = &self.exactly_once else {
             return Ok(());
         };
         let tasks_max = config
@@ -313,10 +354,10 @@ impl Worker {
             &mut eos.task_counts.lock(),
             &eos.group_id,
             name,
-            tasks_max,
+            tasks_max.max(known),
             0,
         );
-        fence::fence(self.inner.client.clone(), ids)
+        fence::fence(self.client.clone(), ids)
             .await
             .map_err(|reason| {
                 ConnectError::Task(format!(

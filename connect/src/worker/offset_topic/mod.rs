@@ -27,23 +27,18 @@
 mod format;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use spool_client::proto::{
-    ErrorCode, IsolationLevel, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopic, OffsetSpec,
-};
-use spool_client::{
-    Client, ClientError, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
-};
+use spool_client::proto::IsolationLevel;
+use spool_client::{Client, Producer, ProducerConfig, ProducerRecord};
 use tokio::sync::Mutex;
 
 pub(crate) use self::format::offset_record;
+pub(crate) use super::topic_log::End;
 
 use self::format::{apply, Offsets};
 use super::offsets::{OffsetBackingStore, OffsetChange};
+use super::topic_log::{ensure_topic, TopicReader, TopicRole};
 use crate::api::{
     ConfigDef, ConfigKey, ConfigType, Importance, ParsedConfig, SourceOffset, SourcePartition,
     TypedValue, Validator,
@@ -62,21 +57,12 @@ pub const DEFAULT_OFFSETS_TOPIC: &str = "connect-offsets";
 /// Kafka's default partition count of the offsets topic.
 pub const DEFAULT_OFFSET_STORAGE_PARTITIONS: u32 = 25;
 
-/// The topic config that keeps only each key's last record.
-const CLEANUP_POLICY: &str = "cleanup.policy";
-
-/// How long a read to the end may take before it fails. Longer than a
-/// transaction's default timeout (60 s), which bounds how long a dead
-/// producer's open transaction can hold back a read to the high
-/// watermark: the coordinator aborts it then.
-const READ_PATIENCE: Duration = Duration::from_secs(120);
-
-/// How long one fetch of a read waits for records.
-const POLL_WAIT: Duration = Duration::from_millis(100);
-
-/// How long a retriable failure to learn the topic's ends is retried
-/// (a partition's leader moving).
-const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// The offsets topic, for `ensure_topic` and errors.
+const ROLE: TopicRole = TopicRole {
+    key: OFFSET_STORAGE_TOPIC,
+    name: "the offsets topic",
+    loss: "old offsets are deleted and connectors start over",
+};
 
 /// The worker keys of the offsets topic, with Kafka's defaults (why each
 /// is what it is: `WorkerConfig`'s fields).
@@ -122,7 +108,7 @@ pub(super) fn worker_config_def() -> ConfigDef {
 }
 
 /// Kafka's rule: -1 (the cluster's default) or at least 1.
-fn valid_replication_factor(value: &TypedValue) -> std::result::Result<(), String> {
+pub(super) fn valid_replication_factor(value: &TypedValue) -> std::result::Result<(), String> {
     match value {
         TypedValue::Int(n) if *n == -1 || *n >= 1 => Ok(()),
         TypedValue::Int(_) => Err("must be -1 (the cluster's default) or at least 1".into()),
@@ -142,22 +128,10 @@ pub(super) fn replication_factor(parsed: &ParsedConfig) -> Result<Option<u32>> {
     Ok(u32::try_from(parsed.int(OFFSET_STORAGE_REPLICATION_FACTOR)?).ok())
 }
 
-/// Where a read of the offsets topic ends (see the module's comment).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum End {
-    /// The last stable offset: every committed record, without waiting.
-    Stable,
-    /// The high watermark: every record written, once the transactions
-    /// open before it have ended.
-    Written,
-}
-
 /// Source offsets kept in a compacted topic (see the module's comment).
 /// Shared by every source task of the worker.
 pub struct TopicOffsetStore {
-    client: Client,
     topic: Arc<str>,
-    partitions: u32,
     /// Writes alterations, resets and (without exactly-once) task flushes:
     /// idempotent with acks=all, so an acknowledged offset is on a
     /// majority's disk and a retried batch is written once.
@@ -168,7 +142,7 @@ pub struct TopicOffsetStore {
 }
 
 struct Reader {
-    consumer: Consumer,
+    log: TopicReader,
     offsets: Offsets,
 }
 
@@ -184,20 +158,19 @@ impl TopicOffsetStore {
         partitions: u32,
         replication_factor: Option<u32>,
     ) -> Result<TopicOffsetStore> {
-        let partitions = ensure_topic(&client, topic, partitions, replication_factor).await?;
-        let mut consumer = client.consumer(ConsumerConfig {
-            offset_reset: OffsetReset::Earliest,
-            isolation: IsolationLevel::ReadCommitted,
-            ..ConsumerConfig::default()
-        });
-        consumer.assign((0..partitions).map(|p| TopicPartition::new(topic, p)));
+        let partitions = ensure_topic(&client, ROLE, topic, partitions, replication_factor).await?;
+        let log = TopicReader::new(
+            &client,
+            ROLE.name,
+            topic,
+            partitions,
+            IsolationLevel::ReadCommitted,
+        );
         let store = TopicOffsetStore {
             producer: client.producer(ProducerConfig::default()),
-            client,
             topic: Arc::from(topic),
-            partitions,
             reader: Mutex::new(Reader {
-                consumer,
+                log,
                 offsets: Offsets::new(),
             }),
         };
@@ -218,7 +191,7 @@ impl TopicOffsetStore {
 
     async fn read_to(&self, end: End) -> Result<()> {
         let mut reader = self.reader.lock().await;
-        self.read(&mut reader, end).await
+        reader.read(end).await
     }
 
     /// `connector`'s offsets once the topic is read to `end`.
@@ -228,73 +201,13 @@ impl TopicOffsetStore {
         end: End,
     ) -> Result<Vec<(SourcePartition, SourceOffset)>> {
         let mut reader = self.reader.lock().await;
-        self.read(&mut reader, end).await?;
+        reader.read(end).await?;
         let entries = reader
             .offsets
             .get(connector)
             .into_iter()
             .flat_map(|e| e.values());
         Ok(entries.cloned().collect())
-    }
-
-    /// Reads on until every partition's position reaches its end as it is
-    /// now, applying each record to the offsets in memory.
-    async fn read(&self, reader: &mut Reader, end: End) -> Result<()> {
-        let ends = self.end_offsets(end).await?;
-        let deadline = Instant::now() + READ_PATIENCE;
-        loop {
-            if reader.caught_up(&ends).await.map_err(|e| self.error(e))? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(ConnectError::Task(format!(
-                    "the offsets topic `{}` was not read to its end within {READ_PATIENCE:?}: \
-                     a transaction on it stays open",
-                    self.topic
-                )));
-            }
-            let records = reader
-                .consumer
-                .poll(POLL_WAIT)
-                .await
-                .map_err(|e| self.error(e))?;
-            for record in &records {
-                apply(&mut reader.offsets, record);
-            }
-        }
-    }
-
-    /// Each partition's end: its last stable offset or its high watermark.
-    async fn end_offsets(&self, end: End) -> Result<Vec<(TopicPartition, u64)>> {
-        let isolation = match end {
-            End::Stable => IsolationLevel::ReadCommitted,
-            End::Written => IsolationLevel::ReadUncommitted,
-        };
-        let partitions = (0..self.partitions)
-            .map(|partition| ListOffsetsPartition {
-                partition,
-                spec: OffsetSpec::Latest as i32,
-                timestamp: 0,
-            })
-            .collect();
-        let request = ListOffsetsRequest {
-            topics: vec![ListOffsetsTopic {
-                name: self.topic.to_string(),
-                partitions,
-            }],
-            isolation_level: isolation as i32,
-        };
-        let deadline = Instant::now() + READ_PATIENCE;
-        loop {
-            let answer = self.client.list_offsets(request.clone()).await;
-            match answer.and_then(partition_ends) {
-                Ok(ends) => return Ok(ends),
-                Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                    tokio::time::sleep(RETRY_BACKOFF).await;
-                }
-                Err(e) => return Err(self.error(e)),
-            }
-        }
     }
 
     /// Writes `records`, then reads to the high watermark, so that memory
@@ -312,7 +225,7 @@ impl TopicOffsetStore {
         self.read_to(End::Written).await
     }
 
-    fn error(&self, error: ClientError) -> ConnectError {
+    fn error(&self, error: spool_client::ClientError) -> ConnectError {
         ConnectError::client(format!("the offsets topic `{}`", self.topic), error)
     }
 }
@@ -376,101 +289,10 @@ impl OffsetBackingStore for TopicOffsetStore {
 }
 
 impl Reader {
-    /// Whether every partition's position reached its end in `ends`. An
-    /// empty partition needs no reading; a position not known yet (its
-    /// leader is being elected, as right after the topic's creation) is
-    /// not there yet, and the next poll asks for it again.
-    async fn caught_up(&mut self, ends: &[(TopicPartition, u64)]) -> spool_client::Result<bool> {
-        for (tp, end) in ends.iter().filter(|(_, end)| *end > 0) {
-            match self.consumer.position(tp).await {
-                Ok(position) if position >= *end => {}
-                Ok(_) | Err(ClientError::InvalidRequest(_)) => return Ok(false),
-                Err(e) if e.is_retriable() => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// The ends a ListOffsets answer gives, or the first partition's error.
-fn partition_ends(
-    response: ListOffsetsResponse,
-) -> spool_client::Result<Vec<(TopicPartition, u64)>> {
-    let mut ends = Vec::new();
-    for topic in response.topics {
-        for partition in topic.partitions {
-            if let Some(e) = ClientError::from_code(partition.error, &partition.message) {
-                return Err(e);
-            }
-            ends.push((
-                TopicPartition::new(topic.name.as_str(), partition.partition),
-                partition.offset,
-            ));
-        }
-    }
-    Ok(ends)
-}
-
-/// Makes sure the offsets topic exists, compacted; answers its partition
-/// count (an existing topic keeps its own).
-async fn ensure_topic(
-    client: &Client,
-    topic: &str,
-    partitions: u32,
-    replication_factor: Option<u32>,
-) -> Result<u32> {
-    let context = || format!("preparing the offsets topic `{topic}`");
-    let exists = match client.topic_metadata(topic).await {
-        Ok(_) => true,
-        Err(e) if e.code() == ErrorCode::UnknownTopicOrPartition => false,
-        Err(e) => return Err(ConnectError::client(context(), e)),
-    };
-    let created = match exists {
-        true => false,
-        false => {
-            let created = client
-                .admin()
-                .create_replicated_topic(
-                    topic,
-                    partitions,
-                    replication_factor.unwrap_or(0),
-                    &[(CLEANUP_POLICY, "compact")],
-                )
-                .await;
-            match created {
-                Ok(()) => true,
-                // Another worker created it meanwhile: checked as found.
-                Err(e) if e.code() == ErrorCode::TopicAlreadyExists => false,
-                Err(e) => return Err(ConnectError::client(context(), e)),
-            }
-        }
-    };
-    let info = client
-        .admin()
-        .describe_topic(topic)
-        .await
-        .map_err(|e| ConnectError::client(context(), e))?;
-    if created {
-        tracing::info!(topic, partitions, "created the offsets topic, compacted");
-    } else if let Some((_, policy)) = info.configs.iter().find(|(k, _)| k == CLEANUP_POLICY) {
-        if !policy.split(',').any(|p| p.trim() == "compact") {
-            return Err(ConnectError::config(
-                OFFSET_STORAGE_TOPIC,
-                format!(
-                    "topic `{topic}` has {CLEANUP_POLICY}={policy}; the offsets topic must be \
-                     compacted ({CLEANUP_POLICY}=compact), or old offsets are deleted and \
-                     connectors start over"
-                ),
-            ));
-        }
-    }
-    match u32::try_from(info.partitions.len()) {
-        Ok(count) if count > 0 => Ok(count),
-        _ => Err(ConnectError::config(
-            OFFSET_STORAGE_TOPIC,
-            format!("topic `{topic}` has no partitions"),
-        )),
+    /// Reads on to `end`, applying each record to the offsets in memory.
+    async fn read(&mut self, end: End) -> Result<()> {
+        let Reader { log, offsets } = self;
+        log.read_to(end, |record| apply(offsets, record)).await
     }
 }
 
