@@ -2,6 +2,7 @@
 //! full shape is in shared/DESIGN.md.
 
 mod bench_client;
+mod bench_connect;
 mod bench_log;
 mod bench_streams;
 mod bench_streams_clients;
@@ -58,8 +59,8 @@ enum Command {
     /// Describe a streams application, or reset it to reprocess its input.
     #[command(subcommand)]
     Streams(streams::Command),
-    /// Run a standalone connect worker, or manage connectors through a
-    /// worker's REST API (Kafka Connect's paths).
+    /// Run a standalone or distributed connect worker, or manage
+    /// connectors through a worker's REST API (Kafka Connect's paths).
     ///
     /// Example: spool connect standalone worker.toml file-source.json
     #[command(subcommand)]
@@ -93,6 +94,11 @@ enum Bench {
     ///
     /// Example: spool bench streams --case count --records 1000000 --guarantee exactly_once_v2
     Streams(bench_streams::StreamsArgs),
+    /// Fill a topic with datagen records, then time the PostgreSQL sink
+    /// (exactly-once) from it into a fresh table.
+    ///
+    /// Example: spool bench connect --embedded --connection-url postgresql://postgres@127.0.0.1:5432/postgres --records 1000000 --mode insert
+    Connect(bench_connect::ConnectArgs),
 }
 
 /// Where client commands find the broker.
@@ -129,6 +135,7 @@ impl Cli {
             Command::Bench(Bench::Consume(args)) => bench_client::consume(args).await,
             Command::Bench(Bench::E2e(args)) => bench_client::e2e(args).await,
             Command::Bench(Bench::Streams(args)) => bench_streams::run(args).await,
+            Command::Bench(Bench::Connect(args)) => bench_connect::run(args).await,
         }
     }
 }

@@ -9,8 +9,14 @@
 //! itself writes a schema-less value. On read the envelope is required, as
 //! Kafka requires it, and the payload is checked against its schema.
 
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::{json, Map};
 
 use super::{conversion_error, Converter};
@@ -24,6 +30,28 @@ static NULL: Value = Value::Null;
 
 /// A payload check's outcome: what does not fit, and where.
 type Check = std::result::Result<(), String>;
+
+/// Where in a payload a check is: written out only when something does
+/// not fit, so a payload that fits costs no text.
+enum Path<'a> {
+    Payload,
+    Field(&'a Path<'a>, &'a str),
+    Element(&'a Path<'a>, usize),
+    MapKey(&'a Path<'a>, usize),
+    MapValue(&'a Path<'a>, usize),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Payload => f.write_str("payload"),
+            Path::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Element(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::MapKey(parent, i) => write!(f, "{parent}[{i}] key"),
+            Path::MapValue(parent, i) => write!(f, "{parent}[{i}] value"),
+        }
+    }
+}
 
 /// See the module's comment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,29 +77,71 @@ impl JsonConverter {
         conversion_error(NAME, topic, reason)
     }
 
-    /// The payload of an envelope, checked against its schema.
-    fn open_envelope(topic: &str, json: Value) -> Result<Option<Value>> {
-        let mut envelope = match json {
-            Value::Null => return Ok(None),
-            Value::Object(map)
-                if map.len() == 2 && map.contains_key("schema") && map.contains_key("payload") =>
-            {
-                map
-            }
-            _ => {
-                return Err(JsonConverter::error(
-                    topic,
+    /// The payload of an envelope, checked against its schema. The schema
+    /// is parsed once per distinct text ([`cached_schema`]): a topic's
+    /// records all carry the same one, and it is most of each record's
+    /// bytes.
+    fn open_envelope(topic: &str, bytes: &[u8]) -> Result<Option<Value>> {
+        let envelope: Option<RawEnvelope> = serde_json::from_slice(bytes).map_err(|e| {
+            let reason = match e.classify() {
+                Category::Data => {
                     "with schemas.enable, JSON must be an object with exactly the fields \
-                     \"schema\" and \"payload\"; for plain JSON set schemas.enable=false",
-                ))
-            }
+                     \"schema\" and \"payload\"; for plain JSON set schemas.enable=false"
+                        .to_string()
+                }
+                _ => format!("not JSON: {e}"),
+            };
+            JsonConverter::error(topic, reason)
+        })?;
+        let Some(envelope) = envelope else {
+            return Ok(None);
         };
-        let schema = envelope.remove("schema").unwrap_or(Value::Null);
-        let payload = envelope.remove("payload").unwrap_or(Value::Null);
-        check_payload(&schema, &payload, "payload")
+        let schema = cached_schema(envelope.schema.get())
+            .map_err(|e| JsonConverter::error(topic, format!("not JSON: {e}")))?;
+        let payload: Value = serde_json::from_str(envelope.payload.get())
+            .map_err(|e| JsonConverter::error(topic, format!("not JSON: {e}")))?;
+        check_payload(&schema, &payload, &Path::Payload)
             .map_err(|reason| JsonConverter::error(topic, reason))?;
         Ok((!payload.is_null()).then_some(payload))
     }
+}
+
+/// An envelope as read: both parts left as text, so the schema is parsed
+/// only when it differs from the ones cached.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    schema: &'a RawValue,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// How many distinct schema texts each thread keeps parsed: a worker
+/// thread reads a few topics' keys and values at a time, and comparing a
+/// record's schema text with eight others costs far less than parsing it.
+const CACHED_SCHEMAS: usize = 8;
+
+thread_local! {
+    /// The most recently used schemas first, with the text each came from.
+    static SCHEMAS: RefCell<Vec<(Box<str>, Rc<Value>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `text` parsed, from this thread's cache when it was seen lately.
+fn cached_schema(text: &str) -> serde_json::Result<Rc<Value>> {
+    SCHEMAS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.iter().position(|(seen, _)| **seen == *text) {
+            let entry = cache.remove(found);
+            let schema = Rc::clone(&entry.1);
+            cache.insert(0, entry);
+            return Ok(schema);
+        }
+        let schema = Rc::new(serde_json::from_str::<Value>(text)?);
+        cache.insert(0, (text.into(), Rc::clone(&schema)));
+        cache.truncate(CACHED_SCHEMAS);
+        Ok(schema)
+    })
 }
 
 impl Converter for JsonConverter {
@@ -98,12 +168,12 @@ impl Converter for JsonConverter {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
+        if self.schemas_enable {
+            return JsonConverter::open_envelope(topic, bytes);
+        }
         let json: Value = serde_json::from_slice(bytes)
             .map_err(|e| JsonConverter::error(topic, format!("not JSON: {e}")))?;
-        match self.schemas_enable {
-            true => JsonConverter::open_envelope(topic, json),
-            false => Ok((!json.is_null()).then_some(json)),
-        }
+        Ok((!json.is_null()).then_some(json))
     }
 }
 
@@ -179,7 +249,7 @@ pub fn infer_schema(value: &Value) -> Option<Value> {
 /// Whether `payload` (at `path`, for the error) is what `schema` says,
 /// as Kafka checks a payload against its envelope's schema. A null schema
 /// accepts anything.
-fn check_payload(schema: &Value, payload: &Value, path: &str) -> Check {
+fn check_payload(schema: &Value, payload: &Value, path: &Path) -> Check {
     if schema.is_null() {
         return Ok(());
     }
@@ -227,31 +297,31 @@ fn fits_integer(payload: &Value, min: i64, max: i64) -> bool {
     payload.as_i64().is_some_and(|n| (min..=max).contains(&n))
 }
 
-fn check_array(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check {
+fn check_array(schema: &Map<String, Value>, payload: &Value, path: &Path) -> Check {
     let Some(items) = payload.as_array() else {
         return Err(format!("{path} is not an array"));
     };
     let element = schema.get("items").unwrap_or(&NULL);
     for (i, item) in items.iter().enumerate() {
-        check_payload(element, item, &format!("{path}[{i}]"))?;
+        check_payload(element, item, &Path::Element(path, i))?;
     }
     Ok(())
 }
 
 /// Kafka writes a map with string keys as an object, and any other map as
 /// an array of `[key, value]` pairs.
-fn check_map(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check {
+fn check_map(schema: &Map<String, Value>, payload: &Value, path: &Path) -> Check {
     let values = schema.get("values").unwrap_or(&NULL);
     let keys = schema.get("keys").unwrap_or(&NULL);
     match payload {
         Value::Object(entries) => entries
             .iter()
-            .try_for_each(|(k, v)| check_payload(values, v, &format!("{path}.{k}"))),
+            .try_for_each(|(k, v)| check_payload(values, v, &Path::Field(path, k))),
         Value::Array(pairs) => pairs.iter().enumerate().try_for_each(|(i, pair)| {
             match pair.as_array().map(Vec::as_slice) {
                 Some([k, v]) => {
-                    check_payload(keys, k, &format!("{path}[{i}] key"))?;
-                    check_payload(values, v, &format!("{path}[{i}] value"))
+                    check_payload(keys, k, &Path::MapKey(path, i))?;
+                    check_payload(values, v, &Path::MapValue(path, i))
                 }
                 _ => Err(format!("{path}[{i}] is not a [key, value] pair")),
             }
@@ -260,7 +330,7 @@ fn check_map(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check 
     }
 }
 
-fn check_struct(schema: &Map<String, Value>, payload: &Value, path: &str) -> Check {
+fn check_struct(schema: &Map<String, Value>, payload: &Value, path: &Path) -> Check {
     let Some(object) = payload.as_object() else {
         return Err(format!("{path} is not a struct"));
     };
@@ -270,7 +340,7 @@ fn check_struct(schema: &Map<String, Value>, payload: &Value, path: &str) -> Che
             return Err(format!("a field of the schema of {path} has no name"));
         };
         let value = object.get(name).unwrap_or(&NULL);
-        check_payload(field, value, &format!("{path}.{name}"))?;
+        check_payload(field, value, &Path::Field(path, name))?;
     }
     Ok(())
 }
