@@ -82,6 +82,13 @@ impl JsonConverter {
     /// records all carry the same one, and it is most of each record's
     /// bytes.
     fn open_envelope(topic: &str, bytes: &[u8]) -> Result<Option<Value>> {
+        if let Some((schema, payload)) = known_envelope(bytes) {
+            // A payload that does not parse is read in full, for the
+            // error that says what is wrong with the envelope.
+            if let Ok(payload) = serde_json::from_slice::<Value>(payload) {
+                return JsonConverter::checked(topic, &schema, payload);
+            }
+        }
         let envelope: Option<RawEnvelope> = serde_json::from_slice(bytes).map_err(|e| {
             let reason = match e.classify() {
                 Category::Data => {
@@ -100,10 +107,35 @@ impl JsonConverter {
             .map_err(|e| JsonConverter::error(topic, format!("not JSON: {e}")))?;
         let payload: Value = serde_json::from_str(envelope.payload.get())
             .map_err(|e| JsonConverter::error(topic, format!("not JSON: {e}")))?;
-        check_payload(&schema, &payload, &Path::Payload)
+        JsonConverter::checked(topic, &schema, payload)
+    }
+
+    fn checked(topic: &str, schema: &Value, payload: Value) -> Result<Option<Value>> {
+        check_payload(schema, &payload, &Path::Payload)
             .map_err(|reason| JsonConverter::error(topic, reason))?;
         Ok((!payload.is_null()).then_some(payload))
     }
+}
+
+/// An envelope as Kafka's JsonConverter (and this one) writes it, compact
+/// with the schema first, whose schema is one of the cached texts: its
+/// parsed schema and the payload's text, found by comparing bytes rather
+/// than scanning the schema as JSON. Anything else is `None` and read in
+/// full. The payload's text is one whole JSON value only if it parses as
+/// one (it is parsed before it is used), so an envelope found here is
+/// exactly one the full read accepts.
+fn known_envelope(bytes: &[u8]) -> Option<(Rc<Value>, &[u8])> {
+    const HEAD: &[u8] = br#"{"schema":"#;
+    const MIDDLE: &[u8] = br#","payload":"#;
+    let rest = bytes.strip_prefix(HEAD)?;
+    let inner = rest.trim_ascii_end().strip_suffix(b"}")?;
+    SCHEMAS.with(|cache| {
+        let cache = cache.borrow();
+        cache.iter().find_map(|(text, schema)| {
+            let payload = inner.strip_prefix(text.as_bytes())?.strip_prefix(MIDDLE)?;
+            Some((Rc::clone(schema), payload))
+        })
+    })
 }
 
 /// An envelope as read: both parts left as text, so the schema is parsed
@@ -443,5 +475,24 @@ mod tests {
             .decode("orders", Some(&b"{not json"[..]))
             .unwrap_err();
         assert!(garbage.to_string().contains("orders"), "{garbage}");
+    }
+
+    #[test]
+    fn an_envelope_read_by_its_cached_schema_reads_as_in_full() {
+        let converter = JsonConverter::new(true);
+        let text = br#"{"schema":{"type":"struct","optional":false,"fields":[{"field":"n","type":"int32","optional":false}]},"payload":{"n":1}}"#;
+        // The first read parses the schema; the second finds it cached.
+        for _ in 0..2 {
+            assert_eq!(read(converter, text).unwrap(), Some(json!({"n": 1})));
+        }
+        let extra = br#"{"schema":{"type":"struct","optional":false,"fields":[{"field":"n","type":"int32","optional":false}]},"payload":{"n":1},"x":2}"#;
+        let error = read(converter, extra).unwrap_err();
+        assert!(
+            error.to_string().contains("schemas.enable=false"),
+            "{error}"
+        );
+        let misfit = br#"{"schema":{"type":"struct","optional":false,"fields":[{"field":"n","type":"int32","optional":false}]},"payload":{"n":"one"}}"#;
+        let error = read(converter, misfit).unwrap_err();
+        assert!(error.to_string().contains("payload.n"), "{error}");
     }
 }

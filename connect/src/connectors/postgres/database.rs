@@ -11,7 +11,7 @@
 //! offsets and commits. Rows and offsets are durable together or not at
 //! all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -265,13 +265,13 @@ fn concurrent_ddl(error: &tokio_postgres::Error) -> bool {
 /// as: the key's columns first (in the key's order), then the others in
 /// name order.
 fn wanted_columns(table: &TableRows) -> Vec<(String, ColumnType)> {
-    let mut names: Vec<&str> = table
+    // A set, not a sorted list of every row's names: a batch holds
+    // thousands of rows of the same few columns.
+    let names: BTreeSet<&str> = table
         .rows
         .iter()
         .flat_map(|row| row.values.keys().map(String::as_str))
         .collect();
-    names.sort_unstable();
-    names.dedup();
     let type_of = |name: &str| match table.declared.get(name) {
         Some(declared) => *declared,
         None => ColumnType::infer(table.rows.iter().filter_map(|row| row.values.get(name))),

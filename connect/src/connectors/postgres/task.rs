@@ -2,10 +2,18 @@
 //! buffer; a write (rows and offsets in one transaction) happens when
 //! `batch.size` rows wait or when the worker flushes. A partition the
 //! group gives the task is read from the offset stored with its rows.
+//!
+//! A full batch is written in the background while the next records are
+//! converted (one write in flight at most, so writes stay in order): the
+//! conversion is the task's CPU and the COPY is PostgreSQL's, and the two
+//! overlap instead of taking turns. A flush waits for its write. The
+//! background write changes nothing of what is exactly once: its rows
+//! and offsets still commit in one transaction, or neither does.
 
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
 
 use super::config::SinkSettings;
 use super::database::{Database, Offsets, TableRows};
@@ -23,11 +31,20 @@ pub struct PostgresSinkTask {
 struct Running {
     settings: SinkSettings,
     context: SinkTaskContext,
-    database: Database,
+    connection: Connection,
     buffer: Buffer,
     /// The stored next offset of each partition, as the last read or
     /// write saw it: a flush that reaches no further writes nothing.
     known: Offsets,
+}
+
+/// The database, or the write that has it now.
+enum Connection {
+    Idle(Database),
+    /// A write in the background; it hands the database back.
+    Writing(JoinHandle<(Database, Result<Offsets>)>),
+    /// A background write panicked, taking the connection with it.
+    Lost,
 }
 
 /// Rows put and not written yet, by table.
@@ -88,26 +105,70 @@ impl Buffer {
 
 impl Running {
     /// Writes what is buffered, with the offsets `reached` (see
-    /// `Database::write`); nothing when nothing is buffered and no offset
-    /// moved on.
+    /// `Database::write`), and waits for the write; nothing when nothing
+    /// is buffered and no offset moved on.
     async fn write(&mut self, reached: &Offsets) -> Result<()> {
+        self.start_write(reached).await?;
+        self.database().await.map(|_| ())
+    }
+
+    /// Starts writing what is buffered in the background, once the
+    /// previous write ended.
+    async fn start_write(&mut self, reached: &Offsets) -> Result<()> {
+        let mut database = self.take_database().await?;
         let moved_on = reached
             .iter()
             .any(|(tp, offset)| self.known.get(tp).is_none_or(|known| offset > known));
         if self.buffer.rows == 0 && !moved_on {
+            self.connection = Connection::Idle(database);
             return Ok(());
         }
         let rows = self.buffer.rows;
         let tables = self.buffer.take();
-        self.known = self.database.write(tables, reached, &self.settings).await?;
-        tracing::debug!(
-            connector = %self.context.connector(),
-            task = self.context.task(),
-            rows,
-            "rows written with their offsets"
-        );
+        let (reached, settings) = (reached.clone(), self.settings.clone());
+        let (connector, task) = (self.context.connector().to_string(), self.context.task());
+        self.connection = Connection::Writing(tokio::spawn(async move {
+            let written = database.write(tables, &reached, &settings).await;
+            if written.is_ok() {
+                tracing::debug!(%connector, task, rows, "rows written with their offsets");
+            }
+            (database, written)
+        }));
         Ok(())
     }
+
+    /// The database, once the write in flight (if any) ended; its error
+    /// is this call's.
+    async fn database(&mut self) -> Result<&mut Database> {
+        let database = self.take_database().await?;
+        self.connection = Connection::Idle(database);
+        match &mut self.connection {
+            Connection::Idle(database) => Ok(database),
+            _ => Err(lost()),
+        }
+    }
+
+    /// Takes the database out, waiting for the write in flight; the
+    /// stored offsets it returns become `known`.
+    async fn take_database(&mut self) -> Result<Database> {
+        match std::mem::replace(&mut self.connection, Connection::Lost) {
+            Connection::Idle(database) => Ok(database),
+            Connection::Writing(handle) => {
+                let (database, written) = handle.await.map_err(|_| lost())?;
+                self.connection = Connection::Idle(database);
+                self.known = written?;
+                match std::mem::replace(&mut self.connection, Connection::Lost) {
+                    Connection::Idle(database) => Ok(database),
+                    _ => Err(lost()),
+                }
+            }
+            Connection::Lost => Err(lost()),
+        }
+    }
+}
+
+fn lost() -> ConnectError {
+    ConnectError::Task("PostgreSQL sink: a write failed and took the connection with it".into())
 }
 
 impl PostgresSinkTask {
@@ -130,7 +191,7 @@ impl PostgresSinkTask {
         self.running = Some(Running {
             settings,
             context,
-            database,
+            connection: Connection::Idle(database),
             buffer: Buffer::default(),
             known: Offsets::new(),
         });
@@ -142,7 +203,7 @@ impl PostgresSinkTask {
     /// the group committed.
     async fn resume(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
         let running = self.running()?;
-        let stored = running.database.stored_offsets().await?;
+        let stored = running.database().await?.stored_offsets().await?;
         for tp in partitions {
             let Some(next) = stored.get(&tp).copied() else {
                 continue;
@@ -169,7 +230,7 @@ impl PostgresSinkTask {
             let converted = rows::convert(record, &running.settings.rows)?;
             running.buffer.push(table, converted)?;
             if running.buffer.rows >= running.settings.batch_size {
-                running.write(&Offsets::new()).await?;
+                running.start_write(&Offsets::new()).await?;
             }
         }
         Ok(())
