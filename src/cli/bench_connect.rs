@@ -257,11 +257,7 @@ fn json_with_schemas() -> ConfigMap {
 /// The records `topic` holds: the sum of its partitions' high watermarks.
 async fn topic_end(client: &Client, topic: &str) -> anyhow::Result<u64> {
     let info = client.admin().describe_topic(topic).await?;
-    Ok(info
-        .partitions
-        .iter()
-        .map(|p| p.high_watermark)
-        .sum())
+    Ok(info.partitions.iter().map(|p| p.high_watermark).sum())
 }
 
 /// Drops the table of an earlier run and that run's stored offsets, so
