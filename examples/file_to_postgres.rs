@@ -136,6 +136,53 @@ async fn main() -> anyhow::Result<()> {
     let file_name = file.to_str().context("the file's path is not UTF-8")?;
 
     // PostgreSQL first: a wrong URL fails here, before anything starts.
+    let db = prepare_table(&args).await?;
+
+    let node = Node::embedded(dir.path().join("broker")).await?;
+    let client = node.client();
+    for topic in [LINES_TOPIC, COUNTS_TOPIC] {
+        client.admin().create_topic(topic, 1, &[]).await?;
+    }
+
+    let mut streams_config = StreamsConfig::new("file-to-postgres");
+    streams_config.state_dir = dir.path().join("state");
+    // Counts reach `word-counts` in transactions, committed every 100 ms.
+    streams_config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    let app = KafkaStreams::start(topology()?, client.clone(), streams_config).await?;
+
+    let mut worker_config = WorkerConfig::new(dir.path().join("connect.offsets"));
+    // The sink writes to PostgreSQL at each flush (or a full batch): every
+    // second, rather than Kafka's 10 s, so the table keeps up visibly.
+    worker_config.offset_flush_interval = Duration::from_secs(1);
+    let worker = Worker::start(client, worker_config).await?;
+    add_connectors(&worker, file_name, &args).await?;
+    println!(
+        "counting the words of {file_name} into table {} for {} s (Ctrl-C stops sooner)",
+        args.table, args.seconds
+    );
+
+    let failed = run_for(&worker, Duration::from_secs(args.seconds)).await?;
+    // Upstream first: no stage stops before the one feeding it, and the
+    // sink, last, writes what it read to PostgreSQL as it stops.
+    worker.stop_connector(SOURCE).await?;
+    let metrics = app.metrics();
+    app.close().await?;
+    worker.shutdown().await?;
+    node.shutdown().await?;
+    if let Some(error) = failed {
+        anyhow::bail!("a connector failed: {error}");
+    }
+    println!(
+        "the streams application processed {} records in {} commits",
+        metrics.records_processed, metrics.commits
+    );
+
+    print_top_words(&db, &args.table).await
+}
+
+/// Connects to PostgreSQL and clears what an earlier run left: the table,
+/// and the sink's offsets stored beside it.
+async fn prepare_table(args: &Args) -> anyhow::Result<tokio_postgres::Client> {
     // (The URL may hold a password, so the error does not repeat it.)
     let (db, connection) = tokio_postgres::connect(&args.connection_url, tokio_postgres::NoTls)
         .await
@@ -165,23 +212,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     }
 
-    let node = Node::embedded(dir.path().join("broker")).await?;
-    let client = node.client();
-    for topic in [LINES_TOPIC, COUNTS_TOPIC] {
-        client.admin().create_topic(topic, 1, &[]).await?;
-    }
+    Ok(db)
+}
 
-    let mut streams_config = StreamsConfig::new("file-to-postgres");
-    streams_config.state_dir = dir.path().join("state");
-    // Counts reach `word-counts` in transactions, committed every 100 ms.
-    streams_config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
-    let app = KafkaStreams::start(topology()?, client.clone(), streams_config).await?;
-
-    let mut worker_config = WorkerConfig::new(dir.path().join("connect.offsets"));
-    // The sink writes to PostgreSQL at each flush (or a full batch): every
-    // second, rather than Kafka's 10 s, so the table keeps up visibly.
-    worker_config.offset_flush_interval = Duration::from_secs(1);
-    let worker = Worker::start(client, worker_config).await?;
+/// The file source into `file-lines`, and the sink from `word-counts`
+/// into the table.
+async fn add_connectors(worker: &Worker, file_name: &str, args: &Args) -> anyhow::Result<()> {
     let source = config_map(&[
         ("connector.class", "FileStreamSource"),
         ("file", file_name),
@@ -208,27 +244,12 @@ async fn main() -> anyhow::Result<()> {
         ("consumer.override.isolation.level", "read_committed"),
     ]);
     worker.add_connector(SINK, sink).await?;
-    println!(
-        "counting the words of {file_name} into table {} for {} s (Ctrl-C stops sooner)",
-        args.table, args.seconds
-    );
+    Ok(())
+}
 
-    let failed = run_for(&worker, Duration::from_secs(args.seconds)).await?;
-    // Upstream first: no stage stops before the one feeding it, and the
-    // sink, last, writes what it read to PostgreSQL as it stops.
-    worker.stop_connector(SOURCE).await?;
-    let metrics = app.metrics();
-    app.close().await?;
-    worker.shutdown().await?;
-    node.shutdown().await?;
-    if let Some(error) = failed {
-        anyhow::bail!("a connector failed: {error}");
-    }
-    println!(
-        "the streams application processed {} records in {} commits",
-        metrics.records_processed, metrics.commits
-    );
-
+/// How many words the table holds, and the ten most frequent.
+async fn print_top_words(db: &tokio_postgres::Client, table_name: &str) -> anyhow::Result<()> {
+    let table = quoted(table_name);
     let total: i64 = db
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
@@ -238,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
     let rows = db.query(&top, &[]).await?;
     println!(
         "{total} distinct words in table {}; the most frequent:",
-        args.table
+        table_name
     );
     for row in &rows {
         let (word, count): (String, i64) = (row.get(0), row.get(1));
