@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod deletion;
+mod failover;
 mod groups;
 mod harness;
 mod kafka;
@@ -147,11 +148,10 @@ async fn producers_and_consumers_follow_partition_leaders_through_one_broker() {
     let mut cluster = Cluster::start(&[1, 2, 3]);
     let client = cluster.client(3).await;
     create_through(&client, "orders", 3, 3).await;
+    // The default retries (until the 120 s delivery timeout) outlast an
+    // election on a loaded 2-core machine.
     let config = ProducerConfig {
         acks: Acks::All,
-        // Up to 30 s of retries: an election on a loaded 2-core machine.
-        retries: 150,
-        retry_backoff: Duration::from_millis(200),
         ..ProducerConfig::default()
     };
     let producer = client.producer(config);

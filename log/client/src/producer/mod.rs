@@ -50,12 +50,25 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Requests in flight at once (default 5, as in Kafka).
     pub max_in_flight: usize,
-    /// Retries of a retriable failure (default 30) with `retry_backoff`
-    /// (default 100 ms) between them: together more than three seconds,
-    /// which covers a partition leader's election in a cluster (about two
-    /// seconds), including a topic's first one right after its creation.
+    /// Retries of a retriable failure (default unlimited, as in Kafka:
+    /// `delivery_timeout` is what bounds them).
     pub retries: u32,
+    /// The first wait before a retry (default 100 ms, Kafka's
+    /// `retry.backoff.ms`); each next one doubles, up to
+    /// `retry_backoff_max`.
     pub retry_backoff: Duration,
+    /// The longest wait between two retries (default 1 s, Kafka's
+    /// `retry.backoff.max.ms`): a leader elected meanwhile is found within
+    /// a second, and a broker that is down is not asked many times a
+    /// second.
+    pub retry_backoff_max: Duration,
+    /// How long a record may take from its first send to its answer,
+    /// retries included, before it fails (default 120 s, Kafka's
+    /// `delivery.timeout.ms`). A failover (a leader's broker killed, its
+    /// partitions electing a new leader, the producer finding it) costs
+    /// seconds of latency then, never an error; a broker that stays
+    /// unreachable fails the records after two minutes.
+    pub delivery_timeout: Duration,
     /// Records queued in the producer before `send` waits (default 100,000).
     pub buffer_records: usize,
     /// Bytes of one partition's batches one request carries at most
@@ -93,8 +106,10 @@ impl Default for ProducerConfig {
             batch_size: 64 * 1024,
             compression: Compression::None,
             max_in_flight: 5,
-            retries: 30,
+            retries: u32::MAX,
             retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            delivery_timeout: Duration::from_secs(120),
             buffer_records: 100_000,
             max_request_bytes: 4 << 20,
             idempotence: true,

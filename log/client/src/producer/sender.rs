@@ -98,7 +98,7 @@ async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
         topics,
     };
     let config = &shared.config;
-    let mut attempt = 0;
+    let mut retry = RetryBudget::new();
     let failure = loop {
         let asked = shared.client.add_partitions_to_txn(request.clone());
         let answer = tokio::time::timeout(config.request_timeout, asked)
@@ -115,10 +115,7 @@ async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
                 shared.accumulator.lock().added_to_transaction(&partitions);
                 return;
             }
-            Err(e) if e.is_retriable() && attempt < config.retries => {
-                attempt += 1;
-                tokio::time::sleep(config.retry_backoff).await;
-            }
+            Err(e) if e.is_retriable() && retry.allows(config) => retry.wait(config).await,
             Err(e) => break e,
         }
     };
@@ -135,7 +132,7 @@ async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
 /// reason rather than sending them without idempotence.
 async fn learn_identity(shared: &Shared) {
     let config = &shared.config;
-    let mut attempt = 0;
+    let mut retry = RetryBudget::new();
     let failure = loop {
         let answer = shared
             .client
@@ -156,10 +153,7 @@ async fn learn_identity(shared: &Shared) {
                 }
                 Err(_) => break format!("the broker gave epoch {}", r.producer_epoch),
             },
-            Err(e) if e.is_retriable() && attempt < config.retries => {
-                attempt += 1;
-                tokio::time::sleep(config.retry_backoff).await;
-            }
+            Err(e) if e.is_retriable() && retry.allows(config) => retry.wait(config).await,
             Err(e) => break e.to_string(),
         }
     };
@@ -281,7 +275,7 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
         .filter_map(|group| Sending::new(&shared, group))
         .collect();
     let config = &shared.config;
-    let mut attempt = 0;
+    let mut budget = RetryBudget::new();
     while !pending.is_empty() {
         let request = build_request(&pending, config);
         if config.acks == Acks::None {
@@ -330,9 +324,7 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
                         ));
                     match ClientError::from_code(code, message) {
                         None => sending.appended(Some(base), each),
-                        Some(e) if e.is_retriable() && attempt < config.retries => {
-                            retry.push(sending)
-                        }
+                        Some(e) if e.is_retriable() && budget.allows(config) => retry.push(sending),
                         Some(e) => sending.failed(&shared, || Outcome::Refused {
                             code: e.code(),
                             message: message.to_string(),
@@ -341,7 +333,7 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
                 }
                 retry
             }
-            Err(e) if e.is_retriable() && attempt < config.retries => std::mem::take(&mut pending),
+            Err(e) if e.is_retriable() && budget.allows(config) => std::mem::take(&mut pending),
             Err(e) => {
                 let reason = e.to_string();
                 for sending in pending.drain(..) {
@@ -355,9 +347,12 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
         if retry.is_empty() {
             return;
         }
-        attempt += 1;
-        tracing::debug!(attempt, partitions = retry.len(), "retrying produce");
-        tokio::time::sleep(config.retry_backoff).await;
+        tracing::debug!(
+            attempt = budget.attempts + 1,
+            partitions = retry.len(),
+            "retrying produce"
+        );
+        budget.wait(config).await;
         pending = retry;
     }
 }
@@ -386,5 +381,40 @@ fn build_request(pending: &[Sending], config: &ProducerConfig) -> ProduceRequest
         acks: config.acks as i32,
         timeout_ms: u32::try_from(config.request_timeout.as_millis()).unwrap_or(u32::MAX),
         topics,
+    }
+}
+
+/// The retries left to one operation: until `delivery_timeout` from its
+/// first try (or `retries` of them), each after a backoff that doubles
+/// from `retry_backoff` up to `retry_backoff_max`, as Kafka's producer
+/// retries.
+struct RetryBudget {
+    started: Instant,
+    attempts: u32,
+}
+
+impl RetryBudget {
+    fn new() -> RetryBudget {
+        RetryBudget {
+            started: Instant::now(),
+            attempts: 0,
+        }
+    }
+
+    /// Whether another retry may start.
+    fn allows(&self, config: &ProducerConfig) -> bool {
+        self.attempts < config.retries && self.started.elapsed() < config.delivery_timeout
+    }
+
+    /// Waits the next backoff, never past the delivery timeout.
+    async fn wait(&mut self, config: &ProducerConfig) {
+        let doubled = config
+            .retry_backoff
+            .saturating_mul(1 << self.attempts.min(16));
+        let left = config
+            .delivery_timeout
+            .saturating_sub(self.started.elapsed());
+        self.attempts += 1;
+        tokio::time::sleep(doubled.min(config.retry_backoff_max).min(left)).await;
     }
 }
