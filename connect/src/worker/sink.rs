@@ -14,10 +14,11 @@
 //! offset is committed with the others', as in Kafka. Its dead letter, if
 //! any, is acknowledged before `put` is even called.
 //!
-//! The consumer reads read_uncommitted unless the connector's config says
-//! `consumer.override.isolation.level=read_committed` (Kafka's per-connector
-//! client override): the key a sink downstream of an exactly-once source
-//! needs, or it takes in the records of aborted transactions too.
+//! The consumer reads read_committed unless the connector's config says
+//! `consumer.override.isolation.level=read_uncommitted` (Kafka's
+//! per-connector client override): a sink never writes out the records
+//! of an aborted transaction, downstream of an exactly-once source or a
+//! streams application.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -50,10 +51,11 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The sink connector keys of its consumers, with Kafka's defaults.
 pub(super) fn config_def() -> ConfigDef {
-    // read_uncommitted, the consumer's default in Kafka (and so what a
-    // Kafka sink reads unless overridden): a sink of a topic no
-    // transaction writes gains nothing from waiting for the last stable
-    // offset.
+    // read_committed, where Kafka's consumer (and so a Kafka sink) reads
+    // read_uncommitted: a sink is where records leave for a store that
+    // cannot take them back, and an aborted transaction's records written
+    // there would be the duplicates exactly-once upstream was for. A topic
+    // no transaction writes reads the same either way.
     ConfigDef::new().define(
         ConfigKey::new(
             CONSUMER_ISOLATION_LEVEL,
@@ -63,7 +65,7 @@ pub(super) fn config_def() -> ConfigDef {
              records of committed transactions (downstream of exactly-once sources), or \
              read_uncommitted.",
         )
-        .default_value(READ_UNCOMMITTED)
+        .default_value(READ_COMMITTED)
         .validator(Validator::OneOf(vec![
             READ_UNCOMMITTED.into(),
             READ_COMMITTED.into(),
@@ -74,8 +76,10 @@ pub(super) fn config_def() -> ConfigDef {
 /// The isolation level a sink connector's parsed config asks for.
 pub(super) fn isolation(parsed: &ParsedConfig) -> IsolationLevel {
     match parsed.get(CONSUMER_ISOLATION_LEVEL) {
-        Some(TypedValue::String(level)) if level == READ_COMMITTED => IsolationLevel::ReadCommitted,
-        _ => IsolationLevel::ReadUncommitted,
+        Some(TypedValue::String(level)) if level == READ_UNCOMMITTED => {
+            IsolationLevel::ReadUncommitted
+        }
+        _ => IsolationLevel::ReadCommitted,
     }
 }
 
