@@ -17,7 +17,7 @@ use spool_connect::{
     ConnectError, ConnectorStatus, DistributedConfig, DistributedWorker, State, WorkerConfig,
 };
 
-use common::{broker, props, read_records, PATIENCE};
+use common::{broker, props, read_records, wait_for_status, PATIENCE};
 
 const GROUP: &str = "connect-test";
 
@@ -109,23 +109,6 @@ async fn wait_running(
     }
 }
 
-/// Connector `name`'s status as `worker` tells it, once `done` holds.
-async fn wait_status(
-    worker: &DistributedWorker,
-    name: &str,
-    done: impl Fn(&ConnectorStatus) -> bool,
-) -> ConnectorStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let status = worker.connector_status(name).await.unwrap();
-        if done(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{status:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Whether the status shows the connector and all `tasks` tasks RUNNING,
 /// each on the worker `running` says runs it.
 fn runs_as(status: &ConnectorStatus, tasks: usize, running: &[(&str, &RunningHere)]) -> bool {
@@ -172,7 +155,7 @@ async fn two_workers_share_the_connectors_and_either_answers_for_all() {
     let named = [("worker-a", &running[0]), ("worker-b", &running[1])];
     for (connector, tasks) in [("gen", 4), ("gen2", 2)] {
         for worker in [&a, &b] {
-            let status = wait_status(worker, connector, |s| runs_as(s, tasks, &named)).await;
+            let status = wait_for_status(worker, connector, |s| runs_as(s, tasks, &named)).await;
             assert_eq!(status.tasks.len(), tasks);
         }
     }
@@ -222,7 +205,7 @@ async fn a_worker_added_takes_a_share_and_the_tasks_that_stay_are_not_restarted(
     create(&a, "gen", datagen("gen", "4")).await;
     let alone = wait_running(&[&a], |running| running[0].tasks.len() == 4).await;
     let named = [("worker-a", &alone[0])];
-    wait_status(&a, "gen", |s| runs_as(s, 4, &named)).await;
+    wait_for_status(&a, "gen", |s| runs_as(s, 4, &named)).await;
 
     let b = start(&client, dir.path(), "worker-b").await;
     let shared = wait_running(&[&a, &b], |running| {
@@ -239,7 +222,7 @@ async fn a_worker_added_takes_a_share_and_the_tasks_that_stay_are_not_restarted(
     assert!(shared[1].connectors.is_empty(), "{shared:?}");
     let named = [("worker-a", &shared[0]), ("worker-b", &shared[1])];
     for worker in [&a, &b] {
-        wait_status(worker, "gen", |s| runs_as(s, 4, &named)).await;
+        wait_for_status(worker, "gen", |s| runs_as(s, 4, &named)).await;
     }
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
@@ -275,7 +258,7 @@ async fn a_worker_shut_down_hands_its_tasks_over() {
         assert_eq!(alone[0].tasks.get(id), Some(start), "{id:?} was restarted");
     }
     let named = [("worker-a", &alone[0])];
-    let status = wait_status(&a, "gen", |s| runs_as(s, 4, &named)).await;
+    let status = wait_for_status(&a, "gen", |s| runs_as(s, 4, &named)).await;
     assert_eq!(status.connector.worker_id, "worker-a", "before: {owner}");
     // The records go on: the tasks moved over keep producing.
     let before = read_records(&client, "gen", 1).await.len();

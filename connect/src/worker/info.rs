@@ -8,7 +8,7 @@ use super::lifecycle::task_configs_of;
 use super::status::TaskStatus;
 use super::Worker;
 use crate::api::{ConfigMap, ConnectorType};
-use crate::{ConnectError, Result};
+use crate::Result;
 
 /// A task's id: its connector and its number there (Kafka's
 /// `ConnectorTaskId`). Ordered by connector, then number.
@@ -82,14 +82,6 @@ impl Worker {
 
     /// The status of task `task` of connector `name`.
     pub async fn task_status(&self, name: &str, task: u32) -> Result<TaskStatus> {
-        let status = self.connector_status(name).await?;
-        status
-            .tasks
-            .into_iter()
-            .find(|t| t.id == task)
-            .ok_or_else(|| ConnectError::UnknownTask {
-                connector: name.to_string(),
-                task,
-            })
+        self.connector_status(name).await?.into_task(task)
     }
 }

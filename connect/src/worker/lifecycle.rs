@@ -225,13 +225,7 @@ impl Worker {
     ) -> Result<ConfigMap> {
         let mut guard = self.inner.connectors.lock().await;
         let running = running_mut(&mut guard, name)?;
-        let mut config = running.config.clone();
-        for (key, value) in patch {
-            match value {
-                Some(value) => config.insert(key, value),
-                None => config.remove(&key),
-            };
-        }
+        let config = patched(running.config.clone(), patch);
         self.replace_config(name, running, config).await?;
         Ok(running.config.clone())
     }
@@ -422,4 +416,16 @@ pub(super) fn stop_instance(name: &str, connector: &mut Connector) {
     if let Err(error) = stopped {
         tracing::warn!(connector = %name, error = %error, "stopping the connector failed");
     }
+}
+
+/// `config` with `patch` applied (Kafka's `PATCH .../config`): a key with a
+/// value is set, a key with `None` removed.
+pub(crate) fn patched(mut config: ConfigMap, patch: BTreeMap<String, Option<String>>) -> ConfigMap {
+    for (key, value) in patch {
+        match value {
+            Some(value) => config.insert(key, value),
+            None => config.remove(&key),
+        };
+    }
+    config
 }

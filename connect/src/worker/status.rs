@@ -61,6 +61,21 @@ pub struct ConnectorStatus {
     pub connector_type: ConnectorType,
 }
 
+impl ConnectorStatus {
+    /// The status of task `task`, or the error naming it when the
+    /// connector has no such task.
+    pub fn into_task(self, task: u32) -> crate::Result<TaskStatus> {
+        let name = self.name;
+        self.tasks
+            .into_iter()
+            .find(|t| t.id == task)
+            .ok_or(crate::ConnectError::UnknownTask {
+                connector: name,
+                task,
+            })
+    }
+}
+
 /// Where a connector and its tasks keep their current state: written by
 /// the worker and the task loops, read by `connector_status` (and, on a
 /// distributed worker, by what writes them to the status topic, which a

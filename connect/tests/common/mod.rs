@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use spool_broker::Node;
 use spool_client::{Client, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
+use spool_connect::rest::Herder;
 use spool_connect::{ConnectorStatus, State, Worker, WorkerConfig};
 
 /// How long a test waits for data before it fails.
@@ -103,12 +104,14 @@ pub async fn wait_for_lines(path: &Path, lines: usize) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-/// The status of connector `name` once `done` holds for it.
+/// The status of connector `name` once `done` holds for it, as a
+/// standalone or a distributed worker tells it.
 pub async fn wait_for_status(
-    worker: &Worker,
+    worker: &(impl Clone + Into<Herder>),
     name: &str,
     done: impl Fn(&ConnectorStatus) -> bool,
 ) -> ConnectorStatus {
+    let worker: Herder = worker.clone().into();
     let deadline = Instant::now() + PATIENCE;
     loop {
         let status = worker.connector_status(name).await.unwrap();

@@ -23,6 +23,7 @@ use super::DistributedWorker;
 use crate::api::keys::{CONNECTOR_CLASS, NAME};
 use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType};
 use crate::connectors::create_connector;
+use crate::worker::lifecycle::patched;
 use crate::worker::offset_admin::{plan_alteration, plan_reset, Change};
 use crate::worker::{
     missing, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorStatus, State, StateInfo,
@@ -113,15 +114,7 @@ impl DistributedWorker {
 
     /// The status of task `task` of connector `name`.
     pub async fn task_status(&self, name: &str, task: u32) -> Result<TaskStatus> {
-        let status = self.connector_status(name).await?;
-        status
-            .tasks
-            .into_iter()
-            .find(|t| t.id == task)
-            .ok_or_else(|| ConnectError::UnknownTask {
-                connector: name.to_string(),
-                task,
-            })
+        self.connector_status(name).await?.into_task(task)
     }
 
     /// Creates connector `name` (Kafka's `POST /connectors`): refused if
@@ -164,13 +157,7 @@ impl DistributedWorker {
         patch: BTreeMap<String, Option<String>>,
     ) -> Result<ConfigMap> {
         let cluster = self.change()?;
-        let mut config = existing(&cluster, name)?.clone();
-        for (key, value) in patch {
-            match value {
-                Some(value) => config.insert(key, value),
-                None => config.remove(&key),
-            };
-        }
+        let config = patched(existing(&cluster, name)?.clone(), patch);
         let config = named(name, config)?;
         self.shared().runtime.prepare(&config)?;
         self.append(vec![ConfigRecord::Connector(

@@ -111,6 +111,29 @@ impl StatusLog {
         }
     }
 
+    /// Writes `records` (key, value or a tombstone) and waits until they
+    /// are acknowledged.
+    async fn send(&self, records: Vec<(String, Option<Bytes>)>) -> Result<()> {
+        let batch = records
+            .into_iter()
+            .map(|(key, value)| ProducerRecord {
+                topic: Arc::clone(&self.topic),
+                partition: None,
+                key: Some(Bytes::from(key)),
+                value,
+                headers: Vec::new(),
+                timestamp: None,
+            })
+            .collect();
+        let acknowledged = self
+            .producer
+            .send_batch(batch)
+            .await
+            .map_err(|e| self.error(e))?;
+        acknowledged.await.map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     fn error(&self, error: spool_client::ClientError) -> ConnectError {
         ConnectError::client(format!("the status topic `{}`", self.topic), error)
     }
@@ -138,24 +161,8 @@ impl StatusWriter<'_> {
         if keys.is_empty() {
             return Ok(());
         }
-        let batch = keys
-            .iter()
-            .map(|key| ProducerRecord {
-                topic: Arc::clone(&self.log.topic),
-                partition: None,
-                key: Some(Bytes::from(key.clone())),
-                value: None,
-                headers: Vec::new(),
-                timestamp: None,
-            })
-            .collect();
-        let acknowledged = self
-            .log
-            .producer
-            .send_batch(batch)
-            .await
-            .map_err(|e| self.log.error(e))?;
-        acknowledged.await.map_err(|e| self.log.error(e))?;
+        let tombstones = keys.iter().map(|key| (key.clone(), None)).collect();
+        self.log.send(tombstones).await?;
         self.forget(keys);
         Ok(())
     }
@@ -175,24 +182,11 @@ impl StatusWriter<'_> {
         if changed.is_empty() {
             return Ok(());
         }
-        let mut batch = Vec::with_capacity(changed.len());
+        let mut records = Vec::with_capacity(changed.len());
         for (key, status) in &changed {
-            batch.push(ProducerRecord {
-                topic: Arc::clone(&self.log.topic),
-                partition: None,
-                key: Some(Bytes::from(key.clone())),
-                value: Some(status.encode()?),
-                headers: Vec::new(),
-                timestamp: None,
-            });
+            records.push((key.clone(), Some(status.encode()?)));
         }
-        let acknowledged = self
-            .log
-            .producer
-            .send_batch(batch)
-            .await
-            .map_err(|e| self.log.error(e))?;
-        acknowledged.await.map_err(|e| self.log.error(e))?;
+        self.log.send(records).await?;
         self.written.extend(changed);
         Ok(())
     }
