@@ -2,7 +2,8 @@
 //! share connectors and either answers for all of them; a worker added to
 //! the group takes a share of the tasks while the tasks that stay run on,
 //! never restarted, and no task ever runs on both workers; a worker shut
-//! down hands its tasks over; a deleted connector stops everywhere.
+//! down hands its tasks over; a deleted connector stops everywhere; a
+//! running connector's offsets change through either worker.
 
 mod common;
 
@@ -14,7 +15,8 @@ use spool_connect::api::ConfigMap;
 use spool_connect::worker::distributed::RunningHere;
 use spool_connect::worker::TaskId;
 use spool_connect::{
-    ConnectError, ConnectorStatus, DistributedConfig, DistributedWorker, State, WorkerConfig,
+    ConnectError, ConnectorOffset, ConnectorStatus, DistributedConfig, DistributedWorker, State,
+    TargetState, WorkerConfig,
 };
 
 use common::{broker, props, read_records, wait_for_status, PATIENCE};
@@ -68,16 +70,7 @@ fn task(connector: &str, task: u32) -> TaskId {
 /// Creates connector `name` through `worker`, trying again while the
 /// group rebalances (a 409).
 async fn create(worker: &DistributedWorker, name: &str, config: ConfigMap) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match worker.add_connector(name, config.clone()).await {
-            Ok(()) => return,
-            Err(ConnectError::Rebalancing) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("creating {name}: {e}"),
-        }
-    }
+    settled(|| worker.add_connector(name, config.clone())).await
 }
 
 /// What each worker runs, once `done` holds for it. Read last worker
@@ -264,5 +257,109 @@ async fn a_worker_shut_down_hands_its_tasks_over() {
     let before = read_records(&client, "gen", 1).await.len();
     read_records(&client, "gen", before + 40).await;
     a.shutdown().await.unwrap();
+    node.shutdown().await.unwrap();
+}
+
+/// `change` once the group lets it through: tried again while the group
+/// rebalances (a 409), as a REST client would.
+async fn settled<T, F: std::future::Future<Output = Result<T, ConnectError>>>(
+    mut change: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match change().await {
+            Err(ConnectError::Rebalancing) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answer => return answer.unwrap(),
+        }
+    }
+}
+
+/// A file source's offsets: `file` read up to byte `position`.
+fn file_offset(file: &std::path::Path, position: u64) -> ConnectorOffset {
+    let partition = [("filename".to_string(), file.display().to_string().into())];
+    let offset = [("position".to_string(), position.into())];
+    ConnectorOffset {
+        partition: partition.into_iter().collect(),
+        offset: Some(offset.into_iter().collect()),
+    }
+}
+
+/// The committed offsets of connector `name`, once they are `expected`.
+async fn wait_offsets(worker: &DistributedWorker, name: &str, expected: &[ConnectorOffset]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let offsets = worker.connector_offsets(name).await.unwrap().offsets;
+        if offsets == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{offsets:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offsets_change_on_a_running_connector_through_any_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = broker(dir.path(), &["off"]).await;
+    let a = start(&client, dir.path(), "worker-a").await;
+    let b = start(&client, dir.path(), "worker-b").await;
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\ntwo\nthree\n").unwrap();
+    let file = input.display().to_string();
+    let source = props(&[
+        ("connector.class", "FileStreamSource"),
+        ("file", file.as_str()),
+        ("topic", "off"),
+        ("value.converter", "string"),
+    ]);
+    create(&a, "tail", source).await;
+    let values = |records: Vec<spool_client::ConsumerRecord>| -> Vec<String> {
+        let text =
+            |r: &spool_client::ConsumerRecord| r.value.as_deref().unwrap_or_default().to_vec();
+        records
+            .iter()
+            .map(|r| String::from_utf8(text(r)).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        values(read_records(&client, "off", 3).await),
+        ["one", "two", "three"]
+    );
+    wait_offsets(&b, "tail", &[file_offset(&input, 14)]).await;
+
+    // Through each worker in turn, whichever runs the task: from byte 4,
+    // `two` and `three` again; then from the start.
+    let altered = settled(|| b.alter_connector_offsets("tail", vec![file_offset(&input, 4)])).await;
+    assert!(altered, "the file source's offsets are all the runtime's");
+    let mut expected = vec!["one", "two", "three", "two", "three"];
+    assert_eq!(values(read_records(&client, "off", 5).await), expected);
+    wait_offsets(&a, "tail", &[file_offset(&input, 14)]).await;
+    assert!(settled(|| a.reset_connector_offsets("tail")).await);
+    expected.extend(["one", "two", "three"]);
+    assert_eq!(values(read_records(&client, "off", 8).await), expected);
+    let status = wait_for_status(&a, "tail", common::all_running).await;
+    assert_eq!(status.tasks.len(), 1, "started again as it was: {status:?}");
+
+    // A paused connector is put back paused.
+    wait_offsets(&a, "tail", &[file_offset(&input, 14)]).await;
+    settled(|| a.set_target_state("tail", TargetState::Paused)).await;
+    assert!(settled(|| b.alter_connector_offsets("tail", vec![file_offset(&input, 8)])).await);
+    wait_for_status(&b, "tail", |s| {
+        s.connector.state == State::Paused && s.tasks.iter().all(|t| t.info.state == State::Paused)
+    })
+    .await;
+    assert_eq!(
+        values(read_records(&client, "off", 8).await).len(),
+        8,
+        "nothing while paused"
+    );
+    settled(|| a.set_target_state("tail", TargetState::Started)).await;
+    expected.push("three");
+    assert_eq!(values(read_records(&client, "off", 9).await), expected);
+
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
     node.shutdown().await.unwrap();
 }

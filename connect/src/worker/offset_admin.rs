@@ -15,8 +15,9 @@
 //! once started (the file source reads on from where it is), and only a
 //! new task reads the stored offsets. A stopped or failed connector is
 //! only altered, and starts nothing. A distributed worker, whose tasks run
-//! on other workers too, takes a change only for a STOPPED connector, as
-//! Kafka does, and applies it through the same `Runtime` methods.
+//! on other workers too, stops the connector through its config topic
+//! instead and waits for every task to stop (`distributed::offsets`),
+//! then applies the change through the same `Runtime` methods.
 
 use std::collections::BTreeMap;
 

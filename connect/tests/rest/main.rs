@@ -14,3 +14,4 @@ mod errors;
 mod lifecycle;
 mod offsets;
 mod plugins;
+mod rebalance;

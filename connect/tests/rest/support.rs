@@ -43,11 +43,7 @@ pub async fn setup(topics: &[&str], token: Option<&str>) -> Setup {
     config.rest_auth_token = token.map(Password::new);
     let worker = Worker::start(client.clone(), config).await.unwrap();
     let server = RestServer::start(worker.clone()).await.unwrap();
-    let api = Api {
-        base: server.url().unwrap(),
-        http: HttpClient::builder(TokioExecutor::new()).build_http(),
-        token: token.map(str::to_string),
-    };
+    let api = Api::new(&server, token);
     Setup {
         dir,
         node,
@@ -77,6 +73,15 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client of `server`'s API, sending `token` with each request.
+    pub fn new(server: &RestServer, token: Option<&str>) -> Api {
+        Api {
+            base: server.url().unwrap(),
+            http: HttpClient::builder(TokioExecutor::new()).build_http(),
+            token: token.map(str::to_string),
+        }
+    }
+
     /// Sends a request with the configured token; the status and the JSON
     /// body (`null` when empty).
     pub async fn call(

@@ -290,7 +290,9 @@ impl Herder {
                 .stop_tasks(&dropped, self.shutdown_timeout())
                 .await;
             // A deleted connector's task statuses go with it; those of a
-            // stopped or shrunk one are past its task count, and not shown.
+            // stopped or shrunk one say UNASSIGNED, which an offsets
+            // change of a running connector waits for (they are past its
+            // task count, and not shown).
             let (deleted, unwanted): (Vec<TaskId>, Vec<TaskId>) = dropped
                 .into_iter()
                 .partition(|id| cluster.config(&id.connector).is_none());
@@ -299,7 +301,7 @@ impl Herder {
                 ..Units::default()
             };
             self.shared.erase(&units(deleted)).await;
-            self.shared.disown(&units(unwanted)).await;
+            self.shared.hand_over(&units(unwanted)).await;
         }
         for id in restarted {
             self.restart_task(&id, &cluster).await;

@@ -31,6 +31,7 @@ mod config_log;
 mod herder;
 mod local;
 mod member;
+mod offsets;
 mod operations;
 mod protocol;
 mod records;

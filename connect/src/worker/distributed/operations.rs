@@ -21,13 +21,12 @@ use super::records::{ConfigRecord, RestartRequest, StatusRecord};
 use super::state::ClusterConfig;
 use super::DistributedWorker;
 use crate::api::keys::{CONNECTOR_CLASS, NAME};
-use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType};
+use crate::api::{ConfigMap, ConfigValue, ConnectorType};
 use crate::connectors::create_connector;
 use crate::worker::lifecycle::patched;
-use crate::worker::offset_admin::{plan_alteration, plan_reset, Change};
 use crate::worker::{
-    missing, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorStatus, State, StateInfo,
-    TargetState, TaskId, TaskInfo, TaskStatus,
+    missing, ConnectorInfo, ConnectorStatus, State, StateInfo, TargetState, TaskId, TaskInfo,
+    TaskStatus,
 };
 use crate::{ConnectError, Result};
 
@@ -261,87 +260,32 @@ impl DistributedWorker {
         self.append(vec![ConfigRecord::RestartTask(id)]).await
     }
 
-    /// Connector `name`'s committed offsets: a source's from the offsets
-    /// topic, a sink's from its consumer group.
-    pub async fn connector_offsets(&self, name: &str) -> Result<ConnectorOffsets> {
-        let cluster = self.read()?;
-        let connector_type = type_of(existing(&cluster, name)?)?;
-        self.shared().runtime.offsets_of(name, connector_type).await
-    }
-
-    /// Alters connector `name`'s offsets, as Kafka does: only once it is
-    /// STOPPED and has no tasks left, so no task of it writes offsets over
-    /// the change (an exactly-once source's zombies are fenced first).
-    pub async fn alter_connector_offsets(
-        &self,
-        name: &str,
-        offsets: Vec<ConnectorOffset>,
-    ) -> Result<bool> {
-        self.change_offsets(name, |connector, config| {
-            plan_alteration(connector, config, offsets)
-        })
-        .await
-    }
-
-    /// Forgets every offset of connector `name`, once it is STOPPED (see
-    /// [`DistributedWorker::alter_connector_offsets`]).
-    pub async fn reset_connector_offsets(&self, name: &str) -> Result<bool> {
-        self.change_offsets(name, plan_reset).await
-    }
-
-    async fn change_offsets(
-        &self,
-        name: &str,
-        plan: impl FnOnce(&Connector, &ConfigMap) -> Result<(Change, bool)>,
-    ) -> Result<bool> {
-        let cluster = self.change()?;
-        let config = existing(&cluster, name)?.clone();
-        if cluster.target(name) != TargetState::Stopped || cluster.task_count(name) > 0 {
-            return Err(ConnectError::BadRequest(format!(
-                "Connectors must be in the STOPPED state before their offsets can be modified. \
-                 This can be done for the specified connector by issuing a 'PUT' request to the \
-                 '/connectors/{name}/stop' endpoint"
-            )));
-        }
-        let (change, complete) = {
-            let prepared = self.shared().runtime.prepare(&config)?;
-            plan(&prepared.connector, &config)?
-        };
-        let known = usize::try_from(cluster.task_numbers(name)).unwrap_or(usize::MAX);
-        self.shared()
-            .runtime
-            .apply_offsets(name, &config, change, known)
-            .await?;
-        tracing::info!(connector = %name, "connector offsets changed");
-        Ok(complete)
-    }
-
     /// The config, for a read.
-    fn read(&self) -> Result<ClusterConfig> {
+    pub(super) fn read(&self) -> Result<ClusterConfig> {
         self.shared().alive()?;
         Ok(self.shared().configs.snapshot())
     }
 
     /// The config, for a change: refused while the group rebalances.
-    fn change(&self) -> Result<ClusterConfig> {
+    pub(super) fn change(&self) -> Result<ClusterConfig> {
         self.shared().settled()?;
         Ok(self.shared().configs.snapshot())
     }
 
-    async fn append(&self, records: Vec<ConfigRecord>) -> Result<()> {
+    pub(super) async fn append(&self, records: Vec<ConfigRecord>) -> Result<()> {
         self.shared().configs.append(records).await.map(|_| ())
     }
 }
 
 /// Connector `name`'s config in `cluster`.
-fn existing<'a>(cluster: &'a ClusterConfig, name: &str) -> Result<&'a ConfigMap> {
+pub(super) fn existing<'a>(cluster: &'a ClusterConfig, name: &str) -> Result<&'a ConfigMap> {
     cluster
         .config(name)
         .ok_or_else(|| ConnectError::UnknownConnector(name.to_string()))
 }
 
 /// The type of the connector `config` names.
-fn type_of(config: &ConfigMap) -> Result<ConnectorType> {
+pub(super) fn type_of(config: &ConfigMap) -> Result<ConnectorType> {
     let class = config
         .get(CONNECTOR_CLASS)
         .ok_or_else(|| missing(CONNECTOR_CLASS))?;
