@@ -157,7 +157,7 @@ impl Database {
     /// as `auto.create` and `auto.evolve` allow) and says which columns
     /// the rows go to, with their types in the table.
     async fn plan(&mut self, table: &TableRows, settings: &SinkSettings) -> Result<Plan> {
-        let wanted = wanted_columns(table);
+        let wanted = column_names(table);
         let name = &table.table;
         let mut known = self.columns(name, false).await?;
         if known.is_empty() {
@@ -166,31 +166,32 @@ impl Database {
                     "PostgreSQL sink: table `{name}` does not exist, and auto.create is false"
                 )));
             }
-            self.ddl(&sql::create_table(name, &wanted, &table.pk))
+            self.ddl(&sql::create_table(name, &typed(table, &wanted), &table.pk))
                 .await?;
             known = self.columns(name, true).await?;
         }
-        let missing: Vec<(String, ColumnType)> = wanted
+        let missing: Vec<String> = wanted
             .iter()
-            .filter(|(column, _)| !known.contains_key(column))
+            .filter(|column| !known.contains_key(*column))
             .cloned()
             .collect();
         if !missing.is_empty() {
             if !settings.auto_evolve {
-                let names: Vec<&str> = missing.iter().map(|(c, _)| c.as_str()).collect();
+                let names: Vec<&str> = missing.iter().map(String::as_str).collect();
                 return Err(ConnectError::Task(format!(
                     "PostgreSQL sink: table `{name}` has no column {}, and auto.evolve is false",
                     names.join(", ")
                 )));
             }
-            self.ddl(&sql::add_columns(name, &missing)).await?;
+            self.ddl(&sql::add_columns(name, &typed(table, &missing)))
+                .await?;
             known = self.columns(name, true).await?;
         }
         let mut plan = Plan {
             columns: Vec::with_capacity(wanted.len()),
             types: Vec::with_capacity(wanted.len()),
         };
-        for (column, _) in wanted {
+        for column in wanted {
             let ty = known.get(&column).cloned().ok_or_else(|| {
                 ConnectError::Task(format!(
                     "PostgreSQL sink: table `{name}` still has no column `{column}`"
@@ -261,21 +262,21 @@ fn concurrent_ddl(error: &tokio_postgres::Error) -> bool {
     .any(|code| error.code() == Some(code))
 }
 
-/// The columns of a table's rows, each with the type it would be created
-/// as: the key's columns first (in the key's order), then the others in
-/// name order.
-fn wanted_columns(table: &TableRows) -> Vec<(String, ColumnType)> {
-    // A set, not a sorted list of every row's names: a batch holds
-    // thousands of rows of the same few columns.
-    let names: BTreeSet<&str> = table
-        .rows
-        .iter()
-        .flat_map(|row| row.values.keys().map(String::as_str))
-        .collect();
-    let type_of = |name: &str| match table.declared.get(name) {
-        Some(declared) => *declared,
-        None => ColumnType::infer(table.rows.iter().filter_map(|row| row.values.get(name))),
-    };
+/// The columns of a table's rows: the key's columns first (in the key's
+/// order), then the others in name order.
+fn column_names(table: &TableRows) -> Vec<String> {
+    // A batch holds thousands of rows of the same few columns: a row with
+    // the same names as the one before adds nothing, and comparing them
+    // costs far less than a set's look-ups.
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    let mut previous: Option<&Row> = None;
+    for row in &table.rows {
+        let same = previous.is_some_and(|p| p.values.keys().eq(row.values.keys()));
+        if !same {
+            names.extend(row.values.keys().map(String::as_str));
+        }
+        previous = Some(row);
+    }
     let key = table.pk.iter().map(String::as_str);
     let others = names
         .iter()
@@ -283,7 +284,25 @@ fn wanted_columns(table: &TableRows) -> Vec<(String, ColumnType)> {
         .filter(|n| !table.pk.iter().any(|p| p == n));
     key.filter(|k| names.contains(k))
         .chain(others)
-        .map(|name| (name.to_string(), type_of(name)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The type column `name` would be created as: its schema's, else what
+/// its values in the rows fit. Asked only for a column the table lacks:
+/// inferring walks every row.
+fn column_type(table: &TableRows, name: &str) -> ColumnType {
+    match table.declared.get(name) {
+        Some(declared) => *declared,
+        None => ColumnType::infer(table.rows.iter().filter_map(|row| row.values.get(name))),
+    }
+}
+
+/// `names` with the types they would be created as.
+fn typed(table: &TableRows, names: &[String]) -> Vec<(String, ColumnType)> {
+    names
+        .iter()
+        .map(|name| (name.clone(), column_type(table, name)))
         .collect()
 }
 
@@ -509,7 +528,7 @@ mod tests {
         );
         rows.declared.insert("b".into(), ColumnType::Text);
         assert_eq!(
-            wanted_columns(&rows),
+            typed(&rows, &column_names(&rows)),
             [
                 ("id".to_string(), ColumnType::Text),
                 ("b".to_string(), ColumnType::Text),

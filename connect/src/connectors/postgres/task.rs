@@ -55,11 +55,11 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn push(&mut self, table: String, converted: Converted) -> Result<()> {
+    fn push(&mut self, table: &str, converted: Converted) -> Result<()> {
         let Converted { row, declared, pk } = converted;
         let rows = self
             .tables
-            .entry(table)
+            .entry(table.to_string())
             .or_insert_with_key(|table| TableRows {
                 table: table.clone(),
                 pk: pk.clone(),
@@ -225,10 +225,20 @@ impl PostgresSinkTask {
     /// rows wait.
     async fn buffer(&mut self, records: Vec<SinkRecord>) -> Result<()> {
         let running = self.running()?;
+        // A batch's records mostly share a topic: its table's name is
+        // worked out once per run of them.
+        let mut table: Option<(String, String)> = None;
         for record in records {
-            let table = running.settings.table_name(&record.topic)?;
+            if table
+                .as_ref()
+                .is_none_or(|(topic, _)| *topic != record.topic)
+            {
+                let name = running.settings.table_name(&record.topic)?;
+                table = Some((record.topic.clone(), name));
+            }
+            let name = table.as_ref().map_or("", |(_, name)| name.as_str());
             let converted = rows::convert(record, &running.settings.rows)?;
-            running.buffer.push(table, converted)?;
+            running.buffer.push(name, converted)?;
             if running.buffer.rows >= running.settings.batch_size {
                 running.start_write(&Offsets::new()).await?;
             }
@@ -307,11 +317,11 @@ mod tests {
     #[test]
     fn the_buffer_groups_rows_by_table_and_drops_closed_partitions() {
         let mut buffer = Buffer::default();
-        buffer.push("a".into(), converted("a", 0, 0, &[])).unwrap();
-        buffer.push("a".into(), converted("a", 1, 0, &[])).unwrap();
-        buffer.push("b".into(), converted("b", 0, 0, &[])).unwrap();
+        buffer.push("a", converted("a", 0, 0, &[])).unwrap();
+        buffer.push("a", converted("a", 1, 0, &[])).unwrap();
+        buffer.push("b", converted("b", 0, 0, &[])).unwrap();
         assert_eq!(buffer.rows, 3);
-        let error = buffer.push("a".into(), converted("a", 0, 1, &["id"]));
+        let error = buffer.push("a", converted("a", 0, 1, &["id"]));
         assert!(error.unwrap_err().to_string().contains("key columns"));
         buffer.discard(&[TopicPartition::new("a", 1), TopicPartition::new("b", 0)]);
         assert_eq!(buffer.rows, 1);
