@@ -167,7 +167,9 @@ fn storage_code(e: &StorageError) -> ErrorCode {
         StorageError::InvalidTopicName { .. } => C::InvalidTopic,
         StorageError::OffsetOutOfRange { .. } => C::OffsetOutOfRange,
         StorageError::InvalidRequest(_) => C::InvalidRequest,
-        StorageError::Io { .. } | StorageError::DirectoryLocked { .. } => C::StorageError,
+        StorageError::Io { .. }
+        | StorageError::DirectoryLocked { .. }
+        | StorageError::DiskFull { .. } => C::StorageError,
     }
 }
 

@@ -57,6 +57,15 @@ pub enum StorageError {
     /// held).
     #[error("data directory {} is in use by {holder}: failed to acquire the lock on {}/.lock; stop that process or give this one another directory", dir.display(), dir.display())]
     DirectoryLocked { dir: PathBuf, holder: String },
+    /// The file system holding the data directory has less free space
+    /// than the broker keeps in reserve: producers are refused until space
+    /// returns (see `DiskSpace`).
+    #[error("not enough disk space for producers: {free} bytes free on the file system of {}, below the {reserve} bytes (storage_min_free_bytes) the broker keeps for its own writes; free some space (lower retention, delete topics) or give it a bigger disk, and producers are taken again by themselves", dir.display())]
+    DiskFull {
+        dir: PathBuf,
+        free: u64,
+        reserve: u64,
+    },
     /// A file system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -57,7 +57,19 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     /// Transaction limits, and the transaction state topic's shape.
     pub transactions: TransactionConfig,
+    /// The free space kept on the data directory's file system: below it
+    /// producers are refused with a retriable storage error, so that a
+    /// full disk never stops a partition's Raft log (see
+    /// `spool_storage::DiskSpace`). 0 keeps no reserve.
+    pub min_free_bytes: u64,
 }
+
+/// The default reserve: 512 MiB. What goes on writing once producers are
+/// refused must fit in it: consumer-group offsets, transaction state,
+/// Raft votes and metadata, and the index files a new segment starts with
+/// (up to 10 MiB each, as in Kafka); a few hundred partitions' worth.
+/// Redpanda keeps 5 GiB; a development machine's disk is often smaller.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 512 << 20;
 
 impl BrokerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -69,6 +81,7 @@ impl BrokerConfig {
             manager: ManagerConfig::default(),
             groups: GroupConfig::default(),
             transactions: TransactionConfig::default(),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -93,6 +106,8 @@ pub struct Broker {
     /// released, so the same process may open the directory again even
     /// while handles to this broker linger).
     data_dir_lock: parking_lot::Mutex<Option<spool_storage::DataDirLock>>,
+    /// The free-space reserve producers are admitted by.
+    disk_space: spool_storage::DiskSpace,
 }
 
 impl Broker {
@@ -138,6 +153,7 @@ impl Broker {
         let groups = Arc::new(GroupCoordinator::new(config.groups.clone()));
         let transactions = transactions::TransactionCoordinator::new(config.transactions.clone());
         tracing::info!(dir = %config.data_dir.display(), node = config.node_id, "broker opened");
+        let disk_space = spool_storage::DiskSpace::new(&config.data_dir, config.min_free_bytes);
         let broker = Arc::new(Broker {
             config,
             topics: RwLock::default(),
@@ -148,6 +164,7 @@ impl Broker {
             transactions,
             peer_client: tokio::sync::OnceCell::new(),
             data_dir_lock: parking_lot::Mutex::new(Some(data_dir_lock)),
+            disk_space,
         });
         tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));

@@ -55,24 +55,26 @@ impl Broker {
                         "unknown acks value {}",
                         request.acks
                     ))),
-                    Ok(acks) => match self.partition(&topic.name, part.partition) {
-                        Ok(partition) => {
-                            let checked = self
-                                .check_producer_batches(
-                                    &partition,
-                                    &request.transactional_id,
-                                    &part.records,
-                                )
-                                .await;
-                            match checked {
-                                Ok(()) => propose_to(&partition, part.records, acks, timeout)
-                                    .await
-                                    .map(|proposed| (partition, proposed)),
-                                Err(e) => Err(e),
+                    Ok(acks) => {
+                        match self.writable_partition(&topic.name, part.partition, &part.records) {
+                            Ok(partition) => {
+                                let checked = self
+                                    .check_producer_batches(
+                                        &partition,
+                                        &request.transactional_id,
+                                        &part.records,
+                                    )
+                                    .await;
+                                match checked {
+                                    Ok(()) => propose_to(&partition, part.records, acks, timeout)
+                                        .await
+                                        .map(|proposed| (partition, proposed)),
+                                    Err(e) => Err(e),
+                                }
                             }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
-                    },
+                    }
                 };
                 writes.push(PartitionWrite {
                     topic: topic.name.clone(),
@@ -86,6 +88,19 @@ impl Broker {
 }
 
 impl Broker {
+    /// The partition a producer's `records` go to, unless the data
+    /// directory's free space is below its reserve.
+    fn writable_partition(
+        &self,
+        topic: &str,
+        index: u32,
+        records: &Bytes,
+    ) -> Result<Arc<Partition>> {
+        let partition = self.partition(topic, index)?;
+        self.disk_space.admit(records.len())?;
+        Ok(partition)
+    }
+
     /// Refuses what a producer may not write (control batches, producer
     /// batches without sequences), and checks with the transaction's
     /// coordinator that the partition was added to the transaction before

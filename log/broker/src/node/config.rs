@@ -79,6 +79,11 @@ pub struct NodeConfig {
     pub offsets_topic_replication_factor: u32,
     /// How often retention runs, in ms.
     pub retention_check_interval_ms: u64,
+    /// Free bytes kept on the data directory's file system (default 512
+    /// MiB, `DEFAULT_MIN_FREE_BYTES`): below it producers are refused with
+    /// a retriable storage error until space returns, so a full disk never
+    /// stops a partition; 0 keeps no reserve.
+    pub storage_min_free_bytes: u64,
     /// Cluster members as `id=host:port`, this broker included; empty for
     /// a single node.
     pub peers: Vec<String>,
@@ -107,6 +112,7 @@ impl Default for NodeConfig {
             offsets_topic_partitions: broker.groups.offsets_partitions,
             offsets_topic_replication_factor: broker.groups.offsets_replication_factor,
             retention_check_interval_ms: millis(broker.manager.retention_check_interval),
+            storage_min_free_bytes: broker.min_free_bytes,
             peers: Vec::new(),
             join: false,
             topic_defaults: BTreeMap::new(),
@@ -185,6 +191,7 @@ impl NodeConfig {
         config.groups.offsets_replication_factor = self.offsets_topic_replication_factor;
         config.manager.retention_check_interval =
             Duration::from_millis(self.retention_check_interval_ms.max(1));
+        config.min_free_bytes = self.storage_min_free_bytes;
         for (key, value) in &self.topic_defaults {
             config.topic_defaults.set(key, value)?;
         }
