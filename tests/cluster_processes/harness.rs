@@ -228,6 +228,13 @@ impl Cluster {
             .collect()
     }
 
+    /// SIGTERM, as an operator stops a broker: waits for its clean exit
+    /// (a failure otherwise) and answers its log.
+    pub fn stop(&mut self, node: u64) -> String {
+        let broker = self.running.remove(&node);
+        broker.map(|b| b.stop()).unwrap_or_default()
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self, node: u64) {
         drop(self.running.remove(&node));

@@ -3,7 +3,8 @@
 //! every acknowledged record is on every broker at its offset: the
 //! partition leader killed with SIGKILL mid-stream, stopped with SIGSTOP
 //! past the election timeout, cut off in the minority by a network cut,
-//! every broker killed at once, a topic re-created while a broker was down.
+//! every broker killed at once, a topic re-created while a broker was down;
+//! and a rolling restart under load (`rolling.rs`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +15,7 @@ mod harness;
 mod kafka;
 mod links;
 mod moves;
+mod rolling;
 mod transactions;
 
 use std::collections::BTreeMap;

@@ -310,7 +310,10 @@ impl Consumer {
                     continue;
                 }
                 if let Some(e) = ClientError::from_code(p.error, &p.message) {
-                    if !e.is_retriable() {
+                    // A broker that does not know the partition is behind
+                    // on the metadata (it restarted), as Kafka's consumer
+                    // takes it: like a leader moving, it is retried.
+                    if !e.is_retriable() && e.code() != ErrorCode::UnknownTopicOrPartition {
                         return Err(e);
                     }
                     // A leader moving (the client refreshes its metadata):

@@ -115,7 +115,10 @@ async fn add_to_transaction(shared: &Shared, partitions: Vec<(Arc<str>, u32)>) {
                 shared.accumulator.lock().added_to_transaction(&partitions);
                 return;
             }
-            Err(e) if e.is_retriable() && retry.allows(config) => retry.wait(config).await,
+            // The coordinator checks each partition against its metadata,
+            // which lags after it restarts: an unknown partition there is
+            // retried as a produce's is.
+            Err(e) if retriable_answer(&e) && retry.allows(config) => retry.wait(config).await,
             Err(e) => break e,
         }
     };
@@ -324,7 +327,9 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
                         ));
                     match ClientError::from_code(code, message) {
                         None => sending.appended(Some(base), each),
-                        Some(e) if e.is_retriable() && budget.allows(config) => retry.push(sending),
+                        Some(e) if retriable_answer(&e) && budget.allows(config) => {
+                            retry.push(sending)
+                        }
                         Some(e) => sending.failed(&shared, || Outcome::Refused {
                             code: e.code(),
                             message: message.to_string(),
@@ -355,6 +360,16 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
         budget.wait(config).await;
         pending = retry;
     }
+}
+
+/// Whether a partition's refusal is worth sending again. Besides the
+/// retriable codes, `UNKNOWN_TOPIC_OR_PARTITION`: the producer only sends
+/// to partitions the metadata showed it, so the broker that answers so is
+/// behind (restarted, and still reading the metadata), as Kafka's client
+/// takes it (an invalid-metadata error: refresh, and retry). A topic
+/// deleted meanwhile fails once the delivery timeout runs out.
+fn retriable_answer(error: &ClientError) -> bool {
+    error.is_retriable() || error.code() == ErrorCode::UnknownTopicOrPartition
 }
 
 /// A partition's answer: error code, message, base offset, and each

@@ -63,6 +63,9 @@ macro_rules! partitioned {
                 }
             }
 
+            // A broker that does not know the partition (it restarted
+            // and has not read the metadata up to it yet) is as stale a
+            // route as one that no longer leads it.
             fn stale(response: &$response) -> Vec<(String, u32)> {
                 response
                     .topics
@@ -70,7 +73,10 @@ macro_rules! partitioned {
                     .flat_map(|t| {
                         t.partitions
                             .iter()
-                            .filter(|p| p.error == ErrorCode::NotLeader as i32)
+                            .filter(|p| {
+                                p.error == ErrorCode::NotLeader as i32
+                                    || p.error == ErrorCode::UnknownTopicOrPartition as i32
+                            })
                             .map(|p| (t.name.clone(), p.partition))
                     })
                     .collect()

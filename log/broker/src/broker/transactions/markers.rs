@@ -28,7 +28,8 @@ const MARKERS_BACKOFF: Duration = Duration::from_millis(100);
 impl Broker {
     /// Writes a marker for `producer_id` at `epoch` to every partition in
     /// `partitions`, retrying those that fail while `still_coordinating`
-    /// holds. A partition whose topic is gone needs none.
+    /// holds. A partition whose topic is gone (from this broker's
+    /// metadata) needs none.
     pub(super) async fn write_markers(
         &self,
         producer_id: i64,
@@ -46,7 +47,12 @@ impl Broker {
             for topic in response.topics {
                 for p in topic.partitions {
                     match ErrorCode::try_from(p.error) {
-                        Ok(ErrorCode::None | ErrorCode::UnknownTopicOrPartition) => {}
+                        Ok(ErrorCode::None) => {}
+                        // Only a partition whose topic is gone needs no
+                        // marker: a broker that restarted and has not read
+                        // the metadata up to the topic answers the same.
+                        Ok(ErrorCode::UnknownTopicOrPartition)
+                            if !self.partition_exists(&topic.name, p.partition) => {}
                         // A newer epoch is already there: a later instance
                         // of the producer owns the partition; nothing to mark.
                         Ok(ErrorCode::InvalidProducerEpoch) => {}
@@ -69,6 +75,14 @@ impl Broker {
             left = failed;
             tokio::time::sleep(MARKERS_BACKOFF).await;
         }
+    }
+
+    /// Whether the metadata as this broker knows it has `partition` of
+    /// `topic`.
+    fn partition_exists(&self, topic: &str, partition: u32) -> bool {
+        let image = self.cluster.controller.image();
+        let topic = image.topics.get(topic);
+        topic.is_some_and(|t| (partition as usize) < t.replicas.len())
     }
 
     /// Sends markers: here for the partitions this broker leads, through
