@@ -450,22 +450,8 @@ pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>
     let mut records = Vec::new();
     let mut offset = log_start(cluster, node).await?;
     loop {
-        let request = FetchRequest {
-            isolation_level: 0,
-            max_wait_ms: 0,
-            min_bytes: 0,
-            max_bytes: 1 << 20,
-            topics: vec![FetchTopic {
-                name: TOPIC.into(),
-                partitions: vec![FetchPartition {
-                    partition: 0,
-                    offset,
-                    max_bytes: 1 << 20,
-                }],
-            }],
-        };
         let response = client
-            .fetch(request)
+            .fetch(fetch_request(TOPIC, 0, offset))
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
@@ -484,6 +470,25 @@ pub async fn read_all(cluster: &Cluster, node: u64) -> Result<Vec<(u64, String)>
                 offset = record.offset + 1;
             }
         }
+    }
+}
+
+/// A read_uncommitted fetch of up to a MiB of `topic`'s `partition` from
+/// `offset`, answered at once: what a test reads a log through.
+pub fn fetch_request(topic: &str, partition: u32, offset: u64) -> FetchRequest {
+    FetchRequest {
+        isolation_level: 0,
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: topic.into(),
+            partitions: vec![FetchPartition {
+                partition,
+                offset,
+                max_bytes: 1 << 20,
+            }],
+        }],
     }
 }
 

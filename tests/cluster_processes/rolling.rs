@@ -346,24 +346,10 @@ async fn read_log(client: &Client) -> BTreeMap<u32, Vec<String>> {
 /// Prints every transactional batch of every partition: where each
 /// transaction's records and markers landed, to tell a failure apart.
 async fn dump_batches(client: &Client) {
-    use spool_protocol::proto::{FetchPartition, FetchRequest, FetchTopic};
     for partition in 0..PARTITIONS {
         let mut offset = 0;
         loop {
-            let request = FetchRequest {
-                isolation_level: 0,
-                max_wait_ms: 0,
-                min_bytes: 0,
-                max_bytes: 1 << 20,
-                topics: vec![FetchTopic {
-                    name: ROLLING.into(),
-                    partitions: vec![FetchPartition {
-                        partition,
-                        offset,
-                        max_bytes: 1 << 20,
-                    }],
-                }],
-            };
+            let request = fetch_request(ROLLING, partition, offset);
             let response = client.fetch(request).await.unwrap();
             let records = &response.topics[0].partitions[0].records;
             if records.is_empty() {
