@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::{IoContext, Result, StorageError};
@@ -53,7 +52,11 @@ pub struct DiskSpace {
     min_free_bytes: u64,
     /// The free bytes as last looked at.
     free: AtomicU64,
-    checked_at: Mutex<Option<Instant>>,
+    /// When they were, in nanoseconds since `created` (0: never): an
+    /// atomic, not a lock, since every produce request reads it; two
+    /// requests that both find it stale both look, which is harmless.
+    checked_at: AtomicU64,
+    created: Instant,
     /// Whether producers are being refused, so that the change is logged
     /// once each way rather than at every request.
     refusing: AtomicBool,
@@ -66,7 +69,8 @@ impl DiskSpace {
             dir: dir.into(),
             min_free_bytes,
             free: AtomicU64::new(u64::MAX),
-            checked_at: Mutex::new(None),
+            checked_at: AtomicU64::new(0),
+            created: Instant::now(),
             refusing: AtomicBool::new(false),
         }
     }
@@ -105,10 +109,13 @@ impl DiskSpace {
     /// The free bytes, looked at again when the last look is older than
     /// [`RECHECK`].
     fn free_bytes(&self) -> u64 {
-        let now = Instant::now();
-        let mut checked_at = self.checked_at.lock().unwrap_or_else(|e| e.into_inner());
-        if checked_at.is_none_or(|at| now.duration_since(at) >= RECHECK) {
-            *checked_at = Some(now);
+        // 1 ns past creation at the least, so that 0 stays "never".
+        let now = u64::try_from(self.created.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let at = self.checked_at.load(Ordering::Relaxed);
+        if at == 0 || now.saturating_sub(at) >= RECHECK.as_nanos() as u64 {
+            self.checked_at.store(now, Ordering::Relaxed);
             match available_bytes(&self.dir) {
                 Ok(free) => self.free.store(free, Ordering::Relaxed),
                 Err(e) => {

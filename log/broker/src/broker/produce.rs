@@ -56,24 +56,16 @@ impl Broker {
                         request.acks
                     ))),
                     Ok(acks) => {
-                        match self.writable_partition(&topic.name, part.partition, &part.records) {
-                            Ok(partition) => {
-                                let checked = self
-                                    .check_producer_batches(
-                                        &partition,
-                                        &request.transactional_id,
-                                        &part.records,
-                                    )
-                                    .await;
-                                match checked {
-                                    Ok(()) => propose_to(&partition, part.records, acks, timeout)
-                                        .await
-                                        .map(|proposed| (partition, proposed)),
-                                    Err(e) => Err(e),
-                                }
-                            }
-                            Err(e) => Err(e),
-                        }
+                        let id = &request.transactional_id;
+                        self.propose_partition(
+                            &topic.name,
+                            part.records,
+                            part.partition,
+                            id,
+                            acks,
+                            timeout,
+                        )
+                        .await
                     }
                 };
                 writes.push(PartitionWrite {
@@ -88,17 +80,24 @@ impl Broker {
 }
 
 impl Broker {
-    /// The partition a producer's `records` go to, unless the data
-    /// directory's free space is below its reserve.
-    fn writable_partition(
+    /// One partition's batches, checked and proposed: refused while the
+    /// data directory's free space is below its reserve, or when the
+    /// producer may not write them (see `check_producer_batches`).
+    async fn propose_partition(
         &self,
         topic: &str,
+        records: Bytes,
         index: u32,
-        records: &Bytes,
-    ) -> Result<Arc<Partition>> {
+        transactional_id: &str,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<(Arc<Partition>, ProposedBatches)> {
         let partition = self.partition(topic, index)?;
         self.disk_space.admit(records.len())?;
-        Ok(partition)
+        self.check_producer_batches(&partition, transactional_id, &records)
+            .await?;
+        let proposed = propose_to(&partition, records, acks, timeout).await?;
+        Ok((partition, proposed))
     }
 
     /// Refuses what a producer may not write (control batches, producer
