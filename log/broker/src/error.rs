@@ -169,7 +169,8 @@ fn storage_code(e: &StorageError) -> ErrorCode {
         StorageError::InvalidRequest(_) => C::InvalidRequest,
         StorageError::Io { .. }
         | StorageError::DirectoryLocked { .. }
-        | StorageError::DiskFull { .. } => C::StorageError,
+        | StorageError::DiskFull { .. }
+        | StorageError::SyncFailed { .. } => C::StorageError,
     }
 }
 

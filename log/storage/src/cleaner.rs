@@ -139,8 +139,13 @@ impl PartitionLog {
                 index_interval: config.index_interval_bytes,
                 contiguous: false,
             };
-            let (cleaned, _) =
-                Segment::open_at(cleaned_path.clone(), segment.base_offset, false, rules)?;
+            let (cleaned, _) = Segment::open_at(
+                cleaned_path.clone(),
+                segment.base_offset,
+                false,
+                rules,
+                &self.io,
+            )?;
             outcome.bytes_after += cleaned.size;
             outcome.records_removed += removed;
             if self.swap_in(segment, cleaned, &cleaned_path)? {

@@ -66,6 +66,11 @@ pub enum StorageError {
         free: u64,
         reserve: u64,
     },
+    /// An fsync of the log's files failed: the log takes no more writes
+    /// until it is opened again from what reached the disk (a replica
+    /// leaves its Raft group's writes to the other replicas meanwhile).
+    #[error("an fsync in {} failed ({reason}): the log takes no writes until it is recovered from what reached the disk", dir.display())]
+    SyncFailed { dir: PathBuf, reason: String },
     /// A file system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -17,9 +17,10 @@ use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::{sync_dir, Checkpoint};
 use super::clock::Clock;
+use super::file_io::{FileIo, OsFileIo};
 use super::flusher::{self, FlushSignal};
 use super::recovery::{self, RecoveryReport};
-use super::segment::{BatchInfo, Segment};
+use super::segment::{sync_index_files, BatchInfo, Segment};
 use crate::config::LogConfig;
 use crate::{Result, StorageError};
 use spool_record::{stamp, BatchIter};
@@ -33,12 +34,22 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
 }
 
+/// A segment file a flush syncs.
+struct FlushTarget {
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    /// The active segment, whose index files are not written yet.
+    active: bool,
+}
+
 /// The segment log of one partition. See the [module docs](super).
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
     pub(crate) config: RwLock<LogConfig>,
     pub(crate) state: RwLock<LogState>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Through which segment files are written and synced.
+    pub(crate) io: Arc<dyn FileIo>,
     /// Serializes flushes, so the flushed offset only moves forward.
     flush_lock: Mutex<()>,
     /// Serializes cleaner passes over this log.
@@ -46,8 +57,9 @@ pub struct PartitionLog {
     recovery: RecoveryReport,
     /// Set once a background flusher runs; due flushes are handed to it.
     flusher: OnceLock<Arc<FlushSignal>>,
-    /// A failed background fsync: the log refuses appends from then on, as
-    /// it can no longer promise that acknowledged data reaches the disk.
+    /// A failed fsync: the log refuses appends and flushes from then on, as
+    /// it can no longer promise that what it wrote reaches the disk (see
+    /// [`FileIo::sync`] for why a failed sync is never retried).
     flush_failure: Mutex<Option<String>>,
     /// Flushes that synced at least one file, for metrics and benchmarks.
     flush_count: AtomicU64,
@@ -117,13 +129,25 @@ impl PartitionLog {
         config: LogConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<PartitionLog> {
+        PartitionLog::open_with_io(dir, config, clock, Arc::new(OsFileIo))
+    }
+
+    /// [`PartitionLog::open`] writing its segment files through `io` (a
+    /// test's fault-injecting layer; brokers use [`OsFileIo`]).
+    pub fn open_with_io(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        io: Arc<dyn FileIo>,
+    ) -> Result<PartitionLog> {
         let dir = dir.as_ref().to_path_buf();
-        let (state, recovery) = recovery::recover(&dir, &config)?;
+        let (state, recovery) = recovery::recover(&dir, &config, &io)?;
         Ok(PartitionLog {
             dir,
             config: RwLock::new(config),
             state: RwLock::new(state),
             clock,
+            io,
             flush_lock: Mutex::new(()),
             cleaner_lock: Mutex::new(()),
             recovery,
@@ -169,12 +193,7 @@ impl PartitionLog {
         meta: MetaBatches,
     ) -> Result<AppendInfo> {
         self.ensure_live()?;
-        if let Some(failure) = self.flush_failure.lock().clone() {
-            return Err(StorageError::io(
-                &self.dir,
-                std::io::Error::other(format!("an earlier fsync failed: {failure}")),
-            ));
-        }
+        self.ensure_no_failed_sync()?;
         let config = self.config.read().clone();
         let mut infos = validate_for_append(batches, &config, meta)?;
         let total: u64 = infos.iter().map(|b| b.size).sum();
@@ -244,8 +263,28 @@ impl PartitionLog {
         }
     }
 
-    pub(crate) fn record_flush_failure(&self, failure: String) {
-        *self.flush_failure.lock() = Some(failure);
+    fn record_flush_failure(&self, failure: String) {
+        self.flush_failure.lock().get_or_insert(failure);
+    }
+
+    /// Refuses to go on after a failed fsync: neither an append (it could
+    /// be acknowledged though an earlier write never reached the disk) nor
+    /// a flush (a second fsync may return success without writing what the
+    /// first one lost, and the flushed offset would then cover lost data).
+    fn ensure_no_failed_sync(&self) -> Result<()> {
+        match self.flush_failure.lock().as_ref() {
+            None => Ok(()),
+            Some(failure) => Err(StorageError::SyncFailed {
+                dir: self.dir.clone(),
+                reason: failure.clone(),
+            }),
+        }
+    }
+
+    /// The fsync failure this log stopped on, if any: the log takes no
+    /// writes until it is opened again.
+    pub fn failed_sync(&self) -> Option<String> {
+        self.flush_failure.lock().clone()
     }
 
     /// Syncs every appended byte to disk and returns the flushed offset
@@ -253,9 +292,10 @@ impl PartitionLog {
     /// over segments that are now complete on disk.
     pub fn flush(&self) -> Result<u64> {
         let _serial = self.flush_lock.lock();
+        self.ensure_no_failed_sync()?;
         let (targets, target_offset, target_bytes, active_base) = {
             let state = self.state.read();
-            let targets: Vec<(Arc<std::fs::File>, PathBuf, bool)> = state
+            let targets: Vec<FlushTarget> = state
                 .segments
                 .values()
                 .filter(|s| {
@@ -265,12 +305,10 @@ impl PartitionLog {
                         || (s.base_offset == state.active().base_offset
                             && state.appended_bytes > state.flushed_bytes)
                 })
-                .map(|s| {
-                    (
-                        Arc::clone(&s.file),
-                        s.log_path.clone(),
-                        s.base_offset == state.active().base_offset,
-                    )
+                .map(|s| FlushTarget {
+                    file: Arc::clone(&s.file),
+                    path: s.log_path.clone(),
+                    active: s.base_offset == state.active().base_offset,
                 })
                 .collect();
             (
@@ -283,18 +321,10 @@ impl PartitionLog {
         if !targets.is_empty() {
             self.flush_count.fetch_add(1, Ordering::Relaxed);
         }
-        for (file, path, active) in &targets {
-            file.sync_data().map_err(|e| StorageError::io(path, e))?;
-            if !active {
-                for index in [
-                    path.with_extension("index"),
-                    path.with_extension("timeindex"),
-                ] {
-                    if let Ok(f) = std::fs::File::open(&index) {
-                        f.sync_data().map_err(|e| StorageError::io(&index, e))?;
-                    }
-                }
-            }
+        if let Err(e) = self.sync_targets(&targets) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed: the log takes no more writes");
+            self.record_flush_failure(e.to_string());
+            return Err(e);
         }
         let mut state = self.state.write();
         state.flushed_offset = state.flushed_offset.max(target_offset);
@@ -310,6 +340,20 @@ impl PartitionLog {
             self.write_checkpoint(&mut state, checkpoint)?;
         }
         Ok(state.flushed_offset)
+    }
+
+    /// Syncs each target's log file and, for a complete segment, its index
+    /// files (the active segment's are written only when it rolls).
+    fn sync_targets(&self, targets: &[FlushTarget]) -> Result<()> {
+        for target in targets {
+            self.io
+                .sync(&target.file, &target.path)
+                .map_err(|e| StorageError::io(&target.path, e))?;
+            if !target.active {
+                sync_index_files(self.io.as_ref(), &target.path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts a new active segment (if the current one holds any batch).
@@ -328,7 +372,7 @@ impl PartitionLog {
             return Ok(());
         }
         active.save_index()?;
-        let mut next = Segment::create(&self.dir, active.next_offset)?;
+        let mut next = Segment::create(&self.dir, active.next_offset, &self.io)?;
         next.raft_base = active.next_raft_index();
         state.segments.insert(next.base_offset, next);
         state.active_since_ms = None;

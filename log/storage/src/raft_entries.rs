@@ -138,7 +138,7 @@ impl PartitionLog {
         let mut state = self.state.write();
         self.ensure_live()?;
         self.delete_segments_from(&mut state, offset)?;
-        let mut fresh = Segment::create(&self.dir, offset)?;
+        let mut fresh = Segment::create(&self.dir, offset, &self.io)?;
         fresh.raft_base = raft_index;
         let older = std::mem::take(&mut state.segments);
         state.segments.insert(offset, fresh);

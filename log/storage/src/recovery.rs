@@ -12,8 +12,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
+use super::file_io::FileIo;
 use super::log::LogState;
 use super::segment::{file_name, parse_file_name, Segment, COMPACTED_MARKER};
 use crate::config::LogConfig;
@@ -40,7 +42,11 @@ impl RecoveryReport {
     }
 }
 
-pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, RecoveryReport)> {
+pub(crate) fn recover(
+    dir: &Path,
+    config: &LogConfig,
+    io: &Arc<dyn FileIo>,
+) -> Result<(LogState, RecoveryReport)> {
     fs::create_dir_all(dir).at(dir)?;
     let bases = list_segments(dir)?;
     let checkpoint = Checkpoint::read(dir).unwrap_or_else(|e| {
@@ -59,6 +65,9 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
         delete_segment_files(dir, base)?;
     }
     for (i, &base) in bases.iter().enumerate() {
+        if report.reason.is_none() {
+            report.reason = gap_before(&segments, base);
+        }
         if report.reason.is_some() {
             report.segments_dropped += 1;
             report.bytes_truncated += delete_segment_files(dir, base)?;
@@ -67,10 +76,10 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
         let ends_before_checkpoint = bases
             .get(i + 1)
             .is_some_and(|&next| next <= checkpoint.recovery_point);
-        let mut opened = Segment::open(dir, base, true, interval)?;
+        let mut opened = Segment::open(dir, base, true, interval, io)?;
         let trusted = ends_before_checkpoint || opened.0.next_offset <= checkpoint.recovery_point;
         if opened.1.from_index && (!trusted || opened.1.stopped.is_some()) {
-            opened = Segment::open(dir, base, false, interval)?;
+            opened = Segment::open(dir, base, false, interval, io)?;
         }
         let (segment, scan) = opened;
         if !scan.from_index {
@@ -97,7 +106,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<(LogState, Recov
             "recovery cut the log back to its last valid batch"
         );
     }
-    finish(dir, segments, checkpoint, report)
+    finish(dir, segments, checkpoint, report, io)
 }
 
 /// Gives each segment its first Raft index: the checkpoint's for the
@@ -124,9 +133,10 @@ fn finish(
     mut segments: BTreeMap<u64, Segment>,
     mut checkpoint: Checkpoint,
     report: RecoveryReport,
+    io: &Arc<dyn FileIo>,
 ) -> Result<(LogState, RecoveryReport)> {
     if segments.is_empty() {
-        let segment = Segment::create(dir, checkpoint.log_start_offset)?;
+        let segment = Segment::create(dir, checkpoint.log_start_offset, io)?;
         segments.insert(segment.base_offset, segment);
     }
     assign_raft_indexes(&mut segments, checkpoint.first_raft_index);
@@ -169,6 +179,25 @@ fn finish(
         active_since_ms: None,
     };
     Ok((state, report))
+}
+
+/// Why the segment starting at `base` cannot follow the ones before it, if
+/// it cannot. Segments are contiguous (a roll starts the next one at the
+/// active one's end, and cleaning empties batches but never drops them),
+/// so a gap means the end of the segment before never reached the disk: a
+/// power cut after a roll can leave the new segment's file while the old
+/// one loses its unsynced tail. Counting on from `base` would give the next
+/// append an offset past a hole, and a replica would number its records
+/// differently from its group's other replicas.
+fn gap_before(segments: &BTreeMap<u64, Segment>, base: u64) -> Option<String> {
+    let previous = segments.values().next_back()?;
+    (previous.next_offset != base).then(|| {
+        format!(
+            "{} ends at offset {} but the next segment starts at {base}: its end never reached the disk",
+            previous.log_path.display(),
+            previous.next_offset
+        )
+    })
 }
 
 /// Deletes a segment's files without reading them; returns the log's size.

@@ -52,7 +52,7 @@ impl PartitionLog {
                 last.truncate_to_position(cut, interval)?;
             }
             None => {
-                let mut fresh = Segment::create(&self.dir, offset + 1)?;
+                let mut fresh = Segment::create(&self.dir, offset + 1, &self.io)?;
                 fresh.raft_base = doomed_raft_base.unwrap_or(0);
                 state.segments.insert(fresh.base_offset, fresh);
             }

@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::file_io::FileIo;
 use super::index::{OffsetEntry, SegmentIndex};
 use crate::IoContext;
 use crate::{Result, StorageError};
@@ -61,6 +62,8 @@ pub struct Segment {
     pub base_offset: u64,
     pub log_path: PathBuf,
     pub file: Arc<File>,
+    /// Through which the file is written, cut and synced.
+    io: Arc<dyn FileIo>,
     /// Bytes of whole, valid batches in the file.
     pub size: u64,
     /// The offset after the last batch (the base offset when empty).
@@ -101,7 +104,7 @@ pub struct ScanEnd {
 
 impl Segment {
     /// Creates an empty segment, replacing any stale file of that name.
-    pub fn create(dir: &Path, base_offset: u64) -> Result<Segment> {
+    pub fn create(dir: &Path, base_offset: u64, io: &Arc<dyn FileIo>) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
             .read(true)
@@ -110,16 +113,17 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .at(&log_path)?;
-        let segment = Segment::empty(base_offset, log_path, file);
+        let segment = Segment::empty(base_offset, log_path, file, Arc::clone(io));
         segment.remove_index_files()?;
         Ok(segment)
     }
 
-    fn empty(base_offset: u64, log_path: PathBuf, file: File) -> Segment {
+    fn empty(base_offset: u64, log_path: PathBuf, file: File, io: Arc<dyn FileIo>) -> Segment {
         Segment {
             base_offset,
             log_path,
             file: Arc::new(file),
+            io,
             size: 0,
             next_offset: base_offset,
             max_timestamp: i64::MIN,
@@ -143,6 +147,7 @@ impl Segment {
         base_offset: u64,
         trusted: bool,
         index_interval: u64,
+        io: &Arc<dyn FileIo>,
     ) -> Result<(Segment, ScanEnd)> {
         let contiguous = !dir.join(file_name(base_offset, COMPACTED_MARKER)).exists();
         let rules = ScanRules {
@@ -154,6 +159,7 @@ impl Segment {
             base_offset,
             trusted,
             rules,
+            io,
         )
     }
 
@@ -164,6 +170,7 @@ impl Segment {
         base_offset: u64,
         trusted: bool,
         rules: ScanRules,
+        io: &Arc<dyn FileIo>,
     ) -> Result<(Segment, ScanEnd)> {
         let file = OpenOptions::new()
             .read(true)
@@ -171,7 +178,7 @@ impl Segment {
             .open(&log_path)
             .at(&log_path)?;
         let file_size = file.metadata().at(&log_path)?.len();
-        let mut segment = Segment::empty(base_offset, log_path, file);
+        let mut segment = Segment::empty(base_offset, log_path, file, Arc::clone(io));
         let loaded = trusted
             .then(|| {
                 SegmentIndex::load(&segment.index_path(), &segment.time_index_path(), file_size)
@@ -234,6 +241,7 @@ impl Segment {
                     self.base_offset,
                     self.log_path.clone(),
                     clone_file(&self.file, &self.log_path)?,
+                    Arc::clone(&self.io),
                 );
                 self.rebuild(file_size, rules)
             }
@@ -278,7 +286,9 @@ impl Segment {
 
     /// Cuts the file after the last valid batch found by [`Segment::open`].
     pub fn cut_to_valid_end(&self) -> Result<()> {
-        self.file.set_len(self.size).at(&self.log_path)
+        self.io
+            .set_len(&self.file, &self.log_path, self.size)
+            .at(&self.log_path)
     }
 
     /// Records a batch that is already in the file at `position`.
@@ -333,8 +343,8 @@ impl Segment {
         batches: &[BatchInfo],
         index_interval: u64,
     ) -> Result<()> {
-        self.file
-            .write_all_at(bytes, self.size)
+        self.io
+            .write_at(&self.file, &self.log_path, bytes, self.size)
             .at(&self.log_path)?;
         let mut position = self.size;
         for batch in batches {
@@ -348,11 +358,14 @@ impl Segment {
     /// end offset and max timestamp from the remaining batches.
     pub fn truncate_to_position(&mut self, position: u64, index_interval: u64) -> Result<()> {
         let contiguous = !self.compacted_marker_path().exists();
-        self.file.set_len(position).at(&self.log_path)?;
+        self.io
+            .set_len(&self.file, &self.log_path, position)
+            .at(&self.log_path)?;
         self.remove_index_files()?;
         let file = clone_file(&self.file, &self.log_path)?;
         let (base, raft_base) = (self.base_offset, self.raft_base);
-        *self = Segment::empty(base, self.log_path.clone(), file);
+        let io = Arc::clone(&self.io);
+        *self = Segment::empty(base, self.log_path.clone(), file, io);
         self.raft_base = raft_base;
         let end = self.rebuild(
             position,
@@ -427,13 +440,10 @@ impl Segment {
 
     /// Syncs the log file and, when they exist, the index files.
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().at(&self.log_path)?;
-        for path in [self.index_path(), self.time_index_path()] {
-            if let Ok(f) = File::open(&path) {
-                f.sync_data().at(&path)?;
-            }
-        }
-        Ok(())
+        self.io
+            .sync(&self.file, &self.log_path)
+            .at(&self.log_path)?;
+        sync_index_files(self.io.as_ref(), &self.log_path)
     }
 
     pub fn remove_index_files(&self) -> Result<()> {
@@ -450,6 +460,20 @@ impl Segment {
             self.compacted_marker_path(),
         ])
     }
+}
+
+/// Syncs the index files of the segment whose log file is `log_path`, those
+/// that exist (an active segment's are written only when it rolls).
+pub fn sync_index_files(io: &dyn FileIo, log_path: &Path) -> Result<()> {
+    for path in [
+        log_path.with_extension("index"),
+        log_path.with_extension("timeindex"),
+    ] {
+        if let Ok(f) = File::open(&path) {
+            io.sync(&f, &path).at(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn remove_if_present(paths: &[PathBuf]) -> Result<()> {

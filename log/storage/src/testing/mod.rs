@@ -1,6 +1,11 @@
 //! Helpers for tests of the segment log and of the layers over it:
 //! batches of simple records, a log opened with a manual clock, reads of
-//! every record. Compiled only with the `test-util` feature.
+//! every record, and a file layer that fails on demand. Compiled only with
+//! the `test-util` feature.
+
+mod faulty_io;
+
+pub use faulty_io::{FaultyFileIo, FOREVER};
 
 use std::path::Path;
 use std::sync::Arc;
