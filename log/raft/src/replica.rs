@@ -406,9 +406,18 @@ impl PartitionReplica {
         current_leader_term(&self.raft).ok()
     }
 
-    /// The node this replica believes leads the group.
+    /// The node this replica believes leads the group; `None` once its
+    /// Raft stopped (after a storage failure, say): its last belief,
+    /// often itself, would send clients to a replica that answers nothing.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        known_leader(&self.raft.metrics().borrow())
+    }
+
+    /// True once the group's Raft stopped on this node (shut down, or a
+    /// fatal storage error such as a failed fsync): it takes no part in the
+    /// group until the replica is started again.
+    pub fn stopped(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Shutdown
     }
 
     pub fn node(&self) -> NodeId {
@@ -459,8 +468,16 @@ pub(super) fn current_leader_term(raft: &Raft<PartitionRaftConfig>) -> Result<u6
     match metrics.state {
         ServerState::Leader => Ok(metrics.current_term),
         _ => Err(ReplicationError::NotLeader {
-            leader: metrics.current_leader,
+            leader: known_leader(&metrics),
         }),
+    }
+}
+
+/// The leader a replica's metrics name, unless its Raft stopped.
+fn known_leader(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> Option<NodeId> {
+    match metrics.state {
+        ServerState::Shutdown => None,
+        _ => metrics.current_leader,
     }
 }
 

@@ -2,7 +2,9 @@
 //! has its own directory and segment log, Raft messages cross an
 //! [`InProcessNetwork`] whose links the tests cut, slow and make lossy,
 //! and a node can crash (vanish from the network, its Raft stopped) and
-//! restart from its directory.
+//! restart from its directory. Each node's segment files are written
+//! through its own [`FaultyFileIo`]: its "disk", which tests make fail
+//! fsyncs and writes, slow down, or lose power.
 
 #![allow(dead_code)]
 
@@ -20,7 +22,8 @@ use spool_raft::ReplicationError;
 use spool_raft::{CommittedBatch, LogId, NodeId, PartitionReplica};
 use spool_record::{BatchBuilder, BatchIter, Compression};
 use spool_storage::config::LogConfig;
-use spool_storage::{PartitionLog, SystemClock};
+use spool_storage::testing::FaultyFileIo;
+use spool_storage::{FileIo, PartitionLog, SystemClock};
 use tempfile::TempDir;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,6 +52,7 @@ pub struct Cluster {
     config: Arc<openraft::Config>,
     voters: Vec<NodeId>,
     dirs: BTreeMap<NodeId, TempDir>,
+    disks: BTreeMap<NodeId, Arc<FaultyFileIo>>,
     running: Running,
 }
 
@@ -66,6 +70,7 @@ impl Cluster {
                 .iter()
                 .map(|&n| (n, tempfile::tempdir().unwrap()))
                 .collect(),
+            disks: voters.iter().map(|&n| (n, FaultyFileIo::new())).collect(),
             running: Running::default(),
         };
         for &node in voters {
@@ -78,8 +83,9 @@ impl Cluster {
     /// Starts (or restarts) `node` from its directory.
     pub async fn start_node(&mut self, node: NodeId) {
         let config = LogConfig::from_pairs([("segment.bytes", "4096")]).unwrap();
-        let log =
-            PartitionLog::open(self.dirs[&node].path(), config, Arc::new(SystemClock)).unwrap();
+        let disk = Arc::clone(&self.disks[&node]) as Arc<dyn FileIo>;
+        let dir = self.dirs[&node].path();
+        let log = PartitionLog::open_with_io(dir, config, Arc::new(SystemClock), disk).unwrap();
         let transport = self.network.transport(node);
         let replica = PartitionReplica::start(
             node,
@@ -103,6 +109,28 @@ impl Cluster {
         self.network.remove_node(node);
         let replica = self.running.write().remove(&node).expect("node is running");
         replica.shutdown().await.unwrap();
+    }
+
+    /// Cuts the power of `nodes` at once: they leave the network together,
+    /// their Raft stops, and each disk keeps only what was synced (see
+    /// [`FaultyFileIo::power_cut`]). Returns the bytes the cut dropped.
+    pub async fn power_cut(&mut self, nodes: &[NodeId]) -> u64 {
+        for &node in nodes {
+            self.network.remove_node(node);
+        }
+        for &node in nodes {
+            self.crash(node).await;
+        }
+        let mut dropped = 0;
+        for node in nodes {
+            dropped += self.disks[node].power_cut().unwrap();
+        }
+        dropped
+    }
+
+    /// The disk `node`'s segment files are written through.
+    pub fn disk(&self, node: NodeId) -> Arc<FaultyFileIo> {
+        Arc::clone(&self.disks[&node])
     }
 
     pub fn replica(&self, node: NodeId) -> Arc<PartitionReplica> {
@@ -246,9 +274,17 @@ impl ClusterClient {
                 .find_map(|n| self.replica(n)?.leader())
         });
         loop {
-            let node = target
+            let running = target
                 .filter(|n| self.running.read().contains_key(n))
-                .unwrap_or_else(|| *self.running.read().keys().next().expect("a running node"));
+                .or_else(|| self.running.read().keys().next().copied());
+            let Some(node) = running else {
+                // Every node is down (a power cut): wait for one to return.
+                if Instant::now() >= deadline {
+                    return Err(ReplicationError::Timeout("no node is running".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(replica) = self.replica(node) else {
                 target = None;

@@ -122,10 +122,10 @@ impl Broker {
 /// The replication state of a partition `replica` leads; `None` when it
 /// does not lead.
 fn leader_status(topic: &str, partition: u32, replica: &PartitionReplica) -> Option<LeaderStatus> {
-    let metrics = replica.raft().metrics().borrow().clone();
-    if metrics.current_leader != Some(replica.node()) {
+    if replica.leader() != Some(replica.node()) {
         return None;
     }
+    let metrics = replica.raft().metrics().borrow().clone();
     let last_index = metrics.last_log_index.unwrap_or(0);
     let followers = metrics
         .replication
