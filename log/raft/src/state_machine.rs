@@ -41,7 +41,7 @@ use super::{
 };
 use crate::producers::{BatchOffsets, ProducerBatch, ProducerStates, PRODUCER_ID_EXPIRATION_MS};
 use crate::{ReplicationError, Result};
-use spool_record::{now_ms, BatchIter, RecordBatch};
+use spool_record::{BatchIter, RecordBatch};
 use spool_storage::PartitionLog;
 use spool_storage::{read_durable, remove_durable, write_durable};
 
@@ -193,7 +193,7 @@ impl PartitionStateMachine {
         self.log.flush()?;
         let producers = {
             let mut producers = self.producers.lock();
-            producers.expire_idle(now_ms(), PRODUCER_ID_EXPIRATION_MS);
+            producers.expire_idle(self.log.now_ms() as i64, PRODUCER_ID_EXPIRATION_MS);
             producers.prune_aborted_below(self.log.log_start_offset());
             producers.clone()
         };
@@ -239,9 +239,11 @@ impl PartitionStateMachine {
                 };
                 // The leader checked it; every replica records it alike.
                 if let Ok(Some(producer)) = ProducerBatch::of(&batch) {
-                    self.producers
-                        .lock()
-                        .record(&producer, Some(offsets), now_ms());
+                    self.producers.lock().record(
+                        &producer,
+                        Some(offsets),
+                        self.log.now_ms() as i64,
+                    );
                 }
                 Ok(AppliedEntry {
                     offsets: Some((offsets.base, offsets.next)),

@@ -24,7 +24,6 @@ use super::idempotence::{original_offsets, Decision};
 use super::{BatchPayload, PartitionRaftConfig, PartitionReplica, SharedProducers};
 use crate::producers::{BatchOffsets, ProducerBatch};
 use crate::{ReplicationError, Result};
-use spool_record::now_ms;
 use spool_record::RecordBatch;
 
 /// Where a committed batch landed.
@@ -145,7 +144,9 @@ impl PartitionReplica {
             self.producer_view
                 .prepare(&self.raft, &self.producers, timeout)
                 .await?;
-            let decisions = self.producer_view.admit(&producers, now_ms())?;
+            let decisions = self
+                .producer_view
+                .admit(&producers, self.log.now_ms() as i64)?;
             let proposing = self.producer_view.proposing();
             for (batch, decision) in batches.into_iter().zip(decisions) {
                 pending.push(match decision {

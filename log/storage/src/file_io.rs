@@ -19,7 +19,7 @@ use std::path::Path;
 ///
 /// Every method gets the open file and the path it was opened from (for
 /// errors, and so a test layer can tell files apart).
-pub trait FileIo: Send + Sync + 'static {
+pub trait FileIo: Send + Sync + std::fmt::Debug + 'static {
     /// Writes all of `bytes` at `position` of `file`.
     ///
     /// Contract: on `Ok`, a later read of that range returns `bytes`; they
@@ -46,6 +46,7 @@ pub trait FileIo: Send + Sync + 'static {
 }
 
 /// The operating system's file calls: what every broker runs with.
+#[derive(Debug)]
 pub struct OsFileIo;
 
 impl FileIo for OsFileIo {

@@ -32,10 +32,11 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod sync_failure;
 
 pub use checkpoint::{sync_dir, write_atomically};
 pub use cleaner::CleanOutcome;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SteadyClock, SystemClock};
 pub use dir_lock::{DataDirLock, LOCK_FILE};
 pub use disk_space::{available_bytes, DiskSpace};
 pub use durable_file::{read_durable, remove_durable, write_durable};

@@ -40,6 +40,11 @@ struct FlushTarget {
     path: PathBuf,
     /// The active segment, whose index files are not written yet.
     active: bool,
+    base_offset: u64,
+    /// The segment's size and cut count when the flush was planned: what
+    /// the sync covers, unless the segment was cut meanwhile.
+    size: u64,
+    cuts: u64,
 }
 
 /// The segment log of one partition. See the [module docs](super).
@@ -60,7 +65,7 @@ pub struct PartitionLog {
     /// A failed fsync: the log refuses appends and flushes from then on, as
     /// it can no longer promise that what it wrote reaches the disk (see
     /// [`FileIo::sync`] for why a failed sync is never retried).
-    flush_failure: Mutex<Option<String>>,
+    pub(crate) flush_failure: Mutex<Option<String>>,
     /// Flushes that synced at least one file, for metrics and benchmarks.
     flush_count: AtomicU64,
     /// Set when the partition is deleted: from then on nothing writes to
@@ -263,30 +268,6 @@ impl PartitionLog {
         }
     }
 
-    fn record_flush_failure(&self, failure: String) {
-        self.flush_failure.lock().get_or_insert(failure);
-    }
-
-    /// Refuses to go on after a failed fsync: neither an append (it could
-    /// be acknowledged though an earlier write never reached the disk) nor
-    /// a flush (a second fsync may return success without writing what the
-    /// first one lost, and the flushed offset would then cover lost data).
-    fn ensure_no_failed_sync(&self) -> Result<()> {
-        match self.flush_failure.lock().as_ref() {
-            None => Ok(()),
-            Some(failure) => Err(StorageError::SyncFailed {
-                dir: self.dir.clone(),
-                reason: failure.clone(),
-            }),
-        }
-    }
-
-    /// The fsync failure this log stopped on, if any: the log takes no
-    /// writes until it is opened again.
-    pub fn failed_sync(&self) -> Option<String> {
-        self.flush_failure.lock().clone()
-    }
-
     /// Syncs every appended byte to disk and returns the flushed offset
     /// (everything before it is durable). Advances the recovery checkpoint
     /// over segments that are now complete on disk.
@@ -309,6 +290,9 @@ impl PartitionLog {
                     file: Arc::clone(&s.file),
                     path: s.log_path.clone(),
                     active: s.base_offset == state.active().base_offset,
+                    base_offset: s.base_offset,
+                    size: s.size,
+                    cuts: s.cuts,
                 })
                 .collect();
             (
@@ -327,6 +311,13 @@ impl PartitionLog {
             return Err(e);
         }
         let mut state = self.state.write();
+        for target in &targets {
+            if let Some(segment) = state.segments.get_mut(&target.base_offset) {
+                if segment.cuts == target.cuts {
+                    segment.synced = segment.synced.max(target.size);
+                }
+            }
+        }
         state.flushed_offset = state.flushed_offset.max(target_offset);
         state.flushed_bytes = state.flushed_bytes.max(target_bytes);
         if state.flushed_bytes == state.appended_bytes {
@@ -445,6 +436,13 @@ impl PartitionLog {
     /// The offset the next append will get (Kafka's log end offset).
     pub fn log_end_offset(&self) -> u64 {
         self.state.read().next_offset()
+    }
+
+    /// The log's clock (milliseconds since the Unix epoch): what its rolls
+    /// and retention go by, and what the layers over it should measure
+    /// their own timeouts with, so that one clock decides them all.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Everything before this offset has been synced to disk.

@@ -83,6 +83,13 @@ pub struct Segment {
     /// Batches in the segment, so the next entry's Raft index is
     /// `raft_base + batch_count`.
     pub batch_count: u64,
+    /// Bytes at the start of the file that a successful sync covered (all
+    /// of a file as found on opening: recovery syncs it). What lies past it
+    /// is what a failed fsync may have lost.
+    pub synced: u64,
+    /// Times the segment was cut, so a flush planned before a cut does not
+    /// count as synced the bytes appended after it.
+    pub cuts: u64,
 }
 
 /// Extension of the marker file saying the cleaner rewrote a segment (so its
@@ -133,6 +140,8 @@ impl Segment {
             last_term: 0,
             raft_base: 0,
             batch_count: 0,
+            synced: 0,
+            cuts: 0,
         }
     }
 
@@ -189,6 +198,7 @@ impl Segment {
             None => segment.rebuild(file_size, rules)?,
         };
         scan.file_size = file_size;
+        segment.synced = segment.size;
         Ok((segment, scan))
     }
 
@@ -364,9 +374,10 @@ impl Segment {
         self.remove_index_files()?;
         let file = clone_file(&self.file, &self.log_path)?;
         let (base, raft_base) = (self.base_offset, self.raft_base);
+        let (synced, cuts) = (self.synced.min(position), self.cuts + 1);
         let io = Arc::clone(&self.io);
         *self = Segment::empty(base, self.log_path.clone(), file, io);
-        self.raft_base = raft_base;
+        (self.raft_base, self.synced, self.cuts) = (raft_base, synced, cuts);
         let end = self.rebuild(
             position,
             ScanRules {

@@ -38,7 +38,7 @@ pub use transactions::TransactionConfig;
 
 use crate::{BrokerError, Result};
 use spool_storage::config::LogConfig;
-use spool_storage::{LogManager, ManagerConfig};
+use spool_storage::{LogManager, ManagerConfig, SteadyClock};
 
 /// How a broker is set up.
 #[derive(Clone, Debug)]
@@ -62,6 +62,16 @@ pub struct BrokerConfig {
     /// full disk never stops a partition's Raft log (see
     /// `spool_storage::DiskSpace`). 0 keeps no reserve.
     pub min_free_bytes: u64,
+    /// Through which partition logs write, cut and sync their segment
+    /// files: the operating system's calls ([`spool_storage::OsFileIo`]),
+    /// or a test's fault-injecting disk.
+    pub file_io: Arc<dyn spool_storage::FileIo>,
+    /// The system's wall clock. The broker reads it once, when it opens,
+    /// and keeps time from there with the monotonic clock
+    /// ([`spool_storage::SteadyClock`]): a step of the wall clock while it
+    /// runs changes no retention, roll or timeout, and is logged. Tests
+    /// replace it with a clock they step.
+    pub wall_clock: Arc<dyn spool_storage::Clock>,
 }
 
 /// The default reserve: 512 MiB. What goes on writing once producers are
@@ -82,6 +92,8 @@ impl BrokerConfig {
             groups: GroupConfig::default(),
             transactions: TransactionConfig::default(),
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            file_io: Arc::new(spool_storage::OsFileIo),
+            wall_clock: Arc::new(spool_storage::SystemClock),
         }
     }
 }
@@ -108,6 +120,9 @@ pub struct Broker {
     data_dir_lock: parking_lot::Mutex<Option<spool_storage::DataDirLock>>,
     /// The free-space reserve producers are admitted by.
     disk_space: spool_storage::DiskSpace,
+    /// The broker's time (see [`BrokerConfig::wall_clock`]), shared with
+    /// every log it opens.
+    clock: Arc<SteadyClock>,
 }
 
 impl Broker {
@@ -144,7 +159,12 @@ impl Broker {
         let retention_interval = config.manager.retention_check_interval;
         let joining = cluster.join;
         let manager = LogManager::start(config.manager.clone());
-        let state = cluster::ClusterState::start(cluster, &config.data_dir).await?;
+        let clock = Arc::new(SteadyClock::over(Arc::clone(&config.wall_clock)));
+        let files = cluster::LogFiles {
+            io: Arc::clone(&config.file_io),
+            clock: Arc::clone(&clock) as Arc<dyn spool_storage::Clock>,
+        };
+        let state = cluster::ClusterState::start(cluster, &config.data_dir, files).await?;
         let metadata_log = Arc::clone(state.controller.replica().log());
         manager.insert_replicated(spool_raft::metadata::METADATA_GROUP, metadata_log);
         let images = state.controller.subscribe();
@@ -165,6 +185,7 @@ impl Broker {
             peer_client: tokio::sync::OnceCell::new(),
             data_dir_lock: parking_lot::Mutex::new(Some(data_dir_lock)),
             disk_space,
+            clock,
         });
         tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
@@ -177,6 +198,12 @@ impl Broker {
             retention_interval,
         ));
         Ok(broker)
+    }
+
+    /// Milliseconds since the Unix epoch by the broker's steady clock (see
+    /// [`BrokerConfig::wall_clock`]): what its timeouts are measured with.
+    pub(crate) fn now_ms(&self) -> i64 {
+        spool_storage::Clock::now_ms(self.clock.as_ref()) as i64
     }
 
     /// This broker's node id in its cluster.

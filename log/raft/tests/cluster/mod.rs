@@ -299,12 +299,15 @@ impl ClusterClient {
                     return Ok(batch);
                 }
                 Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(ReplicationError::NotLeader { leader }) => {
-                    target = leader;
+                Err(ReplicationError::NotLeader {
+                    leader: Some(leader),
+                }) => {
+                    target = Some(leader);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 // A leader cut off from its majority times out and may still
-                // believe it leads: try the next node, as a client would.
+                // believe it leads, and a replica whose Raft stopped names
+                // no leader: try the next node, as a client would.
                 Err(_) => {
                     let nodes = self.running_nodes();
                     target = nodes

@@ -53,7 +53,7 @@ impl Fault {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Faults {
     syncs: Option<Fault>,
     writes: Option<Fault>,
@@ -61,7 +61,7 @@ struct Faults {
 }
 
 /// A fault-injecting file layer for tests; see the [module docs](self).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct FaultyFileIo {
     faults: Mutex<Faults>,
     /// Durable length of every file written or synced through this layer.

@@ -43,7 +43,7 @@ use spool_raft::metadata::{ClusterImage, Controller, TopicAssignment, METADATA_G
 use spool_raft::network::{RaftRouter, RaftTransport};
 use spool_raft::{partition_raft_config, NodeId, PartitionReplica, ReplicationError};
 use spool_storage::config::LogConfig;
-use spool_storage::{PartitionLog, SystemClock};
+use spool_storage::{Clock, FileIo, PartitionLog};
 use tonic::transport::Channel;
 
 /// How a broker joins a cluster.
@@ -96,6 +96,7 @@ pub(crate) struct ClusterState {
     /// Groups whose move this broker is carrying out now.
     moving: parking_lot::Mutex<std::collections::BTreeSet<String>>,
     dir: PathBuf,
+    files: LogFiles,
     /// The replicas this broker runs, by topic and partition, each with
     /// its topic's id.
     replicas: RwLock<BTreeMap<(String, u32), Hosted>>,
@@ -118,7 +119,11 @@ fn group_id(topic: &str, topic_id: u64, partition: u32) -> String {
 impl ClusterState {
     /// Starts this broker's controller member; the caller wires the router
     /// into its gRPC server.
-    pub async fn start(config: ClusterConfig, data_dir: &std::path::Path) -> Result<ClusterState> {
+    pub async fn start(
+        config: ClusterConfig,
+        data_dir: &std::path::Path,
+        files: LogFiles,
+    ) -> Result<ClusterState> {
         let node = config.node_id;
         let dir = data_dir.join("cluster");
         let others: std::collections::HashMap<NodeId, String> = config
@@ -129,7 +134,8 @@ impl ClusterState {
             .collect();
         let grpc = Arc::new(GrpcTransport::new(node, &others)?);
         let transport: Arc<dyn RaftTransport> = Arc::clone(&grpc) as Arc<dyn RaftTransport>;
-        let metadata_log = open_log(&dir, &format!("{METADATA_GROUP}-0"), LogConfig::default())?;
+        let metadata_name = format!("{METADATA_GROUP}-0");
+        let metadata_log = open_log(&dir, &metadata_name, LogConfig::default(), &files)?;
         let voters: Vec<NodeId> = match config.join {
             true => Vec::new(),
             false => config.peers.keys().copied().collect(),
@@ -152,6 +158,7 @@ impl ClusterState {
             grpc,
             moving: Default::default(),
             dir,
+            files,
             replicas: RwLock::default(),
         })
     }
@@ -307,7 +314,7 @@ impl ClusterState {
     ) -> Result<Arc<PartitionReplica>> {
         let node = self.config.node_id;
         let group = group_id(topic, assignment.id, index);
-        let log = open_log(&self.dir, &group, config.clone())?;
+        let log = open_log(&self.dir, &group, config.clone(), &self.files)?;
         let replica = Arc::new(
             PartitionReplica::start(
                 node,
@@ -354,6 +361,39 @@ impl ClusterState {
         Ok(replica)
     }
 
+    /// The partitions whose replica here stopped by itself: its Raft quit
+    /// on a fatal storage error (a failed fsync, a write the disk refused).
+    pub fn stopped_replicas(&self) -> Vec<(String, u32)> {
+        self.replicas
+            .read()
+            .iter()
+            .filter(|(_, hosted)| hosted.replica.stopped())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Closes a replica whose Raft stopped by itself, so that the
+    /// reconciler opens it again from its directory. After a failed fsync
+    /// its log is first cut back to what its syncs covered (see
+    /// `PartitionLog::discard_unsynced`); while that fails too (the disk
+    /// still fails) the replica stays as it is, to be tried again.
+    async fn close_stopped_replica(&self, topic: &str, partition: u32) -> Result<()> {
+        let key = (topic.to_string(), partition);
+        let Some(hosted) = self.replicas.read().get(&key).cloned() else {
+            return Ok(());
+        };
+        let log = hosted.replica.log();
+        if let Some(failure) = log.failed_sync() {
+            let cut = log.discard_unsynced()?;
+            tracing::warn!(topic, partition, failure = %failure, bytes_cut = cut, "cut a replica back to what its syncs covered");
+        }
+        self.replicas.write().remove(&key);
+        self.router
+            .unregister(&group_id(topic, hosted.topic_id, partition));
+        hosted.replica.shutdown().await?;
+        Ok(())
+    }
+
     /// Stops the replica of `topic`/`partition` and deletes its directory.
     async fn stop_replica(&self, topic: &str, partition: u32) -> Result<()> {
         let hosted = self
@@ -373,12 +413,25 @@ impl ClusterState {
     }
 }
 
-fn open_log(dir: &std::path::Path, name: &str, config: LogConfig) -> Result<Arc<PartitionLog>> {
+/// What every log of a broker is opened with.
+#[derive(Clone)]
+pub(crate) struct LogFiles {
+    /// Through which segment files are written and synced.
+    pub io: Arc<dyn FileIo>,
+    /// The broker's steady clock, for rolls and retention.
+    pub clock: Arc<dyn Clock>,
+}
+
+fn open_log(
+    dir: &std::path::Path,
+    name: &str,
+    config: LogConfig,
+    files: &LogFiles,
+) -> Result<Arc<PartitionLog>> {
     let path = dir.join(name);
-    Ok(Arc::new(PartitionLog::open(
-        path,
-        config,
-        Arc::new(SystemClock),
+    let (clock, io) = (Arc::clone(&files.clock), Arc::clone(&files.io));
+    Ok(Arc::new(PartitionLog::open_with_io(
+        path, config, clock, io,
     )?))
 }
 

@@ -92,6 +92,36 @@ impl Broker {
         Ok(())
     }
 
+    /// Closes the replicas whose Raft stopped on a storage failure, so
+    /// that [`Broker::apply_image`] starts them again from their
+    /// directories: the group's other replicas lead meanwhile, and the
+    /// restarted one catches up from them (a single replica's partition is
+    /// unavailable until then, and loses nothing it acknowledged: an entry
+    /// is acknowledged only once its fsync succeeded).
+    async fn close_stopped_replicas(&self) {
+        for (topic, index) in self.cluster.stopped_replicas() {
+            tracing::error!(topic = %topic, partition = index, "a replica's Raft stopped on a storage failure; restarting it from its files");
+            if let Err(e) = self.cluster.close_stopped_replica(&topic, index).await {
+                tracing::error!(topic = %topic, partition = index, error = %e, "cannot restart the replica yet; trying again");
+                continue;
+            }
+            self.forget_partition(&topic, index);
+            self.unmanage_log(&topic, index);
+        }
+    }
+
+    /// Logs, once per change, that the system clock was stepped more than
+    /// a second away from the broker's steady clock: an operator should
+    /// know that retention and timeouts go by the broker's time until it
+    /// restarts (see `BrokerConfig::wall_clock`).
+    fn report_clock_step(&self, reported_ms: &mut i64) {
+        let step = self.clock.step_ms();
+        if (step - *reported_ms).abs() > 1000 {
+            tracing::warn!(step_ms = step, "the system clock was stepped while the broker runs; retention, segment rolls and timeouts keep the broker's own time until it restarts");
+            *reported_ms = step;
+        }
+    }
+
     /// Removes a replicated partition from the topic map (the topic too
     /// once it has none left here).
     fn forget_partition(&self, topic: &str, index: u32) {
@@ -115,11 +145,14 @@ pub(crate) async fn reconcile(
     broker: Weak<Broker>,
     mut images: watch::Receiver<Arc<ClusterImage>>,
 ) {
+    let mut clock_step_ms = 0;
     loop {
         let image = Arc::clone(&images.borrow_and_update());
         let Some(strong) = broker.upgrade() else {
             return;
         };
+        strong.report_clock_step(&mut clock_step_ms);
+        strong.close_stopped_replicas().await;
         if let Err(e) = strong.apply_image(&image).await {
             tracing::error!(error = %e, "cannot apply cluster metadata; retrying");
             drop(strong);

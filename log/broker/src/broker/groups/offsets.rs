@@ -197,7 +197,7 @@ impl OffsetStore {
         if let Some((producer_id, epoch)) = transaction {
             builder = builder.producer(producer_id, epoch, -1).transactional(true);
         }
-        let now = spool_storage::Clock::now_ms(&spool_storage::SystemClock) as i64;
+        let now = self.partition.log.now_ms() as i64;
         for (topic, partition, value) in records {
             let key = encode_key(group, topic, partition);
             builder.push(now, Some(&key), value.as_deref(), &[]);

@@ -192,7 +192,7 @@ impl Broker {
         let _held = lock.lock().await;
         let mut metadata = shard.get(id).ok_or_else(|| unknown_id(id))?;
         metadata.check_producer(producer.0, producer.1)?;
-        let mut changed = metadata.add_partitions(partitions, spool_record::now_ms())?;
+        let mut changed = metadata.add_partitions(partitions, self.now_ms())?;
         if let Some(group) = group {
             changed |= metadata.groups.insert(group);
         }
@@ -315,7 +315,7 @@ impl Broker {
     /// One sweep of a shard: aborts transactions past their timeout and
     /// completes those a failed coordinator decided but did not finish.
     pub(super) async fn sweep_shard(&self, shard: &TxnShard) {
-        let now = spool_record::now_ms();
+        let now = self.now_ms();
         for (id, metadata) in shard.all() {
             if !metadata.timed_out(now) && !metadata.state.is_deciding() {
                 continue;
@@ -326,7 +326,7 @@ impl Broker {
                 continue;
             };
             let outcome = async {
-                if metadata.timed_out(spool_record::now_ms()) {
+                if metadata.timed_out(self.now_ms()) {
                     tracing::info!(id = %id, producer = metadata.producer_id, "aborting a transaction past its timeout");
                     metadata.decide(false, true)?;
                     shard.write(&id, &metadata, WRITE_TIMEOUT).await?;

@@ -133,7 +133,7 @@ impl Broker {
             request.producer_id,
             epoch,
             request.commit,
-            spool_record::now_ms(),
+            self.now_ms(),
         ));
         let writes = request
             .topics

@@ -95,7 +95,8 @@ impl TxnStore {
         let mut key = vec![KEY_VERSION];
         key.extend_from_slice(id.as_bytes());
         let mut builder = BatchBuilder::new(Compression::None);
-        builder.push(spool_record::now_ms(), Some(&key), Some(&value), &[]);
+        let now = self.partition.log.now_ms() as i64;
+        builder.push(now, Some(&key), Some(&value), &[]);
         self.partition
             .replica()
             .append_batches(
