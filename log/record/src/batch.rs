@@ -218,12 +218,15 @@ impl<'a> RecordBatch<'a> {
     /// Offset of the last record slot: base offset + last offset delta. A
     /// Raft meta batch has no slot; use [`RecordBatch::next_offset`].
     pub fn last_offset(&self) -> u64 {
-        self.base_offset() + self.last_offset_delta().max(0) as u64
+        // Saturating: a producer's base offset is any 64 bits until the log
+        // stamps it.
+        self.base_offset()
+            .saturating_add(self.last_offset_delta().max(0) as u64)
     }
     /// The offset after this batch: the base offset itself for a Raft meta
     /// batch, which occupies no offset.
     pub fn next_offset(&self) -> u64 {
-        self.base_offset() + self.offset_count()
+        self.base_offset().saturating_add(self.offset_count())
     }
     /// How many offsets the batch occupies (0 for a Raft meta batch).
     pub fn offset_count(&self) -> u64 {

@@ -376,6 +376,26 @@ mod tests {
         assert!(error.contains("Raft meta batch"), "{error}");
     }
 
+    /// Found by fuzzing (fuzz/, `produce_validation`): a producer batch
+    /// whose base offset is -1 overflowed the record offsets, a panic in a
+    /// debug build and wrapped offsets in a release one.
+    #[test]
+    fn a_base_offset_at_the_end_of_the_range_is_an_error_not_a_panic() {
+        let mut builder = BatchBuilder::new(Compression::None);
+        for value in [b"a", b"b", b"c"] {
+            builder.push(1, None, Some(value), &[]);
+        }
+        let mut bytes = builder.build();
+        bytes[batch::field::BASE_OFFSET..batch::field::BATCH_LENGTH]
+            .copy_from_slice(&(-1i64).to_be_bytes());
+        let (parsed, _) = RecordBatch::parse(&bytes).unwrap();
+        parsed.validate().unwrap();
+        let error = parsed.validate_records().unwrap_err().to_string();
+        assert!(error.contains("overflows"), "{error}");
+        assert_eq!(parsed.next_offset(), u64::MAX);
+        assert_eq!(parsed.last_offset(), u64::MAX);
+    }
+
     #[test]
     #[should_panic(expected = "holds no records")]
     fn records_cannot_be_pushed_into_a_raft_meta_batch() {
