@@ -27,6 +27,8 @@ mod producers;
 mod transactions;
 mod versions;
 
+pub use versions::decode_request;
+
 use std::future::Future;
 use std::sync::Arc;
 

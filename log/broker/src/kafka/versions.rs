@@ -45,6 +45,16 @@ macro_rules! served_apis {
                 _ => Err(BrokerError::InvalidRequest(format!("{api:?} is not served"))),
             }
         }
+
+        /// Decodes the body of a served request without answering it.
+        fn decode_body(api: ApiKey, version: i16, mut body: Bytes) -> Result<()> {
+            match api {
+                $(ApiKey::$key => <$request>::decode(&mut body, version)
+                    .map(|_| ())
+                    .map_err(|e| malformed(api, version, e)),)*
+                _ => Err(BrokerError::InvalidRequest(format!("{api:?} is not served"))),
+            }
+        }
     };
     (@call always $handler:path, $session:expr, $request:expr, $version:expr, $caller:expr) => {
         Some($handler($session, $request, $version).await)
@@ -91,14 +101,28 @@ served_apis! {
     CreatePartitions(CreatePartitionsRequest) 0..=3 => always admin::create_partitions;
 }
 
-/// Answers one request frame (without its length prefix) that came from
-/// `host`. An error means the request cannot be answered and the
-/// connection is to be closed.
-pub(super) async fn answer(
-    session: &Session,
-    host: &str,
-    mut frame: Bytes,
-) -> Result<Option<BytesMut>> {
+/// A request frame split into what dispatch needs.
+enum Framed {
+    /// Answered already: an ApiVersions newer than served (KIP-511).
+    Answered(BytesMut),
+    Request {
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+        body: Bytes,
+    },
+}
+
+/// Reads a request frame's header (without the length prefix), refusing
+/// an API or version that is not served.
+fn parse_frame(mut frame: Bytes) -> Result<Framed> {
+    if frame.len() < 8 {
+        return Err(BrokerError::InvalidRequest(format!(
+            "a request frame of {} bytes, shorter than a request header",
+            frame.len()
+        )));
+    }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -113,7 +137,7 @@ pub(super) async fn answer(
         // retry with, never a closed connection.
         if api == ApiKey::ApiVersions {
             let response = version_table().with_error_code(UNSUPPORTED_VERSION);
-            return response_frame(api, 0, correlation_id, &response).map(Some);
+            return response_frame(api, 0, correlation_id, &response).map(Framed::Answered);
         }
         return Err(BrokerError::InvalidRequest(format!(
             "{api:?} v{version} is not served (see docs/kafka-compatibility.md)"
@@ -121,11 +145,53 @@ pub(super) async fn answer(
     }
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| malformed(api, version, e))?;
-    let caller = Caller {
-        client_id: header.client_id.as_deref().unwrap_or_default(),
-        host,
-    };
-    dispatch(session, api, version, correlation_id, frame, &caller).await
+    Ok(Framed::Request {
+        api,
+        version,
+        correlation_id,
+        header,
+        body: frame,
+    })
+}
+
+/// Answers one request frame (without its length prefix) that came from
+/// `host`. An error means the request cannot be answered and the
+/// connection is to be closed.
+pub(super) async fn answer(
+    session: &Session,
+    host: &str,
+    frame: Bytes,
+) -> Result<Option<BytesMut>> {
+    match parse_frame(frame)? {
+        Framed::Answered(response) => Ok(Some(response)),
+        Framed::Request {
+            api,
+            version,
+            correlation_id,
+            header,
+            body,
+        } => {
+            let caller = Caller {
+                client_id: header.client_id.as_deref().unwrap_or_default(),
+                host,
+            };
+            dispatch(session, api, version, correlation_id, body, &caller).await
+        }
+    }
+}
+
+/// Decodes one request frame (without its length prefix) as the listener
+/// does before answering it, and answers nothing: `Ok` for a request the
+/// listener would dispatch or answer, an error for one that would close
+/// the connection. The fuzzing target's way in (`fuzz/`): whatever the
+/// bytes, this returns, and never panics.
+pub fn decode_request(frame: Bytes) -> Result<()> {
+    match parse_frame(frame)? {
+        Framed::Answered(_) => Ok(()),
+        Framed::Request {
+            api, version, body, ..
+        } => decode_body(api, version, body),
+    }
 }
 
 async fn api_versions(
