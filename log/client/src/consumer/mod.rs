@@ -240,13 +240,20 @@ impl Consumer {
                 }),
             }
         }
-        let response = self
-            .client
-            .list_offsets(ListOffsetsRequest {
-                topics,
-                isolation_level: self.config.isolation as i32,
-            })
-            .await?;
+        let request = ListOffsetsRequest {
+            topics,
+            isolation_level: self.config.isolation as i32,
+        };
+        let response = match self.client.list_offsets(request).await {
+            Ok(response) => response,
+            // As in `fetch`: the positions stay unresolved until a later
+            // poll reaches the new leader.
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "resolving positions will retry");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         for topic in response.topics {
             for p in topic.partitions {
                 if let Some(e) = ClientError::from_code(p.error, &p.message) {
@@ -296,7 +303,19 @@ impl Consumer {
             topics,
             isolation_level: self.config.isolation as i32,
         };
-        let response = self.client.fetch(request).await?;
+        let response = match self.client.fetch(request).await {
+            Ok(response) => response,
+            // A leader's broker gone or slow (the client forgot its route
+            // and asks the metadata again): as Kafka's consumer, poll
+            // again after a pause rather than fail the poll, so a failover
+            // costs latency, not an error.
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "fetch will retry");
+                tokio::time::sleep(RETRY_BACKOFF.min(timeout)).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let mut retry = false;
         for topic in response.topics {
             for p in topic.partitions {
