@@ -5,7 +5,7 @@
 //! against fresh metadata until its delivery timeout (120 s), so the
 //! election costs latency, not an error. With the old bound (30 retries
 //! 100 ms apart, about 3 s) this failed with "not the leader; node N
-//! leads", naming the dead broker.
+//! leads", naming the dead broker: that bound is the protection tested.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -13,6 +13,13 @@
 //! no aborted one either. How long the group's consumer went without a
 //! record around each restart is printed: the stall a rolling restart
 //! costs a consumer.
+//!
+//! Protection tested: the transaction coordinator skipping a marker only
+//! for a partition gone from its own metadata (`partition_exists` in the
+//! broker's markers.rs), and clients retrying UNKNOWN_TOPIC_OR_PARTITION.
+//! Before them, a restarted broker still reading the metadata answered
+//! that error to a marker, the coordinator took it as "topic deleted", and
+//! 5 runs of 13 lost committed records or read aborted ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

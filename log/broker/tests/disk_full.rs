@@ -5,6 +5,13 @@
 //! reads back, a consumer group still commits, and producers are taken
 //! again by themselves once space returns; after a restart every
 //! acknowledged record is there, in order, and nothing else.
+//!
+//! Protection tested: the free-space reserve (`DiskSpace`, checked in
+//! `Broker::propose`). Without it the write that met the full disk failed
+//! inside the partition's Raft log and stopped the group, and no produce
+//! was refused with "not enough disk space" (seen by hand on a 30 MiB
+//! tmpfs before the reserve was built: the producer hung until its
+//! timeout).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -68,6 +68,9 @@ impl DataDirLock {
 mod tests {
     use super::*;
 
+    /// Protection tested: the advisory lock itself. Before it, a second
+    /// broker on a directory in use started and wrote the same segment
+    /// files (seen by hand; issue 22).
     #[test]
     fn a_second_lock_on_a_directory_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
