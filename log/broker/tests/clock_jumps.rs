@@ -7,9 +7,12 @@
 //! Protection tested: the broker keeping its own time from the wall clock
 //! read once at start plus the monotonic clock (`SteadyClock`), for logs
 //! and transaction timeouts alike. Reading the wall clock directly instead
-//! (`BrokerConfig::wall_clock` passed on as the logs' and coordinators'
-//! clock), the forward step made retention delete every segment but the
-//! active one and the transaction sweep abort the open transaction.
+//! (`SteadyClock::now_ms` returning the wall clock), the forward step made
+//! retention delete every record of the topic, and, that check moved
+//! after it, the transaction sweep abort the open transaction. The step
+//! back and the group member's place are regression checks only: a step
+//! back deletes nothing early, and group sessions run on the monotonic
+//! clock, so neither failed with the wall clock read directly.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

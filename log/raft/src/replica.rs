@@ -87,6 +87,9 @@ pub struct PartitionReplica {
     pub(super) producer_view: LeaderView,
     /// When each learner a move left out was first seen (on the leader).
     leftover_since: parking_lot::Mutex<BTreeMap<NodeId, std::time::Instant>>,
+    /// Set by [`PartitionReplica::shutdown`]: a Raft stopped on request is
+    /// not one that [`PartitionReplica::stopped`] reports.
+    stop_requested: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionReplica {
@@ -129,6 +132,7 @@ impl PartitionReplica {
             producers,
             producer_view: LeaderView::default(),
             leftover_since: Default::default(),
+            stop_requested: Default::default(),
         })
     }
 
@@ -413,11 +417,15 @@ impl PartitionReplica {
         known_leader(&self.raft.metrics().borrow())
     }
 
-    /// True once the group's Raft stopped on this node (shut down, or a
-    /// fatal storage error such as a failed fsync): it takes no part in the
+    /// True once the group's Raft stopped on this node by itself (a fatal
+    /// storage error such as a failed fsync), not because
+    /// [`PartitionReplica::shutdown`] was called: it takes no part in the
     /// group until the replica is started again.
     pub fn stopped(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Shutdown
+        !self
+            .stop_requested
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && self.raft.metrics().borrow().state == ServerState::Shutdown
     }
 
     pub fn node(&self) -> NodeId {
@@ -435,6 +443,8 @@ impl PartitionReplica {
 
     /// Stops the group's tasks; the log stays open for the caller.
     pub async fn shutdown(&self) -> Result<()> {
+        self.stop_requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.raft.shutdown().await.map_err(|e| {
             ReplicationError::Replication(format!("shutting down group {}: {e}", self.group))
         })

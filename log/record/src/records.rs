@@ -107,19 +107,12 @@ impl<'a> RecordIter<'a> {
                 self.reader.position() - start
             )));
         }
-        // A producer's base offset is any 64 bits until the log stamps it:
-        // found by fuzzing, a base offset of -1 made this sum overflow.
-        let offset = self
-            .base_offset
-            .checked_add(offset_delta as u64)
-            .ok_or_else(|| {
-                RecordError::InvalidBatch(format!(
-                    "base offset {} plus offset delta {offset_delta} overflows",
-                    self.base_offset as i64
-                ))
-            })?;
         Ok(Record {
-            offset,
+            // Wrapping: a producer's base offset is any 64 bits until the
+            // log stamps its own (Kafka ignores it too), and offset deltas
+            // taken from a wrapped offset are still right. Found by
+            // fuzzing: a base offset of -1 overflowed a plain sum.
+            offset: self.base_offset.wrapping_add(offset_delta as u64),
             timestamp: self.first_timestamp.wrapping_add(timestamp_delta),
             key,
             value,

@@ -25,6 +25,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::file_io::FileIo;
 use super::log::PartitionLog;
 use super::segment::{scan_file, ScanRules, Segment, COMPACTED_MARKER};
 use crate::IoContext;
@@ -128,7 +129,11 @@ impl PartitionLog {
             let first_cleaned = first_cleaned_at(&segment.path, now)?;
             let drop_tombstones = now >= first_cleaned.saturating_add(config.delete_retention_ms);
             let cleaned_path = segment.path.with_extension("log.cleaned");
-            let removed = rewrite(segment, &cleaned_path, &latest, drop_tombstones)?;
+            let output = Output {
+                path: &cleaned_path,
+                io: self.io.as_ref(),
+            };
+            let removed = rewrite(segment, output, &latest, drop_tombstones)?;
             outcome.bytes_before += segment.size;
             if removed == 0 {
                 fs::remove_file(&cleaned_path).at(&cleaned_path)?;
@@ -203,7 +208,12 @@ impl PartitionLog {
         fs::rename(cleaned_path, &old.path).at(&old.path)?;
         cleaned.log_path = old.path.clone();
         cleaned.save_index()?;
-        cleaned.sync()?;
+        // The segment is the cleaned file now: a failed sync of it stops
+        // the log like any other.
+        if let Err(e) = cleaned.sync() {
+            self.record_flush_failure(e.to_string());
+            return Err(e);
+        }
         state.segments.insert(old.base_offset, cleaned);
         self.sync_dir()?;
         Ok(true)
@@ -272,14 +282,21 @@ fn check_scan(segment: &CleanableSegment, stopped: Option<String>) -> Result<()>
     }
 }
 
-/// Writes the cleaned copy of `segment` to `out_path` and syncs it. Returns
+/// Writes the cleaned copy of `segment` to `output.path` and syncs it. Returns
 /// how many records were removed.
+/// Where `rewrite` writes a cleaned segment, and through which it syncs it.
+struct Output<'a> {
+    path: &'a std::path::Path,
+    io: &'a dyn FileIo,
+}
+
 fn rewrite(
     segment: &CleanableSegment,
-    out_path: &std::path::Path,
+    output: Output<'_>,
     latest: &HashMap<Vec<u8>, u64>,
     drop_tombstones: bool,
 ) -> Result<u64> {
+    let out_path = output.path;
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -310,7 +327,7 @@ fn rewrite(
     let file = out
         .into_inner()
         .map_err(|e| StorageError::io(out_path, e.into_error()))?;
-    file.sync_all().at(out_path)?;
+    output.io.sync(&file, out_path).at(out_path)?;
     Ok(removed)
 }
 

@@ -41,10 +41,9 @@ struct FlushTarget {
     /// The active segment, whose index files are not written yet.
     active: bool,
     base_offset: u64,
-    /// The segment's size and cut count when the flush was planned: what
-    /// the sync covers, unless the segment was cut meanwhile.
+    /// The segment's size when the flush was planned: what the sync
+    /// covers, if the segment still has this file when it ends.
     size: u64,
-    cuts: u64,
 }
 
 /// The segment log of one partition. See the [module docs](super).
@@ -198,7 +197,6 @@ impl PartitionLog {
         meta: MetaBatches,
     ) -> Result<AppendInfo> {
         self.ensure_live()?;
-        self.ensure_no_failed_sync()?;
         let config = self.config.read().clone();
         let mut infos = validate_for_append(batches, &config, meta)?;
         let total: u64 = infos.iter().map(|b| b.size).sum();
@@ -292,7 +290,6 @@ impl PartitionLog {
                     active: s.base_offset == state.active().base_offset,
                     base_offset: s.base_offset,
                     size: s.size,
-                    cuts: s.cuts,
                 })
                 .collect();
             (
@@ -312,8 +309,11 @@ impl PartitionLog {
         }
         let mut state = self.state.write();
         for target in &targets {
+            // A segment cut meanwhile has a new handle (`truncate_to_position`
+            // reopens it), and one deleted and created again at the same
+            // base another file: the sync covered neither.
             if let Some(segment) = state.segments.get_mut(&target.base_offset) {
-                if segment.cuts == target.cuts {
+                if Arc::ptr_eq(&segment.file, &target.file) {
                     segment.synced = segment.synced.max(target.size);
                 }
             }
@@ -396,7 +396,9 @@ impl PartitionLog {
         self.deleted.store(true, Ordering::SeqCst);
     }
 
-    /// Fails writes to a deleted log.
+    /// Fails writes to a deleted log, and to one whose fsync failed: every
+    /// path that changes its files (appends, rolls, checkpoints, Raft
+    /// truncation, retention, the cleaner) asks this first.
     pub(crate) fn ensure_live(&self) -> Result<()> {
         if self.deleted.load(Ordering::SeqCst) {
             return Err(StorageError::InvalidRequest(format!(
@@ -404,7 +406,7 @@ impl PartitionLog {
                 self.dir.display()
             )));
         }
-        Ok(())
+        self.ensure_no_failed_sync()
     }
 
     pub(crate) fn write_checkpoint(

@@ -128,11 +128,20 @@ impl LogManager {
     }
 
     /// Stops the background threads and closes every log (flush, indexes,
-    /// checkpoint), so the next start recovers nothing.
+    /// checkpoint), so the next start recovers nothing. Every log is
+    /// closed even when one fails (a log whose fsync failed refuses to);
+    /// the first failure is returned.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_threads();
         let logs: Vec<_> = self.logs.read().values().cloned().collect();
-        logs.iter().try_for_each(|managed| managed.log.close())
+        let mut first_failure = None;
+        for managed in logs {
+            if let Err(e) = managed.log.close() {
+                tracing::error!(dir = %managed.log.dir().display(), error = %e, "cannot close a log");
+                first_failure.get_or_insert(e);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
     }
 
     fn stop_threads(&mut self) {

@@ -69,6 +69,15 @@ impl Default for ConsumerConfig {
 /// retriable error (a leader moving): Kafka's `retry.backoff.ms` default.
 pub(super) const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What a call does when the broker answers with a retriable error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retriable {
+    /// Return it (a caller that needs the answer now).
+    Fail,
+    /// Leave the work for the next poll.
+    Later,
+}
+
 /// Where a partition will be read next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Position {
@@ -170,7 +179,7 @@ impl Consumer {
     /// else where the next fetch starts (past any transaction markers).
     /// Resolves a pending reset first.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<u64> {
-        self.resolve_positions().await?;
+        self.resolve_positions(Retriable::Fail).await?;
         self.consumed_position(tp).ok_or_else(|| {
             ClientError::InvalidRequest(format!("{}/{} is not assigned", tp.topic, tp.partition))
         })
@@ -195,7 +204,7 @@ impl Consumer {
         }
         self.maybe_auto_commit().await?;
         if self.buffered.is_empty() {
-            self.resolve_positions().await?;
+            self.resolve_positions(Retriable::Later).await?;
             self.fetch(timeout).await?;
         }
         let n = self.buffered.len().min(self.config.max_poll_records);
@@ -203,7 +212,7 @@ impl Consumer {
     }
 
     /// Turns resets and time seeks into offsets with one ListOffsets request.
-    async fn resolve_positions(&mut self) -> Result<()> {
+    async fn resolve_positions(&mut self, retriable: Retriable) -> Result<()> {
         let unresolved: Vec<(TopicPartition, Position)> = self
             .positions
             .iter()
@@ -248,7 +257,7 @@ impl Consumer {
             Ok(response) => response,
             // As in `fetch`: the positions stay unresolved until a later
             // poll reaches the new leader.
-            Err(e) if e.is_retriable() => {
+            Err(e) if e.is_retriable() && retriable == Retriable::Later => {
                 tracing::debug!(error = %e, "resolving positions will retry");
                 return Ok(());
             }

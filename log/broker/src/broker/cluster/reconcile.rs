@@ -96,8 +96,9 @@ impl Broker {
     /// that [`Broker::apply_image`] starts them again from their
     /// directories: the group's other replicas lead meanwhile, and the
     /// restarted one catches up from them (a single replica's partition is
-    /// unavailable until then, and loses nothing it acknowledged: an entry
-    /// is acknowledged only once its fsync succeeded).
+    /// unavailable until then, and loses nothing acknowledged with
+    /// acks=all: such an entry is acknowledged only once its fsync
+    /// succeeded).
     async fn close_stopped_replicas(&self) {
         for (topic, index) in self.cluster.stopped_replicas() {
             tracing::error!(topic = %topic, partition = index, "a replica's Raft stopped on a storage failure; restarting it from its files");
