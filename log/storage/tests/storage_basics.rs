@@ -330,3 +330,22 @@ fn raft_meta_batches_take_no_offset_and_never_reach_readers() {
     );
     assert_eq!(log.log_end_offset(), 60);
 }
+
+/// Found by fuzzing (fuzz/, `produce_validation`): a producer batch whose
+/// header declares the largest last offset delta (`i32::MAX`) overflowed
+/// the 32-bit record count check, a panic in a debug build. It is refused.
+#[test]
+fn a_batch_declaring_the_largest_offset_delta_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default(), &ManualClock::new(0));
+    let mut bytes = values_batch(&[b"v".to_vec()], 1);
+    // Kafka's v2 header: the last offset delta at byte 23, the CRC at 17
+    // covering everything from the attributes at 21.
+    bytes[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    let error = log.validate_producer_batches(&bytes).unwrap_err();
+    assert!(matches!(error, StorageError::InvalidBatch(_)), "{error}");
+    assert!(log.append(&mut bytes, 1).is_err());
+    assert_eq!(log.log_end_offset(), 0);
+}
