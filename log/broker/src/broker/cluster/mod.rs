@@ -363,11 +363,20 @@ impl ClusterState {
 
     /// The partitions whose replica here stopped by itself: its Raft quit
     /// on a fatal storage error (a failed fsync, a write the disk refused).
-    pub fn stopped_replicas(&self) -> Vec<(String, u32)> {
+    /// Only those `image` still places here, as the same incarnation of
+    /// their topic: a replica of a deleted topic is left to
+    /// [`ClusterState::stop_replica`], which also deletes its directory.
+    pub fn stopped_replicas(&self, image: &ClusterImage) -> Vec<(String, u32)> {
         self.replicas
             .read()
             .iter()
-            .filter(|(_, hosted)| hosted.replica.stopped())
+            .filter(|((topic, _), hosted)| {
+                hosted.replica.stopped()
+                    && image
+                        .topics
+                        .get(topic)
+                        .is_some_and(|t| t.id == hosted.topic_id)
+            })
             .map(|(key, _)| key.clone())
             .collect()
     }

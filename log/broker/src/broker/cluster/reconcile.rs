@@ -99,8 +99,8 @@ impl Broker {
     /// unavailable until then, and loses nothing acknowledged with
     /// acks=all: such an entry is acknowledged only once its fsync
     /// succeeded).
-    async fn close_stopped_replicas(&self) {
-        for (topic, index) in self.cluster.stopped_replicas() {
+    async fn close_stopped_replicas(&self, image: &ClusterImage) {
+        for (topic, index) in self.cluster.stopped_replicas(image) {
             tracing::error!(topic = %topic, partition = index, "a replica's Raft stopped on a storage failure; restarting it from its files");
             if let Err(e) = self.cluster.close_stopped_replica(&topic, index).await {
                 tracing::error!(topic = %topic, partition = index, error = %e, "cannot restart the replica yet; trying again");
@@ -153,7 +153,7 @@ pub(crate) async fn reconcile(
             return;
         };
         strong.report_clock_step(&mut clock_step_ms);
-        strong.close_stopped_replicas().await;
+        strong.close_stopped_replicas(&image).await;
         if let Err(e) = strong.apply_image(&image).await {
             tracing::error!(error = %e, "cannot apply cluster metadata; retrying");
             drop(strong);
