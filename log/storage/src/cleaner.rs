@@ -129,11 +129,8 @@ impl PartitionLog {
             let first_cleaned = first_cleaned_at(&segment.path, now)?;
             let drop_tombstones = now >= first_cleaned.saturating_add(config.delete_retention_ms);
             let cleaned_path = segment.path.with_extension("log.cleaned");
-            let output = Output {
-                path: &cleaned_path,
-                io: self.io.as_ref(),
-            };
-            let removed = rewrite(segment, output, &latest, drop_tombstones)?;
+            let io = self.io.as_ref();
+            let removed = rewrite(segment, &cleaned_path, io, &latest, drop_tombstones)?;
             outcome.bytes_before += segment.size;
             if removed == 0 {
                 fs::remove_file(&cleaned_path).at(&cleaned_path)?;
@@ -282,21 +279,15 @@ fn check_scan(segment: &CleanableSegment, stopped: Option<String>) -> Result<()>
     }
 }
 
-/// Writes the cleaned copy of `segment` to `output.path` and syncs it. Returns
+/// Writes the cleaned copy of `segment` to `out_path` and syncs it through `io`. Returns
 /// how many records were removed.
-/// Where `rewrite` writes a cleaned segment, and through which it syncs it.
-struct Output<'a> {
-    path: &'a std::path::Path,
-    io: &'a dyn FileIo,
-}
-
 fn rewrite(
     segment: &CleanableSegment,
-    output: Output<'_>,
+    out_path: &std::path::Path,
+    io: &dyn FileIo,
     latest: &HashMap<Vec<u8>, u64>,
     drop_tombstones: bool,
 ) -> Result<u64> {
-    let out_path = output.path;
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -327,7 +318,7 @@ fn rewrite(
     let file = out
         .into_inner()
         .map_err(|e| StorageError::io(out_path, e.into_error()))?;
-    output.io.sync(&file, out_path).at(out_path)?;
+    io.sync(&file, out_path).at(out_path)?;
     Ok(removed)
 }
 

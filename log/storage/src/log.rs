@@ -542,17 +542,13 @@ fn validate_for_append(
     Ok(infos)
 }
 
-/// How many offsets a batch's header says it spans: in 64 bits, since a
-/// last offset delta of `i32::MAX` overflowed the 32-bit sum (found by
-/// fuzzing: a panic in a debug build).
-fn declared_offsets(batch: &spool_record::RecordBatch<'_>) -> i64 {
-    i64::from(batch.last_offset_delta()) + 1
-}
-
 /// A new data batch holds exactly one record per offset, at least one.
+/// Counted in 64 bits (`offset_count`, after `validate` refused negative
+/// deltas): a last offset delta of `i32::MAX` overflowed a 32-bit sum
+/// (found by fuzzing: a panic in a debug build).
 fn check_record_count(batch: &spool_record::RecordBatch<'_>) -> Result<()> {
     let count = i64::from(batch.record_count());
-    if count < 1 || count != declared_offsets(batch) {
+    if count < 1 || count as u64 != batch.offset_count() {
         return Err(StorageError::InvalidBatch(format!(
             "a new batch must hold last offset delta + 1 records, with at least one; it holds {} for delta {}",
             batch.record_count(),
@@ -566,7 +562,7 @@ fn check_record_count(batch: &spool_record::RecordBatch<'_>) -> Result<()> {
 /// have removed some, or all.
 fn check_compacted_record_count(batch: &spool_record::RecordBatch<'_>) -> Result<()> {
     let count = i64::from(batch.record_count());
-    if count < 0 || count > declared_offsets(batch) {
+    if count < 0 || count as u64 > batch.offset_count() {
         return Err(StorageError::InvalidBatch(format!(
             "a stored batch holds at most last offset delta + 1 records; it holds {} for delta {}",
             batch.record_count(),

@@ -114,11 +114,11 @@ impl Segment {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            // Emptied below through the file layer, like every cut, so
+            // that a test's disk knows the name holds a new, empty file.
+            .truncate(false)
             .open(&log_path)
             .at(&log_path)?;
-        // Emptied through the file layer too, so that a test's disk knows
-        // the name holds a new, empty file.
         io.set_len(&file, &log_path, 0).at(&log_path)?;
         let segment = Segment::empty(base_offset, log_path, file, Arc::clone(io));
         segment.remove_index_files()?;
