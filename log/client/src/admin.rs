@@ -1,4 +1,16 @@
 //! Topic administration over a [`Client`], with errors turned into `Result`s.
+//!
+//! Every call retries retriable failures (a broker that cannot be reached,
+//! a controller or partition without a leader yet, a timeout) until the
+//! admin's API timeout, as Kafka's admin client does until
+//! `default.api.timeout.ms`: a broker's death costs an admin call the
+//! election's latency, not an error. As in Kafka, a creation whose answer
+//! was lost and that is retried may then report the topic as existing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Client;
 use crate::{ClientError, Result, TopicPartition};
@@ -29,13 +41,52 @@ pub struct TopicInfo {
     pub configs: Vec<(String, String)>,
 }
 
+/// How long an admin call keeps retrying retriable failures: Kafka's
+/// `default.api.timeout.ms` (60 s), long enough for any election, short
+/// enough that a call against a cluster that is down ends in an error.
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The pause between two tries of a failed call: an election takes a few
+/// hundred milliseconds, so ten tries a second catch its end soon.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
 pub struct Admin {
     client: Client,
+    api_timeout: Duration,
 }
 
 impl Admin {
     pub(super) fn new(client: Client) -> Admin {
-        Admin { client }
+        Admin {
+            client,
+            api_timeout: DEFAULT_API_TIMEOUT,
+        }
+    }
+
+    /// This admin with calls that retry for `timeout` at most (zero: no
+    /// retries).
+    pub fn with_api_timeout(mut self, timeout: Duration) -> Admin {
+        self.api_timeout = timeout;
+        self
+    }
+
+    /// `call` until it succeeds, fails for a reason retrying cannot
+    /// mend, or the API timeout passes.
+    async fn patiently<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.api_timeout;
+        loop {
+            match call().await {
+                Err(e) if e.is_retriable() && Instant::now() + RETRY_BACKOFF < deadline => {
+                    tracing::debug!(error = %e, "an admin call failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     pub async fn create_topic(
@@ -57,36 +108,37 @@ impl Admin {
         replication_factor: u32,
         configs: &[(&str, &str)],
     ) -> Result<()> {
-        let topic = NewTopic {
-            name: name.to_string(),
-            partitions,
-            configs: entries(configs),
-            replication_factor,
-            ..Default::default()
+        let request = CreateTopicsRequest {
+            topics: vec![NewTopic {
+                name: name.to_string(),
+                partitions,
+                configs: entries(configs),
+                replication_factor,
+                ..Default::default()
+            }],
+            validate_only: false,
         };
-        let response = self
-            .client
-            .create_topics(CreateTopicsRequest {
-                topics: vec![topic],
-                validate_only: false,
-            })
-            .await?;
-        first_result(response.topics)
+        self.patiently(|| async {
+            first_result(self.client.create_topics(request.clone()).await?.topics)
+        })
+        .await
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let response = self
-            .client
-            .delete_topics(DeleteTopicsRequest {
-                names: vec![name.to_string()],
-            })
-            .await?;
-        first_result(response.topics)
+        let request = DeleteTopicsRequest {
+            names: vec![name.to_string()],
+        };
+        self.patiently(|| async {
+            first_result(self.client.delete_topics(request.clone()).await?.topics)
+        })
+        .await
     }
 
     /// Topics, without internal ones (names starting with `__`).
     pub async fn list_topics(&self) -> Result<Vec<String>> {
-        let metadata = self.client.metadata(MetadataRequest::default()).await?;
+        let metadata = self
+            .patiently(|| self.client.metadata(MetadataRequest::default()))
+            .await?;
         Ok(metadata
             .topics
             .into_iter()
@@ -96,12 +148,12 @@ impl Admin {
     }
 
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
-        let topic = self.client.topic_metadata(name).await?;
+        let topic = self.patiently(|| self.client.topic_metadata(name)).await?;
+        let request = DescribeConfigsRequest {
+            names: vec![name.to_string()],
+        };
         let configs = self
-            .client
-            .describe_configs(DescribeConfigsRequest {
-                names: vec![name.to_string()],
-            })
+            .patiently(|| self.client.describe_configs(request.clone()))
             .await?;
         let configs = configs
             .topics
@@ -129,18 +181,17 @@ impl Admin {
 
     /// Sets the given keys; other keys keep their values.
     pub async fn alter_configs(&self, name: &str, configs: &[(&str, &str)]) -> Result<()> {
-        let topic = TopicConfigs {
-            name: name.to_string(),
-            configs: entries(configs),
-            ..Default::default()
+        let request = AlterConfigsRequest {
+            topics: vec![TopicConfigs {
+                name: name.to_string(),
+                configs: entries(configs),
+                ..Default::default()
+            }],
         };
-        let response = self
-            .client
-            .alter_configs(AlterConfigsRequest {
-                topics: vec![topic],
-            })
-            .await?;
-        first_result(response.topics)
+        self.patiently(|| async {
+            first_result(self.client.alter_configs(request.clone()).await?.topics)
+        })
+        .await
     }
 
     /// Raises the partition count to `count`.
@@ -152,7 +203,10 @@ impl Admin {
                 ..Default::default()
             }],
         };
-        first_result(self.client.create_partitions(request).await?.topics)
+        self.patiently(|| async {
+            first_result(self.client.create_partitions(request.clone()).await?.topics)
+        })
+        .await
     }
 
     /// Deletes the records of `topic`'s `partition` before `offset` (all
@@ -172,17 +226,20 @@ impl Admin {
                 partitions: vec![DeleteRecordsPartition { partition, offset }],
             }],
         };
-        let response = self.client.delete_records(request).await?;
-        let result = response
-            .topics
-            .into_iter()
-            .flat_map(|t| t.partitions)
-            .next()
-            .ok_or_else(|| ClientError::InvalidRequest("empty response".into()))?;
-        match ClientError::from_code(result.error, &result.message) {
-            Some(e) => Err(e),
-            None => Ok(result.low_watermark),
-        }
+        self.patiently(|| async {
+            let response = self.client.delete_records(request.clone()).await?;
+            let result = response
+                .topics
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .next()
+                .ok_or_else(|| ClientError::InvalidRequest("empty response".into()))?;
+            match ClientError::from_code(result.error, &result.message) {
+                Some(e) => Err(e),
+                None => Ok(result.low_watermark),
+            }
+        })
+        .await
     }
 
     /// Sets a group's committed offsets from outside it (Kafka's
@@ -203,11 +260,14 @@ impl Admin {
             topics: crate::group::commit_topics(offsets.iter().cloned()),
             ..Default::default()
         };
-        let response = self.client.offset_commit(request).await?;
-        match ClientError::from_code(response.error, &response.message) {
-            None => Ok(()),
-            Some(e) => Err(e),
-        }
+        self.patiently(|| async {
+            let response = self.client.offset_commit(request.clone()).await?;
+            match ClientError::from_code(response.error, &response.message) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Deletes a group that has no members, with its committed offsets
@@ -228,12 +288,12 @@ impl Admin {
             .iter()
             .map(|&(topic, partition)| (TopicPartition::new(topic, partition), 0));
         let topics = crate::group::commit_topics(asked);
+        let request = DeleteGroupRequest {
+            group_id: group.to_string(),
+            topics,
+        };
         let response = self
-            .client
-            .delete_group(DeleteGroupRequest {
-                group_id: group.to_string(),
-                topics,
-            })
+            .patiently(|| self.client.delete_group(request.clone()))
             .await?;
         if let Some(e) = ClientError::from_code(response.error, &response.message) {
             return Err(e);

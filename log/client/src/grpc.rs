@@ -24,12 +24,14 @@ impl GrpcTransport {
     /// cluster is found through the broker reached.
     pub(crate) async fn connect(addresses: &str) -> Result<GrpcTransport> {
         let mut failures = Vec::new();
-        let listed = addresses
+        let listed: Vec<&str> = addresses
             .split(',')
             .map(str::trim)
-            .filter(|a| !a.is_empty());
-        for address in listed {
-            match GrpcTransport::connect_one(address).await {
+            .filter(|a| !a.is_empty())
+            .collect();
+        for &address in &listed {
+            let others: Vec<&str> = listed.iter().copied().filter(|a| *a != address).collect();
+            match GrpcTransport::connect_one(address, &others).await {
                 Ok(transport) => return Ok(transport),
                 Err(e) => failures.push(e),
             }
@@ -50,7 +52,9 @@ impl GrpcTransport {
         }
     }
 
-    async fn connect_one(address: &str) -> Result<GrpcTransport> {
+    /// Connects to `address`, keeping `others` (the rest of the bootstrap
+    /// list) to turn to if it dies.
+    async fn connect_one(address: &str, others: &[&str]) -> Result<GrpcTransport> {
         let uri = if address.contains("://") {
             address.to_string()
         } else {
@@ -70,7 +74,7 @@ impl GrpcTransport {
             .await
             .map_err(|e| transport_error(&e))?;
         Ok(GrpcTransport {
-            routes: routing::Routes::new(routing::spool_client(channel), address),
+            routes: routing::Routes::new(routing::spool_client(channel), address, others),
             address: address.to_string(),
         })
     }

@@ -30,16 +30,6 @@ pub(crate) use requests::*;
 /// coordinator's shard gets a new leader within a few election timeouts.
 const COORDINATOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// A request for the controller's leader (topic creation and deletion).
-pub(crate) trait ControllerRequest: Clone + Send + 'static {
-    type Response: Send;
-    /// Whether a broker answered that it does not lead the controller.
-    fn refused_by_follower(response: &Self::Response) -> bool;
-    fn topic_names(&self) -> Vec<String>;
-    /// Whether `metadata` already reflects the request.
-    fn visible_in(metadata: &MetadataResponse) -> bool;
-}
-
 /// How long a metadata request may take: a broker that accepts
 /// connections but answers nothing (stopped, overloaded) must not stall
 /// every request; the next attempt asks another broker.
@@ -49,44 +39,6 @@ const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// created or deleted through another broker (metadata reaches every
 /// broker within a Raft round trip or two).
 const METADATA_PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-fn not_leader(topics: &[TopicResult]) -> bool {
-    topics
-        .iter()
-        .any(|t| t.error == ErrorCode::NotLeader as i32)
-}
-
-impl ControllerRequest for CreateTopicsRequest {
-    type Response = CreateTopicsResponse;
-    fn refused_by_follower(response: &CreateTopicsResponse) -> bool {
-        not_leader(&response.topics)
-    }
-    fn topic_names(&self) -> Vec<String> {
-        self.topics.iter().map(|t| t.name.clone()).collect()
-    }
-    fn visible_in(metadata: &MetadataResponse) -> bool {
-        metadata
-            .topics
-            .iter()
-            .all(|t| t.error == ErrorCode::None as i32)
-    }
-}
-
-impl ControllerRequest for DeleteTopicsRequest {
-    type Response = DeleteTopicsResponse;
-    fn refused_by_follower(response: &DeleteTopicsResponse) -> bool {
-        not_leader(&response.topics)
-    }
-    fn topic_names(&self) -> Vec<String> {
-        self.names.clone()
-    }
-    fn visible_in(metadata: &MetadataResponse) -> bool {
-        metadata
-            .topics
-            .iter()
-            .all(|t| t.error != ErrorCode::None as i32)
-    }
-}
 
 /// What a client knows about where partitions and groups live.
 #[derive(Default)]
@@ -105,6 +57,10 @@ struct RouteState {
 pub(crate) struct Routes {
     bootstrap: SpoolClient<Channel>,
     bootstrap_address: String,
+    /// The bootstrap list's other brokers (connected lazily): where to
+    /// turn if the bootstrap broker dies before the client learned the
+    /// cluster's brokers from metadata.
+    other_bootstraps: Vec<SpoolClient<Channel>>,
     state: RwLock<RouteState>,
     /// Metadata requests made so far: each asks the next broker in turn.
     metadata_asks: std::sync::atomic::AtomicUsize,
@@ -118,7 +74,11 @@ pub(crate) fn spool_client(channel: Channel) -> SpoolClient<Channel> {
 }
 
 fn lazy_client(address: &str) -> Option<SpoolClient<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
+    let uri = match address.contains("://") {
+        true => address.to_string(),
+        false => format!("http://{address}"),
+    };
+    let endpoint = Endpoint::from_shared(uri).ok()?;
     let channel = endpoint
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
@@ -128,10 +88,17 @@ fn lazy_client(address: &str) -> Option<SpoolClient<Channel>> {
 }
 
 impl Routes {
-    pub fn new(bootstrap: SpoolClient<Channel>, bootstrap_address: &str) -> Routes {
+    /// Routes through `bootstrap`, reached at `bootstrap_address`; `others`
+    /// are the other addresses of the bootstrap list.
+    pub fn new(
+        bootstrap: SpoolClient<Channel>,
+        bootstrap_address: &str,
+        others: &[&str],
+    ) -> Routes {
         Routes {
             bootstrap,
             bootstrap_address: bootstrap_address.to_string(),
+            other_bootstraps: others.iter().filter_map(|a| lazy_client(a)).collect(),
             state: RwLock::default(),
             metadata_asks: Default::default(),
         }
@@ -192,32 +159,33 @@ impl Routes {
     }
 
     /// Sends a request only the controller's leader can carry out: to the
-    /// bootstrap broker, then, while the answer is `NOT_LEADER`, to each
-    /// other broker in turn.
+    /// bootstrap broker, then, while the broker asked cannot be reached or
+    /// answers that the request should be retried (it does not lead the
+    /// controller, or the controller has no leader), to each other broker
+    /// in turn. The last answer or error is the outcome; the caller
+    /// (`Admin`) retries it while it is retriable.
     pub async fn call_controller<R, F, Fut>(&self, request: R, send: F) -> Result<R::Response>
     where
         R: ControllerRequest,
         F: Fn(SpoolClient<Channel>, R) -> Fut,
         Fut: Future<Output = Result<R::Response>>,
     {
-        let answer = send(self.bootstrap(), request.clone()).await?;
-        if !R::refused_by_follower(&answer) {
-            return Ok(answer);
+        let first = send(self.bootstrap(), request.clone()).await;
+        if matches!(&first, Ok(answer) if !R::asks_retry(answer)) {
+            return first;
         }
         self.learn_brokers().await;
-        let others = self.known_brokers();
-        let mut last = answer;
-        for client in others {
+        let mut last = first;
+        for client in self.known_brokers() {
             match send(client, request.clone()).await {
-                Ok(answer) if !R::refused_by_follower(&answer) => {
+                Ok(answer) if !R::asks_retry(&answer) => {
                     self.await_bootstrap_sees(&request).await;
                     return Ok(answer);
                 }
-                Ok(answer) => last = answer,
-                Err(e) => tracing::debug!(error = %e, "a broker did not answer"),
+                outcome => last = outcome,
             }
         }
-        Ok(last)
+        last
     }
 
     /// Sends a group request to the group's coordinator, finding it first
@@ -378,9 +346,14 @@ impl Routes {
         last
     }
 
-    /// A connection to every broker the client knows of.
+    /// A connection to every broker the client knows of: those its
+    /// metadata named, or, before any metadata, the rest of its bootstrap
+    /// list.
     fn known_brokers(&self) -> Vec<SpoolClient<Channel>> {
         let state = self.state.read();
+        if state.brokers.is_empty() {
+            return self.other_bootstraps.clone();
+        }
         state.brokers.values().map(|(_, c)| c.clone()).collect()
     }
 
@@ -393,17 +366,19 @@ impl Routes {
 
     /// Waits (a bounded time) until the bootstrap broker's metadata shows
     /// what another broker's controller just did, so that a program that
-    /// created a topic can use it at once through its own broker.
+    /// created a topic can use it at once through its own broker. A
+    /// bootstrap broker that does not answer is not waited for: it may be
+    /// the broker that died.
     async fn await_bootstrap_sees<R: ControllerRequest>(&self, request: &R) {
         let deadline = tokio::time::Instant::now() + METADATA_PROPAGATION_WAIT;
         while tokio::time::Instant::now() < deadline {
             let asked = MetadataRequest {
                 topics: request.topic_names(),
             };
-            if let Ok(response) = self.bootstrap().metadata(asked).await {
-                if R::visible_in(&response.into_inner()) {
-                    return;
-                }
+            match self.bootstrap().metadata(asked).await {
+                Ok(response) if R::visible_in(response.get_ref()) => return,
+                Ok(_) => {}
+                Err(_) => return,
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

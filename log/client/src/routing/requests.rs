@@ -1,7 +1,60 @@
 //! The kinds of request routing knows: those split by partition leader,
-//! those for a group's or a transactional id's coordinator.
+//! those for a group's or a transactional id's coordinator, those for the
+//! controller's leader.
 
 use spool_protocol::proto::*;
+
+/// A request for the controller's leader (topic creation and deletion).
+pub(crate) trait ControllerRequest: Clone + Send + 'static {
+    type Response: Send;
+    /// Whether the answer asks the client to try again, here or at
+    /// another broker: the broker asked does not lead the controller, the
+    /// controller has no leader yet, or its leader did not answer in time.
+    fn asks_retry(response: &Self::Response) -> bool;
+    fn topic_names(&self) -> Vec<String>;
+    /// Whether `metadata` already reflects the request.
+    fn visible_in(metadata: &MetadataResponse) -> bool;
+}
+
+/// Whether a topic answer asks to be retried: a broker that does not lead
+/// the controller, or a controller with no leader yet.
+fn retriable(topics: &[TopicResult]) -> bool {
+    topics
+        .iter()
+        .any(|t| ErrorCode::try_from(t.error).is_ok_and(|code| code.is_retriable()))
+}
+
+impl ControllerRequest for CreateTopicsRequest {
+    type Response = CreateTopicsResponse;
+    fn asks_retry(response: &CreateTopicsResponse) -> bool {
+        retriable(&response.topics)
+    }
+    fn topic_names(&self) -> Vec<String> {
+        self.topics.iter().map(|t| t.name.clone()).collect()
+    }
+    fn visible_in(metadata: &MetadataResponse) -> bool {
+        metadata
+            .topics
+            .iter()
+            .all(|t| t.error == ErrorCode::None as i32)
+    }
+}
+
+impl ControllerRequest for DeleteTopicsRequest {
+    type Response = DeleteTopicsResponse;
+    fn asks_retry(response: &DeleteTopicsResponse) -> bool {
+        retriable(&response.topics)
+    }
+    fn topic_names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+    fn visible_in(metadata: &MetadataResponse) -> bool {
+        metadata
+            .topics
+            .iter()
+            .all(|t| t.error != ErrorCode::None as i32)
+    }
+}
 
 /// A request whose topics and partitions can be split by leader.
 pub(crate) trait Partitioned: Sized + Send + 'static {
