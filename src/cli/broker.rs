@@ -76,7 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         failed = node.serving() => failed,
     };
     let closed = node.shutdown().await;
-    served.context("the gRPC server failed")?;
+    served.context("the broker failed")?;
     closed?;
     eprintln!("spool broker stopped cleanly");
     Ok(())

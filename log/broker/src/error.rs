@@ -81,6 +81,10 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    /// The broker can no longer serve and its process must start again
+    /// (see `Broker::failed`).
+    #[error("the broker stopped serving: {0}")]
+    Failed(String),
 }
 
 impl From<RecordError> for BrokerError {
@@ -111,6 +115,7 @@ impl BrokerError {
             BrokerError::Timeout(_) => C::RequestTimedOut,
             BrokerError::Coded { code, .. } => *code,
             BrokerError::Unreachable { .. } | BrokerError::Serve { .. } => C::Unknown,
+            BrokerError::Failed(_) => C::StorageError,
         }
     }
 

@@ -123,6 +123,9 @@ pub struct Broker {
     /// The broker's time (see [`BrokerConfig::wall_clock`]), shared with
     /// every log it opens.
     clock: Arc<SteadyClock>,
+    /// Why the broker can no longer serve, once it cannot (see
+    /// [`Broker::failed`]).
+    failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Broker {
@@ -186,6 +189,7 @@ impl Broker {
             data_dir_lock: parking_lot::Mutex::new(Some(data_dir_lock)),
             disk_space,
             clock,
+            failure: tokio::sync::watch::channel(None).0,
         });
         tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));
@@ -204,6 +208,37 @@ impl Broker {
     /// [`BrokerConfig::wall_clock`]): what its timeouts are measured with.
     pub(crate) fn now_ms(&self) -> i64 {
         spool_storage::Clock::now_ms(self.clock.as_ref()) as i64
+    }
+
+    /// Completes, with the reason, once the broker can no longer serve:
+    /// its member of the controller group stopped on a storage failure (a
+    /// failed fsync of the metadata log). Its process should then stop;
+    /// started again, the broker recovers from what its syncs covered and
+    /// catches up from its peers. Kafka too shuts a broker down when its
+    /// metadata log's directory fails. (A partition replica whose fsync
+    /// failed is restarted in place instead: the cluster metadata is what
+    /// every part of the broker reads, and restarting the process is the
+    /// one way to rebuild all of it from the disk.)
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.subscribe();
+        let reason = match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The sender lives as long as `self`.
+            Err(_) => None,
+        };
+        reason.unwrap_or_default()
+    }
+
+    /// Records that the broker can no longer serve, once.
+    fn fail(&self, reason: String) {
+        self.failure.send_if_modified(|failure| match failure {
+            Some(_) => false,
+            None => {
+                tracing::error!(reason = %reason, "the broker cannot serve any longer; stop and restart it");
+                *failure = Some(reason);
+                true
+            }
+        });
     }
 
     /// This broker's node id in its cluster.
@@ -324,21 +359,36 @@ impl Broker {
 
     /// Stops every Raft group of this broker, then background work, and
     /// closes every log cleanly (flushed, indexed, checkpointed), so the
-    /// next start recovers nothing.
+    /// next start recovers nothing. Every step is taken even when one
+    /// fails (a log whose fsync failed cannot close cleanly), and the data
+    /// directory's lock is always released; the first failure is returned.
     pub async fn shutdown(&self) -> Result<()> {
+        let mut first_failure = None;
+        let mut note = |outcome: Result<()>| {
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "shutting down");
+                first_failure.get_or_insert(e);
+            }
+        };
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         for topic in topics {
             for partition in topic.partitions() {
-                partition.replica().shutdown().await?;
+                note(partition.replica().shutdown().await.map_err(Into::into));
             }
         }
-        self.cluster.controller.shutdown().await?;
-        if let Some(manager) = self.manager.lock().take() {
-            manager.shutdown()?;
+        note(self.cluster.controller.shutdown().await.map_err(Into::into));
+        let manager = self.manager.lock().take();
+        if let Some(manager) = manager {
+            note(manager.shutdown().map_err(Into::into));
         }
         self.data_dir_lock.lock().take();
-        tracing::info!(dir = %self.config.data_dir.display(), "broker shut down cleanly");
-        Ok(())
+        match first_failure {
+            None => {
+                tracing::info!(dir = %self.config.data_dir.display(), "broker shut down cleanly");
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
     }
 }
 

@@ -152,16 +152,21 @@ impl Node {
         self.metrics_address
     }
 
-    /// Completes when the gRPC listener stops by itself (it failed), with
-    /// its error; never, for a node without one.
+    /// Completes when the node can no longer serve, with why: its gRPC
+    /// listener stopped by itself (it failed), or the broker failed (see
+    /// [`Broker::failed`]). The process should then stop.
     pub async fn serving(&mut self) -> Result<()> {
-        match self.grpc.as_mut() {
-            Some(server) => {
-                let outcome = server.await;
+        let broker = Arc::clone(&self.broker);
+        let failed = async move { Err(BrokerError::Failed(broker.failed().await)) };
+        let Some(server) = self.grpc.as_mut() else {
+            return failed.await;
+        };
+        tokio::select! {
+            outcome = server => {
                 self.grpc = None;
                 outcome.map_err(|e| serve_error("the gRPC server task", e))?
             }
-            None => std::future::pending().await,
+            failure = failed => failure,
         }
     }
 

@@ -111,6 +111,27 @@ impl Broker {
         }
     }
 
+    /// Fails the broker (see `Broker::failed`) once its member of the
+    /// controller group stopped by itself, on a storage failure.
+    fn check_controller(&self) {
+        if self.cluster.controller.replica().stopped() {
+            self.fail(
+                "the cluster metadata log's Raft stopped on a storage failure (a failed fsync)"
+                    .into(),
+            );
+        }
+    }
+
+    /// Once the controller member's metadata stopped coming: waits (a
+    /// bounded time) for its Raft to report itself stopped, then fails the
+    /// broker if it stopped by itself.
+    async fn check_stopped_controller(&self) {
+        let mut metrics = self.cluster.controller.replica().raft().metrics();
+        let shut_down = metrics.wait_for(|m| m.state == openraft::ServerState::Shutdown);
+        let _ = tokio::time::timeout(Duration::from_secs(5), shut_down).await;
+        self.check_controller();
+    }
+
     /// Logs, once per change, that the system clock was stepped more than
     /// a second away from the broker's steady clock: an operator should
     /// know that retention and timeouts go by the broker's time until it
@@ -153,6 +174,7 @@ pub(crate) async fn reconcile(
             return;
         };
         strong.report_clock_step(&mut clock_step_ms);
+        strong.check_controller();
         strong.close_stopped_replicas(&image).await;
         if let Err(e) = strong.apply_image(&image).await {
             tracing::error!(error = %e, "cannot apply cluster metadata; retrying");
@@ -164,6 +186,11 @@ pub(crate) async fn reconcile(
         drop(strong);
         let changed = tokio::time::timeout(RECONCILE_EVERY, images.changed()).await;
         if matches!(changed, Ok(Err(_))) {
+            // The metadata stopped coming: the broker shuts down, or its
+            // controller member stopped on a storage failure.
+            if let Some(strong) = broker.upgrade() {
+                strong.check_stopped_controller().await;
+            }
             return;
         }
     }
