@@ -15,6 +15,7 @@ mod kstream;
 mod ktable;
 mod source;
 mod split;
+mod table_join;
 mod windowed;
 
 use std::collections::BTreeMap;
