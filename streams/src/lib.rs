@@ -22,9 +22,9 @@ mod topology;
 pub use codec::{BigEndian, Bincode, Codec, Json, Nullable, RawBytes, Unit, Utf8};
 pub use driver::{TestTopic, TopologyTestDriver, DRIVER_APPLICATION_ID};
 pub use dsl::{
-    Change, Consumed, GlobalKTable, Grouped, Joined, KGroupedStream, KGroupedTable, KStream,
-    KTable, Materialized, Produced, Split, StreamsBuilder, TimeWindowed, TimeWindowedKStream,
-    TimeWindows, Windowed,
+    Change, Consumed, GlobalKTable, Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable,
+    KStream, KTable, Materialized, Produced, Split, StreamJoined, StreamsBuilder, TimeWindowed,
+    TimeWindowedKStream, TimeWindows, Windowed,
 };
 pub use error::{Result, StreamsError};
 pub use processor::{

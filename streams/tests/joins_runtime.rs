@@ -115,3 +115,49 @@ async fn tables_joined_across_unlike_partition_counts_are_refused() {
         "{error}"
     );
 }
+
+/// Orders joined with payments within a minute, exactly once; the
+/// payments are keyed by payment id and re-keyed by the order they pay,
+/// so that side goes through `<name>-right-repartition` first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_join_with_a_rekeyed_side_runs_exactly_once_on_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::embedded(dir.path().join("broker")).await.unwrap();
+    let client = node.client();
+    for topic in ["orders", "payments", "profiles"] {
+        client.admin().create_topic(topic, 2, &[]).await.unwrap();
+    }
+    let builder = StreamsBuilder::new();
+    let orders = builder.stream("orders", Consumed::with(Utf8, Utf8));
+    let payments = builder
+        .stream("payments", Consumed::with(Utf8, Utf8))
+        .select_key(|_payment: &String, order: &String| order.clone());
+    orders
+        .join_stream(
+            &payments,
+            |item: &String, _order: &String| format!("{item} paid"),
+            spool_streams::JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60)),
+            spool_streams::StreamJoined::with(Utf8, Utf8, Utf8).named("order-payments"),
+        )
+        .to("profiles", Produced::with(Utf8, Utf8));
+    let topology = builder.build().unwrap();
+    let description = topology.describe().to_string();
+    assert!(
+        description.contains("order-payments-right-repartition"),
+        "{description}"
+    );
+    let app = KafkaStreams::start(topology, client.clone(), config(dir.path()))
+        .await
+        .unwrap();
+    let producer = client.producer(Default::default());
+    let orders: Vec<ProducerRecord> = (0..KEYS)
+        .map(|i| ProducerRecord::new("orders", format!("item-{i}")).key(format!("u{i}")))
+        .collect();
+    producer.send_batch(orders).await.unwrap().await.unwrap();
+    let payments: Vec<ProducerRecord> = (0..KEYS)
+        .map(|i| ProducerRecord::new("payments", format!("u{i}")).key(format!("pay-{i}")))
+        .collect();
+    producer.send_batch(payments).await.unwrap().await.unwrap();
+    last_profiles(&client, |i| format!("item-{i} paid")).await;
+    app.close().await.unwrap();
+}

@@ -145,3 +145,59 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
         }
     }
 }
+
+/// How a join of two streams keeps their records (Kafka Streams'
+/// `StreamJoined`): the codecs of the key and of each side's values, and
+/// the name its stores are named after (`<name>-this-join-store`,
+/// `<name>-other-join-store`, and for left and outer joins
+/// `<name>-outer-shared-join-store`, each with its changelog).
+pub struct StreamJoined<K, V, VO> {
+    pub(crate) keys: Arc<dyn Codec<K>>,
+    pub(crate) values: Arc<dyn Codec<V>>,
+    pub(crate) other_values: Arc<dyn Codec<VO>>,
+    pub(crate) name: Option<String>,
+    pub(crate) kind: StoreKind,
+    pub(crate) logged: bool,
+}
+
+impl<K: 'static, V: 'static, VO: 'static> StreamJoined<K, V, VO> {
+    pub fn with(
+        keys: impl Codec<K>,
+        values: impl Codec<V>,
+        other_values: impl Codec<VO>,
+    ) -> StreamJoined<K, V, VO> {
+        StreamJoined {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+            other_values: Arc::new(other_values),
+            name: None,
+            kind: StoreKind::RocksDb,
+            logged: true,
+        }
+    }
+
+    /// Names the join's stores, and the repartition topics of a re-keyed
+    /// side (`<name>-left-repartition`, `<name>-right-repartition`).
+    pub fn named(mut self, name: &str) -> StreamJoined<K, V, VO> {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    pub fn in_memory(mut self) -> StreamJoined<K, V, VO> {
+        self.kind = StoreKind::InMemory;
+        self
+    }
+
+    pub fn without_changelog(mut self) -> StreamJoined<K, V, VO> {
+        self.logged = false;
+        self
+    }
+
+    pub(crate) fn spec(&self, name: String) -> StoreSpec {
+        StoreSpec {
+            name,
+            kind: self.kind,
+            logged: self.logged,
+        }
+    }
+}

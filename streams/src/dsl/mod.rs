@@ -15,6 +15,7 @@ mod kstream;
 mod ktable;
 mod source;
 mod split;
+mod stream_join;
 mod table_join;
 mod windowed;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use config::{Consumed, Grouped, Materialized, Produced};
+pub use config::{Consumed, Grouped, Materialized, Produced, StreamJoined};
 pub use global::GlobalKTable;
 pub use grouped::KGroupedStream;
 pub use grouped_table::KGroupedTable;
@@ -31,6 +32,7 @@ pub use join::Joined;
 pub use kstream::KStream;
 pub use ktable::{Change, KTable};
 pub use split::Split;
+pub use stream_join::JoinWindows;
 pub use windowed::{TimeWindowed, TimeWindowedKStream, TimeWindows, Windowed};
 
 use crate::state::StoreSpec;
