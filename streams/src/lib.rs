@@ -23,8 +23,9 @@ pub use codec::{BigEndian, Bincode, Codec, Json, Nullable, RawBytes, Unit, Utf8}
 pub use driver::{TestTopic, TopologyTestDriver, DRIVER_APPLICATION_ID};
 pub use dsl::{
     Change, Consumed, GlobalKTable, Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable,
-    KStream, KTable, Materialized, Produced, Split, StreamJoined, StreamsBuilder, TimeWindowed,
-    TimeWindowedKStream, TimeWindows, Windowed,
+    KStream, KTable, Materialized, Produced, SessionWindowed, SessionWindowedKStream,
+    SessionWindows, Split, StreamJoined, StreamsBuilder, TimeWindowed, TimeWindowedKStream,
+    TimeWindows, Windowed,
 };
 pub use error::{Result, StreamsError};
 pub use processor::{
