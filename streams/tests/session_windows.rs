@@ -11,7 +11,10 @@ use spool_streams::{
 
 /// Sessions of a 10 ms inactivity gap, taking records 20 ms late.
 fn windows() -> SessionWindows {
-    SessionWindows::with_inactivity_gap_and_grace(Duration::from_millis(10), Duration::from_millis(20))
+    SessionWindows::with_inactivity_gap_and_grace(
+        Duration::from_millis(10),
+        Duration::from_millis(20),
+    )
 }
 
 fn pipe_all(driver: &mut TopologyTestDriver, records: &[(&str, &str, i64)]) {
@@ -79,8 +82,9 @@ fn sessions_grow_merge_and_delete_the_sessions_they_replace() {
     // longer be reached and leaves the store; the new one stays (its row
     // and its expiry index entry).
     pipe_all(&mut driver, &[("c", "x", 100)]);
-    let stored: Vec<(Vec<u8>, Vec<u8>)> =
-        driver.store_entries("sessions", RawBytes, RawBytes).unwrap();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = driver
+        .store_entries("sessions", RawBytes, RawBytes)
+        .unwrap();
     assert_eq!(stored.len(), 2, "{stored:?}");
 }
 
@@ -99,19 +103,32 @@ fn session_aggregates_merge_with_the_merger_and_reduce_combines() {
             Materialized::with(Utf8, Utf8).named("paths"),
         )
         .to_stream()
-        .to("paths", Produced::with(SessionWindowed(Utf8), Nullable(Utf8)));
+        .to(
+            "paths",
+            Produced::with(SessionWindowed(Utf8), Nullable(Utf8)),
+        );
     sessions
         .reduce(
             |a: String, b: String| std::cmp::max(a, b),
             Materialized::with(Utf8, Utf8).named("latest"),
         )
         .to_stream()
-        .to("max-page", Produced::with(SessionWindowed(Utf8), Nullable(Utf8)));
+        .to(
+            "max-page",
+            Produced::with(SessionWindowed(Utf8), Nullable(Utf8)),
+        );
     let mut driver = TopologyTestDriver::new(&builder.build().unwrap());
-    pipe_all(&mut driver, &[("a", "p", 0), ("a", "r", 30), ("a", "q", 15)]);
+    pipe_all(
+        &mut driver,
+        &[("a", "p", 0), ("a", "r", 30), ("a", "q", 15)],
+    );
     let last = |driver: &mut TopologyTestDriver, topic: &str| {
         let out = driver
-            .read(&TestTopic::new(topic, SessionWindowed(Utf8), Nullable(Utf8)))
+            .read(&TestTopic::new(
+                topic,
+                SessionWindowed(Utf8),
+                Nullable(Utf8),
+            ))
             .unwrap();
         let last = out.last().unwrap();
         (last.key.start, last.key.end, last.value.clone())
@@ -126,5 +143,8 @@ fn session_aggregates_merge_with_the_merger_and_reduce_combines() {
         last(&mut driver, "paths"),
         (0, 30, Some("||p|qs|rt".to_string()))
     );
-    assert_eq!(last(&mut driver, "max-page"), (0, 30, Some("t".to_string())));
+    assert_eq!(
+        last(&mut driver, "max-page"),
+        (0, 30, Some("t".to_string()))
+    );
 }

@@ -27,6 +27,9 @@ pub struct KTable<K, V> {
     pub(super) children: Children<K, Change<V>>,
     /// How a join reads the table's rows.
     pub(super) view: TableView<K, V>,
+    /// The grace of the windows a windowed aggregation made this table
+    /// with: a window closes at its end plus this (`suppress` needs it).
+    pub(super) window_grace: Option<i64>,
 }
 
 impl<K, V> KTable<K, V>
@@ -45,6 +48,7 @@ where
             node,
             children,
             view,
+            window_grace: None,
         }
     }
 
@@ -74,7 +78,15 @@ where
             node,
             children,
             view,
+            // Filters and mapped values keep the windows' keys.
+            window_grace: self.window_grace,
         }
+    }
+
+    /// This table, made by windows closing `grace` after their end.
+    pub(super) fn windowed_with_grace(mut self, grace: i64) -> KTable<K, V> {
+        self.window_grace = Some(grace);
+        self
     }
 
     /// Names the node that made this table (Kafka Streams' `Named`).

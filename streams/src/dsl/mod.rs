@@ -17,6 +17,7 @@ mod session;
 mod source;
 mod split;
 mod stream_join;
+mod suppress;
 mod table_join;
 mod windowed;
 
@@ -35,6 +36,7 @@ pub use ktable::{Change, KTable};
 pub use session::{SessionWindowed, SessionWindowedKStream, SessionWindows};
 pub use split::Split;
 pub use stream_join::JoinWindows;
+pub use suppress::Suppressed;
 pub use windowed::{TimeWindowed, TimeWindowedKStream, TimeWindows, Windowed};
 
 use crate::state::StoreSpec;

@@ -188,7 +188,11 @@ where
             };
             step(move |ctx, r: Record<K, V>| sessions.process(ctx, r))
         }));
-        KTable::new(builder.clone(), node, children, view)
+        // A session can still grow for `gap` after its end, and take
+        // records `grace` late: it closes at end + gap + grace (Kafka
+        // Streams' rule for suppressing session windows).
+        let closes_after = self.windows.gap.saturating_add(self.windows.grace);
+        KTable::new(builder.clone(), node, children, view).windowed_with_grace(closes_after)
     }
 }
 

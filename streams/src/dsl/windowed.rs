@@ -267,6 +267,7 @@ where
         aggregate_into(&windowed, kind, spec, stored, move |w, value, previous| {
             Some(combine(&w.key, value, previous))
         })
+        .windowed_with_grace(self.windows.grace)
     }
 }
 
