@@ -58,6 +58,19 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn encode_nullable(&self, value: &T, out: &mut Vec<u8>) -> Result<bool> {
         self.encode(value, out).map(|()| true)
     }
+
+    /// Whether this codec writes windowed keys: a sink then partitions
+    /// each record by the key alone ([`Codec::unwindowed`]), so a key's
+    /// windows share a partition (Kafka Streams' `WindowedStreamPartitioner`).
+    fn is_windowed(&self) -> bool {
+        false
+    }
+
+    /// The key's own bytes within an encoded windowed key (the window
+    /// left out); the whole encoding for other codecs.
+    fn unwindowed<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        encoded
+    }
 }
 
 /// A shared codec is a codec (the DSL keeps its codecs behind `Arc`s).
@@ -80,6 +93,14 @@ impl<T: 'static> Codec<T> for std::sync::Arc<dyn Codec<T>> {
 
     fn encode_nullable(&self, value: &T, out: &mut Vec<u8>) -> Result<bool> {
         (**self).encode_nullable(value, out)
+    }
+
+    fn is_windowed(&self) -> bool {
+        (**self).is_windowed()
+    }
+
+    fn unwindowed<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        (**self).unwindowed(encoded)
     }
 }
 

@@ -29,6 +29,7 @@ pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use consumer::{AbortedFilter, Consumer, ConsumerConfig, OffsetReset};
 pub use error::{ClientError, Result};
 pub use group::{Assignor, GroupSettings, MoveRecorder, PartitionMoves, RebalanceListener};
+pub use partitioner::partition_for_key;
 pub use producer::{GroupMetadata, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, ProducerRecord};
 pub use spool_protocol::coordinator::murmur2;

@@ -279,7 +279,7 @@ where
 
     /// Writes every record to `topic`, encoded as `produced` says.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
-        if produced.partitioner.is_some() {
+        if produced.partitioner.is_some() || produced.keys.is_windowed() {
             self.builder.add_partitioned_sink(topic);
         }
         let topic = topic.to_string();
@@ -351,6 +351,14 @@ fn chosen_sink<K: 'static, V: 'static>(
             .encode_nullable(&r.value, &mut value_buffer)?;
         let partition = match &produced.partitioner {
             Some(partitioner) => partition_of(ctx, &topic, partitioner, &r)?,
+            // A key's windows share a partition where the topic's count
+            // was read at start (`to`; a topic chosen per record is left
+            // to the producer).
+            None if has_key && produced.keys.is_windowed() => {
+                let key = produced.keys.unwindowed(&key_buffer);
+                let count = ctx.partition_counts.get(&*topic);
+                count.map(|&count| spool_client::partition_for_key(key, count))
+            }
             None => None,
         };
         ctx.output.push(OutputRecord {

@@ -458,4 +458,12 @@ impl<K, C: Codec<K>> Codec<Windowed<K>> for SessionWindowed<C> {
     fn name(&self) -> &'static str {
         "session-windowed"
     }
+
+    fn is_windowed(&self) -> bool {
+        true
+    }
+
+    fn unwindowed<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        &encoded[..encoded.len().saturating_sub(16)]
+    }
 }

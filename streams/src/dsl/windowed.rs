@@ -139,6 +139,14 @@ impl<K, C: Codec<K>> Codec<Windowed<K>> for TimeWindowed<C> {
     fn name(&self) -> &'static str {
         "time-windowed"
     }
+
+    fn is_windowed(&self) -> bool {
+        true
+    }
+
+    fn unwindowed<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        &encoded[..encoded.len().saturating_sub(8)]
+    }
 }
 
 /// How a window store keys its rows: the start first, ordered as numbers
