@@ -57,6 +57,12 @@ pub use config::{
     OFFSET_FLUSH_INTERVAL_MS, OFFSET_STORAGE_FILE, STANDALONE_WORKER_ID, TASK_SHUTDOWN_TIMEOUT_MS,
 };
 pub use config::{listener_address, DEFAULT_LISTENER, LISTENERS, REST_AUTH_TOKEN};
+pub use config::{
+    DEFAULT_GROUP_ID, DEFAULT_OFFSETS_TOPIC, DEFAULT_OFFSET_STORAGE_PARTITIONS,
+    EXACTLY_ONCE_SOURCE_SUPPORT, EXACTLY_ONCE_SUPPORT, GROUP_ID, OFFSET_STORAGE_PARTITIONS,
+    OFFSET_STORAGE_REPLICATION_FACTOR, OFFSET_STORAGE_TOPIC, TRANSACTION_BOUNDARY,
+    TRANSACTION_BOUNDARY_INTERVAL_MS,
+};
 pub use connector_file::{
     config_text, json_config, parse_connector_json, parse_properties, read_connector_file,
 };
@@ -65,19 +71,13 @@ pub use errors::{
     ERRORS_LOG_ENABLE, ERRORS_LOG_INCLUDE_MESSAGES, ERRORS_RETRY_DELAY_MAX_MS,
     ERRORS_RETRY_TIMEOUT, ERRORS_TOLERANCE,
 };
-pub use exactly_once::{
-    transactional_id, DEFAULT_GROUP_ID, EXACTLY_ONCE_SOURCE_SUPPORT, EXACTLY_ONCE_SUPPORT,
-    GROUP_ID, TRANSACTION_BOUNDARY, TRANSACTION_BOUNDARY_INTERVAL_MS,
-};
+pub use exactly_once::transactional_id;
 pub use info::{ConnectorInfo, TaskId, TaskInfo};
 pub use lifecycle::TargetState;
 pub use offset_admin::{
     ConnectorOffset, ConnectorOffsets, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC,
 };
-pub use offset_topic::{
-    TopicOffsetStore, DEFAULT_OFFSETS_TOPIC, DEFAULT_OFFSET_STORAGE_PARTITIONS,
-    OFFSET_STORAGE_PARTITIONS, OFFSET_STORAGE_REPLICATION_FACTOR, OFFSET_STORAGE_TOPIC,
-};
+pub use offset_topic::TopicOffsetStore;
 pub use offsets::{FileOffsetStore, OffsetBackingStore, OffsetChange};
 pub use sink::CONSUMER_ISOLATION_LEVEL;
 pub use status::{ConnectorStatus, State, StateInfo, TaskStatus};

@@ -2,7 +2,7 @@
 //! interface of the same name) with two implementations, the standalone
 //! worker's JSON file ([`FileOffsetStore`], here) and a compacted topic
 //! ([`TopicOffsetStore`], in `offset_topic`), as Kafka's distributed
-//! worker keeps them. The worker config picks one ([`open_store`]).
+//! worker keeps them. The worker config picks one (`runtime::open_store`).
 //!
 //! The file is `{connector: [{"partition": ..., "offset": ...}]}` (Kafka's
 //! standalone worker keeps its offsets in `offset.storage.file.filename`
@@ -20,10 +20,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use spool_client::Client;
 
-use super::config::{missing_offsets_file, WorkerConfig};
-use super::offset_topic::TopicOffsetStore;
 use crate::api::context::partition_key;
 use crate::api::{OffsetStorageReader, SourceOffset, SourcePartition};
 use crate::{ConnectError, Result};
@@ -66,43 +63,6 @@ pub trait OffsetBackingStore: Send + Sync {
     /// Forgets every offset of `connector`, so its next task reads its
     /// sources from the start (Kafka Connect's offsets reset).
     fn reset_offsets<'a>(&'a self, connector: &'a str) -> BoxFuture<'a, Result<()>>;
-}
-
-/// The store the worker config picks (`WorkerConfig::offsets_topic`): a
-/// topic when `offset.storage.topic` is set or exactly-once sources are
-/// enabled, as in Kafka's distributed worker; else the file, as in its
-/// standalone worker. The topic store comes back a second time as itself:
-/// exactly-once tasks write offsets to its topic in their own
-/// transactions, which needs more than the trait.
-pub(crate) async fn open_store(
-    client: &Client,
-    config: &WorkerConfig,
-) -> Result<(Arc<dyn OffsetBackingStore>, Option<Arc<TopicOffsetStore>>)> {
-    if let Some(topic) = config.offsets_topic() {
-        let store = TopicOffsetStore::open(
-            client.clone(),
-            topic,
-            config.offset_storage_partitions,
-            config.offset_storage_replication_factor,
-        )
-        .await?;
-        let store = Arc::new(store);
-        // A method call, so `clone` is `Arc<TopicOffsetStore>`'s and the
-        // result coerces; `Arc::clone(&store)` would be inferred as the
-        // trait object's and refused.
-        let shared: Arc<dyn OffsetBackingStore> = store.clone();
-        return Ok((shared, Some(store)));
-    }
-    let path = config
-        .offset_storage_file
-        .clone()
-        .ok_or_else(missing_offsets_file)?;
-    // Read once at start; a small file, but a blocking read.
-    let store = tokio::task::spawn_blocking(move || FileOffsetStore::open(path))
-        .await
-        .map_err(|e| ConnectError::Task(format!("reading the offsets file failed: {e}")))??;
-    let shared: Arc<dyn OffsetBackingStore> = Arc::new(store);
-    Ok((shared, None))
 }
 
 /// One source partition's committed offset, as the file holds it.

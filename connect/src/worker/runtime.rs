@@ -18,17 +18,18 @@ use spool_client::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::config::{connector_config_def, WorkerConfig};
-use super::exactly_once::{ExactlyOnce, TaskTransactions};
-use super::offsets::{self, OffsetBackingStore};
+use super::config::{connector_config_def, missing_offsets_file, WorkerConfig};
+use super::exactly_once::{self, ConnectorTransactions, ExactlyOnce, TaskTransactions};
+use super::offset_topic::TopicOffsetStore;
+use super::offsets::{FileOffsetStore, OffsetBackingStore};
 use super::status::StatusBoard;
 use super::task::{self, Pipeline, Target, TaskSetup};
 use super::{missing, sink, source};
 use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, TOPICS, VALUE_CONVERTER};
-use crate::api::{ConfigMap, ConfigValue, Connector, ParsedConfig};
+use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType, ParsedConfig};
 use crate::connectors::create_connector;
 use crate::convert::{converter_from_config, Converter};
-use crate::Result;
+use crate::{ConnectError, Result};
 
 /// What every connector and task a worker runs shares (see the module's
 /// comment).
@@ -79,9 +80,14 @@ impl Runtime {
     /// topic (`offset.storage.topic`, created if missing; `connect-offsets`
     /// under exactly-once) or from `offset.storage.file.filename`.
     pub(super) async fn open(client: Client, config: WorkerConfig) -> Result<Runtime> {
-        let (offsets, topic_store) = offsets::open_store(&client, &config).await?;
+        let (offsets, topic_store) = open_store(&client, &config).await?;
         let exactly_once = match (config.exactly_once_source_support, topic_store) {
-            (true, Some(store)) => Some(ExactlyOnce::new(store, config.group_id.clone())),
+            (true, Some(store)) => Some(ExactlyOnce::new(
+                store,
+                config.group_id.clone(),
+                client.clone(),
+                config.offset_flush_interval,
+            )),
             _ => None,
         };
         tracing::info!(
@@ -199,5 +205,104 @@ impl Runtime {
             )),
         };
         tokio::spawn(task::supervise(run, status, name.to_string(), id))
+    }
+}
+
+/// The store the worker config picks (`WorkerConfig::offsets_topic`): a
+/// topic when `offset.storage.topic` is set or exactly-once sources are
+/// enabled, as in Kafka's distributed worker; else the file, as in its
+/// standalone worker. The topic store comes back a second time as itself:
+/// exactly-once tasks write offsets to its topic in their own
+/// transactions, which needs more than the trait.
+async fn open_store(
+    client: &Client,
+    config: &WorkerConfig,
+) -> Result<(Arc<dyn OffsetBackingStore>, Option<Arc<TopicOffsetStore>>)> {
+    if let Some(topic) = config.offsets_topic() {
+        let store = TopicOffsetStore::open(
+            client.clone(),
+            topic,
+            config.offset_storage_partitions,
+            config.offset_storage_replication_factor,
+        )
+        .await?;
+        let store = Arc::new(store);
+        // A method call, so `clone` is `Arc<TopicOffsetStore>`'s and the
+        // result coerces; `Arc::clone(&store)` would be inferred as the
+        // trait object's and refused.
+        let shared: Arc<dyn OffsetBackingStore> = store.clone();
+        return Ok((shared, Some(store)));
+    }
+    let path = config
+        .offset_storage_file
+        .clone()
+        .ok_or_else(missing_offsets_file)?;
+    // Read once at start; a small file, but a blocking read.
+    let store = tokio::task::spawn_blocking(move || FileOffsetStore::open(path))
+        .await
+        .map_err(|e| ConnectError::Task(format!("reading the offsets file failed: {e}")))??;
+    let shared: Arc<dyn OffsetBackingStore> = Arc::new(store);
+    Ok((shared, None))
+}
+
+/// Exactly-once sources (`exactly_once`), or nothing without them.
+impl Runtime {
+    /// Refuses a source connector that requires exactly-once on a worker
+    /// that does not give it, as Kafka refuses it.
+    pub(super) fn check_exactly_once(
+        &self,
+        parsed: &ParsedConfig,
+        connector_type: ConnectorType,
+    ) -> Result<()> {
+        exactly_once::check_support(self.exactly_once.is_some(), parsed, connector_type)
+    }
+
+    /// [`Runtime::check_exactly_once`] as a validation error of the key.
+    pub(super) fn report_exactly_once(&self, results: &mut [ConfigValue]) {
+        exactly_once::report_support(self.exactly_once.is_some(), results)
+    }
+
+    /// See `ExactlyOnce::connector_transactions`; `None` without
+    /// exactly-once.
+    pub(super) fn connector_transactions(
+        &self,
+        name: &str,
+        connector: &Connector,
+        parsed: &ParsedConfig,
+        tasks_max: usize,
+        started: usize,
+    ) -> Result<Option<ConnectorTransactions>> {
+        match &self.exactly_once {
+            Some(eos) => eos.connector_transactions(name, connector, parsed, tasks_max, started),
+            None => Ok(None),
+        }
+    }
+
+    /// See `ExactlyOnce::task_transactions`; `None` without exactly-once.
+    pub(super) fn task_transactions(
+        &self,
+        name: &str,
+        connector: &Connector,
+        parsed: &ParsedConfig,
+        fenced: std::ops::Range<u32>,
+    ) -> Result<Option<ConnectorTransactions>> {
+        match &self.exactly_once {
+            Some(eos) => eos.task_transactions(name, connector, parsed, fenced),
+            None => Ok(None),
+        }
+    }
+
+    /// See `ExactlyOnce::fence_zombies`; nothing to do without
+    /// exactly-once.
+    pub(super) async fn fence_zombies(
+        &self,
+        name: &str,
+        config: &ConfigMap,
+        known: usize,
+    ) -> Result<()> {
+        match &self.exactly_once {
+            Some(eos) => eos.fence_zombies(name, config, known).await,
+            None => Ok(()),
+        }
     }
 }

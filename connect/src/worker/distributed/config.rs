@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{ConfigDef, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
-use crate::worker::config::{listener_address, toml_properties, WorkerConfig, LISTENERS};
-use crate::worker::offset_topic::{
+use crate::worker::config::offset_storage::{
     valid_replication_factor, DEFAULT_OFFSETS_TOPIC, OFFSET_STORAGE_TOPIC,
 };
+use crate::worker::config::{listener_address, toml_properties, WorkerConfig, LISTENERS};
 use crate::{ConnectError, Result};
 
 /// The compacted topic connector configs, target states and task configs

@@ -33,7 +33,8 @@ use bytes::Bytes;
 use spool_client::proto::ErrorCode;
 use spool_client::{Client, Producer, ProducerConfig, ProducerRecord};
 
-use super::handler::{Original, Retry};
+use super::original::Original;
+use super::retry::Retry;
 use super::{exception_class, ErrorPolicy, Failure};
 use crate::api::context::partition_key;
 use crate::api::{Headers, Value};

@@ -48,15 +48,18 @@
 mod dead_letter;
 mod handler;
 mod metrics;
+mod original;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use spool_client::proto::ErrorCode;
 
-pub(crate) use self::handler::{ErrorHandler, Original};
+pub(crate) use self::handler::ErrorHandler;
 pub(crate) use self::metrics::ErrorCounters;
 pub use self::metrics::TaskErrorMetrics;
+pub(crate) use self::original::Original;
 
 use crate::api::keys::TOPICS;
 use crate::api::{

@@ -42,143 +42,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use spool_client::Client;
+use std::time::Duration;
 
 pub(crate) use self::transaction::{ConnectorTransactions, TaskTransactions, Transactions};
 
 use self::fence::FenceGate;
 use self::transaction::Boundary;
+use super::config::exactly_once::{EXACTLY_ONCE_SUPPORT, REQUIRED, REQUIRED_REFUSAL};
 use super::offset_topic::TopicOffsetStore;
-use super::runtime::Runtime;
 use super::status::{State, StatusBoard};
 use crate::api::keys::TASKS_MAX;
-use crate::api::{
-    ConfigDef, ConfigKey, ConfigMap, ConfigType, ConfigValue, Connector, ConnectorType, Importance,
-    ParsedConfig, TypedValue, Validator,
-};
+use crate::api::{ConfigMap, ConfigValue, Connector, ConnectorType, ParsedConfig};
 use crate::{ConnectError, Result};
-
-/// Whether source tasks write in transactions: `enabled` or `disabled`
-/// (Kafka's worker key).
-pub const EXACTLY_ONCE_SOURCE_SUPPORT: &str = "exactly.once.source.support";
-/// The worker group's name, which prefixes transactional ids (Kafka's
-/// worker key).
-pub const GROUP_ID: &str = "group.id";
-/// The group of a worker that names none: the name Kafka's sample
-/// distributed config gives it.
-pub const DEFAULT_GROUP_ID: &str = "connect-cluster";
-/// A source connector's `requested` or `required` (Kafka's key).
-pub const EXACTLY_ONCE_SUPPORT: &str = "exactly.once.support";
-/// Where a source task's transactions end: `poll` or `interval` (Kafka's
-/// key; Kafka's `connector` is refused).
-pub const TRANSACTION_BOUNDARY: &str = "transaction.boundary";
-/// How long an `interval` transaction stays open (Kafka's key).
-pub const TRANSACTION_BOUNDARY_INTERVAL_MS: &str = "transaction.boundary.interval.ms";
-
-pub(super) const ENABLED: &str = "enabled";
-const DISABLED: &str = "disabled";
-const REQUESTED: &str = "requested";
-const REQUIRED: &str = "required";
-const POLL: &str = "poll";
-const INTERVAL: &str = "interval";
-const CONNECTOR: &str = "connector";
-
-/// Why `exactly.once.support=required` is refused by a worker without it.
-const REQUIRED_REFUSAL: &str = "is `required`, but this worker's exactly.once.source.support is \
-                                `disabled`: enable it on the worker, or ask for `requested`";
 
 /// A source task's transactional id (Kafka's `${groupId}-${connector}-${taskId}`).
 pub fn transactional_id(group_id: &str, connector: &str, task: u32) -> String {
     format!("{group_id}-{connector}-{task}")
-}
-
-/// The worker keys of exactly-once sources, with Kafka's defaults (why
-/// each is what it is: `WorkerConfig`'s fields).
-pub(super) fn worker_config_def() -> ConfigDef {
-    ConfigDef::new()
-        .define(
-            ConfigKey::new(
-                EXACTLY_ONCE_SOURCE_SUPPORT,
-                ConfigType::String,
-                Importance::High,
-                "Whether source tasks write their records and source offsets in transactions, \
-                 so read_committed consumers see each record exactly once: 'enabled' or \
-                 'disabled'.",
-            )
-            .default_value(DISABLED)
-            .validator(Validator::OneOf(vec![DISABLED.into(), ENABLED.into()])),
-        )
-        .define(
-            ConfigKey::new(
-                GROUP_ID,
-                ConfigType::String,
-                Importance::High,
-                "A unique string that identifies the Connect cluster group this worker belongs \
-                 to; it prefixes the transactional ids of exactly-once source tasks.",
-            )
-            .default_value(DEFAULT_GROUP_ID)
-            .validator(Validator::NonEmptyString),
-        )
-}
-
-/// The source connector keys of exactly-once (Kafka's
-/// `SourceConnectorConfig`), with Kafka's defaults and why.
-pub(super) fn connector_config_def() -> ConfigDef {
-    ConfigDef::new()
-        // `requested`, Kafka's default: the connector runs whether or not
-        // the worker offers exactly-once; `required` is the opt-in check.
-        .define(
-            ConfigKey::new(
-                EXACTLY_ONCE_SUPPORT,
-                ConfigType::String,
-                Importance::Medium,
-                "Permitted values are requested, required. If set to 'required', the connector \
-                 is refused unless the worker has exactly-once source support enabled.",
-            )
-            .default_value(REQUESTED)
-            .validator(Validator::OneOf(vec![REQUESTED.into(), REQUIRED.into()])),
-        )
-        // `poll`, Kafka's default: the smallest transactions, so records
-        // reach read_committed consumers soonest and a failure aborts the
-        // least; `interval` trades that latency for fewer commits.
-        .define(
-            ConfigKey::new(
-                TRANSACTION_BOUNDARY,
-                ConfigType::String,
-                Importance::Medium,
-                "Permitted values are poll, interval. 'poll' commits a transaction for every \
-                 non-empty batch of records a task polls; 'interval' commits every \
-                 transaction.boundary.interval.ms.",
-            )
-            .default_value(POLL)
-            .validator(Validator::Custom(Arc::new(supported_boundary)))
-            .validator(Validator::OneOf(vec![POLL.into(), INTERVAL.into()])),
-        )
-        // None: the worker's offset.flush.interval.ms, as in Kafka, which
-        // is how often a source commits anyway without exactly-once.
-        .define(
-            ConfigKey::new(
-                TRANSACTION_BOUNDARY_INTERVAL_MS,
-                ConfigType::Long,
-                Importance::Low,
-                "If transaction.boundary is 'interval', how often, in milliseconds, a task \
-                 commits its transaction; the worker's offset.flush.interval.ms when unset.",
-            )
-            .optional()
-            .validator(Validator::at_least(0)),
-        )
-}
-
-/// Refuses Kafka's `connector` boundary with the reason, before the list
-/// of what is supported would say less.
-fn supported_boundary(value: &TypedValue) -> std::result::Result<(), String> {
-    match value {
-        TypedValue::String(boundary) if boundary == CONNECTOR => Err(
-            "transactions defined by the connector are not supported: the connector API has \
-             no TransactionContext to define them with; use `poll` or `interval`"
-                .into(),
-        ),
-        _ => Ok(()),
-    }
 }
 
 /// A worker's exactly-once state: the offsets topic the tasks write to,
@@ -189,14 +69,26 @@ pub(super) struct ExactlyOnce {
     group_id: String,
     /// The most tasks each connector ran on this worker.
     task_counts: Mutex<BTreeMap<String, usize>>,
+    /// Through which zombies are fenced.
+    client: Client,
+    /// The worker's `offset.flush.interval.ms`: an `interval` boundary's
+    /// default.
+    flush_interval: Duration,
 }
 
 impl ExactlyOnce {
-    pub(super) fn new(store: Arc<TopicOffsetStore>, group_id: String) -> ExactlyOnce {
+    pub(super) fn new(
+        store: Arc<TopicOffsetStore>,
+        group_id: String,
+        client: Client,
+        flush_interval: Duration,
+    ) -> ExactlyOnce {
         ExactlyOnce {
             store,
             group_id,
             task_counts: Mutex::new(BTreeMap::new()),
+            client,
+            flush_interval,
         }
     }
 }
@@ -231,44 +123,45 @@ pub(super) fn connector_failed(name: &str, status: &StatusBoard, error: &Connect
     status.set_connector(State::Failed, Some(error.trace()));
 }
 
-impl Runtime {
-    /// Refuses a source connector that requires exactly-once on a worker
-    /// that does not give it, as Kafka refuses it.
-    pub(super) fn check_exactly_once(
-        &self,
-        parsed: &ParsedConfig,
-        connector_type: ConnectorType,
-    ) -> Result<()> {
-        if connector_type != ConnectorType::Source || self.exactly_once.is_some() {
-            return Ok(());
-        }
-        match parsed.string(EXACTLY_ONCE_SUPPORT)? {
-            REQUIRED => Err(ConnectError::config(EXACTLY_ONCE_SUPPORT, REQUIRED_REFUSAL)),
-            _ => Ok(()),
+/// Refuses a source connector that requires exactly-once on a worker
+/// that does not give it (`enabled`: whether it does), as Kafka refuses
+/// it.
+pub(super) fn check_support(
+    enabled: bool,
+    parsed: &ParsedConfig,
+    connector_type: ConnectorType,
+) -> Result<()> {
+    if connector_type != ConnectorType::Source || enabled {
+        return Ok(());
+    }
+    match parsed.string(EXACTLY_ONCE_SUPPORT)? {
+        REQUIRED => Err(ConnectError::config(EXACTLY_ONCE_SUPPORT, REQUIRED_REFUSAL)),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_support`] as a validation error of the key.
+pub(super) fn report_support(enabled: bool, results: &mut [ConfigValue]) {
+    if enabled {
+        return;
+    }
+    for value in results
+        .iter_mut()
+        .filter(|v| v.name == EXACTLY_ONCE_SUPPORT)
+    {
+        if value.value.as_deref().map(str::trim) == Some(REQUIRED) {
+            value
+                .errors
+                .push(format!("{EXACTLY_ONCE_SUPPORT} {REQUIRED_REFUSAL}"));
         }
     }
+}
 
-    /// [`Runtime::check_exactly_once`] as a validation error of the key.
-    pub(super) fn report_exactly_once(&self, results: &mut [ConfigValue]) {
-        if self.exactly_once.is_some() {
-            return;
-        }
-        for value in results
-            .iter_mut()
-            .filter(|v| v.name == EXACTLY_ONCE_SUPPORT)
-        {
-            if value.value.as_deref().map(str::trim) == Some(REQUIRED) {
-                value
-                    .errors
-                    .push(format!("{EXACTLY_ONCE_SUPPORT} {REQUIRED_REFUSAL}"));
-            }
-        }
-    }
-
-    /// The transactions of source connector `name`'s tasks under
-    /// exactly-once (`None` without it, or for a sink): starts fencing
-    /// its earlier tasks' ids now, which its tasks wait for before they
-    /// start. `started` tasks are about to start, of at most `tasks_max`.
+impl ExactlyOnce {
+    /// The transactions of source connector `name`'s tasks (`None` for a
+    /// sink): starts fencing its earlier tasks' ids now, which its tasks
+    /// wait for before they start. `started` tasks are about to start, of
+    /// at most `tasks_max`.
     pub(super) fn connector_transactions(
         &self,
         name: &str,
@@ -277,25 +170,25 @@ impl Runtime {
         tasks_max: usize,
         started: usize,
     ) -> Result<Option<ConnectorTransactions>> {
-        let (Some(eos), Connector::Source(_)) = (&self.exactly_once, connector) else {
+        let Connector::Source(_) = connector else {
             return Ok(None);
         };
         let ids = zombie_ids(
-            &mut eos.task_counts.lock(),
-            &eos.group_id,
+            &mut self.task_counts.lock(),
+            &self.group_id,
             name,
             tasks_max,
             started,
         );
-        self.transactions_fencing(eos, parsed, ids).map(Some)
+        self.transactions_fencing(parsed, ids).map(Some)
     }
 
     /// The transactions of the tasks of source connector `name` that the
-    /// distributed worker starts here (`None` without exactly-once, or for
-    /// a sink): each task's own transactional id is fenced when the task
-    /// initializes its producer, so the ids to fence first are those of
-    /// tasks that no longer exist (`fenced`: task numbers at and past the
-    /// connector's task count, up to the most it ever had).
+    /// distributed worker starts here (`None` for a sink): each task's own
+    /// transactional id is fenced when the task initializes its producer,
+    /// so the ids to fence first are those of tasks that no longer exist
+    /// (`fenced`: task numbers at and past the connector's task count, up
+    /// to the most it ever had).
     pub(super) fn task_transactions(
         &self,
         name: &str,
@@ -303,30 +196,29 @@ impl Runtime {
         parsed: &ParsedConfig,
         fenced: std::ops::Range<u32>,
     ) -> Result<Option<ConnectorTransactions>> {
-        let (Some(eos), Connector::Source(_)) = (&self.exactly_once, connector) else {
+        let Connector::Source(_) = connector else {
             return Ok(None);
         };
         let ids = fenced
-            .map(|task| transactional_id(&eos.group_id, name, task))
+            .map(|task| transactional_id(&self.group_id, name, task))
             .collect();
-        self.transactions_fencing(eos, parsed, ids).map(Some)
+        self.transactions_fencing(parsed, ids).map(Some)
     }
 
     /// Transactions whose tasks wait for `ids` to be fenced (started now,
     /// in a tokio task of its own) before they start.
     fn transactions_fencing(
         &self,
-        eos: &ExactlyOnce,
         parsed: &ParsedConfig,
         ids: Vec<String>,
     ) -> Result<ConnectorTransactions> {
-        let boundary = Boundary::from_config(parsed, self.config.offset_flush_interval)?;
+        let boundary = Boundary::from_config(parsed, self.flush_interval)?;
         let gate = FenceGate::start(self.client.clone(), ids);
         Ok(ConnectorTransactions::new(
-            eos.group_id.clone(),
+            self.group_id.clone(),
             gate,
             boundary,
-            Arc::clone(&eos.store),
+            Arc::clone(&self.store),
         ))
     }
 
@@ -335,24 +227,20 @@ impl Runtime {
     /// under exactly-once): a zombie's transaction committed after the
     /// change would undo it. `known` is how many tasks the connector is
     /// known to have had elsewhere (a distributed worker's config topic
-    /// says; 0 for a standalone worker). Nothing to do without
-    /// exactly-once.
+    /// says; 0 for a standalone worker).
     pub(super) async fn fence_zombies(
         &self,
         name: &str,
         config: &ConfigMap,
         known: usize,
     ) -> Result<()> {
-        let Some(eos) = &self.exactly_once else {
-            return Ok(());
-        };
         let tasks_max = config
             .get(TASKS_MAX)
             .and_then(|n| n.trim().parse::<usize>().ok())
             .unwrap_or(1);
         let ids = zombie_ids(
-            &mut eos.task_counts.lock(),
-            &eos.group_id,
+            &mut self.task_counts.lock(),
+            &self.group_id,
             name,
             tasks_max.max(known),
             0,
@@ -370,6 +258,7 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::config::exactly_once::*;
 
     use crate::api::config_map as map;
 

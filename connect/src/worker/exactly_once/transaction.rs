@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use spool_client::{Producer, ProducerConfig};
 
 use super::fence::FenceGate;
-use super::{
-    transactional_id, INTERVAL, POLL, TRANSACTION_BOUNDARY, TRANSACTION_BOUNDARY_INTERVAL_MS,
-};
+use super::transactional_id;
 use crate::api::{ParsedConfig, SourceOffset, SourcePartition, TypedValue};
+use crate::worker::config::exactly_once::{
+    INTERVAL, POLL, TRANSACTION_BOUNDARY, TRANSACTION_BOUNDARY_INTERVAL_MS,
+};
 use crate::worker::offset_topic::{offset_record, End, TopicOffsetStore};
 use crate::worker::task::TaskSetup;
 use crate::{ConnectError, Result};

@@ -37,25 +37,11 @@ pub(crate) use self::format::offset_record;
 pub(crate) use super::topic_log::End;
 
 use self::format::{apply, Offsets};
+use super::config::OFFSET_STORAGE_TOPIC;
 use super::offsets::{OffsetBackingStore, OffsetChange};
 use super::topic_log::{ensure_topic, TopicReader, TopicRole};
-use crate::api::{
-    ConfigDef, ConfigKey, ConfigType, Importance, ParsedConfig, SourceOffset, SourcePartition,
-    TypedValue, Validator,
-};
+use crate::api::{SourceOffset, SourcePartition};
 use crate::{ConnectError, Result};
-
-/// The topic source offsets are kept in (Kafka's key).
-pub const OFFSET_STORAGE_TOPIC: &str = "offset.storage.topic";
-/// The partitions the offsets topic is created with (Kafka's key).
-pub const OFFSET_STORAGE_PARTITIONS: &str = "offset.storage.partitions";
-/// The replicas the offsets topic is created with (Kafka's key).
-pub const OFFSET_STORAGE_REPLICATION_FACTOR: &str = "offset.storage.replication.factor";
-/// The offsets topic of an exactly-once worker that names none: the name
-/// Kafka's sample distributed config gives it.
-pub const DEFAULT_OFFSETS_TOPIC: &str = "connect-offsets";
-/// Kafka's default partition count of the offsets topic.
-pub const DEFAULT_OFFSET_STORAGE_PARTITIONS: u32 = 25;
 
 /// The offsets topic, for `ensure_topic` and errors.
 const ROLE: TopicRole = TopicRole {
@@ -63,70 +49,6 @@ const ROLE: TopicRole = TopicRole {
     name: "the offsets topic",
     loss: "old offsets are deleted and connectors start over",
 };
-
-/// The worker keys of the offsets topic, with Kafka's defaults (why each
-/// is what it is: `WorkerConfig`'s fields).
-pub(super) fn worker_config_def() -> ConfigDef {
-    ConfigDef::new()
-        // None: the file, as in Kafka's standalone worker.
-        .define(
-            ConfigKey::new(
-                OFFSET_STORAGE_TOPIC,
-                ConfigType::String,
-                Importance::High,
-                "The compacted topic to store source offsets in, in Kafka Connect's format; \
-                 the file when absent (`connect-offsets` under exactly-once).",
-            )
-            .optional()
-            .validator(Validator::NonEmptyString),
-        )
-        // Kafka's 25: every source partition of every connector is a key,
-        // and writes spread by key.
-        .define(
-            ConfigKey::new(
-                OFFSET_STORAGE_PARTITIONS,
-                ConfigType::Int,
-                Importance::Low,
-                "The number of partitions used when creating the offset storage topic.",
-            )
-            .default_value(DEFAULT_OFFSET_STORAGE_PARTITIONS.to_string())
-            .validator(Validator::at_least(1)),
-        )
-        // -1, the cluster's default (min(3, brokers)), where Kafka says 3:
-        // a single broker, spool's embedded default, cannot hold three.
-        .define(
-            ConfigKey::new(
-                OFFSET_STORAGE_REPLICATION_FACTOR,
-                ConfigType::Int,
-                Importance::Low,
-                "Replication factor used when creating the offset storage topic; -1 for the \
-                 cluster's default.",
-            )
-            .default_value("-1")
-            .validator(Validator::Custom(Arc::new(valid_replication_factor))),
-        )
-}
-
-/// Kafka's rule: -1 (the cluster's default) or at least 1.
-pub(super) fn valid_replication_factor(value: &TypedValue) -> std::result::Result<(), String> {
-    match value {
-        TypedValue::Int(n) if *n == -1 || *n >= 1 => Ok(()),
-        TypedValue::Int(_) => Err("must be -1 (the cluster's default) or at least 1".into()),
-        _ => Ok(()),
-    }
-}
-
-/// `offset.storage.partitions` of a parsed worker config.
-pub(super) fn partitions(parsed: &ParsedConfig) -> Result<u32> {
-    u32::try_from(parsed.int(OFFSET_STORAGE_PARTITIONS)?)
-        .map_err(|_| ConnectError::config(OFFSET_STORAGE_PARTITIONS, "must be positive"))
-}
-
-/// `offset.storage.replication.factor` of a parsed worker config; `None`
-/// for the cluster's default (-1).
-pub(super) fn replication_factor(parsed: &ParsedConfig) -> Result<Option<u32>> {
-    Ok(u32::try_from(parsed.int(OFFSET_STORAGE_REPLICATION_FACTOR)?).ok())
-}
 
 /// Source offsets kept in a compacted topic (see the module's comment).
 /// Shared by every source task of the worker.
@@ -300,6 +222,7 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::api::ConfigMap;
+    use crate::worker::config::offset_storage::*;
 
     #[test]
     fn the_worker_keys_take_kafkas_defaults_and_rules() {

@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::exactly_once::{DEFAULT_GROUP_ID, ENABLED, EXACTLY_ONCE_SOURCE_SUPPORT, GROUP_ID};
-use super::offset_topic::{
-    DEFAULT_OFFSETS_TOPIC, DEFAULT_OFFSET_STORAGE_PARTITIONS, OFFSET_STORAGE_TOPIC,
-};
+pub(super) mod exactly_once;
+pub(super) mod offset_storage;
+
 use crate::api::keys::{CONNECTOR_CLASS, KEY_CONVERTER, NAME, TASKS_MAX, TOPICS, VALUE_CONVERTER};
 use crate::api::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, ConnectorType, Importance, Password, TypedValue,
@@ -25,6 +24,15 @@ use crate::api::{
 use crate::connectors::resolve_class;
 use crate::convert::{ConverterClass, JSON_CONVERTER};
 use crate::{ConnectError, Result};
+use exactly_once::ENABLED;
+pub use exactly_once::{
+    DEFAULT_GROUP_ID, EXACTLY_ONCE_SOURCE_SUPPORT, EXACTLY_ONCE_SUPPORT, GROUP_ID,
+    TRANSACTION_BOUNDARY, TRANSACTION_BOUNDARY_INTERVAL_MS,
+};
+pub use offset_storage::{
+    DEFAULT_OFFSETS_TOPIC, DEFAULT_OFFSET_STORAGE_PARTITIONS, OFFSET_STORAGE_PARTITIONS,
+    OFFSET_STORAGE_REPLICATION_FACTOR, OFFSET_STORAGE_TOPIC,
+};
 
 /// The broker address (spool's `--bootstrap`).
 pub const BOOTSTRAP: &str = "bootstrap";
@@ -230,8 +238,8 @@ impl WorkerConfig {
                 )
                 .optional(),
             )
-            .merge(&super::offset_topic::worker_config_def())
-            .merge(&super::exactly_once::worker_config_def())
+            .merge(&offset_storage::worker_config_def())
+            .merge(&exactly_once::worker_config_def())
     }
 
     /// The topic source offsets are kept in: `offset.storage.topic`, or
@@ -279,8 +287,8 @@ impl WorkerConfig {
             bootstrap,
             offset_storage_file: offset_storage_file.map(PathBuf::from),
             offset_storage_topic: offset_storage_topic.map(str::to_string),
-            offset_storage_partitions: super::offset_topic::partitions(&parsed)?,
-            offset_storage_replication_factor: super::offset_topic::replication_factor(&parsed)?,
+            offset_storage_partitions: offset_storage::partitions(&parsed)?,
+            offset_storage_replication_factor: offset_storage::replication_factor(&parsed)?,
             group_id: parsed.string(GROUP_ID)?.to_string(),
             exactly_once_source_support,
             offset_flush_interval: millis(OFFSET_FLUSH_INTERVAL_MS)?,
@@ -370,7 +378,7 @@ pub fn connector_config_def(connector_type: ConnectorType) -> ConfigDef {
     match connector_type {
         // `exactly.once.support` and `transaction.boundary`: Kafka's
         // `SourceConnectorConfig` keys, read where exactly-once is built.
-        ConnectorType::Source => def.merge(&super::exactly_once::connector_config_def()),
+        ConnectorType::Source => def.merge(&exactly_once::connector_config_def()),
         ConnectorType::Sink => def
             .define(
                 ConfigKey::new(
