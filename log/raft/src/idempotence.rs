@@ -51,11 +51,11 @@ impl LeaderView {
         applied: &SharedProducers,
         timeout: Duration,
     ) -> Result<()> {
-        let term = super::replica::current_leader_term(raft)?;
+        let term = super::leadership::current_leader_term(raft)?;
         if matches!(&*self.view.lock(), Some((t, _)) if *t == term) {
             return Ok(());
         }
-        super::replica::caught_up_in(raft, term, timeout).await?;
+        super::leadership::caught_up_in(raft, term, timeout).await?;
         let states = applied.lock().clone();
         *self.view.lock() = Some((term, states));
         Ok(())

@@ -54,6 +54,7 @@ pub mod grpc;
 mod idempotence;
 #[cfg(feature = "test-util")]
 pub mod in_process;
+mod leadership;
 pub mod log_store;
 pub mod metadata;
 pub mod network;

@@ -11,11 +11,9 @@
 //! The flusher thread holds only a `Weak` reference: it never keeps a log
 //! alive, and it exits once the log is dropped.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
-
-use super::log::PartitionLog;
 
 #[derive(Default)]
 pub(crate) struct FlushSignal {
@@ -70,31 +68,22 @@ impl FlushSignal {
     }
 }
 
-pub(crate) fn spawn(log: Weak<PartitionLog>, signal: Arc<FlushSignal>) {
+/// Starts the flusher thread `name`: on each request it calls `flush`,
+/// which answers false once its log is gone (the thread then exits).
+/// The caller's closure holds the log weakly (see the module's comment).
+pub(crate) fn spawn(
+    name: String,
+    signal: Arc<FlushSignal>,
+    mut flush: impl FnMut() -> bool + Send + 'static,
+) {
     let signal_for_failure = Arc::clone(&signal);
-    let name = log
-        .upgrade()
-        .map(|l| {
-            format!(
-                "flush-{}",
-                l.dir()
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            )
-        })
-        .unwrap_or_else(|| "flush".into());
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         while signal.next() {
-            let Some(log) = log.upgrade() else {
-                signal.finished();
-                return;
-            };
-            // A failure stops the log's writes inside `flush` itself.
-            if let Err(e) = log.flush() {
-                tracing::error!(dir = %log.dir().display(), error = %e, "background flush failed");
-            }
+            let alive = flush();
             signal.finished();
+            if !alive {
+                return;
+            }
         }
     });
     if let Err(e) = spawned {

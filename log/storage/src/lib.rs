@@ -26,6 +26,7 @@ mod file_io;
 mod flusher;
 mod index;
 mod log;
+mod log_state;
 mod manager;
 mod raft_entries;
 mod read;

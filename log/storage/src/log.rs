@@ -8,7 +8,6 @@
 //! segment deleted or replaced while a read is in flight stays readable
 //! through the handle the read already holds.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +18,7 @@ use super::checkpoint::{sync_dir, Checkpoint};
 use super::clock::Clock;
 use super::file_io::{FileIo, OsFileIo};
 use super::flusher::{self, FlushSignal};
+pub(crate) use super::log_state::LogState;
 use super::recovery::{self, RecoveryReport};
 use super::segment::{sync_index_files, BatchInfo, Segment};
 use crate::config::LogConfig;
@@ -76,50 +76,6 @@ pub struct PartitionLog {
     /// record of a key remove an earlier one, and truncating that later
     /// record (a new leader overwrote it) would leave the key with neither.
     pub(crate) cleanable_below: AtomicU64,
-}
-
-pub(crate) struct LogState {
-    /// Segments by base offset; the last one is the active segment.
-    pub segments: BTreeMap<u64, Segment>,
-    pub log_start_offset: u64,
-    /// The checkpoint as last written to disk.
-    pub checkpoint: Checkpoint,
-    /// Every batch before this offset is synced to disk.
-    pub flushed_offset: u64,
-    pub appended_bytes: u64,
-    pub flushed_bytes: u64,
-    /// `appended_bytes` when the background flusher was last asked to flush.
-    pub flush_requested_bytes: u64,
-    /// Clock reading at the first append not yet synced.
-    pub oldest_unflushed_ms: Option<u64>,
-    /// Clock reading when the active segment got its first batch.
-    pub active_since_ms: Option<u64>,
-}
-
-impl LogState {
-    pub fn active(&self) -> &Segment {
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has an active segment")
-    }
-    pub fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has an active segment")
-    }
-    pub fn next_offset(&self) -> u64 {
-        self.active().next_offset
-    }
-    pub fn size_bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.size).sum()
-    }
-    /// The Raft indexes the segments hold: `[first, next)`.
-    pub fn raft_range(&self) -> (u64, u64) {
-        let first = self.segments.values().next().map_or(0, |s| s.raft_base);
-        (first, self.active().next_raft_index())
-    }
 }
 
 impl PartitionLog {
@@ -262,7 +218,26 @@ impl PartitionLog {
             Arc::new(FlushSignal::default())
         });
         if started {
-            flusher::spawn(Arc::downgrade(self), Arc::clone(signal));
+            let name = self
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let log = Arc::downgrade(self);
+            let flush = move || {
+                let Some(log) = log.upgrade() else {
+                    return false;
+                };
+                // A failure stops the log's writes inside `flush` itself.
+                if let Err(e) = log.flush() {
+                    tracing::error!(dir = %log.dir().display(), error = %e, "background flush failed");
+                }
+                true
+            };
+            flusher::spawn(
+                format!("flush-{}", name.unwrap_or_default()),
+                Arc::clone(signal),
+                flush,
+            );
         }
     }
 

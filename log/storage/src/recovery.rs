@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
 use super::file_io::FileIo;
-use super::log::LogState;
+use super::log_state::LogState;
 use super::segment::{file_name, parse_file_name, Segment, COMPACTED_MARKER};
 use crate::config::LogConfig;
 use crate::IoContext;
