@@ -172,3 +172,75 @@ async fn a_pattern_matching_no_topic_or_a_missing_partitioned_sink_is_refused_at
         "{error}"
     );
 }
+
+/// A topic created after the start that the pattern matches is read once
+/// the instance looks again (`metadata_max_age`), with what the first
+/// topic had kept: its records are routed once each, exactly once.
+/// Without the watcher, the records of `events-late` never arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_picks_up_a_topic_created_after_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::embedded(dir.path().join("broker")).await.unwrap();
+    let client = node.client();
+    for (topic, partitions) in [("events-a", 2), ("routed", 3)] {
+        client
+            .admin()
+            .create_topic(topic, partitions, &[])
+            .await
+            .unwrap();
+    }
+    send(&client, "events-a", &["x", "yy"]).await;
+    let mut config = StreamsConfig::new("late-router");
+    config.state_dir = dir.path().join("state");
+    config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    config.commit_interval = Some(Duration::from_millis(100));
+    config.metadata_max_age = Duration::from_millis(500);
+    let app = KafkaStreams::start(route_events(), client.clone(), config)
+        .await
+        .unwrap();
+    routed(&client, 2).await;
+
+    client
+        .admin()
+        .create_topic("events-late", 2, &[])
+        .await
+        .unwrap();
+    send(&client, "events-late", &["p", "qqqq", "rrr"]).await;
+    send(&client, "events-a", &["zzz"]).await;
+    let seen = routed(&client, 6).await;
+    let expected = [
+        "events-a/x",
+        "events-a/yy",
+        "events-a/zzz",
+        "events-late/p",
+        "events-late/qqqq",
+        "events-late/rrr",
+    ];
+    assert_eq!(
+        seen.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
+    // Once each: everything `routed` holds, read to its end.
+    let mut consumer = client.consumer(ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadCommitted,
+        ..ConsumerConfig::default()
+    });
+    consumer.assign((0..3).map(|p| TopicPartition::new("routed", p)));
+    let mut all = Vec::new();
+    loop {
+        let records = consumer.poll(Duration::from_millis(500)).await.unwrap();
+        if records.is_empty() {
+            break;
+        }
+        all.extend(
+            records
+                .into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()),
+        );
+    }
+    all.sort();
+    assert_eq!(all, expected);
+    assert!(!app.has_failed_thread());
+    app.close().await.unwrap();
+}

@@ -89,6 +89,11 @@ pub struct StreamsConfig {
     /// port unless asked; `app.metrics()` and `app.task_metrics()` are
     /// always there).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often an application whose sources read topics by pattern
+    /// looks for topics created (or deleted) since, and takes them up
+    /// (default 5 minutes, Kafka's `metadata.max.age.ms`, which paces
+    /// Kafka Streams' pattern subscriptions too).
+    pub metadata_max_age: Duration,
 }
 
 impl StreamsConfig {
@@ -107,6 +112,7 @@ impl StreamsConfig {
             repartition_purge_interval: Duration::from_secs(30),
             session_timeout: Duration::from_secs(45),
             metrics_listen: None,
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 

@@ -11,6 +11,7 @@ mod config;
 mod endpoint;
 mod global;
 mod metrics;
+mod patterns;
 mod restore;
 mod task;
 mod thread;
@@ -36,7 +37,9 @@ use crate::{Result, StreamsError};
 /// [`KafkaStreams::close`]: threads commit what they did and leave the
 /// group, so their tasks move at once instead of after a session timeout.
 pub struct KafkaStreams {
-    threads: Vec<JoinHandle<Result<()>>>,
+    /// The running stream threads (a new generation when source patterns
+    /// match new topics: `patterns`).
+    threads: Arc<parking_lot::Mutex<patterns::Generation>>,
     /// The readers keeping global stores up to date, and the metrics
     /// endpoint.
     background: Vec<JoinHandle<Result<()>>>,
@@ -63,7 +66,8 @@ impl KafkaStreams {
             None => instance_id(&app_dir)?,
         };
         let mut topology = topology;
-        if topology.has_patterns() {
+        let unresolved = topology.has_patterns().then(|| topology.clone());
+        if unresolved.is_some() {
             let existing = client
                 .admin()
                 .list_topics()
@@ -104,22 +108,28 @@ impl KafkaStreams {
             globals: Arc::new(globals),
             partition_counts: Arc::new(topics::sink_partitions(&client, &topology).await?),
         };
-        let threads = (0..config.num_threads)
-            .map(|index| {
-                let thread = thread::StreamThread {
-                    index,
-                    client: client.clone(),
-                    config: Arc::clone(&config),
-                    topology: Arc::clone(&topology),
-                    shared: shared.clone(),
-                    metrics: Arc::clone(&metrics),
-                    instance: instance.clone(),
-                };
-                tokio::spawn(supervise(thread, Arc::clone(&stop), stopped.clone()))
-            })
-            .collect();
+        let threads = patterns::Threads {
+            client: client.clone(),
+            config: Arc::clone(&config),
+            shared: shared.clone(),
+            metrics: Arc::clone(&metrics),
+            instance,
+            stop: Arc::clone(&stop),
+            running: Arc::default(),
+        };
+        let running = Arc::clone(&threads.running);
+        threads.start(Arc::clone(&topology), shared);
+        if let Some(unresolved) = unresolved {
+            let current = patterns::matched(&topology);
+            background.push(tokio::spawn(patterns::watch(
+                unresolved,
+                current,
+                threads,
+                stopped.clone(),
+            )));
+        }
         Ok(KafkaStreams {
-            threads,
+            threads: running,
             background,
             metrics_address,
             stop,
@@ -147,7 +157,11 @@ impl KafkaStreams {
     /// Whether a thread has stopped (with an error, since only `close`
     /// stops them otherwise).
     pub fn has_failed_thread(&self) -> bool {
-        self.threads.iter().any(JoinHandle::is_finished)
+        self.threads
+            .lock()
+            .handles
+            .iter()
+            .any(JoinHandle::is_finished)
     }
 
     /// Stops every thread at once, as a crash would: no commit, no
@@ -155,7 +169,10 @@ impl KafkaStreams {
     /// instance restarts (and fences them) or they time out. For tests of
     /// what a crash leaves behind.
     pub fn halt(self) {
-        for thread in self.threads.iter().chain(&self.background) {
+        for thread in &self.background {
+            thread.abort();
+        }
+        for thread in &self.threads.lock().handles {
             thread.abort();
         }
     }
@@ -165,16 +182,30 @@ impl KafkaStreams {
     pub async fn close(self) -> Result<()> {
         let _ = self.stop.send(true);
         let mut outcome = Ok(());
-        for thread in self.threads.into_iter().chain(self.background) {
-            let result = thread
-                .await
-                .map_err(|e| StreamsError::Stopped(format!("a stream thread panicked: {e}")))
-                .and_then(|r| r);
-            if let (Err(e), true) = (result, outcome.is_ok()) {
-                outcome = Err(e);
-            }
+        // The background first: a pattern watcher may be starting a new
+        // generation of threads, which it no longer does once it stopped.
+        let background = self.background;
+        for thread in background {
+            note_outcome(thread.await, &mut outcome);
+        }
+        let threads = std::mem::take(&mut self.threads.lock().handles);
+        for thread in threads {
+            note_outcome(thread.await, &mut outcome);
         }
         outcome
+    }
+}
+
+/// Keeps the first error of the threads `close` waits for.
+fn note_outcome(
+    joined: std::result::Result<Result<()>, tokio::task::JoinError>,
+    outcome: &mut Result<()>,
+) {
+    let result = joined
+        .map_err(|e| StreamsError::Stopped(format!("a stream thread panicked: {e}")))
+        .and_then(|r| r);
+    if let (Err(e), true) = (result, outcome.is_ok()) {
+        *outcome = Err(e);
     }
 }
 

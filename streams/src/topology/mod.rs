@@ -245,6 +245,7 @@ pub struct SubTopology {
 
 /// A source of every topic a regular expression matches, in sub-topology
 /// `sub`; resolved to topics when the application starts.
+#[derive(Clone)]
 pub(crate) struct PatternSource {
     pub(crate) regex: regex::Regex,
     pub(crate) sub: usize,
@@ -252,6 +253,7 @@ pub(crate) struct PatternSource {
 }
 
 /// A program's topology, as `StreamsBuilder::build` checked it.
+#[derive(Clone)]
 pub struct Topology {
     pub(crate) sources: BTreeMap<TopicName, SourceFactory>,
     pub(crate) stores: BTreeMap<String, StoreSpec>,
