@@ -187,7 +187,9 @@ impl<'a> RecordBatch<'a> {
         let mut previous_delta = -1i64;
         for record in records.iter() {
             let record = record?;
-            let delta = record.offset as i64 - self.base_offset() as i64;
+            // Wrapping, as record offsets are: found by fuzzing, a base
+            // offset near i64::MAX overflowed a plain difference.
+            let delta = record.offset.wrapping_sub(self.base_offset()) as i64;
             if delta <= previous_delta || delta > i64::from(self.last_offset_delta()) {
                 return Err(RecordError::InvalidBatch(format!(
                     "record offset delta {delta} is out of order or beyond the last offset delta {}",

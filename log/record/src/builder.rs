@@ -403,6 +403,23 @@ mod tests {
         assert_eq!(parsed.last_offset(), u64::MAX);
     }
 
+    /// Found by fuzzing (fuzz/, `produce_validation`, second run): a base
+    /// offset of i64::MAX made the check of each record's offset delta
+    /// overflow (a panic in a debug build).
+    #[test]
+    fn a_base_offset_at_the_top_of_the_signed_range_validates_without_a_panic() {
+        let mut builder = BatchBuilder::new(Compression::None);
+        for value in [b"a", b"b", b"c"] {
+            builder.push(1, None, Some(value), &[]);
+        }
+        let mut bytes = builder.build();
+        bytes[batch::field::BASE_OFFSET..batch::field::BATCH_LENGTH]
+            .copy_from_slice(&i64::MAX.to_be_bytes());
+        let (parsed, _) = RecordBatch::parse(&bytes).unwrap();
+        parsed.validate().unwrap();
+        parsed.validate_records().unwrap();
+    }
+
     #[test]
     #[should_panic(expected = "holds no records")]
     fn records_cannot_be_pushed_into_a_raft_meta_batch() {
