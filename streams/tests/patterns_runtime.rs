@@ -168,7 +168,8 @@ async fn a_pattern_matching_no_topic_or_a_missing_partitioned_sink_is_refused_at
         .expect("refused")
         .to_string();
     assert!(
-        error.contains("output topic `routed` has a partitioner but does not exist"),
+        error.contains("output topic `routed` chooses its partitions")
+            && error.contains("does not exist"),
         "{error}"
     );
 }

@@ -48,7 +48,7 @@ fn sessions_grow_merge_and_delete_the_sessions_they_replace() {
             ("a", "x", 30),
             ("a", "x", 15),
             ("a", "x", 22), // bridges [0, 15] and [30, 30]
-            ("b", "x", 1),  // its session would end before 30 - 20: dropped
+            ("b", "x", 1),  // late, but not before 30 - 20 - 10: taken
         ],
     );
     let out: Vec<(String, i64, i64, Option<i64>)> = driver
@@ -74,14 +74,17 @@ fn sessions_grow_merge_and_delete_the_sessions_they_replace() {
     ]
     .into_iter()
     .map(|(start, end, count)| ("a".to_string(), start, end, count))
+    .chain([("b".to_string(), 1, 1, Some(1))])
     .collect();
     assert_eq!(out, expected);
-    assert_eq!(driver.skipped_records(), 1);
+    assert_eq!(driver.skipped_records(), 0);
 
     // Stream time 100: a session ending before 100 - 20 - 10 can no
-    // longer be reached and leaves the store; the new one stays (its row
-    // and its expiry index entry).
-    pipe_all(&mut driver, &[("c", "x", 100)]);
+    // longer be reached and leaves the store, and a record whose session
+    // would end there is dropped; the new one stays (its row and its
+    // expiry index entry).
+    pipe_all(&mut driver, &[("c", "x", 100), ("d", "x", 60)]);
+    assert_eq!(driver.skipped_records(), 1, "d at 60 is dropped");
     let stored: Vec<(Vec<u8>, Vec<u8>)> = driver
         .store_entries("sessions", RawBytes, RawBytes)
         .unwrap();

@@ -128,3 +128,54 @@ fn until_window_closes_below_a_table_without_windows_is_refused() {
     let refused = builder.build().err().expect("built").to_string();
     assert!(refused.contains("no windowed aggregation"), "{refused}");
 }
+
+/// A held update goes out with the value its key had before the first
+/// held update as the old value: regrouped below, a key moving from one
+/// value to another leaves the old group's count. (Forwarded with no old
+/// value, "x" kept its count of 1.)
+#[test]
+fn until_time_limit_forwards_the_value_before_as_the_old_one() {
+    let builder = StreamsBuilder::new();
+    builder
+        .table(
+            "choices",
+            Consumed::with(Utf8, Utf8),
+            Materialized::with(Utf8, Utf8).named("choices-store"),
+        )
+        .suppress(Suppressed::until_time_limit(SIZE, Utf8, Utf8))
+        .group_by(
+            |_, choice: &String| (choice.clone(), ()),
+            Grouped::with(Utf8, spool_streams::Unit).named("by-choice"),
+        )
+        .count(Materialized::with(Utf8, BigEndian).named("per-choice"))
+        .to("choice-counts", Produced::with(Utf8, BigEndian));
+    let mut driver = TopologyTestDriver::new(&builder.build().unwrap());
+    let choices = TestTopic::new("choices", Utf8, Utf8);
+    let input = [
+        ("u", "x", 0),
+        ("v", "y", 5),
+        ("w", "z", 12), // u's x goes out (due at 10)
+        ("u", "y", 20), // held, with x as the value before
+        ("t", "z", 40), // u's y goes out (due at 30)
+    ];
+    for (user, choice, time) in input {
+        driver
+            .pipe(&choices, &user.to_string(), &choice.to_string(), time)
+            .unwrap();
+    }
+    let counts: Vec<(String, Option<i64>)> = driver
+        .read(&TestTopic::new("choice-counts", Utf8, Nullable(BigEndian)))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect();
+    let last = |choice: &str| {
+        counts
+            .iter()
+            .rev()
+            .find(|(k, _)| k == choice)
+            .and_then(|(_, n)| *n)
+    };
+    assert_eq!(last("y"), Some(2), "{counts:?}");
+    assert_eq!(last("x"), Some(0), "{counts:?}");
+}

@@ -72,6 +72,14 @@ async fn final_session_counts_come_out_once_each_exactly_once() {
             let end = i64::from_be_bytes(times[..8].try_into().unwrap());
             let start = i64::from_be_bytes(times[8..].try_into().unwrap());
             let count = i64::from_be_bytes(record.value.unwrap().as_ref().try_into().unwrap());
+            // Partitioned by the user alone, as Kafka Streams' windowed
+            // partitioner does.
+            assert_eq!(
+                record.partition,
+                spool_client::partition_for_key(user, 2),
+                "{}",
+                String::from_utf8_lossy(user)
+            );
             seen.entry(String::from_utf8(user.to_vec()).unwrap())
                 .or_default()
                 .push((start, end, count));

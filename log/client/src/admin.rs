@@ -4,8 +4,11 @@
 //! a controller or partition without a leader yet, a timeout) until the
 //! admin's API timeout, as Kafka's admin client does until
 //! `default.api.timeout.ms`: a broker's death costs an admin call the
-//! election's latency, not an error. As in Kafka, a creation whose answer
-//! was lost and that is retried may then report the topic as existing.
+//! election's latency, not an error. As with Kafka's admin client, a
+//! call whose answer was lost and that is retried may then report what
+//! its first attempt did as an error: a creation as TOPIC_ALREADY_EXISTS,
+//! a deletion as UNKNOWN_TOPIC_OR_PARTITION, a partition increase as
+//! INVALID_PARTITIONS, a group's deletion as GROUP_ID_NOT_FOUND.
 
 use std::future::Future;
 use std::time::Duration;
@@ -77,9 +80,31 @@ impl Admin {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let deadline = Instant::now() + self.api_timeout;
+        self.patiently_until(Instant::now() + self.api_timeout, call)
+            .await
+    }
+
+    /// [`Admin::patiently`] with the deadline given: each attempt ends at
+    /// it too (a broker that takes the connection and never answers must
+    /// not hold the call past it), as a timeout. With an API timeout of
+    /// zero, one attempt, unbounded.
+    async fn patiently_until<T, F, Fut>(&self, deadline: Instant, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        if self.api_timeout.is_zero() {
+            return call().await;
+        }
         loop {
-            match call().await {
+            let attempt = tokio::time::timeout_at(deadline, call()).await;
+            let outcome = attempt.unwrap_or_else(|_| {
+                Err(ClientError::Timeout(format!(
+                    "no answer within the admin's API timeout ({:?})",
+                    self.api_timeout
+                )))
+            });
+            match outcome {
                 Err(e) if e.is_retriable() && Instant::now() + RETRY_BACKOFF < deadline => {
                     tracing::debug!(error = %e, "an admin call failed; retrying");
                     tokio::time::sleep(RETRY_BACKOFF).await;
@@ -148,12 +173,16 @@ impl Admin {
     }
 
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
-        let topic = self.patiently(|| self.client.topic_metadata(name)).await?;
+        // One deadline for both requests: the call is one admin call.
+        let deadline = Instant::now() + self.api_timeout;
+        let topic = self
+            .patiently_until(deadline, || self.client.topic_metadata(name))
+            .await?;
         let request = DescribeConfigsRequest {
             names: vec![name.to_string()],
         };
         let configs = self
-            .patiently(|| self.client.describe_configs(request.clone()))
+            .patiently_until(deadline, || self.client.describe_configs(request.clone()))
             .await?;
         let configs = configs
             .topics

@@ -265,9 +265,23 @@ async fn describe_each_group(
     Ok(DescribeGroupsResponse { groups })
 }
 
+/// A gRPC failure as a client error: the connection's or the call's
+/// (unreachable, cut, timed out), which a retry may get past, or the
+/// request's own (too large, not understood, not served by this broker's
+/// version), which no retry mends.
 fn status_error(address: &str, status: tonic::Status) -> ClientError {
-    ClientError::Transport {
-        address: address.to_string(),
-        reason: format!("{}: {}", status.code(), status.message()),
+    use tonic::Code;
+    let reason = format!("{}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Aborted
+        | Code::Unknown
+        | Code::Internal => ClientError::Transport {
+            address: address.to_string(),
+            reason,
+        },
+        _ => ClientError::InvalidRequest(format!("{address} refused the request: {reason}")),
     }
 }

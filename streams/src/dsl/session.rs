@@ -8,7 +8,8 @@
 //! before `t + gap` into one: the merged sessions are deleted (their
 //! rows forwarded as deletions) and the new one forwarded, as Kafka
 //! Streams does. A record whose merged session ended before stream time
-//! minus the grace is dropped and counted with the skipped records.
+//! minus the grace and the gap is dropped and counted with the skipped
+//! records.
 //! Sessions that no record can reach any more (ended before stream time
 //! minus grace and gap) leave the store.
 //!
@@ -223,7 +224,13 @@ where
         let overlapping = self.overlapping(ctx, &key, t)?;
         let start = overlapping.iter().map(|s| s.0).fold(t, i64::min);
         let end = overlapping.iter().map(|s| s.1).fold(t, i64::max);
-        if end < ctx.stream_time.saturating_sub(self.windows.grace) {
+        // Kafka Streams' close time: a session that ended before it can
+        // no longer grow (a record would need to be later than the gap).
+        let close = ctx
+            .stream_time
+            .saturating_sub(self.windows.grace)
+            .saturating_sub(gap);
+        if end < close {
             ctx.skipped += 1;
             tracing::debug!(
                 timestamp = t,

@@ -12,10 +12,13 @@
 //!
 //! Left and outer joins emit a record that found no partner only once
 //! its window closed (stream time past `t + after + grace`), as Kafka
-//! Streams does since 3.1 (KIP-633), so a record that finds its partner
-//! late never yields a spurious unmatched result first: unmatched
+//! Streams does since 3.1 (KIP-633), so a partner arriving within the
+//! window and grace no longer yields an unmatched result first: unmatched
 //! records wait in a shared store keyed by the time their window closes,
-//! and leave it when a partner arrives or when they are emitted.
+//! and leave it when a partner arrives or when they are emitted. As in
+//! Kafka Streams, a partner the other side still takes after that (its
+//! own lateness bound is `before`, not `after`) joins too, so such a
+//! record has both results.
 //!
 //! Store keys, in bytes (times as 8 ordered bytes, `seq` 4 bytes that
 //! tell apart records of one key at one time):

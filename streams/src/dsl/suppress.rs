@@ -9,10 +9,13 @@
 //! The held updates live in a store (`<name>`, changelogged like every
 //! store), so a restarted task forwards what it held before the crash,
 //! exactly once under `exactly_once`. Keys, in bytes: `k`, key → due time
-//! (8), record time (8), whether a value follows (1), value; and its due
+//! (8), record time (8), the latest value and the value before the first
+//! held update (each a flag, a 4-byte length and bytes); and its due
 //! index `e`, due time (8 ordered), key → empty. A due update goes out
 //! when a record moves stream time to its due time (as in Kafka Streams,
-//! wall-clock time alone moves nothing), with no old value.
+//! wall-clock time alone moves nothing), with the value before the first
+//! held update as its old value, so a `group_by` or a join below takes
+//! it back out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,32 +156,42 @@ struct Held<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Held<K, V> {
-    /// Holds the update `r` brings as its key's latest.
+    /// Holds the update `r` brings as its key's latest; the value the key
+    /// had before its first held update stays the old value.
     fn hold(&mut self, ctx: &mut TaskContext, r: Record<K, Change<V>>) -> Result<()> {
         let mut key = Vec::new();
         self.suppressed.keys.encode(&r.key, &mut key)?;
         let entry = prefixed(b'k', &key);
+        let values = &self.suppressed.values;
         let store = ctx.store(self.store);
-        let held_due = match store.get(&entry)? {
-            Some(bytes) => Some(read_held(&bytes)?.0),
-            None => None,
-        };
-        let due = match (&self.suppressed.due, held_due) {
+        let held_bytes = store.get(&entry)?;
+        let held = held_bytes.as_deref().map(read_held).transpose()?;
+        let due = match (&self.suppressed.due, &held) {
             (Due::WindowCloses(end), _) => end(&r.key).saturating_add(self.grace),
-            (Due::TimeLimit(_), Some(due)) => due,
+            (Due::TimeLimit(_), Some(held)) => held.due,
             (Due::TimeLimit(limit), None) => r.timestamp.saturating_add(*limit),
         };
-        let mut bytes = Vec::with_capacity(17);
+        let mut bytes = Vec::with_capacity(32);
         bytes.extend_from_slice(&due.to_be_bytes());
         bytes.extend_from_slice(&r.timestamp.to_be_bytes());
-        match &r.value.new {
-            Some(value) => {
-                bytes.push(1);
-                self.suppressed.values.encode(value, &mut bytes)?;
-            }
-            None => bytes.push(0),
-        }
-        if let Some(previous) = held_due.filter(|&d| d != due) {
+        let mut new = Vec::new();
+        let new = match &r.value.new {
+            Some(value) => values
+                .encode(value, &mut new)
+                .map(|()| Some(new.as_slice()))?,
+            None => None,
+        };
+        put_optional(&mut bytes, new);
+        let mut prior = Vec::new();
+        let old = match (&held, &r.value.old) {
+            (Some(held), _) => held.old,
+            (None, Some(old)) => values
+                .encode(old, &mut prior)
+                .map(|()| Some(prior.as_slice()))?,
+            (None, None) => None,
+        };
+        put_optional(&mut bytes, old);
+        if let Some(previous) = held.map(|h| h.due).filter(|&d| d != due) {
             store.put(&due_key(previous, &key), None);
         }
         store.put(&entry, Some(bytes));
@@ -200,17 +213,20 @@ impl<K: Clone + 'static, V: Clone + 'static> Held<K, V> {
                 continue;
             };
             store.put(&entry, None);
-            let (_, timestamp, value) = read_held(&bytes)?;
-            let new = value
-                .map(|v| self.suppressed.values.decode(v))
-                .transpose()?;
-            if new.is_none() && matches!(self.suppressed.due, Due::WindowCloses(_)) {
-                continue; // a window deleted before it closed
+            let held = read_held(&bytes)?;
+            let values = &self.suppressed.values;
+            let new = held.new.map(|v| values.decode(v)).transpose()?;
+            let old = held.old.map(|v| values.decode(v)).transpose()?;
+            let final_results = matches!(self.suppressed.due, Due::WindowCloses(_));
+            if new.is_none() && (final_results || old.is_none()) {
+                // A window deleted before it closed, or a key that came
+                // and went while held: nothing to tell.
+                continue;
             }
             let record = Record::new(
                 self.suppressed.keys.decode(key)?,
-                Change { new, old: None },
-                timestamp,
+                Change { new, old },
+                held.timestamp,
             );
             self.below.forward(ctx, record)?;
         }
@@ -234,20 +250,57 @@ fn due_key(due: i64, key: &[u8]) -> Vec<u8> {
     entry
 }
 
-/// A held update's due time, record time and value bytes (`None`: a
-/// deletion).
-fn read_held(bytes: &[u8]) -> Result<(i64, i64, Option<&[u8]>)> {
+/// A held update: when it is due, its record's time, the key's latest
+/// value and the one it had before its first held update (`None`: no
+/// value, a deletion or a new key), as bytes.
+struct HeldUpdate<'a> {
+    due: i64,
+    timestamp: i64,
+    new: Option<&'a [u8]>,
+    old: Option<&'a [u8]>,
+}
+
+fn read_held(bytes: &[u8]) -> Result<HeldUpdate<'_>> {
+    let short = || decode_error("suppress-buffer", "a held update too short");
     let field = |at: usize| {
         bytes
             .get(at..at + 8)
             .and_then(|b| b.try_into().ok())
             .map(i64::from_be_bytes)
-            .ok_or_else(|| decode_error("suppress-buffer", "a held update too short"))
+            .ok_or_else(short)
     };
     let (due, timestamp) = (field(0)?, field(8)?);
-    let value = match bytes.get(16) {
-        Some(1) => Some(&bytes[17..]),
-        _ => None,
-    };
-    Ok((due, timestamp, value))
+    let rest = bytes.get(16..).ok_or_else(short)?;
+    let (new, rest) = take_optional(rest).ok_or_else(short)?;
+    let (old, _) = take_optional(rest).ok_or_else(short)?;
+    Ok(HeldUpdate {
+        due,
+        timestamp,
+        new,
+        old,
+    })
+}
+
+/// Appends an optional value: a flag, then its length (4 bytes) and bytes.
+fn put_optional(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            out.extend_from_slice(value);
+        }
+        None => out.push(0),
+    }
+}
+
+/// An optional value `put_optional` wrote, and the bytes after it.
+fn take_optional(bytes: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    match bytes.first()? {
+        0 => Some((None, bytes.get(1..)?)),
+        _ => {
+            let length = u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?) as usize;
+            let value = bytes.get(5..5 + length)?;
+            Some((Some(value), bytes.get(5 + length..)?))
+        }
+    }
 }

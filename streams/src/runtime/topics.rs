@@ -72,7 +72,7 @@ pub(crate) async fn sink_partitions(
     for topic in topology.partitioned_sinks() {
         let count = partition_count(client, topic).await?.ok_or_else(|| {
             StreamsError::InvalidTopology(format!(
-                "output topic `{topic}` has a partitioner but does not exist; create it before starting the application"
+                "output topic `{topic}` chooses its partitions (a partitioner, or windowed keys partitioned by the key alone) but does not exist; create it before starting the application"
             ))
         })?;
         counts.insert(topic.clone(), count);

@@ -83,6 +83,9 @@ fn lazy_client(address: &str) -> Option<SpoolClient<Channel>> {
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        // A broker whose host drops packets must not hold a request for
+        // the kernel's minutes-long connect timeout.
+        .connect_timeout(std::time::Duration::from_secs(10))
         .connect_lazy();
     Some(spool_client(channel))
 }
@@ -391,6 +394,17 @@ impl Routes {
     fn metadata_source(&self) -> SpoolClient<Channel> {
         let state = self.state.read();
         let brokers = state.brokers.len();
+        if brokers == 0 && !self.other_bootstraps.is_empty() {
+            // No metadata yet: the bootstrap list in turn, since the
+            // bootstrap broker may be the one that died.
+            let turn = self
+                .metadata_asks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return match turn % (self.other_bootstraps.len() + 1) {
+                0 => self.bootstrap(),
+                other => self.other_bootstraps[other - 1].clone(),
+            };
+        }
         if brokers <= 1 {
             return self.bootstrap();
         }
