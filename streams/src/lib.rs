@@ -24,8 +24,8 @@ pub use driver::{TestTopic, TopologyTestDriver, DRIVER_APPLICATION_ID};
 pub use dsl::{
     Change, Consumed, GlobalKTable, Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable,
     KStream, KTable, Materialized, Produced, SessionWindowed, SessionWindowedKStream,
-    SessionWindows, Split, StreamJoined, StreamsBuilder, Suppressed, TimeWindowed,
-    TimeWindowedKStream, TimeWindows, Windowed,
+    SessionWindows, SlidingWindowedKStream, SlidingWindows, Split, StreamJoined, StreamsBuilder,
+    Suppressed, TimeWindowed, TimeWindowedKStream, TimeWindows, Windowed,
 };
 pub use error::{Result, StreamsError};
 pub use processor::{

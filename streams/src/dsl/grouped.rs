@@ -104,6 +104,12 @@ where
         &self.stream.builder
     }
 
+    /// The codec of the grouped values (an aggregation that keeps the
+    /// records themselves stores them with it).
+    pub(super) fn value_codec(&self) -> Arc<dyn Codec<V>> {
+        Arc::clone(&self.grouped.values)
+    }
+
     /// The stream an aggregation into store `store` reads: this one, or,
     /// if its key changed, its copy through the repartition topic named
     /// by the grouping (or else after the store).

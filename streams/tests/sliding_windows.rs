@@ -1,0 +1,129 @@
+//! Sliding windows through the test driver: each record's left window,
+//! the right window of the record before it, windows updated by an
+//! out-of-order record, closed windows left alone, a late record dropped.
+
+use std::time::Duration;
+
+use spool_streams::{
+    BigEndian, Consumed, Grouped, Materialized, Nullable, Produced, SlidingWindows, StreamsBuilder,
+    TestTopic, TimeWindowed, TopologyTestDriver, Utf8,
+};
+
+const D: Duration = Duration::from_millis(10);
+
+fn pipe_all(driver: &mut TopologyTestDriver, records: &[(&str, i64)]) {
+    let clicks = TestTopic::new("clicks", Utf8, Utf8);
+    for (value, time) in records {
+        driver
+            .pipe(&clicks, &"a".to_string(), &value.to_string(), *time)
+            .unwrap();
+    }
+}
+
+#[test]
+fn sliding_windows_count_the_records_within_the_difference() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", Consumed::with(Utf8, Utf8))
+        .group_by_key(Grouped::with(Utf8, Utf8))
+        .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(D))
+        .count(Materialized::with(Utf8, BigEndian).named("sliding-counts"))
+        .to_stream()
+        .to(
+            "counts",
+            Produced::with(TimeWindowed::new(Utf8, D), Nullable(BigEndian)),
+        );
+    let mut driver = TopologyTestDriver::new(&builder.build().unwrap());
+    pipe_all(
+        &mut driver,
+        &[("p", 5), ("q", 8), ("r", 20), ("s", 15), ("late", 2)],
+    );
+    let out: Vec<(i64, i64, Option<i64>)> = driver
+        .read(&TestTopic::new(
+            "counts",
+            TimeWindowed::new(Utf8, D),
+            Nullable(BigEndian),
+        ))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.start, r.key.end, r.value))
+        .collect();
+    let expected: Vec<(i64, i64, Option<i64>)> = [
+        (-5, 1), // 5: its left window
+        (-2, 2), // 8: its left window holds 5 and 8
+        (6, 1),  // 8 falls in 5's right window, which it creates
+        (10, 1), // 20: its left window; 8's right window [9, 19] misses it
+        (10, 2), // 15 (late, stream time 20): updates [10, 20] ...
+        (16, 1), // ... and creates its right window, which holds 20;
+                 // its windows ending before 20 have closed
+    ]
+    .into_iter()
+    .map(|(start, count)| (start, start + 10, Some(count)))
+    .collect();
+    assert_eq!(out, expected);
+    assert_eq!(
+        driver.skipped_records(),
+        1,
+        "2 + 10 is before stream time 20"
+    );
+
+    // At stream time 1000 only the new record (and its index entry) and
+    // its window (and its index entry) are kept: closed windows and
+    // records no open window can hold leave the store.
+    pipe_all(&mut driver, &[("far", 1000)]);
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = driver
+        .store_entries(
+            "sliding-counts",
+            spool_streams::RawBytes,
+            spool_streams::RawBytes,
+        )
+        .unwrap();
+    assert_eq!(stored.len(), 4, "{stored:?}");
+}
+
+#[test]
+fn sliding_windows_aggregate_their_records_in_time_order() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", Consumed::with(Utf8, Utf8))
+        .group_by_key(Grouped::with(Utf8, Utf8))
+        .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(
+            D,
+            Duration::from_millis(100),
+        ))
+        .aggregate(
+            String::new,
+            |_, value: String, pages: String| pages + &value,
+            Materialized::with(Utf8, Utf8).named("sliding-pages"),
+        )
+        .to_stream()
+        .to(
+            "pages",
+            Produced::with(TimeWindowed::new(Utf8, D), Nullable(Utf8)),
+        );
+    let mut driver = TopologyTestDriver::new(&builder.build().unwrap());
+    // With a long grace, the out-of-order 6 joins every window it is in.
+    pipe_all(&mut driver, &[("p", 5), ("r", 12), ("q", 6)]);
+    let mut last = std::collections::BTreeMap::new();
+    for r in driver
+        .read(&TestTopic::new(
+            "pages",
+            TimeWindowed::new(Utf8, D),
+            Nullable(Utf8),
+        ))
+        .unwrap()
+    {
+        last.insert(r.key.start, r.value.unwrap());
+    }
+    let expected: std::collections::BTreeMap<i64, String> = [
+        (-5, "p"),  // [-5, 5]
+        (-4, "pq"), // [-4, 6]: 6's left window
+        (2, "pqr"), // [2, 12]: 12's left window, 6 added
+        (6, "qr"),  // [6, 16]: 5's right window
+        (7, "r"),   // [7, 17]: 6's right window (12's has no record)
+    ]
+    .into_iter()
+    .map(|(start, pages)| (start, pages.to_string()))
+    .collect();
+    assert_eq!(last, expected);
+}
