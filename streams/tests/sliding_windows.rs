@@ -82,7 +82,7 @@ fn sliding_windows_count_the_records_within_the_difference() {
 }
 
 #[test]
-fn sliding_windows_aggregate_their_records_in_time_order() {
+fn sliding_windows_take_records_in_arrival_order() {
     let builder = StreamsBuilder::new();
     builder
         .stream("clicks", Consumed::with(Utf8, Utf8))
@@ -102,7 +102,9 @@ fn sliding_windows_aggregate_their_records_in_time_order() {
             Produced::with(TimeWindowed::new(Utf8, D), Nullable(Utf8)),
         );
     let mut driver = TopologyTestDriver::new(&builder.build().unwrap());
-    // With a long grace, the out-of-order 6 joins every window it is in.
+    // With a long grace, the out-of-order 6 joins every window it is in,
+    // added to each as it comes (Kafka Streams' arrival order); the
+    // windows it creates are folded from the records in time order.
     pipe_all(&mut driver, &[("p", 5), ("r", 12), ("q", 6)]);
     let mut last = std::collections::BTreeMap::new();
     for r in driver
@@ -118,12 +120,52 @@ fn sliding_windows_aggregate_their_records_in_time_order() {
     let expected: std::collections::BTreeMap<i64, String> = [
         (-5, "p"),  // [-5, 5]
         (-4, "pq"), // [-4, 6]: 6's left window
-        (2, "pqr"), // [2, 12]: 12's left window, 6 added
-        (6, "qr"),  // [6, 16]: 5's right window
+        (2, "prq"), // [2, 12]: 12's left window, then 6 added to it
+        (6, "rq"),  // [6, 16]: 5's right window, then 6
         (7, "r"),   // [7, 17]: 6's right window (12's has no record)
     ]
     .into_iter()
     .map(|(start, pages)| (start, pages.to_string()))
     .collect();
     assert_eq!(last, expected);
+}
+
+/// A window's end is in it, so its final result waits until stream time
+/// has passed the end: two records at 10 make one final `[0, 10] = 2`
+/// (due at 10, the first was "final" while the second could still come).
+#[test]
+fn a_final_sliding_result_waits_until_stream_time_passes_the_end() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", Consumed::with(Utf8, Utf8))
+        .group_by_key(Grouped::with(Utf8, Utf8))
+        .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(D))
+        .count(Materialized::with(Utf8, BigEndian).named("sliding-counts"))
+        .suppress(spool_streams::Suppressed::until_window_closes(
+            TimeWindowed::new(Utf8, D),
+            BigEndian,
+        ))
+        .to_stream()
+        .to(
+            "final",
+            Produced::with(TimeWindowed::new(Utf8, D), Nullable(BigEndian)),
+        );
+    let mut driver = TopologyTestDriver::new(&builder.build().unwrap());
+    let clicks = TestTopic::new("clicks", Utf8, Utf8);
+    for (key, time) in [("a", 10), ("a", 10), ("b", 11)] {
+        driver
+            .pipe(&clicks, &key.to_string(), &"x".to_string(), time)
+            .unwrap();
+    }
+    let out: Vec<(String, i64, Option<i64>)> = driver
+        .read(&TestTopic::new(
+            "final",
+            TimeWindowed::new(Utf8, D),
+            Nullable(BigEndian),
+        ))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.key, r.key.start, r.value))
+        .collect();
+    assert_eq!(out, vec![("a".to_string(), 0, Some(2))]);
 }

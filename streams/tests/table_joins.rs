@@ -56,7 +56,12 @@ fn updates_through(kind: Kind) -> Vec<(String, String)> {
     let mut driver = users_with_plans(kind);
     let topic = |name| TestTopic::<String, Option<String>>::new(name, Utf8, Nullable(Utf8));
     let (users, plans) = (topic("users"), topic("plans"));
-    let updates: [(&TestTopic<String, Option<String>>, &str, Option<&str>); 6] = [
+    type Update<'a> = (
+        &'a TestTopic<String, Option<String>>,
+        &'a str,
+        Option<&'a str>,
+    );
+    let updates: [Update; 6] = [
         (&users, "u1", Some("Ann")),
         (&plans, "u1", Some("gold")),
         (&plans, "u2", Some("free")),

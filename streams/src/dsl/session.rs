@@ -190,9 +190,13 @@ where
             step(move |ctx, r: Record<K, V>| sessions.process(ctx, r))
         }));
         // A session can still grow for `gap` after its end, and take
-        // records `grace` late: it closes at end + gap + grace (Kafka
-        // Streams' rule for suppressing session windows).
-        let closes_after = self.windows.gap.saturating_add(self.windows.grace);
+        // records `grace` late: it closes once stream time passes end +
+        // gap + grace, so a final result is due a millisecond later.
+        let closes_after = self
+            .windows
+            .gap
+            .saturating_add(self.windows.grace)
+            .saturating_add(1);
         KTable::new(builder.clone(), node, children, view).windowed_with_grace(closes_after)
     }
 }

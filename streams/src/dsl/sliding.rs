@@ -11,10 +11,14 @@
 //! its end plus the grace; a record every window of which has closed is
 //! dropped and counted with the skipped records.
 //!
-//! The task keeps each key's records of the last `2d + 1` of open time
-//! and computes a window's aggregate from them when it changes (Kafka
-//! Streams derives it from neighbouring windows instead); the result is
-//! the same. Store keys, in bytes (times as 8 ordered bytes): a window
+//! A window that exists takes each record as it comes (Kafka Streams'
+//! arrival order); a window a record creates is folded, in time order,
+//! from the key's records the task keeps (those of the last `2d + 1` of
+//! open time; Kafka Streams derives it from the neighbouring windows
+//! instead). A record earlier than `d` after the epoch has windows with a
+//! negative start, where Kafka Streams puts it in `[0, d]`; with real
+//! timestamps that never happens. Store keys, in bytes (times as 8
+//! ordered bytes): a window
 //! `a`, key length (4), key, start → aggregate; a record `r`, key
 //! length, key, time, seq → value; and the expiry indexes `y`, start,
 //! key (windows) and `x`, time, seq, key (records) → empty.
@@ -58,8 +62,12 @@ impl SlidingWindows {
     }
 }
 
+/// Milliseconds, at most a quarter of the range, so that window bounds
+/// (`t ± 2d + 1`) cannot overflow.
 fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+    i64::try_from(d.as_millis())
+        .unwrap_or(i64::MAX)
+        .min(i64::MAX / 4)
 }
 
 /// A grouped stream cut into sliding windows, ready to aggregate.
@@ -184,7 +192,10 @@ where
             };
             step(move |ctx, r: Record<K, V>| sliding.process(ctx, r))
         }));
-        KTable::new(builder.clone(), node, children, view).windowed_with_grace(self.windows.grace)
+        // The end is in the window: it closes once stream time passes
+        // end + grace, so a final result is due a millisecond later.
+        let closes_after = self.windows.grace.saturating_add(1);
+        KTable::new(builder.clone(), node, children, view).windowed_with_grace(closes_after)
     }
 }
 
@@ -229,69 +240,123 @@ where
         let mut value = Vec::new();
         self.values.encode(&r.value, &mut value)?;
         self.keep(ctx.store(self.store), &key, t, &value)?;
-        // Every record a changed window can hold: [t - d - 1, t + d + 1].
-        let from = record_key(&key, t.saturating_sub(d + 1), 0);
-        let to = record_key(&key, t.saturating_add(d + 2), 0);
-        let mut records = Vec::new();
-        for (entry, bytes) in ctx.store(self.store).range(&from, &to)? {
-            records.push((record_time(&entry, key.len()), bytes));
-        }
-        for start in changed_windows(t, d, records.iter().map(|(time, _)| *time)) {
+        // The windows that hold `t` already take the record as it comes
+        // (in arrival order, as Kafka Streams adds to them).
+        let from = window_key(&key, t.saturating_sub(d));
+        let mut to = window_key(&key, t);
+        to.push(0);
+        let existing = ctx.store(self.store).range(&from, &to)?;
+        let mut starts = BTreeSet::new();
+        for (entry, bytes) in existing {
+            let start = window_start(&entry, key.len());
+            starts.insert(start);
             if start.saturating_add(d) < close {
-                continue; // closed: Kafka Streams no longer changes it
+                continue; // closed: no longer changed
             }
-            self.update(ctx, &r, &key, start, &records)?;
+            let old = self.aggregates.decode(&bytes)?;
+            let new = (self.fold.add)(&r.key, r.value.clone(), Some(old.clone()));
+            self.store_window(ctx, &r, &key, start, t, new, Some(old))?;
+        }
+        // The windows the record creates are folded from the kept records.
+        for start in self.new_windows(ctx, &key, t, &starts)? {
+            self.create(ctx, &r, &key, start)?;
         }
         self.purge(ctx.store(self.store), close)
     }
 
-    /// Recomputes window `[start, start + d]` of `key` from `records`,
-    /// stores it and forwards the change.
-    fn update(
+    /// The windows a record at `t` creates: its left window, its right
+    /// window once a record falls in it, and the right window of the
+    /// record before it if `t` is the first to fall in it; none that
+    /// exists already (`existing`: the starts of those holding `t`).
+    fn new_windows(
+        &self,
+        ctx: &mut TaskContext,
+        key: &[u8],
+        t: i64,
+        existing: &BTreeSet<i64>,
+    ) -> Result<BTreeSet<i64>> {
+        let d = self.windows.difference;
+        let store = ctx.store(self.store);
+        let before = store.range(
+            &record_key(key, t.saturating_sub(d).saturating_sub(1), 0),
+            &record_key(key, t, 0),
+        )?;
+        let after = store.range(
+            &record_key(key, t.saturating_add(1), 0),
+            &record_key(key, t.saturating_add(d).saturating_add(2), 0),
+        )?;
+        let mut created = BTreeSet::from([t.saturating_sub(d)]);
+        if let Some((entry, _)) = before.last() {
+            created.insert(record_time(entry, key.len()).saturating_add(1));
+        }
+        let right = t.saturating_add(1);
+        if !after.is_empty() && store.get(&window_key(key, right))?.is_none() {
+            created.insert(right);
+        }
+        created.retain(|start| !existing.contains(start));
+        let close = ctx.stream_time.saturating_sub(self.windows.grace);
+        created.retain(|start| start.saturating_add(d) >= close);
+        Ok(created)
+    }
+
+    /// Creates window `[start, start + d]` of `key`, folded from its kept
+    /// records in time order, and forwards it.
+    fn create(
         &mut self,
         ctx: &mut TaskContext,
         r: &Record<K, V>,
         key: &[u8],
         start: i64,
-        records: &[(i64, Vec<u8>)],
     ) -> Result<()> {
         let end = start.saturating_add(self.windows.difference);
+        let mut to = record_key(key, end, u32::MAX);
+        to.push(0);
+        let records = ctx
+            .store(self.store)
+            .range(&record_key(key, start, 0), &to)?;
         let mut aggregate = (self.fold.initial)();
         let mut latest = start;
-        for (time, bytes) in records
-            .iter()
-            .filter(|(time, _)| (start..=end).contains(time))
-        {
+        for (entry, bytes) in &records {
             let value = self.values.decode(bytes)?;
             aggregate = Some((self.fold.add)(&r.key, value, aggregate));
-            latest = latest.max(*time);
+            latest = latest.max(record_time(entry, key.len()));
         }
-        let Some(aggregate) = aggregate else {
-            return Ok(()); // a reduce over no record: no window
-        };
-        let entry = window_key(key, start);
-        let store = ctx.store(self.store);
-        let old = match store.get(&entry)? {
-            Some(bytes) => Some(self.aggregates.decode(&bytes)?),
-            None => None,
-        };
+        match aggregate {
+            Some(aggregate) => self.store_window(ctx, r, key, start, latest, aggregate, None),
+            None => Ok(()), // a reduce over no record: no window
+        }
+    }
+
+    /// Stores a window's aggregate and forwards its change, timed at
+    /// `timestamp`.
+    #[allow(clippy::too_many_arguments)]
+    fn store_window(
+        &mut self,
+        ctx: &mut TaskContext,
+        r: &Record<K, V>,
+        key: &[u8],
+        start: i64,
+        timestamp: i64,
+        new: A,
+        old: Option<A>,
+    ) -> Result<()> {
         let mut bytes = Vec::new();
-        self.aggregates.encode(&aggregate, &mut bytes)?;
-        store.put(&entry, Some(bytes));
+        self.aggregates.encode(&new, &mut bytes)?;
+        let store = ctx.store(self.store);
+        store.put(&window_key(key, start), Some(bytes));
         store.put(&expiry_key(b'y', start, None, key), Some(Vec::new()));
         let window = Windowed {
             key: r.key.clone(),
             start,
-            end,
-        };
-        let change = Change {
-            new: Some(aggregate),
-            old,
+            end: start.saturating_add(self.windows.difference),
         };
         let record = Record {
             key: window,
-            value: change,
-            timestamp: latest,
+            value: Change {
+                new: Some(new),
+                old,
+            },
+            timestamp,
             headers: r.headers.clone(),
         };
         self.below.forward(ctx, record)
@@ -328,7 +393,7 @@ where
             }
             store.put(&index, None);
         }
-        let old_records = close.saturating_sub(2 * d + 1);
+        let old_records = close.saturating_sub(d.saturating_mul(2).saturating_add(1));
         for (index, _) in store.range(b"x", &expiry_key(b'x', old_records, None, &[]))? {
             // `x`, time (8), seq (4), key.
             if let (Some(time), Some(seq), Some(key)) =
@@ -342,28 +407,6 @@ where
         self.purged_before = close;
         Ok(())
     }
-}
-
-/// The starts of the windows a record at `t` creates or changes, given
-/// the times of its key's records around it (`t`'s own included): its
-/// left window, the left windows of later records within `d`, the right
-/// windows of earlier records it falls in, and its right window if a
-/// record falls in that.
-fn changed_windows(t: i64, d: i64, times: impl Iterator<Item = i64>) -> BTreeSet<i64> {
-    let mut starts = BTreeSet::from([t.saturating_sub(d)]);
-    let (after, before) = (t.saturating_add(d), t.saturating_sub(d).saturating_sub(1));
-    for time in times {
-        if time > t && time <= after {
-            starts.insert(time.saturating_sub(d));
-        }
-        if time >= before && time < t {
-            starts.insert(time.saturating_add(1));
-        }
-        if time > t && time <= after.saturating_add(1) {
-            starts.insert(t.saturating_add(1));
-        }
-    }
-    starts
 }
 
 fn ordered(time: i64) -> [u8; 8] {
@@ -395,6 +438,13 @@ fn record_key(key: &[u8], time: i64, seq: u32) -> Vec<u8> {
     entry.extend_from_slice(&ordered(time));
     entry.extend_from_slice(&seq.to_be_bytes());
     entry
+}
+
+/// The start of a window key whose key is `key_len` bytes.
+fn window_start(entry: &[u8], key_len: usize) -> i64 {
+    entry
+        .get(5 + key_len..13 + key_len)
+        .map_or(i64::MIN, from_ordered)
 }
 
 /// The time of a record key whose key is `key_len` bytes.

@@ -172,7 +172,11 @@ impl KafkaStreams {
         for thread in &self.background {
             thread.abort();
         }
-        for thread in &self.threads.lock().handles {
+        let threads = self.threads.lock();
+        for thread in &threads.handles {
+            thread.abort();
+        }
+        for thread in &threads.stopping {
             thread.abort();
         }
     }

@@ -25,7 +25,7 @@ use super::metrics::Metrics;
 use super::task::Shared;
 use super::{supervise, thread, topics};
 use crate::topology::{TopicName, Topology};
-use crate::Result;
+use crate::{Result, StreamsError};
 
 /// What starting a generation of stream threads needs.
 pub(super) struct Threads {
@@ -45,6 +45,11 @@ pub(super) struct Threads {
 pub(super) struct Generation {
     pub handles: Vec<JoinHandle<Result<()>>>,
     pub stop: Option<Arc<watch::Sender<bool>>>,
+    /// Passes the instance's stop on to this generation.
+    forwarder: Option<JoinHandle<()>>,
+    /// The previous generation's threads while they stop: `halt` aborts
+    /// them too.
+    pub stopping: Vec<tokio::task::AbortHandle>,
 }
 
 impl Threads {
@@ -55,7 +60,7 @@ impl Threads {
         let stop = Arc::new(stop);
         // The instance's stop stops the generation too.
         let (generation, mut instance) = (Arc::clone(&stop), self.stop.subscribe());
-        tokio::spawn(async move {
+        let forwarder = tokio::spawn(async move {
             let _ = instance.wait_for(|s| *s).await;
             let _ = generation.send(true);
         });
@@ -76,22 +81,41 @@ impl Threads {
         *self.running.lock() = Generation {
             handles,
             stop: Some(stop),
+            forwarder: Some(forwarder),
+            stopping: Vec::new(),
         };
     }
 
-    /// Stops the running generation and waits for its threads.
-    async fn stop_generation(&self) {
+    /// Stops the running generation and waits for its threads (each
+    /// commits and leaves the group); the first error of one.
+    async fn stop_generation(&self) -> Result<()> {
         let generation = std::mem::take(&mut *self.running.lock());
+        if let Some(forwarder) = generation.forwarder {
+            forwarder.abort();
+        }
         if let Some(stop) = generation.stop {
             let _ = stop.send(true);
         }
+        self.running.lock().stopping = generation
+            .handles
+            .iter()
+            .map(JoinHandle::abort_handle)
+            .collect();
+        let mut outcome = Ok(());
         for handle in generation.handles {
-            match handle.await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "a stream thread stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "a stream thread panicked"),
-                Ok(Ok(())) => {}
+            let result = handle
+                .await
+                .map_err(|e| StreamsError::Stopped(format!("a stream thread panicked: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "a stream thread stopped with an error");
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
             }
         }
+        self.running.lock().stopping.clear();
+        outcome
     }
 }
 
@@ -121,14 +145,20 @@ pub(super) async fn watch(
             _ = stopped.wait_for(|s| *s) => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
-        let Some((topology, shared)) = look(&unresolved, &threads, &current).await else {
+        let found = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            found = look(&unresolved, &threads, &current) => found,
+        };
+        let Some((topology, shared)) = found else {
             continue;
         };
         let now = matched(&topology);
         tracing::info!(before = ?current, now = ?now, "source patterns match other topics; restarting the stream threads");
-        threads.stop_generation().await;
+        let stopped_generation = threads.stop_generation().await;
         if *stopped.borrow() {
-            return Ok(());
+            // `close` came meanwhile: it hears of the threads' last
+            // commits from here.
+            return stopped_generation;
         }
         threads.start(Arc::new(topology), shared);
         current = now;
@@ -151,8 +181,11 @@ async fn look(
         }
     };
     let mut topology = unresolved.clone();
-    let resolved = topology.resolve_patterns(&existing, &config.application_id);
-    if resolved.is_err() || matched(&topology) == *current {
+    if let Err(e) = topology.resolve_patterns(&existing, &config.application_id) {
+        tracing::warn!(error = %e, "source patterns cannot be resolved now; the threads go on with the topics they have");
+        return None;
+    }
+    if matched(&topology) == *current {
         return None;
     }
     let prepared = async {

@@ -85,3 +85,33 @@ pub(in crate::worker) fn partitions(parsed: &ParsedConfig) -> Result<u32> {
 pub(in crate::worker) fn replication_factor(parsed: &ParsedConfig) -> Result<Option<u32>> {
     Ok(u32::try_from(parsed.int(OFFSET_STORAGE_REPLICATION_FACTOR)?).ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ConfigMap;
+
+    #[test]
+    fn the_worker_keys_take_kafkas_defaults_and_rules() {
+        let def = worker_config_def();
+        let defaults = def.parse(&ConfigMap::new()).unwrap();
+        assert_eq!(partitions(&defaults).unwrap(), 25);
+        assert_eq!(replication_factor(&defaults).unwrap(), None);
+        let map: ConfigMap = [(
+            OFFSET_STORAGE_REPLICATION_FACTOR.to_string(),
+            "0".to_string(),
+        )]
+        .into();
+        let error = def.parse(&map).unwrap_err();
+        assert!(error.to_string().contains("-1"), "{error}");
+        let map: ConfigMap = [(
+            OFFSET_STORAGE_REPLICATION_FACTOR.to_string(),
+            "3".to_string(),
+        )]
+        .into();
+        assert_eq!(
+            replication_factor(&def.parse(&map).unwrap()).unwrap(),
+            Some(3)
+        );
+    }
+}

@@ -217,34 +217,3 @@ impl Reader {
         log.read_to(end, |record| apply(offsets, record)).await
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::ConfigMap;
-    use crate::worker::config::offset_storage::*;
-
-    #[test]
-    fn the_worker_keys_take_kafkas_defaults_and_rules() {
-        let def = worker_config_def();
-        let defaults = def.parse(&ConfigMap::new()).unwrap();
-        assert_eq!(partitions(&defaults).unwrap(), 25);
-        assert_eq!(replication_factor(&defaults).unwrap(), None);
-        let map: ConfigMap = [(
-            OFFSET_STORAGE_REPLICATION_FACTOR.to_string(),
-            "0".to_string(),
-        )]
-        .into();
-        let error = def.parse(&map).unwrap_err();
-        assert!(error.to_string().contains("-1"), "{error}");
-        let map: ConfigMap = [(
-            OFFSET_STORAGE_REPLICATION_FACTOR.to_string(),
-            "3".to_string(),
-        )]
-        .into();
-        assert_eq!(
-            replication_factor(&def.parse(&map).unwrap()).unwrap(),
-            Some(3)
-        );
-    }
-}
