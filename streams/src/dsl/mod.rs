@@ -20,6 +20,7 @@ mod split;
 mod stream_join;
 mod suppress;
 mod table_join;
+mod time_keys;
 mod windowed;
 
 use std::collections::BTreeMap;

@@ -23,6 +23,7 @@ use std::time::Duration;
 use super::config::Materialized;
 use super::grouped::KGroupedStream;
 use super::join::TableView;
+use super::time_keys::{from_ordered, key_prefixed, millis, ordered};
 use super::{Change, KTable, Windowed};
 use crate::codec::{decode_error, Codec};
 use crate::record::Record;
@@ -54,10 +55,6 @@ impl SessionWindows {
             grace: millis(grace),
         }
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A grouped stream cut into sessions, ready to aggregate.
@@ -363,21 +360,8 @@ fn forget(store: &mut TaskStore, key: &[u8], end: i64, start: i64) {
     store.put(&index_key(key, end, start), None);
 }
 
-fn ordered(time: i64) -> [u8; 8] {
-    ((time as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn from_ordered(bytes: &[u8]) -> i64 {
-    let mut array = [0u8; 8];
-    array.copy_from_slice(&bytes[..8]);
-    (u64::from_be_bytes(array) ^ (1 << 63)) as i64
-}
-
 fn session_key(key: &[u8], end: i64, start: i64) -> Vec<u8> {
-    let mut entry = Vec::with_capacity(21 + key.len());
-    entry.push(b'k');
-    entry.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    entry.extend_from_slice(key);
+    let mut entry = key_prefixed(b'k', key);
     entry.extend_from_slice(&ordered(end));
     entry.extend_from_slice(&ordered(start));
     entry

@@ -30,6 +30,7 @@ use std::time::Duration;
 use super::config::Materialized;
 use super::grouped::KGroupedStream;
 use super::join::TableView;
+use super::time_keys::{from_ordered, key_prefixed, millis, ordered};
 use super::{Change, KTable, Windowed};
 use crate::codec::{decode_error, Codec};
 use crate::record::Record;
@@ -60,14 +61,6 @@ impl SlidingWindows {
             grace: millis(grace),
         }
     }
-}
-
-/// Milliseconds, at most a quarter of the range, so that window bounds
-/// (`t ± 2d + 1`) cannot overflow.
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis())
-        .unwrap_or(i64::MAX)
-        .min(i64::MAX / 4)
 }
 
 /// A grouped stream cut into sliding windows, ready to aggregate.
@@ -409,32 +402,14 @@ where
     }
 }
 
-fn ordered(time: i64) -> [u8; 8] {
-    ((time as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn from_ordered(bytes: &[u8]) -> i64 {
-    let mut array = [0u8; 8];
-    array.copy_from_slice(&bytes[..8]);
-    (u64::from_be_bytes(array) ^ (1 << 63)) as i64
-}
-
-fn prefixed_key(prefix: u8, key: &[u8]) -> Vec<u8> {
-    let mut entry = Vec::with_capacity(21 + key.len());
-    entry.push(prefix);
-    entry.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    entry.extend_from_slice(key);
-    entry
-}
-
 fn window_key(key: &[u8], start: i64) -> Vec<u8> {
-    let mut entry = prefixed_key(b'a', key);
+    let mut entry = key_prefixed(b'a', key);
     entry.extend_from_slice(&ordered(start));
     entry
 }
 
 fn record_key(key: &[u8], time: i64, seq: u32) -> Vec<u8> {
-    let mut entry = prefixed_key(b'r', key);
+    let mut entry = key_prefixed(b'r', key);
     entry.extend_from_slice(&ordered(time));
     entry.extend_from_slice(&seq.to_be_bytes());
     entry

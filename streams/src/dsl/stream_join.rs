@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{Grouped, StreamJoined};
+use super::time_keys::{from_ordered, key_prefixed, millis, ordered};
 use super::KStream;
 use crate::codec::Codec;
 use crate::record::Record;
@@ -94,10 +95,6 @@ impl JoinWindows {
             .saturating_add(self.after)
             .saturating_add(self.grace)
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// How a left and a right value (either possibly absent) make an output.
@@ -346,7 +343,7 @@ impl<K: Clone + 'static, VL: 'static, VR: 'static, Out: Clone> Emitter<K, VL, VR
                 _ => (self.combine)(None, Some(&self.right.decode(value)?)),
             };
             if let Some(value) = output {
-                let record = Record::new(key, value, from_ordered(*time));
+                let record = Record::new(key, value, from_ordered(time));
                 below.lock().forward(ctx, record)?;
             }
         }
@@ -526,9 +523,7 @@ fn purge_before(store: &mut TaskStore, before: i64) -> Result<()> {
         if let (Some(time), Some(seq), Some(key)) =
             (index.get(1..9), index.get(9..13), index.get(13..))
         {
-            let mut entry = vec![b'k'];
-            entry.extend_from_slice(&(key.len() as u32).to_be_bytes());
-            entry.extend_from_slice(key);
+            let mut entry = key_prefixed(b'k', key);
             entry.extend_from_slice(time);
             entry.extend_from_slice(seq);
             store.put(&entry, None);
@@ -538,21 +533,9 @@ fn purge_before(store: &mut TaskStore, before: i64) -> Result<()> {
     Ok(())
 }
 
-/// A time as 8 bytes that sort as the times do.
-fn ordered(time: i64) -> [u8; 8] {
-    ((time as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn from_ordered(bytes: [u8; 8]) -> i64 {
-    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
-}
-
 /// A side's store key of a record: `k`, key length, key, time, seq.
 fn record_key(key: &[u8], time: i64, seq: u32) -> Vec<u8> {
-    let mut entry = Vec::with_capacity(17 + key.len());
-    entry.push(b'k');
-    entry.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    entry.extend_from_slice(key);
+    let mut entry = key_prefixed(b'k', key);
     entry.extend_from_slice(&ordered(time));
     entry.extend_from_slice(&seq.to_be_bytes());
     entry
@@ -561,10 +544,7 @@ fn record_key(key: &[u8], time: i64, seq: u32) -> Vec<u8> {
 /// The time and seq of a record key whose key is `key_len` bytes.
 fn time_and_seq(entry: &[u8], key_len: usize) -> (i64, u32) {
     let at = 5 + key_len;
-    let time = entry
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(i64::MIN, from_ordered);
+    let time = entry.get(at..at + 8).map_or(i64::MIN, from_ordered);
     let seq = entry
         .get(at + 8..at + 12)
         .and_then(|b| b.try_into().ok())

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::config::Materialized;
 use super::grouped::{aggregate_into, KGroupedStream};
+use super::time_keys::{from_ordered, millis, ordered};
 use super::{KStream, KTable};
 use crate::codec::{decode_error, Codec};
 use crate::record::Record;
@@ -86,10 +87,6 @@ impl TimeWindows {
     }
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// A key in one time window `[start, end)`, in milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Windowed<K> {
@@ -156,13 +153,9 @@ struct WindowStoreKey<K> {
     size: i64,
 }
 
-fn ordered_start(start: i64) -> [u8; 8] {
-    ((start as u64) ^ (1 << 63)).to_be_bytes()
-}
-
 impl<K: 'static> Codec<Windowed<K>> for WindowStoreKey<K> {
     fn encode(&self, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<()> {
-        out.extend_from_slice(&ordered_start(value.start));
+        out.extend_from_slice(&ordered(value.start));
         self.keys.encode(&value.key, out)
     }
 
@@ -170,9 +163,7 @@ impl<K: 'static> Codec<Windowed<K>> for WindowStoreKey<K> {
         if bytes.len() < 8 {
             return Err(decode_error(self.name(), "fewer than 8 bytes"));
         }
-        let mut start = [0u8; 8];
-        start.copy_from_slice(&bytes[..8]);
-        let start = (u64::from_be_bytes(start) ^ (1 << 63)) as i64;
+        let start = from_ordered(&bytes[..8]);
         Ok(Windowed {
             key: self.keys.decode(&bytes[8..])?,
             start,
@@ -363,7 +354,7 @@ impl Closer {
             return Ok(());
         }
         let store = ctx.store(self.store);
-        for (key, _) in store.range(&[], &ordered_start(boundary))? {
+        for (key, _) in store.range(&[], &ordered(boundary))? {
             store.put(&key, None);
         }
         self.closed_before = boundary;
