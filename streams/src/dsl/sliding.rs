@@ -274,10 +274,10 @@ where
             &record_key(key, t.saturating_sub(d).saturating_sub(1), 0),
             &record_key(key, t, 0),
         )?;
-        let after = store.range(
-            &record_key(key, t.saturating_add(1), 0),
-            &record_key(key, t.saturating_add(d).saturating_add(2), 0),
-        )?;
+        // Inclusive of the last time and seq, even at the end of the range.
+        let mut last = record_key(key, t.saturating_add(d).saturating_add(1), u32::MAX);
+        last.push(0);
+        let after = store.range(&record_key(key, t.saturating_add(1), 0), &last)?;
         let mut created = BTreeSet::from([t.saturating_sub(d)]);
         if let Some((entry, _)) = before.last() {
             created.insert(record_time(entry, key.len()).saturating_add(1));

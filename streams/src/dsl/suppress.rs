@@ -8,9 +8,10 @@
 //!
 //! The held updates live in a store (`<name>`, changelogged like every
 //! store), so a restarted task forwards what it held before the crash,
-//! exactly once under `exactly_once`. Keys, in bytes: `k`, key → due time
-//! (8), record time (8), the latest value and the value before the first
-//! held update (each a flag, a 4-byte length and bytes); and its due
+//! exactly once under `exactly_once`. Keys, in bytes: `k`, key → the
+//! layout's number (1 byte, `HELD_FORMAT`), due time (8), record time
+//! (8), the latest value and the value before the first held update
+//! (each a flag, a 4-byte length and bytes); and its due
 //! index `e`, due time (8 ordered), key → empty. A due update goes out
 //! when a record moves stream time to its due time (as in Kafka Streams,
 //! wall-clock time alone moves nothing), with the value before the first
@@ -172,6 +173,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Held<K, V> {
             (Due::TimeLimit(limit), None) => r.timestamp.saturating_add(*limit),
         };
         let mut bytes = Vec::with_capacity(32);
+        bytes.push(HELD_FORMAT);
         bytes.extend_from_slice(&due.to_be_bytes());
         bytes.extend_from_slice(&r.timestamp.to_be_bytes());
         let mut new = Vec::new();
@@ -260,8 +262,23 @@ struct HeldUpdate<'a> {
     old: Option<&'a [u8]>,
 }
 
+/// The layout of a held update, its first byte: a store written by a
+/// later layout is refused by name, not misread.
+const HELD_FORMAT: u8 = 1;
+
 fn read_held(bytes: &[u8]) -> Result<HeldUpdate<'_>> {
     let short = || decode_error("suppress-buffer", "a held update too short");
+    match bytes.first() {
+        Some(&HELD_FORMAT) => {}
+        Some(other) => {
+            return Err(decode_error(
+                "suppress-buffer",
+                format!("a held update in layout {other}; this version reads layout {HELD_FORMAT}"),
+            ))
+        }
+        None => return Err(short()),
+    }
+    let bytes = &bytes[1..];
     let field = |at: usize| {
         bytes
             .get(at..at + 8)
