@@ -49,8 +49,8 @@ fn sliding_windows_count_the_records_within_the_difference() {
         .map(|r| (r.key.start, r.key.end, r.value))
         .collect();
     let expected: Vec<(i64, i64, Option<i64>)> = [
-        (-5, 1), // 5: its left window
-        (-2, 2), // 8: its left window holds 5 and 8
+        (0, 1),  // 5: its left window, [0, 10] (none starts before the epoch)
+        (0, 2),  // 8: its left window is that one too, now holding 5 and 8
         (6, 1),  // 8 falls in 5's right window, which it creates
         (10, 1), // 20: its left window; 8's right window [9, 19] misses it
         (10, 2), // 15 (late, stream time 20): updates [10, 20] ...
@@ -118,8 +118,7 @@ fn sliding_windows_take_records_in_arrival_order() {
         last.insert(r.key.start, r.value.unwrap());
     }
     let expected: std::collections::BTreeMap<i64, String> = [
-        (-5, "p"),  // [-5, 5]
-        (-4, "pq"), // [-4, 6]: 6's left window
+        (0, "pq"),  // [0, 10]: the left window of 5 and of 6
         (2, "prq"), // [2, 12]: 12's left window, then 6 added to it
         (6, "rq"),  // [6, 16]: 5's right window, then 6
         (7, "r"),   // [7, 17]: 6's right window (12's has no record)

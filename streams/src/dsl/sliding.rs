@@ -15,9 +15,9 @@
 //! arrival order); a window a record creates is folded, in time order,
 //! from the key's records the task keeps (those of the last `2d + 1` of
 //! open time; Kafka Streams derives it from the neighbouring windows
-//! instead). A record earlier than `d` after the epoch has windows with a
-//! negative start, where Kafka Streams puts it in `[0, d]`; with real
-//! timestamps that never happens. Store keys, in bytes (times as 8
+//! instead). Windows start at the epoch at the earliest: a record less
+//! than `d` after it falls in `[0, d]`, as in Kafka Streams. Store keys,
+//! in bytes (times as 8
 //! ordered bytes): a window
 //! `a`, key length (4), key, start → aggregate; a record `r`, key
 //! length, key, time, seq → value; and the expiry indexes `y`, start,
@@ -278,7 +278,7 @@ where
         let mut last = record_key(key, t.saturating_add(d).saturating_add(1), u32::MAX);
         last.push(0);
         let after = store.range(&record_key(key, t.saturating_add(1), 0), &last)?;
-        let mut created = BTreeSet::from([t.saturating_sub(d)]);
+        let mut created = BTreeSet::from([left_window_start(t, d)]);
         if let Some((entry, _)) = before.last() {
             created.insert(record_time(entry, key.len()).saturating_add(1));
         }
@@ -413,6 +413,16 @@ fn record_key(key: &[u8], time: i64, seq: u32) -> Vec<u8> {
     entry.extend_from_slice(&ordered(time));
     entry.extend_from_slice(&seq.to_be_bytes());
     entry
+}
+
+/// The start of the left window of a record at `t`: `t - d`, except that
+/// windows start at the epoch at the earliest, as in Kafka Streams, so a
+/// record less than `d` after it falls in `[0, d]`.
+fn left_window_start(t: i64, d: i64) -> i64 {
+    match t >= 0 {
+        true => t.saturating_sub(d).max(0),
+        false => t.saturating_sub(d),
+    }
 }
 
 /// The start of a window key whose key is `key_len` bytes.
