@@ -341,6 +341,8 @@ fn chosen_sink<K: 'static, V: 'static>(
     produced: Arc<Produced<K, V>>,
 ) -> Box<dyn Downstream<K, V>> {
     let (mut key_buffer, mut value_buffer) = (Vec::new(), Vec::new());
+    // Asked once, not per record: the codec does not change.
+    let windowed = produced.keys.is_windowed();
     step(move |ctx: &mut TaskContext, r: Record<K, V>| {
         let topic = choose(&r.key, &r.value);
         key_buffer.clear();
@@ -354,7 +356,7 @@ fn chosen_sink<K: 'static, V: 'static>(
             // A key's windows share a partition where the topic's count
             // was read at start (`to`; a topic chosen per record is left
             // to the producer).
-            None if has_key && produced.keys.is_windowed() => {
+            None if has_key && windowed => {
                 let key = produced.keys.unwindowed(&key_buffer);
                 let count = ctx.partition_counts.get(&*topic);
                 count.map(|&count| spool_client::partition_for_key(key, count))

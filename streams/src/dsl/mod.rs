@@ -7,6 +7,7 @@
 //! its own instance of the node (see `crate::topology::node`).
 
 mod config;
+mod fold;
 mod global;
 mod grouped;
 mod grouped_table;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::Materialized;
+use super::fold::Fold;
 use super::grouped::KGroupedStream;
 use super::join::TableView;
 use super::time_keys::{from_ordered, key_prefixed, millis, ordered};
@@ -77,16 +78,13 @@ where
     }
 }
 
-/// How a session's aggregate is made: `initial()` (none for a reduce,
-/// which starts from the first value), `add(key, value, aggregate)`, and
-/// `merge(key, one, other)` of two sessions a record joins.
+/// How a session's aggregate is made: its `fold`, and `merge(key, one,
+/// other)` of two sessions a record joins.
 struct Folds<K, V, A> {
-    initial: Box<dyn Fn() -> Option<A> + Send + Sync>,
-    add: Adder<K, V, A>,
+    fold: Fold<K, V, A>,
     merge: Merger<K, A>,
 }
 
-type Adder<K, V, A> = Box<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 type Merger<K, A> = Box<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
 impl<K, V> SessionWindowedKStream<K, V>
@@ -97,8 +95,7 @@ where
     /// How many records each key had in each session.
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         let folds = Folds {
-            initial: Box::new(|| Some(0)),
-            add: Box::new(|_, _, n| n.unwrap_or(0) + 1),
+            fold: Fold::count(),
             merge: Box::new(|_, a, b| a + b),
         };
         self.aggregate_with("COUNT", folds, materialized)
@@ -114,11 +111,7 @@ where
         let combine = Arc::new(combine);
         let merged = Arc::clone(&combine);
         let folds = Folds {
-            initial: Box::new(|| None),
-            add: Box::new(move |_, v, previous| match previous {
-                Some(previous) => combine(previous, v),
-                None => v,
-            }),
+            fold: Fold::reduce(combine),
             merge: Box::new(move |_, a, b| merged(a, b)),
         };
         self.aggregate_with("REDUCE", folds, materialized)
@@ -137,11 +130,8 @@ where
     where
         A: Clone + Send + 'static,
     {
-        let initial = Arc::new(initial);
-        let first = Arc::clone(&initial);
         let folds = Folds {
-            initial: Box::new(move || Some(first())),
-            add: Box::new(move |k, v, a| add(k, v, a.unwrap_or_else(|| initial()))),
+            fold: Fold::aggregate(initial, add),
             merge: Box::new(merge),
         };
         self.aggregate_with("AGGREGATE", folds, materialized)
@@ -247,7 +237,7 @@ where
             headers,
             ..
         } = r;
-        let mut aggregate = (self.folds.initial)();
+        let mut aggregate = (self.folds.fold.initial)();
         let mut same_window = None;
         for (old_start, old_end, bytes) in overlapping {
             let old = self.values.decode(&bytes)?;
@@ -271,7 +261,7 @@ where
             };
             self.forward(ctx, window, gone, &headers)?;
         }
-        let aggregate = (self.folds.add)(&k, value, aggregate);
+        let aggregate = (self.folds.fold.add)(&k, value, aggregate);
         let mut bytes = Vec::new();
         self.values.encode(&aggregate, &mut bytes)?;
         let store = ctx.store(self.store);

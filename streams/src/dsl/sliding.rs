@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::Materialized;
+use super::fold::Fold;
 use super::grouped::KGroupedStream;
 use super::join::TableView;
 use super::time_keys::{from_ordered, key_prefixed, millis, ordered};
@@ -83,15 +84,6 @@ where
     }
 }
 
-/// How a window's aggregate is folded from its records: from
-/// `initial()` (none for a reduce, which starts at the first value).
-struct Fold<K, V, A> {
-    initial: Box<dyn Fn() -> Option<A> + Send + Sync>,
-    add: Adder<K, V, A>,
-}
-
-type Adder<K, V, A> = Box<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
-
 impl<K, V> SlidingWindowedKStream<K, V>
 where
     K: Clone + Send + 'static,
@@ -99,11 +91,7 @@ where
 {
     /// How many records each key had in each window.
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        let fold = Fold {
-            initial: Box::new(|| Some(0)),
-            add: Box::new(|_, _, n| n.unwrap_or(0) + 1),
-        };
-        self.aggregate_with("COUNT", fold, materialized)
+        self.aggregate_with("COUNT", Fold::count(), materialized)
     }
 
     /// Each key's values in each window combined with `combine`.
@@ -112,14 +100,7 @@ where
         combine: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<Windowed<K>, V> {
-        let fold = Fold {
-            initial: Box::new(|| None),
-            add: Box::new(move |_, v, previous| match previous {
-                Some(previous) => combine(previous, v),
-                None => v,
-            }),
-        };
-        self.aggregate_with("REDUCE", fold, materialized)
+        self.aggregate_with("REDUCE", Fold::reduce(Arc::new(combine)), materialized)
     }
 
     /// Each key's values in each window folded into `initial()` by `add`.
@@ -132,13 +113,7 @@ where
     where
         A: Clone + Send + 'static,
     {
-        let initial = Arc::new(initial);
-        let first = Arc::clone(&initial);
-        let fold = Fold {
-            initial: Box::new(move || Some(first())),
-            add: Box::new(move |k, v, a| add(k, v, a.unwrap_or_else(|| initial()))),
-        };
-        self.aggregate_with("AGGREGATE", fold, materialized)
+        self.aggregate_with("AGGREGATE", Fold::aggregate(initial, add), materialized)
     }
 
     fn aggregate_with<A>(
