@@ -11,17 +11,17 @@
 //! offsets and commits. Rows and offsets are durable together or not at
 //! all.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{Kind, Type};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::types::{Kind, ToSql, Type};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use super::columns::{Cell, ColumnType};
 use super::config::{InsertMode, SinkSettings};
 use super::connection;
-use super::rows::Row;
+use super::rows::{Row, TableRows};
 use super::sql;
 use crate::api::TopicPartition;
 use crate::{ConnectError, Result};
@@ -29,18 +29,6 @@ use crate::{ConnectError, Result};
 /// The next offset to read of each partition: every record below it is
 /// written.
 pub type Offsets = BTreeMap<TopicPartition, u64>;
-
-/// One table's rows of a batch, with what the rows say of its columns.
-#[derive(Clone, Debug, Default)]
-pub struct TableRows {
-    pub table: String,
-    pub rows: Vec<Row>,
-    /// Column types the rows' schema envelopes declare; the first
-    /// declaration of a column wins.
-    pub declared: BTreeMap<String, ColumnType>,
-    /// The primary key's columns (none without `pk.mode`).
-    pub pk: Vec<String>,
-}
 
 /// The columns a write sends to a table, with their types in the table.
 struct Plan {
@@ -55,6 +43,17 @@ pub struct Database {
     /// Each table's columns and their types, as last read from the
     /// catalog: read again only when a batch needs a column not in it.
     tables: BTreeMap<String, BTreeMap<String, Type>>,
+    /// The statements every write sends, parsed once per connection
+    /// rather than once per write (a round trip each).
+    statements: Option<Statements>,
+}
+
+/// See `Database::statements`.
+#[derive(Clone)]
+struct Statements {
+    lock_partitions: Statement,
+    read_offsets: Statement,
+    write_offsets: Statement,
 }
 
 impl Database {
@@ -67,6 +66,7 @@ impl Database {
             client,
             connector: connector.to_string(),
             tables: BTreeMap::new(),
+            statements: None,
         })
     }
 
@@ -91,29 +91,39 @@ impl Database {
     /// offset of the connector as the transaction left them.
     pub async fn write(
         &mut self,
-        mut tables: Vec<TableRows>,
+        tables: &mut [TableRows],
         reached: &Offsets,
         settings: &SinkSettings,
     ) -> Result<Offsets> {
         let mut plans = Vec::with_capacity(tables.len());
-        for table in &tables {
+        for table in tables.iter() {
             plans.push(self.plan(table, settings).await?);
         }
-        let locks = lock_names(&self.connector, &tables, reached);
+        let locks = lock_names(&self.connector, tables, reached);
+        let statements = match &self.statements {
+            Some(statements) => statements.clone(),
+            None => {
+                let prepared = Statements::prepare(&self.client).await?;
+                self.statements.insert(prepared).clone()
+            }
+        };
         let tx = self
             .client
             .transaction()
             .await
             .map_err(|e| failed("beginning a transaction", e))?;
-        tx.execute(sql::LOCK_PARTITIONS, &[&locks])
-            .await
-            .map_err(|e| failed("locking the partitions' offsets", e))?;
-        let rows = tx
-            .query(sql::READ_OFFSETS, &[&self.connector])
-            .await
-            .map_err(|e| failed("reading the stored offsets", e))?;
+        // Sent together (tokio-postgres pipelines them) and run in order:
+        // the offsets are read under the locks.
+        let (lock_params, read_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+            ([&locks], [&self.connector]);
+        let (locked, read) = tokio::join!(
+            tx.execute(&statements.lock_partitions, &lock_params),
+            tx.query(&statements.read_offsets, &read_params)
+        );
+        locked.map_err(|e| failed("locking the partitions' offsets", e))?;
+        let rows = read.map_err(|e| failed("reading the stored offsets", e))?;
         let stored = parse_offsets(&rows)?;
-        let dropped = drop_written(&mut tables, &stored);
+        let dropped = drop_written(tables, &stored);
         if dropped > 0 {
             tracing::info!(
                 connector = %self.connector,
@@ -122,7 +132,7 @@ impl Database {
             );
         }
         for (index, (table, plan)) in tables.iter().zip(&plans).enumerate() {
-            if table.rows.is_empty() {
+            if table.rows().is_empty() {
                 continue;
             }
             match settings.insert_mode {
@@ -134,16 +144,16 @@ impl Database {
                         &statement,
                         &plan.types,
                         plan,
-                        &table.rows,
+                        table.rows(),
                     )
                     .await?
                 }
                 InsertMode::Upsert => upsert(&tx, index, table, plan).await?,
             }
         }
-        let next = next_offsets(&stored, &tables, reached);
+        let next = next_offsets(&stored, tables, reached);
         if !next.is_empty() {
-            store_offsets(&tx, &self.connector, &next).await?;
+            store_offsets(&tx, &statements.write_offsets, &self.connector, &next).await?;
         }
         tx.commit()
             .await
@@ -157,7 +167,7 @@ impl Database {
     /// as `auto.create` and `auto.evolve` allow) and says which columns
     /// the rows go to, with their types in the table.
     async fn plan(&mut self, table: &TableRows, settings: &SinkSettings) -> Result<Plan> {
-        let wanted = column_names(table);
+        let wanted = table.column_names();
         let name = &table.table;
         let mut known = self.columns(name, false).await?;
         if known.is_empty() {
@@ -251,6 +261,22 @@ impl Database {
     }
 }
 
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements> {
+        let prepare = |text: &'static str| async move {
+            client
+                .prepare(text)
+                .await
+                .map_err(|e| failed(format!("preparing `{text}`"), e))
+        };
+        Ok(Statements {
+            lock_partitions: prepare(sql::LOCK_PARTITIONS).await?,
+            read_offsets: prepare(sql::READ_OFFSETS).await?,
+            write_offsets: prepare(sql::WRITE_OFFSETS).await?,
+        })
+    }
+}
+
 fn concurrent_ddl(error: &tokio_postgres::Error) -> bool {
     [
         SqlState::UNIQUE_VIOLATION,
@@ -262,39 +288,13 @@ fn concurrent_ddl(error: &tokio_postgres::Error) -> bool {
     .any(|code| error.code() == Some(code))
 }
 
-/// The columns of a table's rows: the key's columns first (in the key's
-/// order), then the others in name order.
-fn column_names(table: &TableRows) -> Vec<String> {
-    // A batch holds thousands of rows of the same few columns: a row with
-    // the same names as the one before adds nothing, and comparing them
-    // costs far less than a set's look-ups.
-    let mut names: BTreeSet<&str> = BTreeSet::new();
-    let mut previous: Option<&Row> = None;
-    for row in &table.rows {
-        let same = previous.is_some_and(|p| p.values.keys().eq(row.values.keys()));
-        if !same {
-            names.extend(row.values.keys().map(String::as_str));
-        }
-        previous = Some(row);
-    }
-    let key = table.pk.iter().map(String::as_str);
-    let others = names
-        .iter()
-        .copied()
-        .filter(|n| !table.pk.iter().any(|p| p == n));
-    key.filter(|k| names.contains(k))
-        .chain(others)
-        .map(str::to_string)
-        .collect()
-}
-
 /// The type column `name` would be created as: its schema's, else what
 /// its values in the rows fit. Asked only for a column the table lacks:
 /// inferring walks every row.
 fn column_type(table: &TableRows, name: &str) -> ColumnType {
     match table.declared.get(name) {
         Some(declared) => *declared,
-        None => ColumnType::infer(table.rows.iter().filter_map(|row| row.values.get(name))),
+        None => ColumnType::infer(table.rows().iter().filter_map(|row| row.values.get(name))),
     }
 }
 
@@ -311,7 +311,7 @@ fn typed(table: &TableRows, names: &[String]) -> Vec<(String, ColumnType)> {
 fn lock_names(connector: &str, tables: &[TableRows], reached: &Offsets) -> Vec<String> {
     let mut partitions: Vec<(&str, u32)> = tables
         .iter()
-        .flat_map(|t| t.rows.iter().map(|r| (r.topic.as_str(), r.partition)))
+        .flat_map(|t| t.spans().iter().map(|s| (s.topic.as_str(), s.partition)))
         .chain(reached.keys().map(|tp| (tp.topic.as_str(), tp.partition)))
         .collect();
     partitions.sort_unstable();
@@ -330,15 +330,22 @@ fn drop_written(tables: &mut [TableRows], stored: &Offsets) -> usize {
         .iter()
         .map(|(tp, offset)| ((tp.topic.as_str(), tp.partition), *offset))
         .collect();
+    let below = |topic: &str, partition: u32, offset: u64| {
+        stored
+            .get(&(topic, partition))
+            .is_some_and(|next| offset < *next)
+    };
     let mut dropped = 0;
     for table in tables {
-        let before = table.rows.len();
-        table.rows.retain(|row| {
-            stored
-                .get(&(row.topic.as_str(), row.partition))
-                .is_none_or(|next| row.offset >= *next)
-        });
-        dropped += before - table.rows.len();
+        // Nearly always none is: a redelivery follows only a rebalance
+        // or a restart.
+        let any_below = table
+            .spans()
+            .iter()
+            .any(|span| below(&span.topic, span.partition, span.lowest));
+        if any_below {
+            dropped += table.retain(|row| !below(&row.topic, row.partition, row.offset));
+        }
     }
     dropped
 }
@@ -348,9 +355,9 @@ fn drop_written(tables: &mut [TableRows], stored: &Offsets) -> usize {
 /// offset (never back).
 fn next_offsets(stored: &Offsets, tables: &[TableRows], reached: &Offsets) -> Offsets {
     let mut next: BTreeMap<(&str, u32), u64> = BTreeMap::new();
-    for row in tables.iter().flat_map(|t| &t.rows) {
-        let key = (row.topic.as_str(), row.partition);
-        raise(&mut next, key, row.offset.saturating_add(1));
+    for span in tables.iter().flat_map(|t| t.spans()) {
+        let key = (span.topic.as_str(), span.partition);
+        raise(&mut next, key, span.highest.saturating_add(1));
     }
     for (tp, offset) in reached {
         raise(&mut next, (tp.topic.as_str(), tp.partition), *offset);
@@ -385,7 +392,12 @@ fn parse_offsets(rows: &[tokio_postgres::Row]) -> Result<Offsets> {
     Ok(offsets)
 }
 
-async fn store_offsets(tx: &Transaction<'_>, connector: &str, next: &Offsets) -> Result<()> {
+async fn store_offsets(
+    tx: &Transaction<'_>,
+    write_offsets: &Statement,
+    connector: &str,
+    next: &Offsets,
+) -> Result<()> {
     let mut topics = Vec::with_capacity(next.len());
     let mut partitions = Vec::with_capacity(next.len());
     let mut offsets = Vec::with_capacity(next.len());
@@ -402,12 +414,9 @@ async fn store_offsets(tx: &Transaction<'_>, connector: &str, next: &Offsets) ->
         partitions.push(i32::try_from(tp.partition).map_err(|_| too_large())?);
         offsets.push(i64::try_from(*offset).map_err(|_| too_large())?);
     }
-    tx.execute(
-        sql::WRITE_OFFSETS,
-        &[&connector, &topics, &partitions, &offsets],
-    )
-    .await
-    .map_err(|e| failed("storing the offsets", e))?;
+    tx.execute(write_offsets, &[&connector, &topics, &partitions, &offsets])
+        .await
+        .map_err(|e| failed("storing the offsets", e))?;
     Ok(())
 }
 
@@ -437,7 +446,7 @@ async fn upsert(tx: &Transaction<'_>, index: usize, table: &TableRows, plan: &Pl
         &statement,
         &staged.types,
         plan,
-        &table.rows,
+        table.rows(),
     )
     .await?;
     let statement = sql::upsert_from_stage(&stage, &table.table, &plan.columns, &table.pk);
@@ -509,12 +518,11 @@ mod tests {
     }
 
     fn table(rows: Vec<Row>, pk: &[&str]) -> TableRows {
-        TableRows {
-            table: "t".into(),
-            rows,
-            declared: BTreeMap::new(),
-            pk: pk.iter().map(|p| p.to_string()).collect(),
+        let mut table = TableRows::new("t", pk.iter().map(|p| p.to_string()).collect());
+        for row in rows {
+            table.push(row);
         }
+        table
     }
 
     #[test]
@@ -528,7 +536,7 @@ mod tests {
         );
         rows.declared.insert("b".into(), ColumnType::Text);
         assert_eq!(
-            typed(&rows, &column_names(&rows)),
+            typed(&rows, &rows.column_names()),
             [
                 ("id".to_string(), ColumnType::Text),
                 ("b".to_string(), ColumnType::Text),
@@ -549,7 +557,7 @@ mod tests {
             &[],
         )];
         assert_eq!(drop_written(&mut tables, &stored), 1);
-        assert_eq!(tables[0].rows.len(), 2);
+        assert_eq!(tables[0].rows().len(), 2);
         let reached: Offsets = [(TopicPartition::new("a", 1), 5)].into();
         let next = next_offsets(&stored, &tables, &reached);
         assert_eq!(

@@ -10,7 +10,7 @@
 //! and its fields' types become the columns' types. Without one, the
 //! types are inferred from the values (`columns`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Map;
 
@@ -30,6 +30,116 @@ pub struct Row {
     pub partition: u32,
     pub offset: u64,
     pub values: Map<String, Value>,
+}
+
+/// The lowest and highest offset of a partition's rows in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub topic: String,
+    pub partition: u32,
+    pub lowest: u64,
+    pub highest: u64,
+}
+
+/// One table's rows of a batch, with what the rows say of its columns.
+#[derive(Clone, Debug, Default)]
+pub struct TableRows {
+    pub table: String,
+    rows: Vec<Row>,
+    /// Every column name of `rows`, kept as rows come so that a write
+    /// need not walk them again for it.
+    names: BTreeSet<String>,
+    /// The offsets of `rows` per partition, kept as rows come so that a
+    /// write works out its locks and offsets without walking them.
+    spans: Vec<Span>,
+    /// Column types the rows' schema envelopes declare; the first
+    /// declaration of a column wins.
+    pub declared: BTreeMap<String, ColumnType>,
+    /// The primary key's columns (none without `pk.mode`).
+    pub pk: Vec<String>,
+}
+
+impl TableRows {
+    pub fn new(table: impl Into<String>, pk: Vec<String>) -> TableRows {
+        TableRows {
+            table: table.into(),
+            pk,
+            ..TableRows::default()
+        }
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    pub fn push(&mut self, row: Row) {
+        // A batch holds thousands of rows of the same few columns: a row
+        // with the same names as the one before adds none, and comparing
+        // them costs far less than a set's look-ups.
+        let same = self
+            .rows
+            .last()
+            .is_some_and(|previous| previous.values.keys().eq(row.values.keys()));
+        if !same {
+            for name in row.values.keys() {
+                if !self.names.contains(name) {
+                    self.names.insert(name.clone());
+                }
+            }
+        }
+        self.widen_span(&row);
+        self.rows.push(row);
+    }
+
+    fn widen_span(&mut self, row: &Row) {
+        // A partition's records come in runs: the last span is nearly
+        // always the row's.
+        let of_row = |span: &Span| span.partition == row.partition && span.topic == row.topic;
+        let span = match self.spans.last() {
+            Some(last) if of_row(last) => self.spans.last_mut(),
+            _ => self.spans.iter_mut().find(|span| of_row(span)),
+        };
+        match span {
+            Some(span) => {
+                span.lowest = span.lowest.min(row.offset);
+                span.highest = span.highest.max(row.offset);
+            }
+            None => self.spans.push(Span {
+                topic: row.topic.clone(),
+                partition: row.partition,
+                lowest: row.offset,
+                highest: row.offset,
+            }),
+        }
+    }
+
+    /// Keeps the rows `keep` accepts; how many went.
+    pub fn retain(&mut self, keep: impl FnMut(&Row) -> bool) -> usize {
+        let before = self.rows.len();
+        self.rows.retain(keep);
+        let removed = before - self.rows.len();
+        if removed > 0 {
+            let rows = std::mem::take(&mut self.rows);
+            self.names.clear();
+            self.spans.clear();
+            for row in rows {
+                self.push(row);
+            }
+        }
+        removed
+    }
+
+    /// The columns of the rows: the key's columns first (in the key's
+    /// order), then the others in name order.
+    pub fn column_names(&self) -> Vec<String> {
+        let key = self.pk.iter().filter(|k| self.names.contains(*k));
+        let others = self.names.iter().filter(|n| !self.pk.contains(n));
+        key.chain(others).cloned().collect()
+    }
 }
 
 /// A record converted: its row, the column types its schema envelope
@@ -249,6 +359,40 @@ mod tests {
 
     fn object(value: Value) -> Map<String, Value> {
         value.as_object().cloned().unwrap()
+    }
+
+    fn row(partition: u32, offset: u64, values: Value) -> Row {
+        Row {
+            topic: "orders".into(),
+            partition,
+            offset,
+            values: object(values),
+        }
+    }
+
+    #[test]
+    fn a_table_keeps_its_column_names_and_partition_spans_as_rows_come_and_go() {
+        let mut table = TableRows::new("t", vec!["id".to_string()]);
+        table.push(row(0, 5, json!({"id": 1, "b": 1})));
+        table.push(row(0, 6, json!({"id": 2, "b": 1})));
+        table.push(row(1, 3, json!({"id": 3, "a": 1})));
+        table.push(row(0, 7, json!({"id": 4, "c": 1})));
+        assert_eq!(table.column_names(), ["id", "a", "b", "c"]);
+        let spans: Vec<(u32, u64, u64)> = table
+            .spans()
+            .iter()
+            .map(|s| (s.partition, s.lowest, s.highest))
+            .collect();
+        assert_eq!(spans, [(0, 5, 7), (1, 3, 3)]);
+
+        assert_eq!(table.retain(|row| row.partition == 0 && row.offset > 5), 2);
+        assert_eq!(table.column_names(), ["id", "b", "c"]);
+        let spans: Vec<(u32, u64, u64)> = table
+            .spans()
+            .iter()
+            .map(|s| (s.partition, s.lowest, s.highest))
+            .collect();
+        assert_eq!(spans, [(0, 6, 7)]);
     }
 
     #[test]

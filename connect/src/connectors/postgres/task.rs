@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use super::config::SinkSettings;
-use super::database::{Database, Offsets, TableRows};
-use super::rows::{self, Converted};
+use super::database::{Database, Offsets};
+use super::rows::{self, Converted, TableRows};
 use crate::api::{ConfigMap, SinkRecord, SinkTask, SinkTaskContext, TopicPartition};
 use crate::{ConnectError, Result};
 
@@ -40,9 +40,9 @@ struct Running {
 
 /// The database, or the write that has it now.
 enum Connection {
-    Idle(Database),
+    Idle(Box<Database>),
     /// A write in the background; it hands the database back.
-    Writing(JoinHandle<(Database, Result<Offsets>)>),
+    Writing(oneshot::Receiver<(Database, Result<Offsets>)>),
     /// A background write panicked, taking the connection with it.
     Lost,
 }
@@ -60,11 +60,7 @@ impl Buffer {
         let rows = self
             .tables
             .entry(table.to_string())
-            .or_insert_with_key(|table| TableRows {
-                table: table.clone(),
-                pk: pk.clone(),
-                ..TableRows::default()
-            });
+            .or_insert_with_key(|table| TableRows::new(table.clone(), pk.clone()));
         if rows.pk != pk {
             return Err(ConnectError::Task(format!(
                 "PostgreSQL sink: the record of `{}` at partition {}, offset {} has the key \
@@ -75,7 +71,7 @@ impl Buffer {
         for (column, kind) in declared {
             rows.declared.entry(column).or_insert(kind);
         }
-        rows.rows.push(row);
+        rows.push(row);
         self.rows += 1;
         Ok(())
     }
@@ -94,12 +90,10 @@ impl Buffer {
                 .any(|tp| tp.partition == partition && tp.topic == topic)
         };
         for table in self.tables.values_mut() {
-            table
-                .rows
-                .retain(|row| !owned_elsewhere(row.topic.as_str(), row.partition));
+            table.retain(|row| !owned_elsewhere(row.topic.as_str(), row.partition));
         }
-        self.tables.retain(|_, table| !table.rows.is_empty());
-        self.rows = self.tables.values().map(|t| t.rows.len()).sum();
+        self.tables.retain(|_, table| !table.rows().is_empty());
+        self.rows = self.tables.values().map(|t| t.rows().len()).sum();
     }
 }
 
@@ -120,20 +114,27 @@ impl Running {
             .iter()
             .any(|(tp, offset)| self.known.get(tp).is_none_or(|known| offset > known));
         if self.buffer.rows == 0 && !moved_on {
-            self.connection = Connection::Idle(database);
+            self.connection = Connection::Idle(Box::new(database));
             return Ok(());
         }
         let rows = self.buffer.rows;
         let tables = self.buffer.take();
         let (reached, settings) = (reached.clone(), self.settings.clone());
         let (connector, task) = (self.context.connector().to_string(), self.context.task());
-        self.connection = Connection::Writing(tokio::spawn(async move {
-            let written = database.write(tables, &reached, &settings).await;
+        let (hand_back, written) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut tables = tables;
+            let written = database.write(&mut tables, &reached, &settings).await;
             if written.is_ok() {
                 tracing::debug!(%connector, task, rows, "rows written with their offsets");
             }
-            (database, written)
-        }));
+            // A task that stopped meanwhile no longer wants the database.
+            let _ = hand_back.send((database, written));
+            // Freeing ten thousand rows takes milliseconds: after the
+            // hand-back, so the next write need not wait for it.
+            drop(tables);
+        });
+        self.connection = Connection::Writing(written);
         Ok(())
     }
 
@@ -141,9 +142,9 @@ impl Running {
     /// is this call's.
     async fn database(&mut self) -> Result<&mut Database> {
         let database = self.take_database().await?;
-        self.connection = Connection::Idle(database);
+        self.connection = Connection::Idle(Box::new(database));
         match &mut self.connection {
-            Connection::Idle(database) => Ok(database),
+            Connection::Idle(database) => Ok(database.as_mut()),
             _ => Err(lost()),
         }
     }
@@ -152,13 +153,13 @@ impl Running {
     /// stored offsets it returns become `known`.
     async fn take_database(&mut self) -> Result<Database> {
         match std::mem::replace(&mut self.connection, Connection::Lost) {
-            Connection::Idle(database) => Ok(database),
-            Connection::Writing(handle) => {
-                let (database, written) = handle.await.map_err(|_| lost())?;
-                self.connection = Connection::Idle(database);
+            Connection::Idle(database) => Ok(*database),
+            Connection::Writing(handed_back) => {
+                let (database, written) = handed_back.await.map_err(|_| lost())?;
+                self.connection = Connection::Idle(Box::new(database));
                 self.known = written?;
                 match std::mem::replace(&mut self.connection, Connection::Lost) {
-                    Connection::Idle(database) => Ok(database),
+                    Connection::Idle(database) => Ok(*database),
                     _ => Err(lost()),
                 }
             }
@@ -191,7 +192,7 @@ impl PostgresSinkTask {
         self.running = Some(Running {
             settings,
             context,
-            connection: Connection::Idle(database),
+            connection: Connection::Idle(Box::new(database)),
             buffer: Buffer::default(),
             known: Offsets::new(),
         });
@@ -327,7 +328,7 @@ mod tests {
         assert_eq!(buffer.rows, 1);
         let tables = buffer.take();
         assert_eq!(tables.len(), 1);
-        assert_eq!(tables[0].rows[0].values["id"], Value::from(0));
+        assert_eq!(tables[0].rows()[0].values["id"], Value::from(0));
         assert_eq!(tables[0].declared["id"], ColumnType::Integer);
         assert_eq!(buffer.rows, 0);
     }
