@@ -214,6 +214,53 @@ async fn seeking_by_offset_time_and_end() {
     );
 }
 
+/// A consumer sends its next fetch while its caller works (Kafka's
+/// pre-fetching); a seek back in the meantime must not get that fetch's
+/// records.
+#[tokio::test]
+async fn a_seek_back_drops_the_fetch_sent_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Node::embedded(dir.path()).await.unwrap().client();
+    client.admin().create_topic("ahead", 1, &[]).await.unwrap();
+    let producer = client.producer(ProducerConfig::default());
+    for i in 0..10 {
+        // One batch each: a fetch of one byte per partition brings one.
+        producer
+            .send_and_wait(ProducerRecord::new("ahead", format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let tp = TopicPartition::new("ahead", 0);
+    let mut consumer = client.consumer(ConsumerConfig {
+        max_partition_bytes: 1,
+        ..earliest()
+    });
+    consumer.assign([tp.clone()]);
+    let offsets = |records: Vec<spool_client::ConsumerRecord>| {
+        records.iter().map(|r| r.offset).collect::<Vec<_>>()
+    };
+    let first = consumer.poll(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(offsets(first), [0]);
+    // The fetch sent ahead (from 1) has time to arrive.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = consumer.poll(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(offsets(second), [1]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    consumer.seek(&tp, 0).unwrap();
+    let again = consumer.poll(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(offsets(again), [0], "the records of the fetch sent ahead");
+    consumer.pause(&tp);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(consumer
+        .poll(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_empty());
+    consumer.resume(&tp);
+    let resumed = consumer.poll(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(offsets(resumed), [1]);
+}
+
 #[tokio::test]
 async fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
     let dir = tempfile::tempdir().unwrap();

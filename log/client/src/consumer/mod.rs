@@ -17,8 +17,8 @@ use super::group::{Membership, RebalanceListener};
 use super::{Client, ConsumerRecord, TopicPartition};
 use crate::{ClientError, Result};
 use spool_protocol::proto::{
-    AbortedTransaction, ErrorCode, FetchPartition, FetchRequest, FetchTopic, IsolationLevel,
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
+    AbortedTransaction, ErrorCode, FetchPartition, FetchRequest, FetchResponse, FetchTopic,
+    IsolationLevel, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
 };
 use spool_record::BatchIter;
 
@@ -98,6 +98,26 @@ pub struct Consumer {
     /// Each partition's end as the last fetch reported it (the last
     /// stable offset under read_committed, else the high watermark).
     ends: BTreeMap<TopicPartition, u64>,
+    /// The next fetch, sent while the caller works through the records of
+    /// the last one (see `fetch`).
+    ahead: Option<FetchAhead>,
+}
+
+/// A fetch sent ahead: the partitions and offsets it asked for, and its
+/// answer to come. Its answer is taken only if the next fetch would ask
+/// for exactly the same (no seek, pause, or assignment change since):
+/// then it is the answer that fetch would have had, only earlier.
+struct FetchAhead {
+    asked: Vec<(TopicPartition, u64)>,
+    answer: tokio::task::JoinHandle<Result<FetchResponse>>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.answer.abort();
+        }
+    }
 }
 
 impl Consumer {
@@ -112,6 +132,7 @@ impl Consumer {
             listener: None,
             last_commit: Instant::now(),
             ends: BTreeMap::new(),
+            ahead: None,
         }
     }
 
@@ -283,11 +304,64 @@ impl Consumer {
     }
 
     async fn fetch(&mut self, timeout: Duration) -> Result<()> {
+        let Some((request, asked)) = self.fetch_request(timeout) else {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        };
+        let answer = match self.ahead.take() {
+            Some(mut ahead) if ahead.asked == asked => {
+                match tokio::time::timeout(timeout, &mut ahead.answer).await {
+                    Ok(Ok(answer)) => answer,
+                    // The task was cancelled or panicked: ask again.
+                    Ok(Err(_)) => self.client.fetch(request).await,
+                    // Still on its way: it is kept for the next poll.
+                    Err(_) => {
+                        self.ahead = Some(ahead);
+                        return Ok(());
+                    }
+                }
+            }
+            stale => {
+                if let Some(ahead) = stale {
+                    ahead.answer.abort();
+                }
+                self.client.fetch(request).await
+            }
+        };
+        let response = match answer {
+            Ok(response) => response,
+            // A leader's broker gone or slow (the client forgot its route
+            // and asks the metadata again): as Kafka's consumer, poll
+            // again after a pause rather than fail the poll, so a failover
+            // costs latency, not an error.
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "fetch will retry");
+                tokio::time::sleep(RETRY_BACKOFF.min(timeout)).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let buffered_before = self.buffered.len();
+        self.take_response(response, timeout).await?;
+        if self.buffered.len() > buffered_before {
+            self.send_ahead(timeout);
+        }
+        Ok(())
+    }
+
+    /// The fetch of every unpaused partition with a position, and what it
+    /// asks for; `None` when there is nothing to fetch.
+    fn fetch_request(
+        &self,
+        timeout: Duration,
+    ) -> Option<(FetchRequest, Vec<(TopicPartition, u64)>)> {
         let mut topics: Vec<FetchTopic> = Vec::new();
+        let mut asked = Vec::new();
         for (tp, position) in &self.positions {
             let (Position::At(offset), false) = (position, self.paused.contains(tp)) else {
                 continue;
             };
+            asked.push((tp.clone(), *offset));
             let entry = FetchPartition {
                 partition: tp.partition,
                 offset: *offset,
@@ -302,8 +376,7 @@ impl Consumer {
             }
         }
         if topics.is_empty() {
-            tokio::time::sleep(timeout).await;
-            return Ok(());
+            return None;
         }
         let request = FetchRequest {
             max_wait_ms: timeout.min(self.config.max_wait).as_millis() as u32,
@@ -312,19 +385,25 @@ impl Consumer {
             topics,
             isolation_level: self.config.isolation as i32,
         };
-        let response = match self.client.fetch(request).await {
-            Ok(response) => response,
-            // A leader's broker gone or slow (the client forgot its route
-            // and asks the metadata again): as Kafka's consumer, poll
-            // again after a pause rather than fail the poll, so a failover
-            // costs latency, not an error.
-            Err(e) if e.is_retriable() => {
-                tracing::debug!(error = %e, "fetch will retry");
-                tokio::time::sleep(RETRY_BACKOFF.min(timeout)).await;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        Some((request, asked))
+    }
+
+    /// Sends the next fetch now, from the positions the last one moved
+    /// to, as Kafka's consumer does: the broker reads and sends while the
+    /// caller works through what it has. Only after a fetch that brought
+    /// records: an idle consumer keeps one long poll at a time.
+    fn send_ahead(&mut self, timeout: Duration) {
+        let Some((request, asked)) = self.fetch_request(timeout) else {
+            return;
         };
+        let client = self.client.clone();
+        let answer = tokio::spawn(async move { client.fetch(request).await });
+        self.ahead = Some(FetchAhead { asked, answer });
+    }
+
+    /// Takes a fetch's answer: each partition's records into the buffer
+    /// and its position past them, or its error handled.
+    async fn take_response(&mut self, response: FetchResponse, timeout: Duration) -> Result<()> {
         let mut retry = false;
         for topic in response.topics {
             for p in topic.partitions {
