@@ -132,6 +132,31 @@ fn event(i: i64) -> Value {
     })
 }
 
+/// Rows short of a batch are written once the input goes quiet, not at
+/// the next offset commit (ten minutes away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_lands_when_the_input_goes_quiet() {
+    let pg = PgServer::start().await;
+    let db = pg.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = broker(dir.path(), &["quiet"]).await;
+    let mut config = WorkerConfig::new(dir.path().join("connect.offsets"));
+    config.offset_flush_interval = Duration::from_secs(600);
+    let worker = Worker::start(client.clone(), config).await.unwrap();
+    let sink = sink_config(&pg.url(), "quiet", &[("batch.size", "10000")]);
+    worker.add_connector("pg-quiet", sink).await.unwrap();
+    produce(&client, "quiet", unkeyed((0..5).map(event))).await;
+    wait_for_number(&db, "SELECT count(*) FROM quiet", 5).await;
+    produce(&client, "quiet", unkeyed((5..8).map(event))).await;
+    wait_for_number(&db, "SELECT count(*) FROM quiet", 8).await;
+    assert_eq!(
+        stored_offsets(&db).await,
+        [("pg-quiet".to_string(), "quiet".to_string(), 0, 8)]
+    );
+    worker.shutdown().await.unwrap();
+    node.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_mode_lands_every_record_once_with_its_values_and_types() {
     let pg = PgServer::start().await;

@@ -242,7 +242,10 @@ pub trait SinkTask: Send {
 
     /// Takes records, in offset order within each partition. The task may
     /// write them at once or buffer them: only what `flush` returns `Ok`
-    /// for counts as written. An error marks the task FAILED; the records
+    /// for counts as written. Called after every poll of the worker's
+    /// consumer, with no records when it brought none (as Kafka Connect
+    /// does), so a task that buffers can write what waits once its input
+    /// goes quiet rather than at the next commit. An error marks the task FAILED; the records
     /// since the last commit are delivered again to whichever task gets
     /// their partitions next (at least once).
     fn put(&mut self, records: Vec<SinkRecord>) -> BoxFuture<'_, Result<()>>;

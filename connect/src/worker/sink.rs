@@ -180,9 +180,9 @@ impl SinkLoop {
             let mut records = self.poll().await?;
             self.apply_moves(task).await?;
             self.rewind(&mut records);
-            if !records.is_empty() {
-                self.put(task, records).await?;
-            }
+            // Even with no records, as Kafka Connect does: a task that
+            // buffers may write what waits once its input goes quiet.
+            self.put(task, records).await?;
             if self.last_commit.elapsed() >= self.setup.flush_interval {
                 self.commit(task).await?;
             }
@@ -302,9 +302,7 @@ impl SinkLoop {
                 }
             }
         }
-        if !batch.is_empty() {
-            task.put(batch).await?;
-        }
+        task.put(batch).await?;
         // In offset order within a partition: the last one stays.
         self.consumed.extend(reached);
         Ok(())

@@ -11,6 +11,7 @@
 //! and offsets still commit in one transaction, or neither does.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
@@ -52,7 +53,16 @@ enum Connection {
 struct Buffer {
     tables: BTreeMap<String, TableRows>,
     rows: usize,
+    /// When the oldest row waiting came.
+    since: Option<Instant>,
 }
+
+/// How long rows short of a batch may wait for more while no write is in
+/// flight. Far longer than a batch takes to fill under load (10,000 rows
+/// of a busy topic come in tens of milliseconds), so full batches stay
+/// the rule there; short enough that a trickle of records lands within a
+/// tenth of a second, as Kafka Streams' exactly-once commits do.
+const LINGER: Duration = Duration::from_millis(100);
 
 impl Buffer {
     fn push(&mut self, table: &str, converted: Converted) -> Result<()> {
@@ -73,11 +83,13 @@ impl Buffer {
         }
         rows.push(row);
         self.rows += 1;
+        self.since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
     fn take(&mut self) -> Vec<TableRows> {
         self.rows = 0;
+        self.since = None;
         std::mem::take(&mut self.tables).into_values().collect()
     }
 
@@ -94,6 +106,9 @@ impl Buffer {
         }
         self.tables.retain(|_, table| !table.rows().is_empty());
         self.rows = self.tables.values().map(|t| t.rows().len()).sum();
+        if self.rows == 0 {
+            self.since = None;
+        }
     }
 }
 
@@ -136,6 +151,26 @@ impl Running {
         });
         self.connection = Connection::Writing(written);
         Ok(())
+    }
+
+    /// Whether no write is in flight (the last one, if any, handed the
+    /// database back); a failed write's error is this call's.
+    fn writer_idle(&mut self) -> Result<bool> {
+        let Connection::Writing(handed_back) = &mut self.connection else {
+            return Ok(matches!(self.connection, Connection::Idle(_)));
+        };
+        match handed_back.try_recv() {
+            Ok((database, written)) => {
+                self.connection = Connection::Idle(Box::new(database));
+                self.known = written?;
+                Ok(true)
+            }
+            Err(oneshot::error::TryRecvError::Empty) => Ok(false),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                self.connection = Connection::Lost;
+                Err(lost())
+            }
+        }
     }
 
     /// The database, once the write in flight (if any) ended; its error
@@ -223,8 +258,12 @@ impl PostgresSinkTask {
     }
 
     /// Converts and buffers `records`, writing each time `batch.size`
-    /// rows wait.
+    /// rows wait; and, while no write is in flight, rows short of a batch
+    /// when the input went quiet (the worker puts after every poll, with
+    /// no records when it brought none) or when they waited [`LINGER`]:
+    /// they need not wait for the next commit.
     async fn buffer(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        let quiet = records.is_empty();
         let running = self.running()?;
         // A batch's records mostly share a topic: its table's name is
         // worked out once per run of them.
@@ -243,6 +282,10 @@ impl PostgresSinkTask {
             if running.buffer.rows >= running.settings.batch_size {
                 running.start_write(&Offsets::new()).await?;
             }
+        }
+        let lingered = running.buffer.since.is_some_and(|t| t.elapsed() >= LINGER);
+        if (quiet || lingered) && running.buffer.rows > 0 && running.writer_idle()? {
+            running.start_write(&Offsets::new()).await?;
         }
         Ok(())
     }
