@@ -117,6 +117,7 @@ impl Database {
         let (lock_params, read_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
             ([&locks], [&self.connector]);
         let (locked, read) = tokio::join!(
+            biased;
             tx.execute(&statements.lock_partitions, &lock_params),
             tx.query(&statements.read_offsets, &read_params)
         );
@@ -337,8 +338,8 @@ fn drop_written(tables: &mut [TableRows], stored: &Offsets) -> usize {
     };
     let mut dropped = 0;
     for table in tables {
-        // Nearly always none is: a redelivery follows only a rebalance
-        // or a restart.
+        // Nearly always no row is below: a redelivery follows only a
+        // rebalance or a restart.
         let any_below = table
             .spans()
             .iter()

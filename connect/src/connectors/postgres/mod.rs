@@ -12,7 +12,8 @@
 //! or for upserts by COPY into a staging table and one `INSERT ... SELECT
 //! DISTINCT ON (key) ... ON CONFLICT DO UPDATE`, the last record of a key
 //! winning (`sql`, `database`). The task buffers rows and writes them when
-//! `batch.size` wait or the worker flushes (`task`).
+//! `batch.size` wait, when fewer have waited 100 ms or the input went
+//! quiet while no write is in flight, or when the worker flushes (`task`).
 //!
 //! Exactly once: each write is one PostgreSQL transaction holding the rows
 //! and, in `spool_connect_offsets (connector, topic, partition,

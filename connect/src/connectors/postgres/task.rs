@@ -1,7 +1,9 @@
 //! The sink task: records become rows as they are put and wait in a
 //! buffer; a write (rows and offsets in one transaction) happens when
-//! `batch.size` rows wait or when the worker flushes. A partition the
-//! group gives the task is read from the offset stored with its rows.
+//! `batch.size` rows wait, when fewer wait while no write is in flight
+//! and a put brought no records or they waited [`LINGER`], and when the
+//! worker flushes. A partition the group gives the task is read from the
+//! offset stored with its rows.
 //!
 //! A full batch is written in the background while the next records are
 //! converted (one write in flight at most, so writes stay in order): the
@@ -259,9 +261,9 @@ impl PostgresSinkTask {
 
     /// Converts and buffers `records`, writing each time `batch.size`
     /// rows wait; and, while no write is in flight, rows short of a batch
-    /// when the input went quiet (the worker puts after every poll, with
-    /// no records when it brought none) or when they waited [`LINGER`]:
-    /// they need not wait for the next commit.
+    /// when this put brought no records (the worker puts after every poll:
+    /// the poll brought none, or transforms dropped them all) or when they
+    /// waited [`LINGER`]: they need not wait for the next commit.
     async fn buffer(&mut self, records: Vec<SinkRecord>) -> Result<()> {
         let quiet = records.is_empty();
         let running = self.running()?;

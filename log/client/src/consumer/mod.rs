@@ -308,22 +308,26 @@ impl Consumer {
             tokio::time::sleep(timeout).await;
             return Ok(());
         };
-        let answer = match self.ahead.take() {
-            Some(mut ahead) if ahead.asked == asked => {
+        let answer = match &mut self.ahead {
+            // Awaited where it is kept: a poll cancelled meanwhile (callers
+            // poll inside `select!`) leaves it for the next.
+            Some(ahead) if ahead.asked == asked => {
                 match tokio::time::timeout(timeout, &mut ahead.answer).await {
-                    Ok(Ok(answer)) => answer,
-                    // The task was cancelled or panicked: ask again.
-                    Ok(Err(_)) => self.client.fetch(request).await,
-                    // Still on its way: it is kept for the next poll.
-                    Err(_) => {
-                        self.ahead = Some(ahead);
-                        return Ok(());
+                    Ok(joined) => {
+                        self.ahead = None;
+                        match joined {
+                            Ok(answer) => answer,
+                            // The task was cancelled or panicked: ask again.
+                            Err(_) => self.client.fetch(request).await,
+                        }
                     }
+                    // Still on its way: it is kept for the next poll.
+                    Err(_) => return Ok(()),
                 }
             }
-            stale => {
-                if let Some(ahead) = stale {
-                    ahead.answer.abort();
+            _ => {
+                if let Some(stale) = self.ahead.take() {
+                    stale.answer.abort();
                 }
                 self.client.fetch(request).await
             }
