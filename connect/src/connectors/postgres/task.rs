@@ -162,11 +162,7 @@ impl Running {
             return Ok(matches!(self.connection, Connection::Idle(_)));
         };
         match handed_back.try_recv() {
-            Ok((database, written)) => {
-                self.connection = Connection::Idle(Box::new(database));
-                self.known = written?;
-                Ok(true)
-            }
+            Ok(finished) => self.took_back(finished).map(|()| true),
             Err(oneshot::error::TryRecvError::Empty) => Ok(false),
             Err(oneshot::error::TryRecvError::Closed) => {
                 self.connection = Connection::Lost;
@@ -178,30 +174,36 @@ impl Running {
     /// The database, once the write in flight (if any) ended; its error
     /// is this call's.
     async fn database(&mut self) -> Result<&mut Database> {
-        let database = self.take_database().await?;
-        self.connection = Connection::Idle(Box::new(database));
+        if let Connection::Writing(handed_back) = &mut self.connection {
+            match handed_back.await {
+                Ok(finished) => self.took_back(finished)?,
+                Err(_) => {
+                    self.connection = Connection::Lost;
+                    return Err(lost());
+                }
+            }
+        }
         match &mut self.connection {
             Connection::Idle(database) => Ok(database.as_mut()),
             _ => Err(lost()),
         }
     }
 
-    /// Takes the database out, waiting for the write in flight; the
-    /// stored offsets it returns become `known`.
+    /// Takes the database out, waiting for the write in flight.
     async fn take_database(&mut self) -> Result<Database> {
+        self.database().await?;
         match std::mem::replace(&mut self.connection, Connection::Lost) {
             Connection::Idle(database) => Ok(*database),
-            Connection::Writing(handed_back) => {
-                let (database, written) = handed_back.await.map_err(|_| lost())?;
-                self.connection = Connection::Idle(Box::new(database));
-                self.known = written?;
-                match std::mem::replace(&mut self.connection, Connection::Lost) {
-                    Connection::Idle(database) => Ok(*database),
-                    _ => Err(lost()),
-                }
-            }
-            Connection::Lost => Err(lost()),
+            _ => Err(lost()),
         }
+    }
+
+    /// Keeps the database a finished write handed back; the stored
+    /// offsets it returns become `known`, and its error is the caller's.
+    fn took_back(&mut self, (database, written): (Database, Result<Offsets>)) -> Result<()> {
+        self.connection = Connection::Idle(Box::new(database));
+        self.known = written?;
+        Ok(())
     }
 }
 

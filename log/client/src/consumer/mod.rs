@@ -108,7 +108,7 @@ pub struct Consumer {
 /// for exactly the same (no seek, pause, or assignment change since):
 /// then it is the answer that fetch would have had, only earlier.
 struct FetchAhead {
-    asked: Vec<(TopicPartition, u64)>,
+    asked: Vec<FetchTopic>,
     answer: tokio::task::JoinHandle<Result<FetchResponse>>,
 }
 
@@ -304,14 +304,14 @@ impl Consumer {
     }
 
     async fn fetch(&mut self, timeout: Duration) -> Result<()> {
-        let Some((request, asked)) = self.fetch_request(timeout) else {
+        let Some(request) = self.fetch_request(timeout) else {
             tokio::time::sleep(timeout).await;
             return Ok(());
         };
         let answer = match &mut self.ahead {
             // Awaited where it is kept: a poll cancelled meanwhile (callers
             // poll inside `select!`) leaves it for the next.
-            Some(ahead) if ahead.asked == asked => {
+            Some(ahead) if ahead.asked == request.topics => {
                 match tokio::time::timeout(timeout, &mut ahead.answer).await {
                     Ok(joined) => {
                         self.ahead = None;
@@ -353,19 +353,14 @@ impl Consumer {
         Ok(())
     }
 
-    /// The fetch of every unpaused partition with a position, and what it
-    /// asks for; `None` when there is nothing to fetch.
-    fn fetch_request(
-        &self,
-        timeout: Duration,
-    ) -> Option<(FetchRequest, Vec<(TopicPartition, u64)>)> {
+    /// The fetch of every unpaused partition with a position; `None` when
+    /// there is nothing to fetch.
+    fn fetch_request(&self, timeout: Duration) -> Option<FetchRequest> {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        let mut asked = Vec::new();
         for (tp, position) in &self.positions {
             let (Position::At(offset), false) = (position, self.paused.contains(tp)) else {
                 continue;
             };
-            asked.push((tp.clone(), *offset));
             let entry = FetchPartition {
                 partition: tp.partition,
                 offset: *offset,
@@ -389,7 +384,7 @@ impl Consumer {
             topics,
             isolation_level: self.config.isolation as i32,
         };
-        Some((request, asked))
+        Some(request)
     }
 
     /// Sends the next fetch now, from the positions the last one moved
@@ -397,9 +392,10 @@ impl Consumer {
     /// caller works through what it has. Only after a fetch that brought
     /// records: an idle consumer keeps one long poll at a time.
     fn send_ahead(&mut self, timeout: Duration) {
-        let Some((request, asked)) = self.fetch_request(timeout) else {
+        let Some(request) = self.fetch_request(timeout) else {
             return;
         };
+        let asked = request.topics.clone();
         let client = self.client.clone();
         let answer = tokio::spawn(async move { client.fetch(request).await });
         self.ahead = Some(FetchAhead { asked, answer });
