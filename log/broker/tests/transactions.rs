@@ -88,14 +88,19 @@ async fn committed_offset(
         .map(|o| o.offset))
 }
 
-/// ListOffsets "latest" of `topic`'s partition 0 for `isolation`.
-async fn latest_offset(client: &Client, topic: &str, isolation: IsolationLevel) -> u64 {
+/// ListOffsets "latest" of `topic`'s `partition` for `isolation`.
+async fn latest_offset(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    isolation: IsolationLevel,
+) -> u64 {
     let response = client
         .list_offsets(ListOffsetsRequest {
             topics: vec![ListOffsetsTopic {
                 name: topic.into(),
                 partitions: vec![ListOffsetsPartition {
-                    partition: 0,
+                    partition,
                     spec: OffsetSpec::Latest as i32,
                     timestamp: 0,
                 }],
@@ -107,6 +112,22 @@ async fn latest_offset(client: &Client, topic: &str, isolation: IsolationLevel) 
     let partition = &response.topics[0].partitions[0];
     assert_eq!(partition.error, 0, "{}", partition.message);
     partition.offset
+}
+
+/// Waits up to 10 s for `check` to hold; panics naming `what` if not.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not there after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn code_of(e: &ClientError) -> ErrorCode {
@@ -165,22 +186,30 @@ async fn records_on_two_partitions_and_offsets_become_visible_at_once() {
     );
     assert_eq!(committed_offset(&client, "g", "in", false).await, Ok(None));
     assert_eq!(
-        latest_offset(&client, "out", IsolationLevel::ReadUncommitted).await,
+        latest_offset(&client, "out", 0, IsolationLevel::ReadUncommitted).await,
         5
     );
     assert_eq!(
-        latest_offset(&client, "out", IsolationLevel::ReadCommitted).await,
+        latest_offset(&client, "out", 0, IsolationLevel::ReadCommitted).await,
         0
     );
 
     producer.commit_transaction().await.unwrap();
-    // The commit marker takes an offset of its own.
-    assert_eq!(
-        latest_offset(&client, "out", IsolationLevel::ReadCommitted).await,
-        6
-    );
+    // The commit is answered once it is decided, as Kafka answers it, and
+    // its markers land just after; each takes an offset of its own.
+    let client = &client;
+    for partition in [0, 1] {
+        eventually("the commit marker", move || async move {
+            latest_offset(client, "out", partition, IsolationLevel::ReadCommitted).await == 6
+        })
+        .await;
+    }
+    eventually("the committed offsets", || async {
+        committed_offset(client, "g", "in", true).await != Err(ErrorCode::UnstableOffsetCommit)
+    })
+    .await;
     let committed = read_values(
-        &client,
+        client,
         "out",
         2,
         IsolationLevel::ReadCommitted,
@@ -189,10 +218,7 @@ async fn records_on_two_partitions_and_offsets_become_visible_at_once() {
     .await;
     assert_eq!(committed[&0], ["v0", "v2", "v4", "v6", "v8"]);
     assert_eq!(committed[&1], ["v1", "v3", "v5", "v7", "v9"]);
-    assert_eq!(
-        committed_offset(&client, "g", "in", true).await,
-        Ok(Some(5))
-    );
+    assert_eq!(committed_offset(client, "g", "in", true).await, Ok(Some(5)));
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ pub mod transactions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -126,6 +126,10 @@ pub struct Broker {
     /// Why the broker can no longer serve, once it cannot (see
     /// [`Broker::failed`]).
     failure: tokio::sync::watch::Sender<Option<String>>,
+    /// The broker itself, for work a request starts and does not wait
+    /// for: a committed transaction's markers, written after `EndTxn` is
+    /// answered.
+    me: Weak<Broker>,
 }
 
 impl Broker {
@@ -177,7 +181,7 @@ impl Broker {
         let transactions = transactions::TransactionCoordinator::new(config.transactions.clone());
         tracing::info!(dir = %config.data_dir.display(), node = config.node_id, "broker opened");
         let disk_space = spool_storage::DiskSpace::new(&config.data_dir, config.min_free_bytes);
-        let broker = Arc::new(Broker {
+        let broker = Arc::new_cyclic(|me| Broker {
             config,
             topics: RwLock::default(),
             manager: parking_lot::Mutex::new(Some(manager)),
@@ -190,6 +194,7 @@ impl Broker {
             disk_space,
             clock,
             failure: tokio::sync::watch::channel(None).0,
+            me: Weak::clone(me),
         });
         tokio::spawn(transactions::sweep(Arc::downgrade(&broker)));
         tokio::spawn(cluster::reconcile(Arc::downgrade(&broker), images));

@@ -204,17 +204,26 @@ impl Broker {
 
     /// Ends (or, with `prepare`, prepares) the transaction of `id`;
     /// answers the epoch of the producer's next transaction.
+    ///
+    /// The answer comes once the decision is durable, as Kafka answers
+    /// `EndTxn`: the markers and the completion are written after, by a
+    /// task that holds the id's lock until they are, so the producer's
+    /// next request for the id (its next transaction's first partitions)
+    /// waits for them instead of being refused. Read_committed consumers
+    /// see the records once the markers land; a group's offsets read
+    /// with `require_stable` wait for them too (`UnstableOffsetCommit`).
+    /// A marker that cannot be written is left to the sweep, which
+    /// completes every decided transaction of the shards it leads.
     pub(super) async fn end_transaction(
         &self,
-        shard: &TxnShard,
+        shard: &Arc<TxnShard>,
         id: &str,
         producer: (i64, i16),
         commit: bool,
         prepare: bool,
         bump_epoch: bool,
     ) -> Result<i16> {
-        let lock = self.transactions.lock_of(id);
-        let _held = lock.lock().await;
+        let held = self.transactions.lock_of(id).lock_owned().await;
         let mut metadata = shard.get(id).ok_or_else(|| unknown_id(id))?;
         if !prepare && metadata.completed_by(producer.0, producer.1, commit) {
             return Ok(metadata.epoch);
@@ -260,8 +269,22 @@ impl Broker {
             )
             .into());
         }
-        self.complete_decided(shard, id, &mut metadata).await?;
-        Ok(metadata.epoch)
+        let epoch = metadata.epoch;
+        match self.me.upgrade() {
+            Some(broker) => {
+                let (shard, id) = (Arc::clone(shard), id.to_string());
+                tokio::spawn(async move {
+                    let _held = held;
+                    if let Err(e) = broker.complete_decided(&shard, &id, &mut metadata).await {
+                        tracing::warn!(id = %id, error = %e, "writing a decided transaction's markers failed; the next sweep retries");
+                    }
+                });
+            }
+            // The broker is going away: whoever leads the shard next
+            // completes the decision from its sweep.
+            None => drop(held),
+        }
+        Ok(epoch)
     }
 
     /// Whether `partition` belongs to the open transaction of `id` by
