@@ -10,48 +10,20 @@
 //! Kafka requires it, and the payload is checked against its schema.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{json, Map};
 
+use super::json_schema::CompiledSchema;
 use super::{conversion_error, Converter};
 use crate::api::Value;
 use crate::{ConnectError, Result};
 
 const NAME: &str = "JsonConverter";
-
-/// What a missing schema or field reads as.
-static NULL: Value = Value::Null;
-
-/// A payload check's outcome: what does not fit, and where.
-type Check = std::result::Result<(), String>;
-
-/// Where in a payload a check is: written out only when something does
-/// not fit, so a payload that fits costs no text.
-enum Path<'a> {
-    Payload,
-    Field(&'a Path<'a>, &'a str),
-    Element(&'a Path<'a>, usize),
-    MapKey(&'a Path<'a>, usize),
-    MapValue(&'a Path<'a>, usize),
-}
-
-impl fmt::Display for Path<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Path::Payload => f.write_str("payload"),
-            Path::Field(parent, name) => write!(f, "{parent}.{name}"),
-            Path::Element(parent, i) => write!(f, "{parent}[{i}]"),
-            Path::MapKey(parent, i) => write!(f, "{parent}[{i}] key"),
-            Path::MapValue(parent, i) => write!(f, "{parent}[{i}] value"),
-        }
-    }
-}
 
 /// See the module's comment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +82,9 @@ impl JsonConverter {
         JsonConverter::checked(topic, &schema, payload)
     }
 
-    fn checked(topic: &str, schema: &Value, payload: Value) -> Result<Option<Value>> {
-        check_payload(schema, &payload, &Path::Payload)
+    fn checked(topic: &str, schema: &CompiledSchema, payload: Value) -> Result<Option<Value>> {
+        schema
+            .check(&payload)
             .map_err(|reason| JsonConverter::error(topic, reason))?;
         Ok((!payload.is_null()).then_some(payload))
     }
@@ -124,7 +97,7 @@ impl JsonConverter {
 /// full. The payload's text is one whole JSON value only if it parses as
 /// one (it is parsed before it is used), so an envelope found here is
 /// exactly one the full read accepts.
-fn known_envelope(bytes: &[u8]) -> Option<(Rc<Value>, &[u8])> {
+fn known_envelope(bytes: &[u8]) -> Option<(Rc<CompiledSchema>, &[u8])> {
     const HEAD: &[u8] = br#"{"schema":"#;
     const MIDDLE: &[u8] = br#","payload":"#;
     let rest = bytes.strip_prefix(HEAD)?;
@@ -156,11 +129,12 @@ const CACHED_SCHEMAS: usize = 8;
 
 thread_local! {
     /// The most recently used schemas first, with the text each came from.
-    static SCHEMAS: RefCell<Vec<(Box<str>, Rc<Value>)>> = const { RefCell::new(Vec::new()) };
+    static SCHEMAS: RefCell<Vec<(Box<str>, Rc<CompiledSchema>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `text` parsed, from this thread's cache when it was seen lately.
-fn cached_schema(text: &str) -> serde_json::Result<Rc<Value>> {
+/// `text` parsed and compiled, from this thread's cache when it was seen
+/// lately.
+fn cached_schema(text: &str) -> serde_json::Result<Rc<CompiledSchema>> {
     SCHEMAS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(found) = cache.iter().position(|(seen, _)| **seen == *text) {
@@ -169,7 +143,9 @@ fn cached_schema(text: &str) -> serde_json::Result<Rc<Value>> {
             cache.insert(0, entry);
             return Ok(schema);
         }
-        let schema = Rc::new(serde_json::from_str::<Value>(text)?);
+        let schema = Rc::new(CompiledSchema::compile(&serde_json::from_str::<Value>(
+            text,
+        )?));
         cache.insert(0, (text.into(), Rc::clone(&schema)));
         cache.truncate(CACHED_SCHEMAS);
         Ok(schema)
@@ -276,105 +252,6 @@ pub fn infer_schema(value: &Value) -> Option<Value> {
             json!({ "type": "struct", "fields": described, "optional": false })
         }
     })
-}
-
-/// Whether `payload` (at `path`, for the error) is what `schema` says,
-/// as Kafka checks a payload against its envelope's schema. A null schema
-/// accepts anything.
-fn check_payload(schema: &Value, payload: &Value, path: &Path) -> Check {
-    if schema.is_null() {
-        return Ok(());
-    }
-    let Some(schema) = schema.as_object() else {
-        return Err(format!("the schema of {path} is not an object"));
-    };
-    if payload.is_null() {
-        let optional = schema.get("optional").and_then(Value::as_bool) == Some(true);
-        return match optional || schema.contains_key("default") {
-            true => Ok(()),
-            false => Err(format!("{path} is null but its schema is not optional")),
-        };
-    }
-    let kind = schema
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("the schema of {path} has no type"))?;
-    let fits = match kind {
-        "boolean" => payload.is_boolean(),
-        "int8" => fits_integer(payload, i64::from(i8::MIN), i64::from(i8::MAX)),
-        "int16" => fits_integer(payload, i64::from(i16::MIN), i64::from(i16::MAX)),
-        "int32" => fits_integer(payload, i64::from(i32::MIN), i64::from(i32::MAX)),
-        "int64" => payload.is_i64(),
-        "float" | "double" => payload.is_number(),
-        // Bytes are base64 strings in JSON (Kafka's encoding of BYTES).
-        "string" | "bytes" => payload.is_string(),
-        "array" => return check_array(schema, payload, path),
-        "map" => return check_map(schema, payload, path),
-        "struct" => return check_struct(schema, payload, path),
-        other => {
-            return Err(format!(
-                "the schema of {path} has an unknown type `{other}`"
-            ))
-        }
-    };
-    match fits {
-        true => Ok(()),
-        false => Err(format!(
-            "{path} is not of its schema's type {kind}: {payload}"
-        )),
-    }
-}
-
-fn fits_integer(payload: &Value, min: i64, max: i64) -> bool {
-    payload.as_i64().is_some_and(|n| (min..=max).contains(&n))
-}
-
-fn check_array(schema: &Map<String, Value>, payload: &Value, path: &Path) -> Check {
-    let Some(items) = payload.as_array() else {
-        return Err(format!("{path} is not an array"));
-    };
-    let element = schema.get("items").unwrap_or(&NULL);
-    for (i, item) in items.iter().enumerate() {
-        check_payload(element, item, &Path::Element(path, i))?;
-    }
-    Ok(())
-}
-
-/// Kafka writes a map with string keys as an object, and any other map as
-/// an array of `[key, value]` pairs.
-fn check_map(schema: &Map<String, Value>, payload: &Value, path: &Path) -> Check {
-    let values = schema.get("values").unwrap_or(&NULL);
-    let keys = schema.get("keys").unwrap_or(&NULL);
-    match payload {
-        Value::Object(entries) => entries
-            .iter()
-            .try_for_each(|(k, v)| check_payload(values, v, &Path::Field(path, k))),
-        Value::Array(pairs) => pairs.iter().enumerate().try_for_each(|(i, pair)| {
-            match pair.as_array().map(Vec::as_slice) {
-                Some([k, v]) => {
-                    check_payload(keys, k, &Path::MapKey(path, i))?;
-                    check_payload(values, v, &Path::MapValue(path, i))
-                }
-                _ => Err(format!("{path}[{i}] is not a [key, value] pair")),
-            }
-        }),
-        _ => Err(format!("{path} is not a map")),
-    }
-}
-
-fn check_struct(schema: &Map<String, Value>, payload: &Value, path: &Path) -> Check {
-    let Some(object) = payload.as_object() else {
-        return Err(format!("{path} is not a struct"));
-    };
-    let fields = schema.get("fields").and_then(Value::as_array);
-    for field in fields.into_iter().flatten() {
-        let Some(name) = field.get("field").and_then(Value::as_str) else {
-            return Err(format!("a field of the schema of {path} has no name"));
-        };
-        let value = object.get(name).unwrap_or(&NULL);
-        check_payload(field, value, &Path::Field(path, name))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

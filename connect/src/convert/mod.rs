@@ -15,6 +15,7 @@
 //! base64 strings wherever a `Value` holds them (see [`ByteArrayConverter`]).
 
 mod json;
+mod json_schema;
 mod simple;
 
 use std::sync::Arc;
