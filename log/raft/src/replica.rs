@@ -67,6 +67,22 @@ pub const MOVE_LAG_ENTRIES: u64 = 16;
 /// it without having heard that it holds the new membership.
 pub const LEFTOVER_LEARNER_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long a learner a move left out keeps receiving heartbeats after it
+/// holds the membership that left it out, before the leader removes it.
+/// Holding the membership is not enough: its broker stops the replica
+/// only once it knows the membership committed, which the next heartbeat
+/// (every 100 ms) tells it; once removed, it hears from the group no more.
+pub const INFORMED_LEARNER_GRACE: Duration = Duration::from_secs(1);
+
+/// A learner a move left out, as its leader follows it.
+#[derive(Clone, Copy, Debug)]
+struct Leftover {
+    first_seen: std::time::Instant,
+    /// Since when it holds the membership that left it out, while that
+    /// membership is committed.
+    informed_at: Option<std::time::Instant>,
+}
+
 /// One node's replica of one partition.
 pub struct PartitionReplica {
     pub(super) node: NodeId,
@@ -86,8 +102,9 @@ pub struct PartitionReplica {
     /// The producer table as applied, and the leader's view of it.
     pub(super) producers: SharedProducers,
     pub(super) producer_view: LeaderView,
-    /// When each learner a move left out was first seen (on the leader).
-    leftover_since: parking_lot::Mutex<BTreeMap<NodeId, std::time::Instant>>,
+    /// When each learner a move left out was first seen, and first seen
+    /// holding the membership that left it out (on the leader).
+    leftover_since: parking_lot::Mutex<BTreeMap<NodeId, Leftover>>,
     /// Set by [`PartitionReplica::shutdown`]: a Raft stopped on request is
     /// not one that [`PartitionReplica::stopped`] reports.
     stop_requested: std::sync::atomic::AtomicBool,
@@ -302,7 +319,9 @@ impl PartitionReplica {
     ///    left out stay as learners, so that replication goes on to them
     ///    until they hold the new configuration and see they are out.
     /// 3. Such a learner is removed once it holds the configuration that
-    ///    made it one (or after [`LEFTOVER_LEARNER_PATIENCE`]).
+    ///    made it one, committed, and has had [`INFORMED_LEARNER_GRACE`]
+    ///    of heartbeats to learn that it committed (or after
+    ///    [`LEFTOVER_LEARNER_PATIENCE`]).
     pub async fn change_voters(&self, target: &BTreeSet<NodeId>) -> Result<()> {
         let (voters, joint) = self.voters();
         if voters != *target || joint {
@@ -335,14 +354,16 @@ impl PartitionReplica {
     }
 
     /// Learners outside `target` that may go: those the leader has
-    /// replicated the current membership to, and those left over for
-    /// longer than [`LEFTOVER_LEARNER_PATIENCE`] (their broker was down
-    /// during the move; back, it will not start a replica the metadata no
-    /// longer places there, so it has nothing to learn).
+    /// replicated the current, committed membership to at least
+    /// [`INFORMED_LEARNER_GRACE`] ago, and those left over for longer than
+    /// [`LEFTOVER_LEARNER_PATIENCE`] (their broker was down during the
+    /// move; back, it will not start a replica the metadata no longer
+    /// places there, so it has nothing to learn).
     fn learners_to_remove(&self, target: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         let config_index = metrics.membership_config.log_id().map_or(0, |id| id.index);
+        let committed = metrics.last_applied.map_or(0, |id| id.index) >= config_index;
         let leftover: BTreeSet<NodeId> = metrics
             .membership_config
             .membership()
@@ -355,13 +376,23 @@ impl PartitionReplica {
         leftover
             .into_iter()
             .filter(|learner| {
-                let informed = metrics
+                let holds_it = metrics
                     .replication
                     .as_ref()
                     .and_then(|r| r.get(learner).copied().flatten())
                     .is_some_and(|matched| matched.index >= config_index);
-                let first_seen = *since.entry(*learner).or_insert(now);
-                informed || now.duration_since(first_seen) >= LEFTOVER_LEARNER_PATIENCE
+                let seen = since.entry(*learner).or_insert(Leftover {
+                    first_seen: now,
+                    informed_at: None,
+                });
+                match holds_it && committed {
+                    true => _ = seen.informed_at.get_or_insert(now),
+                    false => seen.informed_at = None,
+                }
+                let graced = seen
+                    .informed_at
+                    .is_some_and(|at| now.duration_since(at) >= INFORMED_LEARNER_GRACE);
+                graced || now.duration_since(seen.first_seen) >= LEFTOVER_LEARNER_PATIENCE
             })
             .collect()
     }
