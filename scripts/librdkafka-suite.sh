@@ -70,7 +70,8 @@ else
     # Lines: NNNN[:SUBTEST] [full] [cluster] [retry]  # why it is there
     mapfile -t entries < <(awk '/^[0-9][0-9][0-9][0-9]/ {
         entry = $1
-        for (i = 2; i <= 4; i++) if ($i == "full" || $i == "cluster" || $i == "retry") entry = entry "@" $i
+        for (i = 2; i <= NF && $i !~ /^#/; i++)
+            if ($i == "full" || $i == "cluster" || $i == "retry") entry = entry "@" $i
         print entry }' tests/librdkafka/allowlist.txt)
     enforce=true
     ((${#entries[@]})) || { echo "no tests read from tests/librdkafka/allowlist.txt" >&2; exit 1; }
@@ -139,7 +140,9 @@ passed=0 failed=() skipped=0 retried=()
 # tests that quick mode reduces to nothing (they would pass without
 # touching the broker); @retry runs a failed test once more, for tests
 # whose checks race inside the client (docs/kafka-compatibility.md says
-# which and why). The first failure is printed and counted either way.
+# which and why). The first failure's log is printed, and the entry is
+# counted among those tried twice; only the second try's outcome counts
+# as passed or failed.
 run_entry() {
     local entry=$1
     try_entry "$entry" && return

@@ -78,9 +78,10 @@ pub const INFORMED_LEARNER_GRACE: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug)]
 struct Leftover {
     first_seen: std::time::Instant,
-    /// Since when it holds the membership that left it out, while that
-    /// membership is committed.
-    informed_at: Option<std::time::Instant>,
+    /// Since when it holds the membership at this log index, committed:
+    /// a newer membership (another learner removed) starts the grace
+    /// again, for it is the one its broker must see committed.
+    informed_at: Option<(u64, std::time::Instant)>,
 }
 
 /// One node's replica of one partition.
@@ -385,13 +386,14 @@ impl PartitionReplica {
                     first_seen: now,
                     informed_at: None,
                 });
-                match holds_it && committed {
-                    true => _ = seen.informed_at.get_or_insert(now),
-                    false => seen.informed_at = None,
-                }
+                seen.informed_at = match (holds_it && committed, seen.informed_at) {
+                    (false, _) => None,
+                    (true, Some((index, at))) if index == config_index => Some((index, at)),
+                    (true, _) => Some((config_index, now)),
+                };
                 let graced = seen
                     .informed_at
-                    .is_some_and(|at| now.duration_since(at) >= INFORMED_LEARNER_GRACE);
+                    .is_some_and(|(_, at)| now.duration_since(at) >= INFORMED_LEARNER_GRACE);
                 graced || now.duration_since(seen.first_seen) >= LEFTOVER_LEARNER_PATIENCE
             })
             .collect()

@@ -174,6 +174,16 @@ impl Broker {
             || shard.is_current(),
         )
         .await?;
+        // Checked again after the markers: had this broker lost the shard
+        // meanwhile, another coordinator may have completed the
+        // transaction and the producer opened its next one, which this
+        // write would overwrite.
+        if !shard.is_current() {
+            return Err(ReplicationError::Replication(
+                "this broker no longer leads the transaction's coordinator partition".into(),
+            )
+            .into());
+        }
         metadata.complete();
         shard.write(id, metadata, WRITE_TIMEOUT).await
     }
@@ -275,7 +285,11 @@ impl Broker {
                 let (shard, id) = (Arc::clone(shard), id.to_string());
                 tokio::spawn(async move {
                     let _held = held;
-                    if let Err(e) = broker.complete_decided(&shard, &id, &mut metadata).await {
+                    // Bounded, so that a peer that never answers does not
+                    // hold the id (and the sweep waiting on it) for good.
+                    let completing = broker.complete_decided(&shard, &id, &mut metadata);
+                    let outcome = tokio::time::timeout(COMPLETION_PATIENCE, completing).await;
+                    if let Err(e) = outcome.unwrap_or_else(|_| Err(completion_timed_out())) {
                         tracing::warn!(id = %id, error = %e, "writing a decided transaction's markers failed; the next sweep retries");
                     }
                 });
@@ -344,7 +358,16 @@ impl Broker {
                 continue;
             }
             let lock = self.transactions.lock_of(&id);
-            let _held = lock.lock().await;
+            // A decided transaction whose lock is held is being completed
+            // by whoever holds it (most often the task `EndTxn` left);
+            // should that fail, the next sweep finds it still decided.
+            let _held = match metadata.timed_out(now) {
+                true => lock.lock_owned().await,
+                false => match lock.try_lock_owned() {
+                    Ok(held) => held,
+                    Err(_) => continue,
+                },
+            };
             let Some(mut metadata) = shard.get(&id) else {
                 continue;
             };
@@ -364,6 +387,18 @@ impl Broker {
             }
         }
     }
+}
+
+/// How long the markers and completion written after `EndTxn` may take
+/// before their task gives the id's lock up and leaves them to the sweep:
+/// the markers' own patience and the completion's write, with room.
+const COMPLETION_PATIENCE: Duration = Duration::from_secs(60);
+
+fn completion_timed_out() -> BrokerError {
+    ReplicationError::Replication(format!(
+        "the markers and completion took longer than {COMPLETION_PATIENCE:?}"
+    ))
+    .into()
 }
 
 fn unknown_id(id: &str) -> BrokerError {
