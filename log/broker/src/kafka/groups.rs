@@ -351,6 +351,9 @@ pub(super) async fn offset_fetch(
         })
         .await;
     let code = kafka_code(answered.error);
+    if answered.error == proto::ErrorCode::UnstableOffsetCommit as i32 && request.topics.is_some() {
+        return unstable_offsets(&request);
+    }
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
     for offset in answered.offsets {
         let partition = OffsetFetchResponsePartition::default()
@@ -379,6 +382,37 @@ pub(super) async fn offset_fetch(
         response.error_code = code;
     }
     response
+}
+
+/// The answer to an OffsetFetch with `require_stable` while a committed
+/// transaction's marker has yet to reach the group's offsets: Kafka puts
+/// UNSTABLE_OFFSET_COMMIT on each partition concerned, not on the whole
+/// response, and clients retry the request for it (librdkafka only
+/// then). spool's broker answers for the request as a whole, so every
+/// partition asked for carries the error.
+fn unstable_offsets(request: &OffsetFetchRequest) -> OffsetFetchResponse {
+    let code = kafka_code(proto::ErrorCode::UnstableOffsetCommit as i32);
+    let topics = request
+        .topics
+        .iter()
+        .flatten()
+        .map(|topic| {
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&partition| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(-1)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
 }
 
 pub(super) async fn list_groups(
