@@ -130,19 +130,16 @@ impl CompiledSchema {
     }
 
     fn check_at(&self, payload: &Value, path: &Path) -> Check {
-        match &self.shape {
+        let (fits, kind) = match &self.shape {
             Shape::Any => return Ok(()),
             Shape::NotAnObject => return Err(format!("the schema of {path} is not an object")),
-            _ => {}
-        }
-        if payload.is_null() {
-            return match self.nullable {
-                true => Ok(()),
-                false => Err(format!("{path} is null but its schema is not optional")),
-            };
-        }
-        let (fits, kind) = match &self.shape {
-            Shape::Any | Shape::NotAnObject => return Ok(()),
+            // A null fits or not before the type is looked at.
+            _ if payload.is_null() => {
+                return match self.nullable {
+                    true => Ok(()),
+                    false => Err(format!("{path} is null but its schema is not optional")),
+                }
+            }
             Shape::NoType => return Err(format!("the schema of {path} has no type")),
             Shape::UnknownType(other) => {
                 return Err(format!(

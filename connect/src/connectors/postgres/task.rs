@@ -69,16 +69,10 @@ const LINGER: Duration = Duration::from_millis(100);
 impl Buffer {
     fn push(&mut self, table: &str, converted: Converted) -> Result<()> {
         let Converted { row, declared, pk } = converted;
-        // Looked up by reference first: the table is nearly always there,
-        // and its name need not be copied for every row.
-        if !self.tables.contains_key(table) {
-            let rows = TableRows::new(table, pk.clone());
-            self.tables.insert(table.to_string(), rows);
-        }
         let rows = self
             .tables
-            .get_mut(table)
-            .ok_or_else(|| ConnectError::Task(format!("table `{table}` left the buffer")))?;
+            .entry(table.to_string())
+            .or_insert_with_key(|table| TableRows::new(table.clone(), pk.clone()));
         if rows.pk != pk {
             return Err(ConnectError::Task(format!(
                 "PostgreSQL sink: the record of `{}` at partition {}, offset {} has the key \
