@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::codec::Codec;
 use crate::record::Record;
-use crate::state::{GlobalStore, MemoryBackend, TaskStore, WriteBatch};
+use crate::state::{ApplyPolicy, GlobalStore, MemoryBackend, TaskStore, WriteBatch};
 use crate::topology::{
     ErrorHandling, GlobalSpec, GlobalStores, OnDecodeError, Origin, OutputRecord, RawRecord,
     TaskContext, TaskTopology, Topology,
@@ -92,7 +92,13 @@ impl TopologyTestDriver {
                 topology.instantiate(index, DRIVER_APPLICATION_ID, &global_stores);
             let stores = specs
                 .into_iter()
-                .map(|spec| TaskStore::new(spec, Box::new(MemoryBackend::default())))
+                .map(|spec| {
+                    TaskStore::new(
+                        spec,
+                        Box::new(MemoryBackend::default()),
+                        ApplyPolicy::EVERY_COMMIT,
+                    )
+                })
                 .collect();
             for topic in &sub.sources {
                 readers.insert(topic.resolve(DRIVER_APPLICATION_ID), tasks.len());

@@ -68,6 +68,20 @@ pub struct StreamsConfig {
     /// and memtables together (default 64 MiB; Kafka Streams' per-store
     /// defaults reach that with a handful of stores, and it has no total).
     pub state_memory_bytes: usize,
+    /// How long a store's finished commits may wait in memory before they
+    /// are written to the store itself (default 1 s; see
+    /// [`ApplyPolicy`](crate::state::ApplyPolicy)). They are in the
+    /// changelog already, so waiting loses nothing in a crash and costs
+    /// the restart at most this much changelog to read back, while a key
+    /// written at every commit (a count's hot keys, ten commits a second
+    /// under exactly-once) reaches RocksDB once per interval instead of
+    /// once per commit. Zero writes every commit.
+    pub state_apply_interval: Duration,
+    /// Or as soon as the waiting commits hold this many bytes of keys and
+    /// values (default 4 MiB: below one commit of a store whose keys are
+    /// all new, which gains nothing from waiting, so such a store is
+    /// written at every commit and never pays for merging commits).
+    pub state_apply_max_bytes: usize,
     /// Replicas of internal topics (default 0: the broker's choice, three
     /// or the cluster's size if smaller; Kafka Streams' `-1`).
     pub replication_factor: u32,
@@ -107,6 +121,8 @@ impl StreamsConfig {
             errors: ErrorHandling::default(),
             on_thread_failure: OnThreadFailure::default(),
             state_memory_bytes: 64 << 20,
+            state_apply_interval: Duration::from_secs(1),
+            state_apply_max_bytes: 4 << 20,
             replication_factor: 0,
             instance_id: None,
             repartition_purge_interval: Duration::from_secs(30),
@@ -123,6 +139,14 @@ impl StreamsConfig {
                 ProcessingGuarantee::ExactlyOnce => Duration::from_millis(100),
                 ProcessingGuarantee::AtLeastOnce => Duration::from_secs(30),
             })
+    }
+
+    /// When stores write their finished commits.
+    pub fn apply_policy(&self) -> crate::state::ApplyPolicy {
+        crate::state::ApplyPolicy {
+            interval: self.state_apply_interval,
+            max_pending_bytes: self.state_apply_max_bytes,
+        }
     }
 
     pub fn exactly_once(&self) -> bool {

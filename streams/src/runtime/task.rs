@@ -95,7 +95,7 @@ impl Task {
                     partition: TopicPartition::new(changelog_topic(app, &spec.name), id.partition),
                 });
             }
-            stores.push(TaskStore::new(spec, backend));
+            stores.push(TaskStore::new(spec, backend, config.apply_policy()));
         }
         Ok(Task {
             id,

@@ -8,9 +8,11 @@
 //! (inside the transaction under exactly-once), and only after the commit
 //! succeeded applies it to the backend with the changelog offset it
 //! reaches, in one atomic write ([`TaskStore::finish_commit`],
-//! [`StoreBackend::apply`], on a thread of its own in the runtime);
-//! meanwhile the task goes on processing into a fresh overlay, and reads
-//! the applied writes from memory until the next commit finishes. A
+//! [`StoreBackend::apply`], on a thread of its own in the runtime), once
+//! the [`ApplyPolicy`] says so: finished commits may wait in memory,
+//! merged, and reach the backend together. Meanwhile the task goes on
+//! processing into a fresh overlay, and reads the finished writes from
+//! memory until the backend has them. A
 //! crash between the two leaves
 //! the backend at the previous commit, and restoring replays the changelog
 //! from the offset the backend recorded: no store is ever wiped because a
@@ -26,7 +28,7 @@ pub use global::GlobalStore;
 pub use inspect::{stores_on_disk, StoreOnDisk};
 pub use memory::MemoryBackend;
 pub use rocks::{RocksBackend, StateMemory};
-pub use task_store::TaskStore;
+pub use task_store::{ApplyPolicy, TaskStore};
 
 use std::collections::BTreeMap;
 

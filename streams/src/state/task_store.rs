@@ -3,23 +3,67 @@
 
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use super::{Restored, StoreBackend, StoreSpec, WriteBatch};
 use crate::{Result, StreamsError};
 
+/// When a store's finished commits are written to its backend.
+///
+/// A finished commit is durable in the changelog (and, under
+/// exactly-once, committed with its input offsets); writing it to the
+/// backend only spares a restart from reading it back. So finished
+/// commits may pile up in memory and reach the backend together: a key
+/// written in each of them (a count's hot keys) is written to RocksDB
+/// once instead of once per commit. A crash loses nothing: the backend
+/// keeps the changelog offset of what it holds, and the restart replays
+/// the changelog from there, at most an `interval` of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyPolicy {
+    /// Finished commits reach the backend at most this long after the
+    /// first of them finished.
+    pub interval: Duration,
+    /// Or as soon as they hold this many bytes of keys and values.
+    pub max_pending_bytes: usize,
+}
+
+impl ApplyPolicy {
+    /// Every commit written to the backend as soon as it finished.
+    pub const EVERY_COMMIT: ApplyPolicy = ApplyPolicy {
+        interval: Duration::ZERO,
+        max_pending_bytes: 0,
+    };
+}
+
+/// Finished commits not yet handed to the backend, merged (a later write
+/// of a key wins).
+#[derive(Default)]
+struct Unapplied {
+    writes: WriteBatch,
+    /// The changelog offset the last of them reached.
+    offset: Option<u64>,
+    /// Keys and values merged in, overwritten ones counted too.
+    bytes: usize,
+    /// When the first of them finished.
+    since: Option<Instant>,
+}
+
 /// Reads look through, in order: `dirty` (written since the last commit
 /// began), `committing` (the commit in flight: sent, not yet durable),
-/// `recent` (the last finished commit), then the backend.
+/// `unapplied` (finished commits waiting for the backend), `recent` (the
+/// commits handed to the backend last), then the backend.
 pub struct TaskStore {
     spec: StoreSpec,
+    policy: ApplyPolicy,
     dirty: WriteBatch,
     committing: WriteBatch,
-    /// The writes of the last finished commit. They are being written to
-    /// the backend, or already are, and stay here until the next commit
-    /// finishes: a read never needs to know which. Also a read cache: the
-    /// keys a task just wrote are the ones it reads next (a count's hot
-    /// keys), and a RocksDB read costs a microsecond or more. Bounded by
-    /// one commit's writes.
+    unapplied: Unapplied,
+    /// The writes handed to the backend last. They are being written to
+    /// the backend, or already are, and stay here until the next hand-over:
+    /// a read never needs to know which. Also a read cache: the keys a
+    /// task just wrote are the ones it reads next (a count's hot keys),
+    /// and a RocksDB read costs a microsecond or more. Bounded by the
+    /// policy's bytes (or one commit's writes, when larger).
     recent: Arc<WriteBatch>,
     backend: Arc<dyn StoreBackend>,
     /// The outcome of the backend write of `recent`, when it runs on a
@@ -28,11 +72,13 @@ pub struct TaskStore {
 }
 
 impl TaskStore {
-    pub fn new(spec: StoreSpec, backend: Box<dyn StoreBackend>) -> TaskStore {
+    pub fn new(spec: StoreSpec, backend: Box<dyn StoreBackend>, policy: ApplyPolicy) -> TaskStore {
         TaskStore {
             spec,
+            policy,
             dirty: WriteBatch::default(),
             committing: WriteBatch::default(),
+            unapplied: Unapplied::default(),
             recent: Arc::new(WriteBatch::default()),
             backend: Arc::from(backend),
             applying: None,
@@ -49,6 +95,7 @@ impl TaskStore {
             .dirty
             .get(key)
             .or_else(|| self.committing.get(key))
+            .or_else(|| self.unapplied.writes.get(key))
             .or_else(|| self.recent.get(key));
         match layered {
             Some(value) => Ok(value.clone()),
@@ -74,26 +121,32 @@ impl TaskStore {
         &self.committing
     }
 
-    /// Finishes the commit begun last: its writes become durable in the
-    /// backend, with `offset` the changelog offset they reach, before
-    /// this returns.
+    /// Finishes the commit begun last: its writes, and those of every
+    /// finished commit before it, become durable in the backend, with
+    /// `offset` the changelog offset they reach, before this returns.
     pub fn finish_commit(&mut self, offset: Option<u64>) -> Result<()> {
         self.settle()?;
-        if let Some(batch) = self.take_committing(offset) {
+        self.merge_committing(offset);
+        if let Some((batch, offset)) = self.take_unapplied() {
             self.backend.apply(&batch, offset)?;
         }
         Ok(())
     }
 
     /// Finishes the commit begun last as `finish_commit` does, but writes
-    /// the backend on a blocking thread of the runtime while the task
-    /// goes on: the writes are read from memory meanwhile. The write's
-    /// outcome is taken by the next `finish_commit*` or `settle`: an
-    /// error there fails the thread, whose replacement reopens the store
-    /// at its previous commit and catches up from the changelog.
+    /// the backend only when the policy says it is due, and then on a
+    /// blocking thread of the runtime while the task goes on: the writes
+    /// are read from memory meanwhile. The write's outcome is taken by
+    /// the next write or `settle`: an error there fails the thread, whose
+    /// replacement reopens the store at what the backend holds and
+    /// catches up from the changelog.
     pub fn finish_commit_in_background(&mut self, offset: Option<u64>) -> Result<()> {
+        self.merge_committing(offset);
+        if !self.apply_due() {
+            return Ok(());
+        }
         self.settle()?;
-        let Some(batch) = self.take_committing(offset) else {
+        let Some((batch, offset)) = self.take_unapplied() else {
             return Ok(());
         };
         let (done, outcome) = mpsc::channel();
@@ -110,11 +163,42 @@ impl TaskStore {
         Ok(())
     }
 
-    /// Makes `committing` the recent layer; returns it when the backend
-    /// has something to write.
-    fn take_committing(&mut self, offset: Option<u64>) -> Option<Arc<WriteBatch>> {
-        self.recent = Arc::new(std::mem::take(&mut self.committing));
-        (!self.recent.is_empty() || offset.is_some()).then(|| Arc::clone(&self.recent))
+    /// Moves the finished commit's writes under the finished commits not
+    /// applied yet.
+    fn merge_committing(&mut self, offset: Option<u64>) {
+        let unapplied = &mut self.unapplied;
+        if self.committing.is_empty() && offset.is_none() {
+            return;
+        }
+        unapplied.since.get_or_insert_with(Instant::now);
+        unapplied.offset = offset.or(unapplied.offset);
+        if unapplied.writes.is_empty() {
+            // The common case under a short interval: no merge needed.
+            unapplied.bytes = batch_bytes(&self.committing);
+            unapplied.writes = std::mem::take(&mut self.committing);
+            return;
+        }
+        unapplied.bytes += batch_bytes(&self.committing);
+        unapplied.writes.extend(self.committing.drain());
+    }
+
+    /// Whether the finished commits not applied yet should go to the
+    /// backend now.
+    fn apply_due(&self) -> bool {
+        let unapplied = &self.unapplied;
+        unapplied.bytes >= self.policy.max_pending_bytes
+            || unapplied
+                .since
+                .is_some_and(|since| since.elapsed() >= self.policy.interval)
+    }
+
+    /// Makes the finished commits not applied yet the recent layer;
+    /// returns them and their offset when the backend has something to
+    /// write.
+    fn take_unapplied(&mut self) -> Option<(Arc<WriteBatch>, Option<u64>)> {
+        let Unapplied { writes, offset, .. } = std::mem::take(&mut self.unapplied);
+        self.recent = Arc::new(writes);
+        (!self.recent.is_empty() || offset.is_some()).then(|| (Arc::clone(&self.recent), offset))
     }
 
     /// Waits until a background write of the backend (if any) is done,
@@ -140,6 +224,7 @@ impl TaskStore {
         offset: u64,
     ) -> Result<()> {
         self.settle()?;
+        self.unapplied = Unapplied::default();
         self.recent = Arc::new(WriteBatch::default());
         self.backend.restore(entries, offset)
     }
@@ -153,6 +238,10 @@ impl TaskStore {
     /// a new store's starting point.
     pub fn record_changelog_offset(&mut self, offset: u64) -> Result<()> {
         self.settle()?;
+        debug_assert!(
+            self.unapplied.writes.is_empty(),
+            "a new store has no commits"
+        );
         self.backend.apply(&WriteBatch::default(), Some(offset))
     }
 
@@ -172,6 +261,7 @@ impl TaskStore {
         let layers = self
             .recent
             .iter()
+            .chain(&self.unapplied.writes)
             .chain(&self.committing)
             .chain(&self.dirty);
         Ok(overlaid(self.backend.entries()?, layers))
@@ -189,6 +279,7 @@ impl TaskStore {
         let layers = self
             .recent
             .iter()
+            .chain(&self.unapplied.writes)
             .chain(&self.committing)
             .chain(&self.dirty);
         Ok(overlaid(committed, layers.filter(within)))
@@ -196,13 +287,26 @@ impl TaskStore {
 }
 
 impl Drop for TaskStore {
-    /// A store closes only once its last write is done: the task may be
-    /// reopened on the same directory right after.
+    /// A store closes only once its finished commits are written: the
+    /// task may be reopened on the same directory right after, and should
+    /// find them there rather than in the changelog.
     fn drop(&mut self) {
-        if let Err(e) = self.settle() {
+        let written = self.settle().and_then(|()| match self.take_unapplied() {
+            Some((batch, offset)) => self.backend.apply(&batch, offset),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
             tracing::warn!(store = %self.spec.name, error = %e, "writing a commit to a state store failed; it will catch up from its changelog");
         }
     }
+}
+
+/// The bytes of keys and values in `batch`.
+fn batch_bytes(batch: &WriteBatch) -> usize {
+    batch
+        .iter()
+        .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+        .sum()
 }
 
 /// `committed` entries with the writes of `layers` over them (later
@@ -217,4 +321,158 @@ fn overlaid<'a>(
     all.into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::state::{MemoryBackend, Positions, StoreKind};
+
+    /// A memory backend that counts its writes, readable after the store
+    /// that owns it is gone.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryBackend,
+        applies: AtomicUsize,
+    }
+
+    struct Shared(Arc<Counting>);
+
+    impl StoreBackend for Shared {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.0.inner.get(key)
+        }
+        fn apply(&self, batch: &WriteBatch, offset: Option<u64>) -> Result<()> {
+            self.0.applies.fetch_add(1, Ordering::SeqCst);
+            self.0.inner.apply(batch, offset)
+        }
+        fn changelog_offset(&self) -> Result<Option<u64>> {
+            self.0.inner.changelog_offset()
+        }
+        fn restore<'a>(
+            &self,
+            entries: &mut dyn Iterator<Item = Restored<'a>>,
+            offset: u64,
+        ) -> Result<()> {
+            self.0.inner.restore(entries, offset)
+        }
+        fn finish_restore(&self) -> Result<()> {
+            self.0.inner.finish_restore()
+        }
+        fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.0.inner.entries()
+        }
+        fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.0.inner.range(from, to)
+        }
+        fn apply_positions(&self, batch: &WriteBatch, positions: &Positions) -> Result<()> {
+            self.0.inner.apply_positions(batch, positions)
+        }
+        fn positions(&self) -> Result<Positions> {
+            self.0.inner.positions()
+        }
+    }
+
+    fn store(policy: ApplyPolicy) -> (TaskStore, Arc<Counting>) {
+        let counting = Arc::new(Counting::default());
+        let spec = StoreSpec {
+            name: "counts".into(),
+            kind: StoreKind::InMemory,
+            logged: true,
+        };
+        let store = TaskStore::new(spec, Box::new(Shared(Arc::clone(&counting))), policy);
+        (store, counting)
+    }
+
+    fn commit(store: &mut TaskStore, writes: &[(&str, Option<&str>)], offset: u64) {
+        for (key, value) in writes {
+            store.put(key.as_bytes(), value.map(|v| v.as_bytes().to_vec()));
+        }
+        store.begin_commit();
+        store.finish_commit_in_background(Some(offset)).unwrap();
+    }
+
+    fn value(store: &TaskStore, key: &str) -> Option<String> {
+        let bytes = store.get(key.as_bytes()).unwrap();
+        bytes.map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[tokio::test]
+    async fn finished_commits_wait_for_the_interval_and_are_written_once_merged() {
+        let (mut store, backend) = store(ApplyPolicy {
+            interval: Duration::from_secs(3600),
+            max_pending_bytes: 1 << 20,
+        });
+        commit(&mut store, &[("a", Some("1")), ("b", Some("1"))], 2);
+        commit(&mut store, &[("a", Some("2")), ("c", Some("1"))], 4);
+        commit(&mut store, &[("a", Some("3")), ("b", None)], 6);
+        store.settle().unwrap();
+        assert_eq!(backend.applies.load(Ordering::SeqCst), 0);
+        assert_eq!(backend.inner.changelog_offset().unwrap(), None);
+        // Reads see every finished commit although the backend has none.
+        assert_eq!(value(&store, "a").as_deref(), Some("3"));
+        assert_eq!(value(&store, "b"), None);
+        assert_eq!(value(&store, "c").as_deref(), Some("1"));
+        assert_eq!(store.entries().unwrap().len(), 2);
+
+        // Closing the store writes them, as one batch, with the last offset.
+        drop(store);
+        assert_eq!(backend.applies.load(Ordering::SeqCst), 1);
+        assert_eq!(backend.inner.changelog_offset().unwrap(), Some(6));
+        let entries = backend.inner.entries().unwrap();
+        let expected = vec![
+            (b"a".to_vec(), b"3".to_vec()),
+            (b"c".to_vec(), b"1".to_vec()),
+        ];
+        assert_eq!(entries, expected);
+    }
+
+    #[tokio::test]
+    async fn commits_past_the_byte_budget_are_written_at_once() {
+        let (mut store, backend) = store(ApplyPolicy {
+            interval: Duration::from_secs(3600),
+            max_pending_bytes: 4,
+        });
+        commit(&mut store, &[("a", Some("1"))], 1);
+        store.settle().unwrap();
+        assert_eq!(backend.applies.load(Ordering::SeqCst), 0, "2 bytes wait");
+        commit(&mut store, &[("bb", Some("22"))], 2);
+        store.settle().unwrap();
+        assert_eq!(backend.applies.load(Ordering::SeqCst), 1);
+        assert_eq!(backend.inner.changelog_offset().unwrap(), Some(2));
+        assert_eq!(backend.inner.entries().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_commit_without_a_policy_wait_is_written_every_time() {
+        let (mut store, backend) = store(ApplyPolicy::EVERY_COMMIT);
+        commit(&mut store, &[("a", Some("1"))], 1);
+        commit(&mut store, &[("a", Some("2"))], 2);
+        store.settle().unwrap();
+        assert_eq!(backend.applies.load(Ordering::SeqCst), 2);
+        assert_eq!(backend.inner.changelog_offset().unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn discarding_uncommitted_writes_keeps_the_finished_commits() {
+        let (mut store, backend) = store(ApplyPolicy {
+            interval: Duration::from_secs(3600),
+            max_pending_bytes: 1 << 20,
+        });
+        commit(&mut store, &[("a", Some("1"))], 1);
+        store.put(b"a", Some(b"aborted".to_vec()));
+        store.begin_commit();
+        store.put(b"b", Some(b"aborted".to_vec()));
+        store.discard_uncommitted();
+        assert_eq!(value(&store, "a").as_deref(), Some("1"));
+        assert_eq!(value(&store, "b"), None);
+        drop(store);
+        assert_eq!(backend.inner.changelog_offset().unwrap(), Some(1));
+        assert_eq!(
+            backend.inner.entries().unwrap(),
+            vec![(b"a".to_vec(), b"1".to_vec())]
+        );
+    }
 }
