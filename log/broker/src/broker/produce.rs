@@ -31,15 +31,15 @@ impl Broker {
     /// on its own; a failed partition appends nothing (unless it failed
     /// after proposing, when its outcome is unknown, as in Kafka).
     pub async fn produce(&self, request: ProduceRequest) -> ProduceResponse {
-        let proposed = self.propose(request).await;
-        answer(proposed).await
+        self.propose(request).await.answered().await
     }
 
     /// The first phase of [`Broker::produce`]: every partition's batches
     /// proposed, in the request's order. Requests proposed one after the
     /// other reach each partition's log in that order, which lets a caller
-    /// pipeline requests and still keep their order (see `crate::grpc`).
-    pub(crate) async fn propose(&self, request: ProduceRequest) -> Vec<PartitionWrite> {
+    /// pipeline requests and still keep their order (the Kafka listener's
+    /// connections do: `crate::kafka`).
+    pub(crate) async fn propose(&self, request: ProduceRequest) -> ProposedProduce {
         let acks = Acks::try_from(request.acks);
         let timeout = match request.timeout_ms {
             0 => DEFAULT_PRODUCE_TIMEOUT,
@@ -75,7 +75,22 @@ impl Broker {
                 });
             }
         }
-        writes
+        ProposedProduce { writes }
+    }
+}
+
+/// A produce request whose batches are proposed, its answer to come.
+/// Owns all it needs: it can be awaited while later requests are
+/// proposed.
+pub(crate) struct ProposedProduce {
+    writes: Vec<PartitionWrite>,
+}
+
+impl ProposedProduce {
+    /// The second phase of [`Broker::produce`]: waits for every
+    /// partition's answer.
+    pub(crate) async fn answered(self) -> ProduceResponse {
+        answer(self.writes).await
     }
 }
 
@@ -144,8 +159,8 @@ impl Broker {
     }
 }
 
-/// The second phase: waits for every partition's answer.
-pub(crate) async fn answer(writes: Vec<PartitionWrite>) -> ProduceResponse {
+/// Waits for every partition's answer.
+async fn answer(writes: Vec<PartitionWrite>) -> ProduceResponse {
     let answered = futures::future::join_all(writes.into_iter().map(|write| async move {
         let result = match write.outcome {
             Ok((partition, proposed)) => match proposed.answered().await {

@@ -22,6 +22,20 @@ pub(super) async fn produce(
     request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
+    propose_produce(session, request, version).await.await
+}
+
+/// What is left of a Produce once its batches are proposed: its answer.
+pub(super) type ProduceAnswer = futures::future::BoxFuture<'static, Option<ProduceResponse>>;
+
+/// The first phase of a Produce: its batches proposed to their
+/// partitions, in order. The answer (none for acks=0) can be awaited
+/// while the connection's next Produce is proposed (`connection`).
+pub(super) async fn propose_produce(
+    session: &Session,
+    request: ProduceRequest,
+    version: i16,
+) -> ProduceAnswer {
     let acks = match request.acks {
         0 => Some(proto::Acks::None),
         1 => Some(proto::Acks::Leader),
@@ -29,7 +43,8 @@ pub(super) async fn produce(
         _ => None,
     };
     let Some(acks) = acks else {
-        return Some(refuse_produce(&request, INVALID_REQUIRED_ACKS));
+        let refusal = refuse_produce(&request, INVALID_REQUIRED_ACKS);
+        return Box::pin(std::future::ready(Some(refusal)));
     };
     let mut refused = Vec::new();
     let mut topics = Vec::new();
@@ -47,9 +62,9 @@ pub(super) async fn produce(
         }
         topics.push(proto::ProduceTopic { name, partitions });
     }
-    let answered = session
+    let proposed = session
         .broker
-        .produce(proto::ProduceRequest {
+        .propose(proto::ProduceRequest {
             acks: acks as i32,
             timeout_ms: u32::try_from(request.timeout_ms).unwrap_or(0),
             topics,
@@ -58,9 +73,19 @@ pub(super) async fn produce(
             ),
         })
         .await;
-    if acks == proto::Acks::None {
-        return None;
-    }
+    Box::pin(async move {
+        let answered = proposed.answered().await;
+        (acks != proto::Acks::None).then(|| produce_response(answered, refused, version))
+    })
+}
+
+/// A Produce's answer in Kafka's terms, partitions refused before
+/// proposing included.
+fn produce_response(
+    answered: proto::ProduceResponse,
+    refused: Vec<(String, i32)>,
+    version: i16,
+) -> ProduceResponse {
     let mut responses: Vec<TopicProduceResponse> = answered
         .topics
         .into_iter()
@@ -90,7 +115,7 @@ pub(super) async fn produce(
             ),
         }
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
 }
 
 /// One partition's Produce answer; fields a version lacks stay at their

@@ -154,6 +154,43 @@ fn parse_frame(mut frame: Bytes) -> Result<Framed> {
     })
 }
 
+/// A response frame to come (none for a Produce with acks=0); an error
+/// closes the connection.
+pub(super) type PendingAnswer = futures::future::BoxFuture<'static, Result<Option<BytesMut>>>;
+
+/// Whether a request frame (without its length prefix) is a Produce: the
+/// one request a connection pipelines (see `connection`).
+pub(super) fn is_produce(frame: &[u8]) -> bool {
+    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
+}
+
+/// Proposes the batches of a Produce frame (as [`answer`] would) and
+/// returns its response to come, which owns all it needs; any other
+/// frame is answered in full first.
+pub(super) async fn propose(session: &Session, host: &str, frame: Bytes) -> Result<PendingAnswer> {
+    let framed = parse_frame(frame)?;
+    let Framed::Request {
+        api: ApiKey::Produce,
+        version,
+        correlation_id,
+        mut body,
+        ..
+    } = framed
+    else {
+        let answered = answer_framed(session, host, framed).await;
+        return Ok(Box::pin(std::future::ready(answered)));
+    };
+    let request = ProduceRequest::decode(&mut body, version)
+        .map_err(|e| malformed(ApiKey::Produce, version, e))?;
+    let answer = data::propose_produce(session, request, version).await;
+    Ok(Box::pin(async move {
+        let response = answer.await;
+        response
+            .map(|r| response_frame(ApiKey::Produce, version, correlation_id, &r))
+            .transpose()
+    }))
+}
+
 /// Answers one request frame (without its length prefix) that came from
 /// `host`. An error means the request cannot be answered and the
 /// connection is to be closed.
@@ -162,7 +199,11 @@ pub(super) async fn answer(
     host: &str,
     frame: Bytes,
 ) -> Result<Option<BytesMut>> {
-    match parse_frame(frame)? {
+    answer_framed(session, host, parse_frame(frame)?).await
+}
+
+async fn answer_framed(session: &Session, host: &str, framed: Framed) -> Result<Option<BytesMut>> {
+    match framed {
         Framed::Answered(response) => Ok(Some(response)),
         Framed::Request {
             api,
