@@ -68,6 +68,12 @@ pub struct ProduceArgs {
     transactional: bool,
     #[arg(long, default_value_t = 100_000)]
     records_per_txn: u64,
+    /// Produce over the Kafka protocol to this address instead (a Kafka
+    /// listener leading every partition of the topic): one batch of
+    /// --send-batch records per request, up to five in flight, no
+    /// producer id; compare with a gRPC run given --no-idempotence.
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -151,7 +157,10 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         )
     })?;
     let client = args.common.connection.client().await?;
-    ensure_topic(&client, &args.common).await?;
+    let partitions = ensure_topic(&client, &args.common).await?;
+    if let Some(address) = &args.kafka {
+        return produce_over_kafka(&args, address, partitions, compression).await;
+    }
     let producer = client.producer(ProducerConfig {
         acks: args.acks,
         batch_size: args.batch_size,
@@ -163,11 +172,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             .then(|| format!("spool-bench-{}", std::process::id())),
         ..Default::default()
     });
-    let value = Bytes::from(
-        (0..args.record_size)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let value = bench_value(args.record_size);
     let topic: std::sync::Arc<str> = args.common.topic.as_str().into();
     let start = Instant::now();
     let latencies = if args.transactional {
@@ -189,6 +194,39 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         latencies,
     )
+}
+
+/// `--kafka`: the same records over the Kafka protocol (see
+/// `bench_kafka`).
+async fn produce_over_kafka(
+    args: &ProduceArgs,
+    address: &str,
+    partitions: u32,
+    compression: Compression,
+) -> anyhow::Result<()> {
+    ensure!(
+        !args.transactional,
+        "--kafka sends without transactions: drop --transactional"
+    );
+    let work = super::bench_kafka::Workload {
+        topic: &args.common.topic,
+        partitions,
+        records: args.records,
+        per_request: args.send_batch,
+        value: bench_value(args.record_size),
+        compression,
+        acks: args.acks,
+    };
+    let start = Instant::now();
+    let latencies = super::bench_kafka::produce(address, &work).await?;
+    let bytes = args.records * args.record_size as u64;
+    let seconds = start.elapsed().as_secs_f64();
+    Summary::print("produce", args.records, bytes, seconds, latencies)
+}
+
+/// A record value of `size` bytes.
+fn bench_value(size: usize) -> Bytes {
+    Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
 }
 
 /// One `send` per record; the latency is send-to-acknowledgement.

@@ -3,6 +3,7 @@
 
 mod bench_client;
 mod bench_connect;
+mod bench_kafka;
 mod bench_log;
 mod bench_streams;
 mod bench_streams_clients;
