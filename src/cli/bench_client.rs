@@ -71,7 +71,8 @@ pub struct ProduceArgs {
     /// Produce over the Kafka protocol to this address instead (a Kafka
     /// listener leading every partition of the topic): one batch of
     /// --send-batch records per request, up to five in flight, no
-    /// producer id; compare with a gRPC run given --no-idempotence.
+    /// producer id (--batch-size, --linger-ms and --no-idempotence do not
+    /// apply); compare with a gRPC run given --no-idempotence.
     #[arg(long, value_name = "HOST:PORT")]
     kafka: Option<String>,
 }

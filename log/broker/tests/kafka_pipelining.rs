@@ -82,10 +82,10 @@ async fn read_response(stream: &mut TcpStream, api: ApiKey, version: i16) -> (i3
     (header.correlation_id, body)
 }
 
-#[tokio::test]
-async fn pipelined_produce_requests_are_answered_in_order_and_a_list_offsets_waits_for_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker: Arc<Broker> = Broker::open(BrokerConfig::new(dir.path())).await.unwrap();
+/// A broker with the topic, an idempotent producer id, and its Kafka
+/// listener's port.
+async fn start(dir: &std::path::Path) -> (Arc<Broker>, i64, u16) {
+    let broker: Arc<Broker> = Broker::open(BrokerConfig::new(dir)).await.unwrap();
     EmbeddedTransport::client(Arc::clone(&broker))
         .admin()
         .create_topic(TOPIC, 1, &[])
@@ -104,6 +104,13 @@ async fn pipelined_produce_requests_are_answered_in_order_and_a_list_offsets_wai
         listener,
         std::future::pending(),
     ));
+    (broker, producer_id, port)
+}
+
+#[tokio::test]
+async fn pipelined_produce_requests_are_answered_in_order_and_a_list_offsets_waits_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, producer_id, port) = start(dir.path()).await;
 
     // Five Produce requests (Kafka's clients keep up to five in flight),
     // a ListOffsets, then one more Produce: all sent before any answer is
@@ -169,4 +176,52 @@ async fn body_left(stream: &mut TcpStream) -> bool {
     )
     .await;
     matches!(read, Ok(Ok(n)) if n > 0)
+}
+
+#[tokio::test]
+async fn a_malformed_produce_closes_the_connection_after_the_ones_before_it_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, producer_id, port) = start(dir.path()).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut requests = Vec::new();
+    for correlation_id in 1..=3 {
+        let sequence = (correlation_id - 1) * RECORDS_PER_BATCH;
+        let request = produce(producer_id, sequence);
+        requests.extend(frame(
+            ApiKey::Produce,
+            PRODUCE_VERSION,
+            correlation_id,
+            &request,
+        ));
+    }
+    // A Produce header followed by a body cut short.
+    let mut malformed = frame(
+        ApiKey::Produce,
+        PRODUCE_VERSION,
+        4,
+        &produce(producer_id, 30),
+    );
+    malformed.truncate(40);
+    malformed[..4].copy_from_slice(&36i32.to_be_bytes());
+    requests.extend(malformed);
+    stream.write_all(&requests).await.unwrap();
+
+    for correlation_id in 1..=3 {
+        let (id, mut body) = read_response(&mut stream, ApiKey::Produce, PRODUCE_VERSION).await;
+        assert_eq!(id, correlation_id);
+        let response = ProduceResponse::decode(&mut body, PRODUCE_VERSION).unwrap();
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0, "request {correlation_id}");
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the connection is closed");
+    assert!(
+        read.is_ok() && rest.is_empty(),
+        "nothing answers the malformed request: {rest:?}"
+    );
 }

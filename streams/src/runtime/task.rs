@@ -11,7 +11,9 @@ use spool_client::{ConsumerRecord, ProducerRecord, TopicPartition};
 
 use super::topics::changelog_topic;
 use crate::record::Header;
-use crate::state::{MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore};
+use crate::state::{
+    ApplyPolicy, MemoryBackend, RocksBackend, StateMemory, StoreBackend, StoreKind, TaskStore,
+};
 use crate::topology::{GlobalStores, OutputRecord, RawRecord, TaskContext, TaskTopology, Topology};
 use crate::{Result, StreamsError};
 
@@ -95,7 +97,13 @@ impl Task {
                     partition: TopicPartition::new(changelog_topic(app, &spec.name), id.partition),
                 });
             }
-            stores.push(TaskStore::new(spec, backend, config.apply_policy()));
+            // A store without a changelog has nothing to replay its
+            // finished commits from: each is written as it finishes.
+            let policy = match spec.logged {
+                true => config.apply_policy(),
+                false => ApplyPolicy::EVERY_COMMIT,
+            };
+            stores.push(TaskStore::new(spec, backend, policy));
         }
         Ok(Task {
             id,

@@ -69,6 +69,11 @@ pub struct TaskStore {
     /// The outcome of the backend write of `recent`, when it runs on a
     /// thread of its own (`finish_commit_in_background`).
     applying: Option<mpsc::Receiver<Result<()>>>,
+    /// A backend write failed: the backend holds less than the finished
+    /// commits after it assume, so none of them may be written over it
+    /// (with their later offset, the writes lost would be skipped by the
+    /// restore). The thread fails, and its replacement restores.
+    write_failed: bool,
 }
 
 impl TaskStore {
@@ -82,6 +87,7 @@ impl TaskStore {
             recent: Arc::new(WriteBatch::default()),
             backend: Arc::from(backend),
             applying: None,
+            write_failed: false,
         }
     }
 
@@ -128,7 +134,9 @@ impl TaskStore {
         self.settle()?;
         self.merge_committing(offset);
         if let Some((batch, offset)) = self.take_unapplied() {
-            self.backend.apply(&batch, offset)?;
+            self.backend
+                .apply(&batch, offset)
+                .inspect_err(|_| self.write_failed = true)?;
         }
         Ok(())
     }
@@ -208,11 +216,16 @@ impl TaskStore {
             return Ok(());
         };
         // Almost always done by now: it started a commit interval ago.
-        outcome.recv().unwrap_or_else(|_| {
+        let written = outcome.recv().unwrap_or_else(|_| {
             Err(StreamsError::Store(
                 "a state store's write thread ended without an outcome".into(),
             ))
-        })
+        });
+        if written.is_err() {
+            self.write_failed = true;
+            self.unapplied = Unapplied::default();
+        }
+        written
     }
 
     /// Writes changelog records read back while restoring straight to
@@ -292,6 +305,7 @@ impl Drop for TaskStore {
     /// find them there rather than in the changelog.
     fn drop(&mut self) {
         let written = self.settle().and_then(|()| match self.take_unapplied() {
+            Some(_) if self.write_failed => Ok(()),
             Some((batch, offset)) => self.backend.apply(&batch, offset),
             None => Ok(()),
         });
@@ -336,6 +350,8 @@ mod tests {
     struct Counting {
         inner: MemoryBackend,
         applies: AtomicUsize,
+        /// The next `apply` fails.
+        fail_next: std::sync::atomic::AtomicBool,
     }
 
     struct Shared(Arc<Counting>);
@@ -345,6 +361,9 @@ mod tests {
             self.0.inner.get(key)
         }
         fn apply(&self, batch: &WriteBatch, offset: Option<u64>) -> Result<()> {
+            if self.0.fail_next.swap(false, Ordering::SeqCst) {
+                return Err(StreamsError::Store("the disk is gone".into()));
+            }
             self.0.applies.fetch_add(1, Ordering::SeqCst);
             self.0.inner.apply(batch, offset)
         }
@@ -469,6 +488,27 @@ mod tests {
         assert_eq!(value(&store, "a").as_deref(), Some("1"));
         assert_eq!(value(&store, "b"), None);
         drop(store);
+        assert_eq!(backend.inner.changelog_offset().unwrap(), Some(1));
+        assert_eq!(
+            backend.inner.entries().unwrap(),
+            vec![(b"a".to_vec(), b"1".to_vec())]
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_write_no_later_commit_is_written_over_it() {
+        let (mut store, backend) = store(ApplyPolicy::EVERY_COMMIT);
+        commit(&mut store, &[("a", Some("1"))], 1);
+        store.settle().unwrap();
+        backend.fail_next.store(true, Ordering::SeqCst);
+        commit(&mut store, &[("a", Some("2"))], 2);
+        store.put(b"b", Some(b"1".to_vec()));
+        store.begin_commit();
+        // The failed write of the commit at offset 2 surfaces here.
+        assert!(store.finish_commit_in_background(Some(3)).is_err());
+        drop(store);
+        // Offset 3 over a store without offset 2's write would make the
+        // restore skip it: the backend stays at offset 1.
         assert_eq!(backend.inner.changelog_offset().unwrap(), Some(1));
         assert_eq!(
             backend.inner.entries().unwrap(),

@@ -65,7 +65,12 @@ pub(super) async fn serve_connection(session: &Session, stream: TcpStream) -> Re
                     None => break Ok(()),
                 };
                 if versions::is_produce(&frame) {
-                    pending.push_back(versions::propose(session, &host, frame).await?);
+                    // A Produce that cannot be proposed closes the
+                    // connection, once those before it are answered.
+                    match versions::propose(session, &host, frame).await {
+                        Ok(answer) => pending.push_back(answer),
+                        Err(e) => break Err(e),
+                    }
                     continue;
                 }
                 while let Some(answered) = pending.next().await {
