@@ -82,6 +82,26 @@ async fn read_response(stream: &mut TcpStream, api: ApiKey, version: i16) -> (i3
     (header.correlation_id, body)
 }
 
+/// A Produce frame of one batch of the producer's, numbered from
+/// `sequence`.
+fn produce_frame(producer_id: i64, sequence: i32, correlation_id: i32) -> Vec<u8> {
+    let request = produce(producer_id, sequence);
+    frame(ApiKey::Produce, PRODUCE_VERSION, correlation_id, &request)
+}
+
+/// The next answer, read as a Produce's: its correlation id and its one
+/// partition's result.
+async fn read_produce_answer(
+    stream: &mut TcpStream,
+) -> (i32, produce_response::PartitionProduceResponse) {
+    let (id, mut body) = read_response(stream, ApiKey::Produce, PRODUCE_VERSION).await;
+    let mut response = ProduceResponse::decode(&mut body, PRODUCE_VERSION).unwrap();
+    (
+        id,
+        response.responses.remove(0).partition_responses.remove(0),
+    )
+}
+
 /// A broker with the topic, an idempotent producer id, and its Kafka
 /// listener's port.
 async fn start(dir: &std::path::Path) -> (Arc<Broker>, i64, u16) {
@@ -117,20 +137,13 @@ async fn pipelined_produce_requests_are_answered_in_order_and_a_list_offsets_wai
     // read.
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut requests = Vec::new();
-    for (i, correlation_id) in (1..=5).enumerate() {
-        let sequence = i as i32 * RECORDS_PER_BATCH;
-        let request = produce(producer_id, sequence);
-        requests.extend(frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            correlation_id,
-            &request,
-        ));
+    for correlation_id in 1..=5 {
+        let sequence = (correlation_id - 1) * RECORDS_PER_BATCH;
+        requests.extend(produce_frame(producer_id, sequence, correlation_id));
     }
     let list = latest_offset();
     requests.extend(frame(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, 6, &list));
-    let last = produce(producer_id, 5 * RECORDS_PER_BATCH);
-    requests.extend(frame(ApiKey::Produce, PRODUCE_VERSION, 7, &last));
+    requests.extend(produce_frame(producer_id, 5 * RECORDS_PER_BATCH, 7));
     stream.write_all(&requests).await.unwrap();
 
     for correlation_id in 1..=7 {
@@ -148,10 +161,8 @@ async fn pipelined_produce_requests_are_answered_in_order_and_a_list_offsets_wai
             );
             continue;
         }
-        let (id, mut body) = read_response(&mut stream, ApiKey::Produce, PRODUCE_VERSION).await;
+        let (id, partition) = read_produce_answer(&mut stream).await;
         assert_eq!(id, correlation_id, "answers come in request order");
-        let response = ProduceResponse::decode(&mut body, PRODUCE_VERSION).unwrap();
-        let partition = &response.responses[0].partition_responses[0];
         assert_eq!(partition.error_code, 0, "request {correlation_id}");
         let batch = if correlation_id < 6 {
             correlation_id - 1
@@ -186,31 +197,18 @@ async fn a_malformed_produce_closes_the_connection_after_the_ones_before_it_are_
     let mut requests = Vec::new();
     for correlation_id in 1..=3 {
         let sequence = (correlation_id - 1) * RECORDS_PER_BATCH;
-        let request = produce(producer_id, sequence);
-        requests.extend(frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            correlation_id,
-            &request,
-        ));
+        requests.extend(produce_frame(producer_id, sequence, correlation_id));
     }
     // A Produce header followed by a body cut short.
-    let mut malformed = frame(
-        ApiKey::Produce,
-        PRODUCE_VERSION,
-        4,
-        &produce(producer_id, 30),
-    );
+    let mut malformed = produce_frame(producer_id, 3 * RECORDS_PER_BATCH, 4);
     malformed.truncate(40);
     malformed[..4].copy_from_slice(&36i32.to_be_bytes());
     requests.extend(malformed);
     stream.write_all(&requests).await.unwrap();
 
     for correlation_id in 1..=3 {
-        let (id, mut body) = read_response(&mut stream, ApiKey::Produce, PRODUCE_VERSION).await;
+        let (id, partition) = read_produce_answer(&mut stream).await;
         assert_eq!(id, correlation_id);
-        let response = ProduceResponse::decode(&mut body, PRODUCE_VERSION).unwrap();
-        let partition = &response.responses[0].partition_responses[0];
         assert_eq!(partition.error_code, 0, "request {correlation_id}");
     }
     let mut rest = Vec::new();

@@ -180,14 +180,13 @@ impl TaskStore {
         }
         unapplied.since.get_or_insert_with(Instant::now);
         unapplied.offset = offset.or(unapplied.offset);
-        if unapplied.writes.is_empty() {
-            // The common case under a short interval: no merge needed.
-            unapplied.bytes = batch_bytes(&self.committing);
-            unapplied.writes = std::mem::take(&mut self.committing);
-            return;
-        }
         unapplied.bytes += batch_bytes(&self.committing);
-        unapplied.writes.extend(self.committing.drain());
+        if unapplied.writes.is_empty() {
+            // The first commit since a hand-over: taken whole, not rehashed.
+            unapplied.writes = std::mem::take(&mut self.committing);
+        } else {
+            unapplied.writes.extend(self.committing.drain());
+        }
     }
 
     /// Whether the finished commits not applied yet should go to the
@@ -221,10 +220,7 @@ impl TaskStore {
                 "a state store's write thread ended without an outcome".into(),
             ))
         });
-        if written.is_err() {
-            self.write_failed = true;
-            self.unapplied = Unapplied::default();
-        }
+        self.write_failed |= written.is_err();
         written
     }
 

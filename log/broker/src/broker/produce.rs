@@ -90,7 +90,28 @@ impl ProposedProduce {
     /// The second phase of [`Broker::produce`]: waits for every
     /// partition's answer.
     pub(crate) async fn answered(self) -> ProduceResponse {
-        answer(self.writes).await
+        let answered = futures::future::join_all(self.writes.into_iter().map(|write| async move {
+            let result = match write.outcome {
+                Ok((partition, proposed)) => match proposed.answered().await {
+                    Ok(placed) => placed_result(&partition, write.index, &placed),
+                    Err(e) => error_result(write.index, &e.into()),
+                },
+                Err(e) => error_result(write.index, &e),
+            };
+            (write.topic, result)
+        }))
+        .await;
+        let mut topics: Vec<ProduceTopicResult> = Vec::new();
+        for (topic, result) in answered {
+            match topics.iter_mut().find(|t| t.name == topic) {
+                Some(t) => t.partitions.push(result),
+                None => topics.push(ProduceTopicResult {
+                    name: topic,
+                    partitions: vec![result],
+                }),
+            }
+        }
+        ProduceResponse { topics }
     }
 }
 
@@ -157,32 +178,6 @@ impl Broker {
         )
         .await
     }
-}
-
-/// Waits for every partition's answer.
-async fn answer(writes: Vec<PartitionWrite>) -> ProduceResponse {
-    let answered = futures::future::join_all(writes.into_iter().map(|write| async move {
-        let result = match write.outcome {
-            Ok((partition, proposed)) => match proposed.answered().await {
-                Ok(placed) => placed_result(&partition, write.index, &placed),
-                Err(e) => error_result(write.index, &e.into()),
-            },
-            Err(e) => error_result(write.index, &e),
-        };
-        (write.topic, result)
-    }))
-    .await;
-    let mut topics: Vec<ProduceTopicResult> = Vec::new();
-    for (topic, result) in answered {
-        match topics.iter_mut().find(|t| t.name == topic) {
-            Some(t) => t.partitions.push(result),
-            None => topics.push(ProduceTopicResult {
-                name: topic,
-                partitions: vec![result],
-            }),
-        }
-    }
-    ProduceResponse { topics }
 }
 
 /// Proposes each batch of a partition as one Raft entry, to be answered

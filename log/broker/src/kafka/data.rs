@@ -1,5 +1,8 @@
 //! Produce, Fetch and ListOffsets: record batches in and out, untouched.
 
+use std::future::Future;
+
+use futures::future::Either;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction as KafkaAborted, FetchableTopicResponse, PartitionData,
 };
@@ -25,17 +28,15 @@ pub(super) async fn produce(
     propose_produce(session, request, version).await.await
 }
 
-/// What is left of a Produce once its batches are proposed: its answer.
-pub(super) type ProduceAnswer = futures::future::BoxFuture<'static, Option<ProduceResponse>>;
-
 /// The first phase of a Produce: its batches proposed to their
-/// partitions, in order. The answer (none for acks=0) can be awaited
-/// while the connection's next Produce is proposed (`connection`).
+/// partitions, in order. What is left is its answer (none for acks=0),
+/// which owns all it needs and can be awaited while the connection's next
+/// Produce is proposed (`connection`).
 pub(super) async fn propose_produce(
     session: &Session,
     request: ProduceRequest,
     version: i16,
-) -> ProduceAnswer {
+) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = match request.acks {
         0 => Some(proto::Acks::None),
         1 => Some(proto::Acks::Leader),
@@ -44,7 +45,7 @@ pub(super) async fn propose_produce(
     };
     let Some(acks) = acks else {
         let refusal = refuse_produce(&request, INVALID_REQUIRED_ACKS);
-        return Box::pin(std::future::ready(Some(refusal)));
+        return Either::Left(std::future::ready(Some(refusal)));
     };
     let mut refused = Vec::new();
     let mut topics = Vec::new();
@@ -73,7 +74,7 @@ pub(super) async fn propose_produce(
             ),
         })
         .await;
-    Box::pin(async move {
+    Either::Right(async move {
         let answered = proposed.answered().await;
         (acks != proto::Acks::None).then(|| produce_response(answered, refused, version))
     })
