@@ -16,6 +16,7 @@ mod kafka;
 mod links;
 mod moves;
 mod rolling;
+mod scale;
 mod transactions;
 
 use std::collections::BTreeMap;

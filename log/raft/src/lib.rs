@@ -55,6 +55,7 @@ mod idempotence;
 #[cfg(feature = "test-util")]
 pub mod in_process;
 mod leadership;
+pub mod liveness;
 pub mod log_store;
 pub mod metadata;
 pub mod network;

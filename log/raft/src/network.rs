@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{NodeId, PartitionRaftConfig};
+use crate::liveness::{Heard, NodeHeartbeat};
 use crate::{ReplicationError, Result};
 
 type C = PartitionRaftConfig;
@@ -38,6 +39,8 @@ pub enum RaftRequest {
     AppendEntries(AppendEntriesRequest<C>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<C>),
+    /// Not for a group: the sending node's heartbeat (see [`crate::liveness`]).
+    NodeHeartbeat(NodeHeartbeat),
 }
 
 /// The answer of the target group's `Raft` to a [`RaftRequest`].
@@ -51,6 +54,11 @@ pub enum RaftReply {
             RaftError<NodeId, InstallSnapshotError>,
         >,
     ),
+    /// The answer to a [`RaftRequest::NodeHeartbeat`]: which incarnation
+    /// of the node heard it.
+    NodeHeartbeat {
+        incarnation: u64,
+    },
 }
 
 /// Why a message got no reply.
@@ -212,41 +220,115 @@ fn remote<E: std::error::Error>(
     openraft::error::RemoteError::new(target, error)
 }
 
-/// The groups of one node, by group id: where incoming messages go.
-#[derive(Default)]
+/// The groups of one node, by group id: where incoming messages go. It
+/// also keeps what the node heard from its peers' node heartbeats, for
+/// the node's [`crate::liveness::Liveness`].
 pub struct RaftRouter {
-    groups: RwLock<HashMap<Arc<str>, Raft<C>>>,
+    groups: RwLock<HashMap<Arc<str>, Routed>>,
+    heard: Heard,
+    incarnation: u64,
+}
+
+struct Routed {
+    raft: Raft<C>,
+    quiescent: bool,
+}
+
+impl Default for RaftRouter {
+    fn default() -> RaftRouter {
+        use std::hash::{BuildHasher, Hasher};
+        // Randomly keyed per instance: a restarted node is told apart.
+        let incarnation = std::hash::RandomState::new().build_hasher().finish();
+        RaftRouter {
+            groups: RwLock::default(),
+            heard: Heard::default(),
+            incarnation,
+        }
+    }
 }
 
 impl RaftRouter {
+    /// Routes `group`'s messages to `raft`, which keeps openraft's own
+    /// heartbeats and election timer.
     pub fn register(&self, group: impl Into<Arc<str>>, raft: Raft<C>) {
-        self.groups.write().insert(group.into(), raft);
+        let routed = Routed {
+            raft,
+            quiescent: false,
+        };
+        self.groups.write().insert(group.into(), routed);
+    }
+
+    /// Routes `group`'s messages to `raft` and makes it quiescent: its
+    /// openraft heartbeats and election timer are switched off, and the
+    /// node's [`crate::liveness::Liveness`] (which must run) heartbeats
+    /// and elects for it only when needed.
+    pub fn register_quiescent(&self, group: impl Into<Arc<str>>, raft: Raft<C>) {
+        raft.runtime_config().heartbeat(false);
+        raft.runtime_config().elect(false);
+        let routed = Routed {
+            raft,
+            quiescent: true,
+        };
+        self.groups.write().insert(group.into(), routed);
     }
 
     pub fn unregister(&self, group: &str) {
         self.groups.write().remove(group);
     }
 
+    /// The quiescent groups routed here now.
+    pub fn quiescent_groups(&self) -> Vec<(Arc<str>, Raft<C>)> {
+        self.groups
+            .read()
+            .iter()
+            .filter(|(_, routed)| routed.quiescent)
+            .map(|(group, routed)| (Arc::clone(group), routed.raft.clone()))
+            .collect()
+    }
+
+    /// What this node heard from its peers' node heartbeats.
+    pub fn heard(&self) -> &Heard {
+        &self.heard
+    }
+
+    /// Drawn when this router was made: peers tell a restarted node by it.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
     /// Hands `request` to `group`'s `Raft` and returns its answer. A group
     /// this node does not run is `Unreachable` to the sender, like a
     /// stopped node: it may be starting, or the replica may have moved.
+    /// A node heartbeat is kept, whatever its group.
     pub async fn handle(
         &self,
         node: NodeId,
         group: &str,
         request: RaftRequest,
     ) -> std::result::Result<RaftReply, TransportError> {
-        let raft = self.groups.read().get(group).cloned().ok_or_else(|| {
-            TransportError::Unreachable(node, format!("no Raft group `{group}` on node {node}"))
-        })?;
         Ok(match request {
             RaftRequest::AppendEntries(rpc) => {
-                RaftReply::AppendEntries(raft.append_entries(rpc).await)
+                RaftReply::AppendEntries(self.raft_of(node, group)?.append_entries(rpc).await)
             }
-            RaftRequest::Vote(rpc) => RaftReply::Vote(raft.vote(rpc).await),
+            RaftRequest::Vote(rpc) => RaftReply::Vote(self.raft_of(node, group)?.vote(rpc).await),
             RaftRequest::InstallSnapshot(rpc) => {
+                let raft = self.raft_of(node, group)?;
                 RaftReply::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
+            RaftRequest::NodeHeartbeat(heartbeat) => {
+                self.heard.record(heartbeat, std::time::Instant::now());
+                RaftReply::NodeHeartbeat {
+                    incarnation: self.incarnation,
+                }
+            }
         })
+    }
+
+    fn raft_of(&self, node: NodeId, group: &str) -> std::result::Result<Raft<C>, TransportError> {
+        let groups = self.groups.read();
+        let routed = groups.get(group).ok_or_else(|| {
+            TransportError::Unreachable(node, format!("no Raft group `{group}` on node {node}"))
+        })?;
+        Ok(routed.raft.clone())
     }
 }

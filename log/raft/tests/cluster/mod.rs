@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use spool_raft::in_process::InProcessNetwork;
+use spool_raft::liveness::{Liveness, LivenessTiming};
 use spool_raft::network::RaftRouter;
 use spool_raft::ReplicationError;
 use spool_raft::{CommittedBatch, LogId, NodeId, PartitionReplica};
@@ -53,6 +54,9 @@ pub struct Cluster {
     voters: Vec<NodeId>,
     dirs: BTreeMap<NodeId, TempDir>,
     disks: BTreeMap<NodeId, Arc<FaultyFileIo>>,
+    /// Each running node's liveness task: the group is quiescent, as a
+    /// broker's partitions are, so failover runs through node heartbeats.
+    liveness: BTreeMap<NodeId, Liveness>,
     running: Running,
 }
 
@@ -71,6 +75,7 @@ impl Cluster {
                 .map(|&n| (n, tempfile::tempdir().unwrap()))
                 .collect(),
             disks: voters.iter().map(|&n| (n, FaultyFileIo::new())).collect(),
+            liveness: BTreeMap::new(),
             running: Running::default(),
         };
         for &node in voters {
@@ -91,13 +96,16 @@ impl Cluster {
             node,
             GROUP,
             Arc::new(log),
-            transport,
+            Arc::clone(&transport),
             Arc::clone(&self.config),
         )
         .await
         .unwrap();
         let router = Arc::new(RaftRouter::default());
-        router.register(GROUP, replica.raft().clone());
+        router.register_quiescent(GROUP, replica.raft().clone());
+        let timing = LivenessTiming::from_raft(&self.config);
+        let liveness = Liveness::spawn(node, Arc::clone(&router), transport, timing);
+        self.liveness.insert(node, liveness);
         self.network.add_node(node, router);
         replica.initialize(&self.voters).await.unwrap();
         self.running.write().insert(node, Arc::new(replica));
@@ -107,6 +115,7 @@ impl Cluster {
     /// Raft stops; what it wrote stays in its directory.
     pub async fn crash(&mut self, node: NodeId) {
         self.network.remove_node(node);
+        self.liveness.remove(&node);
         let replica = self.running.write().remove(&node).expect("node is running");
         replica.shutdown().await.unwrap();
     }

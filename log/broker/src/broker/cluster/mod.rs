@@ -39,6 +39,7 @@ use crate::{BrokerError, Result};
 use spool_protocol::proto::spool_client::SpoolClient;
 use spool_protocol::proto::ErrorCode;
 use spool_raft::grpc::GrpcTransport;
+use spool_raft::liveness::{Liveness, LivenessTiming};
 use spool_raft::metadata::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use spool_raft::network::{RaftRouter, RaftTransport};
 use spool_raft::{partition_raft_config, NodeId, PartitionReplica, ReplicationError};
@@ -91,6 +92,9 @@ pub(crate) struct ClusterState {
     pub controller: Controller,
     pub router: Arc<RaftRouter>,
     transport: Arc<dyn RaftTransport>,
+    /// Detects failed brokers for the partition groups, which are
+    /// quiescent (see `spool_raft::liveness`); stops when dropped.
+    _liveness: Liveness,
     /// The same transport, to teach it brokers that joined later.
     grpc: Arc<GrpcTransport>,
     /// Groups whose move this broker is carrying out now.
@@ -150,11 +154,18 @@ impl ClusterState {
         .await?;
         let router = Arc::new(RaftRouter::default());
         router.register(METADATA_GROUP, controller.replica().raft().clone());
+        let liveness = Liveness::spawn(
+            node,
+            Arc::clone(&router),
+            Arc::clone(&transport),
+            LivenessTiming::from_raft(&config.raft),
+        );
         Ok(ClusterState {
             config,
             controller,
             router,
             transport,
+            _liveness: liveness,
             grpc,
             moving: Default::default(),
             dir,
@@ -325,7 +336,8 @@ impl ClusterState {
             )
             .await?,
         );
-        self.router.register(group.as_str(), replica.raft().clone());
+        self.router
+            .register_quiescent(group.as_str(), replica.raft().clone());
         let key = (topic.to_string(), index);
         let hosted = Hosted {
             topic_id: assignment.id,
