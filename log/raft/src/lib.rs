@@ -72,7 +72,7 @@ pub use entry::{AppliedEntry, BatchPayload};
 pub use error::{ReplicationError, Result};
 pub use log_store::{PartitionLogReader, PartitionLogStore};
 pub use raft_state::RaftStateFile;
-pub use replica::{partition_raft_config, PartitionReplica};
+pub use replica::{partition_raft_config, quiescent_raft_config, PartitionReplica};
 pub use state_machine::{AppliedState, PartitionStateMachine};
 pub use write::{AnswerWhen, CommittedBatch, ProposedBatches};
 

@@ -25,7 +25,9 @@ use spool_storage::{LogRead, PartitionLog};
 
 /// openraft's configuration for partition groups.
 ///
-/// - Heartbeats every 100 ms and elections after 1–2 s of silence: a
+/// - Heartbeats every 100 ms and elections after 1–2 s of silence (the
+///   controller's group; partition groups quiesce, see
+///   [`quiescent_raft_config`], with the same timing): a
 ///   leader is replaced within about two seconds of its loss, and a
 ///   loaded two-core machine's scheduling hiccups (tens of ms) do not
 ///   cause needless elections.
@@ -56,6 +58,30 @@ pub fn partition_raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>
         .map(Arc::new)
         .map_err(|e| ReplicationError::InvalidRequest(format!("invalid Raft configuration: {e}")))
 }
+
+/// openraft's configuration for a quiescent partition group (see
+/// [`crate::liveness`]): `base` with heartbeats every 500 ms instead of
+/// 100. Such a group's heartbeats and election timer are off, so its
+/// openraft tick (every 1.5 heartbeat intervals) only checks whether a
+/// membership change removed its leader: every 750 ms is soon enough,
+/// where every 150 ms woke a broker's thousand groups 6,700 times a
+/// second for nothing (most of an idle broker's CPU). The same interval
+/// bounds one AppendEntries call, which may then last 500 ms before it is
+/// given up and sent again: long enough for a loaded two-core machine,
+/// short beside the election timeout.
+pub fn quiescent_raft_config(base: &openraft::Config) -> Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        heartbeat_interval: QUIESCENT_TICK_BASE_MS.min(base.election_timeout_min / 2),
+        ..base.clone()
+    };
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| ReplicationError::InvalidRequest(format!("invalid Raft configuration: {e}")))
+}
+
+/// See [`quiescent_raft_config`].
+const QUIESCENT_TICK_BASE_MS: u64 = 500;
 
 /// How close (in entries) a replica added by a move must be to the
 /// leader's log before it becomes a voter. Small, so that the group never

@@ -42,7 +42,9 @@ use spool_raft::grpc::GrpcTransport;
 use spool_raft::liveness::{Liveness, LivenessTiming};
 use spool_raft::metadata::{ClusterImage, Controller, TopicAssignment, METADATA_GROUP};
 use spool_raft::network::{RaftRouter, RaftTransport};
-use spool_raft::{partition_raft_config, NodeId, PartitionReplica, ReplicationError};
+use spool_raft::{
+    partition_raft_config, quiescent_raft_config, NodeId, PartitionReplica, ReplicationError,
+};
 use spool_storage::config::LogConfig;
 use spool_storage::{Clock, FileIo, PartitionLog};
 use tonic::transport::Channel;
@@ -92,6 +94,8 @@ pub(crate) struct ClusterState {
     pub controller: Controller,
     pub router: Arc<RaftRouter>,
     transport: Arc<dyn RaftTransport>,
+    /// openraft's configuration for partition groups (quiescent).
+    partition_raft: Arc<openraft::Config>,
     /// Detects failed brokers for the partition groups, which are
     /// quiescent (see `spool_raft::liveness`); stops when dropped.
     _liveness: Liveness,
@@ -160,7 +164,9 @@ impl ClusterState {
             Arc::clone(&transport),
             LivenessTiming::from_raft(&config.raft),
         );
+        let partition_raft = quiescent_raft_config(&config.raft)?;
         Ok(ClusterState {
+            partition_raft,
             config,
             controller,
             router,
@@ -332,7 +338,7 @@ impl ClusterState {
                 group.as_str(),
                 log,
                 Arc::clone(&self.transport),
-                Arc::clone(&self.config.raft),
+                Arc::clone(&self.partition_raft),
             )
             .await?,
         );
