@@ -310,7 +310,13 @@ impl RaftRouter {
             RaftRequest::AppendEntries(rpc) => {
                 RaftReply::AppendEntries(self.raft_of(node, group)?.append_entries(rpc).await)
             }
-            RaftRequest::Vote(rpc) => RaftReply::Vote(self.raft_of(node, group)?.vote(rpc).await),
+            RaftRequest::Vote(rpc) => {
+                let raft = self.raft_of(node, group)?;
+                match self.lease_refusal(node, group, &raft, &rpc) {
+                    Some(refused) => RaftReply::Vote(Ok(refused)),
+                    None => RaftReply::Vote(raft.vote(rpc).await),
+                }
+            }
             RaftRequest::InstallSnapshot(rpc) => {
                 let raft = self.raft_of(node, group)?;
                 RaftReply::InstallSnapshot(raft.install_snapshot(rpc).await)
@@ -321,6 +327,37 @@ impl RaftRouter {
                     incarnation: self.incarnation,
                 }
             }
+        })
+    }
+
+    /// A quiescent group's follower refuses a vote while the leader it
+    /// follows was heard (within the longest election timeout, as the
+    /// liveness keeps what it heard) and claims the group: openraft's leader lease
+    /// does this from group heartbeats, which an idle quiescent group no
+    /// longer sends. Without it a member cut off from the leader alone
+    /// would win with the third member's vote, lose to the leader's next
+    /// write, which cannot reach it, and the two would take turns.
+    fn lease_refusal(
+        &self,
+        node: NodeId,
+        group: &str,
+        raft: &Raft<C>,
+        request: &VoteRequest<NodeId>,
+    ) -> Option<VoteResponse<NodeId>> {
+        if !self.groups.read().get(group).is_some_and(|r| r.quiescent) {
+            return None;
+        }
+        let metrics = raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let candidate = request.vote.leader_id().voted_for();
+        let led_well = metrics.state == openraft::ServerState::Follower
+            && leader != node
+            && candidate != Some(leader)
+            && self.heard.claims(leader, group);
+        led_well.then(|| VoteResponse {
+            vote: metrics.vote,
+            vote_granted: false,
+            last_log_id: raft.data_metrics().borrow().last_log,
         })
     }
 

@@ -97,7 +97,9 @@ pub const LEFTOVER_LEARNER_PATIENCE: Duration = Duration::from_secs(30);
 /// holds the membership that left it out, before the leader removes it.
 /// Holding the membership is not enough: its broker stops the replica
 /// only once it knows the membership committed, which the next heartbeat
-/// (every 100 ms) tells it; once removed, it hears from the group no more.
+/// tells it (a quiescent group's leader heartbeats every liveness tick,
+/// 250 ms, while its group has learners); once removed, it hears from the
+/// group no more.
 pub const INFORMED_LEARNER_GRACE: Duration = Duration::from_secs(1);
 
 /// A learner a move left out, as its leader follows it.

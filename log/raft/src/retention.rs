@@ -74,7 +74,14 @@ impl PartitionReplica {
             .await
             .map_err(|e| self.replication_error(e))?;
         // A leader purges once its replication streams let go of these
-        // entries; until then the segments stay, and the next pass goes on.
+        // entries, and looks again only when a member answers: a
+        // quiescent group's idle members say nothing unless asked, so ask.
+        // Until then the segments stay, and the next pass goes on.
+        self.raft()
+            .trigger()
+            .heartbeat()
+            .await
+            .map_err(|e| self.replication_error(e))?;
         let purged = self
             .raft()
             .wait(Some(patience))

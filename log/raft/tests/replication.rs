@@ -222,6 +222,49 @@ async fn a_lossy_slow_network_loses_no_acknowledged_record() {
     cluster.shutdown().await;
 }
 
+/// The group is quiescent and idle: no follower's openraft lease holds
+/// (it renews only on group messages), so the follower that still hears
+/// the leader must refuse the cut-off one's votes itself, or the two
+/// would take turns leading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_group_cut_between_its_leader_and_one_follower_keeps_its_leader() {
+    let cluster = Cluster::start(&[1, 2, 3], 23).await;
+    cluster.produce("before", PATIENCE).await.unwrap();
+    let leader = cluster.wait_for_leader(PATIENCE).await;
+    let term = cluster
+        .replica(leader)
+        .raft()
+        .metrics()
+        .borrow()
+        .current_term;
+    let followers: Vec<NodeId> = cluster
+        .running()
+        .into_iter()
+        .filter(|&n| n != leader)
+        .collect();
+    cluster.network.cut(leader, followers[0]);
+    // Several election timeouts (400-800 ms) and liveness silences.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        for &node in &followers {
+            assert_ne!(
+                cluster.replica(node).leader(),
+                Some(node),
+                "node {node} took over from {leader}, which the other follower still hears"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = cluster.replica(leader).raft().metrics().borrow().clone();
+    assert_eq!(
+        (metrics.current_leader, metrics.current_term),
+        (Some(leader), term)
+    );
+    cluster.network.heal();
+    cluster.produce("after", PATIENCE).await.unwrap();
+    cluster.shutdown().await;
+}
+
 /// A node of the socket test: its replica and the server task in front.
 struct SocketNode {
     replica: Arc<PartitionReplica>,

@@ -25,6 +25,7 @@ pub(crate) enum Duty {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct GroupView {
     pub leading: bool,
+    pub candidate: bool,
     pub stopped: bool,
     pub term: u64,
     pub leader: Option<NodeId>,
@@ -40,6 +41,7 @@ impl GroupView {
         let membership = metrics.membership_config.membership();
         GroupView {
             leading: metrics.state == ServerState::Leader,
+            candidate: metrics.state == ServerState::Candidate,
             stopped: metrics.state == ServerState::Shutdown,
             term: metrics.current_term,
             leader: metrics.current_leader,
@@ -130,7 +132,12 @@ pub(crate) fn follower_duty(
         return Duty::Nothing;
     }
     if view.voters.len() == 1 {
-        return Duty::Elect;
+        // Not while its election runs: a new one would supersede it, and
+        // a slow disk could keep the group electing forever.
+        return match view.candidate {
+            true => Duty::Nothing,
+            false => Duty::Elect,
+        };
     }
     let led_well = view.leader.is_some_and(|leader| {
         leader != node && heard.alive(leader, now, patience.silence) && heard.claims(leader, group)
@@ -162,13 +169,18 @@ pub(crate) fn follower_duty(
 /// - the group has learners (a move is under way, or left one to remove);
 /// - a peer's voter asks for the group's leader;
 /// - a peer claims the group in a newer term: the heartbeat's refusal
-///   makes this stale leader step down.
+///   makes this stale leader step down;
+/// - `backstop` (every few seconds per group): openraft sends a new
+///   commit index once, and a member that missed it (or that restarted
+///   before the leader heard it was back) would hold a stale one until
+///   the next write.
 pub(crate) fn leader_duty(
     tick: &Tick<'_>,
     group: &str,
     view: &GroupView,
     rejoined: &HashSet<NodeId>,
     reachable: impl Fn(NodeId) -> bool,
+    backstop: bool,
 ) -> Duty {
     let Tick { node, heard, .. } = *tick;
     if !view.leading {
@@ -179,7 +191,8 @@ pub(crate) fn leader_duty(
         .matched
         .iter()
         .any(|&(member, matched)| member != node && matched < last && reachable(member));
-    let wanted = view.others(node).any(|member| rejoined.contains(&member))
+    let wanted = backstop
+        || view.others(node).any(|member| rejoined.contains(&member))
         || lagging
         || !view.learners.is_empty()
         || heard.asks_for_leader(group)
@@ -226,6 +239,7 @@ mod tests {
         NodeHeartbeat {
             from,
             incarnation: 7,
+            sequence: 1,
             leads: leads.iter().map(|&(g, t)| (g.to_string(), t)).collect(),
             needs_leader: needs.iter().map(|g| g.to_string()).collect(),
         }
@@ -242,7 +256,14 @@ mod tests {
         for i in 0..ticks {
             let now = start + Duration::from_millis(100 * i);
             if i <= heard_until {
-                heard.record(heartbeat(1, says, &[]), now);
+                let sequence = i + 1;
+                heard.record(
+                    NodeHeartbeat {
+                        sequence,
+                        ..heartbeat(1, says, &[])
+                    },
+                    now,
+                );
             }
             // A random draw of 0 waits the shortest patience, 1000 ms.
             let duty = follower_duty(
@@ -287,6 +308,12 @@ mod tests {
         };
         let duty = follower_duty(&tick(1, &heard, now), "g", &alone, &mut suspicion, 0);
         assert_eq!(duty, Duty::Elect);
+        let electing = GroupView {
+            candidate: true,
+            ..alone.clone()
+        };
+        let duty = follower_duty(&tick(1, &heard, now), "g", &electing, &mut suspicion, 0);
+        assert_eq!(duty, Duty::Nothing);
         let learner = GroupView {
             voters: vec![1, 2],
             learners: vec![3],
@@ -318,6 +345,7 @@ mod tests {
             view,
             &rejoined,
             |_| up,
+            false,
         )
     }
 

@@ -17,6 +17,9 @@ pub struct NodeHeartbeat {
     /// Drawn when the node's router was made: a new value means the node
     /// restarted, and its groups must hear from their leaders.
     pub incarnation: u64,
+    /// Counts up with each heartbeat of an incarnation: heartbeats travel
+    /// concurrently, and a late one must not undo a newer one.
+    pub sequence: u64,
     /// The quiescent groups `from` leads, with the term it leads in.
     pub leads: Vec<(String, u64)>,
     /// The quiescent groups in which `from` is a voter following no
@@ -28,6 +31,8 @@ pub struct NodeHeartbeat {
 #[derive(Debug)]
 struct PeerReport {
     at: Instant,
+    incarnation: u64,
+    sequence: u64,
     leads: HashMap<String, u64>,
     needs_leader: HashSet<String>,
 }
@@ -39,14 +44,23 @@ pub struct Heard {
 }
 
 impl Heard {
-    /// Keeps `heartbeat` as what its sender says now, received at `at`.
+    /// Keeps `heartbeat` as what its sender says now, received at `at`,
+    /// unless a newer heartbeat of the same incarnation came first.
     pub fn record(&self, heartbeat: NodeHeartbeat, at: Instant) {
+        let mut peers = self.peers.lock();
+        if let Some(known) = peers.get(&heartbeat.from) {
+            if known.incarnation == heartbeat.incarnation && known.sequence >= heartbeat.sequence {
+                return;
+            }
+        }
         let report = PeerReport {
             at,
+            incarnation: heartbeat.incarnation,
+            sequence: heartbeat.sequence,
             leads: heartbeat.leads.into_iter().collect(),
             needs_leader: heartbeat.needs_leader.into_iter().collect(),
         };
-        self.peers.lock().insert(heartbeat.from, report);
+        peers.insert(heartbeat.from, report);
     }
 
     /// Forgets the peers silent for `silence` before `now`: a dead peer's
@@ -65,7 +79,8 @@ impl Heard {
             .is_some_and(|report| now.saturating_duration_since(report.at) < silence)
     }
 
-    /// True when `peer`'s last heartbeat says it leads `group`.
+    /// True when `peer`'s last heartbeat says it leads `group` (and the
+    /// driver has not forgotten it as silent).
     pub fn claims(&self, peer: NodeId, group: &str) -> bool {
         self.peers
             .lock()
@@ -88,5 +103,44 @@ impl Heard {
             .lock()
             .values()
             .any(|report| report.needs_leader.contains(group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(incarnation: u64, sequence: u64, leads: &str) -> NodeHeartbeat {
+        NodeHeartbeat {
+            from: 2,
+            incarnation,
+            sequence,
+            leads: vec![(leads.to_string(), 1)],
+            needs_leader: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_late_heartbeat_does_not_undo_a_newer_one_but_a_restart_does() {
+        let heard = Heard::default();
+        let now = Instant::now();
+        heard.record(heartbeat(7, 5, "new"), now);
+        heard.record(heartbeat(7, 4, "old"), now);
+        assert!(heard.claims(2, "new") && !heard.claims(2, "old"));
+        heard.record(heartbeat(8, 1, "restarted"), now);
+        assert!(heard.claims(2, "restarted") && !heard.claims(2, "new"));
+    }
+
+    #[test]
+    fn a_silent_peer_is_forgotten_with_what_it_said() {
+        let heard = Heard::default();
+        let then = Instant::now();
+        heard.record(heartbeat(7, 1, "g"), then);
+        let silence = Duration::from_secs(1);
+        heard.forget_silent(then + Duration::from_millis(900), silence);
+        assert!(heard.claims(2, "g"));
+        heard.forget_silent(then + Duration::from_millis(1000), silence);
+        assert!(!heard.claims(2, "g") && !heard.alive(2, then, silence));
+        assert_eq!(heard.newest_claim("g"), None);
     }
 }

@@ -64,18 +64,20 @@ impl LivenessTiming {
     /// - a node heartbeat every 2.5 heartbeat intervals (250 ms): each
     ///   tick looks at every quiescent group of the node, which at a
     ///   thousand groups every 100 ms was most of an idle broker's CPU;
-    /// - a peer down after three missed node heartbeats or half the
-    ///   shortest election timeout, whichever is longer (750 ms): one late
-    ///   message on a loaded machine is not a death;
+    /// - a peer down after three missed node heartbeats, and no sooner
+    ///   than the election timeout's spread (1 s): one late message on a
+    ///   loaded machine is not a death, and silence plus the shortest
+    ///   patience then reaches the longest election timeout, openraft's
+    ///   leader lease: a follower that heard the leader's last write
+    ///   refuses votes until then, so an earlier election would fail;
     /// - the election timeout's range as the patience after that, so that
-    ///   a leader is replaced about as fast as with per-group heartbeats
-    ///   (1.75 to 2.75 s after its last word).
+    ///   a leader is replaced 2 to 3 s after its last word.
     pub fn from_raft(config: &openraft::Config) -> LivenessTiming {
         let interval = Duration::from_millis(config.heartbeat_interval * 5 / 2);
-        let half_election = Duration::from_millis(config.election_timeout_min / 2);
+        let spread = config.election_timeout_max - config.election_timeout_min;
         LivenessTiming {
             interval,
-            silence: half_election.max(interval * 3),
+            silence: Duration::from_millis(spread).max(interval * 3),
             patience_min: Duration::from_millis(config.election_timeout_min),
             patience_max: Duration::from_millis(config.election_timeout_max),
         }
@@ -119,6 +121,7 @@ impl Liveness {
             timing,
             reached: Arc::default(),
             suspicions: HashMap::new(),
+            ticks: 0,
         };
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(timing.interval);
@@ -140,18 +143,36 @@ struct Reached {
     /// Peers that answered for the first time, after failing, or as a new
     /// incarnation since the last tick looked.
     rejoined: HashSet<NodeId>,
+    /// The newest heartbeat (by sequence) whose outcome is counted, per
+    /// peer: a late outcome of an older one must not undo it (an old
+    /// timeout after a newer answer would make the peer rejoin again).
+    newest: HashMap<NodeId, u64>,
 }
 
 impl Reached {
-    fn answered(&mut self, peer: NodeId, incarnation: u64) {
+    /// True when the outcome of heartbeat `sequence` to `peer` is newer
+    /// than every one counted so far.
+    fn is_newest(&mut self, peer: NodeId, sequence: u64) -> bool {
+        let newest = self.newest.entry(peer).or_default();
+        let newer = sequence > *newest;
+        *newest = (*newest).max(sequence);
+        newer
+    }
+
+    fn answered(&mut self, peer: NodeId, sequence: u64, incarnation: u64) {
+        if !self.is_newest(peer, sequence) {
+            return;
+        }
         if self.answered.get(&peer) != Some(&Some(incarnation)) {
             self.rejoined.insert(peer);
         }
         self.answered.insert(peer, Some(incarnation));
     }
 
-    fn failed(&mut self, peer: NodeId) {
-        self.answered.insert(peer, None);
+    fn failed(&mut self, peer: NodeId, sequence: u64) {
+        if self.is_newest(peer, sequence) {
+            self.answered.insert(peer, None);
+        }
     }
 
     fn reachable(&self, peer: NodeId) -> bool {
@@ -175,12 +196,32 @@ struct Driver {
     suspicions: HashMap<Arc<str>, Suspicion>,
     /// xorshift state for the followers' patience.
     random: u64,
+    /// Ticks so far: numbers heartbeats and spreads the backstop ones.
+    ticks: u64,
+}
+
+/// Every this many ticks (10 s) each led group heartbeats anyway; see
+/// `decide::leader_duty`. Spread by group, so a broker sends a fortieth of
+/// its groups' heartbeats each tick rather than all at once.
+const BACKSTOP_TICKS: u64 = 40;
+
+/// Where `group` falls in the backstop's cycle.
+fn backstop_slot(group: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    group.hash(&mut hasher);
+    hasher.finish() % BACKSTOP_TICKS
 }
 
 impl Driver {
     async fn tick(&mut self) {
+        self.ticks += 1;
         let now = Instant::now();
-        self.router.heard().forget_silent(now, self.timing.silence);
+        // Kept for the longest election timeout, not just the silence: a
+        // follower refuses votes while its leader's last word is kept
+        // (`RaftRouter::lease_refusal`), as long as openraft's lease would.
+        let lease = self.timing.patience_max;
+        self.router.heard().forget_silent(now, lease);
         let looked: Vec<Looked> = self
             .router
             .quiescent_groups()
@@ -206,6 +247,7 @@ impl Driver {
         let heartbeat = NodeHeartbeat {
             from: node,
             incarnation: self.router.incarnation(),
+            sequence: self.ticks,
             leads: looked
                 .iter()
                 .filter(|l| l.view.leading)
@@ -218,6 +260,7 @@ impl Driver {
                 .collect(),
         };
         let deadline = self.timing.silence;
+        let sequence = self.ticks;
         for peer in peers {
             let send = self.transport.send(
                 peer,
@@ -228,9 +271,9 @@ impl Driver {
             tokio::spawn(async move {
                 match tokio::time::timeout(deadline, send).await {
                     Ok(Ok(RaftReply::NodeHeartbeat { incarnation })) => {
-                        reached.lock().answered(peer, incarnation)
+                        reached.lock().answered(peer, sequence, incarnation)
                     }
-                    _ => reached.lock().failed(peer),
+                    _ => reached.lock().failed(peer, sequence),
                 }
             });
         }
@@ -252,9 +295,11 @@ impl Driver {
         let mut duties = Vec::with_capacity(looked.len());
         for l in looked {
             let duty = match l.view.leading {
-                true => leader_duty(&tick, &l.group, &l.view, &rejoined, |peer| {
-                    reached.reachable(peer)
-                }),
+                true => {
+                    let backstop = (self.ticks + backstop_slot(&l.group)) % BACKSTOP_TICKS == 0;
+                    let reachable = |peer| reached.reachable(peer);
+                    leader_duty(&tick, &l.group, &l.view, &rejoined, reachable, backstop)
+                }
                 false => {
                     let random = next_random(&mut self.random);
                     let mut suspicion = kept.remove(&l.group).unwrap_or_default();
@@ -292,4 +337,26 @@ fn next_random(state: &mut u64) -> u64 {
     x ^= x << 17;
     *state = x;
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_rejoins_when_it_answers_again_or_anew_but_not_on_a_late_outcome() {
+        let mut reached = Reached::default();
+        reached.answered(2, 1, 7);
+        assert!(std::mem::take(&mut reached.rejoined).contains(&2));
+        reached.answered(2, 3, 7);
+        // The heartbeat sent before the answered one timed out late.
+        reached.failed(2, 2);
+        assert!(reached.reachable(2) && reached.rejoined.is_empty());
+        reached.failed(2, 4);
+        assert!(!reached.reachable(2));
+        reached.answered(2, 5, 7);
+        assert!(std::mem::take(&mut reached.rejoined).contains(&2));
+        reached.answered(2, 6, 8);
+        assert!(reached.rejoined.contains(&2), "a restarted peer rejoins");
+    }
 }

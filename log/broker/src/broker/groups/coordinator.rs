@@ -44,9 +44,8 @@ pub struct GroupConfig {
     pub tick: Duration,
     /// Partitions of `__consumer_offsets`, fixed when the cluster first
     /// creates it (default 8: coordinators spread over up to eight
-    /// brokers; each partition is a Raft group that heartbeats, so the
-    /// default stays well below Kafka's 50, which is sized for large
-    /// clusters).
+    /// brokers; each partition is a Raft group, so the default stays
+    /// well below Kafka's 50, which is sized for large clusters).
     pub offsets_partitions: u32,
     /// Replicas of each (default 3, Kafka's; fewer on smaller clusters).
     pub offsets_replication_factor: u32,
