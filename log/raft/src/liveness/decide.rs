@@ -170,7 +170,7 @@ pub(crate) fn follower_duty(
 /// - a peer's voter asks for the group's leader;
 /// - a peer claims the group in a newer term: the heartbeat's refusal
 ///   makes this stale leader step down;
-/// - `backstop` (every few seconds per group): openraft sends a new
+/// - `backstop` (every 30 s per group): openraft sends a new
 ///   commit index once, and a member that missed it (or that restarted
 ///   before the leader heard it was back) would hold a stale one until
 ///   the next write.
