@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, RaftMetrics, ServerState};
 
-use super::heard::Heard;
+use crate::network::Heard;
 use crate::NodeId;
 
 /// What one tick asks of a group's Raft.
@@ -207,8 +207,8 @@ pub(crate) fn leader_duty(
 
 #[cfg(test)]
 mod tests {
-    use super::super::heard::NodeHeartbeat;
     use super::*;
+    use crate::network::NodeHeartbeat;
 
     const PATIENCE: Patience = Patience {
         silence: Duration::from_millis(500),

@@ -28,7 +28,6 @@
 //! openraft's leader lease.
 
 mod decide;
-mod heard;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,10 +36,10 @@ use std::time::{Duration, Instant};
 use openraft::Raft;
 use parking_lot::Mutex;
 
+pub use crate::network::{Heard, NodeHeartbeat};
 use crate::network::{RaftReply, RaftRequest, RaftRouter, RaftTransport};
 use crate::{NodeId, PartitionRaftConfig};
 use decide::{follower_duty, leader_duty, Duty, GroupView, Patience, Suspicion, Tick};
-pub use heard::{Heard, NodeHeartbeat};
 
 /// The name node heartbeats travel under on the transport, which carries
 /// `(group, message)` pairs; no Raft group has it.

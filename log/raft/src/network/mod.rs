@@ -12,6 +12,8 @@
 //! sends those bytes, and the in-process test network round-trips them
 //! too, so tests exercise the same encoding.
 
+mod heard;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{NodeId, PartitionRaftConfig};
-use crate::liveness::{Heard, NodeHeartbeat};
 use crate::{ReplicationError, Result};
+pub use heard::{Heard, NodeHeartbeat};
 
 type C = PartitionRaftConfig;
 

@@ -1,5 +1,7 @@
-//! What a node heard from its peers' node heartbeats: when each spoke
-//! last, which groups it leads, and which groups' leader it asks for.
+//! What a node heard from its peers' node heartbeats (see
+//! [`crate::liveness`]): when each spoke last, which groups it leads, and
+//! which groups' leader it asks for. The router keeps it, as it receives
+//! them; the liveness task reads it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
