@@ -231,6 +231,7 @@ pub struct RaftRouter {
     incarnation: u64,
 }
 
+#[derive(Clone)]
 struct Routed {
     raft: Raft<C>,
     quiescent: bool,
@@ -253,11 +254,7 @@ impl RaftRouter {
     /// Routes `group`'s messages to `raft`, which keeps openraft's own
     /// heartbeats and election timer.
     pub fn register(&self, group: impl Into<Arc<str>>, raft: Raft<C>) {
-        let routed = Routed {
-            raft,
-            quiescent: false,
-        };
-        self.groups.write().insert(group.into(), routed);
+        self.route(group.into(), raft, false);
     }
 
     /// Routes `group`'s messages to `raft` and makes it quiescent: its
@@ -267,11 +264,13 @@ impl RaftRouter {
     pub fn register_quiescent(&self, group: impl Into<Arc<str>>, raft: Raft<C>) {
         raft.runtime_config().heartbeat(false);
         raft.runtime_config().elect(false);
-        let routed = Routed {
-            raft,
-            quiescent: true,
-        };
-        self.groups.write().insert(group.into(), routed);
+        self.route(group.into(), raft, true);
+    }
+
+    fn route(&self, group: Arc<str>, raft: Raft<C>, quiescent: bool) {
+        self.groups
+            .write()
+            .insert(group, Routed { raft, quiescent });
     }
 
     pub fn unregister(&self, group: &str) {
@@ -310,17 +309,21 @@ impl RaftRouter {
     ) -> std::result::Result<RaftReply, TransportError> {
         Ok(match request {
             RaftRequest::AppendEntries(rpc) => {
-                RaftReply::AppendEntries(self.raft_of(node, group)?.append_entries(rpc).await)
+                RaftReply::AppendEntries(self.routed(node, group)?.raft.append_entries(rpc).await)
             }
             RaftRequest::Vote(rpc) => {
-                let raft = self.raft_of(node, group)?;
-                match self.lease_refusal(node, group, &raft, &rpc) {
+                let routed = self.routed(node, group)?;
+                let refused = match routed.quiescent {
+                    true => self.lease_refusal(node, group, &routed.raft, &rpc),
+                    false => None,
+                };
+                match refused {
                     Some(refused) => RaftReply::Vote(Ok(refused)),
-                    None => RaftReply::Vote(raft.vote(rpc).await),
+                    None => RaftReply::Vote(routed.raft.vote(rpc).await),
                 }
             }
             RaftRequest::InstallSnapshot(rpc) => {
-                let raft = self.raft_of(node, group)?;
+                let raft = self.routed(node, group)?.raft;
                 RaftReply::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
             RaftRequest::NodeHeartbeat(heartbeat) => {
@@ -332,7 +335,7 @@ impl RaftRouter {
         })
     }
 
-    /// A quiescent group's follower refuses a vote while the leader it
+    /// For a quiescent group: its follower refuses a vote while the leader it
     /// follows was heard (within the longest election timeout, as the
     /// liveness keeps what it heard) and claims the group: openraft's leader lease
     /// does this from group heartbeats, which an idle quiescent group no
@@ -346,9 +349,6 @@ impl RaftRouter {
         raft: &Raft<C>,
         request: &VoteRequest<NodeId>,
     ) -> Option<VoteResponse<NodeId>> {
-        if !self.groups.read().get(group).is_some_and(|r| r.quiescent) {
-            return None;
-        }
         let metrics = raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
         let candidate = request.vote.leader_id().voted_for();
@@ -363,11 +363,11 @@ impl RaftRouter {
         })
     }
 
-    fn raft_of(&self, node: NodeId, group: &str) -> std::result::Result<Raft<C>, TransportError> {
+    fn routed(&self, node: NodeId, group: &str) -> std::result::Result<Routed, TransportError> {
         let groups = self.groups.read();
         let routed = groups.get(group).ok_or_else(|| {
             TransportError::Unreachable(node, format!("no Raft group `{group}` on node {node}"))
         })?;
-        Ok(routed.raft.clone())
+        Ok(routed.clone())
     }
 }
