@@ -465,22 +465,18 @@ pub async fn snapshot_and_purge(replica: &PartitionReplica, timeout: Duration) -
         .unwrap()
         .snapshot
         .unwrap();
-    raft.trigger().purge_log(applied.index).await.unwrap();
     // The leader purges once no replication uses those entries, and looks
     // again only when a member answers; an idle quiescent group's members
-    // answer only heartbeats, which it sends only when needed.
-    let deadline = Instant::now() + timeout;
-    loop {
-        raft.trigger().heartbeat().await.unwrap();
-        let purged = raft
-            .wait(Some(Duration::from_millis(500)))
-            .metrics(|m| m.purged == Some(applied), "log purged")
-            .await;
-        if purged.is_ok() {
-            return applied;
-        }
-        assert!(Instant::now() < deadline, "the log was never purged");
-    }
+    // answer only heartbeats, so the leader heartbeats while it purges.
+    raft.runtime_config().heartbeat(true);
+    raft.trigger().purge_log(applied.index).await.unwrap();
+    let purged = raft
+        .wait(Some(timeout))
+        .metrics(|m| m.purged == Some(applied), "log purged")
+        .await;
+    raft.runtime_config().heartbeat(false);
+    purged.unwrap();
+    applied
 }
 
 /// One batch holding one record with `value`.
