@@ -190,18 +190,22 @@ async fn a_follower_behind_the_leaders_purge_point_catches_up_by_snapshot() {
     workload.wait_for(40, PATIENCE).await;
     let history = workload.stop().await;
 
-    // The leader snapshots and purges everything it applied: the stopped
-    // follower's next entry is no longer offered by the log.
-    let leader = cluster.wait_for_leader(PATIENCE).await;
-    let applied = cluster::snapshot_and_purge(&cluster.replica(leader), PATIENCE).await;
+    // Both running members snapshot and purge everything they applied:
+    // the stopped follower's next entry is no longer offered by any log,
+    // whichever of them leads when it returns (a loaded machine may move
+    // the leadership meanwhile).
+    let mut purged_to = u64::MAX;
+    for node in cluster.running() {
+        let applied = cluster::snapshot_and_purge(&cluster.replica(node), PATIENCE).await;
+        purged_to = purged_to.min(applied.index);
+    }
 
     cluster.start_node(follower).await;
     cluster.converge_and_check(history).await;
     let snapshot = cluster.replica(follower).raft().metrics().borrow().snapshot;
-    assert_eq!(
-        snapshot,
-        Some(applied),
-        "the follower caught up by installing the snapshot"
+    assert!(
+        snapshot.is_some_and(|installed| installed.index >= purged_to),
+        "the follower caught up by installing a snapshot of at least index {purged_to}: {snapshot:?}"
     );
     cluster.shutdown().await;
 }
@@ -227,39 +231,30 @@ async fn a_lossy_slow_network_loses_no_acknowledged_record() {
 /// the leader must refuse the cut-off one's votes itself, or the two
 /// would take turns leading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_group_cut_between_its_leader_and_one_follower_keeps_its_leader() {
+async fn an_idle_group_cut_between_its_leader_and_one_follower_is_not_taken_by_that_follower() {
     let cluster = Cluster::start(&[1, 2, 3], 23).await;
     cluster.produce("before", PATIENCE).await.unwrap();
     let leader = cluster.wait_for_leader(PATIENCE).await;
-    let term = cluster
-        .replica(leader)
-        .raft()
-        .metrics()
-        .borrow()
-        .current_term;
-    let followers: Vec<NodeId> = cluster
+    let cut_off = cluster
         .running()
         .into_iter()
-        .filter(|&n| n != leader)
-        .collect();
-    cluster.network.cut(leader, followers[0]);
-    // Several election timeouts (400-800 ms) and liveness silences.
+        .find(|&n| n != leader)
+        .unwrap();
+    cluster.network.cut(leader, cut_off);
+    // Several election timeouts (400-800 ms) and liveness silences. The
+    // cut-off follower stops hearing the leader and elects; the other
+    // follower, which still hears the leader, refuses it its vote. (Which
+    // other node leads is not asserted: a machine loaded by the other
+    // tests may starve the leader long enough for a fair election.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {
-        for &node in &followers {
-            assert_ne!(
-                cluster.replica(node).leader(),
-                Some(node),
-                "node {node} took over from {leader}, which the other follower still hears"
-            );
-        }
+        assert_ne!(
+            cluster.replica(cut_off).leader(),
+            Some(cut_off),
+            "node {cut_off} took over from {leader}, which the other follower still hears"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = cluster.replica(leader).raft().metrics().borrow().clone();
-    assert_eq!(
-        (metrics.current_leader, metrics.current_term),
-        (Some(leader), term)
-    );
     cluster.network.heal();
     cluster.produce("after", PATIENCE).await.unwrap();
     cluster.shutdown().await;
