@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use ::spool_client::{Client, Result, Transport};
+use ::spool_client::{Client, PendingProduce, Result, Transport};
 use futures::future::BoxFuture;
 use spool_protocol::proto::*;
 
@@ -43,6 +43,16 @@ macro_rules! embedded {
                     Box::pin(async move { Ok(embedded!(@call $kind self.broker, $name, request)) })
                 }
             )*
+
+            // Proposed before it resolves, answered after, as the gRPC
+            // produce stream does.
+            fn produce_in_order(&self, request: ProduceRequest) -> BoxFuture<'_, Result<PendingProduce>> {
+                Box::pin(async move {
+                    let proposed = self.broker.propose(request).await;
+                    let answer = async move { Ok(proposed.answered().await) };
+                    Ok(Box::pin(answer) as PendingProduce)
+                })
+            }
         }
     };
 }

@@ -7,7 +7,7 @@ use spool_protocol::transport::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use tonic::transport::Channel;
 
 use crate::routing;
-use crate::{ClientError, Result, Transport};
+use crate::{ClientError, PendingProduce, Result, Transport};
 
 /// Requests to a cluster over gRPC, through the broker at the bootstrap
 /// address and the brokers its metadata names.
@@ -166,6 +166,10 @@ macro_rules! rpc {
                     })
                 }
             )*
+
+            fn produce_in_order(&self, request: ProduceRequest) -> BoxFuture<'_, Result<PendingProduce>> {
+                Box::pin(self.routes.send_in_order(request))
+            }
         }
     };
 }

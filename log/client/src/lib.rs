@@ -34,7 +34,7 @@ pub use producer::{GroupMetadata, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, ProducerRecord};
 pub use spool_protocol::coordinator::murmur2;
 pub use spool_protocol::{proto, TopicPartition};
-pub use transport::Transport;
+pub use transport::{PendingProduce, Transport};
 
 use spool_protocol::proto::{MetadataRequest, TopicMetadata};
 

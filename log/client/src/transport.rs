@@ -41,10 +41,35 @@ macro_rules! transport {
                 #[doc = concat!("Sends a `", stringify!($request), "`; see the trait's contract.")]
                 fn $name(&self, request: $request) -> BoxFuture<'_, Result<$response>>;
             )*
+
+            /// Sends a produce request *in order*: once the returned future
+            /// resolves, the request is on its way to each partition's
+            /// leader behind every request sent before it this way, and
+            /// ahead of every request sent after; it resolves to the answer
+            /// to come, under `produce`'s contract. A producer keeps several
+            /// requests in flight per partition this way and still has its
+            /// batches appended in order (as Kafka's producer does with
+            /// `max.in.flight.requests.per.connection`).
+            ///
+            /// `Err` means the request was not sent. The default sends
+            /// through `produce` and resolves once answered: correct, with
+            /// one request in flight at a time.
+            fn produce_in_order(&self, request: ProduceRequest) -> BoxFuture<'_, Result<PendingProduce>> {
+                Box::pin(async move {
+                    let answer = self.produce(request).await;
+                    Ok(Box::pin(std::future::ready(answer)) as PendingProduce)
+                })
+            }
         }
 
         /// One method per RPC, sent through the client's transport.
         impl Client {
+            /// Sends a produce request in order; see
+            /// [`Transport::produce_in_order`].
+            pub async fn produce_in_order(&self, request: ProduceRequest) -> Result<PendingProduce> {
+                self.transport.produce_in_order(request).await
+            }
+
             $(
                 pub async fn $name(&self, request: $request) -> Result<$response> {
                     self.transport.$name(request).await
@@ -55,3 +80,8 @@ macro_rules! transport {
 }
 
 spool_protocol::with_rpcs!(transport);
+
+/// The answer to a produce request sent with
+/// [`Transport::produce_in_order`], to be awaited while later requests go
+/// out.
+pub type PendingProduce = BoxFuture<'static, Result<ProduceResponse>>;

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 mod metrics;
+mod produce_stream;
 
 use metrics::Payload;
 pub use metrics::{serve_metrics, Metrics};
@@ -75,7 +76,8 @@ pub async fn serve(
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
 /// One handler per RPC: hand the request to the broker (awaiting it for the
-/// `async` ones) and record the call in the metrics.
+/// `async` ones) and record the call in the metrics; and the produce
+/// stream (`produce_stream`).
 macro_rules! handlers {
     (@call async $broker:expr, $method:ident, $request:expr) => { $broker.$method($request).await };
     (@call sync $broker:expr, $method:ident, $request:expr) => { $broker.$method($request) };
@@ -95,6 +97,17 @@ macro_rules! handlers {
                     Ok(Response::new(response))
                 }
             )*
+
+            type ProduceStreamStream = produce_stream::ProduceAnswers;
+
+            async fn produce_stream(
+                &self,
+                requests: Request<Streaming<ProduceRequest>>,
+            ) -> Reply<Self::ProduceStreamStream> {
+                let (broker, metrics) = (Arc::clone(&self.broker), Arc::clone(&self.metrics));
+                let answers = produce_stream::answer_in_order(broker, metrics, requests.into_inner());
+                Ok(Response::new(answers))
+            }
         }
     };
 }

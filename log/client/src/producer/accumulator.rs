@@ -2,15 +2,20 @@
 //! lock by the caller's own task (as in Kafka's producer), drained by the
 //! sender task.
 //!
-//! Order per partition is kept by never having two requests in flight for
-//! the same partition: a partition with a request outstanding is muted
-//! (`in_flight` is set), and its next batches wait and keep filling until
-//! the answer arrives. Without this, two requests multiplexed on one
-//! connection could be appended in either order. To make up for it, an
-//! unmuted partition sends all its ready batches in one request (up to
-//! `max_request_bytes`): what piled up during a round trip goes in the
-//! next, so a slow round (a replicated write waits for a majority's
-//! fsync) carries more instead of throttling the producer.
+//! An idempotent producer keeps up to five batches per partition in flight,
+//! one per request (Kafka's `max.in.flight.requests.per.connection`, and
+//! the broker's window of batches it recognizes as duplicates, counted
+//! from the oldest batch not yet answered): requests are sent in
+//! order on each broker's produce stream, which the broker proposes in
+//! that order, and the batches' sequence numbers make the broker refuse
+//! any that would land out of order. A request that must be sent again
+//! mutes its partitions (no new batches are taken) and waits until it is
+//! the oldest in flight of each, so retries too reach the log in order.
+//! Without idempotence nothing would catch a reordering, so a partition
+//! keeps one request in flight, as before pipelining: it is muted until
+//! the answer arrives, and then sends all its ready batches in one
+//! request (up to `max_request_bytes`), so a slow round carries more
+//! instead of throttling the producer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,6 +55,15 @@ pub(super) struct Accumulator {
     pub(super) transactional: bool,
     /// Why the open transaction can only be aborted (a batch of it failed).
     pub(super) transaction_failure: Option<String>,
+    /// The ticket of the next request taken (see [`InFlight`]).
+    next_ticket: u64,
+}
+
+/// Batches taken for one request: one group per partition, oldest batch
+/// first, and the request's ticket.
+pub(super) struct ReadyRequest {
+    pub(super) ticket: u64,
+    pub(super) groups: Vec<Vec<ReadyBatch>>,
 }
 
 /// The producer id and epoch the broker gave this producer.
@@ -70,12 +84,45 @@ struct TopicBatches {
 struct PartitionBatches {
     /// Oldest first; only the last one grows.
     open: VecDeque<OpenBatch>,
-    /// The batches of the request in flight for this partition, if any.
-    in_flight: Vec<Arc<BatchAck>>,
+    /// The requests in flight carrying this partition's batches, oldest
+    /// (lowest ticket) first.
+    in_flight: VecDeque<InFlight>,
+    /// Batches taken so far.
+    taken: u64,
     /// The sequence number of the next batch's first record (idempotence).
     next_sequence: i32,
     /// Added to the open transaction (transactional producers).
     in_transaction: bool,
+}
+
+/// One request's batches of a partition, on their way.
+struct InFlight {
+    /// The request's place in the order of sending.
+    ticket: u64,
+    batches: Vec<Arc<BatchAck>>,
+    /// Failed and waiting to be sent again: the partition is muted.
+    retrying: bool,
+    /// The partition's count of batches taken before this request's.
+    first: u64,
+}
+
+impl PartitionBatches {
+    /// Whether the partition may send another request now: not muted by
+    /// a retry, and with room in its window (`None`: one request at a
+    /// time). The window spans from the oldest batch still unanswered,
+    /// answered batches after it included: the broker recognizes a retry
+    /// of that batch as a duplicate only while fewer than `depth` batches
+    /// were appended after it.
+    fn has_room(&self, depth: Option<usize>) -> bool {
+        if self.in_flight.iter().any(|r| r.retrying) {
+            return false;
+        }
+        match (depth, self.in_flight.front()) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(depth), Some(oldest)) => self.taken - oldest.first < depth as u64,
+        }
+    }
 }
 
 struct OpenBatch {
@@ -196,29 +243,40 @@ impl Accumulator {
         }))
     }
 
-    /// Takes, from every unmuted partition, its oldest batches that are
-    /// full, past their linger time, or followed by another (all of them
-    /// when `everything`), at most `max_request_bytes` of them (but at
-    /// least one), and mutes those partitions. One group per partition,
-    /// oldest batch first.
+    /// Takes, from every partition with room (see [`PartitionBatches::
+    /// has_room`]), its oldest batches that are full, past their linger
+    /// time, or followed by another (all of them when `everything`): one
+    /// when pipelined, else at most `max_request_bytes` of them (but at
+    /// least one); `None` when no partition has any.
     pub(super) fn take_ready(
         &mut self,
         now: Instant,
         everything: bool,
         config: &ProducerConfig,
-    ) -> Vec<Vec<ReadyBatch>> {
-        let mut ready = Vec::new();
+    ) -> Option<ReadyRequest> {
         if self.idempotent && self.identity.is_none() {
-            return ready;
+            return None;
         }
         let identity = self.identity;
+        let depth = self.pipeline_depth(config);
+        let ticket = self.next_ticket;
         let partitions = self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
         let transactional = self.transactional;
+        let mut groups = Vec::new();
         for batches in partitions {
-            if !batches.in_flight.is_empty() || (transactional && !batches.in_transaction) {
+            if !batches.has_room(depth) || (transactional && !batches.in_transaction) {
                 continue;
             }
+            // Pipelined, a request carries one batch per partition, as
+            // Kafka's do: the window then holds several requests, each
+            // answered as soon as it is committed. Otherwise it carries
+            // everything that piled up during the last round trip.
+            let room = match depth {
+                Some(_) => 1,
+                None => usize::MAX,
+            };
             let mut group = Vec::new();
+            let mut taken = Vec::new();
             let mut bytes = 0usize;
             while let Some(oldest) = batches.open.front() {
                 let size = oldest.builder.estimated_size();
@@ -227,14 +285,14 @@ impl Accumulator {
                     || oldest.deadline <= now
                     || size >= config.batch_size;
                 let fits = group.is_empty() || bytes + size <= config.max_request_bytes;
-                if !send || !fits {
+                if !send || !fits || group.len() == room {
                     break;
                 }
                 let Some(batch) = batches.open.pop_front() else {
                     break;
                 };
                 bytes += size;
-                batches.in_flight.push(Arc::clone(&batch.handle.ack));
+                taken.push(Arc::clone(&batch.handle.ack));
                 let records = batch.builder.record_count().max(0);
                 let builder = match identity {
                     Some(identity) => {
@@ -255,10 +313,31 @@ impl Accumulator {
                 });
             }
             if !group.is_empty() {
-                ready.push(group);
+                let first = batches.taken;
+                batches.taken += taken.len() as u64;
+                batches.in_flight.push_back(InFlight {
+                    ticket,
+                    batches: taken,
+                    retrying: false,
+                    first,
+                });
+                groups.push(group);
             }
         }
-        ready
+        if groups.is_empty() {
+            return None;
+        }
+        self.next_ticket += 1;
+        Some(ReadyRequest { ticket, groups })
+    }
+
+    /// Batches a partition keeps in flight: up to five with idempotence
+    /// (the broker recognizes a producer's last five batches of a
+    /// partition as duplicates, so any retry is caught), none pipelined
+    /// without (`None`).
+    fn pipeline_depth(&self, config: &ProducerConfig) -> Option<usize> {
+        self.idempotent
+            .then(|| config.max_in_flight.clamp(1, MAX_BATCHES_IN_FLIGHT))
     }
 
     /// Forgets the producer identity `stale` (if it is still the current
@@ -299,11 +378,7 @@ impl Accumulator {
     /// Marks partitions as added to the open transaction.
     pub(super) fn added_to_transaction(&mut self, added: &[(Arc<str>, u32)]) {
         for (topic, partition) in added {
-            let slot = self.index.get(topic).copied();
-            if let Some(batches) = slot
-                .and_then(|i| self.topics.get_mut(i))
-                .and_then(|t| t.partitions.get_mut(*partition as usize))
-            {
+            if let Some(batches) = self.partition_mut(topic, *partition) {
                 batches.in_transaction = true;
             }
         }
@@ -330,23 +405,53 @@ impl Accumulator {
         }
     }
 
-    /// The earliest linger deadline among unmuted partitions.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    /// The earliest linger deadline among partitions with room.
+    pub(super) fn next_deadline(&self, config: &ProducerConfig) -> Option<Instant> {
+        let depth = self.pipeline_depth(config);
         self.partitions()
-            .filter(|p| p.in_flight.is_empty())
+            .filter(|p| p.has_room(depth))
             .filter_map(|p| p.open.front().map(|b| b.deadline))
             .min()
     }
 
-    /// Unmutes a partition whose request was answered.
-    pub(super) fn finished(&mut self, topic: &str, partition: u32) {
-        let slot = self.index.get(topic).copied();
-        if let Some(batches) = slot
-            .and_then(|i| self.topics.get_mut(i))
-            .and_then(|t| t.partitions.get_mut(partition as usize))
-        {
-            batches.in_flight.clear();
+    /// Forgets request `ticket`'s batches of a partition: answered, or
+    /// failed for good.
+    pub(super) fn finished(&mut self, topic: &str, partition: u32, ticket: u64) {
+        if let Some(batches) = self.partition_mut(topic, partition) {
+            batches.in_flight.retain(|r| r.ticket != ticket);
         }
+    }
+
+    /// Marks request `ticket`'s batches of a partition as waiting to be
+    /// sent again (muting the partition), or as sent again.
+    pub(super) fn set_retrying(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        ticket: u64,
+        retrying: bool,
+    ) {
+        if let Some(batches) = self.partition_mut(topic, partition) {
+            for request in batches.in_flight.iter_mut().filter(|r| r.ticket == ticket) {
+                request.retrying = retrying;
+            }
+        }
+    }
+
+    /// Whether request `ticket` is the oldest in flight for a partition:
+    /// nothing sent before it is still to be answered there.
+    pub(super) fn is_oldest(&self, topic: &str, partition: u32, ticket: u64) -> bool {
+        let slot = self.index.get(topic).copied();
+        slot.and_then(|i| self.topics.get(i))
+            .and_then(|t| t.partitions.get(partition as usize))
+            .and_then(|p| p.in_flight.front())
+            .is_none_or(|oldest| oldest.ticket == ticket)
+    }
+
+    fn partition_mut(&mut self, topic: &str, partition: u32) -> Option<&mut PartitionBatches> {
+        let slot = self.index.get(topic).copied();
+        slot.and_then(|i| self.topics.get_mut(i))
+            .and_then(|t| t.partitions.get_mut(partition as usize))
     }
 
     /// The acknowledgements of every batch not yet answered, open or in
@@ -355,7 +460,8 @@ impl Accumulator {
         self.partitions()
             .flat_map(|p| {
                 let open = p.open.iter().map(|b| Arc::clone(&b.handle.ack));
-                p.in_flight.iter().cloned().chain(open)
+                let sent = p.in_flight.iter().flat_map(|r| r.batches.iter().cloned());
+                sent.chain(open)
             })
             .collect()
     }
@@ -380,6 +486,11 @@ impl Accumulator {
         }
     }
 }
+
+/// The most batches of one partition an idempotent producer keeps in
+/// flight: the broker's window of recent batches per producer, within
+/// which a retried batch is recognized as a duplicate (five, as in Kafka).
+const MAX_BATCHES_IN_FLIGHT: usize = 5;
 
 /// A cheap pseudo-random number below `n`, for spreading sticky partitions.
 fn random_below(n: u32) -> u32 {

@@ -48,7 +48,12 @@ pub struct ProducerConfig {
     /// large enough to amortize a request, small enough to keep latency low).
     pub batch_size: usize,
     pub compression: Compression,
-    /// Requests in flight at once (default 5, as in Kafka).
+    /// Requests in flight at once, and with idempotence the batches of one
+    /// partition in flight (default 5, as Kafka's
+    /// `max.in.flight.requests.per.connection`; at most 5 per partition,
+    /// the broker's window of recognized duplicates). Without idempotence
+    /// a partition keeps one request in flight, so that a retry never
+    /// reorders its records.
     pub max_in_flight: usize,
     /// Retries of a retriable failure (default unlimited, as in Kafka:
     /// `delivery_timeout` is what bounds them).
@@ -147,6 +152,9 @@ struct Shared {
     /// Rung when the sender has something new to look at: a batch opened or
     /// filled, a partition unmuted, a flush, the last handle dropped.
     wake_sender: Notify,
+    /// Rung when a request's batches are answered or failed for good: a
+    /// retry waiting to be the oldest in flight looks again.
+    answered: Notify,
     /// One permit per record the producer may hold; a batch gives its
     /// records' permits back when it is answered.
     buffer: Arc<Semaphore>,
@@ -183,6 +191,7 @@ impl Producer {
             config,
             accumulator: Mutex::new(accumulator),
             wake_sender: Notify::new(),
+            answered: Notify::new(),
             buffer: Arc::new(Semaphore::new(permits)),
             transaction: Mutex::new(transaction::TxnPhase::Uninitialized),
         });

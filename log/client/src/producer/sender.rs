@@ -1,9 +1,11 @@
 //! The sender task: takes ready batches from the accumulator, sends them in
 //! one request per round (several partitions each, and for each partition
-//! every batch that is ready), keeps at most `max_in_flight` requests
-//! outstanding, and retries retriable failures. An idempotent producer
-//! first asks the broker for its identity; a retry resends the same bytes
-//! (the same sequence numbers), which the broker appends at most once.
+//! the batches its window holds), keeps at most `max_in_flight` requests
+//! outstanding, and retries retriable failures. Requests are sent in
+//! order (`Client::produce_in_order`) from the sender's own loop, and
+//! answered in tasks of their own. An idempotent producer first asks the
+//! broker for its identity; a retry resends the same bytes (the same
+//! sequence numbers), which the broker appends at most once.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,10 +14,10 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use tokio::task::JoinSet;
 
-use super::accumulator::{ProducerIdentity, ReadyBatch};
+use super::accumulator::{ProducerIdentity, ReadyBatch, ReadyRequest};
 use super::ack::{BatchAck, BatchHandle, Outcome};
 use super::{ProducerConfig, Shared};
-use crate::ClientError;
+use crate::{ClientError, PendingProduce};
 use spool_protocol::proto::{
     Acks, AddPartitionsToTxnRequest, ErrorCode, InitProducerIdRequest, ProducePartition,
     ProduceRequest, ProduceTopic, TxnTopic,
@@ -36,23 +38,31 @@ pub(super) async fn run(shared: Arc<Shared>) {
         let (ready, deadline, finished) = {
             let mut accumulator = shared.accumulator.lock();
             let everything = accumulator.flushes > 0 || accumulator.closed;
-            let ready = if in_flight.len() < max_in_flight {
-                accumulator.take_ready(Instant::now(), everything, &shared.config)
-            } else {
-                Vec::new()
+            let ready = match in_flight.len() < max_in_flight {
+                true => accumulator.take_ready(Instant::now(), everything, &shared.config),
+                false => None,
             };
             // With every slot taken, only an answer can make progress: no
             // timer, or the loop would spin on a past deadline.
-            let slots_left = in_flight.len() + usize::from(!ready.is_empty()) < max_in_flight;
-            let deadline = slots_left.then(|| accumulator.next_deadline()).flatten();
-            let finished = accumulator.closed && accumulator.is_empty() && ready.is_empty();
+            let slots_left = in_flight.len() + usize::from(ready.is_some()) < max_in_flight;
+            let deadline = slots_left
+                .then(|| accumulator.next_deadline(&shared.config))
+                .flatten();
+            let finished = accumulator.closed && accumulator.is_empty() && ready.is_none();
             (ready, deadline, finished)
         };
         if finished && in_flight.is_empty() {
             return;
         }
-        if !ready.is_empty() {
-            in_flight.spawn(send_request(Arc::clone(&shared), ready));
+        if let Some(ready) = ready {
+            // Sent here, one request after the other, so that they reach
+            // each partition's leader in the order their batches were
+            // taken; each is answered in a task of its own.
+            let ticket = ready.ticket;
+            let pending = sendings(&shared, ready);
+            let request = build_request(&pending, &shared.config);
+            let sent = shared.client.produce_in_order(request).await;
+            in_flight.spawn(complete_request(Arc::clone(&shared), ticket, pending, sent));
             continue;
         }
         tokio::select! {
@@ -177,22 +187,38 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// One partition's batches on their way, in order (their topic and
-/// partition are their acknowledgements'), with what unmutes the partition
-/// once they are answered. They succeed, fail or are retried together: the
-/// broker appends a partition's part of a request as a whole.
+/// partition are their acknowledgements'), with what forgets them in the
+/// accumulator once they are answered. They succeed, fail or are retried
+/// together: the broker appends a partition's part of a request as a
+/// whole.
 struct Sending {
     bytes: Bytes,
     /// Each batch's handle and record count, oldest first.
     batches: Vec<(BatchHandle, u32)>,
     /// The identity the batches' sequence numbers belong to.
     producer: Option<ProducerIdentity>,
-    _unmute: Unmute,
+    _done: Done,
+}
+
+/// A request's batches, one [`Sending`] per partition.
+fn sendings(shared: &Arc<Shared>, ready: ReadyRequest) -> Vec<Sending> {
+    let ticket = ready.ticket;
+    ready
+        .groups
+        .into_iter()
+        .filter_map(|group| Sending::new(shared, ticket, group))
+        .collect()
 }
 
 impl Sending {
-    fn new(shared: &Arc<Shared>, group: Vec<ReadyBatch>) -> Option<Sending> {
-        let first = Arc::clone(&group.first()?.handle.ack);
-        let producer = group.first()?.producer;
+    fn new(shared: &Arc<Shared>, ticket: u64, group: Vec<ReadyBatch>) -> Option<Sending> {
+        let first = group.first()?;
+        let producer = first.producer;
+        let done = Done {
+            shared: Arc::clone(shared),
+            batch: Arc::clone(&first.handle.ack),
+            ticket,
+        };
         let mut bytes = Vec::new();
         let mut batches = Vec::with_capacity(group.len());
         for batch in group {
@@ -206,10 +232,7 @@ impl Sending {
             bytes: Bytes::from(bytes),
             batches,
             producer,
-            _unmute: Unmute {
-                shared: Arc::clone(shared),
-                batch: first,
-            },
+            _done: done,
         })
     }
 
@@ -219,6 +242,13 @@ impl Sending {
 
     fn partition(&self) -> u32 {
         self.batches[0].0.ack.partition()
+    }
+
+    /// Whether request `ticket`, carrying these batches, is the oldest in
+    /// flight for their partition.
+    fn is_oldest(&self, shared: &Shared, ticket: u64) -> bool {
+        let accumulator = shared.accumulator.lock();
+        accumulator.is_oldest(self.topic(), self.partition(), ticket)
     }
 
     /// Completes every batch as appended: at `each` (the broker's base
@@ -253,91 +283,69 @@ impl Sending {
     }
 }
 
-/// Unmutes a partition when its request is over, however it ended (a
-/// panicking task included): the partition's next batches must go on.
-struct Unmute {
+/// Forgets a partition's batches of a request in the accumulator when
+/// they are over, however that ended (a panicking task included): the
+/// partition's next batches and retries must go on.
+struct Done {
     shared: Arc<Shared>,
     batch: Arc<BatchAck>,
+    ticket: u64,
 }
 
-impl Drop for Unmute {
+impl Drop for Done {
     fn drop(&mut self) {
-        self.shared
-            .accumulator
-            .lock()
-            .finished(self.batch.topic(), self.batch.partition());
+        self.shared.accumulator.lock().finished(
+            self.batch.topic(),
+            self.batch.partition(),
+            self.ticket,
+        );
+        self.shared.answered.notify_waiters();
         self.shared.wake_sender.notify_one();
     }
 }
 
-/// Sends one request for `batches`, retrying retriable failures, and sets
-/// every batch's outcome.
-async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
-    let mut pending: Vec<Sending> = groups
-        .into_iter()
-        .filter_map(|group| Sending::new(&shared, group))
-        .collect();
+/// Waits for the answer to request `ticket` (already `sent`), retrying
+/// retriable failures in order, and sets every batch's outcome.
+async fn complete_request(
+    shared: Arc<Shared>,
+    ticket: u64,
+    mut pending: Vec<Sending>,
+    sent: crate::Result<PendingProduce>,
+) {
     let config = &shared.config;
     let mut budget = RetryBudget::new();
+    let mut sent = Some(sent);
     while !pending.is_empty() {
-        let request = build_request(&pending, config);
+        let answer = match sent.take() {
+            Some(sent) => sent,
+            None => resend(&shared, ticket, &pending).await,
+        };
         if config.acks == Acks::None {
             // No offset and no error is reported, but the records resolve
             // only once the request is over: `flush`, which waits for them,
             // then means "delivered", and dropping the producer after it
-            // loses nothing. (The partitions stay muted until then anyway,
-            // or the next request could overtake this one.)
-            let _ = shared.client.produce(request).await;
+            // loses nothing.
+            if let Ok(answer) = answer {
+                let _ = answer.await;
+            }
             for sending in &pending {
                 sending.appended(None, &[]);
             }
             return;
         }
-        let answer = tokio::time::timeout(config.request_timeout, shared.client.produce(request));
-        let answer = answer.await.unwrap_or_else(|_| {
-            Err(ClientError::Timeout(format!(
-                "no produce response within {:?}",
-                config.request_timeout
-            )))
-        });
+        let answer = match answer {
+            Ok(answer) => tokio::time::timeout(config.request_timeout, answer)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::Timeout(format!(
+                        "no produce response within {:?}",
+                        config.request_timeout
+                    )))
+                }),
+            Err(e) => Err(e),
+        };
         let retry = match answer {
-            Ok(response) => {
-                let mut results: FxHashMap<(&str, u32), PartitionAnswer<'_>> = FxHashMap::default();
-                for topic in &response.topics {
-                    for p in &topic.partitions {
-                        let result = (
-                            p.error,
-                            p.message.as_str(),
-                            p.base_offset,
-                            p.batch_base_offsets.as_slice(),
-                        );
-                        results.insert((topic.name.as_str(), p.partition), result);
-                    }
-                }
-                let mut retry = Vec::new();
-                for sending in pending.drain(..) {
-                    let (code, message, base, each) = results
-                        .get(&(sending.topic(), sending.partition()))
-                        .copied()
-                        .unwrap_or((
-                            ErrorCode::Unknown as i32,
-                            "no result for the partition",
-                            0,
-                            &[],
-                        ));
-                    match ClientError::from_code(code, message) {
-                        None => sending.appended(Some(base), each),
-                        Some(e) if retriable_answer(&e) && budget.allows(config) => {
-                            retry.push(sending)
-                        }
-                        Some(e) => sending.failed(&shared, || Outcome::Refused {
-                            code: e.code(),
-                            message: message.to_string(),
-                        }),
-                    }
-                }
-                retry
-            }
+            Ok(response) => settle(&shared, ticket, &mut budget, pending, &response),
             Err(e) if e.is_retriable() && budget.allows(config) => std::mem::take(&mut pending),
             Err(e) => {
                 let reason = e.to_string();
@@ -357,9 +365,100 @@ async fn send_request(shared: Arc<Shared>, groups: Vec<Vec<ReadyBatch>>) {
             partitions = retry.len(),
             "retrying produce"
         );
+        {
+            let mut accumulator = shared.accumulator.lock();
+            for sending in &retry {
+                accumulator.set_retrying(sending.topic(), sending.partition(), ticket, true);
+            }
+        }
         budget.wait(config).await;
         pending = retry;
     }
+}
+
+/// Sets the outcome of each partition's batches from `response`; returns
+/// those to send again.
+fn settle(
+    shared: &Shared,
+    ticket: u64,
+    budget: &mut RetryBudget,
+    pending: Vec<Sending>,
+    response: &spool_protocol::proto::ProduceResponse,
+) -> Vec<Sending> {
+    let config = &shared.config;
+    let mut results: FxHashMap<(&str, u32), PartitionAnswer<'_>> = FxHashMap::default();
+    for topic in &response.topics {
+        for p in &topic.partitions {
+            let result = (
+                p.error,
+                p.message.as_str(),
+                p.base_offset,
+                p.batch_base_offsets.as_slice(),
+            );
+            results.insert((topic.name.as_str(), p.partition), result);
+        }
+    }
+    let mut retry = Vec::new();
+    for sending in pending {
+        let (code, message, base, each) = results
+            .get(&(sending.topic(), sending.partition()))
+            .copied()
+            .unwrap_or((
+                ErrorCode::Unknown as i32,
+                "no result for the partition",
+                0,
+                &[],
+            ));
+        match ClientError::from_code(code, message) {
+            None => sending.appended(Some(base), each),
+            Some(e) if retriable_answer(&e) && budget.allows(config) => retry.push(sending),
+            // An earlier request of the partition failed or is being
+            // retried, so this one's sequence came too early: it goes
+            // again after it.
+            Some(e)
+                if e.code() == ErrorCode::OutOfOrderSequence
+                    && !sending.is_oldest(shared, ticket)
+                    && budget.allows(config) =>
+            {
+                retry.push(sending)
+            }
+            Some(e) => sending.failed(shared, || Outcome::Refused {
+                code: e.code(),
+                message: message.to_string(),
+            }),
+        }
+    }
+    retry
+}
+
+/// Sends `pending` again once it is the oldest request in flight of each
+/// of its partitions (so that it reaches their logs before any later
+/// request's batches), then unmutes them.
+async fn resend(
+    shared: &Shared,
+    ticket: u64,
+    pending: &[Sending],
+) -> crate::Result<PendingProduce> {
+    loop {
+        let answered = shared.answered.notified();
+        let oldest = pending.iter().all(|s| s.is_oldest(shared, ticket));
+        if oldest {
+            break;
+        }
+        answered.await;
+    }
+    let sent = shared
+        .client
+        .produce_in_order(build_request(pending, &shared.config))
+        .await;
+    {
+        let mut accumulator = shared.accumulator.lock();
+        for sending in pending {
+            accumulator.set_retrying(sending.topic(), sending.partition(), ticket, false);
+        }
+    }
+    shared.wake_sender.notify_one();
+    sent
 }
 
 /// Whether a partition's refusal is worth sending again. Besides the

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tonic::transport::{Channel, Endpoint};
@@ -22,6 +23,7 @@ use spool_protocol::proto::spool_client::SpoolClient;
 use spool_protocol::proto::*;
 use spool_protocol::transport::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 
+mod ordered;
 mod requests;
 
 pub(crate) use requests::*;
@@ -61,7 +63,10 @@ pub(crate) struct Routes {
     /// turn if the bootstrap broker dies before the client learned the
     /// cluster's brokers from metadata.
     other_bootstraps: Vec<SpoolClient<Channel>>,
-    state: RwLock<RouteState>,
+    /// Shared with the answers of requests sent in order, which forget
+    /// stale leaders after the call returned.
+    state: Arc<RwLock<RouteState>>,
+    produce_streams: ordered::ProduceStreams,
     /// Metadata requests made so far: each asks the next broker in turn.
     metadata_asks: std::sync::atomic::AtomicUsize,
 }
@@ -102,7 +107,8 @@ impl Routes {
             bootstrap,
             bootstrap_address: bootstrap_address.to_string(),
             other_bootstraps: others.iter().filter_map(|a| lazy_client(a)).collect(),
-            state: RwLock::default(),
+            state: Arc::default(),
+            produce_streams: Default::default(),
             metadata_asks: Default::default(),
         }
     }
@@ -438,14 +444,7 @@ impl Routes {
     }
 
     fn forget(&self, stale: Vec<(String, u32)>) {
-        if stale.is_empty() {
-            return;
-        }
-        let mut state = self.state.write();
-        for (topic, partition) in stale {
-            state.leaders.remove(&(topic.clone(), partition));
-            state.known.remove(&topic);
-        }
+        forget(&self.state, stale);
     }
 
     /// Asks for the metadata of the topics whose leaders are not cached.
@@ -499,5 +498,18 @@ impl Routes {
             state.known.insert(topic.name.clone());
         }
         tracing::debug!(bootstrap = %self.bootstrap_address, brokers = state.brokers.len(), "learned partition leaders");
+    }
+}
+
+/// Forgets the leaders of `stale` partitions, so that the next request
+/// naming their topics asks for fresh metadata.
+fn forget(state: &RwLock<RouteState>, stale: Vec<(String, u32)>) {
+    if stale.is_empty() {
+        return;
+    }
+    let mut state = state.write();
+    for (topic, partition) in stale {
+        state.leaders.remove(&(topic.clone(), partition));
+        state.known.remove(&topic);
     }
 }
