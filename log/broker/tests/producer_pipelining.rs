@@ -52,8 +52,12 @@ fn injected(what: &str) -> ClientError {
     }
 }
 
+/// Whether request `n` meets a fault that comes every `every` requests,
+/// from the first one on: the first request, sent before the broker
+/// knows the producer, is the one whose order nothing on the broker
+/// checks.
 fn hits(every: Option<usize>, n: usize) -> bool {
-    every.is_some_and(|every| n % every == every - 1)
+    every.is_some_and(|every| n % every == 0)
 }
 
 macro_rules! pipeline_transport {

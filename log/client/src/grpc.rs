@@ -3,7 +3,6 @@
 
 use futures::future::BoxFuture;
 use spool_protocol::proto::*;
-use spool_protocol::transport::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use tonic::transport::Channel;
 
 use crate::routing;
@@ -64,12 +63,8 @@ impl GrpcTransport {
             address: address.to_string(),
             reason: e.to_string(),
         };
-        let channel = Channel::from_shared(uri)
-            .map_err(|e| transport_error(&e))?
-            .tcp_nodelay(true)
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-            .connect_timeout(std::time::Duration::from_secs(10))
+        let endpoint = Channel::from_shared(uri).map_err(|e| transport_error(&e))?;
+        let channel = routing::tuned(endpoint)
             .connect()
             .await
             .map_err(|e| transport_error(&e))?;

@@ -29,11 +29,25 @@ use spool_raft::grpc::RaftPeerService;
 pub struct SpoolService {
     broker: Arc<Broker>,
     metrics: Arc<Metrics>,
+    /// Set when the server shuts down: produce streams stop reading and
+    /// end once they answered what they proposed, since the server waits
+    /// for every open stream to end before it stops.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl SpoolService {
     pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>) -> Self {
-        SpoolService { broker, metrics }
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        SpoolService {
+            broker,
+            metrics,
+            stopping: Arc::new(stopping),
+        }
+    }
+
+    /// Ends the service's produce streams (see `stopping`).
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The tonic server for this service, with spool's message limits.
@@ -59,11 +73,17 @@ pub async fn serve(
     let incoming = nodelay_incoming(listener);
     // Peers' Raft messages arrive on the same port.
     let raft_peer = RaftPeerService::new(broker.cluster_node(), broker.raft_router()).into_server();
+    let service = SpoolService::new(broker, metrics);
+    let streams = service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.stop_streams();
+    };
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .add_service(SpoolService::new(broker, metrics).into_server())
+        .add_service(service.into_server())
         .add_service(raft_peer)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -105,7 +125,8 @@ macro_rules! handlers {
                 requests: Request<Streaming<ProduceRequest>>,
             ) -> Reply<Self::ProduceStreamStream> {
                 let (broker, metrics) = (Arc::clone(&self.broker), Arc::clone(&self.metrics));
-                let answers = produce_stream::answer_in_order(broker, metrics, requests.into_inner());
+                let stopping = self.stopping.subscribe();
+                let answers = produce_stream::answer_in_order(broker, metrics, stopping, requests.into_inner());
                 Ok(Response::new(answers))
             }
         }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{FuturesOrdered, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
 use super::metrics::{Metrics, Payload};
@@ -37,21 +37,26 @@ pub type ProduceAnswers = Pin<Box<dyn Stream<Item = Result<ProduceResponse, Stat
 
 /// Serves one produce stream: a task reads `requests`, proposes each in
 /// turn, and sends the answers in order into the returned stream. It
-/// stops when the client ends its requests (after answering them all) or
-/// goes away.
+/// stops when the client ends its requests or goes away, or when
+/// `stopping` is set (the server shuts down), then ends the stream once
+/// it answered every request it proposed.
 pub fn answer_in_order(
     broker: Arc<Broker>,
     metrics: Arc<Metrics>,
+    stopping: watch::Receiver<bool>,
     requests: Streaming<ProduceRequest>,
 ) -> ProduceAnswers {
     let (answers, mut receiver) = mpsc::channel(MAX_PIPELINED);
-    tokio::spawn(serve(broker, metrics, requests, answers));
+    tokio::spawn(serve(broker, metrics, stopping, requests, answers));
     Box::pin(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
 }
 
+/// The task of [`answer_in_order`]: proposing each request before it
+/// reads the next is what keeps the stream's order in the logs.
 async fn serve(
     broker: Arc<Broker>,
     metrics: Arc<Metrics>,
+    mut stopping: watch::Receiver<bool>,
     mut requests: Streaming<ProduceRequest>,
     answers: mpsc::Sender<Result<ProduceResponse, Status>>,
 ) {
@@ -59,6 +64,8 @@ async fn serve(
     let mut reading = true;
     loop {
         tokio::select! {
+            // A server gone (the sender dropped) stops the stream too.
+            () = stopped(&mut stopping), if reading => reading = false,
             next = requests.message(), if reading && pending.len() < MAX_PIPELINED => {
                 match next {
                     Ok(Some(request)) => {
@@ -87,4 +94,9 @@ async fn serve(
             else => return,
         }
     }
+}
+
+/// Waits until `stopping` is set, or its sender is gone.
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }

@@ -87,8 +87,11 @@ struct PartitionBatches {
     /// The requests in flight carrying this partition's batches, oldest
     /// (lowest ticket) first.
     in_flight: VecDeque<InFlight>,
-    /// Batches taken so far.
+    /// Batches taken so far: the window is counted in them.
     taken: u64,
+    /// A batch of the current identity was acknowledged here (see
+    /// [`PartitionBatches::has_room`]).
+    confirmed: bool,
     /// The sequence number of the next batch's first record (idempotence).
     next_sequence: i32,
     /// Added to the open transaction (transactional producers).
@@ -113,6 +116,12 @@ impl PartitionBatches {
     /// answered batches after it included: the broker recognizes a retry
     /// of that batch as a duplicate only while fewer than `depth` batches
     /// were appended after it.
+    ///
+    /// Until a batch of the current identity is acknowledged here, one
+    /// request at a time: a partition takes any first sequence from a
+    /// producer it does not know, so only once it knows this one does it
+    /// refuse a batch that overtook an earlier one. This also keeps a new
+    /// identity's batches behind those of the old one still in flight.
     fn has_room(&self, depth: Option<usize>) -> bool {
         if self.in_flight.iter().any(|r| r.retrying) {
             return false;
@@ -120,6 +129,7 @@ impl PartitionBatches {
         match (depth, self.in_flight.front()) {
             (_, None) => true,
             (None, Some(_)) => false,
+            (Some(_), Some(_)) if !self.confirmed => false,
             (Some(depth), Some(oldest)) => self.taken - oldest.first < depth as u64,
         }
     }
@@ -358,6 +368,7 @@ impl Accumulator {
         self.identity = None;
         for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
             partition.next_sequence = 0;
+            partition.confirmed = false;
         }
     }
 
@@ -391,6 +402,7 @@ impl Accumulator {
         self.transaction_failure = None;
         for partition in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
             partition.next_sequence = 0;
+            partition.confirmed = false;
             partition.in_transaction = false;
         }
     }
@@ -435,6 +447,15 @@ impl Accumulator {
             for request in batches.in_flight.iter_mut().filter(|r| r.ticket == ticket) {
                 request.retrying = retrying;
             }
+        }
+    }
+
+    /// Notes that a partition acknowledged a batch of `producer`: if that
+    /// is the current identity, the partition knows it, and pipelines.
+    pub(super) fn confirmed(&mut self, topic: &str, partition: u32, producer: ProducerIdentity) {
+        let current = self.identity == Some(producer);
+        if let Some(batches) = self.partition_mut(topic, partition) {
+            batches.confirmed |= current;
         }
     }
 

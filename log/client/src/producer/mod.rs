@@ -77,11 +77,13 @@ pub struct ProducerConfig {
     /// Records queued in the producer before `send` waits (default 100,000).
     pub buffer_records: usize,
     /// Bytes of one partition's batches one request carries at most
-    /// (default 4 MiB; at least one batch is always sent). A partition has
-    /// one request in flight at a time, so its batches that pile up
-    /// meanwhile go together in the next; Kafka's `max.request.size` is
-    /// 1 MiB, but a replicated write waits for a majority's fsync, and a
-    /// larger request carries more per round trip.
+    /// without idempotence (default 4 MiB; at least one batch is always
+    /// sent). Such a partition has one request in flight at a time, so
+    /// its batches that pile up meanwhile go together in the next;
+    /// Kafka's `max.request.size` is 1 MiB, but a replicated write waits
+    /// for a majority's fsync, and a larger request carries more per round
+    /// trip. An idempotent producer pipelines instead: one batch of a
+    /// partition per request, up to five in flight.
     pub max_request_bytes: usize,
     /// Idempotence (default on, as in Kafka 3+): the producer gets a
     /// producer id from the broker and numbers each partition's records,

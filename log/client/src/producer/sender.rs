@@ -1,6 +1,7 @@
 //! The sender task: takes ready batches from the accumulator, sends them in
-//! one request per round (several partitions each, and for each partition
-//! the batches its window holds), keeps at most `max_in_flight` requests
+//! one request per round (several partitions each: one batch of each
+//! partition when pipelined, else all its ready batches), keeps at most
+//! `max_in_flight` requests
 //! outstanding, and retries retriable failures. Requests are sent in
 //! order (`Client::produce_in_order`) from the sender's own loop, and
 //! answered in tasks of their own. An idempotent producer first asks the
@@ -61,7 +62,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             let ticket = ready.ticket;
             let pending = sendings(&shared, ready);
             let request = build_request(&pending, &shared.config);
-            let sent = shared.client.produce_in_order(request).await;
+            let sent = send_in_order(&shared, request).await;
             in_flight.spawn(complete_request(Arc::clone(&shared), ticket, pending, sent));
             continue;
         }
@@ -410,7 +411,13 @@ fn settle(
                 &[],
             ));
         match ClientError::from_code(code, message) {
-            None => sending.appended(Some(base), each),
+            None => {
+                sending.appended(Some(base), each);
+                if let Some(producer) = sending.producer {
+                    let mut accumulator = shared.accumulator.lock();
+                    accumulator.confirmed(sending.topic(), sending.partition(), producer);
+                }
+            }
             Some(e) if retriable_answer(&e) && budget.allows(config) => retry.push(sending),
             // An earlier request of the partition failed or is being
             // retried, so this one's sequence came too early: it goes
@@ -447,10 +454,7 @@ async fn resend(
         }
         answered.await;
     }
-    let sent = shared
-        .client
-        .produce_in_order(build_request(pending, &shared.config))
-        .await;
+    let sent = send_in_order(shared, build_request(pending, &shared.config)).await;
     {
         let mut accumulator = shared.accumulator.lock();
         for sending in pending {
@@ -459,6 +463,21 @@ async fn resend(
     }
     shared.wake_sender.notify_one();
     sent
+}
+
+/// Sends `request` in order, for at most the request timeout: a
+/// transport that sends by waiting for the answer (the trait's default)
+/// must not hold the sender, and with it every partition, for good.
+async fn send_in_order(shared: &Shared, request: ProduceRequest) -> crate::Result<PendingProduce> {
+    let timeout = shared.config.request_timeout;
+    let sending = shared.client.produce_in_order(request);
+    tokio::time::timeout(timeout, sending)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::Timeout(format!(
+                "the produce request was not sent within {timeout:?}"
+            )))
+        })
 }
 
 /// Whether a partition's refusal is worth sending again. Besides the

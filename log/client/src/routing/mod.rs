@@ -84,15 +84,28 @@ fn lazy_client(address: &str) -> Option<SpoolClient<Channel>> {
         false => format!("http://{address}"),
     };
     let endpoint = Endpoint::from_shared(uri).ok()?;
-    let channel = endpoint
+    Some(spool_client(tuned(endpoint).connect_lazy()))
+}
+
+/// How often a connection with requests open pings its broker, and how
+/// long it waits for the answer before it is taken for dead. A produce
+/// stream stays open, so without pings a broker that hangs or whose
+/// host vanishes (no FIN, no RST) would hold its requests until the
+/// kernel gives up, many minutes later.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `endpoint` with the settings of every connection to a broker.
+pub(crate) fn tuned(endpoint: Endpoint) -> Endpoint {
+    endpoint
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         // A broker whose host drops packets must not hold a request for
         // the kernel's minutes-long connect timeout.
         .connect_timeout(std::time::Duration::from_secs(10))
-        .connect_lazy();
-    Some(spool_client(channel))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
 }
 
 impl Routes {

@@ -9,9 +9,17 @@
 //! fails every request still waiting on it (a retriable transport error,
 //! or `NOT_LEADER` for its partitions on a cluster, as an unreachable
 //! leader answers in `call`), and the next request opens a new one.
+//!
+//! Order is what the broker's sequence checks rely on, not what they
+//! need: a request that overtakes an earlier one anyway (a stream that
+//! broke and was reopened, a leader that moved) is refused as out of
+//! sequence once the partition knows the producer, and the producer sends
+//! it again after the earlier one (`producer::sender`).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -24,20 +32,31 @@ use spool_protocol::proto::*;
 
 type Answer = oneshot::Sender<Result<ProduceResponse>>;
 
+/// How often a stream looks whether its oldest request's sender gave up
+/// waiting (the producer's request timeout ran out).
+const GIVE_UP_CHECK: Duration = Duration::from_secs(1);
+
 /// The open produce streams of a client, by broker (`None`: the
-/// bootstrap broker, on a single node).
+/// bootstrap broker, on a single node). Dropping them ends every stream:
+/// the broker answers what it was sent, then closes its side.
 #[derive(Default)]
 pub(super) struct ProduceStreams {
-    streams: Mutex<HashMap<Option<u32>, Arc<ProduceStream>>>,
+    streams: Mutex<HashMap<Option<u32>, ProduceStream>>,
 }
 
 /// One open stream: requests go out through `requests`, and `waiting`
-/// holds their answer slots in the same order.
+/// holds their answer slots in the same order. Only this handle holds
+/// `requests`, so the stream's task, which answers, does not keep the
+/// stream open once the client is gone.
 struct ProduceStream {
     requests: mpsc::UnboundedSender<ProduceRequest>,
+    waiting: Arc<Waiting>,
+}
+
+struct Waiting {
     /// Answer slots of the requests sent and not answered, oldest first;
     /// `None` once the stream ended (it takes no more requests).
-    waiting: Mutex<Option<VecDeque<Answer>>>,
+    slots: Mutex<Option<VecDeque<Answer>>>,
     address: String,
 }
 
@@ -53,13 +72,13 @@ impl ProduceStreams {
     ) -> oneshot::Receiver<Result<ProduceResponse>> {
         let (answer, answered) = oneshot::channel();
         let mut streams = self.streams.lock();
-        let stream = match streams.get(&broker) {
-            Some(stream) if stream.is_open() => Arc::clone(stream),
-            _ => {
-                let stream = ProduceStream::open(client(), address);
-                streams.insert(broker, Arc::clone(&stream));
-                stream
+        let stream = match streams.entry(broker) {
+            Entry::Occupied(open) if open.get().waiting.is_open() => open.into_mut(),
+            Entry::Occupied(mut ended) => {
+                ended.insert(ProduceStream::open(client(), address));
+                ended.into_mut()
             }
+            Entry::Vacant(none) => none.insert(ProduceStream::open(client(), address)),
         };
         stream.send(request, answer);
         answered
@@ -67,14 +86,13 @@ impl ProduceStreams {
 }
 
 impl ProduceStream {
-    fn open(mut client: SpoolClient<Channel>, address: String) -> Arc<ProduceStream> {
+    fn open(mut client: SpoolClient<Channel>, address: String) -> ProduceStream {
         let (requests, mut outgoing) = mpsc::unbounded_channel();
-        let stream = Arc::new(ProduceStream {
-            requests,
-            waiting: Mutex::new(Some(VecDeque::new())),
+        let waiting = Arc::new(Waiting {
+            slots: Mutex::new(Some(VecDeque::new())),
             address,
         });
-        let answering = Arc::clone(&stream);
+        let answering = Arc::clone(&waiting);
         tokio::spawn(async move {
             let outgoing = futures::stream::poll_fn(move |cx| outgoing.poll_recv(cx));
             let reason = match client.produce_stream(outgoing).await {
@@ -83,38 +101,54 @@ impl ProduceStream {
             };
             answering.close(&reason);
         });
-        stream
-    }
-
-    fn is_open(&self) -> bool {
-        self.waiting.lock().is_some()
+        ProduceStream { requests, waiting }
     }
 
     /// Sends `request`, or fails `answer` if the stream just ended.
     fn send(&self, request: ProduceRequest, answer: Answer) {
-        let mut waiting = self.waiting.lock();
-        match waiting.as_mut() {
+        let mut slots = self.waiting.slots.lock();
+        match slots.as_mut() {
             // Both under the lock: the slots stay in the requests' order.
             Some(slots) if self.requests.send(request).is_ok() => slots.push_back(answer),
             _ => {
-                let _ = answer.send(Err(self.broke("the produce stream ended")));
+                let _ = answer.send(Err(self.waiting.broke("the produce stream ended")));
             }
         }
     }
+}
+
+impl Waiting {
+    fn is_open(&self) -> bool {
+        self.slots.lock().is_some()
+    }
 
     /// Hands each answer to the oldest waiting request until the stream
-    /// ends; returns why it ended.
+    /// ends; returns why it ended. A stream whose oldest request was
+    /// given up on (its sender's timeout ran out) is ended too, as
+    /// Kafka's client closes a connection on a request timeout: the
+    /// broker may be hung, and the retry should not queue behind it.
     async fn answer(&self, mut answers: tonic::Streaming<ProduceResponse>) -> String {
+        let mut check = tokio::time::interval(GIVE_UP_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match answers.message().await {
-                Ok(Some(response)) => {
-                    let slot = self.waiting.lock().as_mut().and_then(VecDeque::pop_front);
-                    if let Some(slot) = slot {
-                        let _ = slot.send(Ok(response));
+            tokio::select! {
+                answer = answers.message() => match answer {
+                    Ok(Some(response)) => {
+                        let slot = self.slots.lock().as_mut().and_then(VecDeque::pop_front);
+                        if let Some(slot) = slot {
+                            let _ = slot.send(Ok(response));
+                        }
+                    }
+                    Ok(None) => return "the broker ended the produce stream".into(),
+                    Err(status) => return status.to_string(),
+                },
+                _ = check.tick() => {
+                    let slots = self.slots.lock();
+                    let oldest = slots.as_ref().and_then(VecDeque::front);
+                    if oldest.is_some_and(oneshot::Sender::is_closed) {
+                        return "a request on the produce stream timed out".into();
                     }
                 }
-                Ok(None) => return "the broker ended the produce stream".into(),
-                Err(status) => return status.to_string(),
             }
         }
     }
@@ -122,12 +156,14 @@ impl ProduceStream {
     /// Ends the stream: every request still waiting fails, and the next
     /// request opens a new stream.
     fn close(&self, reason: &str) {
-        let slots = self.waiting.lock().take().unwrap_or_default();
+        let slots = self.slots.lock().take().unwrap_or_default();
         for slot in slots {
             let _ = slot.send(Err(self.broke(reason)));
         }
     }
 
+    /// The error of a request the stream could not answer: a transport
+    /// failure, which the producer retries.
     fn broke(&self, reason: &str) -> ClientError {
         ClientError::Transport {
             address: self.address.clone(),
@@ -149,7 +185,7 @@ impl Routes {
                     .send(None, || self.bootstrap(), address.clone(), request);
             let state = Arc::clone(&self.state);
             return Ok(Box::pin(async move {
-                let answer = answered.await.unwrap_or_else(|_| Err(dropped(&address)))?;
+                let answer = answered.await.unwrap_or_else(|_| Err(gone(&address)))?;
                 super::forget(&state, ProduceRequest::stale(&answer));
                 Ok(answer)
             }));
@@ -160,38 +196,10 @@ impl Routes {
                 state.leaders.get(&(topic.to_string(), partition)).copied()
             })
         };
-        let mut answers = Vec::with_capacity(parts.len());
-        for (leader, part) in parts {
-            let unreachable = part.failed(
-                ErrorCode::NotLeader,
-                "the partition's leader is unreachable",
-            );
-            let broker = leader.and_then(|node| self.state.read().brokers.get(&node).cloned());
-            let answered: PendingProduce = match broker {
-                Some((address, client)) => {
-                    let answered = self.produce_streams.send(leader, || client, address, part);
-                    Box::pin(async move { answered.await.unwrap_or_else(|_| Err(dropped(""))) })
-                }
-                // A partition whose leader is unknown is asked of any
-                // broker, whose answer names the leader; its retry comes
-                // in order once the leader is known.
-                None => {
-                    let mut client = self.metadata_source();
-                    Box::pin(async move {
-                        let answer = client.produce(part).await;
-                        answer
-                            .map(tonic::Response::into_inner)
-                            .map_err(|status| dropped(&status.to_string()))
-                    })
-                }
-            };
-            answers.push(async move {
-                answered.await.unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "a partition leader did not answer");
-                    unreachable
-                })
-            });
-        }
+        let answers: Vec<_> = parts
+            .into_iter()
+            .map(|(leader, part)| self.send_part(leader, part))
+            .collect();
         let state = Arc::clone(&self.state);
         Ok(Box::pin(async move {
             let mut merged = ProduceResponse::default();
@@ -202,11 +210,56 @@ impl Routes {
             Ok(merged)
         }))
     }
+
+    /// Queues one leader's part of a request on its stream; the answer to
+    /// come gives its partitions `NOT_LEADER` if the leader cannot be
+    /// reached, as [`Routes::call`] does. A part whose leader is unknown
+    /// is answered `NOT_LEADER` at once, not sent to any broker: only a
+    /// leader's stream keeps the order, and the retry, after fresh
+    /// metadata, goes to the leader.
+    fn send_part(
+        &self,
+        leader: Option<u32>,
+        part: ProduceRequest,
+    ) -> impl std::future::Future<Output = ProduceResponse> + Send + 'static {
+        let broker = leader.and_then(|node| self.state.read().brokers.get(&node).cloned());
+        let (unreachable, answered) = match broker {
+            Some((address, client)) => {
+                let unreachable = part.failed(
+                    ErrorCode::NotLeader,
+                    "the partition's leader is unreachable",
+                );
+                let answered = self
+                    .produce_streams
+                    .send(leader, || client, address.clone(), part);
+                (unreachable, Some((answered, address)))
+            }
+            None => {
+                let unknown =
+                    part.failed(ErrorCode::NotLeader, "the partition's leader is unknown");
+                (unknown, None)
+            }
+        };
+        async move {
+            let Some((answered, address)) = answered else {
+                return unreachable;
+            };
+            match answered.await.unwrap_or_else(|_| Err(gone(&address))) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a partition leader did not answer");
+                    unreachable
+                }
+            }
+        }
+    }
 }
 
-fn dropped(reason: &str) -> ClientError {
+/// The error of a request whose stream's task went away without
+/// answering it (it panicked, or the runtime is shutting down).
+fn gone(address: &str) -> ClientError {
     ClientError::Transport {
-        address: String::new(),
-        reason: format!("the produce stream went away: {reason}"),
+        address: address.to_string(),
+        reason: "the produce stream went away".into(),
     }
 }
