@@ -3,7 +3,7 @@
 //! order they were sent, each once, when requests in the middle of the
 //! pipeline are not sent at all or their answers are lost (the request
 //! was appended; the producer cannot tell). Without idempotence a
-//! partition keeps one request in flight.
+//! partition keeps one request in flight, sent as a unary `Produce`.
 //!
 //! The client reaches a broker over gRPC through a transport that counts
 //! the produce requests in flight, holds each answer a little (so that
@@ -36,6 +36,13 @@ struct Faults {
     lost_every: Option<usize>,
 }
 
+impl Faults {
+    const NONE: Faults = Faults {
+        unsent_every: None,
+        lost_every: None,
+    };
+}
+
 struct Pipeline {
     inner: Client,
     faults: Faults,
@@ -60,12 +67,27 @@ fn hits(every: Option<usize>, n: usize) -> bool {
     every.is_some_and(|every| n % every == 0)
 }
 
+impl Pipeline {
+    /// A unary produce (a producer without idempotence sends those),
+    /// counted and held as the ordered ones are.
+    async fn counted_produce(&self, request: ProduceRequest) -> Result<ProduceResponse> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        let answer = self.inner.produce(request).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        answer
+    }
+}
+
 macro_rules! pipeline_transport {
+    (@call produce $self:ident $request:ident) => { $self.counted_produce($request).await };
+    (@call $name:ident $self:ident $request:ident) => { $self.inner.$name($request).await };
     ($($kind:ident $name:ident($request:ty) -> $response:ty;)*) => {
         impl Transport for Pipeline {
             $(
                 fn $name(&self, request: $request) -> BoxFuture<'_, Result<$response>> {
-                    Box::pin(self.inner.$name(request))
+                    Box::pin(async move { pipeline_transport!(@call $name self request) })
                 }
             )*
 
@@ -185,14 +207,7 @@ fn in_order() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_producer_pipelines_a_partition_and_keeps_its_order() {
-    let run = produce(
-        true,
-        Faults {
-            unsent_every: None,
-            lost_every: None,
-        },
-    )
-    .await;
+    let run = produce(true, Faults::NONE).await;
     assert!(
         run.values == in_order(),
         "the log holds the records in order"
@@ -228,14 +243,7 @@ async fn unsent_requests_and_lost_answers_in_a_pipeline_keep_order_and_append_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_idempotence_a_partition_keeps_one_request_in_flight() {
-    let run = produce(
-        false,
-        Faults {
-            unsent_every: None,
-            lost_every: None,
-        },
-    )
-    .await;
+    let run = produce(false, Faults::NONE).await;
     assert!(
         run.values == in_order(),
         "the log holds the records in order"

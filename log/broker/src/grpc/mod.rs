@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status, Streaming};
 
@@ -80,6 +81,10 @@ pub async fn serve(
         streams.stop_streams();
     };
     tonic::transport::Server::builder()
+        // A client whose host vanished (no FIN, no RST) would otherwise
+        // hold its produce stream, and the task serving it, for good.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)

@@ -78,10 +78,11 @@ async fn serve(
                     }
                     // The client sent its last request: answer the rest.
                     Ok(None) => reading = false,
-                    // The connection broke: nobody is left to answer.
+                    // A request that cannot be read ends the reading; what
+                    // was proposed is still answered, if anyone listens.
                     Err(status) => {
                         tracing::debug!(%status, "a produce stream broke");
-                        return;
+                        reading = false;
                     }
                 }
             }

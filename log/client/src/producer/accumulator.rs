@@ -279,10 +279,13 @@ impl Accumulator {
             }
             // Pipelined, a request carries one batch per partition, as
             // Kafka's do: the window then holds several requests, each
-            // answered as soon as it is committed. Otherwise it carries
-            // everything that piled up during the last round trip.
+            // answered as soon as it is committed. Until the partition
+            // pipelines (see `has_room`), its one request carries up to
+            // a window's worth; without idempotence, everything that
+            // piled up during the last round trip.
             let room = match depth {
-                Some(_) => 1,
+                Some(_) if batches.confirmed => 1,
+                Some(depth) => depth,
                 None => usize::MAX,
             };
             let mut group = Vec::new();

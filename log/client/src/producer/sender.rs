@@ -468,14 +468,23 @@ async fn resend(
 /// Sends `request` in order, for at most the request timeout: a
 /// transport that sends by waiting for the answer (the trait's default)
 /// must not hold the sender, and with it every partition, for good.
+///
+/// Without idempotence a request goes as a unary `Produce` of its own:
+/// such a partition has one request in flight anyway, and on a stream a
+/// request failed with the stream (a slow one ahead of it timed out)
+/// could still be appended, then appended again by its retry.
 async fn send_in_order(shared: &Shared, request: ProduceRequest) -> crate::Result<PendingProduce> {
+    if !shared.accumulator.lock().idempotent {
+        let client = shared.client.clone();
+        return Ok(Box::pin(async move { client.produce(request).await }));
+    }
     let timeout = shared.config.request_timeout;
     let sending = shared.client.produce_in_order(request);
     tokio::time::timeout(timeout, sending)
         .await
         .unwrap_or_else(|_| {
             Err(ClientError::Timeout(format!(
-                "the produce request was not sent within {timeout:?}"
+                "the produce request was not sent in order within {timeout:?}"
             )))
         })
 }

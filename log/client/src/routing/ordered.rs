@@ -16,7 +16,6 @@
 //! sequence once the partition knows the producer, and the producer sends
 //! it again after the earlier one (`producer::sender`).
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,25 +43,32 @@ pub(super) struct ProduceStreams {
     streams: Mutex<HashMap<Option<u32>, ProduceStream>>,
 }
 
-/// One open stream: requests go out through `requests`, and `waiting`
-/// holds their answer slots in the same order. Only this handle holds
-/// `requests`, so the stream's task, which answers, does not keep the
-/// stream open once the client is gone.
+/// The handle of one stream, kept by [`ProduceStreams`]; dropping it
+/// ends the stream.
 struct ProduceStream {
-    requests: mpsc::UnboundedSender<ProduceRequest>,
-    waiting: Arc<Waiting>,
+    shared: Arc<Shared>,
 }
 
-struct Waiting {
-    /// Answer slots of the requests sent and not answered, oldest first;
-    /// `None` once the stream ended (it takes no more requests).
-    slots: Mutex<Option<VecDeque<Answer>>>,
+/// What a stream's handle and its answering task share.
+struct Shared {
+    /// `None` once the stream ended: it takes no more requests.
+    open: Mutex<Option<Open>>,
     address: String,
+}
+
+/// An open stream: requests go out through `requests`, and `slots` holds
+/// their answer slots in the same order. Ending the stream drops
+/// `requests`, which ends the request side on the wire too, so the
+/// broker stops reading, answers what it read, and ends its side.
+struct Open {
+    requests: mpsc::UnboundedSender<ProduceRequest>,
+    slots: VecDeque<Answer>,
 }
 
 impl ProduceStreams {
     /// Queues `request` on the stream to `broker` (reached with `client`
-    /// at `address`), opening one if none is open; resolves to its answer.
+    /// at `address`), opening one if none is open or the open one just
+    /// ended; resolves to its answer.
     fn send(
         &self,
         broker: Option<u32>,
@@ -72,15 +78,19 @@ impl ProduceStreams {
     ) -> oneshot::Receiver<Result<ProduceResponse>> {
         let (answer, answered) = oneshot::channel();
         let mut streams = self.streams.lock();
-        let stream = match streams.entry(broker) {
-            Entry::Occupied(open) if open.get().waiting.is_open() => open.into_mut(),
-            Entry::Occupied(mut ended) => {
-                ended.insert(ProduceStream::open(client(), address));
-                ended.into_mut()
-            }
-            Entry::Vacant(none) => none.insert(ProduceStream::open(client(), address)),
+        let queued = match streams.get(&broker) {
+            Some(stream) => stream.shared.send(request, answer),
+            None => Err((request, answer)),
         };
-        stream.send(request, answer);
+        if let Err((request, answer)) = queued {
+            let stream = ProduceStream::open(client(), address);
+            // A stream just opened takes it, unless its task already
+            // failed (the runtime shutting down): then the answer says so.
+            if let Err((_, answer)) = stream.shared.send(request, answer) {
+                let _ = answer.send(Err(stream.shared.broke("the produce stream ended")));
+            }
+            streams.insert(broker, stream);
+        }
         answered
     }
 }
@@ -88,11 +98,14 @@ impl ProduceStreams {
 impl ProduceStream {
     fn open(mut client: SpoolClient<Channel>, address: String) -> ProduceStream {
         let (requests, mut outgoing) = mpsc::unbounded_channel();
-        let waiting = Arc::new(Waiting {
-            slots: Mutex::new(Some(VecDeque::new())),
+        let shared = Arc::new(Shared {
+            open: Mutex::new(Some(Open {
+                requests,
+                slots: VecDeque::new(),
+            })),
             address,
         });
-        let answering = Arc::clone(&waiting);
+        let answering = Arc::clone(&shared);
         tokio::spawn(async move {
             let outgoing = futures::stream::poll_fn(move |cx| outgoing.poll_recv(cx));
             let reason = match client.produce_stream(outgoing).await {
@@ -101,25 +114,36 @@ impl ProduceStream {
             };
             answering.close(&reason);
         });
-        ProduceStream { requests, waiting }
-    }
-
-    /// Sends `request`, or fails `answer` if the stream just ended.
-    fn send(&self, request: ProduceRequest, answer: Answer) {
-        let mut slots = self.waiting.slots.lock();
-        match slots.as_mut() {
-            // Both under the lock: the slots stay in the requests' order.
-            Some(slots) if self.requests.send(request).is_ok() => slots.push_back(answer),
-            _ => {
-                let _ = answer.send(Err(self.waiting.broke("the produce stream ended")));
-            }
-        }
+        ProduceStream { shared }
     }
 }
 
-impl Waiting {
-    fn is_open(&self) -> bool {
-        self.slots.lock().is_some()
+impl Drop for ProduceStream {
+    fn drop(&mut self) {
+        self.shared.close("the client was dropped");
+    }
+}
+
+impl Shared {
+    /// Sends `request` with its answer slot, both under the lock so that
+    /// the slots stay in the requests' order; gives them back if the
+    /// stream ended.
+    fn send(
+        &self,
+        request: ProduceRequest,
+        answer: Answer,
+    ) -> std::result::Result<(), (ProduceRequest, Answer)> {
+        let mut open = self.open.lock();
+        let Some(open) = open.as_mut() else {
+            return Err((request, answer));
+        };
+        match open.requests.send(request) {
+            Ok(()) => {
+                open.slots.push_back(answer);
+                Ok(())
+            }
+            Err(mpsc::error::SendError(request)) => Err((request, answer)),
+        }
     }
 
     /// Hands each answer to the oldest waiting request until the stream
@@ -134,7 +158,7 @@ impl Waiting {
             tokio::select! {
                 answer = answers.message() => match answer {
                     Ok(Some(response)) => {
-                        let slot = self.slots.lock().as_mut().and_then(VecDeque::pop_front);
+                        let slot = self.open.lock().as_mut().and_then(|o| o.slots.pop_front());
                         if let Some(slot) = slot {
                             let _ = slot.send(Ok(response));
                         }
@@ -143,8 +167,8 @@ impl Waiting {
                     Err(status) => return status.to_string(),
                 },
                 _ = check.tick() => {
-                    let slots = self.slots.lock();
-                    let oldest = slots.as_ref().and_then(VecDeque::front);
+                    let open = self.open.lock();
+                    let oldest = open.as_ref().and_then(|o| o.slots.front());
                     if oldest.is_some_and(oneshot::Sender::is_closed) {
                         return "a request on the produce stream timed out".into();
                     }
@@ -156,8 +180,10 @@ impl Waiting {
     /// Ends the stream: every request still waiting fails, and the next
     /// request opens a new stream.
     fn close(&self, reason: &str) {
-        let slots = self.slots.lock().take().unwrap_or_default();
-        for slot in slots {
+        let Some(open) = self.open.lock().take() else {
+            return;
+        };
+        for slot in open.slots {
             let _ = slot.send(Err(self.broke(reason)));
         }
     }
