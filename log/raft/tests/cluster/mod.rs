@@ -36,11 +36,22 @@ pub const GROUP: &str = "events-0";
 /// Faster elections than production's, so fault tests take seconds; still
 /// well above a loaded two-core machine's scheduling delays.
 fn test_raft_config() -> Arc<openraft::Config> {
+    raft_config(50, 400, 800)
+}
+
+/// A broker's own timings (`partition_raft_config`): a node's heartbeats
+/// must go unheard for 2 s before a follower grants a vote, longer than
+/// a loaded machine starves a leader (see [`Cluster::start_patient`]).
+fn patient_raft_config() -> Arc<openraft::Config> {
+    raft_config(100, 1000, 2000)
+}
+
+fn raft_config(heartbeat: u64, election_min: u64, election_max: u64) -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "test".into(),
-        heartbeat_interval: 50,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
+        heartbeat_interval: heartbeat,
+        election_timeout_min: election_min,
+        election_timeout_max: election_max,
         max_in_snapshot_log_to_keep: u64::MAX,
         snapshot_policy: openraft::SnapshotPolicy::Never,
         ..openraft::Config::default()
@@ -66,9 +77,21 @@ pub type Running = Arc<RwLock<BTreeMap<NodeId, Arc<PartitionReplica>>>>;
 impl Cluster {
     /// Starts one replica per voter and waits for a leader.
     pub async fn start(voters: &[NodeId], seed: u64) -> Cluster {
+        Cluster::start_with(voters, seed, test_raft_config()).await
+    }
+
+    /// [`Cluster::start`] with a broker's own election timings, for tests
+    /// that assert that no fair election happens: with the fast timings,
+    /// ten clusters' tests in parallel on two cores can starve a leader
+    /// long enough for one.
+    pub async fn start_patient(voters: &[NodeId], seed: u64) -> Cluster {
+        Cluster::start_with(voters, seed, patient_raft_config()).await
+    }
+
+    async fn start_with(voters: &[NodeId], seed: u64, config: Arc<openraft::Config>) -> Cluster {
         let mut cluster = Cluster {
             network: InProcessNetwork::new(seed),
-            config: test_raft_config(),
+            config,
             voters: voters.to_vec(),
             dirs: voters
                 .iter()
