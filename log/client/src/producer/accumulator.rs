@@ -465,11 +465,15 @@ impl Accumulator {
     /// Whether request `ticket` is the oldest in flight for a partition:
     /// nothing sent before it is still to be answered there.
     pub(super) fn is_oldest(&self, topic: &str, partition: u32, ticket: u64) -> bool {
+        self.partition(topic, partition)
+            .and_then(|p| p.in_flight.front())
+            .is_none_or(|oldest| oldest.ticket == ticket)
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionBatches> {
         let slot = self.index.get(topic).copied();
         slot.and_then(|i| self.topics.get(i))
             .and_then(|t| t.partitions.get(partition as usize))
-            .and_then(|p| p.in_flight.front())
-            .is_none_or(|oldest| oldest.ticket == ticket)
     }
 
     fn partition_mut(&mut self, topic: &str, partition: u32) -> Option<&mut PartitionBatches> {

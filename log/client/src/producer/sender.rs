@@ -474,7 +474,7 @@ async fn resend(
 /// request failed with the stream (a slow one ahead of it timed out)
 /// could still be appended, then appended again by its retry.
 async fn send_in_order(shared: &Shared, request: ProduceRequest) -> crate::Result<PendingProduce> {
-    if !shared.accumulator.lock().idempotent {
+    if !shared.config.is_idempotent() {
         let client = shared.client.clone();
         return Ok(Box::pin(async move { client.produce(request).await }));
     }
