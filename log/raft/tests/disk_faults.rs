@@ -135,18 +135,17 @@ async fn a_power_cut_loses_only_acks_leader_writes_past_the_high_watermark() {
     for node in 1..=3 {
         cluster.disk(node).slow_syncs(Duration::from_millis(5));
     }
-    let leader = cluster.wait_for_leader(TIMEOUT).await;
-    let replica = cluster.replica(leader);
-    // Some committed first, so that the high watermark is past records.
+    // Some committed first, so that the high watermark is past records;
+    // through whichever node leads (a loaded machine may move the
+    // leadership under slowed fsyncs even here).
     let mut acknowledged = Vec::new();
     for i in 0..50 {
         let value = format!("all-{i}");
-        let placed = replica
-            .append(cluster::value_batch(&value), TIMEOUT)
-            .await
-            .unwrap();
+        let placed = cluster.produce(&value, TIMEOUT).await.unwrap();
         acknowledged.push((placed.base_offset, value));
     }
+    let leader = cluster.wait_for_leader(TIMEOUT).await;
+    let replica = cluster.replica(leader);
     for i in 0..300 {
         let value = format!("leader-{i}");
         let batch = cluster::value_batch(&value).into();
